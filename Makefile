@@ -1,0 +1,31 @@
+# The two commands of the README do all the set-up themselves:
+#   make demo   -> installs into .venv (CPU torch, pinned versions) and runs the main job
+#   make test   -> installs into .venv and runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deltahub-installed
+
+.PHONY: install demo test bench clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: a CPU wheel; an unpinned torch would pull several GB of CUDA packages
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,eval]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/deltahub demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)
