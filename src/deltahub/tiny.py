@@ -96,3 +96,36 @@ def build_tiny_model(
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def build_random_adapter(
+    base: str | Path,
+    out: str | Path,
+    r: int = 4,
+    alpha: float = 8,
+    seed: int = 0,
+    target_modules: list[str] | str = "all-linear",
+    std: float = 0.05,
+    **lora_kwargs,
+) -> Path:
+    """Save a PEFT LoRA adapter on ``base`` with random, non-zero A and B factors.
+
+    Training would give the same kind of folder; random factors make every module's delta
+    non-trivial, which is what merge and registry tests need.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=target_modules, lora_dropout=0.0,
+                        task_type="CAUSAL_LM", **lora_kwargs)
+    peft_model = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+    out = Path(out)
+    peft_model.save_pretrained(out)
+    return out

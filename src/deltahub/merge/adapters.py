@@ -1,0 +1,158 @@
+"""Reading PEFT LoRA adapter folders as per-module low-rank updates, lazily.
+
+An adapter is read module by module from its safetensors file, so merging N adapters holds one
+module's factors per adapter at a time, never N whole adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import AdapterError
+from .lowrank import LowRank
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_NAMES = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth", "pytorch_model.bin")
+_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>A|B)(?:\.[^.]+)?\.weight$")
+
+
+def _pattern_value(patterns: dict, module: str, default):
+    """PEFT's rule for ``rank_pattern``/``alpha_pattern``: the first key whose regex matches a
+    suffix of the module name (``(.*\\.)?(key)$``)."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+@dataclass
+class LoraAdapter:
+    """A PEFT LoRA adapter folder; ``modules`` maps base weight names (without ``.weight``) to
+    their :class:`LowRank` update with the LoRA scale folded into B, read on access."""
+
+    path: Path
+    config: dict
+    keys: dict[str, tuple[str, str]] = field(repr=False)  # module -> (key of A, key of B)
+
+    @property
+    def base_model(self) -> str | None:
+        return self.config.get("base_model_name_or_path")
+
+    @property
+    def module_names(self) -> list[str]:
+        return list(self.keys)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def scale(self, module: str, rank: int) -> float:
+        """α/r (or α/√r with rsLoRA), with PEFT's per-module ``rank_pattern``/``alpha_pattern``."""
+        alpha = _pattern_value(self.config.get("alpha_pattern") or {}, module, self.config.get("lora_alpha", 8))
+        r = _pattern_value(self.config.get("rank_pattern") or {}, module, self.config.get("r", rank))
+        if r != rank:
+            raise AdapterError(f"{self.path}: module {module} has rank {rank} but the config says {r}",
+                               "the adapter's weights and adapter_config.json disagree; re-export the adapter")
+        return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
+
+    def module(self, name: str) -> LowRank:
+        from safetensors import safe_open
+
+        key_a, key_b = self.keys[name]
+        with safe_open(self.path / WEIGHTS_NAME, framework="pt") as f:
+            A, B = f.get_tensor(key_a), f.get_tensor(key_b)
+        if B.ndim != 2 or A.ndim != 2:
+            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer (A {tuple(A.shape)}, B {tuple(B.shape)})",
+                               "only LoRA on linear layers can be merged")
+        if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
+            raise AdapterError(f"{self.path}: module {name} has NaN or Inf in its LoRA factors",
+                               "the adapter is corrupt or training diverged; retrain or drop it")
+        A32, B32 = A.to(torch.float32), B.to(torch.float32)
+        return LowRank(B32 * self.scale(name, A.shape[0]), A32)
+
+    @property
+    def modules(self) -> Mapping[str, LowRank]:
+        return _LazyModules(self)
+
+
+class _LazyModules(Mapping):
+    def __init__(self, adapter: LoraAdapter):
+        self._adapter = adapter
+
+    def __getitem__(self, name: str) -> LowRank:
+        if name not in self._adapter.keys:
+            raise KeyError(name)
+        return self._adapter.module(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._adapter.keys)
+
+    def __len__(self) -> int:
+        return len(self._adapter.keys)
+
+
+def load_adapter(path: str | Path) -> LoraAdapter:
+    """Open and check a PEFT LoRA adapter folder (config and tensor names; tensors load lazily)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AdapterError(f"adapter folder {path} does not exist", "pass a PEFT adapter folder or a Hub repo id")
+    config_file = path / CONFIG_NAME
+    if not config_file.exists():
+        raise AdapterError(f"{path} has no {CONFIG_NAME}: not a PEFT adapter folder",
+                           "pass the folder written by save_pretrained() of a PeftModel")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterError(f"{config_file} is not valid JSON ({exc.msg})", "re-export the adapter") from exc
+    peft_type = str(config.get("peft_type", "")).upper()
+    if peft_type != "LORA":
+        raise AdapterError(f"{path} is a {peft_type or 'unknown'} adapter; only LoRA adapters can be merged",
+                           "train the delta as a LoRA adapter")
+    if config.get("use_dora"):
+        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be merged here",
+                           "train the delta with plain LoRA (use_dora=False)")
+    if config.get("modules_to_save"):
+        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) via modules_to_save",
+                           "train the delta without modules_to_save so it is a pure LoRA delta")
+    if config.get("lora_bias"):
+        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank", "train without lora_bias")
+    weights = path / WEIGHTS_NAME
+    if not weights.exists():
+        pickled = [n for n in PICKLE_NAMES if (path / n).exists()]
+        if pickled:
+            raise AdapterError(f"{path} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
+                               "convert the adapter to safetensors (save_pretrained(..., safe_serialization=True))")
+        raise AdapterError(f"{path} has no {WEIGHTS_NAME}", "pass a complete PEFT adapter folder")
+    from safetensors import safe_open
+
+    parts: dict[str, dict[str, str]] = {}
+    with safe_open(weights, framework="pt") as f:
+        names = list(f.keys())
+    for key in names:
+        m = _KEY.match(key)
+        if m is None:
+            if "lora_embedding" in key or "lora_magnitude" in key:
+                raise AdapterError(f"{path}: tensor {key} is not a linear LoRA factor",
+                                   "only LoRA on linear layers (no embedding LoRA, no DoRA) can be merged")
+            raise AdapterError(f"{path}: unexpected tensor {key} in {WEIGHTS_NAME}",
+                               "the adapter holds weights other than LoRA factors; remove them or retrain")
+        parts.setdefault(m["module"], {})[m["part"]] = key
+    incomplete = [mod for mod, p in parts.items() if set(p) != {"A", "B"}]
+    if incomplete:
+        raise AdapterError(f"{path}: module {incomplete[0]} lacks its lora_A or lora_B tensor", "re-export the adapter")
+    if not parts:
+        raise AdapterError(f"{path}: {WEIGHTS_NAME} holds no LoRA factors", "pass a trained LoRA adapter")
+    keys = {mod: (p["A"], p["B"]) for mod, p in sorted(parts.items(), key=lambda kv: _natural_key(kv[0]))}
+    return LoraAdapter(path=path, config=config, keys=keys)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]

@@ -1,0 +1,296 @@
+"""``merge_adapters``: read N LoRA adapters, merge module by module, write an adapter or a model.
+
+Peak memory is one module's factors from each adapter plus the output, never N full models.
+The output folder appears only when complete (written to a temporary sibling, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_dir, check_output_dir
+from ..errors import InputError
+from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter
+from .lowrank import LowRank
+from .methods import METHODS, gam_agreement, merge_module, method_spec, resolve_params
+from .writers import write_adapter, write_full_model
+
+
+@dataclass
+class MergeInput:
+    """One delta to merge: where it came from (for the card) and its local folder."""
+
+    spec: str
+    path: Path
+    repo: str | None = None
+    revision: str | None = None
+
+
+@dataclass
+class MergePlan:
+    """What a merge will do, checked before any output is written."""
+
+    inputs: list[MergeInput]
+    adapters: list[LoraAdapter]
+    method: str
+    weights: list[float]
+    params: dict[str, Any]
+    modules: list[str]
+    missing: dict[str, list[str]] = field(default_factory=dict)  # module -> specs of adapters that lack it
+
+
+def resolve_input(spec: str | Path) -> MergeInput:
+    """A local adapter folder, or ``NS/NAME[@REV]`` pulled from the registry."""
+    path = Path(spec)
+    if path.exists():
+        return MergeInput(spec=str(spec), path=path)
+    text = str(spec)
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        try:
+            from ..registry.pull import pull_with_info  # noqa: PLC0415
+        except ImportError as exc:  # pragma: no cover - registry missing from this build
+            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable", "pass a local adapter folder") from exc
+        local, repo, revision = pull_with_info(text)
+        return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
+    raise InputError(f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+
+
+def plan_merge(
+    inputs: list[str | Path | MergeInput],
+    method: str = "gam",
+    weights: list[float] | None = None,
+    params: dict[str, Any] | None = None,
+    allow_base_mismatch: bool = False,
+) -> MergePlan:
+    """Check the inputs and parameters and decide which modules to merge (no heavy work)."""
+    if not inputs:
+        raise InputError("no adapters to merge", "pass one or more adapter folders or repo ids")
+    method_spec(method)
+    resolved = [i if isinstance(i, MergeInput) else resolve_input(i) for i in inputs]
+    adapters = [load_adapter(i.path) for i in resolved]
+    if weights is not None and len(weights) != len(adapters):
+        raise InputError(f"{len(weights)} weights for {len(adapters)} adapters", "give one weight per adapter")
+    weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
+    params = dict(params or {})
+    if method == "gam" and isinstance(params.get("reference"), str) and params["reference"] != "auto":
+        params["reference"] = _reference_index(params["reference"], resolved)
+    params = resolve_params(method, params)
+    bases = {a.base_model for a in adapters}
+    if len(bases) > 1 and not allow_base_mismatch:
+        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters))
+        raise InputError(f"adapters were trained on different base models ({listing})",
+                         "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model")
+    all_modules: list[str] = []
+    for a in adapters:
+        all_modules.extend(m for m in a.module_names if m not in all_modules)
+    missing = {m: [i.spec for i, a in zip(resolved, adapters) if m not in a.keys] for m in all_modules}
+    missing = {m: specs for m, specs in missing.items() if specs}
+    return MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
+
+
+def _reference_index(reference: str, inputs: list[MergeInput]) -> int:
+    for i, inp in enumerate(inputs):
+        if reference in (inp.spec, inp.repo, str(inp.path), inp.path.name):
+            return i
+    if reference.isdigit():
+        return int(reference)
+    raise InputError(f"GAM reference {reference!r} is none of the inputs",
+                     "pass an index, 'auto', or one of: " + ", ".join(i.spec for i in inputs))
+
+
+def _module_deltas(plan: MergePlan, module: str) -> tuple[list[LowRank], list[float]]:
+    """The deltas of one module; an adapter that lacks the module contributes a zero delta."""
+    present = [(a.modules[module], w) for a, w in zip(plan.adapters, plan.weights) if module in a.keys]
+    shapes = {d.shape for d, _ in present}
+    if len(shapes) > 1:
+        raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
+                         "merge adapters trained on the same base model")
+    deltas, weights = [], []
+    d, k = present[0][0].shape
+    for a, w in zip(plan.adapters, plan.weights):
+        if module in a.keys:
+            deltas.append(a.modules[module])
+        else:
+            deltas.append(LowRank(torch.zeros(d, 1), torch.zeros(1, k)))
+        weights.append(w)
+    return deltas, weights
+
+
+def _auto_reference(plan: MergePlan) -> int:
+    """Pick GAM's reference once for the whole model: the adapter whose subspaces agree most
+    with the others, summed over modules (a reference is one adapter, as in the paper)."""
+    scores = torch.zeros(len(plan.adapters), dtype=torch.float64)
+    for module in plan.modules:
+        if module in plan.missing:
+            continue
+        deltas, _ = _module_deltas(plan, module)
+        scores += gam_agreement(deltas)
+    return int(torch.argmax(scores))
+
+
+def _prepared_params(plan: MergePlan) -> dict[str, Any]:
+    """The per-module parameters, with GAM's ``reference="auto"`` resolved once for the model."""
+    params = dict(plan.params)
+    if plan.method == "gam" and params.get("reference") == "auto" and len(plan.adapters) > 1:
+        params["reference"] = plan.params["reference_resolved"] = _auto_reference(plan)
+    return params
+
+
+def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank | torch.Tensor:
+    deltas, weights = _module_deltas(plan, module)
+    return merge_module(plan.method, deltas, weights, **params)
+
+
+def merged_updates(plan: MergePlan, progress: bool = True):
+    """Yield ``(module, result)`` for every module; result is a LowRank or a dense tensor."""
+    params = _prepared_params(plan)
+    for module in tqdm(plan.modules, desc=f"merging ({plan.method})", unit="module", disable=not progress):
+        yield module, _merge_one(plan, module, params)
+
+
+def merge_adapters(
+    inputs: list[str | Path | MergeInput],
+    out: str | Path,
+    method: str = "gam",
+    weights: list[float] | None = None,
+    params: dict[str, Any] | None = None,
+    base: str | Path | None = None,
+    full: bool = False,
+    overwrite: bool = False,
+    allow_base_mismatch: bool = False,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Merge LoRA adapters with ``method`` and write a PEFT adapter (default) or, with
+    ``base`` and ``full``, a full model. Returns the output folder."""
+    out = check_output_dir(out, overwrite)
+    plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
+    spec = METHODS[method]
+    if full and base is None:
+        raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
+    if not full and not spec.low_rank:
+        raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+                         "pass --base MODEL --full to write a merged full model")
+    base_path = Path(base) if base is not None else None
+    if base_path is not None and not base_path.is_dir():
+        base_path = resolve_input(str(base)).path
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        if len(plan.adapters) == 1 and not full and method in ("gam", "average") and plan.weights[0] > 0 and \
+                plan.params.get("scale", 1.0) == 1.0:
+            # One adapter in, the same adapter out (bit for bit).
+            shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
+            shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
+        elif full:
+            params = _prepared_params(plan)
+            with tqdm(total=len(plan.modules), desc=f"merging ({method})", unit="module", disable=not progress) as bar:
+                missing = write_full_model(
+                    tmp, base_path, lambda m: _dense(_merge_one(plan, m, params)), plan.modules, on_module=bar.update,
+                )
+            if missing:
+                raise InputError(f"base model {base_path} has no weight for module {missing[0]}",
+                                 "merge adapters trained on this base model")
+        else:
+            modules = {m: r for m, r in merged_updates(plan, progress)}
+            out_dtype = dtype or _input_dtype(plan)
+            write_adapter(tmp, modules, plan.adapters[0].config, out_dtype)
+        _write_provenance(tmp, plan, base, full, command)
+    return out
+
+
+def _dense(result: LowRank | torch.Tensor) -> torch.Tensor:
+    return result.dense(torch.float32) if isinstance(result, LowRank) else result.to(torch.float32)
+
+
+def _input_dtype(plan: MergePlan) -> torch.dtype:
+    """float32 unless every input was stored in a narrower float type."""
+    from safetensors import safe_open
+
+    dtypes = set()
+    for a in plan.adapters:
+        with safe_open(a.path / WEIGHTS_NAME, framework="pt") as f:
+            dtypes.add(f.get_slice(next(iter(f.keys()))).get_dtype())
+    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32) if len(dtypes) == 1 else torch.float32
+
+
+def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> str:
+    """The ``deltahub merge`` command line that reproduces this merge."""
+    parts = ["deltahub", "merge"]
+    for i in plan.inputs:
+        parts.append(f"{i.repo}@{i.revision}" if i.repo and i.revision else i.spec)
+    parts += ["--method", plan.method]
+    if any(w != 1.0 for w in plan.weights):
+        parts += ["--weights", ",".join(f"{w:g}" for w in plan.weights)]
+    spec = METHODS[plan.method]
+    for key, default in spec.params.items():
+        value = plan.params.get(key, default)
+        if value != default:
+            parts += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    if base is not None:
+        parts += ["--base", str(base)]
+    if full:
+        parts.append("--full")
+    parts += ["--out", "OUT"]
+    return shlex.join(parts)
+
+
+def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None) -> None:
+    """``deltahub.json`` (the card's machine-readable block) and the README card."""
+    from ..atomic import atomic_write_text
+
+    student = plan.adapters[0].base_model
+    block = {
+        "schema_version": 1,
+        "kind": "merged",
+        "student": {"model": str(base) if base is not None else student, "revision": None},
+        "merge": {
+            "method": plan.method,
+            "pretty_name": METHODS[plan.method].pretty_name,
+            "reference_url": METHODS[plan.method].reference_url,
+            "parameters": {k: v for k, v in plan.params.items()},
+            "weights": plan.weights,
+            "output": "full-model" if full else "adapter",
+            "deltas": [
+                {"repo": i.repo, "revision": i.revision, "path": None if i.repo else str(i.path), "spec": i.spec}
+                for i in plan.inputs
+            ],
+            "missing_modules": plan.missing,
+            "command": reproduce_command(plan, base, full),
+        },
+    }
+    atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
+    try:
+        from ..registry.cards import write_card  # noqa: PLC0415
+    except ImportError:
+        write_card = None
+    if write_card is not None:
+        write_card(out, kind="merged")
+    else:
+        atomic_write_text(out / "README.md", _fallback_card(block))
+
+
+def _fallback_card(block: dict) -> str:
+    merge = block["merge"]
+    lines = [
+        "---", "library_name: peft" if merge["output"] == "adapter" else "library_name: transformers",
+        "tags:", "- deltahub", "- merge", f"- {merge['method']}", "---", "",
+        f"# Merged preference deltas ({merge['pretty_name']})", "",
+        "| # | delta | revision | weight |", "|---|---|---|---|",
+    ]
+    for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"])):
+        lines.append(f"| {n} | {d['repo'] or d['path']} | {d['revision'] or '-'} | {w:g} |")
+    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), parameters: `{json.dumps(merge['parameters'])}`.", ""]
+    if merge["missing_modules"]:
+        lines.append("Modules missing from some adapters (a zero delta for them): "
+                     + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items()))
+        lines.append("")
+    lines += ["Reproduce:", "", "```bash", merge["command"], "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Low-rank updates ΔW = B·A and the linear algebra GAM needs, all in factor space.
+
+A rank-r update of a d×k weight never has to be formed densely to be decomposed: its thin SVD
+comes from QR(B), QR(Aᵀ) and the SVD of an r×r core, O((d+k)r²) instead of O(dk·min(d,k)).
+Computations run in float64 (the matrices involved are thin, so this is cheap) and results are
+returned in the dtype the caller asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+COMPUTE_DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """A low-rank weight update ΔW = B @ A; any LoRA scale is already folded into B.
+
+    B has shape [d, r] (d = output features), A has shape [r, k] (k = input features), the
+    same layout as PEFT's ``lora_B.weight`` and ``lora_A.weight``.
+    """
+
+    B: torch.Tensor
+    A: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.B.ndim != 2 or self.A.ndim != 2 or self.B.shape[1] != self.A.shape[0]:
+            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and {tuple(self.A.shape)}")
+
+    @property
+    def rank(self) -> int:
+        return self.B.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.B.shape[0], self.A.shape[1])
+
+    def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or self.B.dtype
+        return (self.B.to(COMPUTE_DTYPE) @ self.A.to(COMPUTE_DTYPE)).to(dtype)
+
+    def scaled(self, factor: float) -> LowRank:
+        return LowRank(self.B * factor, self.A)
+
+    def to(self, dtype: torch.dtype) -> LowRank:
+        return LowRank(self.B.to(dtype), self.A.to(dtype))
+
+    @staticmethod
+    def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
+        """Σ cᵢ·Bᵢ·Aᵢ exactly, as one update of rank Σ rᵢ: [c₁B₁ … cₙBₙ] · [A₁; …; Aₙ]."""
+        coefficients = coefficients or [1.0] * len(parts)
+        B = torch.cat([p.B.to(COMPUTE_DTYPE) * c for p, c in zip(parts, coefficients)], dim=1)
+        A = torch.cat([p.A.to(COMPUTE_DTYPE) for p in parts], dim=0)
+        return LowRank(B, A)
+
+
+@dataclass(frozen=True)
+class ThinSVD:
+    """ΔW = U · diag(S) · Vᵀ with U [d, r], S [r], V [k, r]; U and V have orthonormal columns."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    V: torch.Tensor
+
+
+def thin_svd(delta: LowRank) -> ThinSVD:
+    """The exact rank-r thin SVD of B·A, from the factors: QR(B), QR(Aᵀ), SVD of the r×r core."""
+    B = delta.B.to(COMPUTE_DTYPE)
+    A = delta.A.to(COMPUTE_DTYPE)
+    q_b, r_b = torch.linalg.qr(B)
+    q_a, r_a = torch.linalg.qr(A.T)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    return ThinSVD(q_b @ u, s, q_a @ vh.T)
+
+
+def procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The orthogonal R minimising ‖X·R − Y‖_F (closed form: SVD(XᵀY) = PΣQᵀ, R = PQᵀ)."""
+    P, _, Qt = torch.linalg.svd(X.T @ Y)
+    return P @ Qt
+
+
+def nearest_orthonormal(X: torch.Tensor) -> torch.Tensor:
+    """The matrix with orthonormal columns closest to X in Frobenius norm (its polar factor)."""
+    P, _, Qt = torch.linalg.svd(X, full_matrices=False)
+    return P @ Qt
+
+
+def orthonormal_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q, R = QR(M), reduced: the basis of M's column space used by the factor-space methods."""
+    return torch.linalg.qr(M.to(COMPUTE_DTYPE))
+
+
+def low_rank_from_dense(
+    delta: torch.Tensor, rank: int, *, oversample: int = 10, n_iter: int = 4, seed: int = 0
+) -> tuple[LowRank, float]:
+    """Recover a rank-``rank`` factorisation of a dense update with a randomized range finder.
+
+    Halko, Martinsson & Tropp (2011), with ``n_iter`` power iterations: the cost is a few
+    products with the d×k matrix, never a full SVD. Returns the factors and the relative
+    residual ‖ΔW − B·A‖_F / ‖ΔW‖_F, which tells whether the update really had that rank (a LoRA
+    merged into bf16 weights does not: the rounding noise is full rank).
+    """
+    M = delta.to(COMPUTE_DTYPE)
+    d, k = M.shape
+    width = min(rank + oversample, d, k)
+    gen = torch.Generator().manual_seed(seed)
+    omega = torch.randn(k, width, generator=gen, dtype=COMPUTE_DTYPE)
+    Q, _ = torch.linalg.qr(M @ omega)
+    for _ in range(n_iter):
+        Z, _ = torch.linalg.qr(M.T @ Q)
+        Q, _ = torch.linalg.qr(M @ Z)
+    small = Q.T @ M  # width × k
+    u, s, vh = torch.linalg.svd(small, full_matrices=False)
+    r = min(rank, s.shape[0])
+    B = (Q @ u[:, :r]) * s[:r]
+    A = vh[:r]
+    norm = torch.linalg.matrix_norm(M)
+    residual = float(torch.linalg.matrix_norm(M - B @ A) / norm) if norm > 0 else 0.0
+    return LowRank(B, A), residual

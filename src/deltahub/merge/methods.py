@@ -1,0 +1,292 @@
+"""Merge methods over the LoRA factors of ONE adapted weight.
+
+Each method is a pure function ``fn(deltas, weights, **params)`` over the low-rank updates
+ΔWᵢ = Bᵢ·Aᵢ of one module; it returns a :class:`LowRank` where the result is exactly low-rank
+(GAM, averaging, task arithmetic, KnOTS, TSV-M) and a dense tensor where it is not (TIES).
+A new method is one function plus one ``MethodSpec`` line in ``METHODS``.
+
+``weights`` always arrives as a list with one float per delta (all 1.0 by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .lowrank import (
+    COMPUTE_DTYPE,
+    LowRank,
+    ThinSVD,
+    nearest_orthonormal,
+    orthonormal_basis,
+    procrustes,
+    thin_svd,
+)
+
+Result = LowRank | torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# GAM: Geometric Alignment Merging (PDA, arXiv 2606.00357, §4, Eq. 1–5)
+# --------------------------------------------------------------------------------------------
+
+
+def _padded(svd: ThinSVD, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """U [d, rank], diag(S) [rank, rank], V [k, rank], zero-padded beyond the delta's own rank.
+
+    Padding keeps UΣVᵀ unchanged (the padded singular values are zero), so adapters of
+    different ranks align in the larger space without losing anything.
+    """
+    r = svd.S.shape[0]
+    U = torch.nn.functional.pad(svd.U, (0, rank - r))
+    V = torch.nn.functional.pad(svd.V, (0, rank - r))
+    S = torch.diag(torch.nn.functional.pad(svd.S, (0, rank - r)))
+    return U, S, V
+
+
+def subspace_agreement(svds: list[ThinSVD]) -> torch.Tensor:
+    """For each delta, how much its left and right subspaces overlap with every other delta's.
+
+    score_i = Σ_{j≠i} (‖UᵢᵀUⱼ‖²_F + ‖VᵢᵀVⱼ‖²_F) / (rᵢ + rⱼ), in [0, 2·(n-1)]. The delta with the
+    highest score is the most central one: a reference chosen without validation data.
+    """
+    n = len(svds)
+    scores = torch.zeros(n, dtype=COMPUTE_DTYPE)
+    for i in range(n):
+        for j in range(i + 1, n):
+            overlap = (torch.linalg.matrix_norm(svds[i].U.T @ svds[j].U) ** 2
+                       + torch.linalg.matrix_norm(svds[i].V.T @ svds[j].V) ** 2)
+            overlap = overlap / (svds[i].S.shape[0] + svds[j].S.shape[0])
+            scores[i] += overlap
+            scores[j] += overlap
+    return scores
+
+
+def gam_agreement(deltas: list[LowRank]) -> torch.Tensor:
+    """:func:`subspace_agreement` from the factors (used to pick ``reference="auto"`` globally)."""
+    return subspace_agreement([thin_svd(d) for d in deltas])
+
+
+def _resolve_reference(reference: int | str, svds: list[ThinSVD]) -> int:
+    if reference == "auto":
+        return int(torch.argmax(subspace_agreement(svds)))
+    if isinstance(reference, bool) or not isinstance(reference, int):
+        raise InputError(f"GAM reference must be a delta index or 'auto', got {reference!r}",
+                         "pass reference=0 (the first delta), another index, or 'auto'")
+    if not 0 <= reference < len(svds):
+        raise InputError(f"GAM reference index {reference} is out of range for {len(svds)} deltas",
+                         f"pass an index from 0 to {len(svds) - 1}, or 'auto'")
+    return reference
+
+
+def gam(
+    deltas: list[LowRank],
+    weights: list[float],
+    *,
+    reference: int | str = 0,
+    reorthonormalize: bool = False,
+    scale: float = 1.0,
+) -> LowRank:
+    """GAM: align every delta's U and V to a reference by orthogonal Procrustes, then average
+    Ũ, S̃ and Ṽ separately and multiply back: ΔW = Ū·S̄·V̄ᵀ (rank ≤ max rᵢ).
+
+    The defaults reproduce the paper (reference = the first delta, plain 1/n means, no
+    re-orthonormalisation, no scale). Beyond it: ``weights`` turn the means into weighted means
+    (normalised to sum to 1), ``reference="auto"`` picks the delta whose subspaces agree most
+    with the others, ``reorthonormalize`` replaces Ū and V̄ by their nearest orthonormal matrices
+    (the idealisation of the paper's Appendix C), ``scale`` multiplies the result.
+    """
+    if len(deltas) == 1 and weights[0] > 0:
+        return deltas[0] if scale == 1.0 else deltas[0].scaled(scale)
+    svds = [thin_svd(d) for d in deltas]
+    rank = max(s.S.shape[0] for s in svds)
+    ref = _resolve_reference(reference, svds)
+    U_ref, _, V_ref = _padded(svds[ref], rank)
+    total = float(sum(weights))
+    if total <= 0:
+        raise InputError("GAM weights must sum to a positive number", "pass positive --weights")
+    U_bar = S_bar = V_bar = 0
+    for svd, w in zip(svds, weights):
+        U, S, V = _padded(svd, rank)
+        R_u, R_v = procrustes(U, U_ref), procrustes(V, V_ref)  # Eq. 2 (unweighted bases)
+        c = w / total
+        U_bar = U_bar + c * (U @ R_u)            # Eq. 3–4: Ũ = U·R_U
+        S_bar = S_bar + c * (R_u.T @ S @ R_v)    # S̃ = R_Uᵀ·S·R_V (dense r×r)
+        V_bar = V_bar + c * (V @ R_v)            # Ṽ = V·R_V
+    if reorthonormalize:
+        U_bar, V_bar = nearest_orthonormal(U_bar), nearest_orthonormal(V_bar)
+    return LowRank(scale * (U_bar @ S_bar), V_bar.T)  # Eq. 5 as a rank-r LoRA: B' = ŪS̄, A' = V̄ᵀ
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines
+# --------------------------------------------------------------------------------------------
+
+
+def average(deltas: list[LowRank], weights: list[float]) -> LowRank:
+    """(Weighted) mean Σ wᵢΔWᵢ / Σ wᵢ, exact, by concatenating the factors (rank Σ rᵢ)."""
+    total = float(sum(weights))
+    if total == 0:
+        raise InputError("averaging weights sum to zero", "pass weights with a non-zero sum")
+    return LowRank.concat(deltas, [w / total for w in weights])
+
+
+def task_arithmetic(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> LowRank:
+    """Task arithmetic: λ·Σ wᵢΔWᵢ, exact, by concatenating the factors (rank Σ rᵢ)."""
+    return LowRank.concat(deltas, [scale * w for w in weights])
+
+
+def _trim(x: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the ``density`` fraction of entries of largest magnitude (TIES step 1)."""
+    if density >= 1.0:
+        return x
+    keep = max(1, math.ceil(density * x.numel()))
+    threshold = torch.topk(x.abs().flatten(), keep, sorted=False).values.min()
+    return torch.where(x.abs() >= threshold, x, torch.zeros_like(x))
+
+
+def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
+    """TIES-Merging (Yadav et al., 2023): trim, elect sign by total mass, disjoint (weighted) mean."""
+    stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights)])
+    sign = torch.sign(stacked.sum(dim=0))
+    agree = (torch.sign(stacked) == sign) & (stacked != 0)
+    w = torch.tensor(weights, dtype=stacked.dtype).view(-1, *([1] * (stacked.ndim - 1)))
+    divisor = (agree * w).sum(dim=0)
+    return (stacked * agree).sum(dim=0) / torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+
+
+def ties(deltas: list[LowRank], weights: list[float], *, density: float = 0.2, scale: float = 1.0) -> torch.Tensor:
+    """TIES on the dense updates of one module; the result is not low-rank."""
+    _check_density(density)
+    return scale * _ties_combine([d.dense(COMPUTE_DTYPE) for d in deltas], weights, density)
+
+
+def knots(
+    deltas: list[LowRank],
+    weights: list[float],
+    *,
+    merge_rule: str = "ties",
+    density: float = 0.2,
+    scale: float = 1.0,
+) -> LowRank:
+    """KnOTS (Stoica et al., ICLR 2025): one SVD of the concatenated updates [ΔW₁ … ΔWₙ] =
+    U·Σ·[V⁽¹⁾ᵀ … V⁽ⁿ⁾ᵀ] gives a shared left basis; the per-task V⁽ⁱ⁾ are merged with
+    ``merge_rule`` ("ties" or "ta") and ΔW = U·Σ·V_mergedᵀ (rank ≤ Σ rᵢ).
+
+    The SVD is taken in factor space: [B₁…Bₙ]·blockdiag(A₁…Aₙ) = Q_B·(R_B·blockdiag(R_Aᵢᵀ))·blockdiag(Q_Aᵢ)ᵀ.
+    """
+    if merge_rule not in ("ties", "ta"):
+        raise InputError(f"unknown KnOTS merge_rule {merge_rule!r}", "use merge_rule 'ties' or 'ta'")
+    _check_density(density)
+    Q_b, R_b = orthonormal_basis(torch.cat([d.B for d in deltas], dim=1))
+    qa = [orthonormal_basis(d.A.T) for d in deltas]  # (Q_Aᵢ [k, rᵢ], R_Aᵢ [rᵢ, rᵢ])
+    core = R_b @ torch.block_diag(*[r.T for _, r in qa])
+    u, s, vh = torch.linalg.svd(core)
+    keep = s > s.max() * 1e-10 if s.numel() and s.max() > 0 else s > 0
+    u, s, vh = u[:, keep], s[keep], vh[keep]
+    U = Q_b @ u
+    offsets = [0]
+    for d in deltas:
+        offsets.append(offsets[-1] + d.rank)
+    Vs = [Q_a @ vh[:, offsets[i]:offsets[i + 1]].T for i, (Q_a, _) in enumerate(qa)]  # V⁽ⁱ⁾ [k, R]
+    if merge_rule == "ta":
+        V_merged = sum(w * V for V, w in zip(Vs, weights))
+    else:
+        V_merged = _ties_combine(Vs, weights, density)
+    return LowRank(scale * U * s, V_merged.T)
+
+
+def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> LowRank:
+    """TSV-M (Gargiulo et al., CVPR 2025): keep each task's top singular triplets (a 1/T share
+    of the layer's rank, which for LoRA deltas is usually all r of them), decorrelate the
+    concatenated bases by their nearest orthonormal matrices, ΔW = U⊥·diag(σ)·V⊥ᵀ."""
+    n = len(deltas)
+    d, k = deltas[0].shape
+    share = max(1, min(d, k) // n)
+    U_parts, s_parts, V_parts = [], [], []
+    for delta, w in zip(deltas, weights):
+        svd = thin_svd(delta)
+        keep = min(svd.S.shape[0], share)
+        U_parts.append(svd.U[:, :keep])
+        s_parts.append(w * svd.S[:keep])
+        V_parts.append(svd.V[:, :keep])
+    U_perp = nearest_orthonormal(torch.cat(U_parts, dim=1))
+    V_perp = nearest_orthonormal(torch.cat(V_parts, dim=1))
+    return LowRank(scale * U_perp * torch.cat(s_parts), V_perp.T)
+
+
+def _check_density(density: float) -> None:
+    if not 0.0 < density <= 1.0:
+        raise InputError(f"density must be in (0, 1], got {density}", "pass e.g. density=0.2 (keep the top 20%)")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A merge method: its function, its parameters with defaults, and whether it is low-rank."""
+
+    name: str
+    fn: Callable[..., Result]
+    params: dict[str, Any] = field(default_factory=dict)
+    low_rank: bool = True
+    pretty_name: str = ""
+    reference_url: str = ""
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("gam", gam, {"reference": 0, "reorthonormalize": False, "scale": 1.0}, True,
+                   "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"),
+        MethodSpec("average", average, {}, True, "Averaging", "https://arxiv.org/abs/2203.05482"),
+        MethodSpec("task_arithmetic", task_arithmetic, {"scale": 1.0}, True, "Task Arithmetic",
+                   "https://arxiv.org/abs/2212.04089"),
+        MethodSpec("ties", ties, {"density": 0.2, "scale": 1.0}, False, "TIES", "https://arxiv.org/abs/2306.01708"),
+        MethodSpec("knots", knots, {"merge_rule": "ties", "density": 0.2, "scale": 1.0}, True, "KnOTS",
+                   "https://arxiv.org/abs/2410.19735"),
+        MethodSpec("tsv", tsv, {"scale": 1.0}, True, "TSV-M (Task Singular Vectors)", "https://arxiv.org/abs/2412.00081"),
+    )
+}
+
+
+def method_spec(method: str) -> MethodSpec:
+    if method not in METHODS:
+        raise InputError(f"unknown merge method {method!r}", f"choose one of: {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The method's defaults updated with ``params``; an unknown name is an error, not ignored."""
+    spec = method_spec(method)
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        valid = ", ".join(spec.params) or "none"
+        raise InputError(f"unknown parameter(s) for {method}: {', '.join(unknown)}", f"valid parameters: {valid}")
+    return {**spec.params, **params}
+
+
+def merge_module(
+    method: str, deltas: list[LowRank], weights: list[float] | None = None, **params: Any
+) -> Result:
+    """Merge the updates of one module with ``method``; see ``METHODS`` for the parameters."""
+    if not deltas:
+        raise InputError("nothing to merge: no deltas given", "pass at least one adapter")
+    shapes = {d.shape for d in deltas}
+    if len(shapes) > 1:
+        raise InputError(f"deltas of one module have different shapes: {sorted(shapes)}",
+                         "merge adapters trained on the same base model")
+    weights = [1.0] * len(deltas) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(deltas):
+        raise InputError(f"{len(weights)} weights for {len(deltas)} deltas", "give one weight per delta")
+    spec = method_spec(method)
+    return spec.fn(list(deltas), weights, **resolve_params(method, params))

@@ -1,0 +1,245 @@
+"""GAM and the baselines against independent dense implementations of their definitions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from deltahub.errors import InputError
+from deltahub.merge.lowrank import LowRank, low_rank_from_dense, thin_svd
+from deltahub.merge.methods import gam_agreement, merge_module
+
+torch.set_default_dtype(torch.float64)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.matrix_norm(a - b) / torch.linalg.matrix_norm(b))
+
+
+def random_delta(d: int, k: int, r: int, seed: int, scale: float = 1.0) -> LowRank:
+    g = torch.Generator().manual_seed(seed)
+    return LowRank(torch.randn(d, r, generator=g) * scale, torch.randn(r, k, generator=g))
+
+
+def random_orthogonal(r: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(r, r, generator=g))
+    return q
+
+
+# ---- the paper's equations 1–5, densely, written independently of deltahub.merge ----------
+
+def dense_gam(updates, r_list, ref=0, weights=None, reorthonormalize=False):
+    """PDA §4 as in the paper's pseudo-code: dense SVD of each ΔW, Procrustes to the reference,
+    separate means of Ũ, S̃, Ṽ; zero-padding to the largest rank."""
+    r = max(r_list)
+    Us, Ss, Vs = [], [], []
+    for dW, ri in zip(updates, r_list):
+        u, s, vt = torch.linalg.svd(dW, full_matrices=False)
+        U = torch.zeros(dW.shape[0], r); U[:, :ri] = u[:, :ri]
+        V = torch.zeros(dW.shape[1], r); V[:, :ri] = vt[:ri].T
+        S = torch.zeros(r, r); S[:ri, :ri] = torch.diag(s[:ri])
+        Us.append(U); Ss.append(S); Vs.append(V)
+
+    def procrustes(X, Y):
+        P, _, Qt = torch.linalg.svd(X.T @ Y)
+        return P @ Qt
+
+    w = torch.ones(len(updates)) if weights is None else torch.tensor(weights)
+    w = w / w.sum()
+    Ub = sum(wi * U @ procrustes(U, Us[ref]) for wi, U in zip(w, Us))
+    Vb = sum(wi * V @ procrustes(V, Vs[ref]) for wi, V in zip(w, Vs))
+    Sb = sum(wi * procrustes(U, Us[ref]).T @ S @ procrustes(V, Vs[ref]) for wi, U, S, V in zip(w, Us, Ss, Vs))
+    if reorthonormalize:
+        def polar(X):
+            P, _, Qt = torch.linalg.svd(X, full_matrices=False)
+            return P @ Qt
+        Ub, Vb = polar(Ub), polar(Vb)
+    return Ub @ Sb @ Vb.T
+
+
+def test_thin_svd_from_factors_is_the_svd():
+    delta = random_delta(40, 30, 5, seed=1)
+    svd = thin_svd(delta)
+    dense = delta.dense()
+    assert rel_err(svd.U @ torch.diag(svd.S) @ svd.V.T, dense) < 1e-12
+    assert torch.allclose(svd.S, torch.linalg.svdvals(dense)[:5], rtol=1e-10)
+    assert torch.allclose(svd.U.T @ svd.U, torch.eye(5), atol=1e-12)
+    assert torch.allclose(svd.V.T @ svd.V, torch.eye(5), atol=1e-12)
+
+
+@pytest.mark.parametrize("ref", [0, 1, 2])
+@pytest.mark.parametrize("reorth", [False, True])
+def test_gam_equals_dense_paper_equations(ref, reorth):
+    deltas = [random_delta(48, 32, 6, seed=s) for s in range(3)]
+    got = merge_module("gam", deltas, reference=ref, reorthonormalize=reorth)
+    want = dense_gam([d.dense() for d in deltas], [6, 6, 6], ref=ref, reorthonormalize=reorth)
+    assert isinstance(got, LowRank) and got.rank == 6
+    assert rel_err(got.dense(), want) < 1e-5
+
+
+def test_gam_weights_and_scale_match_dense_reference():
+    deltas = [random_delta(24, 40, 4, seed=s) for s in range(4)]
+    got = merge_module("gam", deltas, weights=[1.0, 2.0, 0.5, 1.5], scale=0.7)
+    want = 0.7 * dense_gam([d.dense() for d in deltas], [4] * 4, weights=[1.0, 2.0, 0.5, 1.5])
+    assert rel_err(got.dense(), want) < 1e-5
+
+
+def test_gam_different_ranks_pad_to_largest():
+    deltas = [random_delta(30, 20, r, seed=r) for r in (2, 5, 3)]
+    got = merge_module("gam", deltas, reference=1)
+    want = dense_gam([d.dense() for d in deltas], [2, 5, 3], ref=1)
+    assert got.rank == 5
+    assert rel_err(got.dense(), want) < 1e-5
+
+
+def test_gam_is_invariant_to_factor_rotation():
+    deltas = [random_delta(36, 28, 5, seed=s) for s in range(3)]
+    before = merge_module("gam", deltas).dense()
+    rotated = []
+    for i, d in enumerate(deltas):
+        R = random_orthogonal(5, seed=100 + i)
+        rotated.append(LowRank(d.B @ R, R.T @ d.A))
+    after = merge_module("gam", rotated).dense()
+    assert rel_err(after, before) < 1e-9
+
+
+def test_gam_is_invariant_to_order_of_non_reference_deltas():
+    deltas = [random_delta(20, 24, 3, seed=s) for s in range(4)]
+    a = merge_module("gam", deltas, reference=0).dense()
+    b = merge_module("gam", [deltas[0], deltas[3], deltas[1], deltas[2]], reference=0).dense()
+    assert rel_err(b, a) < 1e-10
+
+
+def test_gam_of_identical_deltas_is_that_delta():
+    d = random_delta(20, 16, 4, seed=3)
+    R = random_orthogonal(4, seed=9)
+    same = LowRank(d.B @ R, R.T @ d.A)
+    assert rel_err(merge_module("gam", [d, same, d]).dense(), d.dense()) < 1e-10
+
+
+def test_single_delta_is_returned_unchanged():
+    d = random_delta(10, 12, 3, seed=0)
+    out = merge_module("gam", [d])
+    assert out is d
+
+
+def test_auto_reference_picks_the_central_delta():
+    g = torch.Generator().manual_seed(0)
+    basis_u, _ = torch.linalg.qr(torch.randn(50, 8, generator=g))
+    basis_v, _ = torch.linalg.qr(torch.randn(40, 8, generator=g))
+    # delta 1 spans directions shared with both 0 and 2; 0 and 2 share nothing with each other
+    spans = [(0, 1, 2, 3), (2, 3, 4, 5), (4, 5, 6, 7)]
+    deltas = [LowRank(basis_u[:, list(s)] * 3.0, basis_v[:, list(s)].T) for s in spans]
+    scores = gam_agreement(deltas)
+    assert int(torch.argmax(scores)) == 1
+    auto = merge_module("gam", deltas, reference="auto").dense()
+    assert rel_err(auto, merge_module("gam", deltas, reference=1).dense()) < 1e-12
+
+
+# ---- baselines ----------------------------------------------------------------------------
+
+def test_average_and_task_arithmetic_are_exact():
+    deltas = [random_delta(16, 20, 3, seed=s) for s in range(3)]
+    dense = [d.dense() for d in deltas]
+    avg = merge_module("average", deltas, weights=[1, 2, 3])
+    assert avg.rank == 9
+    assert rel_err(avg.dense(), (dense[0] + 2 * dense[1] + 3 * dense[2]) / 6) < 1e-12
+    ta = merge_module("task_arithmetic", deltas, scale=0.5)
+    assert rel_err(ta.dense(), 0.5 * sum(dense)) < 1e-12
+
+
+def dense_ties(tensors, weights, density):
+    trimmed = []
+    for t in tensors:
+        k = math.ceil(density * t.numel())
+        thresh = t.abs().flatten().sort(descending=True).values[k - 1]
+        trimmed.append(torch.where(t.abs() >= thresh, t, 0.0))
+    total = sum(w * t for w, t in zip(weights, trimmed))
+    out = torch.zeros_like(total)
+    count = torch.zeros_like(total)
+    for w, t in zip(weights, trimmed):
+        agree = (torch.sign(t) == torch.sign(total)) & (t != 0)
+        out += torch.where(agree, w * t, 0.0)
+        count += torch.where(agree, w, 0.0)
+    return torch.where(count > 0, out / count.clamp(min=1e-300), 0.0)
+
+
+def test_ties_matches_definition():
+    deltas = [random_delta(12, 10, 2, seed=s) for s in range(3)]
+    got = merge_module("ties", deltas, weights=[1.0, 0.5, 2.0], density=0.3)
+    want = dense_ties([d.dense() for d in deltas], [1.0, 0.5, 2.0], 0.3)
+    assert isinstance(got, torch.Tensor)
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_knots_matches_dense_definition():
+    deltas = [random_delta(30, 14, 3, seed=s) for s in range(3)]
+    dense = [d.dense() for d in deltas]
+    concat = torch.cat(dense, dim=1)
+    u, s, vt = torch.linalg.svd(concat, full_matrices=False)
+    r = 9
+    u, s, vt = u[:, :r], s[:r], vt[:r]
+    Vs = [vt[:, i * 14:(i + 1) * 14].T for i in range(3)]
+    # merge rule "ta": exactly the sum of the updates
+    ta = merge_module("knots", deltas, merge_rule="ta")
+    assert rel_err(ta.dense(), sum(dense)) < 1e-9
+    # merge rule "ties" on the per-task right bases
+    got = merge_module("knots", deltas, merge_rule="ties", density=0.5)
+    want = u @ torch.diag(s) @ dense_ties(Vs, [1, 1, 1], 0.5).T
+    # the SVD's signs are arbitrary, but TIES on V and the product U·Σ·Vᵀ are sign-consistent
+    assert rel_err(got.dense(), want) < 1e-8
+
+
+def test_tsv_matches_dense_definition():
+    deltas = [random_delta(40, 36, 4, seed=s) for s in range(3)]
+    Us, Ss, Vs = [], [], []
+    for d in deltas:
+        u, s, vt = torch.linalg.svd(d.dense(), full_matrices=False)
+        Us.append(u[:, :4]); Ss.append(s[:4]); Vs.append(vt[:4].T)
+
+    def polar(X):
+        P, _, Qt = torch.linalg.svd(X, full_matrices=False)
+        return P @ Qt
+
+    want = polar(torch.cat(Us, 1)) @ torch.diag(torch.cat(Ss)) @ polar(torch.cat(Vs, 1)).T
+    got = merge_module("tsv", deltas)
+    assert rel_err(got.dense(), want) < 1e-8
+
+
+# ---- dense recovery ------------------------------------------------------------------------
+
+def test_randomized_range_finder_recovers_low_rank_and_flags_noise():
+    d = random_delta(200, 150, 8, seed=2)
+    rec, residual = low_rank_from_dense(d.dense(), 8)
+    assert residual < 1e-10 and rel_err(rec.dense(), d.dense()) < 1e-10
+    noisy = d.dense().to(torch.bfloat16).to(torch.float64) - torch.zeros(1)
+    _, residual = low_rank_from_dense(noisy + 1e-2 * torch.randn(200, 150), 8)
+    assert residual > 1e-3
+
+
+# ---- parameter and input checks -----------------------------------------------------------
+
+def test_unknown_parameter_is_an_error():
+    deltas = [random_delta(8, 8, 2, seed=s) for s in range(2)]
+    with pytest.raises(InputError, match="unknown parameter.*densty"):
+        merge_module("ties", deltas, densty=0.3)
+
+
+@pytest.mark.parametrize("bad", [{"reference": 5}, {"reference": "first"}])
+def test_bad_reference_is_an_error(bad):
+    deltas = [random_delta(8, 8, 2, seed=s) for s in range(2)]
+    with pytest.raises(InputError, match="reference"):
+        merge_module("gam", deltas, **bad)
+
+
+def test_shape_mismatch_and_empty_are_errors():
+    with pytest.raises(InputError, match="different shapes"):
+        merge_module("gam", [random_delta(8, 8, 2, 0), random_delta(8, 9, 2, 1)])
+    with pytest.raises(InputError, match="nothing to merge"):
+        merge_module("gam", [])
+    with pytest.raises(InputError, match="unknown merge method"):
+        merge_module("slerp", [random_delta(8, 8, 2, 0)])
