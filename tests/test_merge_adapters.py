@@ -1,0 +1,208 @@
+"""`deltahub merge` on real PEFT adapter folders built on a tiny random Qwen3 model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from deltahub.errors import AdapterError, InputError
+from deltahub.merge import load_adapter, merge_adapters, merge_module
+from deltahub.tiny import build_random_adapter
+
+DELTAHUB = [sys.executable, "-m", "deltahub.cli"]
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return [
+        build_random_adapter(tiny_model, root / "a", r=4, alpha=8, seed=1),
+        build_random_adapter(tiny_model, root / "b", r=4, alpha=16, seed=2, use_rslora=True),
+        build_random_adapter(tiny_model, root / "c", r=6, alpha=6, seed=3,
+                             target_modules=["q_proj", "v_proj", "down_proj"]),
+    ]
+
+
+def _dense_delta(adapter_dir: Path, module: str) -> torch.Tensor | None:
+    """ΔW of one module straight from PEFT's own config semantics (independent of deltahub's reader)."""
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    w = load_file(adapter_dir / "adapter_model.safetensors")
+    key = f"base_model.model.{module}"
+    if f"{key}.lora_A.weight" not in w:
+        return None
+    A, B = w[f"{key}.lora_A.weight"].double(), w[f"{key}.lora_B.weight"].double()
+    r = A.shape[0]
+    scale = cfg["lora_alpha"] / (r ** 0.5 if cfg.get("use_rslora") else r)
+    return scale * B @ A
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def test_adapter_reader_folds_scale(adapters):
+    ad = load_adapter(adapters[1])
+    module = ad.module_names[0]
+    assert torch.allclose(ad.modules[module].dense().double(), _dense_delta(adapters[1], module), atol=1e-6)
+
+
+def test_merged_adapter_in_peft_gives_base_plus_gam(tiny_model, adapters, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = merge_adapters(adapters[:2], tmp_path / "merged", method="gam", progress=False)
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and cfg["lora_alpha"] == 4 and cfg["peft_type"] == "LORA"
+
+    ids = torch.randint(4, 60, (2, 12), generator=torch.Generator().manual_seed(0))
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), out)
+    got = _logits(peft_model, ids)
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model)
+    a, b = load_adapter(adapters[0]), load_adapter(adapters[1])
+    state = reference.state_dict()
+    with torch.no_grad():
+        for module in a.module_names:
+            delta = merge_module("gam", [a.modules[module], b.modules[module]]).dense(torch.float32)
+            state[f"{module}.weight"] += delta
+    reference.load_state_dict(state)
+    want = _logits(reference, ids)
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_full_model_output_equals_base_plus_delta(tiny_model, adapters, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = merge_adapters(adapters, tmp_path / "full", method="ties", params={"density": 0.5}, base=tiny_model,
+                         full=True, progress=False)
+    base_w = load_file(tiny_model / "model.safetensors")
+    merged_w = load_file(out / "model.safetensors")
+    assert set(base_w) == set(merged_w)
+    module = "model.layers.1.mlp.down_proj"
+    deltas = [load_adapter(p).modules[module] for p in adapters]
+    want = base_w[f"{module}.weight"] + merge_module("ties", deltas, density=0.5).float()
+    assert torch.allclose(merged_w[f"{module}.weight"], want, atol=1e-6)
+    # untouched tensors keep the base value bit for bit
+    assert torch.equal(merged_w["model.norm.weight"], base_w["model.norm.weight"])
+    AutoModelForCausalLM.from_pretrained(out)  # loads as an ordinary model
+    assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
+
+
+def test_one_adapter_in_same_adapter_out(adapters, tmp_path):
+    out = merge_adapters([adapters[0]], tmp_path / "one", progress=False)
+    assert (out / "adapter_model.safetensors").read_bytes() == (adapters[0] / "adapter_model.safetensors").read_bytes()
+    assert json.loads((out / "adapter_config.json").read_text()) == json.loads((adapters[0] / "adapter_config.json").read_text())
+
+
+def test_missing_modules_are_zero_deltas_and_recorded(adapters, tmp_path):
+    out = merge_adapters(adapters, tmp_path / "avg", method="average", progress=False)
+    merged = load_adapter(out)
+    module = "model.layers.0.self_attn.k_proj"  # adapter c does not target k_proj
+    want = (_dense_delta(adapters[0], module) + _dense_delta(adapters[1], module)) / 3
+    assert torch.allclose(merged.modules[module].dense().double(), want, atol=1e-6)
+    block = json.loads((out / "deltahub.json").read_text())
+    assert block["merge"]["missing_modules"][module] == [str(adapters[2])]
+    assert str(adapters[2]) in (out / "README.md").read_text()
+
+
+def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
+    out = merge_adapters(adapters[:2], tmp_path / "carded", method="gam",
+                         params={"reference": "auto", "reorthonormalize": True}, progress=False)
+    block = json.loads((out / "deltahub.json").read_text())
+    merge = block["merge"]
+    assert merge["method"] == "gam" and merge["parameters"]["reorthonormalize"] is True
+    assert merge["parameters"]["reference_resolved"] in (0, 1)
+    assert [d["spec"] for d in merge["deltas"]] == [str(adapters[0]), str(adapters[1])]
+    assert "deltahub merge" in merge["command"] and "--method gam" in merge["command"]
+
+
+# ---- bad input: a clear error and no output left behind -------------------------------------
+
+def _no_leftovers(parent: Path, name: str) -> bool:
+    return not any(p.name.startswith(f".{name}.") or p.name == name for p in parent.iterdir())
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_refuses_existing_output_without_overwrite(adapters, tmp_path):
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        merge_adapters(adapters[:2], tmp_path / "exists", progress=False)
+    merge_adapters(adapters[:2], tmp_path / "exists", overwrite=True, progress=False)
+    assert (tmp_path / "exists" / "adapter_model.safetensors").exists()
+
+
+def test_nan_factors_fail_without_partial_output(adapters, tmp_path):
+    bad = _copy(adapters[1], tmp_path / "nan")
+    w = load_file(bad / "adapter_model.safetensors")
+    key = sorted(k for k in w if "layers.1" in k and "lora_B" in k)[0]
+    w[key][0, 0] = float("nan")
+    save_file(w, str(bad / "adapter_model.safetensors"))
+    with pytest.raises(AdapterError, match="NaN or Inf"):
+        merge_adapters([adapters[0], bad], tmp_path / "out", progress=False)
+    assert _no_leftovers(tmp_path, "out")
+
+
+def test_pickle_dora_modules_to_save_and_other_types_refused(adapters, tmp_path):
+    pickled = _copy(adapters[0], tmp_path / "pickled")
+    (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
+    with pytest.raises(AdapterError, match="pickle"):
+        load_adapter(pickled)
+    for key, value, match in (("use_dora", True, "DoRA"), ("modules_to_save", ["lm_head"], "modules_to_save"),
+                              ("peft_type", "IA3", "only LoRA")):
+        d = _copy(adapters[0], tmp_path / key)
+        cfg = json.loads((d / "adapter_config.json").read_text())
+        cfg[key] = value
+        (d / "adapter_config.json").write_text(json.dumps(cfg))
+        with pytest.raises(AdapterError, match=match):
+            load_adapter(d)
+
+
+def test_different_base_models_and_shapes_refused(tiny_model, adapters, tmp_path):
+    from deltahub.tiny import build_tiny_model
+
+    other_base = build_tiny_model(tmp_path / "other-base", hidden_size=96, num_layers=2, head_dim=32)
+    other = build_random_adapter(other_base, tmp_path / "other", r=4, seed=5)
+    with pytest.raises(InputError, match="different base models"):
+        merge_adapters([adapters[0], other], tmp_path / "out", progress=False)
+    with pytest.raises(InputError, match="different shapes"):
+        merge_adapters([adapters[0], other], tmp_path / "out", allow_base_mismatch=True, progress=False)
+    assert _no_leftovers(tmp_path, "out")
+
+
+def test_full_rank_method_needs_full(adapters, tmp_path):
+    with pytest.raises(InputError, match="full-rank.*--full"):
+        merge_adapters(adapters[:2], tmp_path / "t", method="ties", progress=False)
+    with pytest.raises(InputError, match="no adapters"):
+        merge_adapters([], tmp_path / "t", progress=False)
+
+
+# ---- the CLI -----------------------------------------------------------------------------------
+
+def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ok = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "gam", "--reference", "1",
+                         "--out", str(tmp_path / "cli"), "--quiet"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "cli" / "adapter_model.safetensors").exists()
+    direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
+    assert torch.equal(load_file(direct / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"],
+                       load_file(tmp_path / "cli" / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"])
+    bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), "--method", "ties", "--param", "densty=0.3",
+                          "--base", str(adapters[0]), "--full", "--out", str(tmp_path / "bad")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert "unknown parameter(s) for ties: densty" in bad.stderr and "fix:" in bad.stderr
