@@ -1,0 +1,429 @@
+"""``train_delta``: train one preference delta (a LoRA adapter) on a student with TRL + PEFT.
+
+The reference is always the student with the adapter disabled (``peft_config`` + no ``ref_model``),
+so every delta of one student shares one reference and the deltas can be merged. Training runs in
+``OUT.partial/`` with checkpoints; a restarted run continues from the last one, and the finished
+adapter folder is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..atomic import atomic_dir, atomic_write_text, check_output_dir
+from ..errors import DeltahubError, InputError
+from .config import TrainConfig
+from .data import Pairs, load_training_pairs, split_heldout
+from .health import DeltaHealthWarning, HealthMonitor
+from .objectives import OBJECTIVES, trl_loss_kwargs
+from .plots import plot_training_curves
+
+REQUEST_FILE = "deltahub-request.json"
+CURVE_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
+              "logps/chosen", "logps/rejected", "grad_norm", "learning_rate")
+
+
+def work_dir(out: Path) -> Path:
+    """The resumable work folder of ``out`` (checkpoints live here until the adapter is final)."""
+    return out.with_name(out.name + ".partial")
+
+
+# ----------------------------------------------------------------------------------------------
+# checks that turn library errors into one-line user errors
+
+
+def resolve_student(student: str | Path) -> str:
+    """A local model folder (safetensors only) or a repo id served by the configured endpoint."""
+    path = Path(student).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError(f"student {path} has no config.json", "point --student at a Hugging Face model folder")
+        if not list(path.glob("*.safetensors")):
+            raise InputError(f"student {path} has no .safetensors weights (pickled weights are refused)",
+                             "convert the weights to safetensors")
+        return str(path)
+    with contextlib.suppress(ImportError):
+        from ..hub import setup_client
+
+        setup_client()
+    return str(student)
+
+
+def _available_memory(cuda: bool) -> int | None:
+    if cuda:
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def check_fits(student_path: str, cuda: bool, margin: float = 1.3) -> None:
+    """Refuse a student whose weights alone (x margin) exceed the free memory of the device."""
+    path = Path(student_path)
+    if not path.is_dir():
+        return
+    size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    free = _available_memory(cuda)
+    if free is not None and size * margin > free:
+        where = "GPU" if cuda else "RAM"
+        raise InputError(
+            f"student weights ({size / 2**30:.1f} GiB) do not fit in free {where} ({free / 2**30:.1f} GiB)",
+            "use a GPU with more memory, or shard it with 'accelerate launch' and recipes/accelerate/*.yaml",
+        )
+
+
+def check_targets(model, targets: Sequence[str]) -> None:
+    """Every LoRA target must name linear layers of the student (PEFT's own error is cryptic)."""
+    import torch
+
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    missing = [t for t in targets if t != "all-linear" and t not in names]
+    if missing:
+        raise InputError(
+            f"LoRA target(s) {', '.join(missing)} do not exist in the student",
+            f"choose from: {', '.join(sorted(names - {'lm_head'}))}",
+        )
+
+
+def check_tokenizer(tok, pairs: Pairs) -> None:
+    if pairs.conversational and not getattr(tok, "chat_template", None):
+        raise InputError(
+            "the pairs are chat turns but the student's tokenizer has no chat template",
+            "use a student with a chat template (tokenizer_config.json / chat_template.jinja), or plain-string pairs",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool, progress: bool) -> Iterator[None]:
+    """Silence transformers/TRL/datasets chatter (our own bar and health warnings stay)."""
+    if not enabled:
+        yield
+        return
+    import datasets
+    import transformers
+
+    old_verbosity = transformers.logging.get_verbosity()
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    hf_bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.disable_progress_bar()
+    if not progress:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft|torch)\b.*")
+            yield
+    finally:
+        transformers.logging.set_verbosity(old_verbosity)
+        if hf_bars:
+            transformers.utils.logging.enable_progress_bar()
+        if bars:
+            datasets.utils.logging.enable_progress_bar()
+        if old_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_tqdm
+
+
+def _progress_callback(enabled: bool):
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class DeltaProgress(TrainerCallback):
+        """One tqdm bar over optimizer steps, with the live margin and accuracy."""
+
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train delta",
+                                unit="step", disable=not enabled, dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs and "rewards/margins" in logs:
+                self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}",
+                                     margin=f"{logs['rewards/margins']:.3f}",
+                                     acc=f"{logs.get('rewards/accuracies', float('nan')):.2f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return DeltaProgress()
+
+
+def _request(cfg: TrainConfig, student: str, pairs: Pairs, n_pairs: int) -> dict:
+    """What must match for a partial run to be resumed rather than restarted."""
+    return {"student": student, "pairs": pairs.source, "n_pairs": n_pairs, "config": cfg.to_dict()}
+
+
+def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
+    """Return the checkpoint to resume from (None for a fresh start); refuse mismatched partials."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    req_file = work / REQUEST_FILE
+    if work.exists() and resume and req_file.exists():
+        old = json.loads(req_file.read_text(encoding="utf-8"))
+        if old != request:
+            changed = sorted(k for k in set(old["config"]) | set(request["config"])
+                             if old["config"].get(k) != request["config"].get(k))
+            changed += [k for k in ("student", "pairs", "n_pairs") if old.get(k) != request.get(k)]
+            raise InputError(
+                f"{work} holds a partial run with other settings ({', '.join(changed)})",
+                f"pass --fresh to discard it, or rerun with the same settings to resume",
+            )
+        last = get_last_checkpoint(str(work))
+        if last:
+            return last
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    atomic_write_text(req_file, json.dumps(request, indent=1, sort_keys=True))
+    return None
+
+
+def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool, bf16: bool, has_eval: bool):
+    """DPOConfig / ORPOConfig for the objective, with CPU-friendly settings (training.md §1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
+    common = dict(
+        output_dir=str(work), per_device_train_batch_size=cfg.micro_batch_size,
+        per_device_eval_batch_size=cfg.micro_batch_size, gradient_accumulation_steps=accum,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        weight_decay=cfg.weight_decay, optim="adamw_torch", num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps else -1, beta=cfg.beta, max_length=cfg.max_length,
+        bf16=bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=False, logging_steps=cfg.logging_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        save_only_model=False, eval_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed,
+        disable_tqdm=True, log_level="error", dataloader_num_workers=0,
+    )
+    obj = OBJECTIVES[cfg.objective]
+    if obj.trainer == "orpo":
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig(**common)
+    from trl import DPOConfig
+
+    return DPOConfig(**common, precompute_ref_log_probs=cfg.precompute_ref, **trl_loss_kwargs(cfg.objective, cfg.sft_weight))
+
+
+def _build_trainer(cfg, args, model, tok, train_ds, eval_ds, lora, callbacks):
+    from transformers import PrinterCallback, ProgressCallback
+
+    if OBJECTIVES[cfg.objective].trainer == "orpo":
+        from trl.experimental.orpo import ORPOTrainer as Trainer
+    else:
+        from trl import DPOTrainer as Trainer
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      processing_class=tok, peft_config=lora, callbacks=list(callbacks))
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _final_metrics(history: list[dict], window: int = 5) -> dict:
+    """Mean of the last ``window`` train logs for each curve key (one log is noisy)."""
+    logs = [e for e in history if "rewards/margins" in e]
+    tail = logs[-window:]
+    out = {}
+    for key in CURVE_KEYS:
+        vals = [e[key] for e in tail if key in e]
+        if vals:
+            out[key.replace("/", "_")] = sum(vals) / len(vals)
+    return out
+
+
+def _provenance(cfg: TrainConfig, student: str, student_revision: str | None, pairs: Pairs, n_pairs: int,
+                n_train: int, n_eval: int, steps: int, precision: str, metrics: dict) -> dict:
+    meta = pairs.meta or {}
+    if pairs.repo:
+        dataset = {"repo": pairs.repo, "revision": pairs.revision}
+    elif isinstance(meta.get("dataset"), dict):
+        dataset = meta["dataset"]
+    else:
+        dataset = {"repo": None, "revision": None}
+    training = {
+        "objective": cfg.objective, "beta": cfg.beta, "learning_rate": cfg.learning_rate, "epochs": cfg.epochs,
+        "max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "micro_batch_size": cfg.micro_batch_size, "sft_weight": cfg.sft_weight if cfg.objective == "dpo+sft" else None,
+        "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay,
+        "optimizer": "adamw_torch", "max_length": cfg.max_length, "precompute_ref_log_probs": cfg.precompute_ref,
+        "reference": "student with adapter disabled" if OBJECTIVES[cfg.objective].uses_reference else None,
+        "precision": precision, "steps": steps, "train_pairs": n_train, "heldout_pairs": n_eval,
+        "trainer": f"trl {_version('trl')}, peft {_version('peft')}",
+    }
+    return {
+        "schema_version": 1,
+        "kind": "adapter",
+        "chosen": meta.get("chosen"),
+        "rejected": meta.get("rejected"),
+        "student": {"model": student, "revision": student_revision},
+        "prompts": meta.get("prompts"),
+        "pairs": n_pairs,
+        "filters": meta.get("filters"),
+        "generation": meta.get("generation"),
+        "training": training,
+        "lora": {"r": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout, "target_modules": list(cfg.target_modules)},
+        "dataset": dataset,
+        "metrics": metrics,
+        "gain": None,
+    }
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def train_delta(
+    student: str | Path,
+    pairs: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    quiet: bool = True,
+    student_revision: str | None = None,
+    callbacks: Sequence = (),
+) -> Path:
+    """Train a preference delta (PEFT LoRA adapter) of ``student`` on ``pairs``; return ``out``.
+
+    ``out`` receives adapter_config.json, adapter_model.safetensors, tokenizer files,
+    ``deltahub.json`` (provenance), ``metrics.jsonl``, ``training_curves.png`` and ``README.md``.
+    A killed run restarted with the same arguments resumes from its last checkpoint in
+    ``OUT.partial/``; ``resume=False`` discards it. Health warnings are ``DeltaHealthWarning``s;
+    with ``config.strict`` a fired check stops training and raises ``DeltahubError``.
+    """
+    cfg = (config or TrainConfig()).resolved()
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    pairs_data = load_training_pairs(pairs)
+    student_path = resolve_student(student)
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    if bf16 and not cuda:
+        raise InputError("bf16 training needs a GPU here", "drop --bf16 (CPU trains in fp32)")
+    check_fits(student_path, cuda)
+
+    with _quiet(quiet, progress):
+        from peft import LoraConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+        try:
+            tok = AutoTokenizer.from_pretrained(student_path, revision=student_revision)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load the tokenizer of student {student}: {exc}".splitlines()[0],
+                             "give a model folder or repo id with tokenizer files") from None
+        check_tokenizer(tok, pairs_data)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                student_path, revision=student_revision, use_safetensors=True,
+                dtype=torch.bfloat16 if bf16 else torch.float32)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load student {student}: {exc}".splitlines()[0],
+                             "give a causal-LM folder or repo id with safetensors weights") from None
+        except torch.OutOfMemoryError:
+            raise InputError(f"student {student} does not fit in memory",
+                             "use a larger GPU or 'accelerate launch' with recipes/accelerate/*.yaml") from None
+        check_targets(model, cfg.target_modules)
+
+        full = pairs_data.dataset
+        train_ds, eval_ds = split_heldout(full, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
+        work = work_dir(out)
+        request = _request(cfg, str(student), pairs_data, len(full))
+        checkpoint = _prepare_work(work, request, resume)
+
+        args = _trainer_args(cfg, work, cuda, bf16, eval_ds is not None)
+        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
+                          target_modules=list(cfg.target_modules))
+        uses_ref = OBJECTIVES[cfg.objective].uses_reference
+        monitor = HealthMonitor(cfg.beta, uses_ref, cfg.strict, cfg.collapse_nats, cfg.min_margin_nats,
+                                cfg.health_after)
+        set_seed(cfg.seed)
+        trainer = _build_trainer(cfg, args, model, tok, train_ds, eval_ds, lora,
+                                 [monitor, _progress_callback(progress), *callbacks])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", DeltaHealthWarning)
+                trainer.train(resume_from_checkpoint=checkpoint)
+        except torch.OutOfMemoryError:
+            raise InputError("out of memory while training",
+                             "lower --micro-batch-size or --max-length, or shard with recipes/accelerate/*.yaml") from None
+        if cfg.strict and monitor.events:
+            ev = monitor.events[0]
+            raise DeltahubError(f"{ev.message} (stopped at step {ev.step}; partial run kept in {work})", ev.fix)
+
+        eval_metrics = trainer.evaluate() if eval_ds is not None else {}
+        if not trainer.accelerator.is_main_process:
+            return out
+        history = [e for e in trainer.state.log_history if "rewards/margins" in e or "loss" in e]
+        metrics = _final_metrics(history)
+        metrics["heldout_reward_accuracy"] = eval_metrics.get("eval_rewards/accuracies")
+        metrics["heldout_reward_margin"] = eval_metrics.get("eval_rewards/margins")
+        metrics["heldout_loss"] = eval_metrics.get("eval_loss")
+        metrics["health"] = [e.to_dict() for e in monitor.events]
+        precision = "bf16" if bf16 else "fp32"
+        block = _provenance(cfg, str(student), student_revision, pairs_data, len(full), len(train_ds),
+                            0 if eval_ds is None else len(eval_ds), trainer.state.global_step, precision, metrics)
+
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            _set_base_model(tmp / "adapter_config.json", str(student))
+            atomic_write_text(tmp / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history))
+            plot_training_curves(history, tmp / "training_curves.png",
+                                 title=f"{cfg.objective} delta on {Path(str(student)).name}")
+            atomic_write_text(tmp / "deltahub.json", json.dumps(block, indent=2) + "\n")
+            _write_card(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _set_base_model(config_path: Path, student: str) -> None:
+    """Record the student as the user named it (not a temp path) so the adapter resolves elsewhere."""
+    cfg = json.loads(config_path.read_text(encoding="utf-8"))
+    cfg["base_model_name_or_path"] = student
+    atomic_write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def _write_card(folder: Path) -> None:
+    try:
+        from ..registry.cards import write_card
+    except ImportError:  # the registry area is optional; PEFT's README stays
+        return
+    write_card(folder, "adapter")
+
+
+def config_digest(cfg: TrainConfig) -> str:
+    """Short digest of a config (used in run names and logs)."""
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
