@@ -68,6 +68,9 @@ def test_checks_on_logged_histories():
     healthy = [log(1, 0.0, 0.0), log(2, 0.05, 0.1), log(3, 0.1, 0.3)]
     collapse = [log(1, 0.0, 0.0), log(2, -0.1, 0.1), log(3, -0.3, 0.2)]
     flat = [log(1, 0.0, 0.0), log(2, 0.0, 0.001), log(3, 0.0, -0.002)]
+    late = [log(1, 0.0, 0.0), log(2, 0.0, 0.0), log(3, 0.01, 0.05)]  # warm-up zeros, then it moves
+    assert check_no_delta(late, 0.1, True, 0.1) is None
+    assert check_no_delta(flat[:2], 0.1, True, 0.1) is None  # too few logs to call it
     assert check_collapse(healthy, 0.1, True, 0.5) is None
     assert check_no_delta(healthy, 0.1, True, 0.1) is None
     ev = check_collapse(collapse, 0.1, True, 0.5)

@@ -60,17 +60,17 @@ def check_collapse(history: list[dict], beta: float, uses_reference: bool, colla
 
 def check_no_delta(history: list[dict], beta: float, uses_reference: bool, min_margin_nats: float,
                    window: int = 3) -> HealthEvent | None:
-    """Fire when the mean margin of the last ``window`` logs moved less than min_margin_nats."""
+    """Fire when none of the last ``window`` logs moved the margin by min_margin_nats."""
     logs = [e for e in history if "rewards/margins" in e]
-    if len(logs) < 2:
+    if len(logs) < window:
         return None
     margin0 = 0.0 if uses_reference else _nats(logs[0], "rewards/margins", beta)
     recent = [_nats(e, "rewards/margins", beta) - margin0 for e in logs[-window:]]
-    mean = sum(recent) / len(recent)
-    if mean < min_margin_nats:
+    if max(recent) < min_margin_nats:
         return HealthEvent(
             "no_delta", int(logs[-1].get("step", 0)),
-            f"no delta to learn: margins stay near zero ({mean:+.3f} nats after {logs[-1].get('step', '?')} steps)",
+            f"no delta to learn: margins stay near zero (at most {max(recent):+.3f} nats over the last "
+            f"{window} logs, step {logs[-1].get('step', '?')})",
             "check that chosen and rejected differ (a larger weak-weaker gap), or raise --lr / --max-steps",
         )
     return None
