@@ -132,3 +132,20 @@ def test_every_objective_trains(objective, tiny_model, tmp_path):
     assert meta["training"]["objective"] == objective
     h = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(h) == 3 and h[-1]["rewards/margins"] > h[0]["rewards/margins"]
+
+
+def test_recipe_supplies_settings_and_flags_override(tiny_model, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"train:\n  student: {tiny_model}\n  pairs: {tmp_path / 'missing.jsonl'}\n"
+                      f"  out: {tmp_path / 'o'}\n  rank: 4\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(recipe)])
+    assert "missing.jsonl' not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(recipe), "--pairs", str(tmp_path / "other.jsonl")])
+    assert "other.jsonl' not found" in capsys.readouterr().err
+    recipe.write_text("train:\n  rnak: 4\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(recipe)])
+    err = capsys.readouterr().err
+    assert "unknown train setting(s)" in err and "rnak" in err

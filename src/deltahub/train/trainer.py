@@ -204,6 +204,20 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
     return None
 
 
+def _prepare_work_all_ranks(work: Path, request: dict, resume: bool) -> str | None:
+    """Under ``accelerate launch`` only the main process touches the work folder; the rest wait."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return _prepare_work(work, request, resume)
+    if state.is_main_process:
+        _prepare_work(work, request, resume)
+    state.wait_for_everyone()
+    return get_last_checkpoint(str(work)) if resume else None
+
+
 def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool, bf16: bool, has_eval: bool):
     """DPOConfig / ORPOConfig for the objective, with CPU-friendly settings (training.md §1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -361,7 +375,7 @@ def train_delta(
         train_ds, eval_ds = split_heldout(full, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
         work = work_dir(out)
         request = _request(cfg, str(student), pairs_data, len(full))
-        checkpoint = _prepare_work(work, request, resume)
+        checkpoint = _prepare_work_all_ranks(work, request, resume)
 
         args = _trainer_args(cfg, work, cuda, bf16, eval_ds is not None)
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
