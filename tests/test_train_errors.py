@@ -149,3 +149,12 @@ def test_recipe_supplies_settings_and_flags_override(tiny_model, tmp_path, capsy
         main(["train", "--recipe", str(recipe)])
     err = capsys.readouterr().err
     assert "unknown train setting(s)" in err and "rnak" in err
+
+
+def test_in_memory_pairs_are_checked(tiny_model, tmp_path):
+    from deltahub.train.data import load_training_pairs
+
+    pairs = load_training_pairs(separable_pairs(3) + [])
+    assert pairs.conversational and pairs.dataset.column_names == ["prompt", "chosen", "rejected"]
+    with pytest.raises(InputError, match="lack column.*chosen"):
+        train_delta(tiny_model, [{"prompt": "q", "rejected": "b"}], tmp_path / "out", FAST)

@@ -96,8 +96,20 @@ def validate_columns(ds, source: str) -> None:
         raise InputError(f"prompt and chosen of {source} mix strings and chat turns", "use one format for all three")
 
 
-def load_training_pairs(spec: str | Path) -> Pairs:
-    """Load ``spec`` into a :class:`Pairs`: columns checked, extra provenance columns dropped."""
+def load_training_pairs(spec) -> Pairs:
+    """Load ``spec`` into a :class:`Pairs`: columns checked, extra provenance columns dropped.
+
+    ``spec`` is a path or repo id, or an in-memory ``datasets.Dataset`` / list of row dicts
+    (handy for the toy world and notebooks).
+    """
+    if not isinstance(spec, (str, Path)):
+        from datasets import Dataset
+
+        ds = Dataset.from_list(list(spec)) if isinstance(spec, (list, tuple)) else spec
+        source = f"<in-memory dataset {ds._fingerprint}>"
+        validate_columns(ds, source)
+        keep = [c for c in TRL_COLUMNS + OPTIONAL_COLUMNS if c in ds.column_names]
+        return Pairs(ds.select_columns(keep), source)
     spec = str(spec)
     ds = None
     path, repo, rev = _resolve(spec)

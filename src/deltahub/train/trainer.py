@@ -314,7 +314,7 @@ def _version(name: str) -> str:
 
 def train_delta(
     student: str | Path,
-    pairs: str | Path,
+    pairs,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
@@ -326,6 +326,9 @@ def train_delta(
     callbacks: Sequence = (),
 ) -> Path:
     """Train a preference delta (PEFT LoRA adapter) of ``student`` on ``pairs``; return ``out``.
+
+    ``pairs``: a ``deltahub generate`` folder, a .jsonl/.parquet file, a dataset repo id[@rev], or an
+    in-memory ``datasets.Dataset`` / list of dicts with ``prompt``/``chosen``/``rejected``.
 
     ``out`` receives adapter_config.json, adapter_model.safetensors, tokenizer files,
     ``deltahub.json`` (provenance), ``metrics.jsonl``, ``training_curves.png`` and ``README.md``.
