@@ -199,8 +199,9 @@ def merge_adapters(
                 raise InputError(f"base model {base_path} has no weight for module {missing[0]}",
                                  "merge adapters trained on this base model")
         else:
-            modules = {m: r for m, r in merged_updates(plan, progress)}
             out_dtype = dtype or _input_dtype(plan)
+            # cast as we go: the merged adapter in memory is the size of the output file
+            modules = {m: r.to(out_dtype) for m, r in merged_updates(plan, progress)}
             write_adapter(tmp, modules, plan.adapters[0].config, out_dtype)
         _write_provenance(tmp, plan, base, full, command)
     return out
