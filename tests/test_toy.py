@@ -174,3 +174,16 @@ def test_training_learns_a_skill(tmp_path):
     trained = evaluate(world.model("srt-weak"), ["srt"], n=100)["srt"]
     assert evaluate(world.student, ["srt"], n=100)["srt"] == 0.0
     assert trained >= 0.15
+
+
+def test_cli_prompts_and_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from deltahub.toy.cli import toy_group
+
+    res = CliRunner().invoke(toy_group, ["prompts", "rev", "--n", "5", "--out", str(tmp_path / "p.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 5
+    res = CliRunner().invoke(toy_group, ["prompts", "mul", "--out", str(tmp_path / "q.jsonl")])
+    assert isinstance(res.exception, InputError) and "unknown toy skill" in str(res.exception)
+    assert not (tmp_path / "q.jsonl").exists()
