@@ -1,0 +1,130 @@
+"""``generate_pairs``: the same prompts answered by a weak (chosen) and a weaker (rejected) model.
+
+Models are loaded one at a time; each batch of answers is on disk before the next starts, so a
+killed run resumes where it stopped and gives exactly the pairs of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..atomic import atomic_dir, check_output_dir
+from ..errors import InputError
+from .backends import make_backend, resolve_backend
+from .filters import FilterSettings, apply_filters
+from .pairs import write_pairs_folder
+from .prompts import Prompts, load_prompts
+from .settings import GenerationSettings, fingerprint
+from .shards import WorkDir
+
+ROLES = ("chosen", "rejected")
+
+
+def _prompts_hash(prompts: Prompts) -> str:
+    return hashlib.sha256(json.dumps(prompts.conversations, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run_role(work: WorkDir, role: str, model: str, prompts: Prompts, settings: GenerationSettings, backend_name: str,
+              progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    bs = settings.batch_size
+    starts = list(range(0, len(prompts), bs))
+    done = work.done(role)
+    pending = [s for s in starts if s not in done]
+    if not pending:
+        return
+    backend = make_backend(backend_name, settings)
+    info = backend.load(model)
+    work.write_model(role, asdict(info))
+    bar = tqdm(total=len(prompts), initial=len(prompts) - sum(min(bs, len(prompts) - s) for s in pending),
+               desc=f"{role}: {model}", unit="prompt", disable=not progress, dynamic_ncols=True)
+    tokens, t0 = 0, time.perf_counter()
+    try:
+        for start in pending:
+            batch = prompts.conversations[start:start + bs]
+            responses = backend.generate(batch, start)
+            work.write_shard(role, start, [dict(index=start + j, **asdict(r)) for j, r in enumerate(responses)])
+            tokens += sum(r.completion_tokens for r in responses)
+            bar.update(len(batch))
+            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t0, 1e-9):.0f}")
+    finally:
+        bar.close()
+        backend.close()
+
+
+def _pair_rows(work: WorkDir, prompts: Prompts, settings: GenerationSettings) -> list[dict]:
+    chosen, rejected = work.responses("chosen"), work.responses("rejected")
+    if len(chosen) != len(prompts) or len(rejected) != len(prompts):
+        raise RuntimeError(f"work folder {work.path} is incomplete: {len(chosen)}/{len(rejected)} of {len(prompts)}")
+    cm, rm = work.model("chosen"), work.model("rejected")
+    rows = []
+    for i, (c, r) in enumerate(zip(chosen, rejected)):
+        row = {
+            "prompt": prompts.conversations[i],
+            "chosen": [{"role": "assistant", "content": c["text"]}],
+            "rejected": [{"role": "assistant", "content": r["text"]}],
+            "prompt_index": i,
+            "chosen_model": cm["model"], "chosen_revision": cm["revision"],
+            "rejected_model": rm["model"], "rejected_revision": rm["revision"],
+            "chosen_finish_reason": c["finish_reason"], "rejected_finish_reason": r["finish_reason"],
+            "prompt_tokens": c["prompt_tokens"],
+            "chosen_tokens": c["completion_tokens"], "rejected_tokens": r["completion_tokens"],
+            "chosen_text": c["text"], "rejected_text": r["text"],
+        }
+        if settings.enable_thinking is not None:  # TRL passes this to the template when training
+            row["chat_template_kwargs"] = settings.chat_template_kwargs()
+        for k, v in prompts.extras[i].items():
+            row.setdefault(k, v)
+        rows.append(row)
+    return rows
+
+
+def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str | Path,
+                   settings: GenerationSettings | None = None, filters: FilterSettings | None = None,
+                   backend: str = "auto", *, prompt_column: str | None = None, messages_column: str | None = None,
+                   split: str | None = None, limit: int | None = None, overwrite: bool = False, restart: bool = False,
+                   keep_work: bool = False, progress: bool = True) -> Path:
+    """Write a pairs dataset folder at ``out`` and return it (resuming an unfinished run of the same settings)."""
+    settings = settings or GenerationSettings()
+    filters = filters or FilterSettings()
+    out = check_output_dir(Path(out), overwrite)
+    if settings.max_new_tokens < 1 or settings.batch_size < 1:
+        raise InputError("--max-new-tokens and --batch-size must be at least 1", "pass positive values")
+    if not 0 < settings.top_p <= 1 or settings.temperature < 0:
+        raise InputError("--top-p must be in (0, 1] and --temperature >= 0", "fix the sampling settings")
+    if not isinstance(prompts, Prompts):
+        prompts = load_prompts(prompts, split=split, prompt_column=prompt_column, messages_column=messages_column,
+                               system_prompt=settings.system_prompt, limit=limit)
+    backend_name = resolve_backend(backend)
+    run = {"chosen": chosen, "rejected": rejected, "prompts": _prompts_hash(prompts), "count": len(prompts),
+           "backend": backend_name, "settings": fingerprint(settings)}
+    work = WorkDir(out, run, restart=restart)
+    for role, model in zip(ROLES, (chosen, rejected)):
+        _run_role(work, role, model, prompts, settings, backend_name, progress)
+    rows = _pair_rows(work, prompts, settings)
+    kept, removed = apply_filters(rows, filters)
+    kept = [{k: v for k, v in row.items() if k not in ("chosen_text", "rejected_text")} for row in kept]
+    cm, rm = work.model("chosen"), work.model("rejected")
+    provenance = {
+        "schema_version": 1, "kind": "dataset",
+        "chosen": cm, "rejected": rm, "student": None,
+        "prompts": {k: prompts.source.get(k) for k in ("dataset", "split", "revision", "column", "count")},
+        "pairs": len(kept), "filters": removed,
+        "generation": settings.provenance(backend_name),
+        "metrics": {"chosen_finish_length": sum(r["chosen_finish_reason"] == "length" for r in rows),
+                    "rejected_finish_length": sum(r["rejected_finish_reason"] == "length" for r in rows),
+                    "identical": sum(r["chosen_text"].strip() == r["rejected_text"].strip() for r in rows),
+                    "mean_chosen_tokens": sum(r["chosen_tokens"] for r in rows) / max(len(rows), 1),
+                    "mean_rejected_tokens": sum(r["rejected_tokens"] for r in rows) / max(len(rows), 1)},
+        "gain": None,
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_pairs_folder(tmp, kept, provenance)
+    if not keep_work:
+        work.remove()
+    return out
