@@ -189,6 +189,8 @@ def test_prompt_loading_columns_messages_system(tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(InputError, match="not valid JSONL"):
         load_prompts(str(bad))
+    with pytest.raises(InputError, match="not found"):
+        load_prompts(str(tmp_path / "missing.jsonl"))
 
 
 def test_enable_thinking_reaches_the_chat_template(world):

@@ -55,6 +55,8 @@ def _read_rows(spec: str, split: str | None, revision: str | None) -> tuple[list
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{f} is not valid JSONL ({exc})", "write one JSON object per line") from exc
         return rows, {"dataset": str(path), "split": split, "revision": None}
+    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")):
+        raise InputError(f"prompts file {path} not found", "check the path given to --prompts")
     try:  # a Hub (or embedded registry) dataset id
         from ..hub import setup_client
 
