@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("deltahub.generate.cli:generate_command", "Generate weak-weaker preference pairs."),
     "agreement": ("deltahub.generate.cli:agreement_command", "Measure how often the size heuristic agrees with a judge."),
     "train": ("deltahub.train.cli:train_command", "Train a DPO LoRA delta on the student."),
+    "toy": ("deltahub.toy.cli:toy_group", "Build the toy world, write its prompts, evaluate on its skills."),
     "eval": ("deltahub.evaluate.cli:eval_command", "Evaluate a model or adapter (lm-eval or toy skills)."),
     "run": ("deltahub.pipeline.cli:run_command", "Run a recipe end to end (resumable)."),
     "demo": ("deltahub.pipeline.cli:demo_command", "Run the toy-world recipe on the embedded registry."),
