@@ -1,0 +1,159 @@
+"""GAM/KnOTS/TSV as mergekit merge methods: the real ``mergekit-yaml`` in a subprocess, tiny models.
+
+The reference for every output is base + ΔW from ``deltahub.merge.methods.merge_module`` applied
+directly to the adapters' factors (``deltahub.merge.adapters.load_adapter``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from deltahub.merge.adapters import load_adapter
+from deltahub.merge.methods import merge_module
+from deltahub.tiny import build_random_adapter
+
+BIN = Path(sys.executable).parent
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def _run(tool: str, config: dict, out: Path, cache: Path, env_extra: dict | None = None, extra=()):
+    cfg = out.parent / f"{out.name}.yml"
+    cfg.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    env.pop("DELTAHUB_MERGEKIT_DISABLE", None) if not env_extra else None
+    cmd = [str(BIN / tool), str(cfg), str(out), "--lora-merge-cache", str(cache), "--lora-merge-dtype", "float32", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mk")
+    adapters = [build_random_adapter(tiny_model, root / f"adapter{i}", r=4, alpha=8, seed=i + 1,
+                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"])
+                for i in range(3)]
+    return {"base": Path(tiny_model), "adapters": adapters, "root": root, "cache": root / "lora_cache"}
+
+
+def _config(world, method="gam", weights=(1.0, 0.8, 0.6), parameters=None, models=None):
+    base = str(world["base"])
+    models = models or [f"{base}+{a}" for a in world["adapters"]]
+    return {
+        "merge_method": method,
+        "base_model": base,
+        "models": [{"model": m, "parameters": {"weight": w}} for m, w in zip(models, weights)],
+        "parameters": parameters or {},
+        "dtype": "float32",
+    }
+
+
+def _reference(world, method="gam", weights=(1.0, 0.8, 0.6), **params) -> dict[str, torch.Tensor]:
+    base = _weights(world["base"])
+    loaded = [load_adapter(a) for a in world["adapters"]]
+    out = dict(base)
+    for module in loaded[0].module_names:
+        merged = merge_module(method, [a.modules[module] for a in loaded], list(weights), **params)
+        dense = merged.dense(torch.float64) if hasattr(merged, "dense") else merged.double()
+        out[module + ".weight"] = (base[module + ".weight"].double() + dense).float()
+    return out
+
+
+def _assert_close(got: dict, want: dict, rtol=1e-5):
+    for name, ref in want.items():
+        if name not in got:  # tied / absent in output
+            continue
+        err = (got[name].double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-12)
+        assert err <= rtol, f"{name}: relative error {err:.2e}"
+    assert set(got) <= set(want) | {"lm_head.weight"}
+
+
+def test_gam_via_mergekit_yaml_equals_deltahub_merge(world):
+    params = {"reference": 1, "scale": 0.9}
+    out = world["root"] / "gam"
+    r = _run("mergekit-yaml", _config(world, parameters=params), out, world["cache"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = _weights(out)
+    want = _reference(world, reference=1, scale=0.9)
+    _assert_close(got, want)
+    base = _weights(world["base"])
+    # norms and embeddings were left alone by every delta -> exactly the base value
+    assert torch.equal(got["model.norm.weight"], base["model.norm.weight"])
+    assert torch.equal(got["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+    # the parameters really took effect: the default reference/scale give a different result
+    other = _reference(world)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(got[name], other[name], rtol=1e-4, atol=1e-6)
+    card = (out / "README.md").read_text()
+    assert "GAM" in card
+
+
+def test_fallback_script_with_hook_disabled(world):
+    cfg = _config(world, method="tsv", weights=(1.0, 1.0, 0.5))
+    disabled = {"DELTAHUB_MERGEKIT_DISABLE": "1"}
+    plain = _run("mergekit-yaml", cfg, world["root"] / "tsv_plain", world["cache"], env_extra=disabled)
+    assert plain.returncode != 0
+    assert "Unimplemented merge method tsv" in plain.stderr  # mergekit's own error: the hook is what makes it work
+    assert not (world["root"] / "tsv_plain" / "model.safetensors").exists()
+    out = world["root"] / "tsv_fallback"
+    r = _run("deltahub-mergekit-yaml", cfg, out, world["cache"], env_extra=disabled)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_close(_weights(out), _reference(world, "tsv", (1.0, 1.0, 0.5)))
+
+
+def test_misspelt_and_misplaced_parameters_are_reported(world):
+    r = _run("mergekit-yaml", _config(world, parameters={"refrence": 1}), world["root"] / "typo", world["cache"])
+    assert r.returncode != 0
+    assert "unknown parameter 'refrence'" in r.stderr and "valid parameters" in r.stderr
+    cfg = _config(world)
+    cfg["models"][0]["parameters"]["scale"] = 2.0  # shared parameter given per model: mergekit would ignore it
+    r = _run("mergekit-yaml", cfg, world["root"] / "misplaced", world["cache"])
+    assert r.returncode != 0
+    assert "'scale' is a shared parameter" in r.stderr
+
+
+def _materialise(world, adapter: Path, out: Path, dtype: torch.dtype) -> Path:
+    """A full model with the adapter merged in ``dtype`` (what mergekit's LoRA cache holds)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(world["base"], dtype=dtype)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.save_pretrained(out)
+    return out
+
+
+def test_dense_inputs_fp32_match_factor_path_and_bf16_is_refused(world):
+    dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32) for i, a in enumerate(world["adapters"])]
+    out = world["root"] / "gam_dense"
+    r = _run("mergekit-yaml", _config(world, models=[str(d) for d in dense]), out, world["cache"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_close(_weights(out), _reference(world))
+
+    bf16 = _materialise(world, world["adapters"][0], world["root"] / "dense_bf16", torch.bfloat16)
+    models = [str(bf16), str(dense[1]), str(dense[2])]
+    r = _run("mergekit-yaml", _config(world, models=models), world["root"] / "gam_bf16", world["cache"])
+    assert r.returncode != 0
+    assert "not low-rank" in r.stderr and "--lora-merge-dtype float32" in r.stderr
+
+
+def test_hook_is_cheap_and_lazy():
+    code = ("import sys; import deltahub_mergekit.hook as h;"
+            "print('torch' in sys.modules, 'mergekit' in sys.modules, h._finder in sys.meta_path)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert r.stdout.split() == ["False", "False", "True"], r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "DELTAHUB_MERGEKIT_DISABLE": "1"})
+    assert r.stdout.split() == ["False", "False", "False"], r.stderr
