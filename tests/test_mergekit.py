@@ -135,6 +135,7 @@ def _materialise(world, adapter: Path, out: Path, dtype: torch.dtype) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_dense_inputs_fp32_match_factor_path_and_bf16_is_refused(world):
     dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32) for i, a in enumerate(world["adapters"])]
     out = world["root"] / "gam_dense"
@@ -157,3 +158,30 @@ def test_hook_is_cheap_and_lazy():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "DELTAHUB_MERGEKIT_DISABLE": "1"})
     assert r.stdout.split() == ["False", "False", "False"], r.stderr
+
+
+def test_pth_hook_ships_in_the_install_record():
+    """pip uninstall removes what RECORD lists; the hook must be there (editable installs too)."""
+    from importlib.metadata import distribution
+
+    files = {str(f) for f in distribution("deltahub").files}
+    assert "deltahub_mergekit_hook.pth" in files
+    pth = Path(distribution("deltahub").locate_file("deltahub_mergekit_hook.pth"))
+    assert pth.read_text().strip() == "import deltahub_mergekit.hook"
+
+
+def test_recipe_parameters_are_checked_in_process():
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge_methods import registry
+
+    from deltahub.errors import InputError
+    from deltahub_mergekit.method import check_parameter_names
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "gam.yml").read_text())
+    spec = registry.get(recipe["merge_method"]).spec  # registered by the hook on import
+    assert spec.pretty_name.startswith("GAM") and spec.reference_url
+    check_parameter_names(spec, MergeConfiguration.model_validate(recipe))
+    recipe["parameters"]["reorthonormalise"] = True
+    with pytest.raises(InputError, match="unknown parameter 'reorthonormalise'"):
+        check_parameter_names(spec, MergeConfiguration.model_validate(recipe))
+    assert {"gam", "knots", "tsv"} <= {m.spec.name for m in registry.registered_methods()}
