@@ -55,7 +55,7 @@ def test_bad_skill_split_and_too_many():
     with pytest.raises(InputError, match="unknown split"):
         sample("rev", "test", 3)
     with pytest.raises(InputError, match="fewer than"):
-        sample("add", "eval", 5000)  # only 1,000 distinct add questions exist
+        sample("add", "eval", 5000)  # only 2,000 distinct add questions exist
 
 
 def test_prompts_file(tmp_path):

@@ -61,7 +61,7 @@ def train_dpo(student: Path, rows: list[dict], out: Path, objective: str = "dpo+
 
 def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta: float = 0.1, lr: float = 1e-4,
         steps: int = 100, batch: int = 32, pairs: int = 512, n_eval: int = 200,
-        merges: tuple[str, ...] = ("gam", "average", "ties")) -> dict:
+        merges: tuple[str, ...] = ("gam", "average", "ties"), control: bool = False) -> dict:
     """One seed of the whole experiment; returns {row: scores} and writes results.json."""
     from deltahub.merge import merge_adapters
 
@@ -84,6 +84,11 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
             train_dpo(world.student, prs, ad, objective, beta, lr, steps, batch, seed=seed)
         deltas.append(ad)
         rows[f"student+{fam.skill} delta"] = evaluate(world.student, skills, adapter=ad, n=n_eval)
+        if control:  # SFT on the chosen answers alone, same data, steps and learning rate
+            sd = out / f"sft-{fam.skill}"
+            if not (sd / "adapter_model.safetensors").is_file():
+                train_dpo(world.student, prs, sd, "sft", beta, lr, steps, batch, seed=seed)
+            rows[f"student+{fam.skill} SFT-on-chosen"] = evaluate(world.student, skills, adapter=sd, n=n_eval)
     for method in merges:
         mo = out / f"merge-{method}"
         full = method in ("ties",)
@@ -97,19 +102,39 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
     return result
 
 
+def summarize(results: list[dict]) -> str:
+    """A markdown table: per row and skill, the mean over seeds and the spread (min-max)."""
+    rows = list(results[0]["rows"])
+    skills = list(results[0]["rows"][rows[0]])
+    lines = ["| row | " + " | ".join(skills) + " |", "|---" * (len(skills) + 1) + "|"]
+    for row in rows:
+        cells = []
+        for sk in skills:
+            vals = [r["rows"][row][sk] for r in results if row in r["rows"]]
+            mean = sum(vals) / len(vals)
+            cells.append(f"{mean:.3f} ({min(vals):.2f}-{max(vals):.2f})" if len(vals) > 1 else f"{mean:.3f}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--preset", default="full")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--summarize", type=Path, nargs="+", help="results.json files to tabulate (no training)")
     ap.add_argument("--objective", default="dpo+sft", choices=sorted(OBJECTIVES))
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--pairs", type=int, default=512)
+    ap.add_argument("--control", action="store_true", help="also train SFT-on-chosen adapters")
     a = ap.parse_args()
-    res = run(a.preset, a.seed, a.out, a.objective, a.beta, a.lr, a.steps, a.batch, a.pairs)
+    if a.summarize:
+        print(summarize([json.loads(p.read_text()) for p in a.summarize]))
+        return
+    res = run(a.preset, a.seed, a.out, a.objective, a.beta, a.lr, a.steps, a.batch, a.pairs, control=a.control)
     skills = list(next(iter(res["rows"].values())))
     print("| row | " + " | ".join(skills) + " |")
     for name, sc in res["rows"].items():

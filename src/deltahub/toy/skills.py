@@ -16,6 +16,8 @@ from deltahub.errors import InputError
 
 # A question lands in a split by its hash modulo 10: 0-5 train, 6-7 pairs, 8-9 eval.
 SPLITS: dict[str, range] = {"train": range(0, 6), "pairs": range(6, 8), "eval": range(8, 10)}
+# Part of every world's cache key: bump it when a generator changes, so stale worlds are not reused.
+SKILLS_VERSION = 2
 _LETTERS = "abcdefghij"
 
 
@@ -46,7 +48,7 @@ def _cnt(rng: random.Random) -> tuple[str, str]:
 
 
 def _add(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(0, 99), rng.randint(0, 9)
+    a, b = rng.randint(0, 99), rng.randint(0, 19)
     return f"add {a}+{b}", str(a + b)
 
 
@@ -54,7 +56,7 @@ SKILLS: dict[str, Skill] = {
     "rev": Skill("rev", "reverse a string of 4-7 letters", _rev, 7),
     "srt": Skill("srt", "sort 4-7 digits ascending", _srt, 7),
     "cnt": Skill("cnt", "count one letter in a string of 5-9 letters from a-d", _cnt, 1),
-    "add": Skill("add", "add a 1-2 digit number and a digit", _add, 3),
+    "add": Skill("add", "add a 1-2 digit number and a number below 20", _add, 3),
 }
 
 
