@@ -1,0 +1,1 @@
+"""The delta registry: versioned card schema, cards, validation, publish/pull/list/show."""

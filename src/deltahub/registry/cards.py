@@ -1,0 +1,181 @@
+"""Render a stage folder's README.md card from its ``deltahub.json`` and its files.
+
+The front matter follows the Hub/PEFT/TRL conventions (``base_model``, ``base_model_relation: adapter``,
+``library_name: peft``, ``datasets``, ``tags``, ``model-index``; dataset cards keep ``configs``) so the
+Hub's own tag filters find deltas; the ``deltahub:`` block carries the full provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from ..atomic import atomic_write_text
+from ..errors import InputError
+from .schema import DeltaBlock, family_of, parse_block
+
+CARDS_DIR = Path(__file__).resolve().parents[3] / "cards"
+PLOTS = ("training_curves.png", "gains.png", "per_task_gains.png")
+
+
+def read_block(folder: Path) -> DeltaBlock:
+    """The folder's validated ``deltahub.json``."""
+    path = Path(folder) / "deltahub.json"
+    if not path.is_file():
+        raise InputError(f"{folder} has no deltahub.json", "produce it with deltahub generate, train or merge")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc.msg})", "regenerate the folder") from None
+    return parse_block(data, str(path))
+
+
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """(front matter, body) of a README.md; ({}, text) when it has no front matter."""
+    if not text.startswith("---"):
+        return {}, text
+    end = text.find("\n---", 3)
+    if end < 0:
+        return {}, text
+    try:
+        meta = yaml.safe_load(text[3:end]) or {}
+    except yaml.YAMLError:
+        return {}, text
+    body = text[end + 4 :].lstrip("\n")
+    return (meta if isinstance(meta, dict) else {}), body
+
+
+def size_category(n: int | None) -> str:
+    """The Hub's size_categories bucket for n rows."""
+    if n is None:
+        return "n<1K"
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def _base_model(folder: Path, block: DeltaBlock) -> str | None:
+    cfg = folder / "adapter_config.json"
+    if cfg.is_file():
+        try:
+            base = json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except json.JSONDecodeError:
+            base = None
+        if base:
+            return str(base)
+    return block.student.model if block.student else None
+
+
+def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
+    """Card tags that make a delta findable with ``list_models(filter=...)``/``list_datasets``."""
+    tags = ["deltahub", "preference-delta", f"deltahub-kind:{block.kind}"]
+    if block.kind == "adapter":
+        tags += ["peft", "lora", "dpo"]
+    if block.kind == "dataset":
+        tags += ["dpo", "preference-pairs"]
+    if block.kind == "merged":
+        tags += ["merge", f"merge-method:{block.merge.method if block.merge else 'unknown'}"]
+    fam = family_of(block)
+    if fam:
+        tags.append(f"deltahub-family:{fam}")
+    if block.training and block.training.get("objective"):
+        tags.append(f"deltahub-objective:{block.training['objective']}")
+    if base:
+        tags.append(f"deltahub-base:{base}")
+    return tags
+
+
+def reproduce_command(block: DeltaBlock) -> str | None:
+    """The ``deltahub merge`` command that rebuilds a merged output."""
+    m = block.merge
+    if m is None:
+        return None
+    extra = m.model_extra or {}
+    if extra.get("command"):
+        return str(extra["command"])
+    specs = [f"{d.repo}@{d.revision}" if d.repo and d.revision else (d.repo or d.path or "?") for d in m.deltas]
+    parts = ["deltahub", "merge", *specs, "--out", "OUT", "--method", m.method]
+    for k, v in sorted(m.parameters.items()):
+        parts += ["--param", f"{k}={v}"]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> dict[str, Any]:
+    """The card's YAML front matter."""
+    base = _base_model(folder, block)
+    tags = derive_tags(block, base)
+    meta: dict[str, Any] = {"license": old_meta.get("license", "apache-2.0")}
+    if block.kind == "dataset":
+        meta["task_categories"] = ["text-generation"]
+        meta["size_categories"] = [size_category(block.pairs)]
+        meta["configs"] = old_meta.get("configs") or [
+            {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}
+        ]
+        models = [r.model for r in (block.chosen, block.rejected) if r and r.model]
+        if models:
+            meta["source_models"] = models
+    else:
+        if base:
+            meta["base_model"] = base
+        if block.kind == "adapter" or (block.merge and (block.merge.model_extra or {}).get("output") != "full-model"):
+            meta["base_model_relation"] = "adapter"
+            meta["library_name"] = "peft"
+        else:
+            meta["base_model_relation"] = "merge"
+            meta["library_name"] = "transformers"
+        if block.dataset and block.dataset.repo:
+            meta["datasets"] = [block.dataset.repo]
+        if block.gain and block.gain.metric and block.gain.value is not None:
+            meta["model-index"] = [{
+                "name": folder.name,
+                "results": [{
+                    "task": {"type": "text-generation"},
+                    "dataset": {"name": (block.prompts.dataset if block.prompts else None) or "eval", "type": "eval"},
+                    "metrics": [{"type": block.gain.metric, "value": block.gain.value, "name": f"gain over base ({block.gain.metric})"}],
+                }],
+            }]
+    meta["tags"] = list(dict.fromkeys([*(old_meta.get("tags") or []), *tags]))
+    meta["deltahub"] = block.model_dump(mode="json", exclude_none=True)
+    return meta
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+
+
+def render_card(folder: Path, kind: str | None = None) -> str:
+    """The README.md text for a stage folder (no write)."""
+    folder = Path(folder)
+    block = read_block(folder)
+    kind = kind or block.kind
+    if kind != block.kind:
+        raise InputError(f"{folder}: deltahub.json says kind '{block.kind}', not '{kind}'", f"call write_card(folder, '{block.kind}')")
+    readme = folder / "README.md"
+    old_meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
+    meta = card_metadata(folder, block, old_meta)
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
+    body = _env().get_template(f"{kind}.md.j2").render(
+        b=block, meta=meta, name=folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
+        command=reproduce_command(block), extra=block.model_extra or {},
+        merge_extra=(block.merge.model_extra or {}) if block.merge else {},
+        gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
+    )
+    return f"---\n{front}---\n\n{body}"
+
+
+def write_card(folder: Path, kind: str | None = None) -> Path:
+    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path."""
+    folder = Path(folder)
+    text = render_card(folder, kind)
+    path = folder / "README.md"
+    atomic_write_text(path, text)
+    return path
