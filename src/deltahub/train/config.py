@@ -15,7 +15,7 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 # beta when the user gives none: length-normalised DPO works on per-token log-ratios, so it needs
 # a much larger beta (Tulu 3 uses 5).
-DEFAULT_BETA = {"dpo": 0.1, "dpo_norm": 5.0, "ipo": 0.1, "orpo": 0.1, "dpo+sft": 0.1}
+DEFAULT_BETA = {"dpo": 0.1, "dpo_norm": 5.0, "ipo": 0.1, "orpo": 0.1, "dpo+sft": 0.1, "sft": 0.1}
 
 
 @dataclass

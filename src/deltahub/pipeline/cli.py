@@ -1,0 +1,52 @@
+"""``deltahub run RECIPE`` and ``deltahub demo``: thin layers over :func:`run_recipe`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def _default_work(name: str) -> Path:
+    home = os.environ.get("DELTAHUB_HOME") or Path.home() / ".cache" / "deltahub"
+    return Path(home) / "runs" / name
+
+
+@click.command("run")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path),
+              help="Working folder (resumable; default ~/.cache/deltahub/runs/NAME).")
+@click.option("--dry-run", is_flag=True, help="Validate the recipe and print the plan; run nothing.")
+def run_command(recipe: Path, work: Path | None, dry_run: bool) -> None:
+    """Run RECIPE end to end: pairs, deltas, publish, pull, merge, evaluate. Re-running skips finished stages."""
+    from ..recipe import load_recipe
+    from .run import run_recipe
+
+    parsed = load_recipe(recipe)
+    result = run_recipe(parsed, work or _default_work(parsed.name), dry_run=dry_run, log=click.echo)
+    if dry_run:
+        click.echo("recipe is valid")
+        return
+    from .report import aggregate, table
+
+    skills = sorted({k for r in result.rows.values() for k in r} - {"avg"})
+    click.echo(table(aggregate([result.rows]), result.kinds, skills))
+    click.echo(f"done in {result.seconds:.0f} s ({len(result.ran)} stages run, {len(result.skipped)} skipped); "
+               f"results in {result.work}")
+
+
+@click.command("demo")
+@click.option("--quick", is_flag=True, help="The 2-skill quick world (about a minute).")
+@click.option("--seeds", default=1, show_default=True, help="Run the whole loop for seeds 0..N-1 and report mean ± spread.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deltahub-demo"), show_default=True,
+              help="Where the report (report.md, results.png) and the run folders go.")
+def demo_command(quick: bool, seeds: int, out: Path) -> None:
+    """The whole PDA loop on the built-in toy world and the embedded registry, on a CPU."""
+    from .demo import run_demo
+
+    report = run_demo(quick=quick, seeds=seeds, out=out, log=click.echo)
+    click.echo(report.read_text())
+    click.echo(f"report: {report}")

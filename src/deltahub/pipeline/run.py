@@ -1,0 +1,285 @@
+"""``run_recipe``: the whole PDA loop — pairs, deltas, publish, pull, merges, evaluation, report.
+
+Every stage calls the same library function as its single command (``generate_pairs``,
+``train_delta``, ``publish``/``pull``, ``merge_adapters``, toy evaluation), and is skipped when
+its output exists for the same inputs (see :mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError
+from ..recipe import DeltaSpec, Recipe, load_recipe
+from .cache import StageCache
+
+
+@dataclass
+class RunResult:
+    work: Path
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    deltas: dict[str, dict] = field(default_factory=dict)  # name -> {adapter, dataset, repo, revision, ...}
+    merges: dict[str, str] = field(default_factory=dict)
+    published: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+class _Resolver:
+    """Turns recipe references (``toy:NAME``, paths, Hub ids) into what the stages take."""
+
+    def __init__(self, recipe: Recipe, work: Path):
+        self.recipe = recipe
+        self.work = work
+        self.world = None
+        self.world_key = None
+
+    def build_world(self, cache: StageCache) -> None:
+        if self.recipe.world is None:
+            return
+        from ..toy import build_world, preset
+
+        config = preset(self.recipe.world.preset, seed=self.recipe.world.seed)
+        self.world_key = config.config_hash()
+        self.world = build_world(config=config, progress=True)
+
+    def model(self, ref: str) -> str:
+        if ref.startswith("toy:"):
+            return str(self.world.model(ref[4:]))
+        return ref
+
+    def model_key(self, ref: str) -> str:
+        return f"{ref}@world-{self.world_key}" if ref.startswith("toy:") else ref
+
+    def prompts(self, delta: DeltaSpec) -> tuple[str, str | None]:
+        src = delta.prompts.source
+        if src.startswith("toy:"):
+            from ..toy import write_prompts
+
+            path = self.work / f"prompts-{delta.name}.jsonl"
+            write_prompts(path, src[4:], delta.prompts.count or 256, split="pairs", seed=delta.prompts.seed)
+            return str(path), None
+        return src, delta.prompts.split
+
+
+def _registry():
+    """The registry functions, or None when this build or recipe does not publish."""
+    try:
+        from ..registry import publish as publish_mod
+        from ..registry import pull as pull_mod
+    except ImportError:
+        return None
+    return publish_mod, pull_mod
+
+
+def plan_lines(recipe: Recipe) -> list[str]:
+    """The stages ``run`` would execute, for ``--dry-run``."""
+    lines = [f"recipe {recipe.name}: {recipe.description}".rstrip(": "),
+             f"hub: {recipe.hub.endpoint} (namespace {recipe.hub.namespace}, publish={recipe.hub.publish})"]
+    if recipe.world:
+        lines.append(f"1. build the toy world (preset {recipe.world.preset}, seed {recipe.world.seed})")
+    lines.append(f"student: {recipe.student.model}" + (f"@{recipe.student.revision}" if recipe.student.revision else ""))
+    for d in recipe.deltas:
+        lines.append(f"delta {d.name}: pairs {d.chosen} (chosen) over {d.rejected} (rejected) on {d.prompts.source}"
+                     + (f" x{d.prompts.count}" if d.prompts.count else ""))
+        lines.append(f"    generate {d.generation or '(defaults)'}; filters {d.filters or '(none)'}")
+        lines.append(f"    train {d.train or '(PDA defaults)'}")
+        if recipe.hub.publish:
+            lines.append(f"    publish dataset {d.repo.dataset or _default_repo(recipe, d, 'pairs')}, "
+                         f"adapter {d.repo.adapter or _default_repo(recipe, d, 'delta')}; pull both back by revision")
+    names = [d.name for d in recipe.merge_deltas()]
+    for m in recipe.merge.methods:
+        lines.append(f"merge {m} over {', '.join(names)} {recipe.merge.parameters.get(m, {}) or ''}".rstrip())
+    lines.append(f"evaluate ({recipe.eval.kind}): {', '.join(recipe.eval.tasks) or 'the world skills'}"
+                 + ("; SFT-on-chosen control" if recipe.eval.sft_control else ""))
+    if recipe.merge.publish and recipe.hub.publish:
+        lines.append(f"publish the merged student to {recipe.merge.publish}")
+    r = recipe.resources
+    if r.gpus or r.launch:
+        lines.append(f"resources: {r.gpus} GPU(s)" + (f", {r.gpu_memory_gb:g} GB each" if r.gpu_memory_gb else "")
+                     + (f"; launch: {r.launch}" if r.launch else ""))
+    return lines
+
+
+def _default_repo(recipe: Recipe, d: DeltaSpec, kind: str) -> str:
+    return f"{recipe.hub.namespace}/{recipe.name}-{d.name}-{kind}"
+
+
+def _setup_hub(recipe: Recipe) -> None:
+    if not recipe.hub.publish:
+        return
+    try:
+        from ..hub import setup_client
+    except ImportError:
+        return
+    setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
+
+
+def _train_config(delta: DeltaSpec, extra: dict | None = None):
+    from ..train.config import TrainConfig
+
+    return TrainConfig(**{**delta.train, **(extra or {})})
+
+
+def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = False,
+               log=_echo) -> RunResult:
+    """Run (or, with ``dry_run``, only plan) a recipe; resumable through ``work``."""
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if dry_run:
+        for line in plan_lines(recipe):
+            log(line)
+        return RunResult(work=Path(work))
+    if recipe.eval.kind != "toy":
+        raise InputError("`deltahub run` evaluates toy-world recipes only in this version",
+                         "run the stages, then `deltahub eval` with lm-eval on the merged model")
+    t0 = time.time()
+    work = Path(work)
+    cache = StageCache(work, log=log)
+    result = RunResult(work=work)
+    _setup_hub(recipe)
+    registry = _registry() if recipe.hub.publish else None
+    if recipe.hub.publish and registry is None:
+        log("  note: this build has no registry; deltas are used from local folders (nothing published)")
+    res = _Resolver(recipe, work)
+    log(f"toy world ({recipe.world.preset if recipe.world else '-'})")
+    res.build_world(cache)
+    student = res.model(recipe.student.model)
+    student_key = res.model_key(recipe.student.model)
+    skills = recipe.eval.tasks or (recipe.world and res.world.config.skills) or []
+
+    from ..generate import generate_pairs
+    from ..generate.filters import FilterSettings
+    from ..generate.settings import GenerationSettings
+    from ..train import train_delta
+
+    adapters: dict[str, Path] = {}
+    for d in recipe.deltas:
+        log(f"delta {d.name}")
+        prompts, split = res.prompts(d)
+        pairs_dir = work / f"pairs-{d.name}"
+        gen_inputs = {"chosen": res.model_key(d.chosen), "rejected": res.model_key(d.rejected),
+                      "prompts": d.prompts.model_dump(), "generation": d.generation, "filters": d.filters}
+        pairs_key, _ = cache.run(
+            f"generate:{d.name}", gen_inputs,
+            lambda: str(generate_pairs(res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir,
+                                       GenerationSettings(**d.generation), FilterSettings(**d.filters),
+                                       split=split, overwrite=True, progress=True)),
+            pairs_dir)
+        delta_dir = work / f"delta-{d.name}"
+        train_key, _ = cache.run(
+            f"train:{d.name}", {"student": student_key, "pairs": pairs_key, "train": d.train},
+            lambda: str(train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
+            delta_dir)
+        info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
+        if registry is not None:
+            info.update(_publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work))
+            adapters[d.name] = Path(info["pulled"])
+        else:
+            adapters[d.name] = delta_dir
+        result.deltas[d.name] = info
+
+    merge_inputs = [adapters[d.name] for d in recipe.merge_deltas()]
+    merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
+    from ..merge import merge_adapters
+    from ..merge.methods import METHODS
+
+    for method in recipe.merge.methods:
+        out = work / f"merge-{method}"
+        full = not METHODS[method].low_rank
+        params = recipe.merge.parameters.get(method, {})
+        cache.run(f"merge:{method}", {"inputs": merge_keys, "method": method, "params": params, "full": full},
+                  lambda: str(merge_adapters(merge_inputs, out, method=method, params=params,
+                                             base=student if full else None, full=full, overwrite=True,
+                                             progress=False)),
+                  out)
+        result.merges[method] = str(out)
+
+    if recipe.eval.sft_control:
+        for d in recipe.deltas:
+            sft_dir = work / f"sft-{d.name}"
+            cache.run(f"sft:{d.name}", {"student": student_key, "pairs": cache.key(f"generate:{d.name}"),
+                                         "train": d.train},
+                      lambda: str(train_delta(student, work / f"pairs-{d.name}", sft_dir,
+                                              _train_config(d, {"objective": "sft"}), overwrite=True, progress=True)),
+                      sft_dir)
+
+    _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
+    if registry is not None and recipe.merge.publish:
+        main = recipe.merge.methods[0]
+        folder = Path(result.merges[main])
+        _, rev = cache.run(f"publish:merged:{main}", {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
+                           lambda: _publish(registry, folder, recipe.merge.publish))
+        result.published[recipe.merge.publish] = rev
+    result.ran, result.skipped = cache.ran, cache.skipped
+    result.seconds = time.time() - t0
+    (work / "results.json").write_text(json.dumps({"rows": result.rows, "kinds": result.kinds,
+                                                   "deltas": result.deltas, "merges": result.merges,
+                                                   "published": result.published}, indent=2))
+    return result
+
+
+def _publish(registry, folder: Path, repo: str) -> str:
+    publish_mod, _ = registry
+    info = publish_mod.publish(folder, repo)
+    return getattr(info, "oid", None) or getattr(info, "revision", None) or str(info)
+
+
+def _publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
+    _, pull_mod = registry
+    ds_repo = d.repo.dataset or _default_repo(recipe, d, "pairs")
+    ad_repo = d.repo.adapter or _default_repo(recipe, d, "delta")
+    _, ds_rev = cache.run(f"publish:pairs:{d.name}", {"pairs": pairs_key, "repo": ds_repo},
+                          lambda: _publish(registry, pairs_dir, ds_repo))
+    _, ad_rev = cache.run(f"publish:delta:{d.name}", {"delta": train_key, "repo": ad_repo, "dataset": ds_rev},
+                          lambda: _publish(registry, delta_dir, ad_repo))
+    pulled = work / f"pulled-{d.name}"
+    cache.run(f"pull:{d.name}", {"repo": ad_repo, "revision": ad_rev},
+              lambda: str(pull_mod.pull(f"{ad_repo}@{ad_rev}", out=pulled)), pulled)
+    return {"repo": ad_repo, "revision": ad_rev, "dataset_repo": ds_repo, "dataset_revision": ds_rev,
+            "pulled": str(pulled)}
+
+
+def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunResult, work: Path) -> None:
+    from ..toy import evaluate
+
+    n, seed = recipe.eval.n, recipe.eval.seed
+
+    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None) -> None:
+        _, scores = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "n": n, "seed": seed},
+                              lambda: evaluate(model, skills, adapter=adapter, n=n, seed=seed))
+        result.rows[name] = scores
+        result.kinds[name] = kind
+
+    log_models = []
+    if recipe.eval.teachers:
+        for d in recipe.deltas:
+            for ref in (d.chosen, d.rejected):
+                if ref not in log_models:
+                    log_models.append(ref)
+                    row(ref.removeprefix("toy:"), "teacher", {"model": res.model_key(ref)}, res.model(ref))
+    row("student", "student", {"model": student_key}, student)
+    for d in recipe.deltas:
+        row(f"+ delta {d.name}", "single delta", {"adapter": cache.key(f"train:{d.name}")}, student,
+            str(work / f"delta-{d.name}"))
+    if recipe.eval.sft_control:
+        for d in recipe.deltas:
+            row(f"+ SFT-on-chosen {d.name}", "SFT control", {"adapter": cache.key(f"sft:{d.name}")}, student,
+                str(work / f"sft-{d.name}"))
+    from ..merge.methods import METHODS
+
+    for method, out in result.merges.items():
+        full = not METHODS[method].low_rank
+        row(f"merge {method}", "merge", {"merge": cache.key(f"merge:{method}")},
+            out if full else student, None if full else out)
