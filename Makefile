@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deltahub-installed
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo demo-quick test test-vllm bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/deltahub demo
 
+demo-quick: $(STAMP)
+	$(VENV)/bin/deltahub demo --quick
+
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# vLLM's CPU build pins an older transformers: its tests run in their own environment (.venv-vllm)
+test-vllm:
+	bash scripts/test-vllm.sh
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
