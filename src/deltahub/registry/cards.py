@@ -147,7 +147,7 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> 
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.ChainableUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
 
