@@ -1,0 +1,54 @@
+"""The embedded Hub-compatible registry: ``start_server`` runs it in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .auth import Auth
+
+__all__ = ["RunningServer", "start_server", "Auth"]
+
+
+@dataclass
+class RunningServer:
+    """A registry served by uvicorn in a daemon thread of this process."""
+
+    url: str
+    root: Path
+    _server: object
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_server(root: Path, host: str = "127.0.0.1", port: int = 0, open_mode: bool = True,
+                 tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
+                 page_size: int = 1000) -> RunningServer:
+    """Serve ``root`` on ``host:port`` (0 = an ephemeral port) and return once it accepts connections."""
+    import uvicorn
+
+    from .app import build_app
+
+    app = build_app(Path(root), Auth(open_mode=open_mode, tokens=dict(tokens or {}), orgs=dict(orgs or {})), page_size)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="deltahub-registry", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the embedded registry did not start")
+        time.sleep(0.01)
+    sock = server.servers[0].sockets[0].getsockname()
+    return RunningServer(url=f"http://{sock[0]}:{sock[1]}", root=Path(root), _server=server, _thread=thread)
