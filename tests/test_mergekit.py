@@ -33,8 +33,9 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 def _run(tool: str, config: dict, out: Path, cache: Path, env_extra: dict | None = None, extra=()):
     cfg = out.parent / f"{out.name}.yml"
     cfg.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    env.pop("DELTAHUB_MERGEKIT_DISABLE", None) if not env_extra else None
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("DELTAHUB_MERGEKIT_DISABLE", None)
+    env.update(env_extra or {})
     cmd = [str(BIN / tool), str(cfg), str(out), "--lora-merge-cache", str(cache), "--lora-merge-dtype", "float32", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 

@@ -9,7 +9,8 @@ low-rank — a LoRA merged into bf16 weights is not, and the method stops and sa
 
 Rules for the tensors a method cannot merge as a low-rank update:
 - every input leaves the tensor equal to the base -> the base value (norms, embeddings, lm_head
-  of pure LoRA deltas);
+  of pure LoRA deltas; a ``BASE+ADAPTER`` input never changes a tensor its adapter has no
+  factors for, even when mergekit's bf16 LoRA cache rounded it);
 - a tensor that is not 2-D (norms, biases) and changes -> base + scale·Σwᵢ·Δᵢ/Σwᵢ (weighted mean).
 """
 
@@ -151,7 +152,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
             return self._mean_rule(base, entries, weights, params.get("scale", 1.0))
         module = name[: -len(".weight")] if name.endswith(".weight") else name
         shape = tuple(base.shape)
-        deltas: list[LowRank] = []
+        deltas: list[Any] = []  # LowRank | None (unchanged) | TensorEntry (dense, resolved below)
         factor_ranks = []
         for entry in entries:
             lora = getattr(entry.id, "lora", None)
@@ -190,7 +191,10 @@ class DeltahubMergeMethod(GroupMergeMethod):
 
     @staticmethod
     def _mean_rule(base: torch.Tensor, entries, weights: list[float], scale: float) -> torch.Tensor:
-        deltas = [e.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE) for e in entries]
+        # a LoRA adapter changes only its linear layers (load_adapter refuses modules_to_save), so
+        # for BASE+ADAPTER inputs these tensors are the base's, whatever dtype mergekit merged in
+        deltas = [torch.zeros_like(base, dtype=COMPUTE_DTYPE) if getattr(e.id, "lora", None) is not None
+                  else e.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE) for e in entries]
         if not any(torch.any(d) for d in deltas):
             return base.clone()
         total = sum(weights)
