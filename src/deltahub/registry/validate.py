@@ -1,0 +1,207 @@
+"""Check a delta folder before trusting it: schema, safe files, shapes vs the declared base, NaN/Inf, card.
+
+Everything is read from small files: the base model's ``config.json`` is enough to know every
+projection's shape, so the base weights are never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeltahubError
+from .cards import split_card
+from .schema import parse_block
+
+SAFE_SUFFIXES = {".safetensors", ".json", ".md", ".png", ".jpg", ".parquet", ".jsonl", ".txt", ".yml", ".yaml", ".gitattributes", ".model", ".jinja"}
+UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib", ".py", ".so", ".sh", ".h5", ".msgpack"}
+CARD_KEYS = {"adapter": ("base_model", "library_name", "tags"), "dataset": ("task_categories", "configs", "tags"), "merged": ("tags",)}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    target: str
+    kind: str | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def lines(self) -> list[str]:
+        out = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
+        out.append(f"verdict: {'PASS' if self.ok else 'FAIL'} ({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})")
+        return out
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
+
+
+def check_files(files: list[str]) -> tuple[bool, str]:
+    """Safetensors only: no pickles, no custom code."""
+    bad = [f for f in files if Path(f).suffix.lower() in UNSAFE_SUFFIXES or Path(f).suffix.lower() not in SAFE_SUFFIXES and "." in Path(f).name and not Path(f).name.startswith(".")]
+    return (not bad, f"unsafe or unknown files: {', '.join(bad[:5])}" if bad else f"{len(files)} files, no pickles or code")
+
+
+_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
+
+
+def expected_shapes(config: dict) -> dict[str, tuple[int, int]]:
+    """(out, in) of each linear projection suffix for a decoder-only transformer config (Llama/Qwen/Mistral style)."""
+    cfg = config.get("text_config", config)
+    h = int(cfg["hidden_size"])
+    heads = int(cfg["num_attention_heads"])
+    kv = int(cfg.get("num_key_value_heads") or heads)
+    hd = int(cfg.get("head_dim") or h // heads)
+    inter = int(cfg.get("intermediate_size") or 4 * h)
+    return {
+        "q_proj": (heads * hd, h), "k_proj": (kv * hd, h), "v_proj": (kv * hd, h), "o_proj": (h, heads * hd),
+        "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter),
+    }
+
+
+def check_adapter_shapes(folder: Path, base_config: dict) -> tuple[bool, str]:
+    """Every LoRA module name exists in the base (layer index, projection) and its A/B shapes match."""
+    from safetensors import safe_open
+
+    cfg = base_config.get("text_config", base_config)
+    layers = int(cfg.get("num_hidden_layers", 0))
+    shapes = expected_shapes(base_config)
+    problems: list[str] = []
+    n = 0
+    for st in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(st), "pt") as f:
+            for key in f.keys():
+                m = _LORA_KEY.match(key)
+                if not m:
+                    continue
+                n += 1
+                module, which = m.group(1), m.group(2)
+                shape = tuple(f.get_slice(key).get_shape())
+                proj = module.rsplit(".", 1)[-1]
+                layer = re.search(r"\.layers\.(\d+)\.", module)
+                if proj not in shapes or layer is None or int(layer.group(1)) >= layers:
+                    problems.append(f"{module} is not a module of the base")
+                    continue
+                out_f, in_f = shapes[proj]
+                if (which == "A" and shape[1] != in_f) or (which == "B" and shape[0] != out_f):
+                    problems.append(f"{module}.lora_{which} has shape {list(shape)}, base needs {'in' if which == 'A' else 'out'}={in_f if which == 'A' else out_f}")
+    if n == 0:
+        return False, "no LoRA weights found in *.safetensors"
+    return (not problems, "; ".join(problems[:3]) if problems else f"{n} LoRA tensors match the base config")
+
+
+def check_finite(folder: Path) -> tuple[bool, str]:
+    """No NaN/Inf in any safetensors tensor."""
+    import torch
+    from safetensors.torch import load_file
+
+    bad = []
+    for st in sorted(folder.rglob("*.safetensors")):
+        for key, t in load_file(str(st)).items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad.append(key)
+    return (not bad, f"non-finite values in {', '.join(bad[:3])}" if bad else "all tensors finite")
+
+
+def count_rows(folder: Path) -> int:
+    """Rows in a pairs folder's data/*.parquet (from parquet metadata, no data read)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(str(p)).metadata.num_rows for p in sorted(folder.glob("data/*.parquet")))
+
+
+def validate_folder(
+    folder: Path,
+    base_config: Callable[[str], dict | None] | None = None,
+    dataset_rows: Callable[[str, str | None], int | None] | None = None,
+    target: str | None = None,
+) -> Report:
+    """Run every check on a local delta folder. ``base_config(model_id)`` returns the base's config.json
+    (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing)."""
+    folder = Path(folder)
+    report = Report(target or str(folder))
+    if not folder.is_dir():
+        raise DeltahubError(f"{folder} is not a folder", "pass a delta folder or a repo id NS/NAME")
+    files = _files(folder)
+    block = None
+    try:
+        raw = json.loads((folder / "deltahub.json").read_text(encoding="utf-8")) if (folder / "deltahub.json").is_file() else None
+        meta, _ = split_card((folder / "README.md").read_text(encoding="utf-8")) if (folder / "README.md").is_file() else ({}, "")
+        raw = raw if raw is not None else meta.get("deltahub")
+        if raw is None:
+            report.add("schema", False, "no deltahub.json and no deltahub: block in the card (not a delta)")
+        else:
+            block = parse_block(raw)
+            report.kind = block.kind
+            report.add("schema", True, f"schema_version {block.schema_version}, kind {block.kind}")
+    except (DeltahubError, json.JSONDecodeError) as exc:
+        report.add("schema", False, str(getattr(exc, "message", exc)))
+    ok, detail = check_files(files)
+    report.add("files are safetensors only", ok, detail)
+    kind = report.kind or ("adapter" if (folder / "adapter_config.json").is_file() else "dataset" if (folder / "data").is_dir() else None)
+    if kind in ("adapter", "merged") and (folder / "adapter_config.json").is_file():
+        acfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        base = acfg.get("base_model_name_or_path")
+        cfg = None
+        if base and Path(base, "config.json").is_file():
+            cfg = json.loads(Path(base, "config.json").read_text(encoding="utf-8"))
+        elif base and base_config is not None:
+            cfg = base_config(base)
+        if cfg is None:
+            report.add("adapter matches its base", False, f"cannot read config.json of base '{base}'")
+        else:
+            try:
+                ok, detail = check_adapter_shapes(folder, cfg)
+            except (KeyError, ValueError) as exc:
+                ok, detail = False, f"base config lacks {exc}"
+            report.add("adapter matches its base", ok, detail)
+    if kind == "adapter" and block is not None:
+        link = block.dataset
+        if link is None or not link.repo:
+            report.add("linked dataset", False, "deltahub.dataset.repo is missing")
+        else:
+            rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
+            if rows is None:
+                report.add("linked dataset", False, f"dataset {link.repo} not found")
+            elif block.pairs is not None and rows != block.pairs:
+                report.add("linked dataset", False, f"{link.repo} has {rows} rows, the card says {block.pairs}")
+            else:
+                report.add("linked dataset", True, f"{link.repo}: {rows} rows")
+    if kind == "dataset" and block is not None:
+        rows = count_rows(folder)
+        report.add("row count matches the card", rows == block.pairs, f"{rows} rows, card says {block.pairs}")
+    ok, detail = check_finite(folder)
+    report.add("no NaN/Inf", ok, detail)
+    report.add(*_card_check(folder, kind))
+    return report
+
+
+def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return "card complete", False, "README.md is missing"
+    meta, body = split_card(readme.read_text(encoding="utf-8"))
+    missing = [k for k in CARD_KEYS.get(kind or "", ("tags",)) if not meta.get(k)]
+    if "deltahub" not in meta:
+        missing.append("deltahub block")
+    if "deltahub" not in (meta.get("tags") or []):
+        missing.append("tag deltahub")
+    if len(body.strip()) < 40:
+        missing.append("body text")
+    return "card complete", not missing, f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
