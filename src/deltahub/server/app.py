@@ -248,7 +248,9 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
     async def settings(request: Request):
         repo = hub.repo(request, rtype_of(request), write=True)
         body = await read_json(request)
-        if "private" in body:
+        if body.get("visibility") in ("private", "public"):
+            hub.store.set_private(repo, body["visibility"] == "private")
+        elif "private" in body:
             hub.store.set_private(repo, bool(body["private"]))
         return JSONResponse({})
 
