@@ -1,0 +1,5 @@
+"""``python -m deltahub`` (also what ``accelerate launch -m deltahub`` runs)."""
+
+from .cli import main
+
+main()
