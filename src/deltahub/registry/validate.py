@@ -205,3 +205,47 @@ def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
     if len(body.strip()) < 40:
         missing.append("body text")
     return "card complete", not missing, f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
+
+
+def validate(target: str | Path) -> Report:
+    """Validate a local folder or a published ``NS/NAME[@REV]`` (pulled to a temp folder; base config only)."""
+    import tempfile
+
+    if Path(target).exists():
+        return validate_folder(Path(target), base_config=_hub_config, dataset_rows=_hub_rows)
+    from .pull import pull
+
+    with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
+        folder = pull(str(target), out=Path(tmp) / "delta")
+        return validate_folder(folder, base_config=_hub_config, dataset_rows=_hub_rows, target=str(target))
+
+
+def _hub_config(model_id: str) -> dict | None:
+    """The base's config.json from the registry (no weights)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    from .hubops import api
+
+    api()
+    try:
+        return json.loads(Path(hf_hub_download(model_id, "config.json")).read_text(encoding="utf-8"))
+    except (RepositoryNotFoundError, HfHubHTTPError, OSError):
+        return None
+
+
+def _hub_rows(repo: str, revision: str | None) -> int | None:
+    """Rows of a published pairs dataset (its parquet shards' metadata), None when it does not exist."""
+    import tempfile
+
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    from .hubops import api
+
+    hub = api()
+    try:
+        with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
+            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=["data/*.parquet"])
+            return count_rows(Path(tmp))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return None

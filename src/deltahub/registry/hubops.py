@@ -1,0 +1,51 @@
+"""Shared Hub plumbing for the registry: spec parsing, repo-type detection, friendly errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+_SPEC = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(.+))?$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    repo_id: str
+    revision: str | None = None
+
+
+def parse_spec(spec: str) -> Spec:
+    """``NS/NAME[@REV]``."""
+    m = _SPEC.match(spec.strip())
+    if not m:
+        raise InputError(f"'{spec}' is not a repo id", "use NS/NAME or NS/NAME@REVISION (branch, tag or commit sha)")
+    return Spec(m.group(1), m.group(2))
+
+
+def api():
+    """An HfApi pointed at the configured registry (embedded by default)."""
+    from ..hub import get_api
+
+    return get_api()
+
+
+def repo_type_of(spec: Spec) -> str:
+    """'model' or 'dataset': whichever exists (models first); unknown repo -> InputError."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    hub = api()
+    for rtype in ("model", "dataset"):
+        try:
+            hub.repo_info(spec.repo_id, repo_type=rtype)
+        except RepositoryNotFoundError:
+            continue
+        if spec.revision:
+            try:
+                hub.repo_info(spec.repo_id, repo_type=rtype, revision=spec.revision)
+            except RevisionNotFoundError:
+                raise InputError(f"{spec.repo_id} has no revision '{spec.revision}'",
+                                 f"see its branches and tags with: deltahub show {spec.repo_id}") from None
+        return rtype
+    raise InputError(f"no repo {spec.repo_id} on {hub.endpoint}", "check the name with: deltahub list, or set DELTAHUB_ENDPOINT")

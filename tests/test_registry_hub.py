@@ -1,0 +1,128 @@
+"""Publish, list, show, validate and pull deltas with the real huggingface_hub client against the embedded registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from deltahub.errors import InputError
+from test_registry_validate import PAIRS, adapter_dir, dataset_dir  # noqa: F401  (shared fixtures)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    from deltahub.hub import setup_client
+    from deltahub.server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("registry"))
+    setup_client(endpoint=server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
+    from deltahub.registry.publish import publish
+
+    d = publish(dataset_dir, "alice/pairs")
+    a = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=d["commit"], tag="v1")
+    return {"dataset": d, "adapter": a}
+
+
+def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_dir):  # noqa: F811
+    from deltahub.hub import get_api
+    from deltahub.registry.publish import publish
+
+    assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
+    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=published["dataset"]["commit"])
+    assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
+    commits = get_api().list_repo_commits("alice/delta")
+    assert len([c for c in commits if "deltahub publish" in c.title]) == 1
+
+
+def test_list_finds_by_base_and_family(published, tiny_model):
+    from deltahub.registry.search import list_deltas
+
+    rows = list_deltas(base=str(tiny_model))
+    assert [r["repo_id"] for r in rows] == ["alice/delta"]
+    assert rows[0]["pairs"] == PAIRS and rows[0]["dataset"] == "alice/pairs"
+    assert list_deltas(base="someone/else") == []
+    assert [r["repo_id"] for r in list_deltas(family="Qwen3", min_pairs=PAIRS)] == ["alice/delta"]
+    assert list_deltas(min_pairs=PAIRS + 1) == []
+
+
+def test_show_links_dataset_and_revisions(published):
+    from deltahub.registry.show import show
+
+    s = show("alice/delta")
+    assert s["dataset"] == "alice/pairs" and s["tags"]["v1"] == published["adapter"]["commit"]
+    assert "adapter_model.safetensors" in [f for f, _ in s["files"]]
+
+
+def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir, tmp_path):  # noqa: F811
+    from deltahub.registry.publish import publish
+    from deltahub.registry.validate import validate
+
+    report = validate("alice/delta@v1")
+    assert report.ok, report.lines()
+    bad = tmp_path / "bad"
+    shutil.copytree(adapter_dir, bad)
+    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
+    report = validate("mallory/delta")
+    assert {c.name for c in report.checks if not c.ok} == {"linked dataset"}
+    result = CliRunner().invoke(__import__("deltahub.registry.cli", fromlist=["x"]).validate_command, ["mallory/delta"])
+    assert result.exit_code == 1 and "verdict: FAIL" in result.output
+
+
+def test_pull_at_tag_then_merge(published, tmp_path, adapter_dir):  # noqa: F811
+    from deltahub.merge import merge_adapters
+    from deltahub.registry.pull import pull, resolve_local
+
+    out = pull("alice/delta@v1", out=tmp_path / "pulled")
+    assert (out / "adapter_model.safetensors").read_bytes() == (adapter_dir / "adapter_model.safetensors").read_bytes()
+    assert json.loads((out / "deltahub.json").read_text())["dataset"]["repo"] == "alice/pairs"
+    cached = resolve_local("alice/delta@v1")
+    assert cached.name == published["adapter"]["commit"]
+    merged = merge_adapters([cached, out], tmp_path / "merged", method="average")
+    assert (Path(merged) / "adapter_model.safetensors").is_file()
+
+
+def test_bad_specs_fail_clearly(published, tmp_path):
+    from deltahub.registry.pull import pull
+
+    with pytest.raises(InputError, match="no repo nobody/nothing"):
+        pull("nobody/nothing", out=tmp_path / "x")
+    with pytest.raises(InputError, match="no revision 'v9'"):
+        pull("alice/delta@v9", out=tmp_path / "x")
+    with pytest.raises(InputError, match="not a repo id"):
+        pull("not a repo", out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_pull_network_error_leaves_nothing(published, tmp_path, monkeypatch):
+    import httpx2
+    from huggingface_hub import HfApi
+
+    from deltahub.errors import DeltahubError
+    from deltahub.registry.pull import pull
+
+    def broken(self, *a, local_dir=None, **k):
+        (Path(local_dir) / "half.bin").write_bytes(b"x")
+        raise httpx2.ConnectError("connection reset")
+
+    monkeypatch.setattr(HfApi, "snapshot_download", broken)
+    with pytest.raises(DeltahubError, match="network error pulling alice/delta"):
+        pull("alice/delta", out=tmp_path / "y", backoff=0)
+    assert not (tmp_path / "y").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_publish_rejects_non_delta_folder(registry, tmp_path):
+    from deltahub.registry.publish import publish
+
+    (tmp_path / "README.md").write_text("# no block\n")
+    with pytest.raises(InputError, match="no deltahub.json"):
+        publish(tmp_path, "alice/none")
