@@ -98,14 +98,13 @@ def preset(name: Literal["quick", "full"] | str, seed: int = 0) -> ToyWorldConfi
         weaker = ModelSpec(hidden_size=32, num_layers=1, steps=40, batch_size=32)
         pool = 1000
     elif name == "full":
-        # 128x4 / batch 64 (the first probe's student) costs ~1.5 CPU-s a step with the ChatML
-        # prompt (~45 tokens): 300 steps alone ran 9+ CPU-minutes. This ladder is ~5x cheaper.
-        # Weak teachers get 300 steps: at 200 a rev teacher failed outright on one seed (EM 0),
-        # and its delta then taught the student wrong answers. cnt (count a letter) stayed near
-        # chance for the 64x2 teachers, so the third skill is add.
-        skills = ["rev", "srt", "add"]
-        student = ModelSpec(hidden_size=64, num_layers=3, steps=300, batch_size=32)
-        weak = ModelSpec(hidden_size=64, num_layers=2, steps=300, batch_size=32)
+        # Measured in docs/toyworld.md (round 2, the best of the rounds tried). The first probe's
+        # 128x4 / batch-64 student cost ~1.5 CPU-s a step with the ChatML prompt (~45 tokens).
+        # Round 4 (student 300 steps, weak 300 steps, add instead of cnt) left the student at
+        # ~0 on rev and add, so there was nothing for a delta to lift.
+        skills = ["rev", "srt", "cnt"]
+        student = ModelSpec(hidden_size=64, num_layers=3, steps=400, batch_size=32)
+        weak = ModelSpec(hidden_size=64, num_layers=2, steps=200, batch_size=32)
         weaker = ModelSpec(hidden_size=32, num_layers=1, steps=60, batch_size=32)
         pool = 2000
     else:
