@@ -87,8 +87,10 @@ def test_pull_at_tag_then_merge(published, tmp_path, adapter_dir):  # noqa: F811
     assert json.loads((out / "deltahub.json").read_text())["dataset"]["repo"] == "alice/pairs"
     cached = resolve_local("alice/delta@v1")
     assert cached.name == published["adapter"]["commit"]
-    merged = merge_adapters([cached, out], tmp_path / "merged", method="average")
-    assert (Path(merged) / "adapter_model.safetensors").is_file()
+    merged = Path(merge_adapters(["alice/delta@v1", out], tmp_path / "merged", method="average"))
+    assert (merged / "adapter_model.safetensors").is_file()
+    card = (merged / "README.md").read_text()
+    assert f"alice/delta@{published['adapter']['commit']}" in card and "--method average" in card
 
 
 def test_bad_specs_fail_clearly(published, tmp_path):
@@ -126,3 +128,15 @@ def test_publish_rejects_non_delta_folder(registry, tmp_path):
     (tmp_path / "README.md").write_text("# no block\n")
     with pytest.raises(InputError, match="no deltahub.json"):
         publish(tmp_path, "alice/none")
+
+
+def test_cli_publish_list_show(published, dataset_dir, tiny_model):  # noqa: F811
+    from deltahub.registry import cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli.publish_command, [str(dataset_dir), "--repo", "alice/pairs"])
+    assert r.exit_code == 0 and "no new commit" in r.output, r.output
+    r = runner.invoke(cli.list_command, ["--base", str(tiny_model), "--sort", "gain"])
+    assert r.exit_code == 0 and "alice/delta" in r.output and "alice/pairs" in r.output
+    r = runner.invoke(cli.show_command, ["alice/delta@v1"])
+    assert r.exit_code == 0 and "dataset: alice/pairs" in r.output and "v1=" in r.output

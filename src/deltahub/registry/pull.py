@@ -60,6 +60,14 @@ def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retr
                         "check the registry is reachable (DELTAHUB_ENDPOINT) and run the same command again")
 
 
+def pull_with_info(spec: str, out: str | Path | None = None) -> tuple[Path, str, str]:
+    """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha pins what was pulled."""
+    local = pull(spec, out=out)
+    s = parse_spec(spec)
+    sha = api().repo_info(s.repo_id, repo_type=repo_type_of(s), revision=s.revision).sha
+    return local, s.repo_id, sha
+
+
 def resolve_local(spec: str | Path) -> Path:
     """A local folder passes through; ``NS/NAME[@REV]`` is pulled into the cache."""
     p = Path(spec)
