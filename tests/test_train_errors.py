@@ -118,7 +118,7 @@ def test_defaults_are_the_pda_papers(tmp_path):
         assert a.loss_type == loss
     assert _trainer_args(TrainConfig(objective="dpo+sft", sft_weight=0.5).resolved(), tmp_path, False, False,
                          False).loss_weights == [1.0, 0.5]
-    assert set(OBJECTIVES) == {"dpo", "dpo_norm", "orpo", "ipo", "dpo+sft"}
+    assert {"dpo", "dpo_norm", "orpo", "ipo", "dpo+sft"} <= set(OBJECTIVES)
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ adapter folder is renamed into place only when complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -440,7 +439,3 @@ def _write_card(folder: Path) -> None:
         return
     write_card(folder, "adapter")
 
-
-def config_digest(cfg: TrainConfig) -> str:
-    """Short digest of a config (used in run names and logs)."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
