@@ -143,3 +143,22 @@ def test_future_schema_fails(adapter_dir, tmp_path):
     bad = _copy(adapter_dir, tmp_path)
     (bad / "deltahub.json").write_text(json.dumps({"schema_version": 9, "kind": "adapter"}))
     assert "schema" in failed(validate_folder(bad, dataset_rows=rows_ok))
+
+
+def test_card_embeds_plots_and_keeps_configs(dataset_dir, tmp_path):
+    folder = _copy(dataset_dir, tmp_path)
+    (folder / "training_curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    meta, body = split_card((folder / "README.md").read_text())
+    meta["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
+    import yaml
+
+    (folder / "README.md").write_text("---\n" + yaml.safe_dump(meta) + "---\n" + body)
+    text = write_card(folder).read_text()
+    assert "![training_curves.png](training_curves.png)" in text
+    assert split_card(text)[0]["configs"] == meta["configs"]
+
+
+def test_adapter_without_config_fails(adapter_dir, tmp_path):
+    bad = _copy(adapter_dir, tmp_path)
+    (bad / "adapter_config.json").unlink()
+    assert failed(validate_folder(bad, dataset_rows=rows_ok)) == {"adapter matches its base"}

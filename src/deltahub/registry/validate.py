@@ -171,6 +171,8 @@ def validate_folder(
             except (KeyError, ValueError) as exc:
                 ok, detail = False, f"base config lacks {exc}"
             report.add("adapter matches its base", ok, detail)
+    if kind == "adapter" and not (folder / "adapter_config.json").is_file():
+        report.add("adapter matches its base", False, "adapter_config.json is missing (not a PEFT adapter folder)")
     if kind == "adapter" and block is not None:
         link = block.dataset
         if link is None or not link.repo:
