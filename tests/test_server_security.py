@@ -127,3 +127,25 @@ def test_corrupted_upload_is_rejected_and_nothing_is_stored(locked):
 def test_xet_token_says_how_to_fix(locked):
     status, payload = _req(locked, "GET", "/api/models/alice/m/xet-write-token/main", token="tok-alice")
     assert status == 501 and b"HF_HUB_DISABLE_XET" in payload
+
+
+def test_serve_refuses_token_mode_without_tokens(tmp_path):
+    from click.testing import CliRunner
+
+    from deltahub.cli import cli
+
+    result = CliRunner().invoke(cli, ["hub", "serve", "--root", str(tmp_path), "--port", "0"])
+    assert result.exit_code != 0
+    assert "no tokens configured" in str(result.exception) + result.output
+
+
+def test_stale_temp_files_are_swept_on_start(tmp_path):
+    from deltahub.server.storage import Store
+
+    Store(tmp_path)
+    old, fresh = tmp_path / "tmp" / "up-old", tmp_path / "tmp" / "up-fresh"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"in flight")
+    os.utime(old, (0, 0))
+    Store(tmp_path)
+    assert not old.exists() and fresh.exists()

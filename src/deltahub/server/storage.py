@@ -96,11 +96,22 @@ class Store:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "registry.db"
+        self._sweep_temp()
         with self._conn() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------
+    def _sweep_temp(self, max_age_s: float = 86400) -> None:
+        """Remove upload temp files left by a crash (old enough that no live process still writes them)."""
+        cutoff = time.time() - max_age_s
+        for p in self.tmp.iterdir():
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+            except FileNotFoundError:
+                pass
+
     def _conn(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=60000")
