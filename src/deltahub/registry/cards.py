@@ -19,7 +19,9 @@ from ..atomic import atomic_write_text
 from ..errors import InputError
 from .schema import DeltaBlock, family_of, parse_block
 
-CARDS_DIR = Path(__file__).resolve().parents[3] / "cards"
+# Templates live in the repo's top-level cards/ (editable installs); a wheel may ship them as deltahub/cards.
+CARDS_DIR = next((p for p in (Path(__file__).resolve().parents[3] / "cards", Path(__file__).resolve().parents[1] / "cards")
+                  if (p / "adapter.md.j2").is_file()), Path(__file__).resolve().parents[3] / "cards")
 PLOTS = ("training_curves.png", "gains.png", "per_task_gains.png")
 
 

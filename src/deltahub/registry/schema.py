@@ -76,7 +76,7 @@ class DeltaBlock(_Open):
     student: ModelRef | None = None
     prompts: PromptSource | None = None
     pairs: int | None = Field(default=None, ge=0)
-    filters: dict[str, int] | None = None
+    filters: dict[str, Any] | None = None
     generation: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
     lora: LoraInfo | None = None
