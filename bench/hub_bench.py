@@ -75,6 +75,12 @@ def main() -> None:
         got = hf_hub_download("bench/big", "big.safetensors", endpoint=url, token="bench", cache_dir=work / "dl")
         t_down = time.perf_counter() - t
         assert Path(got).stat().st_size == size
+
+        # the same GET with a plain stdlib client: separates server speed from huggingface_hub's overhead
+        t = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/bench/big/resolve/main/big.safetensors") as r, open(work / "raw.bin", "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+        t_raw = time.perf_counter() - t
         peak = _peak_rss_mb(proc.pid)
         proc.terminate()
         proc.wait()
@@ -82,7 +88,7 @@ def main() -> None:
         mb = size / 2**20
         print(f"file: {mb:.0f} MB   (ratios are throughput / plain copy throughput, same disk, same run)")
         print(f"{'operation':<12}{'seconds':>10}{'MB/s':>10}{'ratio':>8}{'target':>8}")
-        for name, secs in (("copy", t_copy), ("upload", t_up), ("download", t_down)):
+        for name, secs in (("copy", t_copy), ("upload", t_up), ("download", t_down), ("raw GET", t_raw)):
             ratio = t_copy / secs
             print(f"{name:<12}{secs:>10.2f}{mb / secs:>10.0f}{ratio:>8.2f}{'' if name == 'copy' else '>=0.30':>8}")
         print(f"server peak RSS: {peak:.0f} MB (idle after start: {base_rss:.0f} MB; target < 200 MB)")

@@ -281,11 +281,11 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
             if e is not None and e["lfs"] == lfs:
                 oid = e["sha256"] if lfs else e["oid"]
             out.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
-        return JSONResponse({"files": out, "commitOid": tree and hub.store.resolve(repo, rev)})
+        return JSONResponse({"files": out})
 
     async def lfs_batch(request: Request):
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
-        repo = hub.repo(request, rtype, write=True)
+        hub.repo(request, rtype, write=True)  # the caller must be able to write the repo
         body = await read_json(request)
         if body.get("operation") != "upload":
             objects = [{"oid": o["oid"], "size": o["size"], "error": {"code": 404, "message": "download via resolve"}}
@@ -307,7 +307,6 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
                     "verify": {"href": f"{hub.base(request)}/lfs/verify"},
                 }
             objects.append(item)
-        del repo
         return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
                             media_type="application/vnd.git-lfs+json")
 
