@@ -15,6 +15,7 @@ import random
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -45,9 +46,10 @@ def make_pairs(path: Path, n: int) -> Path:
 
 
 def main() -> None:
+    warnings.simplefilter("ignore")  # random pairs carry no delta: the health warning is expected here
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=256)
-    ap.add_argument("--epochs", type=float, nargs="+", default=[1, 2])
+    ap.add_argument("--pairs", type=int, default=64)
+    ap.add_argument("--epochs", type=float, nargs="+", default=[1, 3])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)

@@ -66,12 +66,12 @@ def _resolve(spec: str) -> tuple[Path, str | None, str | None]:
     if spec.count("/") != 1 and "@" not in spec:
         raise InputError(f"pairs {spec!r} not found", "give a folder, a .jsonl/.parquet file, or a repo id NS/NAME[@REV]")
     try:
-        from ..registry import resolve_local
+        from ..registry.pull import pull_with_info
     except ImportError:
         raise InputError(f"pairs {spec!r} is not a local path and the registry is unavailable",
                          "download the dataset first, or give a local folder") from None
-    repo, _, rev = spec.partition("@")
-    return Path(resolve_local(spec)), repo, rev or None
+    local, repo, sha = pull_with_info(spec)  # the commit sha pins exactly what was trained on
+    return Path(local), repo, sha
 
 
 def validate_columns(ds, source: str) -> None:
