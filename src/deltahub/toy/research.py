@@ -61,13 +61,19 @@ def train_dpo(student: Path, rows: list[dict], out: Path, objective: str = "dpo+
 
 def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta: float = 0.1, lr: float = 1e-4,
         steps: int = 100, batch: int = 32, pairs: int = 512, n_eval: int = 200,
-        merges: tuple[str, ...] = ("gam", "average", "ties"), control: bool = False) -> dict:
+        merges: tuple[str, ...] = ("gam", "average", "ties"), control: bool = False,
+        student_steps: int | None = None, weak_steps: int | None = None) -> dict:
     """One seed of the whole experiment; returns {row: scores} and writes results.json."""
     from deltahub.merge import merge_adapters
 
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     cfg = preset(preset_name, seed=seed)
+    if student_steps is not None:
+        cfg.student = cfg.student.model_copy(update={"steps": student_steps})
+    if weak_steps is not None:
+        for fam in cfg.families:
+            fam.weak = fam.weak.model_copy(update={"steps": weak_steps})
     world = build_world(config=cfg, progress=False)
     skills = cfg.skills
     rows: dict[str, dict] = {}
@@ -96,7 +102,7 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
             merge_adapters(deltas, mo, method=method, base=world.student if full else None, full=full, progress=False)
         rows[f"merge {method}"] = (evaluate(mo, skills, n=n_eval) if full
                                    else evaluate(world.student, skills, adapter=mo, n=n_eval))
-    result = {"preset": preset_name, "seed": seed, "objective": objective, "beta": beta, "lr": lr, "steps": steps,
+    result = {"preset": preset_name, "world": cfg.model_dump(), "seed": seed, "objective": objective, "beta": beta, "lr": lr, "steps": steps,
               "batch": batch, "pairs": stats, "rows": rows, "seconds": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result
@@ -130,11 +136,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--pairs", type=int, default=512)
     ap.add_argument("--control", action="store_true", help="also train SFT-on-chosen adapters")
+    ap.add_argument("--student-steps", type=int, help="override the preset's student budget")
+    ap.add_argument("--weak-steps", type=int, help="override the preset's weak-teacher budget")
     a = ap.parse_args()
     if a.summarize:
         print(summarize([json.loads(p.read_text()) for p in a.summarize]))
         return
-    res = run(a.preset, a.seed, a.out, a.objective, a.beta, a.lr, a.steps, a.batch, a.pairs, control=a.control)
+    res = run(a.preset, a.seed, a.out, a.objective, a.beta, a.lr, a.steps, a.batch, a.pairs, control=a.control,
+              student_steps=a.student_steps, weak_steps=a.weak_steps)
     skills = list(next(iter(res["rows"].values())))
     print("| row | " + " | ".join(skills) + " |")
     for name, sc in res["rows"].items():
