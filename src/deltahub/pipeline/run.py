@@ -187,7 +187,16 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
             adapters[d.name] = delta_dir
         result.deltas[d.name] = info
 
-    merge_inputs = [adapters[d.name] for d in recipe.merge_deltas()]
+    from ..merge import MergeInput
+
+    merge_inputs = []
+    for d in recipe.merge_deltas():
+        info = result.deltas[d.name]
+        if info.get("repo"):  # pulled back from the registry: the card names repo@revision
+            merge_inputs.append(MergeInput(spec=f"{info['repo']}@{info['revision']}", path=adapters[d.name],
+                                           repo=info["repo"], revision=info["revision"]))
+        else:
+            merge_inputs.append(MergeInput(spec=str(adapters[d.name]), path=adapters[d.name]))
     merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
     from ..merge import merge_adapters
     from ..merge.methods import METHODS
@@ -231,10 +240,10 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
     return result
 
 
-def _publish(registry, folder: Path, repo: str) -> str:
+def _publish(registry, folder: Path, repo: str, **links) -> str:
+    """Publish a folder (idempotent: unchanged content makes no new commit); returns the commit sha."""
     publish_mod, _ = registry
-    info = publish_mod.publish(folder, repo)
-    return getattr(info, "oid", None) or getattr(info, "revision", None) or str(info)
+    return publish_mod.publish(folder, repo, **links)["commit"]
 
 
 def _publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
@@ -244,7 +253,7 @@ def _publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, 
     _, ds_rev = cache.run(f"publish:pairs:{d.name}", {"pairs": pairs_key, "repo": ds_repo},
                           lambda: _publish(registry, pairs_dir, ds_repo))
     _, ad_rev = cache.run(f"publish:delta:{d.name}", {"delta": train_key, "repo": ad_repo, "dataset": ds_rev},
-                          lambda: _publish(registry, delta_dir, ad_repo))
+                          lambda: _publish(registry, delta_dir, ad_repo, dataset_repo=ds_repo, dataset_revision=ds_rev))
     pulled = work / f"pulled-{d.name}"
     cache.run(f"pull:{d.name}", {"repo": ad_repo, "revision": ad_rev},
               lambda: str(pull_mod.pull(f"{ad_repo}@{ad_rev}", out=pulled)), pulled)

@@ -1,0 +1,83 @@
+"""`deltahub demo --quick` end to end on the embedded registry, interrupted and resumed.
+
+The run is killed (SIGKILL) right after its first stage finishes, restarted, and must not redo
+that stage; a third run must skip every stage. The report must have every row, and the
+merged student's card must list its deltas with revisions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    stages = out / "seed-0" / "stages.json"
+    cmd = [sys.executable, "-m", "deltahub.cli", "demo", "--quick", "--out", str(out)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None:
+        if stages.exists() and "generate:" in stages.read_text():
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.loads(stages.read_text())
+    assert any(k.startswith("generate:") for k in first), "the killed run finished no stage"
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    return out, first, resumed, again
+
+
+def test_resumed_run_does_not_redo_finished_stages(demo):
+    out, first, resumed, _ = demo
+    for stage in first:
+        assert f"[skip] {stage}" in resumed.stderr + resumed.stdout
+        assert f"[run ] {stage}" not in resumed.stderr + resumed.stdout
+
+
+def test_second_run_skips_everything(demo):
+    _, _, _, again = demo
+    log = again.stderr + again.stdout
+    assert "[run ]" not in log and "[skip] merge:gam" in log
+
+
+def test_report_has_every_row(demo):
+    out, *_ = demo
+    results = json.loads((out / "seed-0" / "results.json").read_text())
+    rows, kinds = results["rows"], results["kinds"]
+    for name in ("student", "+ delta srt", "+ delta cnt", "+ SFT-on-chosen srt", "merge gam", "merge average",
+                 "merge ties", "merge knots", "srt-weak", "srt-weaker"):
+        assert name in rows, name
+        assert set(rows[name]) == {"srt", "cnt", "avg"}
+        assert all(0.0 <= v <= 1.0 for v in rows[name].values())
+    assert kinds["merge gam"] == "merge" and kinds["student"] == "student"
+    report = (out / "report.md").read_text()
+    assert "| merge gam | merge |" in report and "single delta > student" in report
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_deltas_went_through_the_registry(demo):
+    out, *_ = demo
+    results = json.loads((out / "seed-0" / "results.json").read_text())
+    for name, info in results["deltas"].items():
+        assert info.get("revision") and info.get("repo"), f"delta {name} was not published: {info}"
+        assert len(info["revision"]) == 40
+    card = (Path(results["merges"]["gam"]) / "README.md").read_text()
+    for info in results["deltas"].values():
+        assert info["repo"] in card and info["revision"] in card
+    assert results["published"], "the merged student was not published"
