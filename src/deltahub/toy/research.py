@@ -85,6 +85,8 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
         prs = make_pairs(world.teachers[fam.skill]["weak"], world.teachers[fam.skill]["weaker"], fam.skill, pairs, seed)
         stats[fam.skill] = {"pairs": len(prs), "chosen_correct": sum(p["chosen"][0]["content"] == p["answer"] for p in prs)
                             / max(1, len(prs))}
+        if not prs:  # weak and weaker agree on every prompt: no preference signal, no delta
+            continue
         ad = out / f"delta-{fam.skill}"
         if not (ad / "adapter_model.safetensors").is_file():
             train_dpo(world.student, prs, ad, objective, beta, lr, steps, batch, seed=seed)
