@@ -1,0 +1,113 @@
+"""`deltahub eval`: toy skills and a local lm-eval task on a tiny model, model-index in the card, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from deltahub.errors import InputError
+from deltahub.evaluate import comparison_table, evaluate, write_model_index
+
+DOCS = [
+    {"question": "ab", "choices": ["ba", "ab", "aa"], "label": 0},
+    {"question": "cd", "choices": ["dc", "cd", "dd"], "label": 0},
+    {"question": "xyz", "choices": ["zyx", "xyz", "yyy"], "label": 0},
+    {"question": "12", "choices": ["21", "12", "11"], "label": 0},
+]
+
+
+@pytest.fixture()
+def task_dir(tmp_path, tiny_model):
+    """Labels set from an independent scoring: the first two docs are labelled with the model's pick,
+    the last two with another choice, so a correct harness must report exactly 0.5."""
+    picks = _reference_picks(tiny_model)
+    docs = [{**d, "label": p if i < 2 else (p + 1) % 3} for i, (d, p) in enumerate(zip(DOCS, picks))]
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "rev_mc.yaml").write_text(f"""task: rev_mc
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {data}}}}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list: [{{metric: acc, aggregation: mean, higher_is_better: true}}]
+metadata: {{version: 1.0}}
+""")
+    return tmp_path / "tasks"
+
+
+def _reference_picks(model_dir) -> list[int]:
+    """Independent scoring: argmax over choices of the summed log-probability of ' ' + choice."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    picks = []
+    for d in DOCS:
+        ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
+        scores = []
+        for c in d["choices"]:
+            cont = tok(" " + c, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([ctx + cont])
+            with torch.no_grad():
+                logp = model(ids).logits.log_softmax(-1)[0]
+            scores.append(sum(logp[len(ctx) + i - 1, t].item() for i, t in enumerate(cont)))
+        picks.append(max(range(len(scores)), key=scores.__getitem__))
+    return picks
+
+
+def test_lm_eval_custom_task_matches_independent_loglikelihood(tiny_model, task_dir):
+    res = evaluate(tiny_model, ["rev_mc"], include_path=task_dir, backend="hf", batch_size=4)
+    assert math.isclose(res["rev_mc"]["acc"], 0.5)
+    assert set(res["rev_mc"]) == {"acc"}
+
+
+def test_toy_tasks_equal_the_toy_evaluator_and_adapter_folder_resolves_its_base(tiny_model, tmp_path):
+    from deltahub.toy.evaluate import evaluate as toy_evaluate
+
+    res = evaluate(tiny_model, ["toy:srt", "cnt"], limit=20)
+    ref = toy_evaluate(tiny_model, ["srt", "cnt"], n=20)
+    assert res == {"toy:srt": {"exact_match": ref["srt"]}, "toy:cnt": {"exact_match": ref["cnt"]}}
+
+
+def test_model_index_round_trips_through_huggingface_hub(tiny_model, tmp_path):
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\nlicense: mit\ntags: [x]\n---\n\n# body kept\n")
+    write_model_index(folder, {"toy:srt": {"exact_match": 0.25}, "gsm8k": {"exact_match": 0.5, "acc": 0.1}})
+    write_model_index(folder, {"toy:srt": {"exact_match": 0.75}})  # a re-run replaces only its task
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit" and "# body kept" in card.text
+    _, evals = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    got = {(e.dataset_type, e.metric_type): e.metric_value for e in evals}
+    assert got == {("gsm8k", "exact_match"): 0.5, ("gsm8k", "acc"): 0.1, ("toy:srt", "exact_match"): 0.75}
+
+
+def test_comparison_table_has_a_cell_per_model_and_metric():
+    text = comparison_table({"a": {"t": {"acc": 0.5}}, "b": {"t": {"acc": 0.25}, "u": {"em": 1.0}}})
+    assert text.splitlines()[0] == "| model | t acc | u em |"
+    assert "| a | 0.500 | - |" in text and "| b | 0.250 | 1.000 |" in text
+
+
+def test_bad_input_is_one_line_error(tiny_model, tmp_path, task_dir, capsys):
+    with pytest.raises(InputError, match="unknown lm-eval task"):
+        evaluate(tiny_model, ["no_such_task_xyz"], include_path=task_dir, backend="hf")
+    with pytest.raises(InputError, match="neither config.json nor adapter_config.json"):
+        evaluate(tmp_path, ["toy:srt"])
+    with pytest.raises(InputError, match="vllm is not installed"):
+        evaluate(tiny_model, ["rev_mc"], include_path=task_dir, backend="vllm")
+    from deltahub.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(tmp_path), "--tasks", "toy:srt"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "neither config.json" in err and "fix:" in err and "Traceback" not in err
