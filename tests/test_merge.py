@@ -12,7 +12,15 @@ from deltahub.errors import InputError
 from deltahub.merge.lowrank import LowRank, low_rank_from_dense, thin_svd
 from deltahub.merge.methods import gam_agreement, merge_module
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These tests compare against dense references at 1e-5; other test modules must keep float32."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
