@@ -39,7 +39,7 @@ def run_command(recipe: Path, work: Path | None, dry_run: bool) -> None:
 
 
 @click.command("demo")
-@click.option("--quick", is_flag=True, help="The 2-skill quick world (about a minute).")
+@click.option("--quick", is_flag=True, help="The 2-skill quick world: a fast check that every stage works.")
 @click.option("--seeds", default=1, show_default=True, help="Run the whole loop for seeds 0..N-1 and report mean ± spread.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deltahub-demo"), show_default=True,
               help="Where the report (report.md, results.png) and the run folders go.")
