@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 
-RECIPES = Path(__file__).parent / "recipes"
-
-
 def _default_work(name: str) -> Path:
     home = os.environ.get("DELTAHUB_HOME") or Path.home() / ".cache" / "deltahub"
     return Path(home) / "runs" / name

@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from ..errors import InputError
 from ..recipe import DeltaSpec, Recipe, load_recipe
 from .cache import StageCache
 
@@ -46,7 +45,7 @@ class _Resolver:
         self.world = None
         self.world_key = None
 
-    def build_world(self, cache: StageCache) -> None:
+    def build_world(self) -> None:
         if self.recipe.world is None:
             return
         from ..toy import build_world, preset
@@ -151,7 +150,7 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
         log("  note: this build has no registry; deltas are used from local folders (nothing published)")
     res = _Resolver(recipe, work)
     log(f"toy world ({recipe.world.preset if recipe.world else '-'})")
-    res.build_world(cache)
+    res.build_world()
     student = res.model(recipe.student.model)
     student_key = res.model_key(recipe.student.model)
     skills = recipe.eval.tasks or (recipe.world and res.world.config.skills) or []
@@ -272,12 +271,12 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
         result.rows[name] = scores
         result.kinds[name] = kind
 
-    log_models = []
+    teachers_seen = []
     if recipe.eval.teachers:
         for d in recipe.deltas:
             for ref in (d.chosen, d.rejected):
-                if ref not in log_models:
-                    log_models.append(ref)
+                if ref not in teachers_seen:
+                    teachers_seen.append(ref)
                     row(ref.removeprefix("toy:"), "teacher", {"model": res.model_key(ref)}, res.model(ref))
     row("student", "student", {"model": student_key}, student)
     for d in recipe.deltas:
