@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deltahub.errors import InputError
-from deltahub.merge.lowrank import LowRank, low_rank_from_dense, thin_svd
+from deltahub.merge.lowrank import LowRank, factored_svd, low_rank_from_dense, thin_svd
 from deltahub.merge.methods import gam_agreement, merge_module
 
 
@@ -102,6 +102,39 @@ def test_gam_different_ranks_pad_to_largest():
     want = dense_gam([d.dense() for d in deltas], [2, 5, 3], ref=1)
     assert got.rank == 5
     assert rel_err(got.dense(), want) < 1e-5
+
+
+def ill_conditioned_delta(d: int, k: int, r: int, seed: int, cond: float) -> LowRank:
+    """A full-rank delta whose B has condition number ``cond`` (singular values 1 … 1/cond)."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, r, generator=g))
+    return LowRank(q * torch.logspace(0, -math.log10(cond), r), torch.randn(r, k, generator=g))
+
+
+@pytest.mark.parametrize("cond", [1.0, 1e3, 1e7])  # Cholesky QR below 1e4, Householder QR above
+def test_factored_svd_is_the_thin_svd(cond):
+    delta = ill_conditioned_delta(50, 36, 6, seed=3, cond=cond)
+    f, ref = factored_svd(delta), thin_svd(delta)
+    assert rel_err(f.U @ torch.diag(f.S) @ f.V.T, delta.dense()) < 1e-9
+    assert torch.allclose(f.S, ref.S, rtol=1e-9)
+    assert torch.allclose(f.U.T @ f.U, torch.eye(6), atol=1e-7)
+    assert torch.allclose(f.V.T @ f.V, torch.eye(6), atol=1e-7)
+
+
+def test_gam_with_an_ill_conditioned_delta_equals_dense_reference():
+    deltas = [random_delta(40, 28, 5, seed=0), ill_conditioned_delta(40, 28, 5, seed=1, cond=1e6),
+              random_delta(40, 28, 5, seed=2)]
+    got = merge_module("gam", deltas, reference=1)
+    want = dense_gam([d.dense() for d in deltas], [5, 5, 5], ref=1)
+    assert rel_err(got.dense(), want) < 1e-5
+
+
+def test_gam_float32_factors_give_a_float32_result_close_to_float64():
+    deltas = [random_delta(64, 48, 8, seed=s) for s in range(4)]
+    exact = merge_module("gam", deltas).dense()
+    got = merge_module("gam", [d.to(torch.float32) for d in deltas])
+    assert got.B.dtype == torch.float32 and got.A.dtype == torch.float32
+    assert rel_err(got.dense(torch.float64), exact) < 1e-5
 
 
 def test_gam_is_invariant_to_factor_rotation():

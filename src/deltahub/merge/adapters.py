@@ -79,7 +79,8 @@ class LoraAdapter:
         if not torch.isfinite(A32.sum() + B32.sum()) and not (torch.isfinite(A32).all() and torch.isfinite(B32).all()):
             raise AdapterError(f"{self.path}: module {name} has NaN or Inf in its LoRA factors",
                                "the adapter is corrupt or training diverged; retrain or drop it")
-        return LowRank(B32 * self.scale(name, A.shape[0]), A32)
+        # get_tensor returns a fresh tensor (no one else holds it), so the scale folds in place
+        return LowRank(B32.mul_(self.scale(name, A.shape[0])), A32)
 
     @property
     def modules(self) -> Mapping[str, LowRank]:

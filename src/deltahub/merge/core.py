@@ -108,20 +108,14 @@ def _reference_index(reference: str, inputs: list[MergeInput]) -> int:
 
 def _module_deltas(plan: MergePlan, module: str) -> tuple[list[LowRank], list[float]]:
     """The deltas of one module; an adapter that lacks the module contributes a zero delta."""
-    present = [(a.modules[module], w) for a, w in zip(plan.adapters, plan.weights) if module in a.keys]
-    shapes = {d.shape for d, _ in present}
+    read = {i: a.modules[module] for i, a in enumerate(plan.adapters) if module in a.keys}  # each read once
+    shapes = {d.shape for d in read.values()}
     if len(shapes) > 1:
         raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
                          "merge adapters trained on the same base model")
-    deltas, weights = [], []
-    d, k = present[0][0].shape
-    for a, w in zip(plan.adapters, plan.weights):
-        if module in a.keys:
-            deltas.append(a.modules[module])
-        else:
-            deltas.append(LowRank(torch.zeros(d, 1), torch.zeros(1, k)))
-        weights.append(w)
-    return deltas, weights
+    d, k = next(iter(read.values())).shape
+    deltas = [read.get(i) or LowRank(torch.zeros(d, 1), torch.zeros(1, k)) for i in range(len(plan.adapters))]
+    return deltas, list(plan.weights)
 
 
 def _auto_reference(plan: MergePlan) -> int:

@@ -76,6 +76,64 @@ def thin_svd(delta: LowRank) -> ThinSVD:
     return ThinSVD(q_b @ u, s, q_a @ vh.T)
 
 
+@dataclass(frozen=True)
+class FactoredSVD:
+    """The thin SVD of B·A with U and V left unformed: U = MU·TU, V = MV·TV.
+
+    MU [d, r] and MV [k, r] are tall (B and Aᵀ themselves, or their QR bases) and TU, TV are
+    r×r. GAM needs U only through UᵢᵀU_ref and Σ cᵢ·Uᵢ·Rᵢ, and both are cheaper through the
+    factors: one Gram MᵢᵀM_ref and one tall product per delta instead of forming every Uᵢ.
+    """
+
+    MU: torch.Tensor
+    TU: torch.Tensor
+    S: torch.Tensor
+    MV: torch.Tensor
+    TV: torch.Tensor
+    from_factors: bool = False  # MU, MV are B and Aᵀ themselves (else orthonormal QR bases)
+
+    @property
+    def U(self) -> torch.Tensor:
+        return self.MU @ self.TU
+
+    @property
+    def V(self) -> torch.Tensor:
+        return self.MV @ self.TV
+
+
+# Cholesky QR loses accuracy as cond(M)²·eps; above this condition number the Householder QR runs.
+_CHOLESKY_QR_MAX_COND = 1e4
+
+
+def _cholesky_r(M: torch.Tensor) -> torch.Tensor | None:
+    """R with MᵀM = RᵀR (upper triangular), or None when M is too ill-conditioned for it."""
+    R, info = torch.linalg.cholesky_ex(M.T @ M, upper=True)
+    if int(info) != 0:
+        return None
+    sv = torch.linalg.svdvals(R)
+    if sv[-1] <= 0 or sv[0] / sv[-1] > _CHOLESKY_QR_MAX_COND:
+        return None
+    return R
+
+
+def factored_svd(delta: LowRank) -> FactoredSVD:
+    """:func:`thin_svd` without forming U and V: B = Q_B·R_B from the Gram BᵀB (Cholesky QR,
+    all matrix products: ~3x faster than Householder QR on these thin matrices), so
+    U = Q_B·u = B·(R_B⁻¹·u). Falls back to Householder QR for rank-deficient or
+    ill-conditioned factors, where Cholesky QR would lose accuracy."""
+    B = delta.B.to(COMPUTE_DTYPE)
+    At = delta.A.to(COMPUTE_DTYPE).T
+    r_b, r_a = _cholesky_r(B), _cholesky_r(At)
+    if r_b is None or r_a is None:
+        svd = thin_svd(LowRank(B, At.T))
+        eye = torch.eye(svd.S.shape[0], dtype=COMPUTE_DTYPE)
+        return FactoredSVD(svd.U, eye, svd.S, svd.V, eye)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    TU = torch.linalg.solve_triangular(r_b, u, upper=True)
+    TV = torch.linalg.solve_triangular(r_a, vh.T, upper=True)
+    return FactoredSVD(B, TU, s, At, TV, from_factors=True)
+
+
 def procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """The orthogonal R minimising ‖X·R − Y‖_F (closed form: SVD(XᵀY) = PΣQᵀ, R = PQᵀ)."""
     P, _, Qt = torch.linalg.svd(X.T @ Y)
