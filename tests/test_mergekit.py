@@ -152,7 +152,7 @@ def test_dense_inputs_fp32_match_factor_path_and_bf16_is_refused(world):
 
 
 def test_hook_is_cheap_and_lazy():
-    code = ("import sys; import deltahub_mergekit.hook as h;"
+    code = ("import sys; import deltahub_mergekit_hook as h;"
             "print('torch' in sys.modules, 'mergekit' in sys.modules, h._finder in sys.meta_path)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.stdout.split() == ["False", "False", "True"], r.stderr
@@ -168,7 +168,7 @@ def test_pth_hook_ships_in_the_install_record():
     files = {str(f) for f in distribution("deltahub").files}
     assert "deltahub_mergekit_hook.pth" in files
     pth = Path(distribution("deltahub").locate_file("deltahub_mergekit_hook.pth"))
-    assert pth.read_text().strip() == "import deltahub_mergekit.hook"
+    assert pth.read_text().strip() == "import deltahub_mergekit_hook"
 
 
 def test_recipe_parameters_are_checked_in_process():

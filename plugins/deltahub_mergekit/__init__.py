@@ -1,8 +1,9 @@
 """deltahub's mergekit plugin: GAM, KnOTS and TSV-M as mergekit merge methods.
 
-Nothing heavy is imported here: ``hook`` (run from a ``.pth`` file at interpreter start) imports
-this package, and start-up must stay cheap. The methods live in ``method`` (torch + mergekit).
+The methods live in ``method`` (torch + mergekit); the stdlib-only start-up hook that registers
+them is the top-level module ``deltahub_mergekit_hook`` (run from a ``.pth`` file).
 """
 
-PLUGIN_MODULES = ("deltahub_mergekit.method",)
-DISABLE_ENV = "DELTAHUB_MERGEKIT_DISABLE"
+from deltahub_mergekit_hook import DISABLE_ENV, PLUGIN_MODULES
+
+__all__ = ["DISABLE_ENV", "PLUGIN_MODULES"]
