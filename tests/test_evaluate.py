@@ -18,16 +18,12 @@ DOCS = [
 ]
 
 
-@pytest.fixture()
-def task_dir(tmp_path, tiny_model):
-    """Labels set from an independent scoring: the first two docs are labelled with the model's pick,
-    the last two with another choice, so a correct harness must report exactly 0.5."""
-    picks = _reference_picks(tiny_model)
-    docs = [{**d, "label": p if i < 2 else (p + 1) % 3} for i, (d, p) in enumerate(zip(DOCS, picks))]
-    data = tmp_path / "docs.jsonl"
-    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "rev_mc.yaml").write_text(f"""task: rev_mc
+def _write_task(folder, labels: list[int]):
+    """A local multiple-choice lm-eval task over DOCS with the given labels."""
+    folder.mkdir()
+    data = folder / "docs.jsonl"
+    data.write_text("".join(json.dumps({**d, "label": y}) + "\n" for d, y in zip(DOCS, labels)))
+    (folder / "rev_mc.yaml").write_text(f"""task: rev_mc
 dataset_path: json
 dataset_kwargs: {{data_files: {{test: {data}}}}}
 test_split: test
@@ -38,16 +34,29 @@ doc_to_target: label
 metric_list: [{{metric: acc, aggregation: mean, higher_is_better: true}}]
 metadata: {{version: 1.0}}
 """)
-    return tmp_path / "tasks"
+    return folder
 
 
-def _reference_picks(model_dir) -> list[int]:
-    """Independent scoring: argmax over choices of the summed log-probability of ' ' + choice."""
+@pytest.fixture()
+def task_dir(tmp_path, tiny_model):
+    """Labels set from an independent scoring: the first two docs are labelled with the model's pick,
+    the last two with another choice, so a correct harness must report exactly 0.5."""
+    picks = _reference_picks(tiny_model)
+    return _write_task(tmp_path / "tasks", [p if i < 2 else (p + 1) % 3 for i, p in enumerate(picks)])
+
+
+def _reference_picks(model_dir, adapter=None) -> list[int]:
+    """Independent scoring: argmax over choices of the summed log-probability of ' ' + choice
+    (with ``adapter`` merged into the weights by PEFT)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
     picks = []
     for d in DOCS:
         ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
@@ -66,6 +75,32 @@ def test_lm_eval_custom_task_matches_independent_loglikelihood(tiny_model, task_
     res = evaluate(tiny_model, ["rev_mc"], include_path=task_dir, backend="hf", batch_size=4)
     assert math.isclose(res["rev_mc"]["acc"], 0.5)
     assert set(res["rev_mc"]) == {"acc"}
+
+
+def test_lm_eval_scores_base_plus_adapter(tiny_model, tmp_path):
+    """An adapter folder as MODEL: lm-eval must score base + adapter, not the base alone.
+
+    Labels: the adapted model's pick on the first two docs, another choice on the last two, so
+    the adapted model scores exactly 0.5; the seed is chosen so that the base picks differ on
+    the labelled docs, and the base alone scores something else."""
+    from deltahub.tiny import build_random_adapter
+
+    base_picks = _reference_picks(tiny_model)
+    for seed in range(20):  # an adapter strong enough to change a pick among the first two docs
+        adapter = build_random_adapter(tiny_model, tmp_path / f"adapter-{seed}", r=8, alpha=16, seed=seed, std=0.3)
+        picks = _reference_picks(tiny_model, adapter)
+        if picks[:2] != base_picks[:2]:
+            break
+    else:
+        pytest.fail("no random adapter changed the model's choices")
+    labels = [p if i < 2 else next(c for c in range(3) if c not in (p, base_picks[i])) for i, p in enumerate(picks)]
+    base_acc = sum(b == y for b, y in zip(base_picks, labels)) / len(labels)
+    assert base_acc != 0.5
+    tasks = _write_task(tmp_path / "tasks", labels)
+    res = evaluate(adapter, ["rev_mc"], include_path=tasks, backend="hf", batch_size=4)
+    assert math.isclose(res["rev_mc"]["acc"], 0.5)
+    res_base = evaluate(tiny_model, ["rev_mc"], include_path=tasks, backend="hf", batch_size=4)
+    assert math.isclose(res_base["rev_mc"]["acc"], base_acc)
 
 
 def test_toy_tasks_equal_the_toy_evaluator_and_adapter_folder_resolves_its_base(tiny_model, tmp_path):
