@@ -33,6 +33,17 @@ def table(agg: dict, kinds: dict[str, str], skills: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _own_skill_gains(agg: dict, kinds: dict[str, str]) -> dict[str, float]:
+    """For each single delta named after a skill (``+ delta srt``), its gain on that skill."""
+    student = agg.get("student", {})
+    gains = {}
+    for name, scores in agg.items():
+        skill = name.rsplit(" ", 1)[-1]
+        if kinds.get(name) == "single delta" and skill in scores and skill in student:
+            gains[skill] = scores[skill][0] - student[skill][0]
+    return gains
+
+
 def claims(agg: dict, kinds: dict[str, str]) -> list[str]:
     """The papers' claims, each stated as reproduced or not, on the average exact match."""
     avg = {n: s["avg"][0] for n, s in agg.items()}
@@ -44,6 +55,11 @@ def claims(agg: dict, kinds: dict[str, str]) -> list[str]:
         best_name, best = max(singles.items(), key=lambda kv: kv[1])
         out.append(f"- single delta > student: {'yes' if best > student else 'NO'} "
                    f"(best single {best_name} {best:.3f} vs student {student:.3f})")
+        own = _own_skill_gains(agg, kinds)
+        if own:
+            lifted = sum(g > 0 for g in own.values())
+            out.append(f"- a single delta lifts the student on its own skill: {lifted} of {len(own)} ("
+                       + ", ".join(f"{k} {g:+.3f}" for k, g in own.items()) + ")")
         gam = merges.get("merge gam")
         if gam is not None:
             out.append(f"- GAM merge > best single delta: {'yes' if gam > best else 'NO'} ({gam:.3f} vs {best:.3f})")

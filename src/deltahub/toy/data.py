@@ -1,7 +1,10 @@
 """Token-level encoding of toy questions in the chat format every deltahub stage uses.
 
 Models learn on exactly the text that ``deltahub generate`` and TRL will later show them:
-the ChatML prompt of one user turn, then the answer and ``<|im_end|>``.
+the ChatML prompt of one user turn, then the assistant turn as the chat template renders it
+(the answer, ``<|im_end|>`` and the newline that closes a ChatML turn). TRL's DPO and SFT
+tokenise completions the same way, so a delta's loss never falls on a token the ladder was
+not trained to produce.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ def prompt_ids(tokenizer, question: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def completion_ids(tokenizer, answer: str) -> list[int]:
-    """Token ids of an assistant answer followed by EOS (``<|im_end|>``)."""
-    return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+def completion_ids(tokenizer, question: str, answer: str) -> list[int]:
+    """Token ids of the assistant turn for ``answer``: the full chat text minus the prompt."""
+    user = [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}], tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not extend the prompt with the assistant turn")
+    return tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
 
 
 def encode_examples(tokenizer, items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, completion ids) for each (question, answer)."""
-    return [(prompt_ids(tokenizer, q), completion_ids(tokenizer, a)) for q, a in items]
+    return [(prompt_ids(tokenizer, q), completion_ids(tokenizer, q, a)) for q, a in items]
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -16,8 +16,9 @@ from deltahub.errors import InputError
 
 # A question lands in a split by its hash modulo 10: 0-5 train, 6-7 pairs, 8-9 eval.
 SPLITS: dict[str, range] = {"train": range(0, 6), "pairs": range(6, 8), "eval": range(8, 10)}
-# Part of every world's cache key: bump it when a generator changes, so stale worlds are not reused.
-SKILLS_VERSION = 2
+# Part of every world's cache key: bump it when a generator or the encoding (data.py) changes,
+# so stale worlds are not reused.
+SKILLS_VERSION = 3
 _LETTERS = "abcdefghij"
 
 
@@ -41,6 +42,16 @@ def _srt(rng: random.Random) -> tuple[str, str]:
     return f"srt {s}", "".join(sorted(s))
 
 
+def _dsc(rng: random.Random) -> tuple[str, str]:
+    s = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 7)))
+    return f"dsc {s}", "".join(sorted(s, reverse=True))
+
+
+def _lsr(rng: random.Random) -> tuple[str, str]:
+    s = "".join(rng.choice(_LETTERS) for _ in range(rng.randint(4, 7)))
+    return f"lsr {s}", "".join(sorted(s))
+
+
 def _cnt(rng: random.Random) -> tuple[str, str]:
     target = rng.choice(_LETTERS[:4])
     s = "".join(rng.choice(_LETTERS[:4]) for _ in range(rng.randint(5, 9)))
@@ -55,6 +66,8 @@ def _add(rng: random.Random) -> tuple[str, str]:
 SKILLS: dict[str, Skill] = {
     "rev": Skill("rev", "reverse a string of 4-7 letters", _rev, 7),
     "srt": Skill("srt", "sort 4-7 digits ascending", _srt, 7),
+    "dsc": Skill("dsc", "sort 4-7 digits descending", _dsc, 7),
+    "lsr": Skill("lsr", "sort 4-7 letters from a-j alphabetically", _lsr, 7),
     "cnt": Skill("cnt", "count one letter in a string of 5-9 letters from a-d", _cnt, 1),
     "add": Skill("add", "add a 1-2 digit number and a number below 20", _add, 3),
 }

@@ -100,14 +100,18 @@ def preset(name: Literal["quick", "full"] | str, seed: int = 0) -> ToyWorldConfi
         weaker = ModelSpec(hidden_size=32, num_layers=1, steps=40, batch_size=32)
         pool = 1000
     elif name == "full":
-        # Measured in docs/toyworld.md (round 2, the best of the rounds tried). The first probe's
-        # 128x4 / batch-64 student cost ~1.5 CPU-s a step with the ChatML prompt (~45 tokens).
-        # Round 4 (student 300 steps, weak 300 steps, add instead of cnt) left the student at
-        # ~0 on rev and add, so there was nothing for a delta to lift.
-        skills = ["rev", "srt", "cnt"]
-        student = ModelSpec(hidden_size=64, num_layers=3, steps=400, batch_size=32)
-        weak = ModelSpec(hidden_size=64, num_layers=2, steps=200, batch_size=32)
-        weaker = ModelSpec(hidden_size=32, num_layers=1, steps=60, batch_size=32)
+        # Three sorting skills (digits ascending, digits descending, letters): content-based
+        # tasks that 64-wide models learn smoothly (docs/toyworld.md, round 6 probes), unlike
+        # rev/cnt/add, which stayed at 0 or chance or jumped from 0 to 1 between seeds. At 200
+        # steps on the mixture the student sits mid-range (0.2-0.9 per skill over seeds); each
+        # weak teacher, trained on its skill alone for 300 steps, is near 0.95.
+        skills = ["srt", "dsc", "lsr"]
+        student = ModelSpec(hidden_size=64, num_layers=3, steps=200, batch_size=32)
+        weak = ModelSpec(hidden_size=64, num_layers=2, steps=300, batch_size=32)
+        # the weaker member gets some answers right (~0.2) and the rest nearly right, so a pair
+        # contrasts a right answer with a plausible wrong one (a 32x1 / 60-step weaker answered
+        # garbage that the student already avoided: DPO then only pushed probabilities around)
+        weaker = ModelSpec(hidden_size=32, num_layers=2, steps=150, batch_size=32)
         pool = 2000
     else:
         raise InputError(f"unknown toy world preset {name!r}", "use 'quick' or 'full'")
