@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lm_eval_tasks import write_mc_task
 
 pytestmark = pytest.mark.slow
 
@@ -84,4 +85,74 @@ def test_deltas_went_through_the_registry(demo):
     card = (Path(results["merges"]["gam"]) / "README.md").read_text()
     for info in results["deltas"].values():
         assert info["repo"] in card and info["revision"] in card
+    # its scores are in the card's model-index, as the Hub shows evaluation results
+    import yaml
+
+    meta = yaml.safe_load(card.split("---")[1])
+    scored = {r["dataset"]["type"]: r["metrics"][0] for r in meta["model-index"][0]["results"]}
+    for skill, value in results["rows"]["merge gam"].items():
+        if skill != "avg":
+            assert scored[skill]["type"] == "exact_match" and scored[skill]["value"] == round(value, 4)
     assert results["published"], "the merged student was not published"
+
+
+def _mc_task(folder: Path) -> Path:
+    """A local lm-eval multiple-choice task on toy sort questions: the right answer or a corruption."""
+    from deltahub.toy.skills import sample
+
+    docs = [{"question": q, "choices": list(dict.fromkeys([a, a[::-1], a[1:] + a[0]])), "label": 0}
+            for q, a in sample("srt", "eval", 12, seed=3)]
+    return write_mc_task(folder, "srt_mc", docs)
+
+
+def _independent_acc(model_dir: Path, task: Path, adapter: Path | None = None) -> float:
+    """Accuracy by summed log-probability of ' ' + choice, computed without lm-eval."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.eval()
+    docs = [json.loads(line) for line in (task / "docs.jsonl").read_text().splitlines()]
+    right = 0
+    for d in docs:
+        ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
+        scores = []
+        for c in d["choices"]:
+            cont = tok(" " + c, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = model(torch.tensor([ctx + cont])).logits.log_softmax(-1)[0]
+            scores.append(sum(logp[len(ctx) + i - 1, t].item() for i, t in enumerate(cont)))
+        right += max(range(len(scores)), key=scores.__getitem__) == d["label"]
+    return right / len(docs)
+
+
+def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
+    """The same recipe with lm-eval evaluation: only the evaluation stages run, and each row's
+    score equals an independent log-likelihood scoring of that model (+ adapter)."""
+    from deltahub.pipeline.demo import RECIPES
+    from deltahub.pipeline.run import run_recipe
+    from deltahub.recipe import load_recipe
+    from deltahub.toy import build_world, preset
+
+    out, *_ = demo
+    task = _mc_task(tmp_path / "tasks")
+    recipe = load_recipe(RECIPES / "toy-quick.yaml")
+    recipe.eval = recipe.eval.model_validate({"kind": "lm-eval", "tasks": ["srt_mc"], "include_path": str(task),
+                                              "backend": "hf", "teachers": False, "sft_control": False})
+    recipe.hub.publish = False
+    lines: list[str] = []
+    result = run_recipe(recipe, out / "seed-0", log=lines.append)
+    log = "\n".join(lines)
+    assert "[skip] train:srt" in log and "[skip] merge:gam" in log and "[run ] eval:student" in log
+    student = build_world(config=preset("quick", seed=0), progress=False).student
+    assert set(result.rows) == {"student", "+ delta srt", "+ delta rev", "merge gam", "merge average",
+                                "merge ties", "merge knots"}
+    assert set(result.rows["student"]) == {"srt_mc", "avg"}
+    assert result.rows["student"]["srt_mc"] == pytest.approx(_independent_acc(student, task))
+    gam = Path(result.merges["gam"])
+    assert result.rows["merge gam"]["srt_mc"] == pytest.approx(_independent_acc(student, task, gam))

@@ -9,6 +9,7 @@ import pytest
 
 from deltahub.errors import InputError
 from deltahub.evaluate import comparison_table, evaluate, write_model_index
+from lm_eval_tasks import write_mc_task
 
 DOCS = [
     {"question": "ab", "choices": ["ba", "ab", "aa"], "label": 0},
@@ -19,22 +20,8 @@ DOCS = [
 
 
 def _write_task(folder, labels: list[int]):
-    """A local multiple-choice lm-eval task over DOCS with the given labels."""
-    folder.mkdir()
-    data = folder / "docs.jsonl"
-    data.write_text("".join(json.dumps({**d, "label": y}) + "\n" for d, y in zip(DOCS, labels)))
-    (folder / "rev_mc.yaml").write_text(f"""task: rev_mc
-dataset_path: json
-dataset_kwargs: {{data_files: {{test: {data}}}}}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list: [{{metric: acc, aggregation: mean, higher_is_better: true}}]
-metadata: {{version: 1.0}}
-""")
-    return folder
+    """The rev_mc task over DOCS with the given labels."""
+    return write_mc_task(folder, "rev_mc", [{**d, "label": y} for d, y in zip(DOCS, labels)])
 
 
 @pytest.fixture()

@@ -137,13 +137,25 @@ class MergeSpec(_Strict):
 
 
 class EvalSpec(_Strict):
+    """What to evaluate every row on: the toy skills (exact match), or lm-eval tasks."""
+
     kind: Literal["toy", "lm-eval"] = "toy"
     tasks: list[str] = Field(default_factory=list)
     n: int = Field(200, ge=1)
     seed: int = 0
     teachers: bool = True
     sft_control: bool = True
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1, description="lm-eval: documents per task (None = all)")
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    batch_size: int = Field(8, ge=1)
+    chat_template: bool = False
+    include_path: str | None = Field(None, description="lm-eval: a folder of local task YAMLs")
+
+    @model_validator(mode="after")
+    def _tasks(self) -> EvalSpec:
+        if self.kind == "lm-eval" and not self.tasks:
+            raise ValueError("kind lm-eval needs tasks (e.g. tasks: [gsm8k])")
+        return self
 
 
 class Resources(_Strict):

@@ -79,7 +79,7 @@ def subspace_agreement(svds: list[ThinSVD] | list[FactoredSVD]) -> torch.Tensor:
 
 def gam_agreement(deltas: list[LowRank]) -> torch.Tensor:
     """:func:`subspace_agreement` from the factors (used to pick ``reference="auto"`` globally)."""
-    return subspace_agreement([thin_svd(d) for d in deltas])
+    return subspace_agreement([factored_svd(d) for d in deltas])
 
 
 def _resolve_reference(reference: int | str, svds: list[FactoredSVD]) -> int:

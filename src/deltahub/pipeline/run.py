@@ -1,8 +1,8 @@
 """``run_recipe``: the whole PDA loop — pairs, deltas, publish, pull, merges, evaluation, report.
 
 Every stage calls the same library function as its single command (``generate_pairs``,
-``train_delta``, ``publish``/``pull``, ``merge_adapters``, toy evaluation), and is skipped when
-its output exists for the same inputs (see :mod:`.cache`).
+``train_delta``, ``publish``/``pull``, ``merge_adapters``, the toy evaluator or ``deltahub eval``'s
+lm-eval runner), and is skipped when its output exists for the same inputs (see :mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..atomic import atomic_write_text
 from ..recipe import DeltaSpec, Recipe, load_recipe
 from .cache import StageCache
 
@@ -24,6 +25,7 @@ class RunResult:
     work: Path
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)  # column -> the metric its cells hold
     deltas: dict[str, dict] = field(default_factory=dict)  # name -> {adapter, dataset, repo, revision, ...}
     merges: dict[str, str] = field(default_factory=dict)
     published: dict[str, str] = field(default_factory=dict)
@@ -220,22 +222,24 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
                                               _train_config(d, {"objective": "sft"}), overwrite=True, progress=True)),
                       sft_dir)
 
-    if recipe.eval.kind == "toy":
-        _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
-    else:
-        log(f"  evaluation ({recipe.eval.kind}: {', '.join(recipe.eval.tasks)}) is not run by `deltahub run` yet: "
-            f"evaluate {work / ('merge-' + recipe.merge.methods[0])} with lm-eval")
+    _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
     if registry is not None and recipe.merge.publish:
         main = recipe.merge.methods[0]
         folder = Path(result.merges[main])
+        row = result.rows.get(f"merge {main}")
+        if row:  # the published student carries its scores in the card's model-index
+            from ..evaluate import write_model_index
+
+            write_model_index(folder, {col: {result.metrics.get(col, "score"): v}
+                                       for col, v in row.items() if col != "avg"}, name=recipe.merge.publish)
         _, rev = cache.run(f"publish:merged:{main}", {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
                            lambda: _publish(registry, folder, recipe.merge.publish))
         result.published[recipe.merge.publish] = rev
     result.ran, result.skipped = cache.ran, cache.skipped
     result.seconds = time.time() - t0
-    (work / "results.json").write_text(json.dumps({"rows": result.rows, "kinds": result.kinds,
-                                                   "deltas": result.deltas, "merges": result.merges,
-                                                   "published": result.published}, indent=2))
+    summary = {"rows": result.rows, "kinds": result.kinds, "metrics": result.metrics, "deltas": result.deltas,
+               "merges": result.merges, "published": result.published}
+    atomic_write_text(work / "results.json", json.dumps(summary, indent=2))
     return result
 
 
@@ -260,15 +264,51 @@ def _publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, 
             "pulled": str(pulled)}
 
 
-def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunResult, work: Path) -> None:
-    from ..toy import evaluate
+def _scorer(spec, skills: list[str]):
+    """``score(model, adapter) -> {"scores": {column: value, "avg": mean}, "metrics": {column: metric}}``
+    for the recipe's evaluation kind."""
+    if spec.kind == "toy":
+        from ..toy import evaluate as toy_evaluate
 
-    n, seed = recipe.eval.n, recipe.eval.seed
+        def score_toy(model, adapter) -> dict:
+            scores = toy_evaluate(model, skills, adapter=adapter, n=spec.n, seed=spec.seed)
+            return {"scores": scores, "metrics": {s: "exact_match" for s in skills}}
+
+        return score_toy
+    from ..evaluate import evaluate
+
+    def score(model, adapter) -> dict:
+        res = evaluate(model, spec.tasks, adapter=adapter, limit=spec.limit, batch_size=spec.batch_size,
+                       backend=spec.backend, include_path=spec.include_path, chat_template=spec.chat_template,
+                       seed=spec.seed)
+        metrics = {task: primary_metric(res[task]) for task in spec.tasks}
+        row = {task: res[task][metric] for task, metric in metrics.items()}
+        return {"scores": {**row, "avg": sum(row.values()) / len(row)}, "metrics": metrics}
+
+    return score
+
+
+PRIMARY_METRICS = ("exact_match", "acc_norm", "acc", "f1", "prompt_level_strict_acc")
+
+
+def primary_metric(metrics: dict[str, float]) -> str:
+    """The one metric a table shows for an lm-eval task: the first of ``PRIMARY_METRICS`` it reports."""
+    for name in PRIMARY_METRICS:
+        if name in metrics:
+            return name
+    return next(iter(metrics))
+
+
+def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunResult, work: Path) -> None:
+    spec = recipe.eval
+    score = _scorer(spec, skills)
+    eval_key = spec.model_dump()
 
     def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None) -> None:
-        _, scores = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "n": n, "seed": seed},
-                              lambda: evaluate(model, skills, adapter=adapter, n=n, seed=seed))
-        result.rows[name] = scores
+        _, payload = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "eval": eval_key},
+                               lambda: score(model, adapter))
+        result.rows[name] = payload["scores"]
+        result.metrics.update(payload["metrics"])
         result.kinds[name] = kind
 
     teachers_seen = []
