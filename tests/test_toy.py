@@ -22,6 +22,10 @@ def _reference_answer(question: str) -> str:
         return "".join(reversed(list(rest)))
     if verb == "srt":
         return "".join(sorted(rest, key=int))
+    if verb == "dsc":  # counting sort, highest digit first
+        return "".join(str(d) * rest.count(str(d)) for d in range(9, -1, -1))
+    if verb == "lsr":
+        return "".join(sorted(list(rest), key=ord))
     if verb == "cnt":
         target, s = rest.split(" ")
         return str(len([c for c in s if c == target]))
