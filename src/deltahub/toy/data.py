@@ -19,19 +19,25 @@ def prompt_ids(tokenizer, question: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def completion_ids(tokenizer, question: str, answer: str) -> list[int]:
-    """Token ids of the assistant turn for ``answer``: the full chat text minus the prompt."""
+def chat_texts(tokenizer, question: str, answer: str) -> tuple[str, str]:
+    """(prompt, assistant turn) for ``answer``: the chat template's full text split after the prompt."""
     user = [{"role": "user", "content": question}]
     prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}], tokenize=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not extend the prompt with the assistant turn")
-    return tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    return prompt, full[len(prompt):]
 
 
 def encode_examples(tokenizer, items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, completion ids) for each (question, answer)."""
-    return [(prompt_ids(tokenizer, q), completion_ids(tokenizer, q, a)) for q, a in items]
+    """(prompt ids, completion ids) for each (question, answer): each chat text rendered once,
+    all of them tokenised in one batched call (this runs over every model's training pool)."""
+    if not items:
+        return []
+    prompts, completions = zip(*(chat_texts(tokenizer, q, a) for q, a in items))
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    return list(zip(prompt_ids, completion_ids))
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
