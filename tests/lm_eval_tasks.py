@@ -1,4 +1,5 @@
-"""A local lm-eval multiple-choice task written from a list of documents (shared by the eval tests)."""
+"""A local lm-eval multiple-choice task written from a list of documents, and an independent scorer
+for it (shared by the eval tests)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,29 @@ metric_list: [{{metric: acc, aggregation: mean, higher_is_better: true}}]
 metadata: {{version: 1.0}}
 """)
     return folder
+
+
+def reference_picks(model_dir, docs: list[dict], adapter=None) -> list[int]:
+    """Independent scoring, without lm-eval: per doc, the argmax over choices of the summed
+    log-probability of ``" " + choice`` after ``question + "\nAnswer:"`` (with ``adapter`` merged
+    into the weights by PEFT)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+    picks = []
+    for d in docs:
+        ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
+        scores = []
+        for c in d["choices"]:
+            cont = tok(" " + c, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = model(torch.tensor([ctx + cont])).logits.log_softmax(-1)[0]
+            scores.append(sum(logp[len(ctx) + i - 1, t].item() for i, t in enumerate(cont)))
+        picks.append(max(range(len(scores)), key=scores.__getitem__))
+    return picks

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lm_eval_tasks import write_mc_task
+from lm_eval_tasks import reference_picks, write_mc_task
 
 pytestmark = pytest.mark.slow
 
@@ -107,28 +107,9 @@ def _mc_task(folder: Path) -> Path:
 
 def _independent_acc(model_dir: Path, task: Path, adapter: Path | None = None) -> float:
     """Accuracy by summed log-probability of ' ' + choice, computed without lm-eval."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    model.eval()
     docs = [json.loads(line) for line in (task / "docs.jsonl").read_text().splitlines()]
-    right = 0
-    for d in docs:
-        ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
-        scores = []
-        for c in d["choices"]:
-            cont = tok(" " + c, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logp = model(torch.tensor([ctx + cont])).logits.log_softmax(-1)[0]
-            scores.append(sum(logp[len(ctx) + i - 1, t].item() for i, t in enumerate(cont)))
-        right += max(range(len(scores)), key=scores.__getitem__) == d["label"]
-    return right / len(docs)
+    picks = reference_picks(model_dir, docs, adapter)
+    return sum(p == d["label"] for p, d in zip(picks, docs)) / len(docs)
 
 
 def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
 from deltahub.errors import InputError
 from deltahub.evaluate import comparison_table, evaluate, write_model_index
-from lm_eval_tasks import write_mc_task
+from lm_eval_tasks import reference_picks, write_mc_task
 
 DOCS = [
     {"question": "ab", "choices": ["ba", "ab", "aa"], "label": 0},
@@ -33,29 +32,8 @@ def task_dir(tmp_path, tiny_model):
 
 
 def _reference_picks(model_dir, adapter=None) -> list[int]:
-    """Independent scoring: argmax over choices of the summed log-probability of ' ' + choice
-    (with ``adapter`` merged into the weights by PEFT)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
-    picks = []
-    for d in DOCS:
-        ctx = tok(f"{d['question']}\nAnswer:", add_special_tokens=False)["input_ids"]
-        scores = []
-        for c in d["choices"]:
-            cont = tok(" " + c, add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([ctx + cont])
-            with torch.no_grad():
-                logp = model(ids).logits.log_softmax(-1)[0]
-            scores.append(sum(logp[len(ctx) + i - 1, t].item() for i, t in enumerate(cont)))
-        picks.append(max(range(len(scores)), key=scores.__getitem__))
-    return picks
+    """Independent scoring of DOCS (see :func:`lm_eval_tasks.reference_picks`)."""
+    return reference_picks(model_dir, DOCS, adapter)
 
 
 def test_lm_eval_custom_task_matches_independent_loglikelihood(tiny_model, task_dir):
