@@ -137,3 +137,10 @@ def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
     assert result.rows["student"]["srt_mc"] == pytest.approx(_independent_acc(student, task))
     gam = Path(result.merges["gam"])
     assert result.rows["merge gam"]["srt_mc"] == pytest.approx(_independent_acc(student, task, gam))
+    # asking for the teacher rows as well scores only them: rows already scored are reused
+    recipe.eval = recipe.eval.model_copy(update={"teachers": True})
+    lines.clear()
+    again = run_recipe(recipe, out / "seed-0", log=lines.append)
+    log = "\n".join(lines)
+    assert "[skip] eval:student" in log and "[skip] eval:merge gam" in log and "[run ] eval:srt-weak" in log
+    assert again.rows["merge gam"] == result.rows["merge gam"] and "srt-weak" in again.rows

@@ -302,7 +302,8 @@ def primary_metric(metrics: dict[str, float]) -> str:
 def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunResult, work: Path) -> None:
     spec = recipe.eval
     score = _scorer(spec, skills)
-    eval_key = spec.model_dump()
+    # teachers / sft_control choose which rows exist, not a row's score: not part of its key
+    eval_key = spec.model_dump(exclude={"teachers", "sft_control"})
 
     def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None) -> None:
         _, payload = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "eval": eval_key},
