@@ -380,6 +380,7 @@ def test_other_repos_objects_cannot_be_claimed(reg):
     parts = path.split("/")
     forged = "/".join(parts[:3] + [scratch_id] + parts[4:])
     assert reg.req("PUT", forged, data).status == 403
+    assert reg.req("PUT", path.split("?")[0] + "?ticket=%C3%A9", data).status == 403  # a non-ASCII ticket
 
 
 def test_public_objects_may_be_reused_and_wrong_sizes_are_refused(reg):
@@ -618,6 +619,7 @@ def test_oversized_requests_get_413_414_431(reg, monkeypatch):
                                         {"paths": ["a"] * 10_001}, "tok-alice"), 400),
         ("bad limit", reg.req("GET", "/api/models?limit=-1"), 400),
         ("bad cursor", reg.req("GET", "/api/models?cursor=abc"), 400),
+        ("superscript limit", reg.req("GET", "/api/models?limit=%C2%B2"), 400),  # '²'.isdigit() is True
     ]
     monkeypatch.setattr(payloads, "MAX_COMMIT_LINES", 1000)
     monkeypatch.setattr(payloads, "MAX_COMMIT_LINE_BYTES", 100_000)

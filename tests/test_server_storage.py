@@ -129,10 +129,14 @@ def _v0_store(root: Path) -> dict[str, dict]:
     c2 = {**c1, "a.txt": blob(b"a"), "w.bin": blob(b"weights-1", True), "README.md": blob(b"---\ntags: [x]\n---\n")}
     c3 = {k: v for k, v in c2.items() if k != "a.txt"} | {"w.bin": blob(b"weights-2", True)}
     c4 = {**c2, "dev.txt": blob(b"dev")}
-    trees = {"c1" * 20: c1, "c2" * 20: c2, "c3" * 20: c3, "c4" * 20: c4}
+    trees = {"c1" * 20: c1, "c2" * 20: c2, "c3" * 20: c3, "c4" * 20: c4, "b0" * 20: c1}
     db = sqlite3.connect(root / "registry.db")
     db.executescript(V0_SCHEMA)
     db.execute("INSERT INTO repos VALUES (1, 'model', 'alice', 'old', 0, 1.0, 2.0, '{\"tags\": [\"x\"]}', '[\"x\"]')")
+    bomb = json.dumps({"a": [["lol"] * 9] * 9 ** 5})  # what version 0 stored for a 226-byte YAML bomb, in small
+    db.execute("INSERT INTO repos VALUES (2, 'model', 'alice', 'bomb', 0, 1.0, 2.0, ?, '[]')", (bomb,))
+    db.execute("INSERT INTO commits VALUES (?, 2, NULL, ?, 'bomb', '', 'alice', 1.0)", ("b0" * 20, json.dumps(c1)))
+    db.execute("INSERT INTO refs VALUES (2, 'branch', 'main', ?)", ("b0" * 20,))
     for sha, parent in (("c1", None), ("c2", "c1"), ("c3", "c2"), ("c4", "c2")):
         db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
                    (sha * 20, 1, parent and parent * 20, json.dumps(trees[sha * 20]), sha, "", "alice", 1.0))
@@ -171,4 +175,5 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
         api.upload_file(path_or_fileobj=b"new", path_in_repo="new.txt", repo_id="alice/old")
         assert "new.txt" in api.list_repo_files("alice/old")
         assert api.model_info("alice/old").card_data.tags == ["x"]
+        assert api.model_info("alice/bomb").card_data is None  # the oversized card was dropped
     assert Store(root).check() == []

@@ -38,6 +38,7 @@ from .errors import (
     PayloadTooLarge,
     RegistryError,
     RepoNotFound,
+    RevisionNotFound,
     Unauthorized,
     error_response,
 )
@@ -50,6 +51,7 @@ from .tags import derive_tags, load_card
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 _TRUE = ("1", "true", "True")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() also takes '²', which int() then refuses
 
 
 class AnyPathConvertor(PathConvertor):
@@ -79,7 +81,7 @@ def _int_param(request: Request, name: str, default: int, low: int = 0) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 12 or int(raw) < low:
+    if not _DIGITS.fullmatch(raw) or len(raw) > 12 or int(raw) < low:
         raise BadRequest(f"invalid {name} parameter: '{raw[:40]}' (an integer >= {low})")
     return int(raw)
 
@@ -88,7 +90,7 @@ def _content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not _DIGITS.fullmatch(raw):
         raise BadRequest(f"invalid Content-Length: '{raw[:40]}'")
     return int(raw)
 
@@ -166,7 +168,8 @@ class Hub:
 
     def ticket_ok(self, repo: Repo, oid: str, size: int, ticket: str) -> bool:
         day = int(time.time()) // 86400
-        return any(hmac.compare_digest(self._ticket(repo, oid, size, d), ticket) for d in (day, day - 1))
+        given = ticket.encode()  # bytes: compare_digest refuses non-ASCII str with a TypeError
+        return any(hmac.compare_digest(self._ticket(repo, oid, size, d).encode(), given) for d in (day, day - 1))
 
     def info(self, repo: Repo, sha: str, blobs: bool) -> dict:
         tree = self.store.tree(sha)
@@ -342,7 +345,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
         req = await body(request, P.Preupload)
         try:
             tree = hub.store.tree(hub.store.resolve(repo, rev))
-        except RegistryError:
+        except RevisionNotFound:
             tree = {}  # a branch that does not exist yet: nothing to compare against
         out = []
         for f in req.files:
@@ -430,7 +433,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
         lines = P.LineLimits()
         with hub.store.incoming(MAX_COMMIT_BYTES, hashed=False) as up:
             await _receive(request, up, check=lines.feed)
-            up.finish()
+            up.finish(sync=False)  # read back at once, never adopted
             header, ops = _parse_commit(hub.store, up.path)
         user = hub.user(request)
         sha = hub.store.commit(repo, branch, ops, header.summary or "update", header.description or "",

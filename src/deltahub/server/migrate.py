@@ -13,6 +13,7 @@ import sqlite3
 
 from . import history
 from .history import Entry
+from .limits import MAX_CARD_JSON_BYTES
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +53,8 @@ def upgrade(db: sqlite3.Connection) -> None:
     if "tree" in columns:
         _from_json_trees(db)
         db.execute("DROP TABLE commits_v0")
+        # version 0 stored cards of any size (a 226-byte YAML bomb became 4.7 MB): drop the oversized ones
+        db.execute("UPDATE repos SET card='{}' WHERE length(card) > ?", (MAX_CARD_JSON_BYTES,))
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -121,12 +121,13 @@ class Incoming:
             with disk_guard(self.store.root):
                 self._file.write(chunk)
 
-    def finish(self) -> str:
-        """Flush and fsync; the sha256 of what was received ('' when not hashed)."""
+    def finish(self, sync: bool = True) -> str:
+        """Flush (and fsync: the file may become a blob); the sha256 of what was received ('' when not hashed)."""
         if self._file is not None:
             with disk_guard(self.store.root):
                 self._file.flush()
-                os.fsync(self._file.fileno())
+                if sync:
+                    os.fsync(self._file.fileno())
                 self._file.close()
         return self._hash.hexdigest() if self._hash is not None else ""
 
