@@ -29,6 +29,7 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
     from ..hub import registry_root
     from .app import build_app
     from .auth import Auth
+    from .protocol import server_config
 
     auth = Auth.from_file(tokens_file, open_mode) if tokens_file else Auth(open_mode=open_mode)
     for pair in token_pairs:
@@ -40,4 +41,4 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
         raise InputError("no tokens configured, so nobody could write", "pass --token SECRET=USER, --tokens FILE or --open")
     root = root or registry_root()
     click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {'open' if auth.open_mode else 'tokens'} mode)")
-    uvicorn.run(build_app(root, auth), host=host, port=port, log_level="warning", lifespan="off")
+    uvicorn.Server(server_config(build_app(root, auth), host, port)).run()
