@@ -302,16 +302,31 @@ def test_agreement_counts_and_is_recorded(tmp_path):
     assert json.loads(r.stdout)["chosen_better"] == 2
 
 
-def test_hub_dataset_prompts(tmp_path, world):
-    """Prompts from a dataset repo on the embedded registry, NAME:SPLIT."""
-    server = pytest.importorskip("deltahub.server")
-    hub = pytest.importorskip("deltahub.hub")
+def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
+    """Prompts (NAME:SPLIT) and pairs from dataset repos on the embedded registry, through the registry
+    client: each records the commit it read, and an older revision reads the older content."""
+    from deltahub import hub
+    from deltahub.server import start_server
+
     d, weak, weaker, prompts = world
-    with server.start_server(tmp_path / "registry") as srv:
+    with start_server(tmp_path / "registry") as srv:
         hub.setup_client(srv.url)
         api = hub.get_api()
         api.create_repo("alice/prompts", repo_type="dataset", exist_ok=True)
-        api.upload_file(path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl", repo_id="alice/prompts",
-                        repo_type="dataset")
+        first = api.upload_file(path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl",
+                                repo_id="alice/prompts", repo_type="dataset").oid
         p = load_prompts("alice/prompts:train")
-        assert len(p) == N_PROMPTS and p.extras[2]["answer"] == "4" and p.source["dataset"] == "alice/prompts"
+        assert len(p) == N_PROMPTS and p.extras[2]["answer"] == "4"
+        assert p.source == {"dataset": "alice/prompts", "split": "train", "revision": first, "column": "question",
+                            "count": N_PROMPTS}
+        api.upload_file(path_or_fileobj=b'{"question": "only one"}\n', path_in_repo="data/train.jsonl",
+                        repo_id="alice/prompts", repo_type="dataset")
+        assert len(load_prompts("alice/prompts:train")) == 1
+        assert len(load_prompts(f"alice/prompts@{first}:train")) == N_PROMPTS
+        from deltahub.registry.publish import publish
+
+        commit = publish(sampled, "alice/pairs")["commit"]
+        assert load_pairs("alice/pairs").to_list() == load_pairs(sampled).to_list()
+        from deltahub.generate.pairs import resolve_pairs
+
+        assert resolve_pairs("alice/pairs")[1:] == ("alice/pairs", commit)

@@ -74,20 +74,27 @@ def cli() -> None:
     """deltahub: share and compose preference deltas (weak-weaker DPO LoRA adapters)."""
 
 
+def error_line(message: str, fix: str | None) -> str:
+    """The one stderr line of a user error: the problem, then the fix."""
+    return f"error: {message}" + (f" (fix: {fix})" if fix else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
         cli.main(args=argv, prog_name="deltahub", standalone_mode=False)
     except DeltahubError as exc:
-        click.secho(f"error: {exc.message}", fg="red", err=True)
-        if exc.fix:
-            click.echo(f"  fix: {exc.fix}", err=True)
+        click.secho(error_line(exc.message, exc.fix), fg="red", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad flag or value: one line too, pointing at the command's --help
+        command = exc.ctx.command_path if exc.ctx else "deltahub"
+        click.secho(error_line(exc.format_message(), f"see '{command} --help'"), fg="red", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.secho(error_line(exc.format_message(), None), fg="red", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -34,43 +34,57 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def _read_local(path: Path) -> list[dict]:
+    """Rows of a JSONL/parquet file, or of every such file under a folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder")
+    rows: list[dict] = []
+    for f in files:
+        try:
+            if f.suffix == ".parquet":
+                rows.extend(pq.read_table(f).to_pylist())
+            else:
+                rows.extend(json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, pa.ArrowException) as exc:  # before ValueError: ArrowInvalid is one
+            raise InputError(f"cannot read prompts {f} ({str(exc).splitlines()[0]})",
+                             "give a readable .jsonl or .parquet file") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{f} is not valid JSONL ({str(exc).splitlines()[0]})",
+                             "write one JSON object per line (UTF-8)") from None
+    return rows
+
+
 def _read_rows(spec: str, split: str | None, revision: str | None) -> tuple[list[dict], dict]:
     name, spec_split = _split_spec(spec)
     split = split or spec_split
     path = Path(name)
     if path.exists():
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
-        if not files:
-            raise InputError(f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder")
-        rows: list[dict] = []
-        for f in files:
-            if f.suffix == ".parquet":
-                import pyarrow.parquet as pq
+        return _read_local(path), {"dataset": str(path), "split": split, "revision": None}
+    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")) or "/" not in name:
+        raise InputError(f"prompts {spec!r} not found",
+                         "give a local .jsonl/.parquet file or a dataset repo NS/NAME[@REV][:SPLIT]")
+    return _read_repo(name, split or "train", revision)
 
-                rows.extend(pq.read_table(f).to_pylist())
-            else:
-                try:
-                    rows.extend(json.loads(line) for line in f.read_text().splitlines() if line.strip())
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{f} is not valid JSONL ({exc})", "write one JSON object per line") from exc
-        return rows, {"dataset": str(path), "split": split, "revision": None}
-    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")):
-        raise InputError(f"prompts file {path} not found", "check the path given to --prompts")
-    try:  # a Hub (or embedded registry) dataset id
-        from ..hub import setup_client
 
-        setup_client()
-    except ImportError:
-        pass
+def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict], dict]:
+    """Rows of one split of a dataset repo, pulled through the registry client at one commit (recorded)."""
     import datasets
 
+    from ..registry.pull import pull_with_info
+
+    spec = f"{name}@{revision}" if revision and "@" not in name else name
+    local, repo, sha = pull_with_info(spec, repo_type="dataset")
     try:
-        ds = datasets.load_dataset(name, split=split or "train", revision=revision)
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's spec
-        raise InputError(f"cannot load prompts {spec!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                         "give a local .jsonl/.parquet file or a dataset id NAME[:SPLIT] on the registry") from exc
-    return ds.to_list(), {"dataset": name, "split": split or "train", "revision": revision}
+        ds = datasets.load_dataset(str(local), split=split)
+    except (ValueError, FileNotFoundError) as exc:  # no such split / no data files in the repo
+        raise InputError(f"cannot read split {split!r} of {repo}@{sha[:12]}: {str(exc).splitlines()[0]}",
+                         "name an existing split (DATASET:SPLIT) of a repo with JSONL/parquet data files") from None
+    return ds.to_list(), {"dataset": repo, "split": split, "revision": sha}
 
 
 def load_prompts(spec: str, *, split: str | None = None, revision: str | None = None, prompt_column: str | None = None,

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DeltahubError
+from ..errors import DeltahubError, InputError
+from ..weights import check_safetensors
 from .cards import split_card
 from .schema import parse_block
 
@@ -133,72 +134,108 @@ def validate_folder(
     target: str | None = None,
 ) -> Report:
     """Run every check on a local delta folder. ``base_config(model_id)`` returns the base's config.json
-    (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing)."""
+    (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing).
+
+    Files no check can read (damaged safetensors, an adapter_config.json that is not a JSON object) are
+    an InputError, not a verdict: there is nothing to judge until they are replaced.
+    """
     folder = Path(folder)
-    report = Report(target or str(folder))
     if not folder.is_dir():
         raise DeltahubError(f"{folder} is not a folder", "pass a delta folder or a repo id NS/NAME")
-    files = _files(folder)
-    block = None
-    try:
-        raw = json.loads((folder / "deltahub.json").read_text(encoding="utf-8")) if (folder / "deltahub.json").is_file() else None
-        meta, _ = split_card((folder / "README.md").read_text(encoding="utf-8")) if (folder / "README.md").is_file() else ({}, "")
-        raw = raw if raw is not None else meta.get("deltahub")
-        if raw is None:
-            report.add("schema", False, "no deltahub.json and no deltahub: block in the card (not a delta)")
-        else:
-            block = parse_block(raw)
-            report.kind = block.kind
-            report.add("schema", True, f"schema_version {block.schema_version}, kind {block.kind}")
-    except (DeltahubError, json.JSONDecodeError) as exc:
-        report.add("schema", False, str(getattr(exc, "message", exc)))
-    ok, detail = check_files(files)
-    report.add("files are safetensors only", ok, detail)
-    kind = report.kind or ("adapter" if (folder / "adapter_config.json").is_file() else "dataset" if (folder / "data").is_dir() else None)
-    if kind in ("adapter", "merged") and (folder / "adapter_config.json").is_file():
-        acfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        base = acfg.get("base_model_name_or_path")
-        cfg = None
-        if base and Path(base, "config.json").is_file():
-            cfg = json.loads(Path(base, "config.json").read_text(encoding="utf-8"))
-        elif base and base_config is not None:
-            cfg = base_config(base)
-        if cfg is None:
-            report.add("adapter matches its base", False, f"cannot read config.json of base '{base}'")
-        else:
-            try:
-                ok, detail = check_adapter_shapes(folder, cfg)
-            except (KeyError, ValueError) as exc:
-                ok, detail = False, f"base config lacks {exc}"
-            report.add("adapter matches its base", ok, detail)
-    if kind == "adapter" and not (folder / "adapter_config.json").is_file():
+    check_safetensors(sorted(folder.rglob("*.safetensors")), "weights file",
+                      "re-download the delta (deltahub pull) or regenerate it; the file is damaged")
+    adapter_config = _adapter_config(folder)
+    report = Report(target or str(folder))
+    block = _check_schema(folder, report)
+    report.add("files are safetensors only", *check_files(_files(folder)))
+    kind = report.kind or ("adapter" if adapter_config is not None else "dataset" if (folder / "data").is_dir() else None)
+    if kind in ("adapter", "merged") and adapter_config is not None:
+        report.add("adapter matches its base", *_check_base(folder, adapter_config, base_config))
+    if kind == "adapter" and adapter_config is None:
         report.add("adapter matches its base", False, "adapter_config.json is missing (not a PEFT adapter folder)")
     if kind == "adapter" and block is not None:
-        link = block.dataset
-        if link is None or not link.repo:
-            report.add("linked dataset", False, "deltahub.dataset.repo is missing")
-        else:
-            rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
-            if rows is None:
-                report.add("linked dataset", False, f"dataset {link.repo} not found")
-            elif block.pairs is not None and rows != block.pairs:
-                report.add("linked dataset", False, f"{link.repo} has {rows} rows, the card says {block.pairs}")
-            else:
-                report.add("linked dataset", True, f"{link.repo}: {rows} rows")
+        report.add("linked dataset", *_check_dataset_link(block, dataset_rows))
     if kind == "dataset" and block is not None:
         rows = count_rows(folder)
         report.add("row count matches the card", rows == block.pairs, f"{rows} rows, card says {block.pairs}")
-    ok, detail = check_finite(folder)
-    report.add("no NaN/Inf", ok, detail)
+    report.add("no NaN/Inf", *check_finite(folder))
     report.add(*_card_check(folder, kind))
     return report
+
+
+def _adapter_config(folder: Path) -> dict | None:
+    """The folder's adapter_config.json as a mapping (None when absent); anything else is an InputError."""
+    path = folder / "adapter_config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})",
+                         "re-download or regenerate the adapter; PEFT writes this file") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} holds a JSON {type(data).__name__}, not an object of PEFT settings",
+                         "re-download or regenerate the adapter; PEFT writes this file") from None
+    return data
+
+
+def _check_schema(folder: Path, report: Report):
+    """Parse the deltahub block (deltahub.json, else the card's front matter); record the verdict."""
+    try:
+        path = folder / "deltahub.json"
+        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        readme = folder / "README.md"
+        meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
+        raw = raw if raw is not None else meta.get("deltahub")
+        if raw is None:
+            report.add("schema", False, "no deltahub.json and no deltahub: block in the card (not a delta)")
+            return None
+        block = parse_block(raw)
+    except (DeltahubError, ValueError, UnicodeDecodeError) as exc:
+        report.add("schema", False, str(getattr(exc, "message", exc)).splitlines()[0])
+        return None
+    report.kind = block.kind
+    report.add("schema", True, f"schema_version {block.schema_version}, kind {block.kind}")
+    return block
+
+
+def _check_base(folder: Path, adapter_config: dict, base_config) -> tuple[bool, str]:
+    """The adapter's LoRA modules and shapes against its declared base's config.json."""
+    base = adapter_config.get("base_model_name_or_path")
+    cfg = None
+    if base and Path(base, "config.json").is_file():
+        cfg = json.loads(Path(base, "config.json").read_text(encoding="utf-8"))
+    elif base and base_config is not None:
+        cfg = base_config(base)
+    if cfg is None:
+        return False, f"cannot read config.json of base '{base}'"
+    try:
+        return check_adapter_shapes(folder, cfg)
+    except (KeyError, ValueError, TypeError) as exc:
+        return False, f"base config lacks {exc}"
+
+
+def _check_dataset_link(block, dataset_rows) -> tuple[bool, str]:
+    """The pairs dataset the adapter names exists and has the row count of the card."""
+    link = block.dataset
+    if link is None or not link.repo:
+        return False, "deltahub.dataset.repo is missing"
+    rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
+    if rows is None:
+        return False, f"dataset {link.repo} not found"
+    if block.pairs is not None and rows != block.pairs:
+        return False, f"{link.repo} has {rows} rows, the card says {block.pairs}"
+    return True, f"{link.repo}: {rows} rows"
 
 
 def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
     readme = folder / "README.md"
     if not readme.is_file():
         return "card complete", False, "README.md is missing"
-    meta, body = split_card(readme.read_text(encoding="utf-8"))
+    try:
+        meta, body = split_card(readme.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return "card complete", False, "README.md is not UTF-8 text"
     missing = [k for k in CARD_KEYS.get(kind or "", ("tags",)) if not meta.get(k)]
     if "deltahub" not in meta:
         missing.append("deltahub block")

@@ -13,12 +13,9 @@ def prepare_model_source(model: str) -> str:
         if not Path(model).is_dir():
             raise InputError(f"model {model} is a file, not a model folder", "pass a folder with config.json and safetensors weights")
         return str(Path(model))
-    try:
-        from ...hub import setup_client
+    from ...hub import setup_client
 
-        setup_client()
-    except ImportError:
-        pass
+    setup_client()
     return model
 
 

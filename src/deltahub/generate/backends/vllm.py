@@ -33,13 +33,10 @@ class VLLMBackend:
             kwargs["data_parallel_size"] = s.data_parallel_size
         if s.max_model_len:
             kwargs["max_model_len"] = s.max_model_len
-        try:
-            import torch
+        import torch
 
-            if not torch.cuda.is_available():
-                kwargs["enforce_eager"] = True
-        except ImportError:
-            pass
+        if not torch.cuda.is_available():
+            kwargs["enforce_eager"] = True
         kwargs.update(s.extra.get("vllm", {}))
         try:
             self.llm = LLM(**kwargs)
@@ -50,7 +47,8 @@ class VLLMBackend:
         require_chat_template(tok, model)
         self.tokenizer, self.model_id = tok, model
         self.context = self.llm.llm_engine.model_config.max_model_len
-        return ModelInfo(model, local_revision(model), _param_count(source))
+        return ModelInfo(model, local_revision(model), _param_count(source),
+                         device="cuda" if torch.cuda.is_available() else "cpu", dtype=s.dtype)
 
     def generate(self, conversations: list[list[dict]], first_index: int) -> list[Response]:
         from vllm import SamplingParams
@@ -82,13 +80,10 @@ class VLLMBackend:
                 pass
         self.llm = None
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _param_count(source: str) -> int | None:
