@@ -53,17 +53,17 @@ def train_command(student, pairs, out, recipe, fresh, overwrite, quiet, **option
 
     A killed run restarted with the same arguments resumes from OUT.partial/.
     """
-    from .health import DeltaHealthWarning
-    from .trainer import train_delta
-
     run, settings = recipe_section(recipe)
     student = student or run.get("student")
     pairs = pairs or run.get("pairs")
     out = out or (Path(run["out"]) if run.get("out") else None)
+    cfg = TrainConfig(**{**settings, **given(TrainConfig, options)})
     missing = [name for name, v in (("--student", student), ("--pairs", pairs), ("--out", out)) if not v]
     if missing:
         raise InputError(f"missing {', '.join(missing)}", "pass them as flags or in the recipe's train: section")
-    cfg = TrainConfig(**{**settings, **given(TrainConfig, options)})
+    from .health import DeltaHealthWarning  # transformers loads only once the settings are known to be good
+    from .trainer import train_delta
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeltaHealthWarning)
         path = train_delta(student, pairs, out, cfg, overwrite=overwrite, resume=not fresh, progress=not quiet)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import InputError
+from ...weights import check_safetensors
 from . import ModelInfo, Response
 from .common import prepare_model_source, require_chat_template
 
@@ -94,6 +95,9 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
+        if Path(source).is_dir():
+            check_safetensors(sorted(Path(source).glob("*.safetensors")), "model weights",
+                              "re-download or re-save the model (the file is damaged)")
         dtype = getattr(torch, where.dtype) if where.dtype in DTYPES else "auto"
         kwargs = {"device_map": where.device_map} if where.device_map else {}
         try:
