@@ -59,6 +59,9 @@ def test_schema_and_provenance(world, sampled):
     assert prov["prompts"] == {"dataset": str(prompts), "split": None, "revision": None, "column": "question",
                                "count": N_PROMPTS}
     assert prov["generation"]["backend"] == "transformers" and prov["generation"]["seed"] == 7
+    assert prov["generation"]["device"] == "auto"  # the setting; each model records where it actually ran
+    assert (prov["chosen"]["device"], prov["chosen"]["dtype"]) == (prov["rejected"]["device"], "float32") == \
+        ("cpu", "float32")
     assert (sampled / "README.md").exists()
     assert not (d / ".sampled.work").exists(), "work folder is removed after success"
 
@@ -89,6 +92,42 @@ def test_greedy_matches_unbatched_reference(world, tmp_path):
             if tok.eos_token_id in seq:
                 seq = seq[:seq.index(tok.eos_token_id)]
             assert row[side][0]["content"] == tok.decode(seq, skip_special_tokens=True)
+
+
+def test_device_cpu_and_auto_agree_here(world, tmp_path, capsys):
+    """No GPU here: --device auto resolves to the CPU and gives exactly the pairs of --device cpu."""
+    from deltahub.cli import main
+
+    d, weak, weaker, prompts = world
+    outs = {}
+    for device in ("cpu", "auto"):
+        outs[device] = tmp_path / device
+        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out", str(outs[device]),
+              "--limit", "3", "--max-new-tokens", "4", "--device", device, "--no-progress"])
+    assert load_pairs(outs["cpu"]).to_list() == load_pairs(outs["auto"]).to_list()
+    prov = json.loads((outs["cpu"] / "deltahub.json").read_text())
+    assert prov["generation"]["device"] == "cpu" and prov["chosen"]["device"] == "cpu"
+    with pytest.raises(SystemExit):
+        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out",
+              str(tmp_path / "gpu"), "--device", "cuda"])
+    assert "device is 'cuda' but no GPU is visible here" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*gpu*"))
+
+
+@pytest.mark.parametrize("device, dtype, gpus, bf16, expected", [
+    ("auto", "auto", 0, False, ("cpu", None, "auto")),
+    ("cpu", "auto", 2, True, ("cpu", None, "auto")),
+    ("auto", "auto", 1, True, ("cuda", "cuda:0", "bfloat16")),
+    ("cuda", "auto", 1, False, ("cuda", "cuda:0", "float16")),
+    ("auto", "float32", 1, True, ("cuda", "cuda:0", "float32")),
+    ("auto", "auto", 4, True, ("cuda:auto", "auto", "bfloat16")),
+])
+def test_placement(device, dtype, gpus, bf16, expected):
+    """One GPU: the model on it in bf16 (fp16 without bf16); several: device_map='auto'; CPU: as stored."""
+    from deltahub.generate.backends.transformers import placement
+
+    p = placement(device, dtype, gpus, bf16)
+    assert (p.device, p.device_map, p.dtype) == expected
 
 
 def test_same_seed_same_pairs_other_seed_differs(world, sampled, tmp_path):

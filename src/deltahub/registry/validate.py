@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DeltahubError, InputError
-from ..weights import check_safetensors
+from ..errors import DeltahubError
+from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
 from .schema import parse_block
 
@@ -144,7 +144,7 @@ def validate_folder(
         raise DeltahubError(f"{folder} is not a folder", "pass a delta folder or a repo id NS/NAME")
     check_safetensors(sorted(folder.rglob("*.safetensors")), "weights file",
                       "re-download the delta (deltahub pull) or regenerate it; the file is damaged")
-    adapter_config = _adapter_config(folder)
+    adapter_config = read_adapter_config(folder)
     report = Report(target or str(folder))
     block = _check_schema(folder, report)
     report.add("files are safetensors only", *check_files(_files(folder)))
@@ -161,22 +161,6 @@ def validate_folder(
     report.add("no NaN/Inf", *check_finite(folder))
     report.add(*_card_check(folder, kind))
     return report
-
-
-def _adapter_config(folder: Path) -> dict | None:
-    """The folder's adapter_config.json as a mapping (None when absent); anything else is an InputError."""
-    path = folder / "adapter_config.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})",
-                         "re-download or regenerate the adapter; PEFT writes this file") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path} holds a JSON {type(data).__name__}, not an object of PEFT settings",
-                         "re-download or regenerate the adapter; PEFT writes this file") from None
-    return data
 
 
 def _check_schema(folder: Path, report: Report):
