@@ -72,7 +72,6 @@ def _raw(model: str, convs: list, settings, warm: bool = True) -> tuple[float, f
         batch(start)
     _sync()
     t2 = time.perf_counter()
-    del m
     return t2 - t1, t2 - t0
 
 

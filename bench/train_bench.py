@@ -139,7 +139,9 @@ def main() -> None:
             out = train_delta(student, pairs, tmp / f"out-{row}", cfg, progress=False, callbacks=[timer])
             wall, loop = time.perf_counter() - t0, timer.seconds
             done = json.loads((out / "deltahub.json").read_text())["training"]["steps"]
-            name = f"deltahub gc={'on' if cfg.gradient_checkpointing else 'off'}" + (" grouped" if row == "grouped" else "")
+            name = f"deltahub gc={'on' if cfg.gradient_checkpointing else 'off'}" + (
+                " grouped" if row == "grouped" else ""
+            )
         assert done == steps, (row, done, steps)
         rows.append((name, wall, loop, _peak_gb()))
     precision = "bf16" if base.bf16 else "fp32"

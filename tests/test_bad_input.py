@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from deltahub.cli import main
 from test_registry_validate import adapter_dir, dataset_dir  # noqa: F401  (shared fixtures)
 from test_train import separable_pairs, write_jsonl
+
+from deltahub.cli import main
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 DEAD_ENDPOINT = "http://127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
@@ -105,7 +105,9 @@ def test_validate_damaged_safetensors(bad, capsys, how, reason):
     assert "adapter_model.safetensors is not a readable safetensors file" in err and reason in err
 
 
-@pytest.mark.parametrize("name, problem", [("config-list", "holds a JSON list"), ("config-malformed", "is not valid JSON")])
+@pytest.mark.parametrize(
+    "name, problem", [("config-list", "holds a JSON list"), ("config-malformed", "is not valid JSON")]
+)
 def test_validate_bad_adapter_config(bad, capsys, name, problem):
     err = in_process(capsys, "validate", bad[name])
     assert f"adapter_config.json {problem}" in err

@@ -8,13 +8,21 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from deltahub.errors import InputError
-from deltahub.generate import (FilterSettings, GenerationSettings, agreement, apply_filters, exact_match,
-                               generate_pairs, load_pairs, load_prompts, record_agreement)
+from deltahub.generate import (
+    FilterSettings,
+    GenerationSettings,
+    agreement,
+    apply_filters,
+    exact_match,
+    generate_pairs,
+    load_pairs,
+    load_prompts,
+    record_agreement,
+)
 from deltahub.generate.pairs import write_pairs_folder
 
 N_PROMPTS = 10
@@ -30,8 +38,12 @@ def world(tmp_path_factory):
     weak = build_tiny_model(d / "weak", hidden_size=128, num_layers=2, seed=1)
     weaker = build_tiny_model(d / "weaker", hidden_size=64, num_layers=1, seed=2)
     prompts = d / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"question": f"what is {i} + {i}?", "answer": str(2 * i), "skill": "add"}) + "\n"
-                               for i in range(N_PROMPTS)))
+    prompts.write_text(
+        "".join(
+            json.dumps({"question": f"what is {i} + {i}?", "answer": str(2 * i), "skill": "add"}) + "\n"
+            for i in range(N_PROMPTS)
+        )
+    )
     return d, str(weak), str(weaker), prompts
 
 
@@ -45,8 +57,21 @@ def test_schema_and_provenance(world, sampled):
     d, weak, weaker, prompts = world
     ds = load_pairs(sampled)
     assert len(ds) == N_PROMPTS
-    for col in ("prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_revision", "rejected_revision",
-                "chosen_finish_reason", "rejected_finish_reason", "chosen_tokens", "rejected_tokens", "answer", "skill"):
+    for col in (
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen_model",
+        "rejected_model",
+        "chosen_revision",
+        "rejected_revision",
+        "chosen_finish_reason",
+        "rejected_finish_reason",
+        "chosen_tokens",
+        "rejected_tokens",
+        "answer",
+        "skill",
+    ):
         assert col in ds.column_names
     row = ds[3]
     assert row["prompt"] == [{"role": "user", "content": "what is 3 + 3?"}]
@@ -86,7 +111,9 @@ def test_greedy_matches_unbatched_reference(world, tmp_path):
     for side, model in (("chosen", weak), ("rejected", weaker)):
         tok, m = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model)
         for row in ds:
-            ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            ids = tok.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             with torch.inference_mode():
                 seq = m.generate(**ids, do_sample=False, max_new_tokens=6)[0, ids["input_ids"].shape[1]:].tolist()
             if tok.eos_token_id in seq:
@@ -246,7 +273,9 @@ def test_enable_thinking_reaches_the_chat_template(world):
         import shutil
 
         shutil.copytree(weak, model)
-        (model / "chat_template.jinja").write_text((P(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text())
+        (model / "chat_template.jinja").write_text(
+            (P(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+        )
     conv = [[{"role": "user", "content": "hi"}]]
     from transformers import AutoTokenizer
 
@@ -335,8 +364,12 @@ def test_agreement_counts_and_is_recorded(tmp_path):
     assert json.loads((folder / "deltahub.json").read_text())["metrics"]["agreement"] == res
     with pytest.raises(InputError, match="no reference column 'gold'"):
         agreement(str(folder), answer_column="gold")
-    r = subprocess.run([sys.executable, "-m", "deltahub.cli", "agreement", str(folder), "--judge", "contains", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "deltahub.cli", "agreement", str(folder), "--judge", "contains", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["chosen_better"] == 2
 

@@ -6,13 +6,13 @@ import json
 import shutil
 
 import pytest
+from test_train import separable_pairs, write_jsonl
 
 from deltahub.cli import main
 from deltahub.errors import InputError
 from deltahub.train import TrainConfig, train_delta
 from deltahub.train.objectives import OBJECTIVES
 from deltahub.train.trainer import _trainer_args, check_fits
-from test_train import separable_pairs, write_jsonl
 
 FAST = TrainConfig(max_steps=2, batch_size=4, micro_batch_size=4, rank=4, alpha=8, eval_fraction=0.0)
 

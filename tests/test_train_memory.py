@@ -9,9 +9,9 @@ import random
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import separable_pairs, write_jsonl
 
 from deltahub.train import TrainConfig, train_delta
-from test_train import separable_pairs, write_jsonl
 
 ONE_STEP = dict(max_steps=1, batch_size=4, micro_batch_size=4, rank=4, alpha=8, eval_fraction=0.0, learning_rate=5e-3,
                 precompute_ref=False, seed=3)

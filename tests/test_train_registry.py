@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_registry_validate import PAIRS, dataset_dir  # noqa: F401  (shared fixture)
 
 from deltahub.train import TrainConfig, train_delta
-from test_registry_validate import PAIRS, dataset_dir  # noqa: F401  (shared fixture)
 
 
 @pytest.mark.slow

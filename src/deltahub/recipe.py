@@ -199,7 +199,9 @@ def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
             msg = msg.replace("unknown setting", "unknown key")
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         where = location(err["loc"]) or "(top level)"
-        raise InputError(f"{source}: {where}: {msg}{more}", "fix that key; see recipes/toy.yaml for a valid recipe") from None
+        raise InputError(
+            f"{source}: {where}: {msg}{more}", "fix that key; see recipes/toy.yaml for a valid recipe"
+        ) from None
 
 
 def read_yaml(path: str | Path, what: str = "recipe") -> Any:
@@ -210,7 +212,9 @@ def read_yaml(path: str | Path, what: str = "recipe") -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise InputError(f"{what} {path} is not a text file (not UTF-8)", "pass a YAML recipe, e.g. recipes/toy.yaml") from None
+        raise InputError(
+            f"{what} {path} is not a text file (not UTF-8)", "pass a YAML recipe, e.g. recipes/toy.yaml"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror}", "check the path and its permissions") from None
     except yaml.YAMLError as exc:

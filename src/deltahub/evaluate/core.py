@@ -8,7 +8,6 @@ gpqa_*) and local task YAMLs (``include_path``) share one result format.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 from ..errors import InputError

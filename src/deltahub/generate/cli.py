@@ -49,8 +49,12 @@ def generate_command(chosen, rejected, prompts, out, prompt_column, messages_col
 
 @click.command("agreement")
 @click.argument("pairs")
-@click.option("--judge", default="exact-match", show_default=True,
-              help="exact-match (reference answer, GSM8K '####' aware), contains, or module:function(text, row)->score.")
+@click.option(
+    "--judge",
+    default="exact-match",
+    show_default=True,
+    help="exact-match (reference answer, GSM8K '####' aware), contains, or module:function(text, row)->score.",
+)
 @click.option("--answer-column", default="answer", show_default=True, help="Reference-answer column.")
 @click.option("--no-record", is_flag=True, help="Do not write the result into the folder's deltahub.json and card.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

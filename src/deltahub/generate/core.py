@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic import atomic_dir, check_output_dir
-from ..errors import InputError
 from .backends import make_backend, resolve_backend
 from .filters import FilterSettings, apply_filters
 from .pairs import write_pairs_folder

@@ -57,8 +57,10 @@ def resolve_pairs(spec: str | Path) -> tuple[Path, str | None, str | None]:
         return path, None, None
     text = str(spec)
     if text.count("/") != 1 or path.suffix in (".jsonl", ".json", ".parquet"):
-        raise InputError(f"pairs {text!r} not found",
-                         "give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]")
+        raise InputError(
+            f"pairs {text!r} not found",
+            "give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]",
+        )
     from ..registry.pull import pull_with_info
 
     local, repo, sha = pull_with_info(text, repo_type="dataset")
@@ -92,5 +94,7 @@ def load_pairs(path_or_repo: str | Path):
     ds = read_pairs(path)
     missing = {"prompt", "chosen", "rejected"} - set(ds.column_names)
     if missing:
-        raise InputError(f"{path} lacks pair columns {sorted(missing)}", "pairs need prompt, chosen and rejected columns")
+        raise InputError(
+            f"{path} lacks pair columns {sorted(missing)}", "pairs need prompt, chosen and rejected columns"
+        )
     return ds

@@ -42,7 +42,9 @@ def _read_local(path: Path) -> list[dict]:
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
     if not files:
-        raise InputError(f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder")
+        raise InputError(
+            f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder"
+        )
     rows: list[dict] = []
     for f in files:
         try:
@@ -87,8 +89,16 @@ def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict],
     return ds.to_list(), {"dataset": repo, "split": split, "revision": sha}
 
 
-def load_prompts(spec: str, *, split: str | None = None, revision: str | None = None, prompt_column: str | None = None,
-                 messages_column: str | None = None, system_prompt: str | None = None, limit: int | None = None) -> Prompts:
+def load_prompts(
+    spec: str,
+    *,
+    split: str | None = None,
+    revision: str | None = None,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+) -> Prompts:
     """Read ``spec`` and build one conversation per row.
 
     ``prompt_column`` names a text column (the user turn); ``messages_column`` a list of chat turns
@@ -107,17 +117,23 @@ def load_prompts(spec: str, *, split: str | None = None, revision: str | None = 
     if column is None:
         column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
         if column is None:
-            raise InputError(f"no prompt column found among {columns}", "pass --prompt-column NAME or --messages-column NAME")
+            raise InputError(
+                f"no prompt column found among {columns}", "pass --prompt-column NAME or --messages-column NAME"
+            )
     elif column not in columns:
         flag = "--messages-column" if messages_column else "--prompt-column"
-        raise InputError(f"unknown column {column!r} in prompts {spec!r} (columns: {columns})", f"pass {flag} with one of {columns}")
+        raise InputError(
+            f"unknown column {column!r} in prompts {spec!r} (columns: {columns})", f"pass {flag} with one of {columns}"
+        )
     is_messages = messages_column is not None or (prompt_column is None and column in MESSAGES_COLUMNS) \
         or isinstance(rows[0][column], list)
     conversations, extras = [], []
     for i, row in enumerate(rows):
         value = row[column]
         if is_messages:
-            if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            if not isinstance(value, list) or not all(
+                isinstance(m, dict) and "role" in m and "content" in m for m in value
+            ):
                 raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
                                  "use --prompt-column for a text column")
             conv = [{"role": m["role"], "content": m["content"]} for m in value]
@@ -127,7 +143,10 @@ def load_prompts(spec: str, *, split: str | None = None, revision: str | None = 
                 raise InputError(f"row {i}: no user turn in {column!r}", "remove empty conversations")
         else:
             if not isinstance(value, str) or not value.strip():
-                raise InputError(f"row {i}: prompt column {column!r} is empty or not text", "clean the prompts or pick another column")
+                raise InputError(
+                    f"row {i}: prompt column {column!r} is empty or not text",
+                    "clean the prompts or pick another column",
+                )
             conv = [{"role": "user", "content": value}]
         if system_prompt and conv[0]["role"] != "system":
             conv = [{"role": "system", "content": system_prompt}] + conv

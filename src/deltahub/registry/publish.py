@@ -33,7 +33,9 @@ def _unchanged(hub, repo_id: str, rtype: str, files: dict[str, Path]) -> str | N
 
     try:
         info = hub.repo_info(repo_id, repo_type=rtype)
-        remote = {e.path: e for e in hub.list_repo_tree(repo_id, repo_type=rtype, recursive=True) if hasattr(e, "blob_id")}
+        remote = {
+            e.path: e for e in hub.list_repo_tree(repo_id, repo_type=rtype, recursive=True) if hasattr(e, "blob_id")
+        }
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None
     remote.pop(".gitattributes", None)
@@ -67,7 +69,9 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
     block = read_block(folder)
     rtype = "dataset" if block.kind == "dataset" else "model"
     if block.kind == "adapter" and not (folder / "adapter_config.json").is_file():
-        raise InputError(f"{folder} says kind 'adapter' but has no adapter_config.json", "publish the folder deltahub train wrote")
+        raise InputError(
+            f"{folder} says kind 'adapter' but has no adapter_config.json", "publish the folder deltahub train wrote"
+        )
     if block.kind == "dataset" and not list(folder.glob("data/*.parquet")):
         raise InputError(f"{folder} has no data/*.parquet shards", "publish the folder deltahub generate wrote")
     hub = api()

@@ -7,7 +7,6 @@ projection's shape, so the base weights are never downloaded.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +17,42 @@ from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
 from .schema import parse_block
 
-SAFE_SUFFIXES = {".safetensors", ".json", ".md", ".png", ".jpg", ".parquet", ".jsonl", ".txt", ".yml", ".yaml", ".gitattributes", ".model", ".jinja"}
-UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib", ".py", ".so", ".sh", ".h5", ".msgpack"}
-CARD_KEYS = {"adapter": ("base_model", "library_name", "tags"), "dataset": ("task_categories", "configs", "tags"), "merged": ("tags",)}
+SAFE_SUFFIXES = {
+    ".safetensors",
+    ".json",
+    ".md",
+    ".png",
+    ".jpg",
+    ".parquet",
+    ".jsonl",
+    ".txt",
+    ".yml",
+    ".yaml",
+    ".gitattributes",
+    ".model",
+    ".jinja",
+}
+UNSAFE_SUFFIXES = {
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".pickle",
+    ".ckpt",
+    ".npy",
+    ".npz",
+    ".joblib",
+    ".py",
+    ".so",
+    ".sh",
+    ".h5",
+    ".msgpack",
+}
+CARD_KEYS = {
+    "adapter": ("base_model", "library_name", "tags"),
+    "dataset": ("task_categories", "configs", "tags"),
+    "merged": ("tags",),
+}
 
 
 @dataclass
@@ -45,18 +77,27 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
-        out.append(f"verdict: {'PASS' if self.ok else 'FAIL'} ({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})")
+        out.append(
+            f"verdict: {'PASS' if self.ok else 'FAIL'} "
+            f"({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})"
+        )
         return out
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
 
 
 def check_files(files: list[str]) -> tuple[bool, str]:
     """Safetensors only: no pickles, no custom code."""
-    bad = [f for f in files if Path(f).suffix.lower() in UNSAFE_SUFFIXES or Path(f).suffix.lower() not in SAFE_SUFFIXES and "." in Path(f).name and not Path(f).name.startswith(".")]
-    return (not bad, f"unsafe or unknown files: {', '.join(bad[:5])}" if bad else f"{len(files)} files, no pickles or code")
+    def unsafe(name: str) -> bool:
+        suffix, base = Path(name).suffix.lower(), Path(name).name
+        return suffix in UNSAFE_SUFFIXES or (suffix not in SAFE_SUFFIXES and "." in base and not base.startswith("."))
+
+    bad = [f for f in files if unsafe(f)]
+    return not bad, (f"unsafe or unknown files: {', '.join(bad[:5])}" if bad
+                     else f"{len(files)} files, no pickles or code")
 
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
@@ -101,7 +142,8 @@ def check_adapter_shapes(folder: Path, base_config: dict) -> tuple[bool, str]:
                     continue
                 out_f, in_f = shapes[proj]
                 if (which == "A" and shape[1] != in_f) or (which == "B" and shape[0] != out_f):
-                    problems.append(f"{module}.lora_{which} has shape {list(shape)}, base needs {'in' if which == 'A' else 'out'}={in_f if which == 'A' else out_f}")
+                    side, need = ("in", in_f) if which == "A" else ("out", out_f)
+                    problems.append(f"{module}.lora_{which} has shape {list(shape)}, base needs {side}={need}")
     if n == 0:
         return False, "no LoRA weights found in *.safetensors"
     return (not problems, "; ".join(problems[:3]) if problems else f"{n} LoRA tensors match the base config")
@@ -148,7 +190,8 @@ def validate_folder(
     report = Report(target or str(folder))
     block = _check_schema(folder, report)
     report.add("files are safetensors only", *check_files(_files(folder)))
-    kind = report.kind or ("adapter" if adapter_config is not None else "dataset" if (folder / "data").is_dir() else None)
+    kind = report.kind or ("adapter" if adapter_config is not None
+                           else "dataset" if (folder / "data").is_dir() else None)
     if kind in ("adapter", "merged") and adapter_config is not None:
         report.add("adapter matches its base", *_check_base(folder, adapter_config, base_config))
     if kind == "adapter" and adapter_config is None:
@@ -227,7 +270,8 @@ def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
         missing.append("tag deltahub")
     if len(body.strip()) < 40:
         missing.append("body text")
-    return "card complete", not missing, f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
+    detail = f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
+    return "card complete", not missing, detail
 
 
 def validate(target: str | Path) -> Report:
@@ -268,7 +312,8 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
     hub = api()
     try:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
-            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=["data/*.parquet"])
+            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,
+                                  allow_patterns=["data/*.parquet"])
             return count_rows(Path(tmp))
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None

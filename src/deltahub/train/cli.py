@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import click
+
 from ..errors import InputError
 from ..settings import cli_options, given, parse_settings
 from .config import TrainConfig

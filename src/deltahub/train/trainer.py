@@ -196,7 +196,7 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
             changed += [k for k in ("student", "pairs", "n_pairs") if old.get(k) != request.get(k)]
             raise InputError(
                 f"{work} holds a partial run with other settings ({', '.join(changed)})",
-                f"pass --fresh to discard it, or rerun with the same settings to resume",
+                "pass --fresh to discard it, or rerun with the same settings to resume",
             )
         last = get_last_checkpoint(str(work))
         if last:
@@ -457,8 +457,16 @@ def train_delta(
                "steps": trainer.state.global_step, "train_pairs": len(data[0]),
                "heldout_pairs": 0 if data[1] is None else len(data[1])}
         block = _provenance(cfg, pairs_data, {"model": str(student), "revision": student_revision}, run, metrics)
-        _write_adapter(out, overwrite, trainer, tok, str(student), f"{cfg.objective} delta on {Path(str(student)).name}",
-                       history, block)
+        _write_adapter(
+            out,
+            overwrite,
+            trainer,
+            tok,
+            str(student),
+            f"{cfg.objective} delta on {Path(str(student)).name}",
+            history,
+            block,
+        )
     shutil.rmtree(work, ignore_errors=True)
     return out
 

@@ -51,7 +51,10 @@ def resolve_backend(name: str = "auto") -> str:
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}", f"use one of: auto, {', '.join(BACKENDS)}")
     if name == "vllm" and not vllm_available():
-        raise InputError("the vLLM backend is not installed", "pip install 'deltahub[vllm]' on a GPU machine, or use --backend transformers")
+        raise InputError(
+            "the vLLM backend is not installed",
+            "pip install 'deltahub[vllm]' on a GPU machine, or use --backend transformers",
+        )
     return name
 
 

@@ -139,8 +139,10 @@ class TransformersBackend:
             with torch.inference_mode():
                 seqs = self.model.generate(**enc.to(self.model.device), generation_config=gc_)
         except torch.OutOfMemoryError:
-            raise InputError(f"out of GPU memory generating a batch of {len(conversations)} with {self.model_id}",
-                             "lower --batch-size or --max-new-tokens (finished batches are kept; rerun to resume)") from None
+            raise InputError(
+                f"out of GPU memory generating a batch of {len(conversations)} with {self.model_id}",
+                "lower --batch-size or --max-new-tokens (finished batches are kept; rerun to resume)",
+            ) from None
         new = seqs[:, enc["input_ids"].shape[1]:].tolist()
         out = []
         for j, row in enumerate(new):

@@ -41,8 +41,10 @@ class VLLMBackend:
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise InputError(f"vLLM cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                             "check the model id/folder, --gpu-memory-utilization and --tensor-parallel-size") from exc
+            raise InputError(
+                f"vLLM cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "check the model id/folder, --gpu-memory-utilization and --tensor-parallel-size",
+            ) from exc
         tok = self.llm.get_tokenizer()
         require_chat_template(tok, model)
         self.tokenizer, self.model_id = tok, model
@@ -55,16 +57,22 @@ class VLLMBackend:
 
         s = self.settings
         for j, conv in enumerate(conversations):
-            ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, **s.chat_template_kwargs())
+            ids = self.tokenizer.apply_chat_template(
+                conv, add_generation_prompt=True, tokenize=True, **s.chat_template_kwargs()
+            )
             n = len(ids["input_ids"] if isinstance(ids, dict) else ids)
             if n + s.max_new_tokens > self.context:
-                raise InputError(f"prompt {first_index + j} has {n} tokens; with --max-new-tokens {s.max_new_tokens} it "
-                                 f"exceeds {self.model_id}'s context of {self.context} tokens",
-                                 "shorten or drop long prompts, or lower --max-new-tokens")
+                raise InputError(
+                    f"prompt {first_index + j} has {n} tokens; with --max-new-tokens {s.max_new_tokens} it "
+                    f"exceeds {self.model_id}'s context of {self.context} tokens",
+                    "shorten or drop long prompts, or lower --max-new-tokens",
+                )
         params = [SamplingParams(temperature=s.temperature, top_p=s.top_p if not s.greedy else 1.0,
                                  max_tokens=s.max_new_tokens, seed=s.seed * 1_000_003 + first_index + j)
                   for j in range(len(conversations))]
-        outs = self.llm.chat(conversations, params, use_tqdm=False, chat_template_kwargs=s.chat_template_kwargs() or None)
+        outs = self.llm.chat(
+            conversations, params, use_tqdm=False, chat_template_kwargs=s.chat_template_kwargs() or None
+        )
         result = []
         for o in outs:
             c = o.outputs[0]
