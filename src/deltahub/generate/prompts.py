@@ -89,16 +89,44 @@ def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict],
     return ds.to_list(), {"dataset": repo, "split": split, "revision": sha}
 
 
-def load_prompts(
-    spec: str,
-    *,
-    split: str | None = None,
-    revision: str | None = None,
-    prompt_column: str | None = None,
-    messages_column: str | None = None,
-    system_prompt: str | None = None,
-    limit: int | None = None,
-) -> Prompts:
+def _pick_column(spec: str, columns: list[str], prompt_column: str | None, messages_column: str | None) -> str:
+    """The named column, or the first known prompt/messages column name."""
+    if prompt_column and messages_column:
+        raise InputError("both --prompt-column and --messages-column given", "pass only one of them")
+    column = messages_column or prompt_column
+    if column is None:
+        column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
+        if column is None:
+            raise InputError(f"no prompt column found among {columns}",
+                             "pass --prompt-column NAME or --messages-column NAME")
+    elif column not in columns:
+        flag = "--messages-column" if messages_column else "--prompt-column"
+        raise InputError(f"unknown column {column!r} in prompts {spec!r} (columns: {columns})",
+                         f"pass {flag} with one of {columns}")
+    return column
+
+
+def _conversation(i: int, value, column: str, is_messages: bool) -> list[dict]:
+    """Row ``i``'s chat turns, ending with a user turn."""
+    if not is_messages:
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"row {i}: prompt column {column!r} is empty or not text",
+                             "clean the prompts or pick another column")
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
+                         "use --prompt-column for a text column")
+    conv = [{"role": m["role"], "content": m["content"]} for m in value]
+    while conv and conv[-1]["role"] == "assistant":
+        conv.pop()
+    if not conv:
+        raise InputError(f"row {i}: no user turn in {column!r}", "remove empty conversations")
+    return conv
+
+
+def load_prompts(spec: str, *, split: str | None = None, revision: str | None = None, prompt_column: str | None = None,
+                 messages_column: str | None = None, system_prompt: str | None = None,
+                 limit: int | None = None) -> Prompts:
     """Read ``spec`` and build one conversation per row.
 
     ``prompt_column`` names a text column (the user turn); ``messages_column`` a list of chat turns
@@ -110,44 +138,12 @@ def load_prompts(
         rows = rows[:limit]
     if not rows:
         raise InputError(f"prompts {spec!r} are empty", "give a dataset with at least one row")
-    columns = list(rows[0])
-    if prompt_column and messages_column:
-        raise InputError("both --prompt-column and --messages-column given", "pass only one of them")
-    column = messages_column or prompt_column
-    if column is None:
-        column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
-        if column is None:
-            raise InputError(
-                f"no prompt column found among {columns}", "pass --prompt-column NAME or --messages-column NAME"
-            )
-    elif column not in columns:
-        flag = "--messages-column" if messages_column else "--prompt-column"
-        raise InputError(
-            f"unknown column {column!r} in prompts {spec!r} (columns: {columns})", f"pass {flag} with one of {columns}"
-        )
+    column = _pick_column(spec, list(rows[0]), prompt_column, messages_column)
     is_messages = messages_column is not None or (prompt_column is None and column in MESSAGES_COLUMNS) \
         or isinstance(rows[0][column], list)
     conversations, extras = [], []
     for i, row in enumerate(rows):
-        value = row[column]
-        if is_messages:
-            if not isinstance(value, list) or not all(
-                isinstance(m, dict) and "role" in m and "content" in m for m in value
-            ):
-                raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
-                                 "use --prompt-column for a text column")
-            conv = [{"role": m["role"], "content": m["content"]} for m in value]
-            while conv and conv[-1]["role"] == "assistant":
-                conv.pop()
-            if not conv:
-                raise InputError(f"row {i}: no user turn in {column!r}", "remove empty conversations")
-        else:
-            if not isinstance(value, str) or not value.strip():
-                raise InputError(
-                    f"row {i}: prompt column {column!r} is empty or not text",
-                    "clean the prompts or pick another column",
-                )
-            conv = [{"role": "user", "content": value}]
+        conv = _conversation(i, row[column], column, is_messages)
         if system_prompt and conv[0]["role"] != "system":
             conv = [{"role": "system", "content": system_prompt}] + conv
         conversations.append(conv)
