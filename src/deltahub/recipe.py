@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InputError
 from .generate.filters import FilterSettings
 from .generate.settings import GenerationSettings
-from .settings import describe_error, location, model_at, section
+from .settings import section, settings_error
 from .train.config import TrainConfig
 
 
@@ -191,17 +191,8 @@ def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        err = errors[0]
-        owner = model_at(Recipe, err["loc"])
-        msg = describe_error(err, lambda: list(owner.model_fields))
-        if err["type"] == "extra_forbidden" and not owner.__name__.endswith(("Settings", "Config")):
-            msg = msg.replace("unknown setting", "unknown key")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        where = location(err["loc"]) or "(top level)"
-        raise InputError(
-            f"{source}: {where}: {msg}{more}", "fix that key; see recipes/toy.yaml for a valid recipe"
-        ) from None
+        raise settings_error(exc, Recipe, where=source,
+                             fix="fix that key; see recipes/toy.yaml for a valid recipe") from None
 
 
 def read_yaml(path: str | Path, what: str = "recipe") -> Any:

@@ -143,20 +143,21 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def settings_error(exc: ValidationError, cls: type[BaseModel], where: str = "", at: tuple = ()) -> InputError:
+def settings_error(exc: ValidationError, cls: type[BaseModel], where: str = "", at: tuple = (),
+                   fix: str | None = None) -> InputError:
     """The first error of ``exc`` as one line: ``WHERE: AT.KEY: PROBLEM (and N more)`` plus a fix."""
     errors = exc.errors()
     err = errors[0]
-    key = location(at + tuple(err["loc"])) or "(settings)"
+    key = location(at + tuple(err["loc"])) or "(top level)"
     owner = model_at(cls, err["loc"])
     text = describe_error(err, lambda: list(owner.model_fields))
+    if err["type"] == "extra_forbidden" and not issubclass(owner, Settings):
+        text = text.replace("unknown setting", "unknown key")  # a recipe's structure, not a setting
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     prefix = f"{where}: " if where else ""
-    if err["type"] == "extra_forbidden":
-        fix = f"remove or rename it; valid settings: {', '.join(owner.model_fields)}"
-    else:
-        fix = f"correct the value of {key}"
-    return InputError(f"{prefix}{key}: {text}{more}", fix)
+    if fix is None and err["type"] == "extra_forbidden":
+        fix = f"remove or rename it; valid: {', '.join(owner.model_fields)}"
+    return InputError(f"{prefix}{key}: {text}{more}", fix or f"correct the value of {key}")
 
 
 # ----------------------------------------------------------------------------------------------
