@@ -65,13 +65,15 @@ def test_show_links_dataset_and_revisions(published):
 
 def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir, tmp_path):  # noqa: F811
     from deltahub.registry.publish import publish
-    from deltahub.registry.validate import validate
+    from deltahub.registry.validate import ValidationFailed, validate
 
     report = validate("alice/delta@v1")
     assert report.ok, report.lines()
     bad = tmp_path / "bad"
     shutil.copytree(adapter_dir, bad)
-    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
+    with pytest.raises(ValidationFailed, match="linked dataset"):
+        publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
+    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", validate=False)
     report = validate("mallory/delta")
     assert {c.name for c in report.checks if not c.ok} == {"linked dataset"}
     result = CliRunner().invoke(__import__("deltahub.registry.cli", fromlist=["x"]).validate_command, ["mallory/delta"])

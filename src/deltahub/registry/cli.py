@@ -6,23 +6,61 @@ import sys
 
 import click
 
+from ..settings import cli_options, given
+from .provenance import Declared, load_declared
+
+
+def provenance_options(command):
+    """The provenance flags (one per field of :class:`Declared`) and ``--provenance FILE``."""
+    command = cli_options(Declared)(command)
+    return click.option("--provenance", "provenance_file", type=click.Path(exists=True, dir_okay=False),
+                        help="YAML file of provenance fields (the flag names with '_' for '-', e.g. "
+                             "chosen_model: ORG/BIG); flags given too override it.")(command)
+
+
+def _declared(provenance_file: str | None, options: dict) -> Declared | None:
+    flags = given(Declared, options)
+    return load_declared(provenance_file, flags) if flags or provenance_file else None
+
 
 @click.command("publish")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo", required=True, help="Target repo NS/NAME (dataset repo for pairs, model repo for adapters).")
-@click.option(
-    "--dataset", "dataset_repo", help="Adapter: the pairs dataset repo it was trained on (linked from the card)."
-)
-@click.option("--dataset-revision", help="Adapter: revision of that dataset.")
+@provenance_options
+@click.option("--dataset-revision", help="Revision of --dataset (same as --dataset REPO@REV).")
 @click.option("--tag", help="Also tag the published commit (e.g. v1).")
 @click.option("--private", is_flag=True, help="Create the repo private.")
-def publish_command(folder, repo, dataset_repo, dataset_revision, tag, private):
-    """Publish FOLDER (pairs dataset or adapter) to the registry with its card."""
+@click.option("--no-validate", is_flag=True, help="Publish even if validation fails or cannot run; the card says "
+                                                  "it was not validated.")
+@click.option("--measure", help="Comma-separated tasks (toy:srt, gsm8k, ...) to score the adapter and its base on; "
+                                "the gain goes into the card's model-index (list --sort gain).")
+@click.option("--measure-limit", type=click.IntRange(min=1), help="At most this many examples per measured task.")
+def publish_command(folder, repo, provenance_file, dataset_revision, tag, private, no_validate, measure,
+                    measure_limit, **options):
+    """Publish FOLDER with its card: a deltahub pairs dataset, adapter or merge, or any PEFT LoRA adapter
+    (declare its provenance with the flags below). The copy to upload is validated first; a failing one is
+    refused with the checklist (exit 2)."""
     from .publish import publish
+    from .validate import ValidationFailed
 
-    r = publish(folder, repo, dataset_repo=dataset_repo, dataset_revision=dataset_revision, tag=tag, private=private)
+    if dataset_revision and options.get("dataset"):
+        options["dataset"] = f"{options['dataset'].split('@')[0]}@{dataset_revision}"
+    declared = _declared(provenance_file, options)
+    try:
+        tasks = [t.strip() for t in measure.split(",") if t.strip()] if measure else None
+        r = publish(folder, repo, tag=tag, private=private, declared=declared, validate=not no_validate,
+                    measure=tasks, measure_limit=measure_limit)
+    except ValidationFailed as exc:
+        click.echo(f"{exc.report.target} ({exc.report.kind or 'unknown kind'})")
+        for line in exc.report.lines():
+            click.echo(line)
+        raise
     state = "published" if r["created"] else "unchanged, no new commit"
     click.echo(f"{r['repo_type']} {r['repo_id']} @ {r['commit']} ({state})")
+    for check in r["report"].warnings if r["report"] else []:
+        click.echo(f"warning: {check.name}: {check.detail}", err=True)
+    if no_validate:
+        click.echo("warning: published without validation (--no-validate); the card says so", err=True)
 
 
 @click.command("pull")
@@ -52,12 +90,18 @@ def list_command(base, family, min_pairs, sort, datasets_):
     if not rows:
         click.echo("no deltas found")
         return
-    cols = ("repo_id", "base", "family", "pairs", "gain", "objective", "dataset")
-    table = [[str(r.get(c) if r.get(c) is not None else "-") for c in cols] for r in rows]
+    cols = ("repo_id", "base", "family", "pairs", "gain", "objective", "dataset", "origin")
+    table = [[_cell(c, r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for t in table:
         click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+
+
+def _cell(column: str, value) -> str:
+    if value is None:
+        return "unmeasured" if column == "gain" else "-"
+    return f"{value:+.4g}" if column == "gain" else str(value)
 
 
 @click.command("show")
@@ -89,11 +133,22 @@ def show_command(spec):
 
 @click.command("validate")
 @click.argument("target")
-def validate_command(target):
-    """Check a delta (NS/NAME[@REV] or a folder); exits 1 on failure so it can gate a CI."""
+@click.option("--strict", is_flag=True, help="Warnings fail too (a linked dataset not published yet, no dataset "
+                                             "linked): for CI gates.")
+@provenance_options
+def validate_command(target, strict, provenance_file, **options):
+    """Check a delta (NS/NAME[@REV] or a folder, as it would be published with the provenance flags);
+    exits 1 on failure so it can gate a CI."""
+    from pathlib import Path
+
+    from ..errors import InputError
     from .validate import validate
 
-    report = validate(target)
+    declared = _declared(provenance_file, options)
+    if declared is not None and not Path(target).exists():
+        raise InputError(f"provenance flags were given for {target}, which is not a local folder",
+                         "pass them for a local folder; a published delta is validated as it was published")
+    report = validate(target, strict=strict, declared=declared)
     click.echo(f"{report.target} ({report.kind or 'unknown kind'})")
     for line in report.lines():
         click.echo(line)

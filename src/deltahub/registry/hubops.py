@@ -48,4 +48,5 @@ def repo_type_of(spec: Spec) -> str:
                 raise InputError(f"{spec.repo_id} has no revision '{spec.revision}'",
                                  f"see its branches and tags with: deltahub show {spec.repo_id}") from None
         return rtype
-    raise InputError(f"no repo {spec.repo_id} on {hub.endpoint}", "check the name with: deltahub list, or set DELTAHUB_ENDPOINT")
+    raise InputError(f"no repo {spec.repo_id} on {hub.endpoint}",
+                     "check the name with: deltahub list, or set DELTAHUB_ENDPOINT")
