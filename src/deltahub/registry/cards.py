@@ -112,8 +112,9 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> dict[str, Any]:
-    """The card's YAML front matter."""
+def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any],
+                  name: str | None = None) -> dict[str, Any]:
+    """The card's YAML front matter (``name``: the published name, default the folder's)."""
     base = _base_model(folder, block)
     tags = derive_tags(block, base)
     external = block.provenance is not None and block.provenance.origin == "external"
@@ -139,7 +140,7 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> 
             meta["library_name"] = "transformers"
         if block.dataset and block.dataset.repo:
             meta["datasets"] = [block.dataset.repo]
-        index = model_index(folder.name, block, old_meta.get("model-index"))
+        index = model_index(name or folder.name, block, old_meta.get("model-index"))
         if index:
             meta["model-index"] = index
     meta["tags"] = list(dict.fromkeys([*(old_meta.get("tags") or []), *tags]))
@@ -187,8 +188,9 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_card(folder: Path, kind: str | None = None) -> str:
-    """The README.md text for a stage folder (no write)."""
+def render_card(folder: Path, kind: str | None = None, name: str | None = None) -> str:
+    """The README.md text for a stage folder (no write); ``name`` titles it (default: the folder's name, wrong
+    for a temporary folder that is renamed into place)."""
     folder = Path(folder)
     block = read_block(folder)
     kind = kind or block.kind
@@ -197,10 +199,11 @@ def render_card(folder: Path, kind: str | None = None) -> str:
                          f"call write_card(folder, '{block.kind}')")
     readme = folder / "README.md"
     old_meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
-    meta = card_metadata(folder, block, old_meta)
+    name = name or folder.name
+    meta = card_metadata(folder, block, old_meta, name)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     body = _env().get_template(f"{kind}.md.j2").render(
-        b=block, meta=meta, name=folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
+        b=block, meta=meta, name=name, plots=[p for p in PLOTS if (folder / p).is_file()],
         command=reproduce_command(block), extra=block.model_extra or {},
         merge_extra=(block.merge.model_extra or {}) if block.merge else {},
         gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
@@ -212,10 +215,10 @@ def render_card(folder: Path, kind: str | None = None) -> str:
     return f"---\n{front}---\n\n{body}"
 
 
-def write_card(folder: Path, kind: str | None = None) -> Path:
+def write_card(folder: Path, kind: str | None = None, name: str | None = None) -> Path:
     """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path."""
     folder = Path(folder)
-    text = render_card(folder, kind)
+    text = render_card(folder, kind, name)
     path = folder / "README.md"
     atomic_write_text(path, text)
     return path

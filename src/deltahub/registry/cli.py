@@ -154,3 +154,119 @@ def validate_command(target, strict, provenance_file, **options):
         click.echo(line)
     if not report.ok:
         sys.exit(1)
+
+
+@click.group("collection")
+def collection_group():
+    """Curated lists of deltas (Hub collections): create, add, remove, show, list."""
+
+
+@collection_group.command("create")
+@click.argument("title")
+@click.option("--namespace", help="Owner (a user or an organisation you belong to); default: you.")
+@click.option("--description", help="What the list is for.")
+@click.option("--private", is_flag=True, help="Visible to the owner only.")
+def collection_create(title, namespace, description, private):
+    """Create a collection titled TITLE; prints its slug."""
+    from . import collections
+
+    click.echo(collections.create(title, namespace=namespace, description=description, private=private))
+
+
+@collection_group.command("add")
+@click.argument("slug")
+@click.argument("repo")
+@click.option("--note", help="Why it is in the list (shown with the item).")
+@click.option("--no-validate", is_flag=True, help="Add without validating the delta first.")
+def collection_add(slug, repo, note, no_validate):
+    """Add the published delta REPO to the collection SLUG (validated first)."""
+    from . import collections
+    from .validate import ValidationFailed
+
+    try:
+        item = collections.add(slug, repo, note=note, validate=not no_validate)
+    except ValidationFailed as exc:
+        for line in exc.report.lines():
+            click.echo(line)
+        raise
+    click.echo(f"added {item.repo_id} ({item.kind}) to {slug}")
+
+
+@collection_group.command("remove")
+@click.argument("slug")
+@click.argument("repo")
+def collection_remove(slug, repo):
+    """Remove REPO from the collection SLUG."""
+    from . import collections
+
+    removed = collections.remove(slug, repo)
+    click.echo(f"removed {repo} from {slug}" if removed else f"{repo} is not in {slug}")
+
+
+@collection_group.command("show")
+@click.argument("slug")
+def collection_show(slug):
+    """The collection's title and items."""
+    from . import collections
+
+    c = collections.show(slug)
+    click.echo(f"{c['slug']}: {c['title']}{' (private)' if c['private'] else ''}")
+    if c["description"]:
+        click.echo(c["description"])
+    for item in c["items"]:
+        click.echo(f"  {item.repo_id}  {item.kind}{'  ' + item.note if item.note else ''}")
+    if not c["items"]:
+        click.echo("  (empty)")
+
+
+@collection_group.command("list")
+@click.option("--owner", help="Collections of this user or organisation.")
+@click.option("--item", help="Collections that hold this delta repo.")
+def collection_list(owner, item):
+    """List collections."""
+    from . import collections
+
+    rows = collections.list_collections(owner=owner, item=item)
+    for r in rows:
+        click.echo(f"{r['slug']}  {r['title']}  ({r['items']} items)")
+    if not rows:
+        click.echo("no collections found")
+
+
+@click.command("submit")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "to", required=True, help="The repo NS/NAME to open the pull request on.")
+@click.option("--message", help="Pull request title.")
+@provenance_options
+def submit_command(folder, to, message, provenance_file, **options):
+    """Open a pull request on --to with the delta in FOLDER (validated first, as publish does)."""
+    from .contrib import submit
+    from .validate import ValidationFailed
+
+    try:
+        s = submit(folder, to, declared=_declared(provenance_file, options), message=message)
+    except ValidationFailed as exc:
+        for line in exc.report.lines():
+            click.echo(line)
+        raise
+    click.echo(f"opened {s.repo_id}#{s.number}{' ' + s.url if s.url else ''}")
+    click.echo(f"a curator reviews it with: deltahub review {s.repo_id}#{s.number} --merge")
+
+
+@click.command("review")
+@click.argument("pr")
+@click.option("--tasks", help="Comma-separated tasks for a quick evaluation against the base (toy:srt, gsm8k, ...).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many examples per task.")
+@click.option("--merge", is_flag=True, help="Merge the pull request if it passes (and does not hurt on --tasks).")
+@click.option("--no-comment", is_flag=True, help="Print the review without posting it.")
+def review_command(pr, tasks, limit, merge, no_comment):
+    """Review the pull request PR (NS/NAME#N): validate its revision, evaluate it, comment, and merge."""
+    from .contrib import review
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    r = review(pr, tasks=names, limit=limit, merge=merge, comment=not no_comment)
+    click.echo(r["comment"])
+    if r["merged"]:
+        click.echo(f"merged {pr}")
+    if not r["report"].ok:
+        sys.exit(1)

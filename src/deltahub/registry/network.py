@@ -7,8 +7,9 @@ Rights and names are checked here too, so publish and pull speak in one voice.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from ..errors import DeltahubError, InputError
@@ -68,3 +69,26 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     return InputError(f"no write access to {repo_id} on {endpoint} (HTTP {status})",
                       "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own "
                       "namespace")
+
+
+@contextlib.contextmanager
+def remote_calls(hub, target: str, what: str, missing: str | None = None) -> Iterator[Callable[[Callable[[], T]], T]]:
+    """A ``net(call)`` that retries network errors; a 401/403 becomes one line about write access and, with
+    ``missing`` (the fix to suggest), a 404 one line saying ``target`` was not found."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield lambda call: retrying(call, hub.endpoint, what)
+    except HfHubHTTPError as exc:
+        error = denied(exc, target, hub.endpoint)
+        if error is not None:
+            raise error from None
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if missing and status == 404:
+            raise InputError(f"{target} not found on {hub.endpoint}", missing) from None
+        if status == 501:  # a Hub feature this registry lacks (the embedded one: pull requests, for now)
+            reason = (getattr(exc, "server_message", None) or str(exc)).splitlines()[0]
+            raise DeltahubError(f"the registry at {hub.endpoint} cannot do this ({what}): {reason}",
+                                "use a registry that has the feature (the public Hub), or publish under your "
+                                "own namespace") from None
+        raise

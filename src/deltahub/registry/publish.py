@@ -5,16 +5,14 @@ Validated before upload; idempotent on content (an unchanged delta makes no new 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
 from .cards import read_block
 from .hubops import api, parse_spec
-from .network import check_repo_id, denied, retrying
+from .network import check_repo_id, remote_calls
 from .provenance import Declared
 from .stage import BLOCK, IGNORED, staged, write_block
 from .validate import Report, ValidationFailed, validate_on_registry
@@ -73,13 +71,13 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
     parse_spec(repo_id)
     check_repo_id(repo_id)
     hub = api()
-    with staged(folder, declared, dataset_repo, dataset_revision) as stage:
+    with staged(folder, declared, dataset_repo, dataset_revision, name=repo_id.split("/")[1]) as stage:
         block = read_block(stage)
         rtype = "dataset" if block.kind == "dataset" else "model"
         if block.kind == "dataset" and not list(stage.glob("data/*.parquet")):
             raise InputError(f"{folder} has no data/*.parquet shards", "publish the folder deltahub generate wrote")
-        report = _checked(stage, folder, validate, measure, measure_limit)
-        with _remote(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
+        report = check_and_record(stage, folder, validate, measure, measure_limit)
+        with remote_calls(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
             files = _local_files(stage)
             head = net(lambda: _unchanged(hub, repo_id, rtype, files))
             created = head is None
@@ -93,7 +91,7 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
     return {"repo_id": repo_id, "repo_type": rtype, "commit": head, "created": created, "report": report}
 
 
-def _checked(stage: Path, folder: Path, validate: bool, measure: list[str] | None,
+def check_and_record(stage: Path, folder: Path, validate: bool, measure: list[str] | None,
              measure_limit: int | None) -> Report | None:
     """Validate the stage (a failure raises), measure the gain if asked; record the outcome and what was
     measured in its block and card."""
@@ -119,17 +117,3 @@ def _checked(stage: Path, folder: Path, validate: bool, measure: list[str] | Non
         prov.setdefault("fields", {})["gain"] = "measured"
     write_block(stage, block)
     return report
-
-
-@contextlib.contextmanager
-def _remote(hub, repo_id: str, what: str) -> Iterator[Callable]:
-    """A ``net(call)`` that retries network errors; a 401/403 becomes one line about write access."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        yield lambda call: retrying(call, hub.endpoint, what)
-    except HfHubHTTPError as exc:
-        error = denied(exc, repo_id, hub.endpoint)
-        if error is None:
-            raise
-        raise error from None

@@ -35,14 +35,15 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 @contextlib.contextmanager
 def staged(folder: str | Path, declared: Declared | None = None, dataset_repo: str | None = None,
-           dataset_revision: str | None = None) -> Iterator[Path]:
-    """A temporary twin of ``folder`` with its block (declarations applied) and card; removed on exit."""
+           dataset_revision: str | None = None, name: str | None = None) -> Iterator[Path]:
+    """A temporary twin of ``folder`` with its block (declarations applied) and card titled ``name`` (default:
+    the folder's name); removed on exit."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder",
                          "pass a PEFT LoRA adapter folder or the output folder of deltahub generate, train or merge")
     with tempfile.TemporaryDirectory(prefix="deltahub-stage-") as tmp:
-        stage = Path(tmp) / folder.name
+        stage = Path(tmp) / (name or folder.resolve().name)
         shutil.copytree(folder, stage, ignore=shutil.ignore_patterns(*IGNORED), copy_function=_link_or_copy)
         block = staged_block(stage, folder, declared, dataset_repo, dataset_revision)
         write_block(stage, block)

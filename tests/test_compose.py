@@ -1,0 +1,297 @@
+"""deltahub compose: greedy selection against an independent reference, validation splits that never touch the
+held-out data, and compose on the toy world with a deliberately harmful delta among the candidates."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from deltahub.compose.greedy import greedy_select
+from deltahub.errors import InputError
+
+# ----------------------------------------------------------------------------------------------
+# greedy selection
+
+
+def reference_greedy(n, f, max_k, min_gain):
+    """Forward selection written from its definition: add the argmax while it beats the current score."""
+    chosen, current = [], f(frozenset())
+    while len(chosen) < max_k:
+        options = [(f(frozenset(chosen) | {i}), -i, i) for i in range(n) if i not in chosen]
+        best_score, _, best = max(options)
+        if best_score - current <= min_gain:
+            break
+        chosen.append(best)
+        current = best_score
+    return chosen, current
+
+
+def random_score(n, rng):
+    """A set function with single effects (some negative: deltas that hurt) and pairwise interactions."""
+    single = [rng.uniform(-0.3, 0.4) for _ in range(n)]
+    pair = {p: rng.uniform(-0.2, 0.2) for p in itertools.combinations(range(n), 2)}
+    return lambda s: 0.5 + sum(single[i] for i in s) + sum(v for p, v in pair.items() if set(p) <= s)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_greedy_matches_reference(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 6)
+    f = random_score(n, rng)
+    max_k = rng.choice([None, 1, 2, n])
+    min_gain = rng.choice([0.0, 0.05])
+    calls: list[tuple] = []
+
+    def score(ix):
+        calls.append(ix)
+        return f(frozenset(ix))
+
+    sel = greedy_select(n, score, max_k=max_k, min_gain=min_gain)
+    want, want_score = reference_greedy(n, f, n if max_k is None else max_k, min_gain)
+    assert sel.selected == want and sel.score == pytest.approx(want_score)
+    assert len(calls) == len(set(calls)), "a set was scored twice"
+    assert all(tuple(sorted(c)) == c for c in calls)  # sets are scored in one canonical order
+    assert sel.singles == {i: pytest.approx(f(frozenset({i}))) for i in range(n)}
+    scores = [sel.base] + [s.score for s in sel.steps if s.added is not None]
+    assert all(b - a > min_gain for a, b in zip(scores, scores[1:]))  # every step strictly improved
+    for i in range(n):
+        reason = sel.reason_left_out(i)
+        assert (reason is None) == (i in want)
+        if reason and f(frozenset({i})) < sel.base:
+            assert reason.startswith("hurts alone")
+
+
+def test_greedy_keeps_out_a_delta_that_hurts_every_merge():
+    """Two helpful deltas and one that hurts alone and in every merge: the harmful one is never added."""
+    effect = {0: 0.2, 1: 0.1, 2: -0.3}
+    sel = greedy_select(3, lambda ix: 0.4 + sum(effect[i] for i in ix))
+    assert sel.selected == [0, 1] and sel.score == pytest.approx(0.7)
+    assert sel.reason_left_out(2) == "hurts alone: 0.1000 < student 0.4000"
+    assert sel.stopped.startswith("no remaining delta improves")
+    assert greedy_select(3, lambda ix: 0.4 + sum(effect[i] for i in ix), max_k=1).selected == [0]
+
+
+# ----------------------------------------------------------------------------------------------
+# validation data
+
+
+def test_toy_validation_and_test_halves_are_disjoint_parts_of_the_eval_split():
+    from deltahub.compose.validation import toy_items
+    from deltahub.toy.skills import split_of
+
+    for skill in ("srt", "rev", "cnt"):
+        val, test = toy_items(skill, "validation", 150), toy_items(skill, "test", 150)
+        assert len(val) == len(set(val)) == 150 and len(test) == 150
+        assert {split_of(q) for q, _ in val + test} == {"eval"}
+        assert not {q for q, _ in val} & {q for q, _ in test}
+        assert toy_items(skill, "validation", 40) == val[:40]  # a smaller set is a prefix: stable under n
+
+
+@pytest.fixture(scope="module")
+def val_task(tmp_path_factory):
+    """A local lm-eval task whose validation and test documents differ."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("tasks")
+    words = ["red", "blue", "green", "stone", "water", "light", "seven", "quiet"]
+    rng = random.Random(0)
+
+    def docs(n):
+        return [{"question": f"{rng.choice(words)} {rng.choice(words)}?", "choices": rng.sample(words, 3),
+                 "label": rng.randrange(3)} for _ in range(n)]
+
+    data = {"validation": docs(6), "test": docs(6)}
+    for split, rows in data.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"dataset_path": "json", "output_type": "multiple_choice", "doc_to_text": "{{question}}\nAnswer:",
+           "doc_to_choice": "{{choices}}", "doc_to_target": "label",
+           "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+           "metadata": {"version": 1.0}}
+    (folder / "mc_val.yaml").write_text(yaml.safe_dump({
+        **cfg, "task": "mc_val", "validation_split": "validation", "test_split": "test",
+        "dataset_kwargs": {"data_files": {s: str(folder / f"{s}.jsonl") for s in data}}}))
+    (folder / "mc_test_only.yaml").write_text(yaml.safe_dump({
+        **cfg, "task": "mc_test_only", "test_split": "test",
+        "dataset_kwargs": {"data_files": {"test": str(folder / "test.jsonl")}}}))
+    return folder, data
+
+
+def test_lm_eval_tasks_are_scored_on_their_validation_split(val_task, tiny_model, tmp_path):
+    from lm_eval_tasks import reference_picks
+
+    from deltahub.compose.validation import ValidationSet
+
+    folder, data = val_task
+    vs = ValidationSet(["mc_val"], include_path=str(folder))
+    vs.prepare(tmp_path)
+    for half, split in (("validation", "validation"), ("test", "test")):
+        want = reference_picks(tiny_model, data[split])
+        acc = sum(p == d["label"] for p, d in zip(want, data[split])) / len(data[split])
+        assert vs.score(Path(tiny_model), None, half)["mc_val"] == pytest.approx(acc)
+    refused = ValidationSet(["mc_test_only"], include_path=str(folder))
+    with pytest.raises(InputError, match="has no validation split"):
+        refused.prepare(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# compose on the toy world, one delta deliberately harmful
+
+SKILL = "srt"
+
+
+def corrupt(answer: str, rng: random.Random) -> str:
+    """A near miss: two neighbouring characters swapped (or one digit changed when they are equal)."""
+    s = list(answer)
+    i = rng.randrange(len(s) - 1)
+    s[i], s[i + 1] = s[i + 1], s[i]
+    if s == list(answer):
+        s[i] = "9" if s[i] != "9" else "0"
+    return "".join(s)
+
+
+def toy_pairs(n: int, seed: int, swap: bool = False) -> list[dict]:
+    """Pairs on the toy 'pairs' split: the right answer over a near miss (or, swapped, the near miss over it)."""
+    from deltahub.toy.skills import sample
+
+    rng = random.Random(seed)
+    rows = []
+    for q, a in sample(SKILL, "pairs", n, seed=seed):
+        good, bad = (corrupt(a, rng), a) if swap else (a, corrupt(a, rng))
+        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
+                     "rejected": [{"role": "assistant", "content": bad}]})
+    return rows
+
+
+def dpo_delta(student: Path, rows: list[dict], out: Path, steps: int) -> Path:
+    """A LoRA delta trained with TRL's DPOTrainer directly (DPO + NLL on chosen, as deltahub's dpo+sft)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    torch.manual_seed(0)
+    args = DPOConfig(output_dir=str(out.parent / f"{out.name}-run"), per_device_train_batch_size=16, max_steps=steps,
+                     learning_rate=3e-3, lr_scheduler_type="constant", beta=0.1, loss_type=["sigmoid", "sft"],
+                     loss_weights=[1.0, 1.0], report_to="none", use_cpu=True, save_strategy="no",
+                     logging_steps=1000, disable_tqdm=True, max_length=64, seed=0)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32), args=args,
+                         train_dataset=Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(student),
+                         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=[
+                             "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    trainer.train()
+    trainer.model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread than on two busy ones (16 s vs 92 s for one delta's
+    training, measured on this 2-core machine under load): the toy tests pin torch to one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy_deltas(tmp_path_factory, one_thread):
+    """The quick toy world's student and three deltas: two on right-over-near-miss pairs, one on the same kind
+    of pairs with chosen and rejected swapped (it teaches the near misses: harmful)."""
+    from deltahub.toy import build_world, preset
+
+    student = build_world(config=preset("quick", seed=0), progress=False).student
+    d = tmp_path_factory.mktemp("toy-deltas")
+    deltas = {name: dpo_delta(student, toy_pairs(128, seed, swap), d / name, steps=32)
+              for name, seed, swap in (("srt-a", 0, False), ("srt-b", 1, False), ("srt-swapped", 2, True))}
+    return student, deltas
+
+
+def independent_exact_match(student: Path, adapter: Path, items: list[tuple[str, str]]) -> float:
+    """Exact match written here from the definitions: PEFT merges the adapter, transformers decodes greedily."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(student)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+             for q, _ in items]
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        gen = model.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+    answers = [tok.decode(row, skip_special_tokens=True).strip() for row in gen[:, batch["input_ids"].shape[1]:]]
+    return sum(p == a for p, (_, a) in zip(answers, items)) / len(items)
+
+
+def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, tmp_path, capsys):
+    """Greedy selection on validation questions keeps the harmful delta out, and the result scores at least as
+    high on held-out questions as the merge of every candidate."""
+    from deltahub.cli import main
+    from deltahub.compose import compose, toy_items
+
+    student, deltas = toy_deltas
+    work = tmp_path / "work"
+    result = compose(list(deltas.values()), tmp_path / "composed", tasks=[f"toy:{SKILL}"], n=200, held_out=True,
+                     work=work, progress=False)
+    t = result.trace
+    fate = {c["name"]: c for c in t["candidates"]}
+    with capsys.disabled():  # the numbers, for the record (pytest -s)
+        print("\nvalidation: student", t["student"], {n: (c["single"], c["reason"]) for n, c in fate.items()})
+        print("steps:", [(s["tried"], s["added"], s["score"]) for s in t["steps"]])
+        print("held-out:", {k: v for k, v in t["held_out"].items() if k != "scores"})
+    assert "srt-swapped" not in result.selected and result.selected
+    assert fate["srt-swapped"]["reason"].startswith("hurts alone") and fate["srt-swapped"]["vs_student"] < 0
+    assert t["score"] > t["student"]
+    held = t["held_out"]
+    assert held["composed"] >= held["merge_all"], held
+    assert held["composed"] > held["student"], held
+    # the held-out score of the written adapter, computed independently of compose's scorer
+    items = toy_items(SKILL, "test", 200)
+    assert independent_exact_match(student, result.out, items) == pytest.approx(held["composed"], abs=0.011)
+    # outputs: adapter, trace, plot, gam.yml, a card with the trace
+    for name in ("adapter_model.safetensors", "adapter_config.json", "compose.json", "compose.png", "gam.yml"):
+        assert (result.out / name).is_file(), name
+    card = (result.out / "README.md").read_text()
+    assert "# composed: a merged student" in card and "hurts alone" in card and "| `srt-swapped` |" in card
+    import yaml
+
+    gam = yaml.safe_load((result.out / "gam.yml").read_text())
+    assert gam["merge_method"] == "gam" and len(gam["models"]) == len(result.selected)
+    assert all(m["model"].startswith(f"{student.resolve()}+") for m in gam["models"])
+    # resumable: the same run through the CLI re-scores nothing (every evaluation is cached by content)
+    cached = sorted(p.name for p in (work / "evals").iterdir())
+    main_args = ["compose", *map(str, deltas.values()), "--tasks", f"toy:{SKILL}", "--n", "200", "--held-out",
+                 "--work", str(work), "--out", str(tmp_path / "again")]
+    capsys.readouterr()
+    main(main_args)  # returns on success (exit 0)
+    out = capsys.readouterr()
+    assert sorted(p.name for p in (work / "evals").iterdir()) == cached
+    assert "compose: validation" not in out.err and "compose: test" not in out.err
+    assert f"selected {len(result.selected)} of 3: {', '.join(result.selected)}" in out.out
+    assert "left out srt-swapped: hurts alone" in out.out
+
+
+def test_compose_bad_input_is_one_line(tmp_path, capsys, tiny_model):
+    from deltahub.cli import main
+
+    for args, needle in ((["compose", str(tmp_path), "--out", str(tmp_path / "o")], "no validation tasks given"),
+                         (["compose", "--tasks", "toy:srt", "--out", str(tmp_path / "o")], "no candidates given"),
+                         (["compose", str(tiny_model), "--tasks", "toy:srt", "--out", str(tmp_path / "o")],
+                          "is not a PEFT adapter"),
+                         (["compose", str(tmp_path), "--tasks", "toy:srt", "--max", "0", "--out", str(tmp_path / "o")],
+                          "max_k: must be >= 1")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert exc.value.code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "o").exists()
