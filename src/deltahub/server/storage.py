@@ -348,10 +348,11 @@ class Store:
     def entry(self, sha: str, path: str) -> Entry | None:
         return history.read_entry(self._db(), sha, path, self.trees)
 
-    def history(self, sha: str) -> list[dict]:
+    def history(self, sha: str, limit: int | None = None) -> list[dict]:
+        """Commits from ``sha`` back to the first (the newest ``limit`` of them when given)."""
         db = self._db()
         out = []
-        while sha:
+        while sha and (limit is None or len(out) < limit):
             row = db.execute("SELECT sha, parent, title, message, author, date FROM commits WHERE sha=?", (sha,)).fetchone()
             out.append(dict(row))
             sha = row["parent"]
