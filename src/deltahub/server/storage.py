@@ -279,6 +279,12 @@ class Store:
         with self._write() as db:
             db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), repo.id))
 
+    def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
+        """(created, modified, private) of every repo: a repo's card, tags or visibility never change without
+        its stamp changing, so a cache of listing rows can re-read only the repos whose stamp moved."""
+        rows = self._db().execute("SELECT id, created, modified, private FROM repos").fetchall()
+        return {r["id"]: (r["created"], r["modified"], bool(r["private"])) for r in rows}
+
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
         sql = "SELECT * FROM repos WHERE type=?"
         args: list[Any] = [rtype]

@@ -115,6 +115,7 @@ class Pages:
         self.store = hub.store
         self.auth = hub.auth
         self.cards = catalog.CardText(self.store)
+        self.listing = catalog.Listing(self.store)
         self.env = _templates()
         self._rendered: OrderedDict[tuple, tuple[str, bool]] = OrderedDict()
 
@@ -179,7 +180,7 @@ class Pages:
 
     async def home(self, request: Request, who: Visitor, kind: str = "all") -> Response:
         f = self.filters(request, kind)
-        rows = catalog.visible_rows(self.store, self.auth, who.user, f.author)
+        rows = catalog.visible_rows(self.listing, self.auth, who.user, f.author)
         every = rows
         rows = catalog.select(rows, f, self.cards)
         pages = max(1, -(-len(rows) // catalog.PAGE_ROWS))
@@ -301,7 +302,7 @@ class Pages:
     # -- compose --------------------------------------------------------------------------------
     async def compose(self, request: Request, who: Visitor) -> Response:
         base = _query(request, "base").strip()
-        rows = catalog.visible_rows(self.store, self.auth, who.user)
+        rows = catalog.visible_rows(self.listing, self.auth, who.user)
         ctx: dict[str, Any] = {"base": base, "bases": catalog.bases(rows), "methods": compose.COMPOSE_METHODS,
                                "result": None, "error": None, "base_url": self.hub.base(request)}
         if not base:
