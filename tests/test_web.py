@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-mallory": "mallory"}
 PAIRS = 6
@@ -54,20 +54,34 @@ BIN = Path(sys.executable).parent
 
 # -- the world: a registry with published deltas --------------------------------------------------
 def _png(path: Path) -> Path:
+    """deltahub's own training-curves plot (drawn once, copied: matplotlib takes ~0.5 s a figure)."""
     from deltahub.train.plots import plot_training_curves
 
+    drawn = Path(os.environ["DELTAHUB_HOME"]) / "web-test-curves.png"
+    if drawn.is_file():
+        shutil.copyfile(drawn, path)
+        return path
     history = [{"step": s, "loss": 0.69 - 0.05 * s, "rewards/margins": 0.1 * s,
                 "rewards/accuracies": min(1, 0.5 + 0.1 * s),
                 "logps/chosen": -40 + s, "logps/rejected": -40 - s, "rewards/chosen": 0.05 * s,
                 "rewards/rejected": -0.05 * s} for s in range(1, 8)]
-    return plot_training_curves(history, path, title="toy DPO")
+    plot_training_curves(history, drawn, title="toy DPO")
+    shutil.copyfile(drawn, path)
+    return path
 
 
 def _adapter(tiny_model, root: Path, name: str, seed: int, gain: float) -> Path:
     from deltahub.registry.cards import write_card
     from deltahub.tiny import build_random_adapter
 
-    out = build_random_adapter(tiny_model, root / name, r=4, alpha=8, seed=seed, target_modules=["q_proj", "v_proj"])
+    first = root / "_template-adapter"
+    if not first.is_dir():  # PEFT builds one adapter (~1 s); the others get new random factors of the same shapes
+        build_random_adapter(tiny_model, first, r=4, alpha=8, seed=0, target_modules=["q_proj", "v_proj"])
+    out = root / name
+    shutil.copytree(first, out)
+    gen = torch.Generator().manual_seed(seed)
+    weights = out / "adapter_model.safetensors"
+    save_file({k: torch.randn(v.shape, generator=gen) * 0.05 for k, v in load_file(weights).items()}, weights)
     block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": f"toy/Qwen3-big-{seed}"},
              "rejected": {"model": "toy/Qwen3-small"}, "student": {"model": str(tiny_model)}, "pairs": PAIRS * seed,
              "training": {"objective": "dpo", "beta": 0.1, "epochs": 1},
@@ -357,7 +371,8 @@ def _shot(browser, shots: list[Path], name: str) -> None:
     from PIL import Image
 
     height = min(browser.execute_script("return document.documentElement.scrollHeight"), 2400)
-    browser.set_window_size(1360, max(height, 700))
+    chrome = browser.execute_script("return window.outerHeight - window.innerHeight")
+    browser.set_window_size(1360, max(height, 700) + chrome)
     browser.execute_script("window.scrollTo(0, 0)")
     image = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB").quantize(256)
     for d in shots:
@@ -367,6 +382,15 @@ def _shot(browser, shots: list[Path], name: str) -> None:
 
 def _open(browser, world, path: str) -> None:
     browser.get(world["url"] + path)
+
+
+def _loaded_width(browser, img) -> int:
+    """The image's natural width once the browser has finished loading it (0: it failed)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.execute_script("arguments[0].scrollIntoView()", img)
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return arguments[0].complete", img))
+    return browser.execute_script("return arguments[0].naturalWidth", img)
 
 
 def _sign_in(browser, world, token: str) -> None:
@@ -404,8 +428,7 @@ def test_repo_page_renders_the_card_with_its_image(world, browser, shots):
     card = browser.find_element(By.ID, "card")
     assert card.find_element(By.TAG_NAME, "h1").text.startswith("delta-a: a preference delta")
     img = card.find_element(By.CSS_SELECTOR, "img[alt='training_curves.png']")
-    browser.execute_script("arguments[0].scrollIntoView()", img)
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 1000
+    assert _loaded_width(browser, img) == 1000
     schema = browser.find_element(By.ID, "schema").text
     assert "pairs 6" in schema and "objective dpo" in schema and "alice/pairs" in schema
     sha = browser.find_element(By.CSS_SELECTOR, ".rev code[title]").get_attribute("title")
@@ -537,8 +560,7 @@ def test_private_repo_needs_its_owner_signed_in(world, browser, shots):
     _shot(browser, shots, "home-signed-in")
     _open(browser, world, "/alice/secret-delta")
     img = browser.find_element(By.CSS_SELECTOR, "#card img[alt='training_curves.png']")
-    browser.execute_script("arguments[0].scrollIntoView()", img)
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 1000
+    assert _loaded_width(browser, img) == 1000
     _shot(browser, shots, "private-signed-in")
     _sign_out(browser)
     _open(browser, world, "/alice/secret-delta")
@@ -562,5 +584,5 @@ def test_card_scripts_never_run(world, browser, shots):
     assert not card.find_elements(By.CSS_SELECTOR, "script, iframe, svg, [onerror], [onload], a[href^='javascript']")
     assert "<script>document.title" in card.text  # shown as text, not run
     plot = card.find_element(By.CSS_SELECTOR, "img[alt='plot']")
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot) == 1000
+    assert _loaded_width(browser, plot) == 1000
     _shot(browser, shots, "xss-card")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -50,10 +53,11 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".webp": "image/webp"}
 TEXT_SUFFIXES = (".md", ".txt", ".json", ".jsonl", ".yaml", ".yml", ".csv", ".py", ".gitattributes")
 HISTORY_SHOWN = 200
+RENDERED_CARDS = 256
 MAX_DIFF_BYTES = 64 * 1024  # each side of a card diff (difflib is quadratic at worst)
 MAX_QUERY = 200
 _DIGITS = re.compile(r"[0-9]{1,9}")
-Handler = Callable[[Request, Visitor], Awaitable[Response]]
+Handler = Callable[[Request, Visitor], Awaitable[Response] | Response]
 
 
 def _when(ts: float) -> str:
@@ -117,7 +121,8 @@ class Pages:
         self.cards = catalog.CardText(self.store)
         self.listing = catalog.Listing(self.store)
         self.env = _templates()
-        self._rendered: OrderedDict[tuple, tuple[str, bool]] = OrderedDict()
+        self._rendered: OrderedDict[tuple, tuple[str, bool]] = OrderedDict()  # (repo, commit, README blob) -> HTML
+        self._lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
     def render(self, request: Request, who: Visitor, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -126,14 +131,20 @@ class Pages:
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
     def page(self, fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """The handler with the visitor, refusals as pages, the CSRF cookie; a plain (non-async) handler runs in
+        the thread pool: rendering a hostile 128 KB card takes seconds and must not stop the event loop (the API)."""
         async def wrapped(request: Request) -> Response:
             who = visitor(self.auth, request)
             try:
-                response = await fn(request, who)
+                if inspect.iscoroutinefunction(fn):
+                    response = await fn(request, who)
+                else:
+                    response = await run_in_threadpool(fn, request, who)
             except RegistryError as exc:
-                response = self.render(request, who, "error.html", status_of(exc)[0], message=exc.message)
+                code = status_of(exc)[0]
+                response = self.render(request, who, "error.html", code, code=code, message=exc.message)
             except InputError as exc:
-                response = self.render(request, who, "error.html", 400, message=str(exc))
+                response = self.render(request, who, "error.html", 400, code=400, message=str(exc))
             remember_csrf(response, request, who)
             return response
         return wrapped
@@ -155,15 +166,17 @@ class Pages:
         if readme is None:
             return None
         key = (repo.id, sha, readme.sha256)
-        if key in self._rendered:
-            self._rendered.move_to_end(key)
-            return self._rendered[key]
+        with self._lock:
+            if key in self._rendered:
+                self._rendered.move_to_end(key)
+                return self._rendered[key]
         text = self.store.read_blob(readme.sha256, MAX_CARD_YAML_BYTES + cardhtml.MAX_RENDER_BYTES + 1024)
         links = cardhtml.RepoLinks(page_of(repo.type, repo.repo_id), sha)
         out = cardhtml.render_card(text.decode("utf-8", "replace"), links)
-        self._rendered[key] = out
-        while len(self._rendered) > 256:
-            self._rendered.popitem(last=False)
+        with self._lock:
+            self._rendered[key] = out
+            while len(self._rendered) > RENDERED_CARDS:
+                self._rendered.popitem(last=False)
         return out
 
     def _rev(self, request: Request) -> str:
@@ -178,7 +191,7 @@ class Pages:
             kind=_choice(request, "kind", catalog.KINDS, kind), author=_query(request, "author").strip(),
             page=_count(request, "page", 1) or 1)
 
-    async def home(self, request: Request, who: Visitor, kind: str = "all") -> Response:
+    def home(self, request: Request, who: Visitor, kind: str = "all") -> Response:
         f = self.filters(request, kind)
         rows = catalog.visible_rows(self.listing, self.auth, who.user, f.author)
         every = rows
@@ -190,11 +203,11 @@ class Pages:
                            pages=pages, bases=catalog.bases(every), families=families, kinds=catalog.KINDS,
                            sorts=SORTS)
 
-    async def models(self, request: Request, who: Visitor) -> Response:
-        return await self.home(request, who, "adapter")
+    def models(self, request: Request, who: Visitor) -> Response:
+        return self.home(request, who, "adapter")
 
-    async def datasets(self, request: Request, who: Visitor) -> Response:
-        return await self.home(request, who, "dataset")
+    def datasets(self, request: Request, who: Visitor) -> Response:
+        return self.home(request, who, "dataset")
 
     # -- one repo -------------------------------------------------------------------------------
     def _context(self, request: Request, who: Visitor, rtype: str, tab: str) -> dict[str, Any]:
@@ -209,7 +222,7 @@ class Pages:
                 "page": page_of(rtype, repo.repo_id), "tab": tab, "base_url": self.hub.base(request),
                 "last": self.store.history(sha, limit=1)[0]}
 
-    async def repo_page(self, request: Request, who: Visitor) -> Response:
+    def repo_page(self, request: Request, who: Visitor) -> Response:
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
         ctx = self._context(request, who, rtype, "card")
         block = ctx["card"].get("deltahub")
@@ -229,26 +242,26 @@ class Pages:
         rows = preview.count_rows(tuple(self.store.blob_path(tree[p].sha256) for p in shards))
         return {"preview": got, "shard_rows": rows, "shards": len(shards)}
 
-    async def files(self, request: Request, who: Visitor) -> Response:
+    def files(self, request: Request, who: Visitor) -> Response:
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
         ctx = self._context(request, who, rtype, "files")
         files = sorted(ctx["tree"].items())
         return self.render(request, who, "files.html", files=files, total=sum(e.size for _, e in files), **ctx)
 
-    async def commits(self, request: Request, who: Visitor) -> Response:
+    def commits(self, request: Request, who: Visitor) -> Response:
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
         ctx = self._context(request, who, rtype, "commits")
         log = self.store.history(ctx["sha"], limit=HISTORY_SHOWN + 1)
         return self.render(request, who, "commits.html", log=log[:HISTORY_SHOWN], more=len(log) > HISTORY_SHOWN,
                            **ctx)
 
-    async def commit(self, request: Request, who: Visitor) -> Response:
+    def commit(self, request: Request, who: Visitor) -> Response:
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
         ctx = self._context(request, who, rtype, "commits")
         parent = ctx["last"]["parent"]
         return self._changes(request, who, ctx, parent, ctx["sha"])
 
-    async def compare(self, request: Request, who: Visitor) -> Response:
+    def compare(self, request: Request, who: Visitor) -> Response:
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
         ctx = self._context(request, who, rtype, "commits")
         repo = ctx["repo"]
@@ -279,7 +292,7 @@ class Pages:
         cls = {"+": "add", "-": "del", "@": "hunk"}
         return [(cls.get(line[:1], "ctx") if not line.startswith(("+++", "---")) else "file", line) for line in lines]
 
-    async def raw(self, request: Request, who: Visitor) -> Response:
+    def raw(self, request: Request, who: Visitor) -> Response:
         """One file of a repo for the browser: card images inline, text as text/plain, anything else a download;
         never as HTML, never sniffed, and sandboxed whatever it holds."""
         rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
@@ -300,7 +313,7 @@ class Pages:
                             filename=path.rsplit("/", 1)[-1], content_disposition_type="attachment")
 
     # -- compose --------------------------------------------------------------------------------
-    async def compose(self, request: Request, who: Visitor) -> Response:
+    def compose(self, request: Request, who: Visitor) -> Response:
         base = _query(request, "base").strip()
         rows = catalog.visible_rows(self.listing, self.auth, who.user)
         ctx: dict[str, Any] = {"base": base, "bases": catalog.bases(rows), "methods": compose.COMPOSE_METHODS,
