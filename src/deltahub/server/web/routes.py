@@ -24,8 +24,9 @@ import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from ...errors import InputError
 from ...registry.search import SORTS
@@ -109,6 +110,15 @@ def _choice(request: Request, name: str, choices: tuple[str, ...], default: str)
     if value not in choices:
         raise BadRequest(f"invalid {name} parameter: '{value[:40]}' (one of: {', '.join(choices)})")
     return value
+
+
+class PageRoute(Route):
+    """A page route that does not see other methods: a POST to ``/lfs/verify`` (the shape ``/NS/NAME``) still
+    falls through to the router's 404 as before the pages existed, rather than a 405 from a page route."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (Match.NONE, {}) if match is Match.PARTIAL else (match, child)
 
 
 class Pages:
@@ -377,20 +387,20 @@ class Pages:
         repo_routes = []
         for prefix in ("/datasets/{ns}/{name}", "/{ns}/{name}"):
             repo_routes += [
-                Route(prefix, p(self.repo_page), methods=["GET"]),
-                Route(prefix + "/tree/{rev:path}", p(self.files), methods=["GET"]),
-                Route(prefix + "/commits/{rev:path}", p(self.commits), methods=["GET"]),
-                Route(prefix + "/commit/{rev}", p(self.commit), methods=["GET"]),
-                Route(prefix + "/compare", p(self.compare), methods=["GET"]),
-                Route(prefix + "/raw/{rev}/{path:anypath}", p(self.raw), methods=["GET"]),
+                PageRoute(prefix, p(self.repo_page), methods=["GET"]),
+                PageRoute(prefix + "/tree/{rev:path}", p(self.files), methods=["GET"]),
+                PageRoute(prefix + "/commits/{rev:path}", p(self.commits), methods=["GET"]),
+                PageRoute(prefix + "/commit/{rev}", p(self.commit), methods=["GET"]),
+                PageRoute(prefix + "/compare", p(self.compare), methods=["GET"]),
+                PageRoute(prefix + "/raw/{rev}/{path:anypath}", p(self.raw), methods=["GET"]),
             ]
         return [
             Mount(STATIC_PREFIX, app=StaticFiles(directory=HERE / "static"), name="static"),
-            Route("/", p(self.home), methods=["GET"]),
-            Route("/models", p(self.models), methods=["GET"]),
-            Route("/datasets", p(self.datasets), methods=["GET"]),
-            Route("/compose", p(self.compose), methods=["GET"]),
-            Route("/login", p(self.login), methods=["GET", "POST"]),
-            Route("/logout", p(self.logout), methods=["POST"]),
+            PageRoute("/", p(self.home), methods=["GET"]),
+            PageRoute("/models", p(self.models), methods=["GET"]),
+            PageRoute("/datasets", p(self.datasets), methods=["GET"]),
+            PageRoute("/compose", p(self.compose), methods=["GET"]),
+            PageRoute("/login", p(self.login), methods=["GET", "POST"]),
+            PageRoute("/logout", p(self.logout), methods=["POST"]),
             *repo_routes,
         ]
