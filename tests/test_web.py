@@ -368,14 +368,14 @@ def shots(tmp_path_factory) -> list[Path]:
 
 
 def _shot(browser, shots: list[Path], name: str) -> None:
-    """A screenshot of the whole page height (capped), as a 256-colour PNG (small enough to commit)."""
+    """A screenshot of the whole page height (capped), as a 128-colour PNG (small enough to commit)."""
     from PIL import Image
 
     height = min(browser.execute_script("return document.documentElement.scrollHeight"), 2400)
     chrome = browser.execute_script("return window.outerHeight - window.innerHeight")
     browser.set_window_size(1360, max(height, 700) + chrome)
     browser.execute_script("window.scrollTo(0, 0)")
-    image = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB").quantize(256)
+    image = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB").quantize(128)
     for d in shots:
         image.save(d / f"{name}.png", optimize=True)
     browser.set_window_size(1360, 1000)
