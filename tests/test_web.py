@@ -276,6 +276,47 @@ def test_private_repos_follow_the_api_rules(world):
     assert status == 200 and headers["content-type"] == "image/png" and body[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_listing_cache_follows_visibility_and_new_commits(world):
+    """Rows are cached per repo stamp: making a repo private hides it at once, a new card shows at once."""
+    from deltahub.hub import get_api
+
+    def listed() -> set[str]:
+        return set(re.findall(r'data-repo="([^"]+)"', get(world, "/")[2].decode()))
+
+    assert "alice/delta-c" in listed()
+    api = get_api()
+    api.update_repo_settings("alice/delta-c", private=True)
+    try:
+        assert "alice/delta-c" not in listed()
+        assert get(world, "/?q=Qwen3-big-3")[2].count(b"data-repo=") == 0
+    finally:
+        api.update_repo_settings("alice/delta-c", private=False)
+    assert "alice/delta-c" in listed()
+    api.create_repo("alice/scratch-card")
+    api.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n# fresh words: zebra quokka\n", path_in_repo="README.md",
+                    repo_id="alice/scratch-card")
+    assert re.findall(r'data-repo="([^"]+)"', get(world, "/?q=zebra+quokka")[2].decode()) == ["alice/scratch-card"]
+    api.delete_repo("alice/scratch-card")
+    assert "alice/scratch-card" not in listed()
+
+
+def test_card_text_cache_is_bounded(world):
+    from deltahub.server.storage import Store
+    from deltahub.server.web.catalog import CardText
+
+    store = Store(world["root"] / "registry")
+    try:
+        cards = CardText(store, max_chars=3000)
+        repos = [r for t in ("model", "dataset") for r in store.list_repos(t, [], None, None)]
+        for _ in range(2):
+            for r in repos:
+                text = cards.text(r)
+                assert text.startswith(r.repo_id) and (r.repo_id == "mallory/evil" or "deltahub" in text)
+                assert cards._chars <= 3000 and cards._chars == sum(len(t) for _, t in cards._text.values())
+    finally:
+        store.close()
+
+
 def test_sign_in_needs_the_csrf_token_and_sets_strict_cookies(world):
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     body = urllib.parse.urlencode({"token": "tok-alice", "next": "/"}).encode()

@@ -9,6 +9,7 @@ Card text for the full-text search is read once per repo head and kept (``CardTe
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from ..storage import Repo, Store
 
 KINDS = ("all", "adapter", "merged", "dataset", "other")
 PAGE_ROWS = 100
-MAX_INDEXED_CHARS = 64 * 1024  # of each card: what the search sees (bounds the index at 64 KB a repo)
+MAX_INDEXED_CHARS = 64 * 1024  # of each card: what the text search sees
+MAX_CACHED_CHARS = 64 * 1024**2  # card text kept between searches, all repos together
 
 
 @dataclass(frozen=True)
@@ -48,23 +50,34 @@ def row_of(repo: Repo) -> dict[str, Any]:
 
 
 class CardText:
-    """Lower-cased name + card text per repo, refreshed when the repo's last change moves."""
+    """Lower-cased name + card text per repo, refreshed when the repo's last change moves.
 
-    def __init__(self, store: Store):
+    Kept in a least-recently-used map bounded by total characters, so memory stays bounded on a
+    registry of any size (a search over more cards than fit re-reads the rest from the store).
+    """
+
+    def __init__(self, store: Store, max_chars: int = MAX_CACHED_CHARS):
         self.store = store
-        self._text: dict[int, tuple[float, str]] = {}
+        self.max_chars = max_chars
+        self._text: OrderedDict[int, tuple[float, str]] = OrderedDict()
+        self._chars = 0
         self._lock = threading.Lock()
 
     def text(self, repo: Repo) -> str:
         with self._lock:
             hit = self._text.get(repo.id)
-        if hit is not None and hit[0] == repo.modified:
-            return hit[1]
+            if hit is not None and hit[0] == repo.modified:
+                self._text.move_to_end(repo.id)
+                return hit[1]
         entry = self.store.entry(self.store.resolve(repo, "main"), "README.md")
         card = b"" if entry is None else self.store.read_blob(entry.sha256, MAX_INDEXED_CHARS * 4)
         text = f"{repo.repo_id}\n{card.decode('utf-8', 'replace')[:MAX_INDEXED_CHARS]}".lower()
         with self._lock:
+            old = self._text.pop(repo.id, None)
+            self._chars += len(text) - (len(old[1]) if old else 0)
             self._text[repo.id] = (repo.modified, text)
+            while self._chars > self.max_chars:
+                self._chars -= len(self._text.popitem(last=False)[1][1])
         return text
 
 

@@ -81,6 +81,10 @@ def page_of(rtype: str, repo_id: str) -> str:
     return f"/datasets/{repo_id}" if rtype == "dataset" else f"/{repo_id}"
 
 
+def _rtype(request: Request) -> str:
+    return "dataset" if request.url.path.startswith("/datasets/") else "model"
+
+
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -233,7 +237,7 @@ class Pages:
                 "last": self.store.history(sha, limit=1)[0]}
 
     def repo_page(self, request: Request, who: Visitor) -> Response:
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         ctx = self._context(request, who, rtype, "card")
         block = ctx["card"].get("deltahub")
         ctx.update(card_html=self.card_html(ctx["repo"], ctx["sha"], ctx["tree"]),
@@ -253,26 +257,26 @@ class Pages:
         return {"preview": got, "shard_rows": rows, "shards": len(shards)}
 
     def files(self, request: Request, who: Visitor) -> Response:
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         ctx = self._context(request, who, rtype, "files")
         files = sorted(ctx["tree"].items())
         return self.render(request, who, "files.html", files=files, total=sum(e.size for _, e in files), **ctx)
 
     def commits(self, request: Request, who: Visitor) -> Response:
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         ctx = self._context(request, who, rtype, "commits")
         log = self.store.history(ctx["sha"], limit=HISTORY_SHOWN + 1)
         return self.render(request, who, "commits.html", log=log[:HISTORY_SHOWN], more=len(log) > HISTORY_SHOWN,
                            **ctx)
 
     def commit(self, request: Request, who: Visitor) -> Response:
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         ctx = self._context(request, who, rtype, "commits")
         parent = ctx["last"]["parent"]
         return self._changes(request, who, ctx, parent, ctx["sha"])
 
     def compare(self, request: Request, who: Visitor) -> Response:
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         ctx = self._context(request, who, rtype, "commits")
         repo = ctx["repo"]
         old = self.store.resolve(repo, check_revision(_query(request, "from") or "main", "from revision"))
@@ -305,7 +309,7 @@ class Pages:
     def raw(self, request: Request, who: Visitor) -> Response:
         """One file of a repo for the browser: card images inline, text as text/plain, anything else a download;
         never as HTML, never sniffed, and sandboxed whatever it holds."""
-        rtype = "dataset" if request.url.path.startswith("/datasets/") else "model"
+        rtype = _rtype(request)
         repo = self.repo(request, who, rtype)
         sha = self.store.resolve(repo, self._rev(request))
         path = check_path(request.path_params["path"])
@@ -344,17 +348,19 @@ class Pages:
         unknown = [d for d in ticked if d not in by_id]
         if unknown:
             raise BadRequest(f"'{unknown[0][:100]}' is not a delta for {base[:100]} that you can read")
-        chosen = {d: compose.parse_weight(q.get(f"w:{d}")) for d in ticked}
+        chosen = {d: (q.get(f"w:{d}") or "1.0")[:40] for d in ticked}  # as typed: shown again on an error
+        given = {k[2:]: v for k, v in q.items() if k.startswith("p:")}
         status = 200
         try:
-            params = compose.parse_params(method, {k[2:]: v for k, v in q.items() if k.startswith("p:")}, submitted)
+            params = compose.parse_params(method, given, submitted)
             if ticked:
-                heads = {d: self.store.resolve(by_id[d]["repo"], "main") for d in chosen}
-                picks = tuple(compose.Pick(d, heads[d], w) for d, w in chosen.items())
+                picks = tuple(compose.Pick(d, self.store.resolve(by_id[d]["repo"], "main"), compose.parse_weight(w))
+                              for d, w in chosen.items())
                 ctx["result"] = compose.Composition(base, method, picks, params)
         except InputError as exc:
             ctx["error"], status = str(exc), 400
-            params = compose.method_defaults(method)
+            params = {name: given.get(name, default) if not isinstance(default, bool) else default
+                      for name, default in compose.method_defaults(method).items()}
         return self.render(request, who, "compose.html", status, candidates=candidates, chosen=chosen, method=method,
                            params=params, **ctx)
 
