@@ -435,18 +435,32 @@ def _loaded_width(browser, img) -> int:
     return browser.execute_script("return arguments[0].naturalWidth", img)
 
 
+def _follow(browser, element) -> None:
+    """Click an element that loads a new page and wait until the new page has loaded (a click alone may
+    return before the navigation, and the next lookup would read the old page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait = WebDriverWait(browser, 60)
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _sign_in(browser, world, token: str) -> None:
     from selenium.webdriver.common.by import By
 
     _open(browser, world, "/login?next=/")
     browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "login-submit").click()
+    _follow(browser, browser.find_element(By.ID, "login-submit"))
 
 
 def _sign_out(browser) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.find_element(By.ID, "sign-out").click()
+    _follow(browser, browser.find_element(By.ID, "sign-out"))
 
 
 def test_home_lists_the_published_deltas_by_base(world, browser, shots):
@@ -479,7 +493,7 @@ def test_repo_page_renders_the_card_with_its_image(world, browser, shots):
         browser.find_element(By.ID, "snip-peft").text
     _shot(browser, shots, "repo")
 
-    browser.find_element(By.ID, "tab-files").click()
+    _follow(browser, browser.find_element(By.ID, "tab-files"))
     files = {r.get_attribute("data-path"): r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.file-row")}
     weights = world["folders"]["alice/delta-a"] / "adapter_model.safetensors"
     import hashlib
@@ -488,9 +502,9 @@ def test_repo_page_renders_the_card_with_its_image(world, browser, shots):
     assert "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest() in files["adapter_model.safetensors"]
     _shot(browser, shots, "files")
 
-    browser.find_element(By.ID, "tab-commits").click()
+    _follow(browser, browser.find_element(By.ID, "tab-commits"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#log li")) == 3  # initial, publish, republish
-    browser.find_element(By.CSS_SELECTOR, "#compare-form button").click()
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "#compare-form button"))
     diff = browser.find_element(By.ID, "card-diff")
     removed = [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".del")]
     added = [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".add")]
@@ -533,7 +547,7 @@ def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
 
     assert COMPOSE_METHODS == PLUGIN_METHODS
     _open(browser, world, "/compose")
-    browser.find_element(By.CSS_SELECTOR, "#bases a").click()
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "#bases a"))
     for repo, weight in (("alice/delta-b", "1.0"), ("alice/delta-c", "0.5")):
         browser.find_element(By.CSS_SELECTOR, f"input[name='d'][value='{repo}']").click()
         box = browser.find_element(By.CSS_SELECTOR, f"input[name='w:{repo}']")
@@ -545,7 +559,7 @@ def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
     reference = browser.find_element(By.ID, "p-reference")
     reference.clear()
     reference.send_keys("1")
-    browser.find_element(By.ID, "compose-submit").click()
+    _follow(browser, browser.find_element(By.ID, "compose-submit"))
     config_text = browser.find_element(By.ID, "gam-yml").text
     _shot(browser, shots, "compose")
     config = yaml.safe_load(config_text)
