@@ -120,9 +120,13 @@ def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
     block = json.loads((out / "deltahub.json").read_text())
     merge = block["merge"]
     assert merge["method"] == "gam" and merge["parameters"]["reorthonormalize"] is True
-    assert merge["parameters"]["reference_resolved"] in (0, 1)
+    assert merge["parameters"]["reference"] == "auto" and merge["parameters"]["reference_index"] in (0, 1)
     assert [d["spec"] for d in merge["deltas"]] == [str(adapters[0]), str(adapters[1])]
     assert "deltahub merge" in merge["command"] and "--method gam" in merge["command"]
+    assert "--reorthonormalize" in merge["command"]
+    # the card's title names the output folder, not the temporary folder it was built in
+    title = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("# "))
+    assert title.startswith("# carded:"), title
 
 
 # ---- bad input: a clear error and no output left behind -------------------------------------
@@ -200,9 +204,12 @@ def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
     assert torch.equal(load_file(direct / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"],
                        load_file(tmp_path / "cli" / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"])
-    bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), "--method", "ties", "--param", "densty=0.3",
-                          "--base", str(adapters[0]), "--full", "--out", str(tmp_path / "bad")],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "average",
+                          "--density", "0.3", "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
-    assert "unknown parameter(s) for ties: densty" in bad.stderr and "fix:" in bad.stderr
+    assert "unknown parameter(s) for average: density" in bad.stderr and "fix:" in bad.stderr
+    typo = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), "--densty", "0.3", "--out", str(tmp_path / "bad")],
+                          capture_output=True, text=True, env=env)
+    assert typo.returncode == 2 and "No such option '--densty'" in typo.stderr
+    assert not (tmp_path / "bad").exists()

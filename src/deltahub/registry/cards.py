@@ -154,7 +154,7 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_card(folder: Path, kind: str | None = None) -> str:
+def render_card(folder: Path, kind: str | None = None, name: str | None = None) -> str:
     """The README.md text for a stage folder (no write)."""
     folder = Path(folder)
     block = read_block(folder)
@@ -166,7 +166,7 @@ def render_card(folder: Path, kind: str | None = None) -> str:
     meta = card_metadata(folder, block, old_meta)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     body = _env().get_template(f"{kind}.md.j2").render(
-        b=block, meta=meta, name=folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
+        b=block, meta=meta, name=name or folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
         command=reproduce_command(block), extra=block.model_extra or {},
         merge_extra=(block.merge.model_extra or {}) if block.merge else {},
         gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
@@ -174,10 +174,12 @@ def render_card(folder: Path, kind: str | None = None) -> str:
     return f"---\n{front}---\n\n{body}"
 
 
-def write_card(folder: Path, kind: str | None = None) -> Path:
-    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path."""
+def write_card(folder: Path, kind: str | None = None, name: str | None = None) -> Path:
+    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path.
+    ``name`` titles the card (default: the folder's name; a folder built under a temporary name
+    passes its final one)."""
     folder = Path(folder)
-    text = render_card(folder, kind)
+    text = render_card(folder, kind, name)
     path = folder / "README.md"
     atomic_write_text(path, text)
     return path
