@@ -137,7 +137,7 @@ def _materialise(world, adapter: Path, out: Path, dtype: torch.dtype) -> Path:
 
 
 @pytest.mark.slow
-def test_dense_inputs_fp32_match_factor_path_and_bf16_is_refused(world):
+def test_dense_inputs_fp32_match_factor_path_and_bf16_is_truncated_with_a_warning(world):
     dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32) for i, a in enumerate(world["adapters"])]
     out = world["root"] / "gam_dense"
     r = _run("mergekit-yaml", _config(world, models=[str(d) for d in dense]), out, world["cache"])
@@ -147,8 +147,8 @@ def test_dense_inputs_fp32_match_factor_path_and_bf16_is_refused(world):
     bf16 = _materialise(world, world["adapters"][0], world["root"] / "dense_bf16", torch.bfloat16)
     models = [str(bf16), str(dense[1]), str(dense[2])]
     r = _run("mergekit-yaml", _config(world, models=models), world["root"] / "gam_bf16", world["cache"])
-    assert r.returncode != 0
-    assert "not low-rank" in r.stderr and "--lora-merge-dtype float32" in r.stderr
+    assert r.returncode == 0, r.stderr[-3000:]  # mergekit's contract: a registered method merges
+    assert "not low-rank" in r.stderr and "relative residual" in r.stderr and "--lora-merge-dtype float32" in r.stderr
 
 
 def test_hook_is_cheap_and_lazy():
