@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from deltahub.merge.adapters import load_adapter
 from deltahub.merge.methods import merge_module
 from deltahub.tiny import build_random_adapter
+from deltahub_mergekit.method import PLUGIN_METHODS
 
 BIN = Path(sys.executable).parent
 
@@ -186,3 +187,67 @@ def test_recipe_parameters_are_checked_in_process():
     with pytest.raises(InputError, match="unknown parameter 'reorthonormalise'"):
         check_parameter_names(spec, MergeConfiguration.model_validate(recipe))
     assert {"gam", "knots", "tsv"} <= {m.spec.name for m in registry.registered_methods()}
+
+
+# ---- mergekit's contract, stated for every method the plugin registers ----------------------
+
+@pytest.mark.parametrize("method", PLUGIN_METHODS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_plugin_method_merges_full_rank_dense_inputs(method, dtype):
+    """What mergekit's own suite asks of every registered method (its
+    test_state_dict_methods_accept_strided_weights_without_mutation): random full-rank, strided
+    (non-contiguous) inputs merge without error, are not modified, give the same result as
+    contiguous copies, in the inputs' shape and dtype. A delta that is not low-rank is truncated
+    with a warning naming the rank, the relative residual and the fix."""
+    import warnings
+
+    from mergekit.merge_methods import registry
+    from mergekit.merge_methods.api import merge_state_dicts
+
+    g = torch.Generator().manual_seed(0)
+    models = [{"w": torch.randn(12, 20, generator=g).to(dtype).T, "norm": torch.randn(7, generator=g).to(dtype)}
+              for _ in range(4)]
+    assert not models[0]["w"].is_contiguous()
+    copies = [{k: v.clone() for k, v in m.items()} for m in models]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        strided = merge_state_dicts(models, registry.get(method), base=0, parameters={"weight": [1.0, 0.5, 2.0]})
+        contiguous = merge_state_dicts([{k: v.contiguous() for k, v in m.items()} for m in models],
+                                       registry.get(method), base=0, parameters={"weight": [1.0, 0.5, 2.0]})
+    for name in ("w", "norm"):
+        assert strided[name].shape == models[0][name].shape and strided[name].dtype == dtype
+        assert strided[name].isfinite().all()
+        torch.testing.assert_close(strided[name], contiguous[name])
+    for m, c in zip(models, copies):
+        assert all(torch.equal(m[k], c[k]) for k in m)
+    text = " ".join(str(w.message) for w in caught)
+    assert "not low-rank" in text and "truncated to rank 6" in text and "relative residual" in text
+    assert "Fix:" in text
+
+
+def _dense_group(ranks, seed=0):
+    """In-memory inputs base, base + ΔWᵢ with ΔWᵢ of exact rank rᵢ (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(24, 16, generator=g, dtype=torch.float64)
+    deltas = [torch.randn(24, r, generator=g, dtype=torch.float64) @ torch.randn(r, 16, generator=g, dtype=torch.float64)
+              for r in ranks]
+    return base, deltas, [{"w": base}] + [{"w": base + d} for d in deltas]
+
+
+def test_plugin_reference_rule_and_auto_in_memory():
+    """The plugin resolves the reference with deltahub's resolve_reference: a reference below the
+    largest rank is refused, auto picks a largest-rank input, and auto equals that explicit index."""
+    from mergekit.merge_methods.api import merge_state_dicts
+
+    from deltahub.errors import InputError
+    from gam_reference import auto_reference, dense_gam, rel_err
+
+    base, deltas, models = _dense_group((2, 5, 3, 5))
+    with pytest.raises(InputError, match=r"has rank 2 in w, below the largest input rank 5 \(2, 4\)"):
+        merge_state_dicts(models, "gam", base=0, parameters={"reference": 0})
+    auto = merge_state_dicts(models, "gam", base=0, parameters={"reference": "auto"})["w"] - base
+    index = auto_reference([deltas], [[2, 5, 3, 5]])
+    assert index in (1, 3)
+    explicit = merge_state_dicts(models, "gam", base=0, parameters={"reference": index})["w"] - base
+    assert rel_err(auto, explicit) < 1e-12
+    assert rel_err(explicit, dense_gam(deltas, [2, 5, 3, 5], ref=index)) < 1e-8

@@ -27,6 +27,7 @@ Rules for the tensors a method cannot merge as a low-rank update:
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import warnings
@@ -58,6 +59,7 @@ from deltahub.merge.params import AUTO, MethodParams, fields
 from deltahub.merge.reference import ReferenceRankError, rank_error, resolve_reference
 
 PLUGIN_METHODS = ("gam", "knots", "tsv")
+LOG = logging.getLogger("deltahub_mergekit")
 
 
 class DenseInputParams(MethodParams):
@@ -169,35 +171,45 @@ class DeltahubMergeMethod(GroupMergeMethod):
     def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
         if self.method == "gam":
             parameters = [dict(p) for p in parameters]
+            in_call: dict[tuple, int] = {}  # in-memory inputs: their ids name nothing beyond this call
             for group, p in zip(groups, parameters):
                 if group.base is not None and group.non_base:
-                    p["reference"] = self._reference(group, p, groups, parameters)
+                    p["reference"] = self._reference(group, p, groups, parameters, in_call)
         return super()._execute(groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype)
 
-    def _reference(self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters) -> int:
+    def _reference(self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters,
+                   in_call: dict[tuple, int]) -> int:
+        """GAM's reference index for the merge this group belongs to, resolved once per merge."""
         labels = [_labels(e.id) for e in group.non_base]
-        if p["reference"] != AUTO:
-            return resolve_reference(p["reference"], labels, {})  # names and indices; ranks: per tensor
-        key = (group.base.id, tuple(e.id for e in group.non_base), p["rank"], p["max_residual"])
+        models = all(isinstance(e.id, ModelReference) for e in group.entries)  # mergekit-yaml: files
+        chosen = self._references if models else in_call
+        key = (*_key_ids(group), p["reference"], p["rank"], p["max_residual"])
         with self._lock:
-            if key not in self._references:
-                if all(isinstance(e.id, ModelReference) for e in group.entries):
-                    scan = lambda: self._scan_models(group, p)  # noqa: E731 - mergekit-yaml: whole models
+            if key in chosen:
+                return chosen[key]
+            if p["reference"] != AUTO:  # an index or a name; the rank rule is checked per tensor
+                chosen[key] = index = resolve_reference(p["reference"], labels, {})
+            else:
+                if models:
+                    scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
                 else:
                     same = [(g, q) for g, q in zip(groups, parameters) if _key_ids(g) == _key_ids(group)]
-                    scan = lambda: self._scan_groups(same)  # noqa: E731 - in-memory API: this call's tensors
-                self._references[key] = resolve_reference(AUTO, labels, {}, scan)
-            return self._references[key]
+                    scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
+                chosen[key] = index = resolve_reference(AUTO, labels, {}, scan)
+        if p["reference"] != index:  # say what a name or auto resolved to (once per merge)
+            LOG.warning("deltahub gam: reference %s -> input %d (%s)", p["reference"], index, labels[index][0])
+        return index
 
-    def _scan_groups(self, groups) -> Iterator[list[LowRank]]:
+    def _scan_groups(self, groups) -> Iterator[tuple[str, list[LowRank]]]:
         for group, p in groups:
             if group.base.tensor.ndim == 2:
                 deltas = self._deltas(group.metadata.name or "?", group.base.tensor,
                                       [(e.id, e.tensor) for e in group.non_base], p)
                 if any(d is not None for d in deltas):
-                    yield [_zero(tuple(group.base.tensor.shape)) if d is None else d for d in deltas]
+                    yield group.metadata.name, [_zero(tuple(group.base.tensor.shape)) if d is None else d
+                                                for d in deltas]
 
-    def _scan_models(self, group: TensorGroup, p: dict) -> Iterator[list[LowRank]]:
+    def _scan_models(self, group: TensorGroup, p: dict) -> Iterator[tuple[str, list[LowRank]]]:
         """Every 2-D weight of the merge, read through mergekit's loaders (the whole model, like
         ``deltahub merge``; only BASE+ADAPTER inputs: the adapters' modules, no dense read)."""
         from mergekit.io.tasks import LoaderCache
@@ -209,7 +221,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
             for module in modules:
                 read = {i: a.modules[module] for i, a in enumerate(adapters) if module in a.keys}
                 shape = next(iter(read.values())).shape
-                yield [read.get(i) or _zero(shape) for i in range(len(adapters))]
+                yield module, [read.get(i) or _zero(shape) for i in range(len(adapters))]
             return
         cache = LoaderCache()
         base_loader = cache.get(group.base.id)
@@ -224,7 +236,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 continue
             deltas = self._deltas(name, base, tensors, p)
             if any(d is not None for d in deltas):
-                yield [_zero(tuple(base.shape)) if d is None else d for d in deltas]
+                yield name, [_zero(tuple(base.shape)) if d is None else d for d in deltas]
 
     # -- each input's update of one weight -----------------------------------------------------
     def _deltas(self, name: str, base: torch.Tensor, inputs: list[tuple[Hashable, torch.Tensor | None]],
@@ -260,11 +272,14 @@ class DeltahubMergeMethod(GroupMergeMethod):
         return deltas
 
     def _warn_truncated(self, name, source, dtype, rank, residual, max_residual) -> None:
-        """Once per input: its delta is not low-rank, so it was truncated (mergekit's contract: merge)."""
-        with self._lock:
-            if source in self._warned:
-                return
-            self._warned.add(source)
+        """An input's delta is not low-rank, so it was truncated (mergekit's contract: merge). Once per
+        model input (mergekit-yaml would say it for every weight); in-memory ids name nothing
+        beyond one call, so those warn every time."""
+        if isinstance(source, ModelReference):
+            with self._lock:
+                if source in self._warned:
+                    return
+                self._warned.add(source)
         hint = " (it arrives in bf16: a LoRA merged into bf16 weights is full-rank rounding noise)" \
             if dtype in (torch.bfloat16, torch.float16) else ""
         warnings.warn(f"deltahub {self.method}: the delta of {source} to the base is not low-rank{hint}; {name} was "
@@ -288,13 +303,14 @@ class DeltahubMergeMethod(GroupMergeMethod):
             merged = merge_module(self.method, deltas, weights, **params)
         except ReferenceRankError as exc:
             raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
-        # base + ΔW in float32: the result is stored in base.dtype (at most float32 in practice),
+        # base + ΔW in float32 (float64 only for float64 inputs): the result is stored in base.dtype,
         # and a float64 B·A of every weight cost ~2.5x the float32 one
-        out = base.to(torch.float32, copy=True)
+        work = torch.promote_types(base.dtype, torch.float32)
+        out = base.to(work, copy=True)
         if isinstance(merged, LowRank):
-            out.addmm_(merged.B.to(torch.float32), merged.A.to(torch.float32), alpha=merged.scale)
+            out.addmm_(merged.B.to(work), merged.A.to(work), alpha=merged.scale)
             return out.to(base.dtype)
-        return out.add_(merged.to(torch.float32)).to(base.dtype)
+        return out.add_(merged.to(work)).to(base.dtype)
 
     @staticmethod
     def _mean_rule(base: torch.Tensor, entries, weights: list[float], scale: float) -> torch.Tensor:

@@ -117,7 +117,7 @@ def plan_merge(
         ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
         plan.reference = resolve_reference(
             params["reference"], plan.labels, ranks,
-            lambda: (_module_deltas(plan, m)[0] for m in plan.modules),
+            lambda: ((m, _module_deltas(plan, m)[0]) for m in plan.modules),
         )
     return plan
 

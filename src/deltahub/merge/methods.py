@@ -10,7 +10,6 @@ A new method is one function, one parameter model in ``params`` and one ``Method
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from .lowrank import (
     factored_svd,
     nearest_orthonormal,
     orthonormal_basis,
+    single_thread,
     thin_svd,
 )
 from .params import GamParams, KnotsParams, MethodParams, NoParams, ScaleParams, TiesParams, validate_params
@@ -287,21 +287,5 @@ def merge_module(
         params["reference"] = single_module_reference(params["reference"], deltas)
     if not spec.low_rank:
         return spec.fn(list(deltas), weights, **params)
-    with _single_thread():
+    with single_thread():
         return spec.fn(list(deltas), weights, **params)
-
-
-@contextlib.contextmanager
-def _single_thread():
-    """Run factor-space linear algebra on one thread.
-
-    Its matrices are thin (d×r, r×r): LAPACK on several OpenMP threads spends more time
-    synchronising than computing (measured: QR of 3072×64 took 0.28 s on 2 threads of a busy
-    machine, 0.012 s on one), and a merge runs thousands of them.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

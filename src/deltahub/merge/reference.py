@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, ThinSVD, factored_svd
+from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, ThinSVD, factored_svd, single_thread
 from .params import AUTO
 
 Labels = Sequence[Sequence[str]]  # per input: the names it answers to, the display name first
@@ -80,13 +80,13 @@ def resolve_reference(
     reference: int | str,
     labels: Labels,
     ranks: Mapping[str, Sequence[int]],
-    module_deltas: Callable[[], Iterable[Sequence[LowRank]]] | None = None,
+    module_deltas: Callable[[], Iterable[tuple[str, Sequence[LowRank]]]] | None = None,
 ) -> int:
     """The index of GAM's reference input, for the whole merge.
 
     ``labels[i]`` are the names input i answers to (its display name first); ``ranks`` maps each
     module to every input's rank there (0 where it lacks the module); ``module_deltas()`` yields
-    every module's deltas, one per input, and is read only for ``auto``. An index is an int or a
+    every module's name and deltas (one per input) and is read only for ``auto``. An index is an int or a
     string of digits; any other string is ``auto`` or an input's name.
     """
     n = len(labels)
@@ -121,7 +121,7 @@ def _explicit_index(reference: int | str, labels: Labels) -> int:
 
 
 def _auto(labels: Labels, ranks: Mapping[str, Sequence[int]],
-          module_deltas: Callable[[], Iterable[Sequence[LowRank]]] | None) -> int:
+          module_deltas: Callable[[], Iterable[tuple[str, Sequence[LowRank]]]] | None) -> int:
     n = len(labels)
     if n == 1:
         return 0
@@ -129,16 +129,22 @@ def _auto(labels: Labels, ranks: Mapping[str, Sequence[int]],
         raise ValueError("reference auto needs the inputs' deltas")
     scores = torch.zeros(n, dtype=COMPUTE_DTYPE)
     eligible = [True] * n
-    for deltas in module_deltas():
-        svds = [factored_svd(d) for d in deltas]
-        numeric = [s.S.shape[0] for s in svds]  # numerical ranks: an exactly deficient input drops out
-        top = max(numeric)
-        eligible = [e and r == top for e, r in zip(eligible, numeric)]
-        scores += subspace_agreement(svds)
+    last = ""  # the module that ruled out the last candidates, for the error
+    with single_thread():  # thin matrices (see single_thread): 3 ms -> 0.1 ms per Cholesky here
+        for module, deltas in module_deltas():
+            svds = [factored_svd(d) for d in deltas]
+            numeric = [s.S.shape[0] for s in svds]  # numerical ranks: an exactly deficient input drops out
+            top = max(numeric)
+            if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric)):
+                best = ", ".join(labels[i][0] for i, r in enumerate(numeric) if r == top)
+                last = f" ({module}: rank {top} only in {best}; the others' best modules differ)"
+            eligible = [e and r == top for e, r in zip(eligible, numeric)]
+            scores += subspace_agreement(svds)
     if not any(eligible):
-        raise InputError("GAM reference auto: no input has the largest rank in every module, so every choice "
-                         "leaves some alignment arbitrary",
-                         "merge adapters one of which has the largest rank in every module (e.g. equal ranks)")
+        raise InputError(f"GAM reference auto: no input has the largest rank in every module{last}, so every "
+                         "choice leaves some alignment arbitrary",
+                         "merge adapters one of which has the largest rank in every module it touches "
+                         "(e.g. equal ranks and target modules)")
     masked = torch.where(torch.tensor(eligible), scores, torch.full_like(scores, -torch.inf))
     return int(torch.argmax(masked))
 
@@ -146,4 +152,4 @@ def _auto(labels: Labels, ranks: Mapping[str, Sequence[int]],
 def single_module_reference(reference: int | str, deltas: Sequence[LowRank]) -> int:
     """:func:`resolve_reference` for a merge of one module (``merge_module``): inputs are named by index."""
     return resolve_reference(reference, default_labels(len(deltas)), {"": [d.rank for d in deltas]},
-                             lambda: [deltas])
+                             lambda: [("", deltas)])
