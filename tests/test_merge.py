@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
+from gam_reference import dense_gam
 
 from deltahub.errors import InputError
-from gam_reference import dense_gam
 from deltahub.merge.lowrank import LowRank, factored_svd, low_rank_from_dense, thin_svd
 from deltahub.merge.methods import merge_module
 from deltahub.merge.reference import ReferenceRankError, subspace_agreement
-
 
 
 @pytest.fixture(autouse=True)
@@ -211,7 +209,9 @@ def test_tsv_matches_dense_definition():
     Us, Ss, Vs = [], [], []
     for d in deltas:
         u, s, vt = torch.linalg.svd(d.dense(), full_matrices=False)
-        Us.append(u[:, :4]); Ss.append(s[:4]); Vs.append(vt[:4].T)
+        Us.append(u[:, :4])
+        Ss.append(s[:4])
+        Vs.append(vt[:4].T)
 
     def polar(X):
         P, _, Qt = torch.linalg.svd(X, full_matrices=False)

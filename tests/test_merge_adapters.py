@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from gam_reference import dense_gam, rel_err
 from safetensors.torch import load_file, save_file
 
 from deltahub.errors import AdapterError, InputError
 from deltahub.merge import load_adapter, merge_adapters, merge_module
 from deltahub.tiny import build_random_adapter
-from gam_reference import dense_gam, rel_err
 
 DELTAHUB = [sys.executable, "-m", "deltahub.cli"]
 
@@ -101,7 +101,8 @@ def test_full_model_output_equals_base_plus_delta(tiny_model, adapters, tmp_path
 def test_one_adapter_in_same_adapter_out(adapters, tmp_path):
     out = merge_adapters([adapters[0]], tmp_path / "one", progress=False)
     assert (out / "adapter_model.safetensors").read_bytes() == (adapters[0] / "adapter_model.safetensors").read_bytes()
-    assert json.loads((out / "adapter_config.json").read_text()) == json.loads((adapters[0] / "adapter_config.json").read_text())
+    config = json.loads((adapters[0] / "adapter_config.json").read_text())
+    assert json.loads((out / "adapter_config.json").read_text()) == config
 
 
 def test_missing_modules_are_zero_deltas_and_recorded(adapters, tmp_path):
@@ -203,8 +204,9 @@ def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "cli" / "adapter_model.safetensors").exists()
     direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
-    assert torch.equal(load_file(direct / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"],
-                       load_file(tmp_path / "cli" / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"])
+    key = "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"
+    assert torch.equal(load_file(direct / "adapter_model.safetensors")[key],
+                       load_file(tmp_path / "cli" / "adapter_model.safetensors")[key])
     bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "average",
                           "--density", "0.3", "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2

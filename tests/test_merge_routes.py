@@ -44,9 +44,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
-
 from gam_reference import auto_reference, dense_gam, peft_deltas, rel_err
+from safetensors.torch import load_file, save_file
 
 DTYPES = ("float32", "bfloat16")
 ALPHAS = ("r", "2r", "rslora")
@@ -96,8 +95,8 @@ class Case:
         return {"0": 0, "2": 2, "name": f"a{self.target()}", "auto": "auto"}[self.reference]
 
 
-FULL_PRODUCT = [Case(d, a, ref, rk, n) for d, a, ref, rk, n in itertools.product(DTYPES, ALPHAS, REFERENCES, RANKS, SIZES)
-                if not (ref == "2" and n < 3)]
+FULL_PRODUCT = [Case(*values) for values in itertools.product(DTYPES, ALPHAS, REFERENCES, RANKS, SIZES)
+                if not (values[2] == "2" and values[4] < 3)]
 # every value of every factor at least once, in four cases per subprocess route
 COVERING = [
     Case("float32", "r", "0", "equal", 2),
@@ -141,8 +140,9 @@ def world(tiny_model, tmp_path_factory):
             folder.mkdir(parents=True)
             tensors = {}
             for module, (d, k) in shapes.items():
-                tensors[f"base_model.model.{module}.lora_A.weight"] = (0.2 * torch.randn(r, k, generator=g)).to(getattr(torch, dtype))
-                tensors[f"base_model.model.{module}.lora_B.weight"] = (0.2 * torch.randn(d, r, generator=g)).to(getattr(torch, dtype))
+                A, B = 0.2 * torch.randn(r, k, generator=g), 0.2 * torch.randn(d, r, generator=g)
+                tensors[f"base_model.model.{module}.lora_A.weight"] = A.to(getattr(torch, dtype))
+                tensors[f"base_model.model.{module}.lora_B.weight"] = B.to(getattr(torch, dtype))
             save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
             cfg = {**config, "r": r, "lora_alpha": r if alpha == "r" else 2 * r, "use_rslora": alpha == "rslora"}
             (folder / "adapter_config.json").write_text(json.dumps(cfg))

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from deltahub_mergekit.method import PLUGIN_METHODS
 from safetensors.torch import load_file
 
 from deltahub.merge.adapters import load_adapter
 from deltahub.merge.methods import merge_module
 from deltahub.tiny import build_random_adapter
-from deltahub_mergekit.method import PLUGIN_METHODS
 
 BIN = Path(sys.executable).parent
 
@@ -37,7 +37,8 @@ def _run(tool: str, config: dict, out: Path, cache: Path, env_extra: dict | None
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("DELTAHUB_MERGEKIT_DISABLE", None)
     env.update(env_extra or {})
-    cmd = [str(BIN / tool), str(cfg), str(out), "--lora-merge-cache", str(cache), "--lora-merge-dtype", "float32", *extra]
+    cmd = [str(BIN / tool), str(cfg), str(out), "--lora-merge-cache", str(cache), "--lora-merge-dtype", "float32",
+           *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -139,7 +140,8 @@ def _materialise(world, adapter: Path, out: Path, dtype: torch.dtype) -> Path:
 
 @pytest.mark.slow
 def test_dense_inputs_fp32_match_factor_path_and_bf16_is_truncated_with_a_warning(world):
-    dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32) for i, a in enumerate(world["adapters"])]
+    dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32)
+             for i, a in enumerate(world["adapters"])]
     out = world["root"] / "gam_dense"
     r = _run("mergekit-yaml", _config(world, models=[str(d) for d in dense]), out, world["cache"])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -173,11 +175,11 @@ def test_pth_hook_ships_in_the_install_record():
 
 
 def test_recipe_parameters_are_checked_in_process():
+    from deltahub_mergekit.method import check_parameter_names
     from mergekit.config import MergeConfiguration
     from mergekit.merge_methods import registry
 
     from deltahub.errors import InputError
-    from deltahub_mergekit.method import check_parameter_names
 
     recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "gam.yml").read_text())
     spec = registry.get(recipe["merge_method"]).spec  # registered by the hook on import
@@ -229,18 +231,18 @@ def _dense_group(ranks, seed=0):
     """In-memory inputs base, base + ΔWᵢ with ΔWᵢ of exact rank rᵢ (float64)."""
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(24, 16, generator=g, dtype=torch.float64)
-    deltas = [torch.randn(24, r, generator=g, dtype=torch.float64) @ torch.randn(r, 16, generator=g, dtype=torch.float64)
-              for r in ranks]
+    f64 = torch.float64
+    deltas = [torch.randn(24, r, generator=g, dtype=f64) @ torch.randn(r, 16, generator=g, dtype=f64) for r in ranks]
     return base, deltas, [{"w": base}] + [{"w": base + d} for d in deltas]
 
 
 def test_plugin_reference_rule_and_auto_in_memory():
     """The plugin resolves the reference with deltahub's resolve_reference: a reference below the
     largest rank is refused, auto picks a largest-rank input, and auto equals that explicit index."""
+    from gam_reference import auto_reference, dense_gam, rel_err
     from mergekit.merge_methods.api import merge_state_dicts
 
     from deltahub.errors import InputError
-    from gam_reference import auto_reference, dense_gam, rel_err
 
     base, deltas, models = _dense_group((2, 5, 3, 5))
     with pytest.raises(InputError, match=r"has rank 2 in w, below the largest input rank 5 \(2, 4\)"):

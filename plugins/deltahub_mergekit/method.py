@@ -66,7 +66,7 @@ class DenseInputParams(MethodParams):
     """How the plugin turns a dense (non-adapter) input's delta into factors."""
 
     rank: Annotated[int, Field(ge=0, description="rank of dense (non-adapter) input deltas; 0 = the smallest rank "
-                                                 "(doubling from the adapters' rank, or 8) that meets max_residual")] = 0
+                                                 "(doubling from the adapters' rank, or 8) meeting max_residual")] = 0
     max_residual: Annotated[float, Field(gt=0, description="relative residual ‖Δ − BA‖/‖Δ‖ a dense delta should meet; "
                                                            "one that does not is truncated with a warning")] = 5e-3
 

@@ -83,7 +83,8 @@ class LoraAdapter:
         handle = self._open()
         A, B = handle.get_tensor(key_a), handle.get_tensor(key_b)
         if B.ndim != 2 or A.ndim != 2:
-            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer (A {tuple(A.shape)}, B {tuple(B.shape)})",
+            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer "
+                               f"(A {tuple(A.shape)}, B {tuple(B.shape)})",
                                "only LoRA on linear layers can be merged")
         A32, B32 = A.to(torch.float32), B.to(torch.float32)
         # a sum is non-finite if any entry is (isfinite on bf16 is ~50x slower); confirm exactly
@@ -131,13 +132,16 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         raise AdapterError(f"{path} is a {peft_type or 'unknown'} adapter; only LoRA adapters can be merged",
                            "train the delta as a LoRA adapter")
     if config.get("use_dora"):
-        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be merged here",
+        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be "
+                           "merged here",
                            "train the delta with plain LoRA (use_dora=False)")
     if config.get("modules_to_save"):
-        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) via modules_to_save",
+        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) "
+                           "via modules_to_save",
                            "train the delta without modules_to_save so it is a pure LoRA delta")
     if config.get("lora_bias"):
-        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank", "train without lora_bias")
+        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank",
+                           "train without lora_bias")
     weights = path / WEIGHTS_NAME
     if not weights.exists():
         pickled = [n for n in PICKLE_NAMES if (path / n).exists()]

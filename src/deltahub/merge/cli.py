@@ -26,7 +26,8 @@ def _parse_weights(text: str | None) -> list[float] | None:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError as exc:
-        raise InputError(f"--weights {text!r} is not a comma-separated list of numbers", "e.g. --weights 1,0.5,1") from exc
+        raise InputError(f"--weights {text!r} is not a comma-separated list of numbers",
+                         "e.g. --weights 1,0.5,1") from exc
 
 
 def _parameter_option(info: ParamInfo, methods: list[str]):
@@ -35,7 +36,8 @@ def _parameter_option(info: ParamInfo, methods: list[str]):
     take is then an error only when given."""
     label = f"[{', '.join(methods)}] {info.help}" if len(methods) < len(METHODS) else info.help
     kwargs: dict = {"default": info.default, "show_default": True, "help": label}
-    base = typing.get_args(info.annotation)[0] if typing.get_origin(info.annotation) is typing.Annotated else info.annotation
+    annotated = typing.get_origin(info.annotation) is typing.Annotated
+    base = typing.get_args(info.annotation)[0] if annotated else info.annotation
     if base is bool:
         decls = [f"{option_name(info.name)}/--no-{info.name.replace('_', '-')}"]
     elif info.choices:
@@ -55,20 +57,22 @@ def _with_parameter_options(command):
 
 @click.command("merge")
 @click.argument("adapters", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(), help="Output folder (a PEFT adapter, or a model with --full).")
+@click.option("--out", "out", required=True, type=click.Path(),
+              help="Output folder (a PEFT adapter, or a model with --full).")
 @click.option("--method", type=click.Choice(list(METHODS)), default="gam", show_default=True)
 @click.option("--weights", help="Comma-separated weight per adapter (GAM: weighted means; default equal).")
 @_with_parameter_options
 @click.option("--base", help="Base model folder or repo id (needed for --full); must be the adapters' base.")
 @click.option("--full", is_flag=True, help="Write base + merged update as a full model instead of an adapter.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Adapter output dtype (default: the inputs').")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+              help="Adapter output dtype (default: the inputs').")
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--allow-base-mismatch", is_flag=True,
               help="Merge adapters whose configs name different base models, or onto a --base that is not theirs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def merge_command(ctx: click.Context, adapters, out, method, weights, base, full, dtype, overwrite, allow_base_mismatch, quiet,
-                  **method_params) -> None:
+def merge_command(ctx: click.Context, adapters, out, method, weights, base, full, dtype, overwrite,
+                  allow_base_mismatch, quiet, **method_params) -> None:
     """Merge LoRA deltas ADAPTERS (folders or NS/NAME[@REV]) into one adapter or a full model.
 
     \b

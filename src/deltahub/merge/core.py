@@ -78,10 +78,12 @@ def resolve_input(spec: str | Path) -> MergeInput:
         try:
             from ..registry.pull import pull_with_info  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - registry missing from this build
-            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable", "pass a local adapter folder") from exc
+            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable",
+                             "pass a local adapter folder") from exc
         local, repo, revision = pull_with_info(text)
         return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
-    raise InputError(f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+    raise InputError(f"adapter {text} not found",
+                     "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
 
 
 def plan_merge(
@@ -214,7 +216,9 @@ def _input_dtype(plan: MergePlan) -> torch.dtype:
     for a in plan.adapters:
         with safe_open(a.path / WEIGHTS_NAME, framework="pt") as f:
             dtypes.add(f.get_slice(next(iter(f.keys()))).get_dtype())
-    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32) if len(dtypes) == 1 else torch.float32
+    if len(dtypes) != 1:
+        return torch.float32
+    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32)
 
 
 def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> str:
@@ -252,7 +256,8 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
             "pretty_name": METHODS[plan.method].pretty_name,
             "reference_url": METHODS[plan.method].reference_url,
             # as requested, plus the reference input GAM used (auto and names resolve to an index)
-            "parameters": {**plan.params, **({"reference_index": plan.reference} if plan.reference is not None else {})},
+            "parameters": {**plan.params,
+                           **({"reference_index": plan.reference} if plan.reference is not None else {})},
             "weights": plan.weights,
             "output": "full-model" if full else "adapter",
             "deltas": [
@@ -284,7 +289,8 @@ def _fallback_card(block: dict) -> str:
     ]
     for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"])):
         lines.append(f"| {n} | {d['repo'] or d['path']} | {d['revision'] or '-'} | {w:g} |")
-    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), parameters: `{json.dumps(merge['parameters'])}`.", ""]
+    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), "
+                  f"parameters: `{json.dumps(merge['parameters'])}`.", ""]
     if merge["missing_modules"]:
         lines.append("Modules missing from some adapters (a zero delta for them): "
                      + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items()))

@@ -34,7 +34,8 @@ class LowRank:
 
     def __post_init__(self) -> None:
         if self.B.ndim != 2 or self.A.ndim != 2 or self.B.shape[1] != self.A.shape[0]:
-            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and {tuple(self.A.shape)}")
+            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and "
+                             f"{tuple(self.A.shape)}")
 
     @property
     def rank(self) -> int:

@@ -61,7 +61,8 @@ class TiesParams(MethodParams):
 
 
 class KnotsParams(MethodParams):
-    merge_rule: Annotated[Literal["ties", "ta"], Field(description="how KnOTS merges the per-task right bases")] = "ties"
+    merge_rule: Annotated[Literal["ties", "ta"],
+                          Field(description="how KnOTS merges the per-task right bases")] = "ties"
     density: Density = 0.2
     scale: Scale = 1.0
 

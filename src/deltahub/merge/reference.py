@@ -102,7 +102,7 @@ def resolve_reference(
 
 def _explicit_index(reference: int | str, labels: Labels) -> int:
     n = len(labels)
-    fix_all = "pass an index from 0 to {}, auto, or one of: {}".format(n - 1, ", ".join(l[0] for l in labels))
+    fix_all = "pass an index from 0 to {}, auto, or one of: {}".format(n - 1, ", ".join(names[0] for names in labels))
     if isinstance(reference, str) and reference.isdigit():
         reference = int(reference)
     if isinstance(reference, bool) or not isinstance(reference, (int, str)):

@@ -94,7 +94,8 @@ def write_full_model(
                     module = wanted[key]
                     delta = delta_for(module)
                     if tuple(delta.shape) != tuple(t.shape):
-                        raise InputError(f"delta for {module} has shape {tuple(delta.shape)} but the base weight is {tuple(t.shape)}",
+                        raise InputError(f"delta for {module} has shape {tuple(delta.shape)} but the base weight "
+                                         f"is {tuple(t.shape)}",
                                          "merge adapters trained on this base model")
                     t = (t.to(torch.float32) + delta.to(torch.float32)).to(t.dtype)
                     found.add(key)

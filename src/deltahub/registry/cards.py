@@ -96,6 +96,8 @@ def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
 
 def reproduce_command(block: DeltaBlock) -> str | None:
     """The ``deltahub merge`` command that rebuilds a merged output."""
+    from ..merge.params import option_args
+
     m = block.merge
     if m is None:
         return None
@@ -105,7 +107,9 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     specs = [f"{d.repo}@{d.revision}" if d.repo and d.revision else (d.repo or d.path or "?") for d in m.deltas]
     parts = ["deltahub", "merge", *specs, "--out", "OUT", "--method", m.method]
     for k, v in sorted(m.parameters.items()):
-        parts += ["--param", f"{k}={v}"]
+        if k == "reference_index":  # a record of what the reference resolved to, not an option
+            continue
+        parts += option_args(k, v)
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
