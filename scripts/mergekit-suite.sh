@@ -10,8 +10,9 @@
 # Exit status: 0 when the plugin adds no failure (same failed/error counts in both runs), else 1.
 # The 0.1.5 sdist ships the test modules but not tests/common.py, which six of them import
 # (test_basic_merges, test_chat_template, test_embedding_truncation, test_merge_dtypes,
-# test_tokenizer, test_vocabulary_axis): those are collection errors in both runs, and the rest runs
-# with --continue-on-collection-errors.
+# test_tokenizer, test_vocabulary_axis): without it those are collection errors in both runs (the
+# rest runs, --continue-on-collection-errors). MERGEKIT_TESTS_COMMON=path/to/common.py (from a
+# checkout of the mergekit repository) supplies it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -30,6 +31,9 @@ tar -xzf "$TMP"/mergekit-"$VERSION".tar.gz -C "$TMP"
 SRC="$TMP/suite"
 mkdir "$SRC"
 cp -r "$TMP/mergekit-$VERSION/tests" "$TMP/mergekit-$VERSION/pyproject.toml" "$SRC/"
+if [ -n "${MERGEKIT_TESTS_COMMON:-}" ]; then
+  cp "$MERGEKIT_TESTS_COMMON" "$SRC/tests/common.py"
+fi
 
 run() {  # $1 = label; the rest = env assignments for this run
   local label="$1"; shift

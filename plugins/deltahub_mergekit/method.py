@@ -47,6 +47,7 @@ from mergekit.merge_methods.base import (
     OptionalTensorPolicy,
     ParameterScope,
     ParameterSpec,
+    TensorEntry,
     TensorGroup,
 )
 from pydantic import Field
@@ -150,6 +151,8 @@ class DeltahubMergeMethod(GroupMergeMethod):
             pretty_name=spec.pretty_name,
             reference_url=spec.reference_url,
             optional_tensor_policy=OptionalTensorPolicy.ERROR,
+            # factor-space math is thin-matrix LAPACK work, done on the CPU (see merge_group)
+            uses_accelerator=False,
         )
         self._checked: set[int] = set()
         self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
@@ -202,6 +205,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
 
     def _scan_groups(self, groups) -> Iterator[tuple[str, list[LowRank]]]:
         for group, p in groups:
+            group = _on_cpu(group)
             if group.base.tensor.ndim == 2:
                 deltas = self._deltas(group.metadata.name or "?", group.base.tensor,
                                       [(e.id, e.tensor) for e in group.non_base], p)
@@ -288,6 +292,13 @@ class DeltahubMergeMethod(GroupMergeMethod):
 
     # -- the merge of one output tensor -------------------------------------------------------
     def merge_group(self, group: TensorGroup, /, **p: Any) -> torch.Tensor:
+        """The merged tensor, on the inputs' device. The math runs on the CPU (the adapters'
+        factors are read there, and thin-matrix LAPACK gains nothing from an accelerator): the
+        spec says ``uses_accelerator=False`` so mergekit-yaml keeps tensors there; tensors handed
+        over on another device (the in-memory API) come back on it."""
+        device = group.base.tensor.device
+        if device.type != "cpu":
+            return self.merge_group(_on_cpu(group), **p).to(device)
         base = group.base.tensor
         entries = group.non_base
         weights = [float(w) for w in p["weight"].values_for(entries)]
@@ -325,6 +336,12 @@ class DeltahubMergeMethod(GroupMergeMethod):
             raise InputError("weights sum to zero", "give the inputs weights with a non-zero sum")
         mean = sum(w * d for w, d in zip(weights, deltas)) / total
         return (base.to(COMPUTE_DTYPE) + scale * mean).to(base.dtype)
+
+
+def _on_cpu(group: TensorGroup) -> TensorGroup:
+    if all(e.tensor.device.type == "cpu" for e in group.entries):
+        return group
+    return TensorGroup(tuple(TensorEntry(e.id, e.tensor.cpu(), e.is_base) for e in group.entries), group.metadata)
 
 
 def _key_ids(group: TensorGroup) -> tuple:
