@@ -86,17 +86,15 @@ def resolve_reference(
 
     ``labels[i]`` are the names input i answers to (its display name first); ``ranks`` maps each
     module to every input's rank there (0 where it lacks the module); ``module_deltas()`` yields
-    every module's name and deltas (one per input) and is read only for ``auto``. An index is an int or a
-    string of digits; any other string is ``auto`` or an input's name.
+    every module's name and deltas (one per input) and is read only for ``auto``. An index is an
+    int or a string of digits; any other string is ``auto`` or an input's name.
     """
-    n = len(labels)
     if reference == AUTO:
-        return _auto(labels, ranks, module_deltas)
+        return _auto(labels, module_deltas)
     index = _explicit_index(reference, labels)
     for module, row in ranks.items():
         if row[index] < max(row):
             raise rank_error(index, row, labels, module)
-    assert 0 <= index < n
     return index
 
 
@@ -120,8 +118,8 @@ def _explicit_index(reference: int | str, labels: Labels) -> int:
     return hits[0]
 
 
-def _auto(labels: Labels, ranks: Mapping[str, Sequence[int]],
-          module_deltas: Callable[[], Iterable[tuple[str, Sequence[LowRank]]]] | None) -> int:
+def _auto(labels: Labels, module_deltas: Callable[[], Iterable[tuple[str, Sequence[LowRank]]]] | None) -> int:
+    """Among the inputs of the largest numerical rank in every module, the most central one."""
     n = len(labels)
     if n == 1:
         return 0
@@ -137,7 +135,7 @@ def _auto(labels: Labels, ranks: Mapping[str, Sequence[int]],
             top = max(numeric)
             if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric)):
                 best = ", ".join(labels[i][0] for i, r in enumerate(numeric) if r == top)
-                last = f" ({module}: rank {top} only in {best}; the others' best modules differ)"
+                last = f" (in {module} the largest rank, {top}, is only in {best})"
             eligible = [e and r == top for e, r in zip(eligible, numeric)]
             scores += subspace_agreement(svds)
     if not any(eligible):
