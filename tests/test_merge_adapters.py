@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import cli_batch
 import pytest
 import torch
 from gam_reference import dense_gam, rel_err
@@ -17,8 +15,6 @@ from safetensors.torch import load_file, save_file
 from deltahub.errors import AdapterError, InputError
 from deltahub.merge import load_adapter, merge_adapters, merge_module
 from deltahub.tiny import build_random_adapter
-
-DELTAHUB = [sys.executable, "-m", "deltahub.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -198,24 +194,30 @@ def test_full_rank_method_needs_full(adapters, tmp_path):
 # ---- the CLI -----------------------------------------------------------------------------------
 
 def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "gam", "--reference", "1",
-                         "--out", str(tmp_path / "cli"), "--quiet"], capture_output=True, text=True, env=env)
+    a, b, c = map(str, adapters)
+    ok, bad, typo, low = cli_batch.run(
+        ["merge", a, b, "--method", "gam", "--reference", "1", "--out", str(tmp_path / "cli"), "--quiet"],
+        ["merge", a, b, "--method", "average", "--density", "0.3", "--out", str(tmp_path / "bad")],
+        ["merge", a, "--densty", "0.3", "--out", str(tmp_path / "bad")],
+        ["merge", a, c, "--reference", "a", "--out", str(tmp_path / "low"), "--quiet"],  # rank 4 < 6
+    )
     assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "cli" / "adapter_model.safetensors").exists()
+    assert "GAM reference: input 1" in ok.stdout
     direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
     key = "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"
     assert torch.equal(load_file(direct / "adapter_model.safetensors")[key],
                        load_file(tmp_path / "cli" / "adapter_model.safetensors")[key])
-    bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "average",
-                          "--density", "0.3", "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert "unknown parameter(s) for average: density" in bad.stderr and "fix:" in bad.stderr
-    typo = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), "--densty", "0.3", "--out", str(tmp_path / "bad")],
-                          capture_output=True, text=True, env=env)
     assert typo.returncode == 2 and "No such option '--densty'" in typo.stderr
     assert not (tmp_path / "bad").exists()
+    # an explicit reference below the largest rank: one line naming the rank-6 input, and the fix
+    assert low.returncode == 2 and "Traceback" not in low.stderr, low.stderr
+    lines = [line for line in low.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("error: GAM reference") and "largest input rank 6" in lines[0]
+    assert lines[1].strip() == f"fix: set the reference to a rank-6 input ({c}) or to auto"
+    assert _no_leftovers(tmp_path, "low")
 
 
 # ---- reading never writes (issue #13: auto read every module twice and doubled the scale) -----
@@ -271,16 +273,6 @@ def test_gam_with_missing_modules_is_the_reference_with_rank_zero_inputs(tiny_mo
         assert rel_err(merged.modules[module].dense(torch.float64), want) < 1e-5, module
 
 
-def test_cli_reference_by_name_and_rank_error_in_one_line(adapters, tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    r = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[2]), "--reference", "a",
-                        "--out", str(tmp_path / "low"), "--quiet"], capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 2 and lines[0].startswith("error: GAM reference") and "largest input rank 6" in lines[0]
-    assert lines[1].strip() == f"fix: set the reference to a rank-6 input ({adapters[2]}) or to auto"
-
-
 # ---- --full: the base must be the adapters' base --------------------------------------------
 
 def test_full_refuses_a_base_that_is_not_the_adapters(tiny_model, adapters, tmp_path):
@@ -298,9 +290,8 @@ def test_full_refuses_a_base_that_is_not_the_adapters(tiny_model, adapters, tmp_
     merge_adapters(adapters[:2], tmp_path / "ok-copy", base=copy, full=True, progress=False)
     merge_adapters(adapters[:2], tmp_path / "ok-forced", base=same_shapes, full=True, allow_base_mismatch=True,
                    progress=False)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    r = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--base", str(same_shapes), "--full",
-                        "--out", str(tmp_path / "cli")], capture_output=True, text=True, env=env)
+    (r,) = cli_batch.run(["merge", str(adapters[0]), str(adapters[1]), "--base", str(same_shapes), "--full",
+                          "--out", str(tmp_path / "cli")])
     assert r.returncode == 2 and "Traceback" not in r.stderr and "is not the adapters' base" in r.stderr
 
 

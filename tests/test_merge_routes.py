@@ -15,7 +15,8 @@ The in-process routes (api, recipe) run the full product (reference 2 needs N â‰
 each. The subprocess routes run a covering subset: 4 cases each in which every value of every
 factor appears at least once. To pay each subprocess's start-up (torch, mergekit: 5-10 s on a busy
 2-core machine) once, the 8 ``deltahub merge`` command lines run in one Python process through
-``deltahub.cli.main`` (the console script's entry point), the two mergekit routes' 8 merges in
+``deltahub.cli.main`` (the console script's entry point; tests/cli_batch.py), the two mergekit
+routes' 8 merges in
 one ``mergekit-multi`` process (it passes each config to ``run_merge``, the function
 ``mergekit-yaml`` calls; the mergekit-yaml command itself runs in test_mergekit.py), and both
 run in the background while the in-process routes are checked.
@@ -26,7 +27,8 @@ semantics (bf16 factors are read as stored, so the reference is computed from th
 factors). For ``auto`` the index the route reports must be the one the independent rule
 (:func:`gam_reference.auto_reference`) picks, and Î”W must equal the reference at that index.
 In the mixed-rank cases an explicit reference is always a largest-rank input (the rule; the
-refusal of a lower-rank one is tested in test_merge.py and below).
+refusal of a lower-rank one is tested in test_merge.py, test_merge_adapters.py and
+test_mergekit.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cli_batch
 import pytest
 import torch
 import yaml
@@ -279,21 +282,7 @@ def _route_recipe(world, tmp: Path) -> list[float]:
     return errors
 
 
-# The cli and full routes' 8 command lines run in ONE Python subprocess through deltahub.cli.main
-# (the console script's entry point: click parsing, one-line errors, exit codes), so the torch
-# import (~5 s on a busy 2-core machine) is paid once.
-_CLI_DRIVER = """
-import json, sys
-from deltahub.cli import main
-for argv in json.loads(sys.argv[1]):
-    sys.argv = ["deltahub", *argv]
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    print(f"EXIT {code}", flush=True)
-"""
+# The cli and full routes' 8 command lines run in ONE Python subprocess (tests/cli_batch.py).
 
 
 def _cli_argv(world, case: Case, out: Path, full: bool) -> list[str]:
@@ -303,25 +292,19 @@ def _cli_argv(world, case: Case, out: Path, full: bool) -> list[str]:
 
 def _start_cli(world) -> subprocess.Popen:
     root = world["root"] / "cli"
-    argvs = [_cli_argv(world, c, root / f"{'full' if full else 'cli'}-{c.id}", full)
-             for full in (False, True) for c in COVERING]
-    return subprocess.Popen([sys.executable, "-c", _CLI_DRIVER, json.dumps(argvs)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return cli_batch.start([_cli_argv(world, c, root / f"{'full' if full else 'cli'}-{c.id}", full)
+                            for full in (False, True) for c in COVERING])
 
 
 def _cli_results(background) -> dict[str, int]:
     """The reference index each command line printed, by output folder name."""
     if "cli" not in background:
-        proc = background["cli_proc"]
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
-        reports = out.split("EXIT ")
-        results = {}
-        for text, exit_line in zip(reports, reports[1:]):
-            assert exit_line.startswith("0"), f"{text} {err[-3000:]}"
-            folder = re.search(r"wrote \w+ to (\S+)", text).group(1)
-            results[Path(folder).name] = int(re.search(r"GAM reference: input (\d+)", text).group(1))
-        background["cli"] = results
+        found = {}
+        for r in cli_batch.results(background["cli_proc"]):
+            assert r.returncode == 0, r.stderr[-3000:]
+            folder = re.search(r"wrote \w+ to (\S+)", r.stdout).group(1)
+            found[Path(folder).name] = int(re.search(r"GAM reference: input (\d+)", r.stdout).group(1))
+        background["cli"] = found
     return background["cli"]
 
 
