@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..merge.cli import _with_parameter_options
 from ..settings import cli_options, given
 from .settings import ComposeSettings
 
@@ -16,12 +17,13 @@ from .settings import ComposeSettings
 @click.option("--family", help="Without CANDIDATES: only deltas of this model family (as deltahub list).")
 @click.option("--min-pairs", type=int, help="Without CANDIDATES: only deltas trained on at least N pairs.")
 @cli_options(ComposeSettings)
-@click.option("--param", "extra", multiple=True, help="A merge method parameter as KEY=VALUE (repeatable).")
+@_with_parameter_options  # the merge methods' parameters, from their declarations (as deltahub merge)
 @click.option("--work", type=click.Path(file_okay=False), help="Folder of cached evaluations "
                                                                "(default: $DELTAHUB_HOME/compose).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def compose_command(candidates, out, collection, base, family, min_pairs, extra, work, overwrite, quiet, **options):
+@click.pass_context
+def compose_command(ctx, candidates, out, collection, base, family, min_pairs, work, overwrite, quiet, **options):
     """Choose deltas greedily by the student's validation score, then merge them.
 
     CANDIDATES are adapter folders or NS/NAME[@REV], plus the adapters of --collection; without either, the
@@ -34,10 +36,12 @@ def compose_command(candidates, out, collection, base, family, min_pairs, extra,
     deltahub compose --base Qwen/Qwen3-8B --tasks arc_easy --limit 200 --max 3 --out composed
     """
     from ..errors import InputError
-    from ..merge.cli import _parse_param
+    from ..merge.cli import PARAMETERS
     from .core import compose
 
     settings = ComposeSettings(**given(ComposeSettings, options))
+    params = {k: v for k, v in options.items() if k in PARAMETERS
+              and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     specs = list(candidates)
     if collection:
         from ..registry.collections import delta_repos
@@ -55,7 +59,7 @@ def compose_command(candidates, out, collection, base, family, min_pairs, extra,
         if not specs:
             raise InputError(f"deltahub list found no deltas for base {base or '-'}, family {family or '-'}",
                              "check with: deltahub list --base MODEL")
-    result = compose(specs, out, settings, params=dict(_parse_param(p) for p in extra), base=base, work=work,
+    result = compose(specs, out, settings, params=params, base=base, work=work,
                      overwrite=overwrite, progress=not quiet)
     t = result.trace
     click.echo(f"selected {len(result.selected)} of {len(t['candidates'])}: {', '.join(result.selected)}")

@@ -57,9 +57,13 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
     s = settings if settings is not None else ComposeSettings(**options)
     out = check_output_dir(out, overwrite)
     say = _say if progress else (lambda _msg: None)
-    from ..merge.methods import method_spec
+    from ..merge.methods import method_spec, resolve_params
 
     method, params = s.method, dict(params or {})
+    resolve_params(method, params)  # a bad or unknown parameter fails now, not after the first evaluations
+    if str(params.get("reference", 0)) not in ("0", "auto"):
+        raise InputError(f"GAM reference {params['reference']!r} cannot hold for every set compose tries",
+                         "use --reference 0 (the first candidate of each set) or --reference auto")
     trial_full = s.full or not method_spec(method).low_rank
     validation = ValidationSet(list(s.tasks or []), n=s.n, limit=s.limit, include_path=s.include_path)
     work = Path(work) if work is not None else default_work()

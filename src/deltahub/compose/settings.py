@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from ..merge.methods import METHODS
 from ..settings import Settings, setting
+
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]  (the merge package's registry)
 
 
 class ComposeSettings(Settings):
@@ -10,7 +15,7 @@ class ComposeSettings(Settings):
 
     tasks: list[str] | None = setting(None, "Validation tasks (required): toy skills (toy:srt) and/or lm-eval tasks "
                                             "that have a validation split (never their test split).", min_length=1)
-    method: str = setting("gam", "Merge method (see deltahub merge --help).")
+    method: Method = setting("gam", "Merge method; its parameters are the merge options below.")
     max_k: int | None = setting(None, "Select at most K deltas.", flag="--max", ge=1)
     min_gain: float = setting(0.0, "Add a delta only if it raises the validation score by more than this.", ge=0)
     n: int = setting(100, "Toy validation questions per skill.", ge=1)

@@ -7,6 +7,7 @@ Hub's own tag filters find deltas; the ``deltahub:`` block carries the full prov
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from pathlib import Path
@@ -99,6 +100,8 @@ def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
 
 def reproduce_command(block: DeltaBlock) -> str | None:
     """The ``deltahub merge`` command that rebuilds a merged output."""
+    from ..merge.params import option_args
+
     m = block.merge
     if m is None:
         return None
@@ -108,7 +111,9 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     specs = [f"{d.repo}@{d.revision}" if d.repo and d.revision else (d.repo or d.path or "?") for d in m.deltas]
     parts = ["deltahub", "merge", *specs, "--out", "OUT", "--method", m.method]
     for k, v in sorted(m.parameters.items()):
-        parts += ["--param", f"{k}={v}"]
+        if k == "reference_index":  # a record of what the reference resolved to, not an option
+            continue
+        parts += option_args(k, v)
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -149,6 +154,7 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any],
 
 
 GAIN = "gain"  # the model-index metric type of a measured gain over the base (value = delta score - base score)
+SOURCE_URL = "https://github.com/deltahub/deltahub"
 
 
 def gain_results(block: DeltaBlock) -> list[dict[str, Any]]:
@@ -163,9 +169,10 @@ def gain_results(block: DeltaBlock) -> list[dict[str, Any]]:
         if t.get("baseline") is not None:
             metrics.append({"type": g.metric, "value": round(t["baseline"] + t["value"], 4),
                             "name": f"{task} {g.metric}"})
-        metrics.append({"type": GAIN, "value": round(t["value"], 4), "name": f"{task} {g.metric} gain over the base"})
+        metrics.append({"type": GAIN, "value": round(t["value"], 4), "config": g.metric,
+                        "name": f"{task} {g.metric} gain over the base"})
         results.append({"task": {"type": "text-generation"}, "dataset": {"name": task, "type": task},
-                        "metrics": metrics, "source": {"name": "deltahub", "url": "https://github.com/deltahub/deltahub"}})
+                        "metrics": metrics, "source": {"name": "deltahub", "url": SOURCE_URL}})
     return results
 
 
@@ -181,7 +188,10 @@ def model_index(name: str, block: DeltaBlock, old: Any) -> list[dict[str, Any]] 
     return [{**entry, "results": results}] if results else None
 
 
+@functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
+    """One environment per process: it caches the compiled templates (compiling one per card was
+    a quarter of a tiny merge's time)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.ChainableUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -216,7 +226,9 @@ def render_card(folder: Path, kind: str | None = None, name: str | None = None) 
 
 
 def write_card(folder: Path, kind: str | None = None, name: str | None = None) -> Path:
-    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path."""
+    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path.
+    ``name`` titles the card (default: the folder's name; a folder built under a temporary name
+    passes its final one)."""
     folder = Path(folder)
     text = render_card(folder, kind, name)
     path = folder / "README.md"

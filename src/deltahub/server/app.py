@@ -47,6 +47,7 @@ from .limits import MAX_COMMIT_BYTES, MAX_FILE_BYTES, MAX_JSON_BYTES, MAX_LIST_I
 from .paths import check_name, check_oid, check_path, check_revision
 from .storage import Incoming, ReadPolicy, Repo, Store, git_blob_oid, lfs_pointer, wants_lfs
 from .tags import derive_tags, load_card
+from .web import install as install_pages
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -583,6 +584,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
     ]
     app = Starlette(routes=routes)
     app.state.hub = hub
+    install_pages(app)  # after the API routes: the API keeps every URL it matches
     return app
 
 
