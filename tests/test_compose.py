@@ -295,3 +295,65 @@ def test_compose_bad_input_is_one_line(tmp_path, capsys, tiny_model):
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert exc.value.code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.long
+def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, capsys):
+    """The full version: four deltas published to the registry with declared provenance (three helpful, one
+    trained on swapped pairs), found with `list --base`, composed through the CLI on 200
+    validation questions; the harmful delta is left out, the result beats merging everything on held-out
+    questions, and mergekit-yaml on the written gam.yml rebuilds the same model."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from deltahub.cli import main
+    from deltahub.hub import setup_client
+    from deltahub.server import start_server
+    from deltahub.toy import build_world, preset
+
+    student = build_world(config=preset("quick", seed=0), progress=False).student
+    specs = (("srt-a", 0, False), ("srt-b", 1, False), ("srt-swapped", 2, True), ("srt-c", 3, False))
+    deltas = {name: dpo_delta(student, toy_pairs(128, seed, swap), tmp_path / "deltas" / name, steps=32)
+              for name, seed, swap in specs}
+    with start_server(tmp_path / "registry") as srv:
+        setup_client(endpoint=srv.url)
+        for name, folder in deltas.items():
+            main(["publish", str(folder), "--repo", f"toy/{name}", "--objective", "dpo", "--trainer", "trl",
+                  "--chosen-model", "toy/srt-gold" if "swapped" not in name else "toy/srt-near-miss",
+                  "--rejected-model", "toy/srt-near-miss" if "swapped" not in name else "toy/srt-gold"])
+        capsys.readouterr()
+        main(["compose", "--base", str(student), "--tasks", f"toy:{SKILL}", "--n", "200", "--held-out",
+              "--work", str(tmp_path / "work"), "--out", str(tmp_path / "composed"), "--quiet"])
+        printed = capsys.readouterr().out
+    trace = json.loads((tmp_path / "composed" / "compose.json").read_text())
+    with capsys.disabled():
+        print("\n" + printed)
+    assert {c["name"] for c in trace["candidates"]} == {f"toy/{n}" for n in deltas}
+    assert "toy/srt-swapped" not in trace["selected"] and trace["selected"]
+    assert trace["held_out"]["composed"] >= trace["held_out"]["merge_all"]
+    gam = tmp_path / "composed" / "gam.yml"
+    assert all("@" in m["model"].split("+")[1] for m in __import__("yaml").safe_load(gam.read_text())["models"])
+
+    # mergekit-yaml rebuilds the composed model from a gam.yml (local copies: mergekit resolves repo ids on
+    # the public Hub unless deltahub's endpoint plugin is installed, which this checkout may not have)
+    from deltahub.compose import compose
+
+    local = compose([deltas[n.split("/")[1]] for n in sorted(trace["selected"])], tmp_path / "local",
+                    tasks=[f"toy:{SKILL}"], n=200, work=tmp_path / "work", progress=False)
+    out = tmp_path / "mergekit-out"
+    r = subprocess.run([str(Path(sys.executable).parent / "mergekit-yaml"), str(local.out / "gam.yml"), str(out),
+                        "--lora-merge-cache", str(tmp_path / "lora-cache"), "--lora-merge-dtype", "float32"],
+                       capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    want = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32),
+                                     str(local.out)).merge_and_unload().state_dict()
+    got = {k: v for f in sorted(out.glob("*.safetensors")) for k, v in load_file(f).items()}
+    for name, value in got.items():
+        assert torch.allclose(value.float(), want[name].float(), atol=1e-5, rtol=1e-4), name
