@@ -47,17 +47,6 @@ def pair_rows(n: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    from deltahub.hub import setup_client
-    from deltahub.server import start_server
-
-    server = start_server(tmp_path_factory.mktemp("registry"))
-    setup_client(endpoint=server.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def trl_adapter(tiny_model, tmp_path_factory) -> Path:
     """A LoRA adapter trained with TRL's DPOTrainer directly (2 steps): a plain PEFT folder, no deltahub.json."""
     from datasets import Dataset
@@ -276,10 +265,9 @@ needs_17 = pytest.mark.skip(reason="needs #17 server PR/collection support")
 @pytest.fixture
 def two_users(tmp_path, monkeypatch):
     """A registry with two users: alice curates, bob contributes. HF_TOKEN says who is calling."""
+    import deltahub.hub as hub_mod
     from deltahub.hub import setup_client
     from deltahub.server import start_server
-
-    import deltahub.hub as hub_mod
 
     previous = hub_mod._endpoint
     with start_server(tmp_path / "registry", open_mode=False, tokens={"tok-alice": "alice", "tok-bob": "bob"}) as srv:

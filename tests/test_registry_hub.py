@@ -8,20 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from deltahub.errors import InputError
 from test_registry_validate import PAIRS, adapter_dir, dataset_dir  # noqa: F401  (shared fixtures)
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    from deltahub.hub import setup_client
-    from deltahub.server import start_server
-
-    server = start_server(tmp_path_factory.mktemp("registry"))
-    setup_client(endpoint=server.url)
-    yield server
-    server.stop()
+from deltahub.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,8 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
     from deltahub.registry.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
-    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=published["dataset"]["commit"])
+    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs",
+                    dataset_revision=published["dataset"]["commit"])
     assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
     commits = get_api().list_repo_commits("alice/delta")
     assert len([c for c in commits if "deltahub publish" in c.title]) == 1
