@@ -176,3 +176,24 @@ def test_merged_adapter_without_config_fails(adapter_dir, tmp_path):
     assert failed(report) == {"adapter matches its base"}, report.lines()
     assert "adapter_config.json is missing" in report.lines()[[c.name for c in report.checks].index(
         "adapter matches its base")]
+
+
+def test_unpublished_dataset_link_is_a_warning_locally_and_a_failure_when_strict(adapter_dir, tmp_path):
+    """A local delta whose pairs are not published yet (or not linked yet) can pass; --strict (CI) fails it."""
+    unlinked = _copy(adapter_dir, tmp_path)
+    block = json.loads((unlinked / "deltahub.json").read_text())
+    del block["dataset"]
+    (unlinked / "deltahub.json").write_text(json.dumps(block))
+    write_card(unlinked)
+    for folder, rows, detail in ((adapter_dir, lambda r, v: None, "me/pairs is not published yet"),
+                                 (unlinked, rows_ok, "no pairs dataset linked yet")):
+        report = validate_folder(folder, dataset_rows=rows, local=True)
+        check = next(c for c in report.checks if c.name == "linked dataset")
+        assert report.ok and check.status == "warn" and detail in check.detail, report.lines()
+        assert report.lines()[-1].endswith("1 warning(s))")
+        strict = validate_folder(folder, dataset_rows=rows, local=True, strict=True)
+        assert not strict.ok and [c.name for c in strict.failed] == ["linked dataset"]
+        assert "strict: counted as failures" in strict.lines()[-1]
+    # published (not local): a link to a dataset that does not exist fails; no link at all is a warning
+    assert failed(validate_folder(adapter_dir, dataset_rows=lambda r, v: None)) == {"linked dataset"}
+    assert validate_folder(unlinked, dataset_rows=rows_ok).ok

@@ -61,7 +61,8 @@ def add(slug: str, repo: str, note: str | None = None, validate: bool = True) ->
     if validate:
         report = validate_delta(spec.repo_id)
         if not report.ok:
-            raise ValidationFailed(report)
+            raise ValidationFailed(report, f"not added to {slug}",
+                                   "ask its author to fix it (deltahub validate REPO), or add it with --no-validate")
     hub = api()
     with _hub_call(f"adding {repo} to {slug}", slug) as net:
         col = net(lambda: hub.add_collection_item(slug, spec.repo_id, kind, note=note, exists_ok=True))

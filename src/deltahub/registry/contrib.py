@@ -44,6 +44,7 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
     from .network import remote_calls
     from .publish import check_and_record
     from .stage import staged
+    from .validate import ValidationFailed
 
     if _SLUG.match(to):
         raise InputError(f"{to} is a collection; collections take no pull requests",
@@ -60,7 +61,12 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
                              "existing repo", f"publish it yourself instead: deltahub publish {folder} --repo "
                              "YOUR_NS/NAME") from None
         with staged(folder, declared, name=spec.repo_id.split("/")[1]) as stage:
-            report = check_and_record(stage, Path(folder), True, None, None)
+            try:
+                report = check_and_record(stage, Path(folder), True, None, None)
+            except ValidationFailed as exc:
+                raise ValidationFailed(exc.report, "no pull request was opened",
+                                       "fix what the checklist says (deltahub validate FOLDER), then submit again"
+                                       ) from None
             title = message or f"deltahub submit: {Path(folder).resolve().name}"
             summary = "\n".join(report.lines()) if report else ""
             commit = net(lambda: hub.upload_folder(

@@ -108,14 +108,14 @@ class Report:
 
 
 class ValidationFailed(InputError):
-    """``publish`` refused a delta that failed validation; ``report`` holds the checklist."""
+    """A delta that failed validation was refused (publish, submit, collection add); ``report`` is the checklist."""
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, outcome: str = "nothing was published",
+                 fix: str = "fix what the checklist says (deltahub validate FOLDER), or pass --no-validate to "
+                            "publish anyway with a warning on the card"):
         names = ", ".join(c.name for c in report.failed)
         super().__init__(f"{report.target} failed validation ({len(report.failed)} of {len(report.checks)} checks: "
-                         f"{names}); nothing was published",
-                         "fix what the checklist says (deltahub validate FOLDER), or pass --no-validate to publish "
-                         "anyway with a warning on the card")
+                         f"{names}); {outcome}", fix)
         self.report = report
 
 
