@@ -89,7 +89,10 @@ class ValidationSet:
             return
         from lm_eval.tasks import TaskManager
 
-        manager = TaskManager(include_path=self.include_path)
+        # indexing lm-eval's own ~15,000 task files takes ~11 s: skip it when --include-path has every task
+        manager = TaskManager(include_path=self.include_path, include_defaults=False) if self.include_path else None
+        if manager is None or any(t not in manager.task_index for t in self.lm_eval):
+            manager = TaskManager(include_path=self.include_path)
         folder = work / "lm_eval_validation"
         for task in self.lm_eval:
             entry = manager.task_index.get(task)
