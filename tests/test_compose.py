@@ -13,6 +13,8 @@ import pytest
 from deltahub.compose.greedy import greedy_select
 from deltahub.errors import InputError
 
+needs_17 = pytest.mark.skip(reason="needs #17 server PR/collection support")
+
 # ----------------------------------------------------------------------------------------------
 # greedy selection
 
@@ -360,3 +362,29 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
     got = {k: v for f in sorted(out.glob("*.safetensors")) for k, v in load_file(f).items()}
     for name, value in got.items():
         assert torch.allclose(value.float(), want[name].float(), atol=1e-5, rtol=1e-4), name
+
+    # a full-rank method writes full models (every trial too): TIES, --full
+    full = compose(list(deltas.values()), tmp_path / "ties", tasks=[f"toy:{SKILL}"], n=200, method="ties", full=True,
+                   params={"density": 0.5}, work=tmp_path / "work", progress=False)
+    assert (full.out / "config.json").is_file() and not (full.out / "adapter_config.json").exists()
+    assert "srt-swapped" not in full.selected and full.trace["method"] == "ties"
+
+
+@needs_17
+def test_compose_from_a_collection(toy_deltas, registry, tmp_path, capsys):
+    """A curator's collection of published toy deltas (the harmful one included) is composed from."""
+    from deltahub.cli import main
+
+    student, deltas = toy_deltas
+    for name, folder in deltas.items():
+        main(["publish", str(folder), "--repo", f"curator/{name}"])
+    main(["collection", "create", "srt deltas", "--namespace", "curator"])
+    slug = capsys.readouterr().out.strip().splitlines()[-1]
+    for name in deltas:
+        main(["collection", "add", slug, f"curator/{name}"])
+    capsys.readouterr()
+    main(["compose", "--collection", slug, "--tasks", f"toy:{SKILL}", "--n", "200", "--out", str(tmp_path / "c"),
+          "--work", str(tmp_path / "work"), "--quiet"])
+    out = capsys.readouterr().out
+    assert "left out curator/srt-swapped: hurts alone" in out
+    assert json.loads((tmp_path / "c" / "compose.json").read_text())["candidates"][0]["source"].startswith("curator/")

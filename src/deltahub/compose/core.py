@@ -64,7 +64,10 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
     if str(params.get("reference", 0)) not in ("0", "auto"):
         raise InputError(f"GAM reference {params['reference']!r} cannot hold for every set compose tries",
                          "use --reference 0 (the first candidate of each set) or --reference auto")
-    trial_full = s.full or not method_spec(method).low_rank
+    if not (s.full or method_spec(method).low_rank):
+        raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+                         "pass --full to compose a full model")
+    trial_full = s.full
     validation = ValidationSet(list(s.tasks or []), n=s.n, limit=s.limit, include_path=s.include_path)
     work = Path(work) if work is not None else default_work()
     validation.prepare(work)
