@@ -388,3 +388,23 @@ def test_compose_from_a_collection(toy_deltas, registry, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "left out curator/srt-swapped: hurts alone" in out
     assert json.loads((tmp_path / "c" / "compose.json").read_text())["candidates"][0]["source"].startswith("curator/")
+
+
+def test_candidates_are_deduplicated_by_content_and_named_apart(tiny_model, tmp_path):
+    """The same delta twice is tried once; two deltas in folders of the same name keep distinct names; a broken
+    one is left out with its reason instead of merged."""
+    from safetensors.torch import load_file, save_file
+
+    from deltahub.compose.candidates import dedupe, resolve
+    from deltahub.tiny import build_random_adapter
+
+    a = build_random_adapter(tiny_model, tmp_path / "x" / "delta", r=4, alpha=8, seed=1)
+    b = build_random_adapter(tiny_model, tmp_path / "y" / "delta", r=4, alpha=8, seed=2)
+    copy = tmp_path / "copy-of-x"
+    __import__("shutil").copytree(a, copy)
+    cands = dedupe([resolve(p) for p in (a, b, copy)])
+    assert [c.spec for c in cands] == [str(a), str(b)] and len({c.name for c in cands}) == 2
+    weights = load_file(str(b / "adapter_model.safetensors"))
+    next(v for k, v in sorted(weights.items()) if "lora_B" in k)[0, 0] = float("inf")
+    save_file(weights, str(b / "adapter_model.safetensors"))
+    assert "no NaN/Inf" in resolve(b).problem

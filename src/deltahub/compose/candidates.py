@@ -27,10 +27,11 @@ class Candidate:
     digest: str = ""
     base: str | None = None
     problem: str | None = None  # why it cannot be a candidate (failed validation)
+    label: str | None = None  # set when two candidates would share a short name
 
     @property
     def name(self) -> str:
-        return self.repo or self.path.name
+        return self.label or self.repo or self.path.name
 
     @property
     def pinned(self) -> str:
@@ -86,11 +87,16 @@ def resolve(spec: str | Path, validate: bool = True) -> Candidate:
 
 
 def dedupe(cands: list[Candidate]) -> list[Candidate]:
-    """One candidate per content (the same delta listed twice, or under two names, is tried once)."""
+    """One candidate per content (the same delta listed twice, or under two names, is tried once), each with a
+    name of its own (folders that share a folder name are named by their path)."""
     seen: set[str] = set()
     out = []
     for c in cands:
         if c.digest not in seen:
             seen.add(c.digest)
             out.append(c)
+    names = [c.name for c in out]
+    for c in out:
+        if names.count(c.name) > 1:
+            c.label = c.spec
     return out

@@ -137,9 +137,9 @@ class _Evaluator:
         self.validation, self.cache, self.say = validation, work / "evals", say
 
     def key(self, ix: tuple[int, ...], half: Half) -> str:
-        from .. import merge
+        from ..merge import MERGE_VERSION
 
-        data = {"v": CACHE_VERSION, "merge_version": getattr(merge, "MERGE_VERSION", 1), "half": half,
+        data = {"v": CACHE_VERSION, "merge_version": MERGE_VERSION, "half": half,
                 "base": self.base_id, "validation": self.validation.key(),
                 "members": [self.usable[i].digest for i in ix],
                 "method": self.method if ix else None, "params": self.params if ix else None,
