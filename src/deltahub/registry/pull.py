@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from ..atomic import atomic_dir
 from ..errors import DeltahubError, InputError
+from ..home import home
 from .hubops import api, parse_spec, repo_type_of
 
 
 def cache_dir() -> Path:
-    home = os.environ.get("DELTAHUB_HOME") or str(Path.home() / ".cache" / "deltahub")
-    return Path(home) / "deltas"
+    return home() / "deltas"
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
