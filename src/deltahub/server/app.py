@@ -26,6 +26,7 @@ from .auth import Auth
 from .paths import BadRequest, check_name, check_path, check_revision
 from .storage import Repo, Store, StoreError, git_blob_oid, lfs_pointer, wants_lfs
 from .tags import parse_card
+from .upstream import Mirrors
 
 MAX_COMMIT_BYTES = 2 * 1024**3  # NDJSON body (regular files are base64 inside it)
 MAX_FILE_BYTES = 100 * 1024**3  # one LFS object
@@ -55,9 +56,10 @@ def _err(status: int, message: str, code: str | None = None, commit: str | None 
 class Hub:
     """The application state: one store, one auth policy, a secret for LFS upload tickets."""
 
-    def __init__(self, root: Path, auth: Auth, page_size: int = 1000):
+    def __init__(self, root: Path, auth: Auth, page_size: int = 1000, upstream: str | None = None):
         self.store = Store(root)
         self.auth = auth
+        self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
 
@@ -72,6 +74,9 @@ class Hub:
         ns = check_name(request.path_params["ns"], "namespace")
         name = check_name(request.path_params["name"], "repo name")
         repo = self.store.get_repo(rtype, ns, name)
+        mirrored = self.mirrors.serve(request, rtype, ns, name, repo, write)  # mirrors: upstream.py decides
+        if mirrored is not None:
+            return mirrored
         user = self.user(request)
         if repo is None or not self.auth.can_read(user, ns, repo.private):
             raise StoreError(404, f"Repository not found: {ns}/{name}", "RepoNotFound")
@@ -122,9 +127,9 @@ class Hub:
         return item
 
 
-def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> Starlette:
-    """The ASGI app serving one registry root."""
-    hub = Hub(root, auth or Auth(open_mode=True), page_size)
+def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000, upstream: str | None = None) -> Starlette:
+    """The ASGI app serving one registry root; repos it does not hold are read through from ``upstream``."""
+    hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream)
 
     def handler(fn):
         async def wrapped(request: Request):
@@ -218,7 +223,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
         q = request.query_params
         user = hub.user(request)
         repos = hub.store.list_repos(rtype, q.getlist("filter"), q.get("author"), q.get("search"))
-        repos = [r for r in repos if hub.auth.can_read(user, r.ns, r.private)]
+        repos = [r for r in hub.mirrors.hidden(repos) if hub.auth.can_read(user, r.ns, r.private)]
         sort = q.get("sort") or "lastModified"
         key = {"lastModified": lambda r: r.modified, "createdAt": lambda r: r.created, "id": lambda r: r.repo_id,
                "created_at": lambda r: r.created, "last_modified": lambda r: r.modified}.get(sort, lambda r: r.modified)
@@ -429,6 +434,10 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
             headers["ETag"] = f'"{e["sha256"]}"'
         else:
             headers["ETag"] = f'"{e["oid"]}"'
+        if not hub.store.has_blob(e["sha256"], e["size"]):  # a mirror's large file, fetched on first read
+            streamed = hub.mirrors.blob_response(request, repo, sha, path, e, headers)
+            if streamed is not None:
+                return streamed
         return BlobResponse(hub.store.blob_path(e["sha256"]), headers=headers, media_type="application/octet-stream")
 
     async def tree(request: Request):

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS refs (
   PRIMARY KEY(repo, kind, name));
 CREATE TABLE IF NOT EXISTS repo_tags (repo INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(repo, tag));
 CREATE INDEX IF NOT EXISTS repo_tags_tag ON repo_tags(tag);
+CREATE TABLE IF NOT EXISTS mirrors (repo INTEGER PRIMARY KEY, upstream TEXT NOT NULL);
 """
 
 GITATTRIBUTES = (
@@ -187,7 +188,8 @@ class Store:
     def delete_repo(self, repo: Repo) -> None:
         with self._conn() as db:
             db.execute("BEGIN IMMEDIATE")
-            for table, col in (("refs", "repo"), ("commits", "repo"), ("repo_tags", "repo"), ("repos", "id")):
+            for table, col in (("refs", "repo"), ("commits", "repo"), ("repo_tags", "repo"), ("mirrors", "repo"),
+                               ("repos", "id")):
                 db.execute(f"DELETE FROM {table} WHERE {col}=?", (repo.id,))
             db.execute("COMMIT")
 
@@ -315,14 +317,7 @@ class Store:
                            (sha, repo.id, head, json.dumps(tree, sort_keys=True), title, message, author, now))
                 db.execute("UPDATE refs SET target=? WHERE repo=? AND kind='branch' AND name=?", (sha, repo.id, branch))
                 if branch == "main":
-                    card = {}
-                    if "README.md" in tree:
-                        card = parse_card(self.read_blob(tree["README.md"]["sha256"]).decode("utf-8", "replace"))
-                    tags = derive_tags(card, repo.type, list(tree))
-                    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
-                               (json.dumps(card, default=str), json.dumps(tags), now, repo.id))
-                    db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
-                    db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+                    self._index_card(db, repo.id, repo.type, tree, now)
                 else:
                     db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
                 db.execute("COMMIT")
@@ -331,11 +326,68 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
 
+    def _index_card(self, db, repo_id: int, rtype: str, tree: dict, now: float) -> None:
+        """Card and tags of the repo's main head (what listings filter on)."""
+        card = {}
+        if "README.md" in tree:
+            card = parse_card(self.read_blob(tree["README.md"]["sha256"]).decode("utf-8", "replace"))
+        tags = derive_tags(card, rtype, list(tree))
+        db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
+                   (json.dumps(card, default=str), json.dumps(tags), now, repo_id))
+        db.execute("DELETE FROM repo_tags WHERE repo=?", (repo_id,))
+        db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo_id, t) for t in tags])
+
+    # -- read-through mirrors (see upstream.py) --------------------------------------------
+    def mirror_of(self, repo: Repo) -> str | None:
+        """The upstream URL a repo mirrors, or None for a repo published here."""
+        with self._conn() as db:
+            row = db.execute("SELECT upstream FROM mirrors WHERE repo=?", (repo.id,)).fetchone()
+        return row["upstream"] if row else None
+
+    def mirror_ids(self) -> set[int]:
+        with self._conn() as db:
+            return {row["repo"] for row in db.execute("SELECT repo FROM mirrors")}
+
+    def import_mirror(self, rtype: str, ns: str, name: str, upstream: str, private: bool, sha: str, tree: dict,
+                      title: str, date: float, refs: list[str]) -> Repo:
+        """Store upstream commit ``sha`` (its verified ``tree``; blobs may follow lazily) and point ``refs`` at it,
+        creating the read-only mirror repo if needed: one transaction, idempotent, safe across processes."""
+        now = time.time()
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                repo = self._repo_row(db, rtype, ns, name)
+                if repo is None:
+                    rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                                     (rtype, ns, name, int(private), now, now)).lastrowid
+                    db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
+                else:
+                    rid = repo.id
+                    if db.execute("SELECT 1 FROM mirrors WHERE repo=?", (rid,)).fetchone() is None:
+                        raise StoreError(409, f"{ns}/{name} was published here; it is not a mirror of {upstream}")
+                    db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
+                owner = db.execute("SELECT repo FROM commits WHERE sha=?", (sha,)).fetchone()
+                if owner is None:
+                    db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
+                               (sha, rid, None, json.dumps(tree, sort_keys=True), title, "", "upstream", date))
+                elif owner["repo"] != rid:
+                    raise StoreError(409, f"commit {sha} of {ns}/{name} is already stored for another repo")
+                for ref in refs:
+                    db.execute("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", (rid, "branch", ref, sha))
+                if "main" in refs:
+                    self._index_card(db, rid, rtype, tree, now)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return self._repo_row(db, rtype, ns, name)
+
     def check(self) -> list[str]:
         """Consistency problems: a tree entry without its blob, a ref to a missing commit."""
         problems = []
         with self._conn() as db:
-            for row in db.execute("SELECT sha, tree FROM commits"):
+            # a mirror fetches its large files on first read, so its missing blobs are not a problem
+            for row in db.execute("SELECT sha, tree FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)"):
                 for path, e in json.loads(row["tree"]).items():
                     if not self.has_blob(e["sha256"], e["size"]):
                         problems.append(f"{row['sha']}:{path} missing blob")
