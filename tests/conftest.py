@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,11 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-os.environ.setdefault("DELTAHUB_HOME", tempfile.mkdtemp(prefix="deltahub-test-home-"))
+if "DELTAHUB_HOME" not in os.environ:
+    os.environ["DELTAHUB_HOME"] = tempfile.mkdtemp(prefix="deltahub-test-home-")
+    # on-demand registries (here and in subprocesses) do not read through to the public Hub; tests
+    # that exercise read-through give a loopback registry as the upstream
+    Path(os.environ["DELTAHUB_HOME"], "settings.json").write_text('{"upstream": null}\n')
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

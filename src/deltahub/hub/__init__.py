@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..errors import InputError
 from ..home import home
 from .settings import CHANGE_HINT, EMBEDDED, Choice, choose
 
@@ -74,9 +75,12 @@ def describe() -> str:
     return f"{choice.endpoint} (chosen by {choice.source})"
 
 
-def unknown_repo_hint() -> str:
-    """The fix to print with 'no such repo': check the name, or change the endpoint."""
-    return f"check the name with: deltahub list; {CHANGE_HINT}"
+def repo_not_found(repo_id: str, exc: BaseException | None = None, what: str = "no repo") -> InputError:
+    """'no repo X on <the endpoint in words>' (+ the registry's reason when it involves the upstream),
+    with the fix: check the name, or change the endpoint."""
+    why = (getattr(exc, "server_message", None) or "").strip()
+    detail = f": {why}" if "upstream" in why else ""
+    return InputError(f"{what} {repo_id} on {describe()}{detail}", f"check the name with: deltahub list; {CHANGE_HINT}")
 
 
 def _is_loopback(endpoint: str) -> bool:

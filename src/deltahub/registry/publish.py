@@ -75,10 +75,11 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
         (stage / "deltahub.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
         write_card(stage)
         files = _local_files(stage)
+        # create first: probing a name the registry does not hold would make it ask its upstream
+        hub.create_repo(repo_id, repo_type=rtype, private=private, exist_ok=True)
         head = _unchanged(hub, repo_id, rtype, files)
         created = head is None
         if created:
-            hub.create_repo(repo_id, repo_type=rtype, private=private, exist_ok=True)
             info = hub.upload_folder(repo_id=repo_id, folder_path=str(stage), repo_type=rtype,
                                      commit_message=message or f"deltahub publish ({block.kind})")
             head = info.oid

@@ -73,7 +73,7 @@ class Mirrors:
             return None
         if repo is not None and not mirror:
             return None
-        if rtype not in PREFIX or (repo is None and self.upstream is None):
+        if rtype not in PREFIX or (repo is None and (self.upstream is None or self._published_here(rtype, ns, name))):
             return None
         rev = check_revision(request.path_params.get("rev") or "main")
         token = self._forwardable(request.headers.get("authorization"))
@@ -313,6 +313,11 @@ class Mirrors:
         if not token or token == self.open_token or token in self.auth.tokens:
             return None
         return token
+
+    def _published_here(self, rtype: str, ns: str, name: str) -> bool:
+        """The name is a local repo of the other type (a client probing model, then dataset): never ask upstream."""
+        other = self.store.get_repo("dataset" if rtype == "model" else "model", ns, name)
+        return other is not None and self.store.mirror_of(other) is None
 
     def _has_commit(self, repo: Repo, sha: str) -> bool:
         try:
