@@ -176,3 +176,49 @@ def test_unknown_repo_names_the_endpoint_and_upstream_and_the_fix(flow, upstream
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "no repo me/typo on the embedded registry (started on demand at http://127.0.0.1:" in r.stderr
     assert "deltahub hub use" in r.stderr
+
+
+PROBE = """
+import json, os, sys, threading
+import yaml
+import huggingface_hub.constants as hc
+from mergekit.config import MergeConfiguration
+from mergekit.merge import run_merge
+from mergekit.options import MergeOptions
+
+def state():
+    return {"endpoint": hc.ENDPOINT, "HF_ENDPOINT": os.environ.get("HF_ENDPOINT"), "deltahub.hub": "deltahub.hub" in sys.modules,
+            "threads": sorted(t.name for t in threading.enumerate())}
+
+out = {"start": state()}
+(linear, gam), target = (yaml.safe_load(open(p)) for p in sys.argv[1:3]), sys.argv[3]
+linear = MergeConfiguration.model_validate(linear)
+run_merge(linear, target, options=MergeOptions(quiet=True))
+with_id = MergeConfiguration.model_validate({**linear.model_dump(mode="json"), "base_model": "me/other"})
+with_id.referenced_models()
+out["linear"] = state()
+MergeConfiguration.model_validate(gam).referenced_models()
+out["gam"] = state()
+print(json.dumps(out))
+"""
+
+
+def test_a_config_without_deltahub_methods_is_left_to_mergekit(flow, tiny_model):
+    """linear (mergekit's own method), even naming a repo id, configures nothing: huggingface_hub keeps its
+    default endpoint, no registry starts, the merge is mergekit's; the same process then resolves a gam
+    config through deltahub (the positive control)."""
+    root = flow["root"]
+    a, b = Path(tiny_model), root / "ref"
+    linear = {"merge_method": "linear", "dtype": "float32",
+              "models": [{"model": str(a), "parameters": {"weight": 1.0}}, {"model": str(b), "parameters": {"weight": 3.0}}]}
+    (root / "linear.yml").write_text(yaml.safe_dump(linear))
+    out = run(flow["env"], sys.executable, "-c", PROBE, root / "linear.yml", root / "gam.yml", root / "linear-out")
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {k: v for k, v in state["linear"].items() if k != "threads"} == \
+        {k: v for k, v in state["start"].items() if k != "threads"}
+    assert state["linear"]["endpoint"] == "https://huggingface.co" and state["linear"]["HF_ENDPOINT"] is None
+    assert not state["linear"]["deltahub.hub"] and "deltahub-registry" not in state["linear"]["threads"]
+    assert state["gam"]["endpoint"].startswith("http://127.0.0.1:") and "deltahub-registry" in state["gam"]["threads"]
+    got, wa, wb = weights(root / "linear-out"), weights(a), weights(b)
+    for name, t in got.items():
+        assert torch.allclose(t, (wa[name] + 3.0 * wb[name]) / 4.0, atol=1e-6), name
