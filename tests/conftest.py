@@ -4,6 +4,8 @@
   at once, so no test can reach the Hub (or anything else) by accident.
 * Hub client environment: HF_HOME in a temporary folder, Xet off, telemetry off, set before any
   test imports huggingface_hub.
+* DELTAHUB_HOME in a temporary folder whose saved settings turn the embedded registry's read-through
+  upstream off (tests that exercise read-through use a loopback registry as the upstream).
 """
 
 from __future__ import annotations

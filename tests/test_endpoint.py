@@ -87,3 +87,30 @@ def test_a_broken_settings_file_says_which_file_and_the_fix(home):
     with pytest.raises(InputError, match="settings.json is not valid deltahub settings") as err:
         settings.choose()
     assert "deltahub hub use" in err.value.fix
+
+
+def test_the_gam_yml_written_for_published_deltas(tmp_path):
+    import shlex
+
+    import yaml
+
+    from deltahub.registry.mergekit_config import write_for_published
+
+    student = tmp_path / "student"
+    student.mkdir()
+    published = {}
+    for name in ("srt", "rev"):
+        pulled = tmp_path / f"pulled-{name}"
+        pulled.mkdir()
+        (pulled / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(student)}))
+        published[name] = {"repo": f"demo/{name}-delta", "revision": name * 10, "pulled": str(pulled)}
+    line = write_for_published(published, tmp_path / "out" / "gam.yml", {"reference": "auto"})
+    cfg = yaml.safe_load((tmp_path / "out" / "gam.yml").read_text())
+    assert cfg == {"merge_method": "gam", "base_model": str(student), "dtype": "float32", "parameters": {"reference": "auto"},
+                   "models": [{"model": f"{student}+demo/srt-delta@{'srt' * 10}", "parameters": {"weight": 1.0}},
+                              {"model": f"{student}+demo/rev-delta@{'rev' * 10}", "parameters": {"weight": 1.0}}]}
+    assert shlex.split(line) == ["mergekit-yaml", str(tmp_path / "out" / "gam.yml"), str(tmp_path / "out" / "merged-mergekit"),
+                                 "--lora-merge-cache", str(tmp_path / "out" / "merged-mergekit-lora-cache"),
+                                 "--lora-merge-dtype", "float32"]
+    assert write_for_published({"x": {"adapter": "/a"}}, tmp_path / "none.yml") is None  # nothing published
+    assert not (tmp_path / "none.yml").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 from test_merge import dense_gam
 from test_merge_adapters import _dense_delta
 
+from deltahub.registry.mergekit_config import mergekit_command, mergekit_config
 from deltahub.tiny import build_random_adapter
 
 BIN = Path(sys.executable).parent
@@ -109,14 +111,12 @@ def flow(upstream, tiny_model, tmp_path_factory):
     for folder, repo in ((trained, "me/trained"), (other, "me/other")):
         out = run(env, BIN / "deltahub", "publish", folder, "--repo", repo)
         shas[repo] = out.stdout.split("@")[-1].split()[0]
-    config = {"merge_method": "gam", "base_model": "up/base", "dtype": "float32",
-              "models": [{"model": f"up/base+me/trained@{shas['me/trained']}", "parameters": {"weight": 1.0}},
-                         {"model": "up/base+me/other@main", "parameters": {"weight": 0.5}}],
-              "parameters": {"reference": 0}}
+    config = mergekit_config("up/base", [f"me/trained@{shas['me/trained']}", "me/other@main"], weights=[1.0, 0.5],
+                             parameters={"reference": 0})
     (root / "gam.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    line = shlex.split(mergekit_command(root / "gam.yml", root / "mk"))
     t0 = time.perf_counter()
-    mk = run(env, BIN / "mergekit-yaml", root / "gam.yml", root / "mk", "--lora-merge-cache", root / "lora-cache",
-             "--lora-merge-dtype", "float32")
+    mk = run(env, BIN / line[0], *line[1:])
     mk_seconds = time.perf_counter() - t0
     run(env, BIN / "deltahub", "merge", f"me/trained@{shas['me/trained']}", "me/other", "--weights", "1.0,0.5",
         "--method", "gam", "--reference", "0", "--base", "up/base", "--full", "--dtype", "float32", "--out", root / "ref")
@@ -166,7 +166,7 @@ def test_unknown_repo_names_the_endpoint_and_upstream_and_the_fix(flow, upstream
     bad = flow["root"] / "typo.yml"
     bad.write_text(yaml.safe_dump(cfg))
     r = subprocess.run([str(BIN / "mergekit-yaml"), str(bad), str(flow["root"] / "typo-out"), "--lora-merge-cache",
-                        str(flow["root"] / "lora-cache")], env=flow["env"], capture_output=True, text=True, timeout=300)
+                        str(flow["root"] / "mk-lora-cache")], env=flow["env"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert "me/typo" in last and "the embedded registry (started on demand at http://127.0.0.1:" in last

@@ -44,8 +44,11 @@ def configure(ids: list[tuple[str, str | None]]) -> None:
     if not _configured:
         setup_client()
         _configured = True
+    import huggingface_hub.constants
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return  # HF_HUB_OFFLINE=1: mergekit reads the local cache; nothing can be checked
     api = get_api()
     for repo_id, revision in ids:
         if (repo_id, revision) in _checked:
