@@ -79,8 +79,9 @@ class LoraAdapter:
         if not torch.isfinite(A32.sum() + B32.sum()) and not (torch.isfinite(A32).all() and torch.isfinite(B32).all()):
             raise AdapterError(f"{self.path}: module {name} has NaN or Inf in its LoRA factors",
                                "the adapter is corrupt or training diverged; retrain or drop it")
-        # get_tensor returns a fresh tensor (no one else holds it), so the scale folds in place
-        return LowRank(B32.mul_(self.scale(name, A.shape[0])), A32)
+        # out of place: for float32 files get_tensor's tensor shares the open handle's memory, so an
+        # in-place mul_ folded the scale in again on every later read of the module (issue #13)
+        return LowRank(B32 * self.scale(name, A.shape[0]), A32)
 
     @property
     def modules(self) -> Mapping[str, LowRank]:
