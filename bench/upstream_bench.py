@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hub_bench import _peak_rss_mb  # VmHWM of a process (bench/ is on sys.path when run as a script)
+
 CLIENT = """
 import resource, sys, time
 from huggingface_hub import hf_hub_download
@@ -32,13 +34,6 @@ t = time.perf_counter()
 hf_hub_download("bench/big", "big.safetensors", endpoint=sys.argv[1], cache_dir=sys.argv[2])
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _free_port() -> int:

@@ -65,7 +65,8 @@ def test_hub_use_saves_and_describes(home, capsys):
     code, out, _ = run_cli(capsys, "hub", "use", "--no-upstream")
     assert code == 0 and "no upstream" in out
     code, out, _ = run_cli(capsys, "hub", "use", "http://team-hub:8765")
-    assert code == 0 and out.strip().endswith(f"http://team-hub:8765 (chosen by the setting saved in {home / 'settings.json'})")
+    saved = home / "settings.json"
+    assert code == 0 and out.strip().endswith(f"http://team-hub:8765 (chosen by the setting saved in {saved})")
     code, out, _ = run_cli(capsys, "hub", "use")
     assert code == 0 and "http://team-hub:8765" in out and "saved to" not in out
 
@@ -106,11 +107,13 @@ def test_the_gam_yml_written_for_published_deltas(tmp_path):
         published[name] = {"repo": f"demo/{name}-delta", "revision": name * 10, "pulled": str(pulled)}
     line = write_for_published(published, tmp_path / "out" / "gam.yml", {"reference": "auto"})
     cfg = yaml.safe_load((tmp_path / "out" / "gam.yml").read_text())
-    assert cfg == {"merge_method": "gam", "base_model": str(student), "dtype": "float32", "parameters": {"reference": "auto"},
+    assert cfg == {"merge_method": "gam", "base_model": str(student), "dtype": "float32",
+                   "parameters": {"reference": "auto"},
                    "models": [{"model": f"{student}+demo/srt-delta@{'srt' * 10}", "parameters": {"weight": 1.0}},
                               {"model": f"{student}+demo/rev-delta@{'rev' * 10}", "parameters": {"weight": 1.0}}]}
-    assert shlex.split(line) == ["mergekit-yaml", str(tmp_path / "out" / "gam.yml"), str(tmp_path / "out" / "merged-mergekit"),
-                                 "--lora-merge-cache", str(tmp_path / "out" / "merged-mergekit-lora-cache"),
+    out = tmp_path / "out"
+    assert shlex.split(line) == ["mergekit-yaml", str(out / "gam.yml"), str(out / "merged-mergekit"),
+                                 "--lora-merge-cache", str(out / "merged-mergekit-lora-cache"),
                                  "--lora-merge-dtype", "float32"]
     assert write_for_published({"x": {"adapter": "/a"}}, tmp_path / "none.yml") is None  # nothing published
     assert not (tmp_path / "none.yml").exists()

@@ -119,7 +119,8 @@ def flow(upstream, tiny_model, tmp_path_factory):
     mk = run(env, BIN / line[0], *line[1:])
     mk_seconds = time.perf_counter() - t0
     run(env, BIN / "deltahub", "merge", f"me/trained@{shas['me/trained']}", "me/other", "--weights", "1.0,0.5",
-        "--method", "gam", "--reference", "0", "--base", "up/base", "--full", "--dtype", "float32", "--out", root / "ref")
+        "--method", "gam", "--reference", "0", "--base", "up/base", "--full", "--dtype", "float32",
+        "--out", root / "ref")
     print(f"\nmergekit-yaml on published tiny deltas: {mk_seconds:.1f} s")
     return {"root": root, "home": home, "env": env, "use": use, "mk": mk, "trained": trained, "other": other,
             "shas": shas}
@@ -165,8 +166,8 @@ def test_unknown_repo_names_the_endpoint_and_upstream_and_the_fix(flow, upstream
     cfg["models"][1]["model"] = "up/base+me/typo@main"
     bad = flow["root"] / "typo.yml"
     bad.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([str(BIN / "mergekit-yaml"), str(bad), str(flow["root"] / "typo-out"), "--lora-merge-cache",
-                        str(flow["root"] / "mk-lora-cache")], env=flow["env"], capture_output=True, text=True, timeout=300)
+    cmd = [BIN / "mergekit-yaml", bad, flow["root"] / "typo-out", "--lora-merge-cache", flow["root"] / "mk-lora-cache"]
+    r = subprocess.run([str(c) for c in cmd], env=flow["env"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert "me/typo" in last and "the embedded registry (started on demand at http://127.0.0.1:" in last
@@ -187,7 +188,8 @@ from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
 def state():
-    return {"endpoint": hc.ENDPOINT, "HF_ENDPOINT": os.environ.get("HF_ENDPOINT"), "deltahub.hub": "deltahub.hub" in sys.modules,
+    return {"endpoint": hc.ENDPOINT, "HF_ENDPOINT": os.environ.get("HF_ENDPOINT"),
+            "deltahub.hub": "deltahub.hub" in sys.modules,
             "threads": sorted(t.name for t in threading.enumerate())}
 
 out = {"start": state()}
@@ -210,7 +212,8 @@ def test_a_config_without_deltahub_methods_is_left_to_mergekit(flow, tiny_model)
     root = flow["root"]
     a, b = Path(tiny_model), root / "ref"
     linear = {"merge_method": "linear", "dtype": "float32",
-              "models": [{"model": str(a), "parameters": {"weight": 1.0}}, {"model": str(b), "parameters": {"weight": 3.0}}]}
+              "models": [{"model": str(a), "parameters": {"weight": 1.0}},
+                         {"model": str(b), "parameters": {"weight": 3.0}}]}
     (root / "linear.yml").write_text(yaml.safe_dump(linear))
     out = run(flow["env"], sys.executable, "-c", PROBE, root / "linear.yml", root / "gam.yml", root / "linear-out")
     state = json.loads(out.stdout.strip().splitlines()[-1])

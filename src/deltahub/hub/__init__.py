@@ -92,8 +92,8 @@ def _is_loopback(endpoint: str) -> bool:
 
 def _saved_hf_token() -> bool:
     """Whether ``hf auth login`` saved a token (then it is sent, and reaches a private upstream repo)."""
-    path = os.environ.get("HF_TOKEN_PATH") or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "token"
-    return Path(path).is_file()
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    return Path(os.environ.get("HF_TOKEN_PATH") or hf_home / "token").is_file()
 
 
 def _patch_loaded(endpoint: str) -> None:

@@ -25,8 +25,8 @@ def hub_group() -> None:
 @click.option("--upstream", default=None, help="Hub to read through to for repos not held here "
               "(default: the saved setting, else https://huggingface.co).")
 @click.option("--no-upstream", is_flag=True, help="Serve only what is held here.")
-def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, token_pairs: tuple[str, ...], open_mode: bool,
-          upstream: str | None, no_upstream: bool) -> None:
+def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, token_pairs: tuple[str, ...],
+          open_mode: bool, upstream: str | None, no_upstream: bool) -> None:
     """Serve the registry until interrupted."""
     import uvicorn
 
@@ -47,7 +47,8 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
         raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")
     upstream = None if no_upstream else check_url(upstream, "upstream") if upstream else load().upstream
     root = root or registry_root()
-    click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {'open' if auth.open_mode else 'tokens'} mode, "
+    mode = "open" if auth.open_mode else "tokens"
+    click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
                f"{'upstream ' + upstream if upstream else 'no upstream'})")
     uvicorn.run(build_app(root, auth, upstream=upstream), host=host, port=port, log_level="warning", lifespan="off")
 
