@@ -130,6 +130,15 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
         listing = httpx2.get(f"{mirror.url}/api/models", headers=headers).json()
         assert "alice/secret" not in [m["id"] for m in listing]
     assert "alice/secret" not in [m.id for m in alice.list_models()]  # listings never show private mirrors
+    # nor can a local repo's commit name the private mirror's object to read it (the registry-security rule)
+    oid = hashlib.sha256(secret).hexdigest()
+    HfApi(endpoint=mirror.url, token="m").create_repo("mallory/x")
+    lines = [{"key": "header", "value": {"summary": "x"}},
+             {"key": "lfsFile", "value": {"path": "leak.bin", "algo": "sha256", "oid": oid, "size": len(secret)}}]
+    r = httpx2.post(f"{mirror.url}/api/models/mallory/x/commit/main", content="\n".join(map(json.dumps, lines)),
+                    headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 422 and b"classified" not in r.content
+    assert httpx2.get(f"{mirror.url}/mallory/x/resolve/main/leak.bin").status_code == 404
 
 
 def test_a_mirror_is_read_only(tmp_path, upstream, mirror):
@@ -155,7 +164,7 @@ def test_tampered_upstream_content_is_refused(tmp_path, upstream, mirror):
     assert r.status_code == 502 and "does not match its sha256" in r.headers["x-error-message"]
     mirror_store = Store(Path(mirror.root))
     assert not mirror_store.has_blob(hashlib.sha256(big).hexdigest())
-    assert list(mirror_store.tmp.iterdir()) == []  # nothing half-written is left behind
+    assert list((Path(mirror.root) / "tmp").rglob("up-*")) == []  # nothing half-written is left behind
     cfg = Store(Path(srv.root)).blob_path(hashlib.sha256(b'{"a": 1}').hexdigest())
     cfg.write_bytes(b'{"a": 2}')  # a regular file whose git sha1 no longer matches
     publish(up, tmp_path / "g", "alice/other", {"config.json": b'{"a": 1}'})  # the upstream reuses that blob

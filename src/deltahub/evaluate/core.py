@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import InputError
 
 TOY_PREFIX = "toy:"
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 
 
 def is_toy_task(task: str) -> bool:
@@ -50,11 +51,21 @@ def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple
         if not base:
             raise InputError(f"{path}/adapter_config.json names no base_model_name_or_path",
                              "pass the base model as MODEL and the adapter with --adapter")
-        return local(base), path
+        return _no_pickles(local(base)), _no_pickles(path)
     if not (path / "config.json").exists():
         raise InputError(f"{path} has neither config.json nor adapter_config.json",
                          "pass a Hugging Face model folder or a PEFT adapter folder")
-    return path, (local(adapter) if adapter is not None else None)
+    return _no_pickles(path), (_no_pickles(local(adapter)) if adapter is not None else None)
+
+
+def _no_pickles(folder: Path) -> Path:
+    """``folder`` when its weights are safetensors; pickled-only weights would reach torch.load: refused."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
+        if pickled:
+            raise InputError(f"{folder} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
+                             "convert the weights to safetensors (save_pretrained(..., safe_serialization=True))")
+    return folder
 
 
 def pick_backend(backend: str = "auto") -> str:

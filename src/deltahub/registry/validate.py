@@ -171,7 +171,9 @@ def validate_folder(
             except (KeyError, ValueError) as exc:
                 ok, detail = False, f"base config lacks {exc}"
             report.add("adapter matches its base", ok, detail)
-    if kind == "adapter" and not (folder / "adapter_config.json").is_file():
+    merged_output = getattr(block.merge, "output", None) if block is not None and block.merge is not None else None
+    is_adapter = kind == "adapter" or (kind == "merged" and merged_output != "full-model")
+    if is_adapter and not (folder / "adapter_config.json").is_file():
         report.add("adapter matches its base", False, "adapter_config.json is missing (not a PEFT adapter folder)")
     if kind == "adapter" and block is not None:
         link = block.dataset

@@ -24,6 +24,7 @@ class RunningServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._server.config.app.state.hub.store.close()
 
     def __enter__(self) -> "RunningServer":
         return self
@@ -40,11 +41,11 @@ def start_server(root: Path, host: str = "127.0.0.1", port: int = 0, open_mode: 
     import uvicorn
 
     from .app import build_app
+    from .protocol import server_config
 
     auth = Auth(open_mode=open_mode, tokens=dict(tokens or {}), orgs=dict(orgs or {}))
     app = build_app(Path(root), auth, page_size, upstream)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, host, port))
     thread = threading.Thread(target=server.run, name="deltahub-registry", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -34,6 +34,7 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
     from ..hub.settings import check_url, load
     from .app import build_app
     from .auth import Auth
+    from .protocol import server_config
 
     auth = Auth.from_file(tokens_file, open_mode) if tokens_file else Auth(open_mode=open_mode)
     for pair in token_pairs:
@@ -50,7 +51,7 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
     mode = "open" if auth.open_mode else "tokens"
     click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
                f"{'upstream ' + upstream if upstream else 'no upstream'})")
-    uvicorn.run(build_app(root, auth, upstream=upstream), host=host, port=port, log_level="warning", lifespan="off")
+    uvicorn.Server(server_config(build_app(root, auth, upstream=upstream), host, port)).run()
 
 
 @hub_group.command("use")

@@ -18,14 +18,23 @@ that repo (checked upstream, remembered for ``ACCESS_TTL`` s); listings never sh
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from typing import TYPE_CHECKING, Iterator
 from urllib.parse import quote
 
-from .paths import BadRequest, check_path, check_revision
-from .storage import Repo, StoreError, git_blob_oid
+from .errors import (
+    BadRequest,
+    EntryNotFound,
+    Forbidden,
+    RegistryError,
+    RepoNotFound,
+    RevisionNotFound,
+    UpstreamFailed,
+)
+from .history import Entry
+from .paths import check_path, check_revision
+from .storage import Repo, git_blob_oid
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -68,8 +77,8 @@ class Mirrors:
         mirror = repo is not None and self.store.mirror_of(repo) is not None
         if write:
             if mirror:
-                raise StoreError(403, f"{ns}/{name} is a read-only mirror of {self.store.mirror_of(repo)}: pushes never "
-                                      "go upstream; publish under your own namespace instead")
+                raise Forbidden(f"{ns}/{name} is a read-only mirror of {self.store.mirror_of(repo)}: pushes never go "
+                                "upstream; publish under your own namespace instead")
             return None
         if repo is not None and not mirror:
             return None
@@ -97,9 +106,7 @@ class Mirrors:
         if repo is None and rev != "main":  # a new mirror records upstream's main too: cards and listings read it
             try:
                 repo = self._sync(rtype, ns, name, "main", token, None)
-            except StoreError as exc:
-                if exc.code != "RevisionNotFound":
-                    raise
+            except RevisionNotFound:
                 stand_in_for_main = True
         try:
             info = self._json(f"/api/{rtype}s/{repo_id}/revision/{quote(rev, safe='')}", token)
@@ -107,19 +114,18 @@ class Mirrors:
             return self._offline(repo, rev, repo_id, f"its upstream {self.upstream} is unreachable ({exc})")
         except _UpstreamStatus as exc:
             if exc.code == "RevisionNotFound":
-                raise StoreError(404, f"Invalid rev id: {rev} ({repo_id} on the upstream {self.upstream})",
-                                 "RevisionNotFound") from None
-            raise StoreError(404, f"Repository not found: {repo_id} (neither in this registry nor readable on its "
-                                  f"upstream {self.upstream}: {exc.status} {exc.message})", "RepoNotFound") from None
+                raise RevisionNotFound(f"Invalid rev id: {rev} ({repo_id} on the upstream {self.upstream})") from None
+            raise RepoNotFound(f"Repository not found: {repo_id} (neither in this registry nor readable on its "
+                               f"upstream {self.upstream}: {exc.status} {exc.message})") from None
         sha, private = str(info.get("sha", "")), info.get("private") is not False
         if not _SHA1.match(sha):
-            raise StoreError(502, f"upstream {self.upstream} answered an invalid commit sha for {repo_id}")
+            raise UpstreamFailed(f"upstream {self.upstream} answered an invalid commit sha for {repo_id}")
         refs = [] if sha.startswith(rev) else [rev]
         if stand_in_for_main:
             refs.append("main")
-        tree = self.store.tree(sha) if repo is not None and self._has_commit(repo, sha) else self._tree(rtype, repo_id, sha, token)
-        mirrored = self.store.import_mirror(rtype, ns, name, self.upstream, private, sha, tree,
-                                            f"mirrored from {self.upstream}", time.time(), refs)
+        stored = repo is not None and self._has_commit(repo, sha)
+        tree = dict(self.store.tree(sha)) if stored else self._tree(rtype, repo_id, sha, token)
+        mirrored = self.store.import_mirror(rtype, ns, name, self.upstream, private, sha, tree, time.time(), refs)
         if private:
             self._access[(mirrored.id, _token_key(token))] = time.monotonic() + ACCESS_TTL
         return mirrored
@@ -130,16 +136,15 @@ class Mirrors:
             try:
                 self.store.resolve(repo, rev)
                 return repo
-            except StoreError:
+            except RegistryError:
                 pass
-        raise StoreError(404, f"Repository not found: {repo_id} (this registry does not hold it at {rev!r} and {why})",
-                         "RepoNotFound")
+        raise RepoNotFound(f"Repository not found: {repo_id} (this registry does not hold it at {rev!r} and {why})")
 
     def _check_access(self, rtype: str, repo: Repo, token: str | None) -> None:
         key = (repo.id, _token_key(token))
         if self._access.get(key, 0.0) > time.monotonic():
             return
-        denied = StoreError(404, f"Repository not found: {repo.repo_id}", "RepoNotFound")
+        denied = RepoNotFound(f"Repository not found: {repo.repo_id}")
         if token is None or self.upstream is None:
             raise denied
         try:
@@ -148,50 +153,49 @@ class Mirrors:
             raise denied from None
         self._access[key] = time.monotonic() + ACCESS_TTL
 
-    def _tree(self, rtype: str, repo_id: str, sha: str, token: str | None) -> dict[str, dict]:
+    def _tree(self, rtype: str, repo_id: str, sha: str, token: str | None) -> dict[str, Entry]:
         """The commit's files as store entries: regular files downloaded and checked now, LFS files described."""
-        tree: dict[str, dict] = {}
+        tree: dict[str, Entry] = {}
         url = f"/api/{rtype}s/{repo_id}/tree/{sha}?recursive=true&expand=false"
         while url:
             items, url = self._json_page(url, token)
             for item in items:
                 if not isinstance(item, dict) or item.get("type") != "file":
                     continue
-                entry = self._entry(rtype, repo_id, sha, item, token)
-                tree[entry.pop("path")] = entry
+                path, entry = self._entry(rtype, repo_id, sha, item, token)
+                tree[path] = entry
                 if len(tree) > MAX_TREE_FILES:
-                    raise StoreError(502, f"{repo_id} on {self.upstream} has more than {MAX_TREE_FILES} files")
+                    raise UpstreamFailed(f"{repo_id} on {self.upstream} has more than {MAX_TREE_FILES} files")
         return tree
 
-    def _entry(self, rtype: str, repo_id: str, sha: str, item: dict, token: str | None) -> dict:
+    def _entry(self, rtype: str, repo_id: str, sha: str, item: dict, token: str | None) -> tuple[str, Entry]:
         try:
             path = check_path(str(item.get("path", "")))
         except BadRequest as exc:
-            raise StoreError(502, f"upstream {self.upstream} lists an unsafe path in {repo_id}: {exc}") from None
+            raise UpstreamFailed(f"upstream {self.upstream} lists an unsafe path in {repo_id}: {exc.message}") from None
         oid, size, lfs = str(item.get("oid", "")), item.get("size"), item.get("lfs")
         if not _SHA1.match(oid) or not isinstance(size, int) or size < 0:
-            raise StoreError(502, f"upstream {self.upstream} describes {repo_id}/{path} with an invalid oid or size")
+            raise UpstreamFailed(f"upstream {self.upstream} describes {repo_id}/{path} with an invalid oid or size")
         if isinstance(lfs, dict):
             sha256 = str(lfs.get("oid", ""))
             if not _SHA256.match(sha256) or lfs.get("size", size) != size:
-                raise StoreError(502, f"upstream {self.upstream} gives {repo_id}/{path} an invalid LFS sha256 or size")
-            return {"path": path, "sha256": sha256, "size": size, "oid": oid, "lfs": True}
+                raise UpstreamFailed(f"upstream {self.upstream} gives {repo_id}/{path} an invalid LFS sha256 or size")
+            return path, Entry(sha256, size, oid, True)
         data = b"".join(self._download(rtype, repo_id, sha, path, size, token))
         if git_blob_oid(data) != oid:
-            raise StoreError(502, f"{repo_id}/{path} from {self.upstream} does not match its git sha1 {oid}")
-        return {"path": path, "sha256": self.store.put_bytes(data), "size": size, "oid": oid, "lfs": False}
+            raise UpstreamFailed(f"{repo_id}/{path} from {self.upstream} does not match its git sha1 {oid}")
+        return path, Entry(self.store.put_bytes(data), size, oid, False)
 
     # -- large files ------------------------------------------------------------------------
-    def blob_response(self, request: "Request", repo: Repo, sha: str, path: str, entry: dict,
+    def blob_response(self, request: "Request", repo: Repo, sha: str, path: str, entry: Entry,
                       headers: dict[str, str]) -> "Response | None":
         """Answer a read of a mirror file whose blob is not stored yet; None once it is (the caller serves it)."""
         from starlette.responses import Response, StreamingResponse
 
         if self.store.mirror_of(repo) is None or self.upstream is None:
-            raise StoreError(404, f"Entry not found: {path} (its content is missing from this registry)",
-                             "EntryNotFound")
+            raise EntryNotFound(f"Entry not found: {path} (its content is missing from this registry)", commit=sha)
         if request.method == "HEAD":
-            return Response(status_code=200, headers={**headers, "Content-Length": str(entry["size"])},
+            return Response(status_code=200, headers={**headers, "Content-Length": str(entry.size)},
                             media_type="application/octet-stream")
         token = self._forwardable(request.headers.get("authorization"))
         chunks = self._fetch(repo.type, repo.repo_id, sha, path, entry, token)
@@ -200,33 +204,25 @@ class Mirrors:
                 pass
             return None
         first = next(chunks, b"")  # errors before the first byte still become a clean HTTP error
-        return StreamingResponse(_prepend(first, chunks), headers={**headers, "Content-Length": str(entry["size"])},
+        return StreamingResponse(_prepend(first, chunks), headers={**headers, "Content-Length": str(entry.size)},
                                  media_type="application/octet-stream")
 
-    def _fetch(self, rtype: str, repo_id: str, sha: str, path: str, entry: dict, token: str | None) -> Iterator[bytes]:
+    def _fetch(self, rtype: str, repo_id: str, sha: str, path: str, entry: Entry, token: str | None) -> Iterator[bytes]:
         """Yield the file's bytes as they arrive while writing them to a temp file; it joins the store only
         if its sha256 and size match. The last chunk is held back until then, so a client never receives
         a complete file that failed the check."""
-        fd, tmp = self.store.new_temp()
-        try:
-            h = hashlib.sha256()
+        with self.store.incoming(entry.size) as incoming:  # removes the temp file whatever ends this
             held = None
-            with os.fdopen(fd, "wb") as f:
-                for chunk in self._download(rtype, repo_id, sha, path, entry["size"], token):
-                    h.update(chunk)
-                    f.write(chunk)
-                    if held is not None:
-                        yield held
-                    held = chunk
-                f.flush()
-                os.fsync(f.fileno())
-            if h.hexdigest() != entry["sha256"]:
-                raise StoreError(502, f"{repo_id}/{path} from {self.upstream} does not match its sha256 {entry['sha256']}")
-            self.store.adopt_blob(tmp, entry["sha256"])
-            if held is not None:
-                yield held
-        finally:
-            tmp.unlink(missing_ok=True)
+            for chunk in self._download(rtype, repo_id, sha, path, entry.size, token):
+                incoming.write(chunk)
+                if held is not None:
+                    yield held
+                held = chunk
+            if incoming.finish() != entry.sha256:
+                raise UpstreamFailed(f"{repo_id}/{path} from {self.upstream} does not match its sha256 {entry.sha256}")
+            incoming.adopt(entry.sha256)
+        if held is not None:
+            yield held
 
     # -- HTTP -------------------------------------------------------------------------------
     def _http(self):
@@ -265,7 +261,7 @@ class Mirrors:
     def _json(self, url: str, token: str | None) -> dict:
         data, _ = self._json_page(url, token)
         if not isinstance(data, dict):
-            raise StoreError(502, f"upstream {self.upstream} answered {url} with something other than an object")
+            raise UpstreamFailed(f"upstream {self.upstream} answered {url} with something other than an object")
         return data
 
     def _json_page(self, url: str, token: str | None):
@@ -273,10 +269,10 @@ class Mirrors:
         try:
             data = response.json()
         except ValueError:
-            raise StoreError(502, f"upstream {self.upstream} answered {url} with invalid JSON") from None
+            raise UpstreamFailed(f"upstream {self.upstream} answered {url} with invalid JSON") from None
         nxt = response.links.get("next", {}).get("url")
         if nxt and not nxt.startswith(self.upstream + "/"):
-            raise StoreError(502, f"upstream {self.upstream} paginates to another host: {nxt[:100]}")
+            raise UpstreamFailed(f"upstream {self.upstream} paginates to another host: {nxt[:100]}")
         return data, (nxt[len(self.upstream):] if nxt else None)
 
     def _download(self, rtype: str, repo_id: str, sha: str, path: str, size: int, token: str | None) -> Iterator[bytes]:
@@ -285,24 +281,26 @@ class Mirrors:
         try:
             response = self._send(url, token, stream=True)
         except _UpstreamStatus as exc:
-            raise StoreError(502, f"upstream {self.upstream} refused {repo_id}/{path}: {exc.status} {exc.message}") from None
+            raise UpstreamFailed(f"upstream {self.upstream} refused {repo_id}/{path}: {exc.status} "
+                                 f"{exc.message}") from None
         except Unreachable as exc:
-            raise StoreError(502, f"upstream {self.upstream} is unreachable ({exc})") from None
+            raise UpstreamFailed(f"upstream {self.upstream} is unreachable ({exc})") from None
         try:
             first = response.history[0] if response.history else response
             commit = first.headers.get("x-repo-commit")
             if commit and commit != sha:
-                raise StoreError(502, f"upstream {self.upstream} served {repo_id}/{path} from commit {commit}, not {sha}")
+                raise UpstreamFailed(f"upstream {self.upstream} served {repo_id}/{path} from commit {commit}, "
+                                     f"not {sha}")
             n = 0
             for chunk in response.iter_bytes(CHUNK):
                 n += len(chunk)
                 if n > size:
-                    raise StoreError(502, f"{repo_id}/{path} from {self.upstream} is larger than its {size} bytes")
+                    raise UpstreamFailed(f"{repo_id}/{path} from {self.upstream} is larger than its {size} bytes")
                 yield chunk
         finally:
             response.close()
         if n != size:
-            raise StoreError(502, f"{repo_id}/{path} from {self.upstream} has {n} bytes, not {size}")
+            raise UpstreamFailed(f"{repo_id}/{path} from {self.upstream} has {n} bytes, not {size}")
 
     # -- small helpers ----------------------------------------------------------------------
     def _forwardable(self, authorization: str | None) -> str | None:
@@ -322,7 +320,7 @@ class Mirrors:
     def _has_commit(self, repo: Repo, sha: str) -> bool:
         try:
             return self.store.resolve(repo, sha) == sha
-        except StoreError:
+        except RevisionNotFound:
             return False
 
 
