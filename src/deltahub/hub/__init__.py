@@ -75,6 +75,11 @@ def describe() -> str:
     return f"{choice.endpoint} (chosen by {choice.source})"
 
 
+def describe_url(url: str) -> str:
+    """``url``, or the embedded registry in words when it is that one (never a bare ephemeral port)."""
+    return describe() if _server is not None and url.rstrip("/") == _server.url else url
+
+
 def repo_not_found(repo_id: str, exc: BaseException | None = None, what: str = "no repo") -> InputError:
     """'no repo X on <the endpoint in words>' (+ the registry's reason when it involves the upstream),
     with the fix: check the name, or change the endpoint."""
