@@ -76,8 +76,12 @@ def test_a_moved_revision_pinned_and_new(tmp_path, upstream, mirror):
     assert api.model_info("alice/base").sha == old
     new = publish(up, tmp_path / "f", "alice/base", {"config.json": b'{"v": 2}'})
     assert new != old
-    read = lambda rev, n: json.loads(Path(hf_hub_download("alice/base", "config.json", revision=rev, endpoint=mirror.url,  # noqa: E731
-                                                          cache_dir=str(tmp_path / f"c{n}"))).read_text())["v"]
+
+    def read(rev: str, n: int) -> int:
+        got = hf_hub_download("alice/base", "config.json", revision=rev, endpoint=mirror.url,
+                              cache_dir=str(tmp_path / f"c{n}"))
+        return json.loads(Path(got).read_text())["v"]
+
     assert read(old, 1) == 1  # the pinned sha keeps its content
     assert api.model_info("alice/base").sha == new and read("main", 2) == 2  # a new resolve of main sees the new head
     assert read(old, 3) == 1
@@ -124,7 +128,8 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
     for who in (None, "tok-bob", "deltahub-open", "made-up"):
         headers = {"authorization": f"Bearer {who}"} if who else {}
         for method, url in reads:
-            r = httpx2.request(method, url, headers=headers, data={"paths": ["w.safetensors"]} if method == "POST" else None)
+            form = {"paths": ["w.safetensors"]} if method == "POST" else None
+            r = httpx2.request(method, url, headers=headers, data=form)
             assert r.status_code == 404, (who, method, url, r.status_code)
             assert b"classified" not in r.content and b'"s": 1' not in r.content
         listing = httpx2.get(f"{mirror.url}/api/models", headers=headers).json()
