@@ -111,9 +111,7 @@ def test_the_gam_yml_written_for_published_deltas(tmp_path):
                    "parameters": {"reference": "auto"},
                    "models": [{"model": f"{student}+demo/srt-delta@{'srt' * 10}", "parameters": {"weight": 1.0}},
                               {"model": f"{student}+demo/rev-delta@{'rev' * 10}", "parameters": {"weight": 1.0}}]}
-    out = tmp_path / "out"
-    assert shlex.split(line) == ["mergekit-yaml", str(out / "gam.yml"), str(out / "merged-mergekit"),
-                                 "--lora-merge-cache", str(out / "merged-mergekit-lora-cache"),
-                                 "--lora-merge-dtype", "float32"]
+    assert shlex.split(line) == ["cd", str(tmp_path / "out"), "&&", "mergekit-yaml", "gam.yml", "merged-mergekit",
+                                 "--lora-merge-cache", "lora-cache", "--lora-merge-dtype", "float32"]
     assert write_for_published({"x": {"adapter": "/a"}}, tmp_path / "none.yml") is None  # nothing published
     assert not (tmp_path / "none.yml").exists()

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from test_merge import dense_gam
 from test_merge_adapters import _dense_delta
 
-from deltahub.registry.mergekit_config import mergekit_command, mergekit_config
+from deltahub.server.web.compose import Composition, Pick
 from deltahub.tiny import build_random_adapter
 
 BIN = Path(sys.executable).parent
@@ -43,8 +43,8 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run(env: dict, *cmd: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout)
+def run(env: dict, *cmd: str, timeout: int = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert out.returncode == 0, f"{cmd[:2]} failed:\n{out.stderr[-3000:]}"
     return out
 
@@ -111,12 +111,11 @@ def flow(upstream, tiny_model, tmp_path_factory):
     for folder, repo in ((trained, "me/trained"), (other, "me/other")):
         out = run(env, BIN / "deltahub", "publish", folder, "--repo", repo)
         shas[repo] = out.stdout.split("@")[-1].split()[0]
-    config = mergekit_config("up/base", [f"me/trained@{shas['me/trained']}", "me/other@main"], weights=[1.0, 0.5],
-                             parameters={"reference": 0})
-    (root / "gam.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    line = shlex.split(mergekit_command(root / "gam.yml", root / "mk"))
+    picks = (Pick("me/trained", shas["me/trained"], 1.0), Pick("me/other", "main", 0.5))
+    (root / "gam.yml").write_text(Composition("up/base", "gam", picks, {"reference": 0}).yaml())
+    line = shlex.split(Composition.mergekit_command("gam.yml", "mk"))  # run in root: its lora-cache goes there
     t0 = time.perf_counter()
-    mk = run(env, BIN / line[0], *line[1:])
+    mk = run(env, BIN / line[0], *line[1:], cwd=root)
     mk_seconds = time.perf_counter() - t0
     run(env, BIN / "deltahub", "merge", f"me/trained@{shas['me/trained']}", "me/other", "--weights", "1.0,0.5",
         "--method", "gam", "--reference", "0", "--base", "up/base", "--full", "--dtype", "float32",
@@ -166,7 +165,7 @@ def test_unknown_repo_names_the_endpoint_and_upstream_and_the_fix(flow, upstream
     cfg["models"][1]["model"] = "up/base+me/typo@main"
     bad = flow["root"] / "typo.yml"
     bad.write_text(yaml.safe_dump(cfg))
-    cmd = [BIN / "mergekit-yaml", bad, flow["root"] / "typo-out", "--lora-merge-cache", flow["root"] / "mk-lora-cache"]
+    cmd = [BIN / "mergekit-yaml", bad, flow["root"] / "typo-out", "--lora-merge-cache", flow["root"] / "lora-cache"]
     r = subprocess.run([str(c) for c in cmd], env=flow["env"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]

@@ -67,6 +67,7 @@ def test_a_mirror_serves_upstream_files_under_upstream_commit_sha(tmp_path, upst
     store = Store(Path(mirror.root))
     assert store.mirror_of(store.get_repo("model", "alice", "base")) == upstream[0].url
     assert store.check() == []
+    assert httpx2.get(f"{mirror.url}/alice/base").status_code == 200  # a public mirror has its web page too
 
 
 def test_a_moved_revision_pinned_and_new(tmp_path, upstream, mirror):
@@ -135,6 +136,13 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
         listing = httpx2.get(f"{mirror.url}/api/models", headers=headers).json()
         assert "alice/secret" not in [m["id"] for m in listing]
     assert "alice/secret" not in [m.id for m in alice.list_models()]  # listings never show private mirrors
+    # nor do the web pages (a browser session has no upstream token): its own pages are 404s, listings omit it
+    for page in ("/alice/secret", f"/alice/secret/tree/{sha}", f"/alice/secret/raw/{sha}/w.safetensors",
+                 f"/alice/secret/commits/{sha}"):
+        r = httpx2.get(mirror.url + page)
+        assert r.status_code == 404 and b"classified" not in r.content, page
+    for page in ("/", "/models", "/compose"):
+        assert b"alice/secret" not in httpx2.get(mirror.url + page).content, page
     # nor can a local repo's commit name the private mirror's object to read it (the registry-security rule)
     oid = hashlib.sha256(secret).hexdigest()
     HfApi(endpoint=mirror.url, token="m").create_repo("mallory/x")
@@ -148,12 +156,14 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
 
 def test_a_mirror_is_read_only(tmp_path, upstream, mirror):
     _, up = upstream
-    publish(up, tmp_path / "f", "alice/base", {"config.json": b"{}"})
+    publish(up, tmp_path / "f", "alice/base", {"config.json": b"{}", "w.safetensors": b"not fetched yet"})
     api = HfApi(endpoint=mirror.url, token="anything")
     api.model_info("alice/base")
+    r = httpx2.get(f"{mirror.url}/alice/base/raw/main/w.safetensors")  # the web page of a file not fetched yet
+    assert r.status_code == 404 and "not fetched from the upstream yet" in r.text
     with pytest.raises(HfHubHTTPError, match="read-only mirror"):
         api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/base")
-    assert [e.path for e in up.list_repo_tree("alice/base")] == [".gitattributes", "config.json"]
+    assert [e.path for e in up.list_repo_tree("alice/base")] == [".gitattributes", "config.json", "w.safetensors"]
 
 
 def test_tampered_upstream_content_is_refused(tmp_path, upstream, mirror):

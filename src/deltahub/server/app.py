@@ -48,6 +48,7 @@ from .paths import check_name, check_oid, check_path, check_revision
 from .storage import Incoming, ReadPolicy, Repo, Store, git_blob_oid, lfs_pointer, wants_lfs
 from .tags import derive_tags, load_card
 from .upstream import Mirrors
+from .web import install as install_pages
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -592,6 +593,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000, upstr
     ]
     app = Starlette(routes=routes)
     app.state.hub = hub
+    install_pages(app)  # after the API routes: the API keeps every URL it matches
     return app
 
 

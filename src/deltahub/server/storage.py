@@ -280,6 +280,12 @@ class Store:
         with self._write() as db:
             db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), repo.id))
 
+    def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
+        """(created, modified, private) of every repo: a repo's card, tags or visibility never change without
+        its stamp changing, so a cache of listing rows can re-read only the repos whose stamp moved."""
+        rows = self._db().execute("SELECT id, created, modified, private FROM repos").fetchall()
+        return {r["id"]: (r["created"], r["modified"], bool(r["private"])) for r in rows}
+
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
         sql = "SELECT * FROM repos WHERE type=?"
         args: list[Any] = [rtype]
@@ -349,10 +355,11 @@ class Store:
     def entry(self, sha: str, path: str) -> Entry | None:
         return history.read_entry(self._db(), sha, path, self.trees)
 
-    def history(self, sha: str) -> list[dict]:
+    def history(self, sha: str, limit: int | None = None) -> list[dict]:
+        """Commits from ``sha`` back to the first (the newest ``limit`` of them when given)."""
         db = self._db()
         out = []
-        while sha:
+        while sha and (limit is None or len(out) < limit):
             row = db.execute("SELECT sha, parent, title, message, author, date FROM commits WHERE sha=?", (sha,)).fetchone()
             out.append(dict(row))
             sha = row["parent"]
