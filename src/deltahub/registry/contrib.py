@@ -57,9 +57,11 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
         try:
             net(lambda: hub.repo_info(spec.repo_id))
         except RepositoryNotFoundError:
-            raise InputError(f"no model repo {spec.repo_id} on {hub.endpoint}: a submission is a pull request on an "
-                             "existing repo", f"publish it yourself instead: deltahub publish {folder} --repo "
-                             "YOUR_NS/NAME") from None
+            from ..hub import describe_url
+
+            raise InputError(f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
+                             "request on an existing repo", f"publish it yourself instead: deltahub publish {folder} "
+                             "--repo YOUR_NS/NAME") from None
         with staged(folder, declared, name=spec.repo_id.split("/")[1]) as stage:
             try:
                 report = check_and_record(stage, Path(folder), True, None, None)
