@@ -77,6 +77,34 @@ def test_greedy_keeps_out_a_delta_that_hurts_every_merge():
     assert greedy_select(3, lambda ix: 0.4 + sum(effect[i] for i in ix), max_k=1).selected == [0]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_paired_difference_matches_references(seed):
+    """The held-out comparison against scipy's exact binomial test and the Wald interval written from its formula;
+    swapping the two models only flips the signs."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    from deltahub.compose.stats import paired_difference
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 300)
+    a = [int(rng.random() < 0.4) for _ in range(n)]
+    b = [x if rng.random() < 0.7 else int(rng.random() < 0.3) for x in a]
+    got = paired_difference(a, b)
+    d = np.array(a) - np.array(b)
+    wins, losses = int((d == 1).sum()), int((d == -1).sum())
+    half = 1.959963984540054 * d.std() / np.sqrt(n)
+    assert got["diff"] == pytest.approx(d.mean()) and got["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert (got["wins"], got["losses"], got["n"]) == (wins, losses, n)
+    want_p = binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
+    assert got["p_mcnemar"] == pytest.approx(want_p, rel=1e-9)
+    back = paired_difference(b, a)
+    assert back["diff"] == pytest.approx(-got["diff"]) and (back["wins"], back["losses"]) == (losses, wins)
+    assert back["p_mcnemar"] == pytest.approx(got["p_mcnemar"])
+    with pytest.raises(ValueError, match="same non-empty questions"):
+        paired_difference(a, b + [1])
+
+
 # ----------------------------------------------------------------------------------------------
 # validation data
 
@@ -148,27 +176,10 @@ def test_lm_eval_tasks_are_scored_on_their_validation_split(val_task, tiny_model
 SKILL = "srt"
 
 
-def corrupt(answer: str, rng: random.Random) -> str:
-    """A near miss: two neighbouring characters swapped (or one digit changed when they are equal)."""
-    s = list(answer)
-    i = rng.randrange(len(s) - 1)
-    s[i], s[i + 1] = s[i + 1], s[i]
-    if s == list(answer):
-        s[i] = "9" if s[i] != "9" else "0"
-    return "".join(s)
-
-
 def toy_pairs(n: int, seed: int, swap: bool = False) -> list[dict]:
-    """Pairs on the toy 'pairs' split: the right answer over a near miss (or, swapped, the near miss over it)."""
-    from deltahub.toy.skills import sample
+    from deltahub.toy.research import near_miss_pairs
 
-    rng = random.Random(seed)
-    rows = []
-    for q, a in sample(SKILL, "pairs", n, seed=seed):
-        good, bad = (corrupt(a, rng), a) if swap else (a, corrupt(a, rng))
-        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
-                     "rejected": [{"role": "assistant", "content": bad}]})
-    return rows
+    return near_miss_pairs(SKILL, n, seed, swap)
 
 
 def dpo_delta(student: Path, rows: list[dict], out: Path, steps: int) -> Path:
@@ -260,6 +271,12 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, tmp_path, capsy
     held = t["held_out"]
     assert held["composed"] >= held["merge_all"], held
     assert held["composed"] > held["student"], held
+    best = max(fate.values(), key=lambda c: c["single"])  # the best single delta is chosen on validation
+    assert held["best_single_name"] == best["name"] and held["paired_tasks"] == [f"toy:{SKILL}"]
+    for other in ("merge_all", "best_single", "student"):
+        p = held["paired"][f"composed - {other}"]
+        assert p["n"] == 200 and p["diff"] == pytest.approx(held["composed"] - held[other])
+        assert p["wins"] - p["losses"] == round(200 * p["diff"]) and p["ci95"][0] <= p["diff"] <= p["ci95"][1]
     # the held-out score of the written adapter, computed independently of compose's scorer
     items = toy_items(SKILL, "test", 200)
     assert independent_exact_match(student, result.out, items) == pytest.approx(held["composed"], abs=0.011)
@@ -284,6 +301,8 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, tmp_path, capsy
     assert "compose: validation" not in out.err and "compose: test" not in out.err
     assert f"selected {len(result.selected)} of 3: {', '.join(result.selected)}" in out.out
     assert "left out srt-swapped: hurts alone" in out.out
+    assert "held-out paired, composed - merge_all: " in out.out and "McNemar p=" in out.out
+    assert "| composed - merge all |" in card
 
 
 def test_compose_bad_input_is_one_line(tmp_path, capsys, tiny_model):

@@ -70,5 +70,9 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
     if "held_out" in t:
         h = t["held_out"]
         click.echo(f"held-out: student {h['student']:.4f}, composed {h['composed']:.4f}, "
-                   f"all merged {h['merge_all']:.4f}")
+                   f"all merged {h['merge_all']:.4f}, best single ({h['best_single_name']}) {h['best_single']:.4f}")
+        from .stats import describe
+
+        for name, p in h.get("paired", {}).items():
+            click.echo(f"held-out paired, {describe(name, p)}")
     click.echo(f"wrote {result.out} (card, compose.png, gam.yml)")

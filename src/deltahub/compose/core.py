@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from .greedy import Selection, greedy_select
 from .settings import ComposeSettings
 from .validation import Half, ValidationSet, mean
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: toy evaluations keep each question's outcome (paired held-out comparisons)
 TRACE = "compose.json"
 PLOT = "compose.png"
 MERGEKIT_CONFIG = "gam.yml"
@@ -36,6 +36,8 @@ class ComposeResult:
     out: Path
     selected: list[str]  # candidate names in the order they were added
     trace: dict[str, Any]
+    # toy held-out questions' outcomes (1 = right) of student/composed/merge_all/best_single, for pooling runs
+    outcomes: dict[str, list[int]] = field(default_factory=dict)
 
 
 def default_work() -> Path:
@@ -95,12 +97,11 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
             f"(trace: {work / 'last-trace.json'})",
             "try other candidates, more validation questions (--n), or another merge method (--method)")
     chosen = sorted(sel.selected)  # merged in candidate order, as every trial was
-    if s.held_out:  # the student, the result and the merge of every candidate on data no choice saw
-        sets = {"student": (), "composed": tuple(chosen), "merge_all": tuple(range(len(usable)))}
-        scores = {k: evaluator.scores(ix, "test") for k, ix in sets.items()}
-        trace["held_out"] = {**{k: mean(v) for k, v in scores.items()}, "scores": scores}
+    outcomes: dict[str, list[int]] = {}
+    if s.held_out:
+        trace["held_out"], outcomes = _held_out(evaluator, sel, chosen)
     _write(out, overwrite, [usable[i] for i in chosen], method, params, base_path, base_id, s.full, trace)
-    return ComposeResult(out=out, selected=[usable[i].name for i in sel.selected], trace=trace)
+    return ComposeResult(out=out, selected=[usable[i].name for i in sel.selected], trace=trace, outcomes=outcomes)
 
 
 def _say(msg: str) -> None:
@@ -146,16 +147,21 @@ class _Evaluator:
                 "full": self.full if len(ix) > 1 else None}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
-    def scores(self, ix: tuple[int, ...], half: Half = "validation") -> dict[str, float]:
+    def results(self, ix: tuple[int, ...], half: Half = "validation") -> tuple[dict[str, float], dict[str, list[int]]]:
+        """(scores per task, toy questions' outcomes) of the student with the merge of ``ix``, cached."""
         path = self.cache / f"{self.key(ix, half)}.json"
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))["scores"]
-        scores = self._evaluate(ix, half)
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            return cached["scores"], cached["correct"]
+        scores, correct = self._evaluate(ix, half)
         atomic_write_text(path, json.dumps({"members": [self.usable[i].pinned for i in ix], "half": half,
-                                            "method": self.method, "scores": scores}, indent=2))
+                                            "method": self.method, "scores": scores, "correct": correct}))
         label = " + ".join(self.usable[i].name for i in ix) or "student"
         self.say(f"{half} {mean(scores):.4f}  {label}")
-        return scores
+        return scores, correct
+
+    def scores(self, ix: tuple[int, ...], half: Half = "validation") -> dict[str, float]:
+        return self.results(ix, half)[0]
 
     def mean(self, ix: tuple[int, ...], half: Half = "validation") -> float:
         return mean(self.scores(ix, half))
@@ -163,9 +169,9 @@ class _Evaluator:
     def score(self, ix: tuple[int, ...]) -> float:
         return self.mean(ix, "validation")
 
-    def _evaluate(self, ix: tuple[int, ...], half: Half) -> dict[str, float]:
+    def _evaluate(self, ix: tuple[int, ...], half: Half) -> tuple[dict[str, float], dict[str, list[int]]]:
         if not ix:
-            return self.validation.score(self.base_path, None, half)
+            return self.validation.evaluate(self.base_path, None, half)
         from ..merge import merge_adapters
 
         with tempfile.TemporaryDirectory(prefix="deltahub-compose-trial-") as tmp:
@@ -173,8 +179,31 @@ class _Evaluator:
                                     params=dict(self.params), base=self.base_path if self.full else None,
                                     full=self.full, progress=False)
             if self.full:
-                return self.validation.score(merged, None, half)
-            return self.validation.score(self.base_path, merged, half)
+                return self.validation.evaluate(merged, None, half)
+            return self.validation.evaluate(self.base_path, merged, half)
+
+
+def _held_out(evaluator: _Evaluator, sel: Selection, chosen: list[int]
+              ) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The student, the result, the merge of every candidate and the best single delta (by validation) on data
+    no choice saw (and their validation scores beside); on toy tasks also the result's paired differences against
+    the others, question by question. Returns (the trace's ``held_out``, the toy questions' outcomes)."""
+    from .stats import paired_difference
+
+    best = max(sel.singles, key=lambda i: (sel.singles[i], -i))
+    sets = {"student": (), "composed": tuple(chosen), "merge_all": tuple(range(len(evaluator.usable))),
+            "best_single": (best,)}
+    results = {k: evaluator.results(ix, "test") for k, ix in sets.items()}
+    held: dict[str, Any] = {k: mean(scores) for k, (scores, _) in results.items()}
+    held["best_single_name"] = evaluator.usable[best].name
+    held["validation"] = {k: evaluator.mean(ix) for k, ix in sets.items()}
+    held["scores"] = {k: scores for k, (scores, _) in results.items()}
+    flat = {k: [v for task in sorted(correct) for v in correct[task]] for k, (_, correct) in results.items()}
+    if flat["composed"]:
+        held["paired_tasks"] = sorted(results["composed"][1])
+        held["paired"] = {f"composed - {k}": paired_difference(flat["composed"], flat[k])
+                          for k in ("merge_all", "best_single", "student")}
+    return held, flat
 
 
 def _trace(sel: Selection, usable: list[Candidate], resolved: list[Candidate], validation: ValidationSet,

@@ -60,6 +60,7 @@ def plot_selection(trace: dict[str, Any], out: Path) -> Path:
         right.scatter([xs[-1]], [held["composed"]], marker="s", color="tab:green", label="composed (held-out)")
         n_all = len(cands)
         right.scatter([n_all], [held["merge_all"]], marker="x", color="tab:red", label=f"all {n_all} merged (held-out)")
+        right.scatter([1], [held["best_single"]], marker="^", color="tab:orange", label="best single (held-out)")
         right.axhline(held["student"], color="gray", linestyle=":", label="student (held-out)")
     right.set_xticks(range(max(xs[-1], len(cands) if held else 0) + 1))
     right.set_xlabel("greedy step (deltas merged)")

@@ -113,14 +113,22 @@ class ValidationSet:
 
     def score(self, model: Path, adapter: Path | None, half: Half = "validation") -> dict[str, float]:
         """Primary metric per task on ``half`` (validation, or the held-out test data)."""
+        return self.evaluate(model, adapter, half)[0]
+
+    def evaluate(self, model: Path, adapter: Path | None, half: Half = "validation"
+                 ) -> tuple[dict[str, float], dict[str, list[int]]]:
+        """The scores, and for toy tasks each question's outcome (1 = exact match, in ``toy_items`` order): what
+        a paired comparison of two models needs. lm-eval tasks give scores only."""
         scores: dict[str, float] = {}
+        correct: dict[str, list[int]] = {}
         if self.toy:
-            scores.update(self._toy(model, adapter, half))
+            correct = self._toy(model, adapter, half)
+            scores.update({task: sum(c) / len(c) for task, c in correct.items()})
         if self.lm_eval:
             scores.update(self._lm_eval(model, adapter, half))
-        return scores
+        return scores, correct
 
-    def _toy(self, model: Path, adapter: Path | None, half: Half) -> dict[str, float]:
+    def _toy(self, model: Path, adapter: Path | None, half: Half) -> dict[str, list[int]]:
         from ..toy.evaluate import greedy_answers, load_model
         from ..toy.skills import get_skill
 
@@ -129,7 +137,7 @@ class ValidationSet:
         for skill in self.toy:
             items = toy_items(skill, half, self.n, self.seed)
             preds = greedy_answers(m, tok, [q for q, _ in items], get_skill(skill).max_answer_len + 1)
-            out[f"toy:{skill}"] = sum(p.strip() == a for p, (_, a) in zip(preds, items)) / len(items)
+            out[f"toy:{skill}"] = [int(p.strip() == a) for p, (_, a) in zip(preds, items)]
         return out
 
     def _lm_eval(self, model: Path, adapter: Path | None, half: Half) -> dict[str, float]:

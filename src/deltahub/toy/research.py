@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -31,6 +32,28 @@ def make_pairs(weak: Path, weaker: Path, skill: str, n: int, seed: int) -> list[
     return [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}], "answer": a}
             for (q, a), c, r in zip(items, chosen, rejected) if c != r]
+
+
+def near_miss(answer: str, rng: random.Random) -> str:
+    """A near miss: two neighbouring characters swapped (or one changed when they are equal)."""
+    s = list(answer)
+    i = rng.randrange(len(s) - 1)
+    s[i], s[i + 1] = s[i + 1], s[i]
+    if s == list(answer):
+        s[i] = "9" if s[i] != "9" else "0"
+    return "".join(s)
+
+
+def near_miss_pairs(skill: str, n: int, seed: int, swap: bool = False) -> list[dict]:
+    """Pairs on the 'pairs' split: the right answer over a near miss, or with ``swap`` the near miss over the
+    right answer (a deliberately harmful delta's data: it teaches the near misses)."""
+    rng = random.Random(seed)
+    rows = []
+    for q, a in sample(skill, "pairs", n, seed=seed):
+        good, bad = (near_miss(a, rng), a) if swap else (a, near_miss(a, rng))
+        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
+                     "rejected": [{"role": "assistant", "content": bad}]})
+    return rows
 
 
 def train_dpo(student: Path, rows: list[dict], out: Path, objective: str = "dpo+sft", beta: float = 0.1,
