@@ -19,11 +19,15 @@ needs_17 = pytest.mark.skip(reason="needs #17 server PR/collection support")
 # greedy selection
 
 
-def reference_greedy(n, f, max_k, min_gain):
-    """Forward selection written from its definition: add the argmax while it beats the current score."""
+def reference_greedy(n, f, max_k, min_gain, allow_harmful):
+    """Forward selection written from its definition: add the argmax while it beats the current score (among the
+    deltas that do not lower the student's score alone, unless those are allowed)."""
     chosen, current = [], f(frozenset())
+    eligible = [i for i in range(n) if allow_harmful or f(frozenset({i})) >= current]
     while len(chosen) < max_k:
-        options = [(f(frozenset(chosen) | {i}), -i, i) for i in range(n) if i not in chosen]
+        options = [(f(frozenset(chosen) | {i}), -i, i) for i in eligible if i not in chosen]
+        if not options:
+            break
         best_score, _, best = max(options)
         if best_score - current <= min_gain:
             break
@@ -46,14 +50,15 @@ def test_greedy_matches_reference(seed):
     f = random_score(n, rng)
     max_k = rng.choice([None, 1, 2, n])
     min_gain = rng.choice([0.0, 0.05])
+    allow_harmful = rng.random() < 0.5
     calls: list[tuple] = []
 
     def score(ix):
         calls.append(ix)
         return f(frozenset(ix))
 
-    sel = greedy_select(n, score, max_k=max_k, min_gain=min_gain)
-    want, want_score = reference_greedy(n, f, n if max_k is None else max_k, min_gain)
+    sel = greedy_select(n, score, max_k=max_k, min_gain=min_gain, allow_harmful=allow_harmful)
+    want, want_score = reference_greedy(n, f, n if max_k is None else max_k, min_gain, allow_harmful)
     assert sel.selected == want and sel.score == pytest.approx(want_score)
     assert len(calls) == len(set(calls)), "a set was scored twice"
     assert all(tuple(sorted(c)) == c for c in calls)  # sets are scored in one canonical order
@@ -67,14 +72,23 @@ def test_greedy_matches_reference(seed):
             assert reason.startswith("hurts alone")
 
 
-def test_greedy_keeps_out_a_delta_that_hurts_every_merge():
-    """Two helpful deltas and one that hurts alone and in every merge: the harmful one is never added."""
+def test_greedy_keeps_out_a_delta_that_hurts_alone_even_where_a_merge_masks_it():
+    """Two helpful deltas and one that hurts alone but whose harm a merge with delta 0 more than cancels: left out
+    (never tried in a merge) by default, added when harmful deltas are allowed."""
     effect = {0: 0.2, 1: 0.1, 2: -0.3}
-    sel = greedy_select(3, lambda ix: 0.4 + sum(effect[i] for i in ix))
+
+    def f(ix):
+        return 0.4 + sum(effect[i] for i in ix) + (0.35 if {0, 2} <= set(ix) else 0.0)
+
+    sel = greedy_select(3, f)
     assert sel.selected == [0, 1] and sel.score == pytest.approx(0.7)
     assert sel.reason_left_out(2) == "hurts alone: 0.1000 < student 0.4000"
-    assert sel.stopped.startswith("no remaining delta improves")
-    assert greedy_select(3, lambda ix: 0.4 + sum(effect[i] for i in ix), max_k=1).selected == [0]
+    assert all(2 not in s.tried for s in sel.steps)
+    assert sel.stopped == "every candidate that does not hurt alone was selected"
+    assert greedy_select(3, f, max_k=1).selected == [0]
+    allowed = greedy_select(3, f, allow_harmful=True)
+    assert allowed.selected == [0, 1, 2] and allowed.score == pytest.approx(0.75)
+    assert greedy_select(2, lambda ix: 0.4 - 0.1 * len(ix)).stopped == "every candidate hurts the student alone"
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -229,6 +243,12 @@ def toy_deltas(tmp_path_factory, one_thread):
     return student, deltas
 
 
+@pytest.fixture(scope="module")
+def toy_work(tmp_path_factory) -> Path:
+    """compose's evaluation cache, shared by the toy tests: the same deltas (by content) are scored once."""
+    return tmp_path_factory.mktemp("compose-work")
+
+
 def independent_exact_match(student: Path, adapter: Path, items: list[tuple[str, str]]) -> float:
     """Exact match written here from the definitions: PEFT merges the adapter, transformers decodes greedily."""
     import torch
@@ -249,14 +269,14 @@ def independent_exact_match(student: Path, adapter: Path, items: list[tuple[str,
     return sum(p == a for p, (_, a) in zip(answers, items)) / len(items)
 
 
-def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, tmp_path, capsys):
+def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_path, capsys):
     """Greedy selection on validation questions keeps the harmful delta out, and the result scores at least as
     high on held-out questions as the merge of every candidate."""
     from deltahub.cli import main
     from deltahub.compose import compose, toy_items
 
     student, deltas = toy_deltas
-    work = tmp_path / "work"
+    work = toy_work
     result = compose(list(deltas.values()), tmp_path / "composed", tasks=[f"toy:{SKILL}"], n=200, held_out=True,
                      work=work, progress=False)
     t = result.trace
@@ -390,8 +410,10 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
 
 
 @needs_17
-def test_compose_from_a_collection(toy_deltas, registry, tmp_path, capsys):
-    """A curator's collection of published toy deltas (the harmful one included) is composed from."""
+def test_compose_from_a_collection(toy_deltas, toy_work, registry, tmp_path, capsys):
+    """A curator's collection of published toy deltas (the harmful one included) is composed from: the deltas
+    are pulled and pinned, and being the same content as the local folders, re-scored only if no other test
+    scored them (the cache is keyed by content, not by where a delta came from)."""
     from deltahub.cli import main
 
     student, deltas = toy_deltas
@@ -403,10 +425,27 @@ def test_compose_from_a_collection(toy_deltas, registry, tmp_path, capsys):
         main(["collection", "add", slug, f"curator/{name}"])
     capsys.readouterr()
     main(["compose", "--collection", slug, "--tasks", f"toy:{SKILL}", "--n", "200", "--out", str(tmp_path / "c"),
-          "--work", str(tmp_path / "work"), "--quiet"])
+          "--work", str(toy_work), "--quiet"])
     out = capsys.readouterr().out
     assert "left out curator/srt-swapped: hurts alone" in out
-    assert json.loads((tmp_path / "c" / "compose.json").read_text())["candidates"][0]["source"].startswith("curator/")
+    trace = json.loads((tmp_path / "c" / "compose.json").read_text())
+    import re
+
+    import yaml
+
+    from deltahub.compose import compose
+    from deltahub.compose.candidates import content_digest
+
+    assert [c["name"] for c in trace["candidates"]] == [f"curator/{n}" for n in deltas]  # the collection's order
+    assert all(re.fullmatch(rf"curator/{n}@[0-9a-f]{{40}}", c["source"]) for n, c in zip(deltas, trace["candidates"]))
+    assert [c["digest"] for c in trace["candidates"]] == [content_digest(f) for f in deltas.values()]
+    gam = yaml.safe_load((tmp_path / "c" / "gam.yml").read_text())
+    chosen = {c["name"]: c["source"] for c in trace["candidates"] if c["selected_at"]}
+    assert sorted(m["model"].split("+", 1)[1] for m in gam["models"]) == sorted(chosen.values())
+    # the same choice as composing the local folders (a cached run when the toy test ran first)
+    local = compose(list(deltas.values()), tmp_path / "local", tasks=[f"toy:{SKILL}"], n=200, work=toy_work,
+                    progress=False)
+    assert [f"curator/{n}" for n in local.selected] == trace["selected"]
 
 
 def test_candidates_are_deduplicated_by_content_and_named_apart(tiny_model, tmp_path):

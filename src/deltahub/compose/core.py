@@ -85,7 +85,7 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
     base_path, base_id = _base(usable, base)
     evaluator = _Evaluator(usable, base_path, base_id, method, params, trial_full, validation, work, say)
 
-    sel = greedy_select(len(usable), evaluator.score, max_k=s.max_k, min_gain=s.min_gain,
+    sel = greedy_select(len(usable), evaluator.score, max_k=s.max_k, min_gain=s.min_gain, allow_harmful=s.allow_harmful,
                         progress=lambda step, i, v: say(f"step {step}: + {usable[i].name} -> validation {v:.4f}"))
     trace = _trace(sel, usable, resolved, validation, method, params, base_id)
     if not sel.selected:

@@ -4,6 +4,11 @@ Start from the student alone; at each step try adding every remaining delta to t
 score on validation, and keep the one that raises the score most. Stop when no delta raises it by more
 than ``min_gain`` or when ``max_k`` are selected. A delta left out gets the reason: it hurt alone, or it
 never improved the merge it was tried in.
+
+A delta that lowers the student's score on its own is not tried in merges unless ``allow_harmful``: GAM
+can mask its harm among helpful deltas, and then it joins on a gain of a question or two (measured on the
+toy world: a delta trained on swapped pairs, 0.046 alone vs the student's 0.156, was added at step 3 for
++0.004 on 500 validation questions).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class Selection:
 
 
 def greedy_select(n: int, score: Score, max_k: int | None = None, min_gain: float = 0.0,
-                  progress: Callable[[int, int, float], None] | None = None) -> Selection:
+                  allow_harmful: bool = False, progress: Callable[[int, int, float], None] | None = None
+                  ) -> Selection:
     """Select among ``n`` candidates; ``score(indices)`` scores the merge of those candidates (``()``: the
     student alone). Each set is scored once; ties go to the earlier candidate. ``progress(step, added, score)``
     is called after each addition."""
@@ -60,9 +66,14 @@ def greedy_select(n: int, score: Score, max_k: int | None = None, min_gain: floa
     base = score(())
     singles = {i: score((i,)) for i in range(n)}
     sel = Selection(base=base, singles=singles)
+    pool = [i for i in range(n) if allow_harmful or singles[i] >= base]
     current = base
     while len(sel.selected) < max_k:
-        remaining = [i for i in range(n) if i not in sel.selected]
+        remaining = [i for i in pool if i not in sel.selected]
+        if not remaining:
+            sel.stopped = ("every candidate that does not hurt alone was selected" if sel.selected
+                           else "every candidate hurts the student alone")
+            break
         tried = {i: singles[i] if not sel.selected else score(tuple(sorted((*sel.selected, i)))) for i in remaining}
         best = max(remaining, key=lambda i: (tried[i], -i))
         if tried[best] - current <= min_gain:

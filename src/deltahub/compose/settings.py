@@ -18,6 +18,8 @@ class ComposeSettings(Settings):
     method: Method = setting("gam", "Merge method; its parameters are the merge options below.")
     max_k: int | None = setting(None, "Select at most K deltas.", flag="--max", ge=1)
     min_gain: float = setting(0.0, "Add a delta only if it raises the validation score by more than this.", ge=0)
+    allow_harmful: bool = setting(False, "Let a delta that lowers the student's validation score on its own still "
+                                         "join a merge (by default it is left out).")
     n: int = setting(100, "Toy validation questions per skill.", ge=1)
     limit: int | None = setting(None, "lm-eval: at most this many validation examples per task.", ge=1)
     include_path: str | None = setting(None, "Folder of custom lm-eval task YAMLs.")
