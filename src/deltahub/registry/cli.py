@@ -1,8 +1,10 @@
-"""Click layer for publish, pull, list, show and validate."""
+"""Click layer for publish, pull, list, show, validate, collections, submit and review."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -23,6 +25,21 @@ def _declared(provenance_file: str | None, options: dict) -> Declared | None:
     return load_declared(provenance_file, flags) if flags or provenance_file else None
 
 
+@contextlib.contextmanager
+def checklist_on_refusal(header: bool = False) -> Iterator[None]:
+    """A delta refused for failing validation: its checklist on stdout (the one-line error goes to stderr)."""
+    from .validate import ValidationFailed
+
+    try:
+        yield
+    except ValidationFailed as exc:
+        if header:
+            click.echo(f"{exc.report.target} ({exc.report.kind or 'unknown kind'})")
+        for line in exc.report.lines():
+            click.echo(line)
+        raise
+
+
 @click.command("publish")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo", required=True, help="Target repo NS/NAME (dataset repo for pairs, model repo for adapters).")
@@ -41,20 +58,14 @@ def publish_command(folder, repo, provenance_file, dataset_revision, tag, privat
     (declare its provenance with the flags below). The copy to upload is validated first; a failing one is
     refused with the checklist (exit 2)."""
     from .publish import publish
-    from .validate import ValidationFailed
 
     if dataset_revision and options.get("dataset"):
         options["dataset"] = f"{options['dataset'].split('@')[0]}@{dataset_revision}"
     declared = _declared(provenance_file, options)
-    try:
-        tasks = [t.strip() for t in measure.split(",") if t.strip()] if measure else None
+    tasks = [t.strip() for t in measure.split(",") if t.strip()] if measure else None
+    with checklist_on_refusal(header=True):
         r = publish(folder, repo, tag=tag, private=private, declared=declared, validate=not no_validate,
                     measure=tasks, measure_limit=measure_limit)
-    except ValidationFailed as exc:
-        click.echo(f"{exc.report.target} ({exc.report.kind or 'unknown kind'})")
-        for line in exc.report.lines():
-            click.echo(line)
-        raise
     state = "published" if r["created"] else "unchanged, no new commit"
     click.echo(f"{r['repo_type']} {r['repo_id']} @ {r['commit']} ({state})")
     for check in r["report"].warnings if r["report"] else []:
@@ -181,14 +192,9 @@ def collection_create(title, namespace, description, private):
 def collection_add(slug, repo, note, no_validate):
     """Add the published delta REPO to the collection SLUG (validated first)."""
     from . import collections
-    from .validate import ValidationFailed
 
-    try:
+    with checklist_on_refusal():
         item = collections.add(slug, repo, note=note, validate=not no_validate)
-    except ValidationFailed as exc:
-        for line in exc.report.lines():
-            click.echo(line)
-        raise
     click.echo(f"added {item.repo_id} ({item.kind}) to {slug}")
 
 
@@ -241,14 +247,9 @@ def collection_list(owner, item):
 def submit_command(folder, to, message, provenance_file, **options):
     """Open a pull request on --to with the delta in FOLDER (validated first, as publish does)."""
     from .contrib import submit
-    from .validate import ValidationFailed
 
-    try:
+    with checklist_on_refusal():
         s = submit(folder, to, declared=_declared(provenance_file, options), message=message)
-    except ValidationFailed as exc:
-        for line in exc.report.lines():
-            click.echo(line)
-        raise
     click.echo(f"opened {s.repo_id}#{s.number}{' ' + s.url if s.url else ''}")
     click.echo(f"a curator reviews it with: deltahub review {s.repo_id}#{s.number} --merge")
 
