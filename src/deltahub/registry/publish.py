@@ -93,7 +93,7 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
 
 
 def check_and_record(stage: Path, folder: Path, validate: bool, measure: list[str] | None,
-             measure_limit: int | None) -> Report | None:
+                     measure_limit: int | None) -> Report | None:
     """Validate the stage (a failure raises), measure the gain if asked; record the outcome and what was
     measured in its block and card."""
     block = json.loads((stage / BLOCK).read_text(encoding="utf-8"))
