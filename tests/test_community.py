@@ -250,7 +250,7 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
     with staged(trl_adapter) as stage:
         new = json.loads((stage / "deltahub.json").read_text())
     fields = {k: (v.annotation, v) for k, v in DeltaBlock.model_fields.items() if k not in ("provenance", "license")}
-    V1Reader = create_model("V1Reader", __base__=None, __config__={"extra": "allow"},  # noqa: N806
+    V1Reader = create_model("V1Reader", __base__=None, __config__={"extra": "allow"},
                             **{k: (a, f) for k, (a, f) in fields.items()})
     read = V1Reader.model_validate(new)
     assert read.kind == "adapter" and read.model_extra["provenance"]["origin"] == "external"

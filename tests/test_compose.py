@@ -64,7 +64,7 @@ def test_greedy_matches_reference(seed):
     assert all(tuple(sorted(c)) == c for c in calls)  # sets are scored in one canonical order
     assert sel.singles == {i: pytest.approx(f(frozenset({i}))) for i in range(n)}
     scores = [sel.base] + [s.score for s in sel.steps if s.added is not None]
-    assert all(b - a > min_gain for a, b in zip(scores, scores[1:]))  # every step strictly improved
+    assert all(b - a > min_gain for a, b in zip(scores, scores[1:], strict=False))  # every step strictly improved
     for i in range(n):
         reason = sel.reason_left_out(i)
         assert (reason is None) == (i in want)
@@ -175,7 +175,7 @@ def test_lm_eval_tasks_are_scored_on_their_validation_split(val_task, tiny_model
     acc = {}
     for split in ("validation", "test"):
         picks = reference_picks(tiny_model, data[split])
-        acc[split] = sum(p == d["label"] for p, d in zip(picks, data[split])) / len(data[split])
+        acc[split] = sum(p == d["label"] for p, d in zip(picks, data[split], strict=True)) / len(data[split])
     assert acc["validation"] != acc["test"]  # else this test could not tell the splits apart
     # (the held-out half runs the task as it is: deltahub.evaluate, tested in test_evaluate)
     assert vs.score(Path(tiny_model), None, "validation")["mc_val"] == pytest.approx(acc["validation"])
@@ -273,7 +273,7 @@ def independent_exact_match(student: Path, adapter: Path, items: list[tuple[str,
         gen = model.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=tok.eos_token_id,
                              pad_token_id=tok.pad_token_id)
     answers = [tok.decode(row, skip_special_tokens=True).strip() for row in gen[:, batch["input_ids"].shape[1]:]]
-    return sum(p == a for p, (_, a) in zip(answers, items)) / len(items)
+    return sum(p == a for p, (_, a) in zip(answers, items, strict=True)) / len(items)
 
 
 def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_path, capsys):
@@ -444,7 +444,8 @@ def test_compose_from_a_collection(toy_deltas, toy_work, registry, tmp_path, cap
     from deltahub.compose.candidates import content_digest
 
     assert [c["name"] for c in trace["candidates"]] == [f"curator/{n}" for n in deltas]  # the collection's order
-    assert all(re.fullmatch(rf"curator/{n}@[0-9a-f]{{40}}", c["source"]) for n, c in zip(deltas, trace["candidates"]))
+    assert all(re.fullmatch(rf"curator/{n}@[0-9a-f]{{40}}", c["source"])
+               for n, c in zip(deltas, trace["candidates"], strict=True))
     assert [c["digest"] for c in trace["candidates"]] == [content_digest(f) for f in deltas.values()]
     gam = yaml.safe_load((tmp_path / "c" / "gam.yml").read_text())
     chosen = {c["name"]: c["source"] for c in trace["candidates"] if c["selected_at"]}

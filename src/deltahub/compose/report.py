@@ -50,9 +50,9 @@ def plot_selection(trace: dict[str, Any], out: Path) -> Path:
     xs = list(range(len(added) + 1))
     tried = [(s["step"], v) for s in trace["steps"] for name, v in s["tried"].items() if name != s["added"]]
     if tried:
-        right.scatter(*zip(*tried), color="tab:gray", alpha=0.6, s=14, label="tried, not added")
+        right.scatter(*zip(*tried, strict=True), color="tab:gray", alpha=0.6, s=14, label="tried, not added")
     right.plot(xs, [trace["student"]] + [s["score"] for s in added], marker="o", label="merged (validation)")
-    for x, s in zip(xs[1:], added):
+    for x, s in zip(xs[1:], added, strict=True):
         right.annotate("+" + _short(s["added"]), (x, s["score"]), fontsize=8, textcoords="offset points",
                        xytext=(0, 6), ha="center")
     held = trace.get("held_out")

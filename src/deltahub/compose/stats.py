@@ -28,7 +28,7 @@ def paired_difference(a: list[int], b: list[int]) -> dict[str, Any]:
     if len(a) != len(b) or not a:
         raise ValueError(f"paired outcomes need the same non-empty questions (got {len(a)} and {len(b)})")
     n = len(a)
-    d = [x - y for x, y in zip(a, b)]
+    d = [x - y for x, y in zip(a, b, strict=True)]
     diff = sum(d) / n
     half = Z95 * math.sqrt(sum((v - diff) ** 2 for v in d) / n / n)
     wins, losses = d.count(1), d.count(-1)

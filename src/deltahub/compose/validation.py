@@ -137,7 +137,7 @@ class ValidationSet:
         for skill in self.toy:
             items = toy_items(skill, half, self.n, self.seed)
             preds = greedy_answers(m, tok, [q for q, _ in items], get_skill(skill).max_answer_len + 1)
-            out[f"toy:{skill}"] = [int(p.strip() == a) for p, (_, a) in zip(preds, items)]
+            out[f"toy:{skill}"] = [int(p.strip() == a) for p, (_, a) in zip(preds, items, strict=True)]
         return out
 
     def _lm_eval(self, model: Path, adapter: Path | None, half: Half) -> dict[str, float]:
@@ -151,7 +151,7 @@ class ValidationSet:
             names, include = list(self.lm_eval), self.include_path
         res = evaluate(model, names, adapter=adapter, limit=self.limit, batch_size=self.batch_size,
                        include_path=include)
-        return {task: res[name][primary_metric(res[name])] for task, name in zip(self.lm_eval, names)}
+        return {task: res[name][primary_metric(res[name])] for task, name in zip(self.lm_eval, names, strict=True)}
 
 
 def mean(scores: dict[str, float]) -> float:

@@ -104,9 +104,9 @@ def list_command(base, family, min_pairs, sort, datasets_):
     cols = ("repo_id", "base", "family", "pairs", "gain", "objective", "dataset", "origin")
     table = [[_cell(c, r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for t in table:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+        click.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
 
 
 def _cell(column: str, value) -> str:

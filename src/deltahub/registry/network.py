@@ -39,8 +39,8 @@ def retrying(call: Callable[[], T], endpoint: str, what: str, retries: int = RET
     from ..hub import describe_url
 
     raise DeltahubError(
-        f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} after {retries} "
-        "tries); nothing was written",
+        f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} "
+        f"after {retries} tries); nothing was written",
         "start it ('deltahub hub serve') or set DELTAHUB_ENDPOINT to a reachable registry, then run the same "
         "command again",
     )

@@ -31,7 +31,7 @@ def make_pairs(weak: Path, weaker: Path, skill: str, n: int, seed: int) -> list[
     rejected = greedy_answers(*load_model(weaker), qs, width)
     return [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}], "answer": a}
-            for (q, a), c, r in zip(items, chosen, rejected) if c != r]
+            for (q, a), c, r in zip(items, chosen, rejected, strict=True) if c != r]
 
 
 def near_miss(answer: str, rng: random.Random) -> str:
@@ -106,8 +106,8 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
     stats: dict[str, dict] = {}
     for fam in cfg.families:
         prs = make_pairs(world.teachers[fam.skill]["weak"], world.teachers[fam.skill]["weaker"], fam.skill, pairs, seed)
-        stats[fam.skill] = {"pairs": len(prs), "chosen_correct": sum(p["chosen"][0]["content"] == p["answer"] for p in prs)
-                            / max(1, len(prs))}
+        right = sum(p["chosen"][0]["content"] == p["answer"] for p in prs)
+        stats[fam.skill] = {"pairs": len(prs), "chosen_correct": right / max(1, len(prs))}
         if not prs:  # weak and weaker agree on every prompt: no preference signal, no delta
             continue
         ad = out / f"delta-{fam.skill}"
@@ -127,7 +127,8 @@ def run(preset_name: str, seed: int, out: Path, objective: str = "dpo+sft", beta
             merge_adapters(deltas, mo, method=method, base=world.student if full else None, full=full, progress=False)
         rows[f"merge {method}"] = (evaluate(mo, skills, n=n_eval) if full
                                    else evaluate(world.student, skills, adapter=mo, n=n_eval))
-    result = {"preset": preset_name, "world": cfg.model_dump(), "seed": seed, "objective": objective, "beta": beta, "lr": lr, "steps": steps,
+    result = {"preset": preset_name, "world": cfg.model_dump(), "seed": seed, "objective": objective, "beta": beta,
+              "lr": lr, "steps": steps,
               "batch": batch, "pairs": stats, "rows": rows, "seconds": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(result, indent=2))
     return result
