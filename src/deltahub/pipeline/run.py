@@ -29,6 +29,9 @@ class RunResult:
     deltas: dict[str, dict] = field(default_factory=dict)  # name -> {adapter, dataset, repo, revision, ...}
     merges: dict[str, str] = field(default_factory=dict)
     published: dict[str, str] = field(default_factory=dict)
+    correct: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> skill -> "0110..." per question
+    select: dict[str, dict[str, str]] = field(default_factory=dict)  # the same on the selection questions
+    order: list[str] = field(default_factory=list)  # delta names in recipe order (the composition curve's)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -54,7 +57,7 @@ class _Resolver:
 
         config = preset(self.recipe.world.preset, seed=self.recipe.world.seed)
         self.world_key = config.config_hash()
-        self.world = build_world(config=config, progress=True)
+        self.world = build_world(config=config, progress=True, workers=self.recipe.world.workers)
 
     def model(self, ref: str) -> str:
         if ref.startswith("toy:"):
@@ -69,8 +72,8 @@ class _Resolver:
         if src.startswith("toy:"):
             from ..toy import write_prompts
 
-            path = self.work / f"prompts-{delta.name}.jsonl"
-            write_prompts(path, src[4:], delta.prompts.count or 256, split="pairs", seed=delta.prompts.seed)
+            path = self.work / f"prompts-{delta.name}.jsonl"  # toy:SKILL[,SKILL...]: count questions per skill
+            write_prompts(path, src[4:].split(","), delta.prompts.count or 256, split="pairs", seed=delta.prompts.seed)
             return str(path), None
         return src, delta.prompts.split
 
@@ -202,16 +205,16 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
     from ..merge import merge_adapters
     from ..merge.methods import METHODS
 
-    for method in recipe.merge.methods:
-        out = work / f"merge-{method}"
+    for name, method, inputs, keys in _merge_jobs(recipe, merge_inputs, merge_keys):
+        out = work / f"merge-{name}"
         full = not METHODS[method].low_rank
         params = recipe.merge.parameters.get(method, {})
-        cache.run(f"merge:{method}", {"inputs": merge_keys, "method": method, "params": params, "full": full},
-                  lambda: str(merge_adapters(merge_inputs, out, method=method, params=params,
+        cache.run(f"merge:{name}", {"inputs": keys, "method": method, "params": params, "full": full},
+                  lambda: str(merge_adapters(inputs, out, method=method, params=params,
                                              base=student if full else None, full=full, overwrite=True,
                                              progress=False)),
                   out)
-        result.merges[method] = str(out)
+        result.merges[name] = str(out)
 
     if recipe.eval.sft_control:
         for d in recipe.deltas:
@@ -237,10 +240,28 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
         result.published[recipe.merge.publish] = rev
     result.ran, result.skipped = cache.ran, cache.skipped
     result.seconds = time.time() - t0
+    result.order = [d.name for d in recipe.merge_deltas()]
     summary = {"rows": result.rows, "kinds": result.kinds, "metrics": result.metrics, "deltas": result.deltas,
-               "merges": result.merges, "published": result.published}
+               "merges": result.merges, "published": result.published, "order": result.order,
+               "curve": recipe.merge.curve, "correct": result.correct, "select": result.select}
     atomic_write_text(work / "results.json", json.dumps(summary, indent=2))
     return result
+
+
+def curve_name(method: str, k: int) -> str:
+    """The merge of the first ``k`` deltas with ``method`` (a point of the composition curve)."""
+    return f"{method}-first{k}"
+
+
+def _merge_jobs(recipe: Recipe, inputs: list, keys: list) -> list[tuple[str, str, list, list]]:
+    """(name, method, inputs, input keys) of every merge: each method over all deltas, then the
+    composition curve (``merge.curve``): that method over the first k deltas, k = 2 .. K-1, in
+    recipe order (k = 1 is the first single delta, k = K the full merge)."""
+    jobs = [(m, m, inputs, keys) for m in recipe.merge.methods]
+    if recipe.merge.curve:
+        jobs += [(curve_name(recipe.merge.curve, k), recipe.merge.curve, inputs[:k], keys[:k])
+                 for k in range(2, len(inputs))]
+    return jobs
 
 
 def _publish(registry, folder: Path, repo: str, **links) -> str:
@@ -270,14 +291,23 @@ def _scorer(spec, skills: list[str]):
     if spec.kind == "toy":
         from ..toy import evaluate as toy_evaluate
 
-        def score_toy(model, adapter) -> dict:
-            scores = toy_evaluate(model, skills, adapter=adapter, n=spec.n, seed=spec.seed)
-            return {"scores": scores, "metrics": {s: "exact_match" for s in skills}}
+        def score_toy(model, adapter, select: bool = False) -> dict:
+            """Scores on the ``n`` evaluation questions; per-question verdicts for paired statistics;
+            with ``select``, also the verdicts on ``select_n`` further questions (to choose a row by)."""
+            extra = spec.select_n if select else 0
+            res = toy_evaluate(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed, details=True)
+            correct = {s: bits[:spec.n] for s, bits in res["correct"].items()}
+            scores = {s: bits.count("1") / spec.n for s, bits in correct.items()}
+            out = {"scores": {**scores, "avg": sum(scores.values()) / len(scores)}, "correct": correct,
+                   "metrics": {s: "exact_match" for s in skills}}
+            if extra:
+                out["select"] = {s: bits[spec.n:] for s, bits in res["correct"].items()}
+            return out
 
         return score_toy
     from ..evaluate import evaluate
 
-    def score(model, adapter) -> dict:
+    def score(model, adapter, select: bool = False) -> dict:
         res = evaluate(model, spec.tasks, adapter=adapter, limit=spec.limit, batch_size=spec.batch_size,
                        backend=spec.backend, include_path=spec.include_path, chat_template=spec.chat_template,
                        seed=spec.seed)
@@ -303,14 +333,20 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
     spec = recipe.eval
     score = _scorer(spec, skills)
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key
-    eval_key = spec.model_dump(exclude={"teachers", "sft_control"})
+    eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n"})
 
-    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None) -> None:
-        _, payload = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "eval": eval_key},
-                               lambda: score(model, adapter))
+    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None,
+            select: bool = False) -> None:
+        inputs = {**key_inputs, "skills": skills, "eval": eval_key}
+        if select and spec.select_n:
+            inputs["select_n"] = spec.select_n
+        _, payload = cache.run(f"eval:{name}", inputs, lambda: score(model, adapter, select))
         result.rows[name] = payload["scores"]
         result.metrics.update(payload["metrics"])
         result.kinds[name] = kind
+        for field_name in ("correct", "select"):
+            if field_name in payload:
+                getattr(result, field_name)[name] = payload[field_name]
 
     teachers_seen = []
     if recipe.eval.teachers:
@@ -322,14 +358,16 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
     row("student", "student", {"model": student_key}, student)
     for d in recipe.deltas:
         row(f"+ delta {d.name}", "single delta", {"adapter": cache.key(f"train:{d.name}")}, student,
-            str(work / f"delta-{d.name}"))
+            str(work / f"delta-{d.name}"), select=True)
     if recipe.eval.sft_control:
         for d in recipe.deltas:
             row(f"+ SFT-on-chosen {d.name}", "SFT control", {"adapter": cache.key(f"sft:{d.name}")}, student,
                 str(work / f"sft-{d.name}"))
     from ..merge.methods import METHODS
 
-    for method, out in result.merges.items():
+    for name, out in result.merges.items():
+        method = name.split("-first")[0]
         full = not METHODS[method].low_rank
-        row(f"merge {method}", "merge", {"merge": cache.key(f"merge:{method}")},
+        kind = "composition curve" if "-first" in name else "merge"
+        row(f"merge {name}", kind, {"merge": cache.key(f"merge:{name}")},
             out if full else student, None if full else out)
