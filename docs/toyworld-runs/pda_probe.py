@@ -1,5 +1,9 @@
 """The PDA-style probe of docs/toyworld.md (third session): generalist teacher families.
 
+Historical: it ran at commit a56a3da and imports ``deltahub.toy.research`` and the ``full``
+preset, which the fourth session replaced (the ``pda`` preset, ``docs/toyworld-runs/sweep.py``);
+check that commit out to rerun it. Its GAM rows used ``reference: auto`` and are void (2x bug).
+
 The shipped toy world gives each family one skill, so its deltas are complementary and interfere.
 PDA's own setting is several teacher *families* on the *same* prompts; this probe builds it on the
 full world's student: three families (different sizes and seeds), each weak and weaker member

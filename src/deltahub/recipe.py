@@ -39,6 +39,8 @@ class WorldSpec(_Strict):
     preset: str = "quick"
     seed: int = 0
     workers: int = Field(1, ge=1, description="models of the world trained at once (separate processes)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="fields of the preset's world config to "
+                                      "replace (e.g. student: {steps: 400}); nested mappings merge, lists replace")
 
     @field_validator("preset")
     @classmethod
@@ -48,6 +50,17 @@ class WorldSpec(_Strict):
         if v not in PRESETS:
             raise ValueError(f"unknown toy world preset {v!r}; valid: {', '.join(PRESETS)}")
         return v
+
+    @model_validator(mode="after")
+    def _overrides(self) -> WorldSpec:
+        if self.overrides:
+            from .toy.world import preset
+
+            try:
+                preset(self.preset, self.seed, self.overrides)
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+        return self
 
 
 class StudentSpec(_Strict):

@@ -46,8 +46,8 @@ def run_command(recipe: Path, work: Path | None, dry_run: bool) -> None:
               help="Run world seeds FIRST-SEED .. FIRST-SEED+SEEDS-1 (the settings were chosen on seeds 100-104).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Seeds run at once, in separate processes  [default: min(2, CPUs)]")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deltahub-demo"), show_default=True,
-              help="Where the report (report.md, results.png) and the run folders go.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deltahub-demo"),
+              show_default=True, help="Where the report (report.md, results.png) and the run folders go.")
 def demo_command(quick: bool, name: str, seeds: int | None, first_seed: int, workers: int | None, out: Path) -> None:
     """The whole PDA loop on the built-in toy world and the embedded registry, on a CPU, with every
     claim of the papers checked as a paired difference with a 95% confidence interval."""

@@ -57,24 +57,26 @@ def _run_seed(recipe_json: str, seed: int, work: str, endpoint: str | None) -> t
     """One seed in a worker process; its log goes to ``WORK/log.txt``."""
     if endpoint:
         os.environ["DELTAHUB_ENDPOINT"] = endpoint
+    os.environ["TQDM_DISABLE"] = "1"  # the worker's stderr is the demo's console: no interleaved bars
     from ..toy.world import one_thread
     from .run import run_recipe
 
     t0 = time.time()
     Path(work).mkdir(parents=True, exist_ok=True)
     with open(Path(work) / "log.txt", "a") as log, one_thread():
-        run_recipe(Recipe.model_validate_json(recipe_json), work, log=lambda m: print(m, file=log, flush=True))
+        run_recipe(Recipe.model_validate_json(recipe_json), work,
+                   log=lambda m: print(f"{time.time() - t0:6.1f}s {m}", file=log, flush=True))
     return seed, time.time() - t0
 
 
 def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | Path = "deltahub-demo",
-             workers: int | None = None, log=print) -> Path:
-    """Run demo ``name`` for world seeds first_seed .. first_seed+seeds-1; write ``out/report.md``
-    and ``out/results.png``; return the report's path."""
+             workers: int | None = None, log=print, recipe: Recipe | None = None) -> Path:
+    """Run demo ``name`` (or ``recipe``) for world seeds first_seed .. first_seed+seeds-1; write
+    ``out/report.md`` and ``out/results.png``; return the report's path."""
     if seeds < 1:
         raise InputError("--seeds must be at least 1", "pass --seeds 5 (the default)")
     out = Path(out)
-    recipe = demo_recipe(name)
+    recipe = recipe or demo_recipe(name)
     workers = max(1, min(workers or os.cpu_count() or 1, 2, seeds)) if seeds > 1 else 1
     seed_list = list(range(first_seed, first_seed + seeds))
     t0 = time.time()
@@ -91,7 +93,17 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
     wall = time.time() - t0
     results = {s: json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in seed_list}
     setting = [f"Demo `{name}` (recipe `{recipe.name}`: {recipe.description}). Wall time {wall:.0f} s for "
-               f"{seeds} seed(s) ({workers} worker process(es), world builds included).",
+               f"{seeds} seed(s) ({workers} worker process(es), world builds included).", ""]
+    if recipe.world is not None:
+        from ..toy.world import describe, preset
+
+        world = preset(recipe.world.preset, recipe.world.seed, recipe.world.overrides)
+        setting += [f"World `{recipe.world.preset}`: {describe(world)}.", ""]
+    d, t = recipe.deltas[0], recipe.deltas[0].train
+    setting += [f"Deltas: {t.get('objective', 'dpo')} (beta {t.get('beta')}, lr {t.get('learning_rate')}, "
+                f"{t.get('max_steps')} steps, LoRA r {t.get('rank')}) on the weak member's answers over the weaker "
+                f"member's, {d.prompts.count} prompts per skill from {d.prompts.source}, identical pairs dropped; "
+                "merges " + ", ".join(recipe.merge.methods) + ".", "",
                f"Reproduce: `deltahub demo{' --quick' if name == 'quick' else ''}"
                f"{f' --preset {name}' if name not in ('pda', 'quick') else ''} --seeds {seeds} "
                f"--first-seed {first_seed}`; every seed's folder holds its results.json and stages."]

@@ -323,7 +323,8 @@ def write_report(out: Path, title: str, results: dict[int, SeedResult], setting:
                 "the evaluation questions themselves (no selection questions: biased in its favour)")
              + "; the average single delta is the mean of all of them. "
              + (f"Composition curve: {first.get('curve')} over the first k deltas in the fixed order "
-                f"{' → '.join(first.get('order') or [])}; 1Δ is the first single delta." if curve_rows(first) else ""),
+                f"{' → '.join(first.get('order') or [])}; 1Δ is the first single delta."
+                if curve_rows(first) else ""),
              "", "## Rows", "", rows_table(results, intervals), "", f"![results]({png.name})", "",
              *per_seed_appendix(results, claims), ""]
     path = out / "report.md"

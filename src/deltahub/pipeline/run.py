@@ -55,7 +55,7 @@ class _Resolver:
             return
         from ..toy import build_world, preset
 
-        config = preset(self.recipe.world.preset, seed=self.recipe.world.seed)
+        config = preset(self.recipe.world.preset, seed=self.recipe.world.seed, overrides=self.recipe.world.overrides)
         self.world_key = config.config_hash()
         self.world = build_world(config=config, progress=True, workers=self.recipe.world.workers)
 

@@ -156,12 +156,42 @@ def _quick(seed: int) -> ToyWorldConfig:
 PRESETS = {"pda": _pda, "delta": _delta, "specialists": _specialists, "quick": _quick}
 
 
-def preset(name: str, seed: int = 0) -> ToyWorldConfig:
-    """A built-in world: ``pda`` (the demo's default), ``delta``, ``specialists`` or ``quick``."""
+def preset(name: str, seed: int = 0, overrides: dict | None = None) -> ToyWorldConfig:
+    """A built-in world: ``pda`` (the demo's default), ``delta``, ``specialists`` or ``quick``;
+    ``overrides`` replaces fields of it (nested mappings merge, lists are replaced whole)."""
     try:
-        return PRESETS[name](seed)
+        config = PRESETS[name](seed)
     except KeyError:
         raise InputError(f"unknown toy world preset {name!r}", f"use one of: {', '.join(PRESETS)}") from None
+    if not overrides:
+        return config
+    from pydantic import ValidationError
+
+    try:
+        return ToyWorldConfig.model_validate(_merged(config.model_dump(), overrides))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"world override {'.'.join(map(str, err['loc']))}: {err['msg']}",
+                         "fix the recipe's world.overrides") from None
+
+
+def describe(config: ToyWorldConfig) -> str:
+    """One line: the skills, the student and every family (hidden x layers / training steps)."""
+    def m(spec: ModelSpec) -> str:
+        return f"{spec.hidden_size}x{spec.num_layers}/{spec.steps}"
+
+    fams = "; ".join(f"{f.name}: {m(f.weak)} over {m(f.weaker)}"
+                     + (f" on {','.join(f.skills)}" if f.skills and f.skills != config.skills else "")
+                     for f in config.families)
+    return (f"skills {', '.join(config.skills)}; student {m(config.student)} (hidden x layers / steps); "
+            f"families (weak over weaker) {fams}")
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 @dataclass
