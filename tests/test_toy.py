@@ -75,7 +75,7 @@ def test_config_validation_names_the_key():
         ModelSpec(hidden_size=48)
     with pytest.raises(ValueError, match="skill"):
         FamilySpec(name="a", skills=["mul"], weak=TINY, weaker=TINY)
-    with pytest.raises(ValueError, match="does not have"):
+    with pytest.raises(ValueError, match="not among the world's skills"):
         ToyWorldConfig(skills=["srt"], families=[FamilySpec(name="a", skills=["lsr"], weak=TINY, weaker=TINY)])
     with pytest.raises(ValueError, match="unique"):
         ToyWorldConfig(skills=["srt"], families=[FamilySpec(name="a", weak=TINY, weaker=TINY)] * 2)
@@ -87,6 +87,23 @@ def test_config_validation_names_the_key():
     for name in ("pda", "delta"):  # PDA's setting: every family answers the whole skill mixture
         cfg = preset(name)
         assert len(cfg.families) >= 3 and all(cfg.family_skills(f) == cfg.skills for f in cfg.families)
+
+
+def test_preset_overrides_and_mix():
+    from deltahub.toy.world import training_items
+
+    base = preset("pda", seed=3)
+    changed = preset("pda", seed=3, overrides={"student": {"steps": 7, "mix": {"lsr": 0.25}}})
+    assert changed.student.steps == 7 and changed.student.hidden_size == base.student.hidden_size  # merged
+    assert changed.families == base.families and changed.config_hash() != base.config_hash()
+    one = preset("pda", overrides={"families": [{"name": "z", "weak": {"steps": 2}, "weaker": {"steps": 1}}]})
+    assert [f.name for f in one.families] == ["z"]  # lists are replaced whole
+    with pytest.raises(InputError, match=r"world override student.stepz: Extra inputs"):
+        preset("pda", overrides={"student": {"stepz": 7}})
+    with pytest.raises(InputError, match="not among the world's skills"):
+        preset("pda", overrides={"student": {"mix": {"rev": 1.0}}})
+    items = training_items(changed.student, ["srt", "lsr"], seed=1, pool=200)
+    assert sum(q.startswith("srt") for q, _ in items) == 200 and sum(q.startswith("lsr") for q, _ in items) == 50
 
 
 def _tiny_config(seed=0):

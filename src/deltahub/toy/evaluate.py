@@ -62,10 +62,11 @@ def _until(row: list[int], stops: set[int]):
         yield t
 
 
-def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int = 1024) -> list[bool]:
+def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int = 512) -> list[bool]:
     """Per (question, answer): would greedy decoding return exactly the answer's tokens and then stop?
 
-    One teacher-forced pass over right-padded prompt + answer + EOS (see the module docstring).
+    One teacher-forced pass over right-padded prompt + answer + EOS (see the module docstring);
+    sequences are batched by length, so almost no position is padding.
     """
     import torch
 
@@ -73,25 +74,26 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     stops = torch.tensor(sorted({eos, pad}))
-    out: list[bool] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start: start + batch_size]
-        prompts = [prompt_ids(tokenizer, q) for q, _ in chunk]
-        answers = tokenizer([a for _, a in chunk], add_special_tokens=False)["input_ids"]
-        seqs = [p + a + [eos] for p, a in zip(prompts, answers)]
+    prompts = [prompt_ids(tokenizer, q) for q, _ in items]
+    answers = tokenizer([a for _, a in items], add_special_tokens=False)["input_ids"] if items else []
+    order = sorted(range(len(items)), key=lambda i: len(prompts[i]) + len(answers[i]))
+    out = [False] * len(items)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start: start + batch_size]
+        seqs = [prompts[i] + answers[i] + [eos] for i in chunk]
         width = max(map(len, seqs))
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
         with torch.inference_mode():  # right padding: real tokens never attend to the pads after them
             pred = model(input_ids=ids).logits.argmax(-1)
-        for i, (p, a) in enumerate(zip(prompts, answers)):
-            first = len(p) - 1  # the logit at the last prompt token predicts the first answer token
-            ok = bool((pred[i, first: first + len(a)] == ids[i, first + 1: first + 1 + len(a)]).all())
-            out.append(ok and bool(torch.isin(pred[i, first + len(a)], stops)))
+        for row, i in enumerate(chunk):
+            first, n = len(prompts[i]) - 1, len(answers[i])  # the last prompt token predicts the first answer token
+            ok = bool((pred[row, first: first + n] == ids[row, first + 1: first + 1 + n]).all())
+            out[i] = ok and bool(torch.isin(pred[row, first + n], stops))
     return out
 
 
 def evaluate_model(model, tokenizer, skills: list[str], n: int = 200, seed: int = 0,
-                   batch_size: int = 1024, details: bool = False) -> dict:
+                   batch_size: int = 512, details: bool = False) -> dict:
     """Exact match per skill and their mean (``avg``) of an already loaded model.
 
     With ``details``: ``{"scores": {...}, "correct": {skill: "0110..."}}``, the per-question verdicts
@@ -108,7 +110,7 @@ def evaluate_model(model, tokenizer, skills: list[str], n: int = 200, seed: int 
 
 
 def evaluate(model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200,
-             seed: int = 0, batch_size: int = 1024, details: bool = False) -> dict:
+             seed: int = 0, batch_size: int = 512, details: bool = False) -> dict:
     """Exact match per skill and ``avg`` of a model folder, optionally with a PEFT adapter."""
     m, tok = load_model(model, adapter)
     return evaluate_model(m, tok, skills, n=n, seed=seed, batch_size=batch_size, details=details)

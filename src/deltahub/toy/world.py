@@ -39,6 +39,15 @@ class ModelSpec(BaseModel):
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     warmup_steps: int = Field(30, ge=0)
+    mix: dict[str, float] = Field(default_factory=dict, description="share of each skill in the training pool, "
+                                  "relative to 1 (default: every skill equally)")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("mix weights must be >= 0")
+        return v
 
     @field_validator("hidden_size")
     @classmethod
@@ -90,9 +99,11 @@ class ToyWorldConfig(BaseModel):
         names = [f.name for f in self.families]
         if len(set(names)) != len(names):
             raise ValueError(f"family names must be unique: {names}")
-        outside = sorted({s for f in self.families for s in f.skills or []} - set(self.skills))
+        used = {s for f in self.families for s in f.skills or []}
+        used |= {s for spec in [self.student, *(m for f in self.families for m in (f.weak, f.weaker))] for s in spec.mix}
+        outside = sorted(used - set(self.skills))
         if outside:
-            raise ValueError(f"families use skills {outside} that the world does not have")
+            raise ValueError(f"skills {outside} (of a family or a mix) are not among the world's skills")
         return self
 
     def family_skills(self, family: FamilySpec) -> list[str]:
@@ -102,7 +113,12 @@ class ToyWorldConfig(BaseModel):
         """Stable short hash of the config (the cache key)."""
         from deltahub.toy.skills import SKILLS_VERSION
 
-        key = {"skills_version": SKILLS_VERSION, **self.model_dump()}
+        def drop_empty_mix(tree):  # worlds built before ``mix`` existed keep their hash
+            if isinstance(tree, dict):
+                return {k: drop_empty_mix(v) for k, v in tree.items() if not (k == "mix" and not v)}
+            return [drop_empty_mix(v) for v in tree] if isinstance(tree, list) else tree
+
+        key = {"skills_version": SKILLS_VERSION, **drop_empty_mix(self.model_dump())}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -171,7 +187,8 @@ def preset(name: str, seed: int = 0, overrides: dict | None = None) -> ToyWorldC
         return ToyWorldConfig.model_validate(_merged(config.model_dump(), overrides))
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"world override {'.'.join(map(str, err['loc']))}: {err['msg']}",
+        where = ".".join(map(str, err["loc"]))
+        raise InputError(f"world override{' ' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}",
                          "fix the recipe's world.overrides") from None
 
 
@@ -306,6 +323,14 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> list[tuple[str, str]]:
+    """The (question, answer) pool a model trains on: ``pool`` x its mix weight per skill."""
+    from deltahub.toy.skills import sample
+
+    return [item for s in skills for item in sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed,
+                                                    unique=False)]
+
+
 def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: int = 4000,
                 progress: bool = True, desc: str = "train") -> Path:
     """Train one tiny Qwen3 from scratch on ``skills`` (loss on answers only) and save it."""
@@ -315,7 +340,6 @@ def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
 
     from deltahub.tiny import tiny_qwen3_config
     from deltahub.toy.data import collate, encode_examples, toy_tokenizer
-    from deltahub.toy.skills import sample
 
     tok = toy_tokenizer()
     cfg = tiny_qwen3_config(len(tok), spec.hidden_size, spec.num_layers, max_position_embeddings=128,
@@ -324,7 +348,7 @@ def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
     model = Qwen3ForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    examples = [ex for s in skills for ex in encode_examples(tok, sample(s, "train", pool, seed=seed, unique=False))]
+    examples = encode_examples(tok, training_items(spec, skills, seed, pool))
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.98))
 
