@@ -111,3 +111,31 @@ def test_bad_input_is_one_line_error(tiny_model, tmp_path, task_dir, capsys):
         main(["eval", str(tmp_path), "--tasks", "toy:srt"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "neither config.json" in err and "fix:" in err and "Traceback" not in err
+
+
+def test_pickled_weights_are_refused_before_torch_load(tiny_model, tmp_path, monkeypatch, capsys):
+    """A model or adapter folder with only pickles never reaches torch.load: one line, exit code 2."""
+    import shutil
+
+    import torch
+
+    from deltahub.cli import main
+    from deltahub.tiny import build_random_adapter
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("torch.load reached")
+
+    monkeypatch.setattr(torch, "load", no_load)
+    model = tmp_path / "pickled-model"
+    shutil.copytree(tiny_model, model)
+    for st in model.glob("*.safetensors"):
+        st.rename(model / "pytorch_model.bin")
+    adapter = build_random_adapter(tiny_model, tmp_path / "pickled-adapter", r=4, alpha=8, seed=0)
+    (adapter / "adapter_model.safetensors").rename(adapter / "adapter_model.bin")
+    for args in ([str(model), "--tasks", "toy:srt"], [str(adapter), "--tasks", "toy:srt"],
+                 [str(tiny_model), "--adapter", str(adapter), "--tasks", "toy:srt"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["eval", *args])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "has only pickled weights" in err and "pickles can run code and are refused" in err
+        assert "Traceback" not in err and "torch.load reached" not in err

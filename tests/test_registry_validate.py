@@ -85,7 +85,7 @@ def test_merged_card_lists_deltas_and_command(tmp_path):
              "merge": {"method": "ties", "parameters": {"density": 0.3}, "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}]}}
     (tmp_path / "deltahub.json").write_text(json.dumps(block))
     text = write_card(tmp_path).read_text()
-    assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --param density=0.3" in text
+    assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --density 0.3" in text
     assert "`me/b` | `abc`" in text
 
 
@@ -162,3 +162,17 @@ def test_adapter_without_config_fails(adapter_dir, tmp_path):
     bad = _copy(adapter_dir, tmp_path)
     (bad / "adapter_config.json").unlink()
     assert failed(validate_folder(bad, dataset_rows=rows_ok)) == {"adapter matches its base"}
+
+
+def test_merged_adapter_without_config_fails(adapter_dir, tmp_path):
+    """A merged delta published as an adapter is a PEFT folder too: no adapter_config.json, no PASS."""
+    bad = _copy(adapter_dir, tmp_path)
+    (bad / "adapter_config.json").unlink()
+    block = {"schema_version": 1, "kind": "merged", "student": {"model": "b/base"},
+             "merge": {"method": "ties", "output": "adapter", "deltas": [{"repo": "me/a", "revision": "v1"}]}}
+    (bad / "deltahub.json").write_text(json.dumps(block))
+    write_card(bad)
+    report = validate_folder(bad, dataset_rows=rows_ok)
+    assert failed(report) == {"adapter matches its base"}, report.lines()
+    assert "adapter_config.json is missing" in report.lines()[[c.name for c in report.checks].index(
+        "adapter matches its base")]

@@ -66,7 +66,7 @@ def test_kill_mid_upload_then_restart_and_retry(tmp_path):
         sock.sendall(data[: len(data) // 2])
         tmp_dir = root / "tmp"
         deadline = time.monotonic() + 10
-        while not any(p.stat().st_size > 0 for p in tmp_dir.iterdir()) and time.monotonic() < deadline:
+        while not any(p.stat().st_size > 0 for p in tmp_dir.rglob("up-*")) and time.monotonic() < deadline:
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)  # mid-PUT: half the body is on disk in a temp file
         proc.wait()
@@ -75,9 +75,12 @@ def test_kill_mid_upload_then_restart_and_retry(tmp_path):
         if proc.poll() is None:
             proc.kill()
 
-    store = Store(root)
+    assert any(p.stat().st_size > 0 for p in tmp_dir.rglob("up-*"))  # the partial upload the kill left
+    store = Store(root)  # what a restart does first: the dead process's temp folder is swept
+    assert [p for p in tmp_dir.rglob("*") if p.is_file()] == []
     assert store.check() == []
     assert not store.has_blob(oid)  # no partial object visible under its name
+    store.close()
     proc = _serve(root, port)
     try:
         api = HfApi(endpoint=url, token="any")

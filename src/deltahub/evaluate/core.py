@@ -8,12 +8,14 @@ gpqa_*) and local task YAMLs (``include_path``) share one result format.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..registry.pull import resolve_local
+from ..weights import read_adapter_config
 
 TOY_PREFIX = "toy:"
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 
 
 def is_toy_task(task: str) -> bool:
@@ -34,27 +36,36 @@ def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple
         path = Path(spec)
         if path.exists():
             return path
-        try:
-            from ..registry.pull import resolve_local
-        except ImportError as exc:  # pragma: no cover - registry always ships
-            raise InputError(f"model not found: {spec}", "pass a local folder") from exc
+        if str(spec).count("/") != 1:
+            raise InputError(f"model not found: {spec}", "pass a local folder or a repo id NS/NAME[@REV]")
         return Path(resolve_local(str(spec)))
 
     path = local(model)
     if not path.is_dir():
         raise InputError(f"model is not a folder: {path}", "pass a Hugging Face model or PEFT adapter folder")
-    if (path / "adapter_config.json").exists():
+    adapter_config = read_adapter_config(path)
+    if adapter_config is not None:
         if adapter is not None:
             raise InputError("MODEL is an adapter and --adapter was also given", "pass the base model as MODEL")
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = adapter_config.get("base_model_name_or_path")
         if not base:
             raise InputError(f"{path}/adapter_config.json names no base_model_name_or_path",
                              "pass the base model as MODEL and the adapter with --adapter")
-        return local(base), path
+        return _no_pickles(local(base)), _no_pickles(path)
     if not (path / "config.json").exists():
         raise InputError(f"{path} has neither config.json nor adapter_config.json",
                          "pass a Hugging Face model folder or a PEFT adapter folder")
-    return path, (local(adapter) if adapter is not None else None)
+    return _no_pickles(path), (_no_pickles(local(adapter)) if adapter is not None else None)
+
+
+def _no_pickles(folder: Path) -> Path:
+    """``folder`` when its weights are safetensors; pickled-only weights would reach torch.load: refused."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
+        if pickled:
+            raise InputError(f"{folder} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
+                             "convert the weights to safetensors (save_pretrained(..., safe_serialization=True))")
+    return folder
 
 
 def pick_backend(backend: str = "auto") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def _run_seed(recipe_json: str, seed: int, work: str, endpoint: str | None) -> t
     t0 = time.time()
     Path(work).mkdir(parents=True, exist_ok=True)
     with open(Path(work) / "log.txt", "a") as log, one_thread():
+        # whatever else the seed prints (library warnings) goes to its log, not the demo's console
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
         run_recipe(Recipe.model_validate_json(recipe_json), work,
                    log=lambda m: print(f"{time.time() - t0:6.1f}s {m}", file=log, flush=True))
     return seed, time.time() - t0
@@ -92,6 +98,11 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
         _run_parallel(recipe, seed_list, out, workers, log)
     wall = time.time() - t0
     results = {s: json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in seed_list}
+    # compose the first seed's published deltas with the unmodified mergekit (registry/mergekit_config.py)
+    from ..registry.mergekit_config import write_for_published
+
+    mergekit_line = write_for_published(results[first_seed]["deltas"], out / "gam.yml",
+                                        recipe.merge.parameters.get("gam"))
     setting = [f"Demo `{name}` (recipe `{recipe.name}`: {recipe.description}). Wall time {wall:.0f} s for "
                f"{seeds} seed(s) ({workers} worker process(es), world builds included).", ""]
     if recipe.world is not None:
@@ -107,6 +118,9 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
                f"Reproduce: `deltahub demo{' --quick' if name == 'quick' else ''}"
                f"{f' --preset {name}' if name not in ('pda', 'quick') else ''} --seeds {seeds} "
                f"--first-seed {first_seed}`; every seed's folder holds its results.json and stages."]
+    if mergekit_line:
+        setting += ["", f"Compose the published deltas (seed {first_seed}) with the unmodified mergekit: "
+                    f"`{mergekit_line}`"]
     return write_report(out, f"deltahub demo — {recipe.description}", results, setting,
                         plumbing_only=name == "quick")
 

@@ -3,56 +3,59 @@
 Why this shape: a commit is one SQLite transaction that points at blobs already renamed into
 place, so a crash at any moment leaves either the old head or the new one, never a mix. Blobs
 are named by their sha256 and written temp-file + fsync + rename, so a half-written upload is
-never visible. Several processes may share one root (WAL + busy timeout).
+never visible; a blob's path is built only from a validated sha256. Which repo holds which object
+is recorded (``repo_objects``): a commit may name an LFS object only if it was uploaded to that
+repo or is already committed in a repo the committer can read. Several processes may share one
+root (WAL + busy timeout; temp folders locked per process, see scratch.py). Each thread keeps one
+connection open, so a read never needs to write (no checkpoint on close) and reads keep working
+while the disk is full; any ENOSPC while writing becomes ``DiskFull``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import sqlite3
-import tempfile
+import threading
 import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from . import history, migrate
+from .errors import (
+    Conflict,
+    DiskFull,
+    EntryNotFound,
+    ObjectNotUploaded,
+    PayloadTooLarge,
+    RevisionNotFound,
+    StaleParent,
+    disk_guard,
+)
+from .history import Entry
+from .limits import MAX_CARD_YAML_BYTES
+from .paths import is_sha256
+from .scratch import Scratch
 from .tags import derive_tags, parse_card
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".pt", ".pth", ".gguf", ".h5", ".onnx", ".msgpack",
                 ".arrow", ".zip", ".gz", ".tar", ".npy", ".npz", ".ckpt", ".pkl", ".png", ".jpg")
 LFS_THRESHOLD = 10 * 1024 * 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS repos (
-  id INTEGER PRIMARY KEY, type TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
-  private INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, modified REAL NOT NULL,
-  card TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '[]', UNIQUE(type, ns, name));
-CREATE TABLE IF NOT EXISTS commits (
-  sha TEXT PRIMARY KEY, repo INTEGER NOT NULL, parent TEXT, tree TEXT NOT NULL,
-  title TEXT, message TEXT, author TEXT, date REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS commits_repo ON commits(repo);
-CREATE TABLE IF NOT EXISTS refs (
-  repo INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL,
-  PRIMARY KEY(repo, kind, name));
-CREATE TABLE IF NOT EXISTS repo_tags (repo INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY(repo, tag));
-CREATE INDEX IF NOT EXISTS repo_tags_tag ON repo_tags(tag);
-"""
-
 GITATTRIBUTES = (
     "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
     "*.parquet filter=lfs diff=lfs merge=lfs -text\n*.pt filter=lfs diff=lfs merge=lfs -text\n"
 ).encode()
 
-
-class StoreError(Exception):
-    """A storage-level refusal; ``status`` and ``code`` become the HTTP status and X-Error-Code."""
-
-    def __init__(self, status: int, message: str, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+# can_read(namespace, private) -> bool: the committer's read permission, for objects held by other repos
+ReadPolicy = Callable[[str, bool], bool]
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -86,114 +89,215 @@ class Repo:
         return f"{self.ns}/{self.name}"
 
 
+def _repo(row: sqlite3.Row) -> Repo:
+    return Repo(row["id"], row["type"], row["ns"], row["name"], bool(row["private"]), row["created"],
+                row["modified"], json.loads(row["card"]), json.loads(row["tags"]))
+
+
+class Incoming:
+    """One body being received into a temp file: sized, optionally hashed, removed unless adopted.
+
+    Use as a context manager: whatever ends the request (error, client gone, success) removes the file.
+    With ``keep=False`` nothing is written (an object already stored: its bytes are only hashed).
+    """
+
+    def __init__(self, store: Store, limit: int, hashed: bool = True, keep: bool = True):
+        self.store, self.limit = store, limit
+        self.size = 0
+        self._hash = hashlib.sha256() if hashed else None
+        self._file = None
+        self.path: Path | None = None
+        if keep:
+            with disk_guard(store.root):
+                fd, self.path = store.scratch.new_file()
+                self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise PayloadTooLarge(f"body is larger than {self.limit} bytes")
+        if self._hash is not None:
+            self._hash.update(chunk)
+        if self._file is not None:
+            with disk_guard(self.store.root):
+                self._file.write(chunk)
+
+    def finish(self, sync: bool = True) -> str:
+        """Flush (and fsync: the file may become a blob); the sha256 of what was received ('' when not hashed)."""
+        if self._file is not None:
+            with disk_guard(self.store.root):
+                self._file.flush()
+                if sync:
+                    os.fsync(self._file.fileno())
+                self._file.close()
+        return self._hash.hexdigest() if self._hash is not None else ""
+
+    def adopt(self, sha256: str) -> None:
+        """Rename the finished, verified file into the content-addressed store."""
+        dest = self.store.blob_path(sha256)
+        with disk_guard(self.store.root):
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(self.path, dest)
+
+    def __enter__(self) -> Incoming:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # ENOSPC again while flushing what is being thrown away
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 class Store:
     """All persistent state under one root folder."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        self.tmp = self.root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.scratch = Scratch(self.root / "tmp")
         self.db_path = self.root / "registry.db"
-        self._sweep_temp()
-        with self._conn() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self.trees = history.TreeCache()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, Store._release, self.scratch, self._conns)
+        with self._init_lock():
+            db = self._db()
+            if migrate.version(db) != migrate.SCHEMA_VERSION:
+                with disk_guard(self.root):
+                    db.execute("PRAGMA journal_mode=WAL")
+                with self._write() as db:
+                    migrate.upgrade(db)
+
+    @contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        """Serialise first opens: switching to WAL takes an exclusive lock without waiting on SQLite's busy
+        handler, so two processes starting on a new root at once failed with "database is locked" (seen in CI)."""
+        fd = os.open(self.root / "init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _release(scratch: Scratch, conns: list[sqlite3.Connection]) -> None:
+        for db in conns:
+            db.close()
+        conns.clear()
+        scratch.close()
+
+    def close(self) -> None:
+        """Close connections and remove this store's temp folder (a later sweep would, too)."""
+        self._finalizer()
 
     # -- plumbing -------------------------------------------------------------------------
-    def _sweep_temp(self, max_age_s: float = 86400) -> None:
-        """Remove upload temp files left by a crash (old enough that no live process still writes them)."""
-        cutoff = time.time() - max_age_s
-        for p in self.tmp.iterdir():
-            try:
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
-            except FileNotFoundError:
-                pass
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (kept open: closing the last one would checkpoint, i.e. write)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA temp_store=MEMORY")  # sorting never needs a temp file (reads on a full disk)
+            self._local.db = db
+            with self._conns_lock:
+                self._conns.append(db)
+        return db
 
-    def _conn(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=60000")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.row_factory = sqlite3.Row
-        return _Closing(db)
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ENOSPC (SQLITE_FULL) becomes DiskFull, anything else rolls back and re-raises."""
+        db = self._db()
+        with disk_guard(self.root):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def blob_path(self, sha256: str) -> Path:
+        """The only way a blob's file name is made: from a validated sha256, so no client string is a path."""
+        if not is_sha256(sha256):
+            raise ValueError(f"not a sha256: {sha256[:80]!r}")
         return self.blobs / sha256[:2] / sha256
 
+    def blob_size(self, sha256: str) -> int | None:
+        try:
+            return self.blob_path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
-        p = self.blob_path(sha256)
-        return p.is_file() and (size is None or p.stat().st_size == size)
+        found = self.blob_size(sha256)
+        return found is not None and (size is None or found == size)
 
-    def new_temp(self) -> tuple[int, Path]:
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="up-")
-        return fd, Path(name)
-
-    def adopt_blob(self, tmp_path: Path, sha256: str) -> None:
-        """Rename a fully written, verified temp file into the content-addressed store."""
-        dest = self.blob_path(sha256)
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(tmp_path, dest)
+    def incoming(self, limit: int, hashed: bool = True, keep: bool = True) -> Incoming:
+        return Incoming(self, limit, hashed, keep)
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self.has_blob(sha, len(data)):
-            fd, tmp = self.new_temp()
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self.adopt_blob(tmp, sha)
+            with self.incoming(len(data), hashed=False) as up:
+                up.write(data)
+                up.finish()
+                up.adopt(sha)
         return sha
 
-    def read_blob(self, sha256: str) -> bytes:
-        return self.blob_path(sha256).read_bytes()
+    def read_blob(self, sha256: str, limit: int | None = None) -> bytes:
+        with open(self.blob_path(sha256), "rb") as f:
+            return f.read(-1 if limit is None else limit)
 
     # -- repos ----------------------------------------------------------------------------
-    def _repo_row(self, db, rtype: str, ns: str, name: str) -> Repo | None:
-        row = db.execute("SELECT * FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
-        if row is None:
-            return None
-        return Repo(row["id"], row["type"], row["ns"], row["name"], bool(row["private"]), row["created"],
-                    row["modified"], json.loads(row["card"]), json.loads(row["tags"]))
-
     def get_repo(self, rtype: str, ns: str, name: str) -> Repo | None:
-        with self._conn() as db:
-            return self._repo_row(db, rtype, ns, name)
+        row = self._db().execute("SELECT * FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
+        return None if row is None else _repo(row)
+
+    def repo_by_id(self, repo_id: int) -> Repo | None:
+        row = self._db().execute("SELECT * FROM repos WHERE id=?", (repo_id,)).fetchone()
+        return None if row is None else _repo(row)
 
     def create_repo(self, rtype: str, ns: str, name: str, private: bool, author: str) -> Repo:
         now = time.time()
         blob = self.put_bytes(GITATTRIBUTES)
-        tree = {".gitattributes": _entry(blob, GITATTRIBUTES, False)}
-        with self._conn() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._repo_row(db, rtype, ns, name) is not None:
-                    raise StoreError(409, f"You already created this {rtype} repo", None)
-                cur = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
-                                 (rtype, ns, name, int(private), now, now))
-                rid = cur.lastrowid
-                sha = _commit_sha()
-                db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
-                           (sha, rid, None, json.dumps(tree), "initial commit", "", author, now))
-                db.execute("INSERT INTO refs VALUES (?,?,?,?)", (rid, "branch", "main", sha))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return self._repo_row(db, rtype, ns, name)
+        tree = {".gitattributes": Entry(blob, len(GITATTRIBUTES), git_blob_oid(GITATTRIBUTES), False)}
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone():
+                raise Conflict(f"You already created this {rtype} repo")
+            rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                             (rtype, ns, name, int(private), now, now)).lastrowid
+            sha = _commit_sha()
+            history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree, title="initial commit",
+                                 message="", author=author, date=now)
+            db.execute("INSERT INTO refs VALUES (?,?,?,?)", (rid, "branch", "main", sha))
+            db.execute("INSERT INTO repo_objects VALUES (?,?,1)", (rid, blob))
+        return self.get_repo(rtype, ns, name)
 
     def delete_repo(self, repo: Repo) -> None:
-        with self._conn() as db:
-            db.execute("BEGIN IMMEDIATE")
-            for table, col in (("refs", "repo"), ("commits", "repo"), ("repo_tags", "repo"), ("repos", "id")):
+        with self._write() as db:
+            history.delete_repo_history(db, repo.id)
+            for table, col in (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("mirrors", "repo"),
+                               ("repos", "id")):
                 db.execute(f"DELETE FROM {table} WHERE {col}=?", (repo.id,))
-            db.execute("COMMIT")
 
     def set_private(self, repo: Repo, private: bool) -> None:
-        with self._conn() as db:
+        with self._write() as db:
             db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), repo.id))
+
+    def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
+        """(created, modified, private) of every repo: a repo's card, tags or visibility never change without
+        its stamp changing, so a cache of listing rows can re-read only the repos whose stamp moved."""
+        rows = self._db().execute("SELECT id, created, modified, private FROM repos").fetchall()
+        return {r["id"]: (r["created"], r["modified"], bool(r["private"])) for r in rows}
 
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
         sql = "SELECT * FROM repos WHERE type=?"
@@ -204,19 +308,41 @@ class Store:
         for t in tags:
             sql += " AND id IN (SELECT repo FROM repo_tags WHERE tag=?)"
             args.append(t)
-        with self._conn() as db:
-            rows = db.execute(sql, args).fetchall()
-        out = [Repo(r["id"], r["type"], r["ns"], r["name"], bool(r["private"]), r["created"], r["modified"],
-                    json.loads(r["card"]), json.loads(r["tags"])) for r in rows]
+        out = [_repo(r) for r in self._db().execute(sql, args).fetchall()]
         if search:
             s = search.lower()
             out = [r for r in out if s in r.repo_id.lower()]
         return out
 
+    # -- objects --------------------------------------------------------------------------
+    def record_upload(self, repo: Repo, sha256: str) -> None:
+        """``repo`` now holds ``sha256`` (uploaded through its LFS ticket)."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO repo_objects VALUES (?,?,0)", (repo.id, sha256))
+
+    def holds(self, repo: Repo, sha256: str) -> bool:
+        return self._db().execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?",
+                                  (repo.id, sha256)).fetchone() is not None
+
+    def _may_use(self, db: sqlite3.Connection, repo: Repo, sha256: str, can_read: ReadPolicy | None) -> bool:
+        """Whether a commit to ``repo`` may name object ``sha256`` (it must exist on disk too)."""
+        if db.execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?", (repo.id, sha256)).fetchone():
+            return True
+        if can_read is None:
+            return False
+        rows = db.execute("SELECT r.ns, r.private FROM repo_objects o JOIN repos r ON r.id = o.repo "
+                          "WHERE o.sha256=? AND o.committed=1", (sha256,)).fetchall()
+        return any(can_read(r["ns"], bool(r["private"])) for r in rows)
+
+    def usable_size(self, repo: Repo, sha256: str, can_read: ReadPolicy | None) -> int | None:
+        """The object's size when ``repo`` may use it without an upload (LFS batch: 'already stored'), else None."""
+        if not self._may_use(self._db(), repo, sha256, can_read):
+            return None
+        return self.blob_size(sha256)
+
     # -- revisions ------------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
-        with self._conn() as db:
-            rows = db.execute("SELECT kind, name, target FROM refs WHERE repo=?", (repo.id,)).fetchall()
+        rows = self._db().execute("SELECT kind, name, target FROM refs WHERE repo=?", (repo.id,)).fetchall()
         out: dict[str, dict[str, str]] = {"branch": {}, "tag": {}}
         for r in rows:
             out[r["kind"]][r["name"]] = r["target"]
@@ -224,10 +350,7 @@ class Store:
 
     def resolve(self, repo: Repo, rev: str) -> str:
         """Commit sha of a branch, tag, full or short sha; RevisionNotFound otherwise."""
-        with self._conn() as db:
-            return self._resolve(db, repo, rev)
-
-    def _resolve(self, db, repo: Repo, rev: str) -> str:
+        db = self._db()
         for kind in ("branch", "tag"):
             row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, rev)).fetchone()
             if row:
@@ -236,148 +359,181 @@ class Store:
             rows = db.execute("SELECT sha FROM commits WHERE repo=? AND sha LIKE ?", (repo.id, rev + "%")).fetchall()
             if len(rows) == 1:
                 return rows[0]["sha"]
-        raise StoreError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        raise RevisionNotFound(f"Invalid rev id: {rev}")
 
-    def tree(self, sha: str) -> dict[str, dict]:
-        with self._conn() as db:
-            row = db.execute("SELECT tree FROM commits WHERE sha=?", (sha,)).fetchone()
-        return json.loads(row["tree"])
+    def tree(self, sha: str) -> dict[str, Entry]:
+        """The files of commit ``sha`` (read-only: shared through the cache)."""
+        return history.read_tree(self._db(), sha, self.trees)
 
-    def commit_info(self, sha: str) -> dict:
-        with self._conn() as db:
-            row = db.execute("SELECT * FROM commits WHERE sha=?", (sha,)).fetchone()
-        return dict(row)
+    def entry(self, sha: str, path: str) -> Entry | None:
+        return history.read_entry(self._db(), sha, path, self.trees)
 
-    def history(self, sha: str) -> list[dict]:
+    def history(self, sha: str, limit: int | None = None) -> list[dict]:
+        """Commits from ``sha`` back to the first (the newest ``limit`` of them when given)."""
+        db = self._db()
         out = []
-        with self._conn() as db:
-            while sha:
-                row = db.execute("SELECT sha, parent, title, message, author, date FROM commits WHERE sha=?", (sha,)).fetchone()
-                out.append(dict(row))
-                sha = row["parent"]
+        while sha and (limit is None or len(out) < limit):
+            row = db.execute("SELECT sha, parent, title, message, author, date FROM commits WHERE sha=?", (sha,)).fetchone()
+            out.append(dict(row))
+            sha = row["parent"]
         return out
 
     def set_ref(self, repo: Repo, kind: str, name: str, target: str | None, must_not_exist: bool = False) -> None:
-        with self._conn() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write() as db:
             exists = db.execute("SELECT 1 FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
             if target is None:
                 if not exists:
-                    db.execute("ROLLBACK")
-                    raise StoreError(404, f"{kind} {name} not found", "RevisionNotFound")
+                    raise RevisionNotFound(f"{kind} {name} not found")
                 db.execute("DELETE FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name))
             else:
                 if exists and must_not_exist:
-                    db.execute("ROLLBACK")
-                    raise StoreError(409, f"{kind} {name} already exists")
+                    raise Conflict(f"{kind} {name} already exists")
                 db.execute("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", (repo.id, kind, name, target))
-            db.execute("COMMIT")
 
     # -- commits --------------------------------------------------------------------------
     def commit(self, repo: Repo, branch: str, ops: list[dict], title: str, message: str, author: str,
-               parent: str | None) -> str:
-        """Apply add/delete operations on top of ``branch`` in one transaction; 412 when ``parent`` is stale.
+               parent: str | None, can_read: ReadPolicy | None = None) -> str:
+        """Apply add/delete operations on top of ``branch`` in one transaction; StaleParent when ``parent`` is old.
 
         ``ops`` items: {"op": "add", "path", "sha256", "size", "lfs", "oid"} | {"op": "delete"|"delete_folder", "path"}.
-        Every added blob must already be in the store.
+        Every added blob must already be in the store; an LFS one must be usable by ``repo`` (see ``_may_use``,
+        with ``can_read`` the committer's read permission). An LFS add may leave "size" None (a copy).
         """
-        with self._conn() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT target FROM refs WHERE repo=? AND kind='branch' AND name=?",
-                                 (repo.id, branch)).fetchone()
-                if row is None:
-                    raise StoreError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-                head = row["target"]
-                if parent and parent != head and not (len(parent) < 40 and head.startswith(parent)):
-                    raise StoreError(412, f"A commit has happened since. Please refresh and try again. (parent {parent}, head {head})")
-                tree = json.loads(db.execute("SELECT tree FROM commits WHERE sha=?", (head,)).fetchone()["tree"])
-                for op in ops:
-                    path = op["path"]
-                    if op["op"] == "add":
-                        if not self.has_blob(op["sha256"], op["size"]):
-                            raise StoreError(422, f"LFS object {op['sha256']} for {path} was not uploaded")
-                        tree[path] = {"sha256": op["sha256"], "size": op["size"], "oid": op["oid"], "lfs": op["lfs"]}
-                    elif op["op"] == "delete":
-                        if path not in tree:
-                            raise StoreError(404, f"File not found: {path}", "EntryNotFound")
-                        del tree[path]
-                    else:
-                        prefix = path.rstrip("/") + "/"
-                        gone = [p for p in tree if p.startswith(prefix)]
-                        if not gone:
-                            raise StoreError(404, f"Folder not found: {path}", "EntryNotFound")
-                        for p in gone:
-                            del tree[p]
-                sha = _commit_sha()
-                now = time.time()
-                db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
-                           (sha, repo.id, head, json.dumps(tree, sort_keys=True), title, message, author, now))
-                db.execute("UPDATE refs SET target=? WHERE repo=? AND kind='branch' AND name=?", (sha, repo.id, branch))
-                if branch == "main":
-                    card = {}
-                    if "README.md" in tree:
-                        card = parse_card(self.read_blob(tree["README.md"]["sha256"]).decode("utf-8", "replace"))
-                    tags = derive_tags(card, repo.type, list(tree))
-                    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
-                               (json.dumps(card, default=str), json.dumps(tags), now, repo.id))
-                    db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
-                    db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+        with self._write() as db:
+            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind='branch' AND name=?",
+                             (repo.id, branch)).fetchone()
+            if row is None:
+                raise RevisionNotFound(f"Invalid rev id: {branch}")
+            head = row["target"]
+            if parent and parent != head and not (len(parent) < 40 and head.startswith(parent)):
+                raise StaleParent(f"A commit has happened since. Please refresh and try again. (parent {parent}, head {head})")
+            before = self.tree(head)
+            tree = dict(before)
+            for op in ops:
+                path = op["path"]
+                if op["op"] == "add":
+                    tree[path] = self._checked_entry(db, repo, op, can_read)
+                elif op["op"] == "delete":
+                    if path not in tree:
+                        raise EntryNotFound(f"File not found: {path}")
+                    del tree[path]
                 else:
-                    db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
-                db.execute("COMMIT")
-                return sha
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                    prefix = path.rstrip("/") + "/"
+                    gone = [p for p in tree if p.startswith(prefix)]
+                    if not gone:
+                        raise EntryNotFound(f"Folder not found: {path}")
+                    for p in gone:
+                        del tree[p]
+            changes = history.diff(before, tree)
+            sha = _commit_sha()
+            now = time.time()
+            history.write_commit(db, sha=sha, repo=repo.id, parent=head, tree=tree, changes=changes, title=title,
+                                 message=message, author=author, date=now)
+            db.executemany("INSERT INTO repo_objects VALUES (?,?,1) ON CONFLICT DO UPDATE SET committed=1",
+                           {(repo.id, e.sha256) for e in changes.values() if e is not None})
+            db.execute("UPDATE refs SET target=? WHERE repo=? AND kind='branch' AND name=?", (sha, repo.id, branch))
+            card = self._card(tree, strict="README.md" in changes)  # a new card over the limits: refused
+            if branch == "main":
+                _index_card(db, repo.id, repo.type, card, tree, now)
+            else:
+                db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
+        self.trees.put(sha, tree)
+        return sha
+
+    def _checked_entry(self, db: sqlite3.Connection, repo: Repo, op: dict, can_read: ReadPolicy | None) -> Entry:
+        sha, path = op["sha256"], op["path"]
+        if op["lfs"]:
+            size = self.blob_size(sha) if self._may_use(db, repo, sha, can_read) else None
+            if size is None or (op["size"] is not None and op["size"] != size):
+                raise ObjectNotUploaded(f"LFS object {sha} for {path} was not uploaded to {repo.repo_id}")
+            return Entry(sha, size, git_blob_oid(lfs_pointer(sha, size)), True)
+        if not self.has_blob(sha, op["size"]):
+            raise ObjectNotUploaded(f"content of {path} is missing from the store")
+        return Entry(sha, op["size"], op["oid"], False)
+
+    def card(self, tree: history.Tree) -> dict:
+        """The card metadata of a tree's README.md, leniently (over-limit cards read as {})."""
+        return self._card(tree, strict=False)
+
+    def _card(self, tree: history.Tree, strict: bool) -> dict:
+        readme = tree.get("README.md")
+        if readme is None:
+            return {}
+        text = self.read_blob(readme.sha256, MAX_CARD_YAML_BYTES + 64).decode("utf-8", "replace")
+        return parse_card(text, strict=strict)
+
+    # -- read-through mirrors (see upstream.py) --------------------------------------------
+    def mirror_of(self, repo: Repo) -> str | None:
+        """The upstream URL a repo mirrors, or None for a repo published here."""
+        row = self._db().execute("SELECT upstream FROM mirrors WHERE repo=?", (repo.id,)).fetchone()
+        return None if row is None else row["upstream"]
+
+    def mirror_ids(self) -> set[int]:
+        return {row["repo"] for row in self._db().execute("SELECT repo FROM mirrors")}
+
+    def import_mirror(self, rtype: str, ns: str, name: str, upstream: str, private: bool, sha: str,
+                      tree: dict[str, Entry], date: float, refs: list[str]) -> Repo:
+        """Store upstream commit ``sha`` (its verified ``tree``; LFS blobs may follow on first read) and point
+        ``refs`` at it, creating the read-only mirror repo if needed: one transaction, idempotent across processes.
+
+        A private mirror's objects are recorded as held but not committed, so no other repo's commit can
+        name them (``_may_use``); a public mirror's may be reused like any public object.
+        """
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT id FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
+            if row is None:
+                rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                                 (rtype, ns, name, int(private), now, now)).lastrowid
+                db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
+            else:
+                rid = row["id"]
+                if db.execute("SELECT 1 FROM mirrors WHERE repo=?", (rid,)).fetchone() is None:
+                    raise Conflict(f"{ns}/{name} was published here; it is not a mirror of {upstream}")
+                db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
+            owner = db.execute("SELECT repo FROM commits WHERE sha=?", (sha,)).fetchone()
+            if owner is None:
+                history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree,
+                                     title=f"mirrored from {upstream}", message="", author="upstream", date=date)
+            elif owner["repo"] != rid:
+                raise Conflict(f"commit {sha} of {ns}/{name} is already stored for another repo")
+            committed = int(not private)
+            db.executemany("INSERT INTO repo_objects VALUES (?,?,?) "
+                           "ON CONFLICT DO UPDATE SET committed=excluded.committed",
+                           {(rid, e.sha256, committed) for e in tree.values()})
+            if private:
+                db.execute("UPDATE repo_objects SET committed=0 WHERE repo=?", (rid,))
+            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", [(rid, "branch", r, sha) for r in refs])
+            if "main" in refs:
+                _index_card(db, rid, rtype, self._card(tree, strict=False), tree, now)
+        self.trees.put(sha, dict(tree))
+        return self.get_repo(rtype, ns, name)
 
     def check(self) -> list[str]:
         """Consistency problems: a tree entry without its blob, a ref to a missing commit."""
         problems = []
-        with self._conn() as db:
-            for row in db.execute("SELECT sha, tree FROM commits"):
-                for path, e in json.loads(row["tree"]).items():
-                    if not self.has_blob(e["sha256"], e["size"]):
-                        problems.append(f"{row['sha']}:{path} missing blob")
-            for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
-                problems.append(f"ref {row['name']} -> missing {row['target']}")
+        db = self._db()
+        # a mirror fetches its large files on first read, so its missing blobs are not a problem
+        for row in db.execute("SELECT sha FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
+            for path, e in history.read_tree(db, row["sha"]).items():
+                if not self.has_blob(e.sha256, e.size):
+                    problems.append(f"{row['sha']}:{path} missing blob")
+        for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
+            problems.append(f"ref {row['name']} -> missing {row['target']}")
         return problems
 
 
-def _entry(sha256: str, data: bytes, lfs: bool) -> dict:
-    return {"sha256": sha256, "size": len(data), "oid": git_blob_oid(data), "lfs": lfs}
+def _index_card(db: sqlite3.Connection, repo_id: int, rtype: str, card: dict, tree: history.Tree, now: float) -> None:
+    """The main head's card and tags, which listings and filters read."""
+    tags = derive_tags(card, rtype, list(tree))
+    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
+               (json.dumps(card), json.dumps(tags), now, repo_id))
+    db.execute("DELETE FROM repo_tags WHERE repo=?", (repo_id,))
+    db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo_id, t) for t in tags])
 
 
 def _commit_sha() -> str:
     return hashlib.sha1(secrets.token_bytes(20) + str(time.time_ns()).encode()).hexdigest()
 
 
-class _Closing:
-    """A sqlite3 connection that closes when its ``with`` block ends (sqlite3's own only commits)."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, *exc) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
-        self.db.close()
-
-    def execute(self, *a):  # used once in __init__ outside a with
-        return self.db.execute(*a)
-
-
-def iter_file(path: Path, start: int = 0, end: int | None = None, chunk: int = 1 << 20) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = None if end is None else end - start + 1
-        while remaining is None or remaining > 0:
-            data = f.read(chunk if remaining is None else min(chunk, remaining))
-            if not data:
-                return
-            if remaining is not None:
-                remaining -= len(data)
-            yield data
+__all__ = ["DiskFull", "Entry", "Incoming", "Repo", "Store", "git_blob_oid", "lfs_pointer", "wants_lfs"]
