@@ -2,7 +2,8 @@
 
 Historical: it ran at commit a56a3da and imports ``deltahub.toy.research`` and the ``full``
 preset, which the fourth session replaced (the ``pda`` preset, ``docs/toyworld-runs/sweep.py``);
-check that commit out to rerun it. Its GAM rows used ``reference: auto`` and are void (2x bug).
+check that commit out to rerun it. Its GAM rows used ``merge_adapters``' default reference 0 (one read per
+module), so the ``reference: auto`` 2x bug of issue #13 did not touch them.
 
 The shipped toy world gives each family one skill, so its deltas are complementary and interfere.
 PDA's own setting is several teacher *families* on the *same* prompts; this probe builds it on the

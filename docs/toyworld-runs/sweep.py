@@ -9,6 +9,11 @@ mean, the pairs' make-up and the wall time to a JSON file in docs/toyworld-runs/
 
 ``--set`` paths: ``train.X`` / ``prompts.X`` / ``generation.X`` (every delta), ``world.X``,
 ``merge.X``, ``eval.X``; values are YAML.
+
+``--record DIR --wall S`` writes the same JSON for a finished ``deltahub demo --out DIR`` run
+(the held-out runs), without running anything:
+
+    python docs/toyworld-runs/sweep.py --base pda --tag h-pda --seeds 0-4 --record /tmp/final-pda --wall 450
 """
 
 from __future__ import annotations
@@ -82,15 +87,20 @@ def main() -> None:
                     help="WORK/shared-BASE holds the runs (stages whose inputs did not change are reused "
                          "across settings); WORK/TAG keeps this setting's results.json files and report")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--record", type=Path, help="summarize this finished demo folder instead of running")
+    ap.add_argument("--wall", type=float, help="with --record: the run's wall time in seconds")
     a = ap.parse_args()
     lo, _, hi = a.seeds.partition("-")
     first, count = int(lo), int(hi or lo) - int(lo) + 1
     recipe = changed_recipe(a.base, a.sets)
-    out = a.work / f"shared-{a.base}"
-    t0 = time.time()
-    run_demo(a.base, seeds=count, first_seed=first, out=out, workers=a.workers, recipe=recipe,
-             log=lambda m: print(m, flush=True))
-    wall = time.time() - t0
+    if a.record:
+        out, wall = a.record, a.wall
+    else:
+        out = a.work / f"shared-{a.base}"
+        t0 = time.time()
+        run_demo(a.base, seeds=count, first_seed=first, out=out, workers=a.workers, recipe=recipe,
+                 log=lambda m: print(m, flush=True))
+        wall = time.time() - t0
     keep = a.work / a.tag
     results = {}
     for s in range(first, first + count):
@@ -103,7 +113,8 @@ def main() -> None:
     claims = evaluate_claims(results)
     rows = row_intervals(results)
     summary = {
-        "tag": a.tag, "base": a.base, "sets": a.sets, "seeds": sorted(results), "wall_s": round(wall),
+        "tag": a.tag, "base": a.base, "sets": a.sets, "seeds": sorted(results),
+        "wall_s": round(wall) if wall is not None else None,
         "claims": {c.name: {"estimate": round(c.interval.estimate, 4), "low": round(c.interval.low, 4),
                             "high": round(c.interval.high, 4), "verdict": c.interval.verdict(),
                             "per_seed": {s: round(v, 4) for s, v in c.per_seed.items()}} for c in claims},
@@ -119,7 +130,7 @@ def main() -> None:
         print(f"{name:50s} {c['estimate']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] {c['verdict']}")
     for r, v in summary["rows"].items():
         print(f"{r:30s} {v['avg']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
-    print(f"wall {wall:.0f} s")
+    print(f"wall {wall} s")
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ class ToyWorldConfig(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"family names must be unique: {names}")
         used = {s for f in self.families for s in f.skills or []}
-        used |= {s for spec in [self.student, *(m for f in self.families for m in (f.weak, f.weaker))] for s in spec.mix}
+        specs = [self.student, *(m for f in self.families for m in (f.weak, f.weaker))]
+        used |= {s for spec in specs for s in spec.mix}
         outside = sorted(used - set(self.skills))
         if outside:
             raise ValueError(f"skills {outside} (of a family or a mix) are not among the world's skills")
@@ -126,23 +127,27 @@ def _spec(hidden: int, layers: int, steps: int) -> ModelSpec:
     return ModelSpec(hidden_size=hidden, num_layers=layers, steps=steps, batch_size=32)
 
 
+# the three generalist families: (hidden, layers) of their weak and weaker members
+GENERALISTS = {"a": ((64, 2), (64, 1)), "b": ((96, 1), (32, 2)), "c": ((32, 3), (32, 1))}
+
+
+def _generalists(seed: int, steps: dict[str, tuple[int, int]]) -> ToyWorldConfig:
+    """The generalist families on the same skill mixture, with (weak, weaker) training steps per family."""
+    families = [FamilySpec(name=name, weak=_spec(*GENERALISTS[name][0], weak),
+                           weaker=_spec(*GENERALISTS[name][1], weaker)) for name, (weak, weaker) in steps.items()]
+    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families,
+                          train_pool=2000)
+
+
 def _pda(seed: int) -> ToyWorldConfig:
     """PDA's setting: three generalist families (different sizes, seeds) on the same skill mixture,
     every supervisor weaker than the student. Settings: docs/toyworld.md (search on seeds 100-104)."""
-    families = [FamilySpec(name="a", weak=_spec(64, 2, 300), weaker=_spec(64, 1, 150)),
-                FamilySpec(name="b", weak=_spec(96, 1, 300), weaker=_spec(32, 2, 200)),
-                FamilySpec(name="c", weak=_spec(32, 3, 400), weaker=_spec(32, 1, 200))]
-    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families,
-                          train_pool=2000)
+    return _generalists(seed, {"a": (300, 150), "b": (300, 200), "c": (400, 200)})
 
 
 def _delta(seed: int) -> ToyWorldConfig:
     """The delta-learning regime: both members of every family well below the student."""
-    families = [FamilySpec(name="a", weak=_spec(64, 2, 150), weaker=_spec(64, 1, 100)),
-                FamilySpec(name="b", weak=_spec(96, 1, 150), weaker=_spec(32, 2, 100)),
-                FamilySpec(name="c", weak=_spec(32, 3, 200), weaker=_spec(32, 1, 100))]
-    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families,
-                          train_pool=2000)
+    return _generalists(seed, {"a": (150, 100), "b": (150, 100), "c": (200, 100)})
 
 
 def _specialists(seed: int) -> ToyWorldConfig:
@@ -312,14 +317,10 @@ def one_thread():
     """Run torch on one thread inside the block: tiny models gain nothing from intra-op threads
     (2 threads were 3-5x *slower* for evaluation on the shared 2-core machine), and a fixed thread
     count makes results independent of the machine."""
-    import torch
+    from deltahub.merge.lowrank import single_thread  # the same switch, for the merges' thin matrices
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> list[tuple[str, str]]:
