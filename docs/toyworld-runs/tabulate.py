@@ -11,7 +11,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 COLUMNS = [("average single delta > student", "avg Δ − student"),
-           ("best single delta > student", "best Δ − student"), ("GAM merge > student", "GAM − student"), ("GAM merge > averaging", "GAM − avg"),
+           ("best single delta > student", "best Δ − student"), ("GAM merge > student", "GAM − student"),
+           ("GAM merge > averaging", "GAM − avg"),
            ("premise: SFT on the chosen answers < student", "student − SFT"),
            ("delta (DPO) > SFT on the same chosen answers", "DPO − SFT")]
 
