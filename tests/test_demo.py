@@ -124,7 +124,7 @@ def _independent_acc(model_dir: Path, task: Path, adapter: Path | None = None) -
     """Accuracy by summed log-probability of ' ' + choice, computed without lm-eval."""
     docs = [json.loads(line) for line in (task / "docs.jsonl").read_text().splitlines()]
     picks = reference_picks(model_dir, docs, adapter)
-    return sum(p == d["label"] for p, d in zip(picks, docs)) / len(docs)
+    return sum(p == d["label"] for p, d in zip(picks, docs, strict=True)) / len(docs)
 
 
 def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):

@@ -8,8 +8,20 @@ import os
 import pytest
 
 from deltahub.errors import InputError
-from deltahub.toy import (SKILLS, FamilySpec, ModelSpec, ToyWorldConfig, build_world, evaluate, load_world, preset,
-                          prompt_rows, sample, split_of, write_prompts)
+from deltahub.toy import (
+    SKILLS,
+    FamilySpec,
+    ModelSpec,
+    ToyWorldConfig,
+    build_world,
+    evaluate,
+    load_world,
+    preset,
+    prompt_rows,
+    sample,
+    split_of,
+    write_prompts,
+)
 from deltahub.toy.evaluate import exact_match, greedy_answers, load_model
 
 TINY = ModelSpec(hidden_size=32, num_layers=1, steps=3, batch_size=8, warmup_steps=1)
@@ -222,8 +234,8 @@ def test_evaluate_scores_details_and_adapter(tmp_path):
     for skill in ("rev", "srt"):
         items = sample(skill, "eval", 20)
         preds = greedy_answers(model, tok, [q for q, _ in items], 8)
-        assert res["correct"][skill] == "".join("1" if p == a else "0" for p, (_, a) in zip(preds, items))
-        assert scores[skill] == sum(p == a for p, (_, a) in zip(preds, items)) / 20
+        assert res["correct"][skill] == "".join("1" if p == a else "0" for p, (_, a) in zip(preds, items, strict=True))
+        assert scores[skill] == sum(p == a for p, (_, a) in zip(preds, items, strict=True)) / 20
     assert scores["avg"] == pytest.approx((scores["rev"] + scores["srt"]) / 2)
     assert evaluate(world.student, ["rev", "srt"], n=20) == scores
     ad = build_random_adapter(world.student, tmp_path / "ad", std=0.5)

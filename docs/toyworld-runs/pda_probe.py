@@ -58,7 +58,8 @@ def run(seed: int, weakers: str, lr: float, steps: int, out: Path) -> dict:
         weak = _teacher(out / f"teachers-s{seed}", f"{family}-weak", WEAK[family], skills, seed * 1000 + 500 + 2 * i)
         weaker = _teacher(out / f"teachers-s{seed}", f"{family}-weaker", WEAKERS[weakers][family], skills,
                           seed * 1000 + 501 + 2 * i)
-        rows[f"{family}-weak"], rows[f"{family}-weaker"] = evaluate(weak, skills, n=200), evaluate(weaker, skills, n=200)
+        rows[f"{family}-weak"] = evaluate(weak, skills, n=200)
+        rows[f"{family}-weaker"] = evaluate(weaker, skills, n=200)
         pairs = [p for s in skills for p in make_pairs(weak, weaker, s, 128, seed)]
         for kind, objective in (("delta", "dpo+sft"), ("sft", "sft")):
             adapter = run_dir / f"{kind}-{family}"

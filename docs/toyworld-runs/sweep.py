@@ -71,9 +71,10 @@ def pairs_makeup(work: Path, names: list[str]) -> dict:
     for name in names:
         files = sorted((work / f"pairs-{name}").rglob("*.parquet"))
         rows = [r for f in files for r in pq.read_table(f).to_pylist()]
-        right = lambda side: sum(r[side][0]["content"] == r["answer"] for r in rows) / max(1, len(rows))  # noqa: E731
-        out[name] = {"pairs": len(rows), "chosen_correct": round(right("chosen"), 3),
-                     "rejected_correct": round(right("rejected"), 3)}
+        right = {side: sum(r[side][0]["content"] == r["answer"] for r in rows) / max(1, len(rows))
+                 for side in ("chosen", "rejected")}
+        out[name] = {"pairs": len(rows), "chosen_correct": round(right["chosen"], 3),
+                     "rejected_correct": round(right["rejected"], 3)}
     return out
 
 

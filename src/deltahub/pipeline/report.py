@@ -140,7 +140,7 @@ def claim_list(result: SeedResult) -> list[Claim]:
             out.append(Claim(f"GAM merge > {label}", f"PDA Table 1: {paper} EM", _diff(main, other)))
     sfts = [r for r in _rows_of_kind(result, "SFT control") if r in rows]
     if singles and len(sfts) == len(singles):
-        pairs = list(zip(singles, sfts))
+        pairs = list(zip(singles, sfts, strict=True))
         out.append(Claim("delta (DPO) > SFT on the same chosen answers",
                          "delta learning: DPO on weak pairs lifts, SFT on the chosen answers hurts; PDA Table 16",
                          lambda r: np.mean([_vector(r["correct"][d]) - _vector(r["correct"][s]) for d, s in pairs],
@@ -274,7 +274,7 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
         ax.set_axis_off()
     ax = axes[2]
     ys = list(range(len(claims)))[::-1]
-    for y, c in zip(ys, claims):
+    for y, c in zip(ys, claims, strict=True):
         iv = c.interval
         color = {"reproduced": "#2a9d4b", "contradicted": "#c0392b"}.get(iv.verdict(), "#777777")
         ax.errorbar([iv.estimate], [y], xerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]], fmt="o",

@@ -94,7 +94,8 @@ def plan_lines(recipe: Recipe) -> list[str]:
              f"hub: {recipe.hub.endpoint} (namespace {recipe.hub.namespace}, publish={recipe.hub.publish})"]
     if recipe.world:
         lines.append(f"1. build the toy world (preset {recipe.world.preset}, seed {recipe.world.seed})")
-    lines.append(f"student: {recipe.student.model}" + (f"@{recipe.student.revision}" if recipe.student.revision else ""))
+    revision = f"@{recipe.student.revision}" if recipe.student.revision else ""
+    lines.append(f"student: {recipe.student.model}{revision}")
     for d in recipe.deltas:
         lines.append(f"delta {d.name}: pairs {d.chosen} (chosen) over {d.rejected} (rejected) on {d.prompts.source}"
                      + (f" x{d.prompts.count}" if d.prompts.count else ""))
@@ -161,9 +162,10 @@ def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapt
         params = recipe.merge.parameters.get(method, {})
         cache.run(f"merge:{name}", {"inputs": keys, "method": method, "params": params, "full": full,
                                     "version": MERGE_VERSION},
-                  lambda: str(merge_adapters(inputs, out, method=method, params=params,
-                                             base=student if full else None, full=full, overwrite=True,
-                                             progress=False)),
+                  # cache.run calls it at once; the defaults bind this iteration's values all the same
+                  lambda inputs=inputs, out=out, method=method, params=params, full=full: str(merge_adapters(
+                      inputs, out, method=method, params=params, base=student if full else None, full=full,
+                      overwrite=True, progress=False)),
                   out)
         merges[name] = str(out)
     return merges
@@ -206,14 +208,15 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
                       "prompts": d.prompts.model_dump(), "generation": d.generation, "filters": d.filters}
         pairs_key, _ = cache.run(
             f"generate:{d.name}", gen_inputs,
-            lambda: str(generate_pairs(res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir,
-                                       GenerationSettings(**d.generation), FilterSettings(**d.filters),
-                                       split=split, overwrite=True, progress=True)),
+            lambda d=d, prompts=prompts, pairs_dir=pairs_dir, split=split: str(generate_pairs(
+                res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir, GenerationSettings(**d.generation),
+                FilterSettings(**d.filters), split=split, overwrite=True, progress=True)),
             pairs_dir)
         delta_dir = work / f"delta-{d.name}"
         train_key, _ = cache.run(
             f"train:{d.name}", {"student": student_key, "pairs": pairs_key, "train": d.train},
-            lambda: str(train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
+            lambda d=d, pairs_dir=pairs_dir, delta_dir=delta_dir: str(
+                train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
             delta_dir)
         info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
         if registry is not None:
@@ -230,8 +233,9 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
             sft_dir = work / f"sft-{d.name}"
             cache.run(f"sft:{d.name}", {"student": student_key, "pairs": cache.key(f"generate:{d.name}"),
                                          "train": d.train},
-                      lambda: str(train_delta(student, work / f"pairs-{d.name}", sft_dir,
-                                              _train_config(d, {"objective": "sft"}), overwrite=True, progress=True)),
+                      lambda d=d, sft_dir=sft_dir: str(train_delta(
+                          student, work / f"pairs-{d.name}", sft_dir, _train_config(d, {"objective": "sft"}),
+                          overwrite=True, progress=True)),
                       sft_dir)
 
     _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
@@ -244,7 +248,8 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
 
             write_model_index(folder, {col: {result.metrics.get(col, "score"): v}
                                        for col, v in row.items() if col != "avg"}, name=recipe.merge.publish)
-        _, rev = cache.run(f"publish:merged:{main}", {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
+        _, rev = cache.run(f"publish:merged:{main}",
+                           {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
                            lambda: _publish(registry, folder, recipe.merge.publish))
         result.published[recipe.merge.publish] = rev
     result.ran, result.skipped = cache.ran, cache.skipped

@@ -51,10 +51,10 @@ def encode_examples(tokenizer, items: list[tuple[str, str]]) -> list[tuple[list[
     all of them tokenised in one batched call (this runs over every model's training pool)."""
     if not items:
         return []
-    prompts, completions = zip(*(chat_texts(tokenizer, q, a) for q, a in items))
+    prompts, completions = zip(*(chat_texts(tokenizer, q, a) for q, a in items), strict=True)
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-    return list(zip(prompt_ids, completion_ids))
+    return list(zip(prompt_ids, completion_ids, strict=True))
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from deltahub.errors import InputError
 
