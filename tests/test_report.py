@@ -73,7 +73,8 @@ def test_claim_verdicts_follow_the_data(results):
     assert verdict["GAM merge > averaging"] == "not resolved"  # identical rows: difference exactly 0
     assert claims["GAM merge > averaging"].interval.low == claims["GAM merge > averaging"].interval.high == 0
     assert verdict["GAM merge > TIES"] == "contradicted"
-    assert verdict["premise: SFT on the chosen answers < student"] == "not resolved"
+    assert verdict["premise: SFT on the chosen answers < student"] == "not resolved"  # SFT rows are the student's
+    assert verdict["delta (DPO) > SFT on the same chosen answers"] == "reproduced"  # so every lifting delta beats them
     assert verdict["composition curve: 2 deltas > 1"] == "reproduced"
     assert verdict["composition curve: 3 deltas > 2"] == "reproduced"
     # the per-seed numbers are the plain paired mean differences

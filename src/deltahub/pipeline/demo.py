@@ -2,8 +2,9 @@
 of every claim as a paired difference with a confidence interval.
 
 Seeds are independent runs, so with ``workers`` > 1 they run side by side in separate processes
-(one torch thread each; on 2 cores that is ~2x the throughput of one process). The workers publish
-to and pull from the registry of this process, whose URL they get in ``DELTAHUB_ENDPOINT``.
+(one torch thread each; on the shared 2-core machine two ``pda`` seeds side by side took ~150 s
+against 97 s for one alone: 1.3x the throughput). The workers publish to and pull from the
+registry of this process, whose URL they get in ``DELTAHUB_ENDPOINT``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
         raise InputError("--seeds must be at least 1", "pass --seeds 5 (the default)")
     out = Path(out)
     recipe = recipe or demo_recipe(name)
-    workers = max(1, min(workers or os.cpu_count() or 1, 2, seeds)) if seeds > 1 else 1
+    workers = min(workers or min(2, os.cpu_count() or 1), seeds)  # an explicit --workers is taken as given
     seed_list = list(range(first_seed, first_seed + seeds))
     t0 = time.time()
     if workers == 1:
