@@ -268,6 +268,8 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
             ax.axhline(intervals["student"].estimate, color=PALETTE["student"], ls="--", lw=1, label="student")
             ax.legend(fontsize=7)
         ax.set_xticks(ks, [f"{k}Δ" for k in ks])
+        # the points' own intervals carry the seeds' spread; the paired steps are much tighter
+        ax.set_xlabel("whiskers: each point's 95% CI; paired steps: claims panel", fontsize=7)
         ax.set_title(f"composition curve ({first.get('curve')} of the first k deltas, order "
                      f"{' → '.join(first.get('order') or [])})", fontsize=8)
     else:
