@@ -8,13 +8,21 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from deltahub.errors import InputError
-from deltahub.generate import (FilterSettings, GenerationSettings, agreement, apply_filters, exact_match,
-                               generate_pairs, load_pairs, load_prompts, record_agreement)
+from deltahub.generate import (
+    FilterSettings,
+    GenerationSettings,
+    agreement,
+    apply_filters,
+    exact_match,
+    generate_pairs,
+    load_pairs,
+    load_prompts,
+    record_agreement,
+)
 from deltahub.generate.pairs import write_pairs_folder
 
 N_PROMPTS = 10
@@ -30,8 +38,12 @@ def world(tmp_path_factory):
     weak = build_tiny_model(d / "weak", hidden_size=128, num_layers=2, seed=1)
     weaker = build_tiny_model(d / "weaker", hidden_size=64, num_layers=1, seed=2)
     prompts = d / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"question": f"what is {i} + {i}?", "answer": str(2 * i), "skill": "add"}) + "\n"
-                               for i in range(N_PROMPTS)))
+    prompts.write_text(
+        "".join(
+            json.dumps({"question": f"what is {i} + {i}?", "answer": str(2 * i), "skill": "add"}) + "\n"
+            for i in range(N_PROMPTS)
+        )
+    )
     return d, str(weak), str(weaker), prompts
 
 
@@ -45,8 +57,21 @@ def test_schema_and_provenance(world, sampled):
     d, weak, weaker, prompts = world
     ds = load_pairs(sampled)
     assert len(ds) == N_PROMPTS
-    for col in ("prompt", "chosen", "rejected", "chosen_model", "rejected_model", "chosen_revision", "rejected_revision",
-                "chosen_finish_reason", "rejected_finish_reason", "chosen_tokens", "rejected_tokens", "answer", "skill"):
+    for col in (
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen_model",
+        "rejected_model",
+        "chosen_revision",
+        "rejected_revision",
+        "chosen_finish_reason",
+        "rejected_finish_reason",
+        "chosen_tokens",
+        "rejected_tokens",
+        "answer",
+        "skill",
+    ):
         assert col in ds.column_names
     row = ds[3]
     assert row["prompt"] == [{"role": "user", "content": "what is 3 + 3?"}]
@@ -59,6 +84,9 @@ def test_schema_and_provenance(world, sampled):
     assert prov["prompts"] == {"dataset": str(prompts), "split": None, "revision": None, "column": "question",
                                "count": N_PROMPTS}
     assert prov["generation"]["backend"] == "transformers" and prov["generation"]["seed"] == 7
+    assert prov["generation"]["device"] == "auto"  # the setting; each model records where it actually ran
+    assert (prov["chosen"]["device"], prov["chosen"]["dtype"]) == (prov["rejected"]["device"], "float32") == \
+        ("cpu", "float32")
     assert (sampled / "README.md").exists()
     assert not (d / ".sampled.work").exists(), "work folder is removed after success"
 
@@ -83,12 +111,50 @@ def test_greedy_matches_unbatched_reference(world, tmp_path):
     for side, model in (("chosen", weak), ("rejected", weaker)):
         tok, m = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model)
         for row in ds:
-            ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            ids = tok.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             with torch.inference_mode():
                 seq = m.generate(**ids, do_sample=False, max_new_tokens=6)[0, ids["input_ids"].shape[1]:].tolist()
             if tok.eos_token_id in seq:
                 seq = seq[:seq.index(tok.eos_token_id)]
             assert row[side][0]["content"] == tok.decode(seq, skip_special_tokens=True)
+
+
+def test_device_cpu_and_auto_agree_here(world, tmp_path, capsys):
+    """No GPU here: --device auto resolves to the CPU and gives exactly the pairs of --device cpu."""
+    from deltahub.cli import main
+
+    d, weak, weaker, prompts = world
+    outs = {}
+    for device in ("cpu", "auto"):
+        outs[device] = tmp_path / device
+        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out", str(outs[device]),
+              "--limit", "3", "--max-new-tokens", "4", "--device", device, "--no-progress"])
+    assert load_pairs(outs["cpu"]).to_list() == load_pairs(outs["auto"]).to_list()
+    prov = json.loads((outs["cpu"] / "deltahub.json").read_text())
+    assert prov["generation"]["device"] == "cpu" and prov["chosen"]["device"] == "cpu"
+    with pytest.raises(SystemExit):
+        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out",
+              str(tmp_path / "gpu"), "--device", "cuda"])
+    assert "device is 'cuda' but no GPU is visible here" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*gpu*"))
+
+
+@pytest.mark.parametrize("device, dtype, gpus, bf16, expected", [
+    ("auto", "auto", 0, False, ("cpu", None, "auto")),
+    ("cpu", "auto", 2, True, ("cpu", None, "auto")),
+    ("auto", "auto", 1, True, ("cuda", "cuda:0", "bfloat16")),
+    ("cuda", "auto", 1, False, ("cuda", "cuda:0", "float16")),
+    ("auto", "float32", 1, True, ("cuda", "cuda:0", "float32")),
+    ("auto", "auto", 4, True, ("cuda:auto", "auto", "bfloat16")),
+])
+def test_placement(device, dtype, gpus, bf16, expected):
+    """One GPU: the model on it in bf16 (fp16 without bf16); several: device_map='auto'; CPU: as stored."""
+    from deltahub.generate.backends.transformers import placement
+
+    p = placement(device, dtype, gpus, bf16)
+    assert (p.device, p.device_map, p.dtype) == expected
 
 
 def test_same_seed_same_pairs_other_seed_differs(world, sampled, tmp_path):
@@ -207,7 +273,9 @@ def test_enable_thinking_reaches_the_chat_template(world):
         import shutil
 
         shutil.copytree(weak, model)
-        (model / "chat_template.jinja").write_text((P(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text())
+        (model / "chat_template.jinja").write_text(
+            (P(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+        )
     conv = [[{"role": "user", "content": "hi"}]]
     from transformers import AutoTokenizer
 
@@ -296,22 +364,41 @@ def test_agreement_counts_and_is_recorded(tmp_path):
     assert json.loads((folder / "deltahub.json").read_text())["metrics"]["agreement"] == res
     with pytest.raises(InputError, match="no reference column 'gold'"):
         agreement(str(folder), answer_column="gold")
-    r = subprocess.run([sys.executable, "-m", "deltahub.cli", "agreement", str(folder), "--judge", "contains", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "deltahub.cli", "agreement", str(folder), "--judge", "contains", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["chosen_better"] == 2
 
 
-def test_hub_dataset_prompts(tmp_path, world):
-    """Prompts from a dataset repo on the embedded registry, NAME:SPLIT."""
-    server = pytest.importorskip("deltahub.server")
-    hub = pytest.importorskip("deltahub.hub")
+def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
+    """Prompts (NAME:SPLIT) and pairs from dataset repos on the embedded registry, through the registry
+    client: each records the commit it read, and an older revision reads the older content."""
+    from deltahub import hub
+    from deltahub.server import start_server
+
     d, weak, weaker, prompts = world
-    with server.start_server(tmp_path / "registry") as srv:
+    with start_server(tmp_path / "registry") as srv:
         hub.setup_client(srv.url)
         api = hub.get_api()
         api.create_repo("alice/prompts", repo_type="dataset", exist_ok=True)
-        api.upload_file(path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl", repo_id="alice/prompts",
-                        repo_type="dataset")
+        first = api.upload_file(path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl",
+                                repo_id="alice/prompts", repo_type="dataset").oid
         p = load_prompts("alice/prompts:train")
-        assert len(p) == N_PROMPTS and p.extras[2]["answer"] == "4" and p.source["dataset"] == "alice/prompts"
+        assert len(p) == N_PROMPTS and p.extras[2]["answer"] == "4"
+        assert p.source == {"dataset": "alice/prompts", "split": "train", "revision": first, "column": "question",
+                            "count": N_PROMPTS}
+        api.upload_file(path_or_fileobj=b'{"question": "only one"}\n', path_in_repo="data/train.jsonl",
+                        repo_id="alice/prompts", repo_type="dataset")
+        assert len(load_prompts("alice/prompts:train")) == 1
+        assert len(load_prompts(f"alice/prompts@{first}:train")) == N_PROMPTS
+        from deltahub.registry.publish import publish
+
+        commit = publish(sampled, "alice/pairs")["commit"]
+        assert load_pairs("alice/pairs").to_list() == load_pairs(sampled).to_list()
+        from deltahub.generate.pairs import resolve_pairs
+
+        assert resolve_pairs("alice/pairs")[1:] == ("alice/pairs", commit)

@@ -40,17 +40,32 @@ def toy():
     return yaml.safe_load((RECIPES / "toy-quick.yaml").read_text())
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda r: r["deltas"][1].__setitem__("train", {**r["deltas"][1]["train"], "bta": 0.1}), "deltas[1].train: unknown train setting(s) bta"),
-    (lambda r: r["deltas"][0]["train"].__setitem__("objective", "dop"), "deltas[0].train: unknown objective"),
-    (lambda r: r["deltas"][0].__setitem__("chosn", "x"), "deltas[0].chosn: unknown key"),
-    (lambda r: r["deltas"][0]["generation"].__setitem__("temprature", 1.0), "deltas[0].generation: unknown generation"),
-    (lambda r: r["merge"].__setitem__("methods", ["gam", "slerp"]), "merge.methods: unknown merge method"),
-    (lambda r: r["merge"]["parameters"].__setitem__("ties", {"densty": 0.2}), "unknown parameter(s) for ties: densty"),
-    (lambda r: r.pop("student"), "student: Field required"),
-    (lambda r: r["deltas"][1].__setitem__("name", r["deltas"][0]["name"]), "delta names must be unique"),
-    (lambda r: r.pop("world"), "no 'world:' section"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (
+            lambda r: r["deltas"][1].__setitem__("train", {**r["deltas"][1]["train"], "bta": 0.1}),
+            "deltas[1].train.bta: unknown setting (did you mean 'beta'?)",
+        ),
+        (
+            lambda r: r["deltas"][0]["train"].__setitem__("objective", "dop"),
+            "deltas[0].train.objective: must be one of dpo, dpo_norm",
+        ),
+        (lambda r: r["deltas"][0].__setitem__("chosn", "x"), "deltas[0].chosn: unknown key"),
+        (
+            lambda r: r["deltas"][0]["generation"].__setitem__("temprature", 1.0),
+            "deltas[0].generation.temprature: unknown setting",
+        ),
+        (lambda r: r["merge"].__setitem__("methods", ["gam", "slerp"]), "merge.methods: unknown merge method"),
+        (
+            lambda r: r["merge"]["parameters"].__setitem__("ties", {"densty": 0.2}),
+            "unknown parameter(s) for ties: densty",
+        ),
+        (lambda r: r.pop("student"), "student: is required"),
+        (lambda r: r["deltas"][1].__setitem__("name", r["deltas"][0]["name"]), "delta names must be unique"),
+        (lambda r: r.pop("world"), "no 'world:' section"),
+    ],
+)
 def test_broken_recipe_names_the_key(toy, mutate, key):
     broken = copy.deepcopy(toy)
     mutate(broken)

@@ -6,13 +6,13 @@ import json
 import shutil
 
 import pytest
+from test_train import separable_pairs, write_jsonl
 
 from deltahub.cli import main
 from deltahub.errors import InputError
 from deltahub.train import TrainConfig, train_delta
 from deltahub.train.objectives import OBJECTIVES
 from deltahub.train.trainer import _trainer_args, check_fits
-from test_train import separable_pairs, write_jsonl
 
 FAST = TrainConfig(max_steps=2, batch_size=4, micro_batch_size=4, rank=4, alpha=8, eval_fraction=0.0)
 
@@ -81,10 +81,18 @@ def test_student_that_does_not_fit_or_is_pickled(tiny_model, tmp_path):
 
 
 def test_bad_settings_and_existing_output(tiny_model, tmp_path):
+    """Settings are checked when the config is built; the message names the setting, not a flag."""
     pairs = write_jsonl(tmp_path / "p.jsonl", separable_pairs(4))
-    for bad in ({"objective": "ppo"}, {"beta": 0}, {"rank": 0}, {"warmup_ratio": 1.5}):
-        with pytest.raises(InputError):
-            train_delta(tiny_model, pairs, tmp_path / "out", TrainConfig(**bad))
+    for bad, message in (({"objective": "ppo"}, "objective: must be one of dpo, "), ({"beta": 0}, "beta: must be > 0"),
+                         ({"rank": 0}, "rank: must be >= 1"), ({"warmup_ratio": 1.5}, "warmup_ratio: must be < 1"),
+                         ({"beta": "high"}, "beta: must be a number (got 'high')"),
+                         ({"rnak": 4}, "rnak: unknown setting (did you mean 'rank'?)")):
+        with pytest.raises(InputError) as exc:
+            TrainConfig(**bad)
+        assert exc.value.message.startswith(message) and "--" not in exc.value.message
+    cfg = TrainConfig()
+    with pytest.raises(InputError, match="rank: must be >= 1"):
+        cfg.rank = 0  # assignment is validated too
     (tmp_path / "out").mkdir()
     with pytest.raises(InputError, match="already exists"):
         train_delta(tiny_model, pairs, tmp_path / "out", FAST)
@@ -103,20 +111,25 @@ def test_cli_prints_one_line_error(tiny_model, tmp_path, capsys):
 
 
 def test_defaults_are_the_pda_papers(tmp_path):
-    cfg = TrainConfig().resolved()
+    cfg = TrainConfig().for_device(cuda=False, bf16_capable=False)
     assert (cfg.rank, cfg.alpha, cfg.dropout, cfg.learning_rate, cfg.lr_scheduler, cfg.warmup_ratio,
             cfg.batch_size, cfg.epochs, cfg.beta, cfg.objective) == \
         (64, 128.0, 0.05, 1e-5, "cosine", 0.1, 128, 1.0, 0.1, "dpo")
     assert len(cfg.target_modules) == 7
     assert TrainConfig(objective="dpo_norm").resolved().beta == 5.0
-    args = _trainer_args(cfg, tmp_path, cuda=False, bf16=False, has_eval=False)
+    assert (cfg.bf16, cfg.gradient_checkpointing) == (False, False)
+    assert TrainConfig().for_device(cuda=True, bf16_capable=True).gradient_checkpointing is True  # the paper's GPU runs
+    assert TrainConfig(gradient_checkpointing=False).for_device(cuda=True, bf16_capable=True).gradient_checkpointing \
+        is False
+    args = _trainer_args(cfg, tmp_path, cuda=False)
     assert args.gradient_accumulation_steps == 16 and args.per_device_train_batch_size == 8
+    assert args.gradient_checkpointing is False and args.train_sampling_strategy == "random"
     assert args.precompute_ref_log_probs and args.loss_type == ["sigmoid"] and args.optim == "adamw_torch"
     expected = {"dpo": ["sigmoid"], "dpo_norm": ["sigmoid_norm"], "ipo": ["ipo"], "dpo+sft": ["sigmoid", "sft"]}
     for name, loss in expected.items():
-        a = _trainer_args(TrainConfig(objective=name, sft_weight=0.5).resolved(), tmp_path, False, False, False)
+        a = _trainer_args(TrainConfig(objective=name, sft_weight=0.5).for_device(False, False), tmp_path, False)
         assert a.loss_type == loss
-    assert _trainer_args(TrainConfig(objective="dpo+sft", sft_weight=0.5).resolved(), tmp_path, False, False,
+    assert _trainer_args(TrainConfig(objective="dpo+sft", sft_weight=0.5).for_device(False, False), tmp_path,
                          False).loss_weights == [1.0, 0.5]
     assert {"dpo", "dpo_norm", "orpo", "ipo", "dpo+sft"} <= set(OBJECTIVES)
 
@@ -148,7 +161,7 @@ def test_recipe_supplies_settings_and_flags_override(tiny_model, tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["train", "--recipe", str(recipe)])
     err = capsys.readouterr().err
-    assert "unknown train setting(s)" in err and "rnak" in err
+    assert f"{recipe}: train.rnak: unknown setting (did you mean 'rank'?)" in err
 
 
 def test_in_memory_pairs_are_checked(tiny_model, tmp_path):

@@ -17,7 +17,10 @@ from .errors import DeltahubError
 
 # command name -> "module:attribute" of a click command; imported on first use.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "merge": ("deltahub.merge.cli:merge_command", "Merge LoRA deltas (GAM or a baseline) into an adapter or a full model."),
+    "merge": (
+        "deltahub.merge.cli:merge_command",
+        "Merge LoRA deltas (GAM or a baseline) into an adapter or a full model.",
+    ),
     "hub": ("deltahub.server.cli:hub_group", "Run the embedded Hub-compatible registry."),
     "publish": ("deltahub.registry.cli:publish_command", "Publish a pairs dataset or an adapter with its card."),
     "pull": ("deltahub.registry.cli:pull_command", "Download a delta (adapter or dataset) at a revision."),
@@ -25,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("deltahub.registry.cli:show_command", "Show a delta's card, files, dataset and revisions."),
     "validate": ("deltahub.registry.cli:validate_command", "Check a delta (repo or folder) before trusting it."),
     "generate": ("deltahub.generate.cli:generate_command", "Generate weak-weaker preference pairs."),
-    "agreement": ("deltahub.generate.cli:agreement_command", "Measure how often the size heuristic agrees with a judge."),
+    "agreement": (
+        "deltahub.generate.cli:agreement_command",
+        "Measure how often the size heuristic agrees with a judge.",
+    ),
     "train": ("deltahub.train.cli:train_command", "Train a DPO LoRA delta on the student."),
     "toy": ("deltahub.toy.cli:toy_group", "Build the toy world, write its prompts, evaluate on its skills."),
     "eval": ("deltahub.evaluate.cli:eval_command", "Evaluate a model or adapter (lm-eval or toy skills)."),
@@ -74,20 +80,27 @@ def cli() -> None:
     """deltahub: share and compose preference deltas (weak-weaker DPO LoRA adapters)."""
 
 
+def error_line(message: str, fix: str | None) -> str:
+    """The one stderr line of a user error: the problem, then the fix."""
+    return f"error: {message}" + (f" (fix: {fix})" if fix else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
         cli.main(args=argv, prog_name="deltahub", standalone_mode=False)
     except DeltahubError as exc:
-        click.secho(f"error: {exc.message}", fg="red", err=True)
-        if exc.fix:
-            click.echo(f"  fix: {exc.fix}", err=True)
+        click.secho(error_line(exc.message, exc.fix), fg="red", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad flag or value: one line too, pointing at the command's --help
+        command = exc.ctx.command_path if exc.ctx else "deltahub"
+        click.secho(error_line(exc.format_message(), f"see '{command} --help'"), fg="red", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.secho(error_line(exc.format_message(), None), fg="red", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

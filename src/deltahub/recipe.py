@@ -10,7 +10,6 @@ dataset ids (``NS/NAME[:SPLIT]``), local JSONL/parquet files, or ``toy:SKILL``.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
+from .generate.filters import FilterSettings
+from .generate.settings import GenerationSettings
+from .settings import section, settings_error
+from .train.config import TrainConfig
 
 
 class _Strict(BaseModel):
@@ -59,12 +62,9 @@ class RepoSpec(_Strict):
     adapter: str | None = None
 
 
-def _check_fields(cls, values: dict, where: str) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {where} setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    return values
+GenerationSection = section(GenerationSettings)
+FilterSection = section(FilterSettings)
+TrainSection = section(TrainConfig)
 
 
 class DeltaSpec(_Strict):
@@ -74,36 +74,20 @@ class DeltaSpec(_Strict):
     chosen: str
     rejected: str
     prompts: PromptSpec
-    generation: dict[str, Any] = Field(default_factory=dict)
-    filters: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
+    generation: GenerationSection = Field(default_factory=dict)
+    filters: FilterSection = Field(default_factory=dict)
+    train: TrainSection = Field(default_factory=dict)
     repo: RepoSpec = Field(default_factory=RepoSpec)
 
-    @field_validator("generation")
-    @classmethod
-    def _generation(cls, v: dict) -> dict:
-        from .generate.settings import GenerationSettings
+    # The sections keep the keys the recipe gives (stage caches hash those); these are the typed objects.
+    def generation_settings(self) -> GenerationSettings:
+        return GenerationSettings(**self.generation)
 
-        return _check_fields(GenerationSettings, v, "generation")
+    def filter_settings(self) -> FilterSettings:
+        return FilterSettings(**self.filters)
 
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, v: dict) -> dict:
-        from .generate.filters import FilterSettings
-
-        return _check_fields(FilterSettings, v, "filter")
-
-    @field_validator("train")
-    @classmethod
-    def _train(cls, v: dict) -> dict:
-        from .train.config import TrainConfig
-
-        _check_fields(TrainConfig, v, "train")
-        try:
-            TrainConfig(**v).resolved()
-        except InputError as exc:
-            raise ValueError(exc.message) from None
-        return v
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig(**{**self.train, **overrides})
 
 
 class MergeSpec(_Strict):
@@ -200,13 +184,6 @@ class Recipe(_Strict):
         return [d for d in self.deltas if d.name in self.merge.deltas]
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
     """Validate a recipe mapping; the error names the first offending key path."""
     if not isinstance(data, dict):
@@ -214,21 +191,26 @@ def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling)"
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise InputError(f"{source}: {loc}: {msg}{more}", "fix that key; see recipes/toy.yaml for a valid recipe") from None
+        raise settings_error(exc, Recipe, where=source,
+                             fix="fix that key; see recipes/toy.yaml for a valid recipe") from None
+
+
+def read_yaml(path: str | Path, what: str = "recipe") -> Any:
+    """The parsed YAML of ``path``; a missing, unreadable, binary or malformed file is one InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} not found", "pass a recipe YAML file, e.g. recipes/toy.yaml")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{what} {path} is not a text file (not UTF-8)", "pass a YAML recipe, e.g. recipes/toy.yaml"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}", "check the path and its permissions") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"recipe {path} not found", "pass a recipe YAML file, e.g. recipes/toy.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_yaml(path), str(path))

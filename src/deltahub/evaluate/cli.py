@@ -16,7 +16,9 @@ import click
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
               help="lm-eval model backend (auto: vLLM where installed).")
-@click.option("--include-path", type=click.Path(exists=True, file_okay=False), help="Folder of custom lm-eval task YAMLs.")
+@click.option(
+    "--include-path", type=click.Path(exists=True, file_okay=False), help="Folder of custom lm-eval task YAMLs."
+)
 @click.option("--chat-template/--no-chat-template", default=False, show_default=True,
               help="Wrap lm-eval prompts in the model's chat template.")
 @click.option("--write-card/--no-write-card", default=False, show_default=True,

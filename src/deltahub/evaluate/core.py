@@ -8,10 +8,11 @@ gpqa_*) and local task YAMLs (``include_path``) share one result format.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..registry.pull import resolve_local
+from ..weights import read_adapter_config
 
 TOY_PREFIX = "toy:"
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
@@ -35,19 +36,18 @@ def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple
         path = Path(spec)
         if path.exists():
             return path
-        try:
-            from ..registry.pull import resolve_local
-        except ImportError as exc:  # pragma: no cover - registry always ships
-            raise InputError(f"model not found: {spec}", "pass a local folder") from exc
+        if str(spec).count("/") != 1:
+            raise InputError(f"model not found: {spec}", "pass a local folder or a repo id NS/NAME[@REV]")
         return Path(resolve_local(str(spec)))
 
     path = local(model)
     if not path.is_dir():
         raise InputError(f"model is not a folder: {path}", "pass a Hugging Face model or PEFT adapter folder")
-    if (path / "adapter_config.json").exists():
+    adapter_config = read_adapter_config(path)
+    if adapter_config is not None:
         if adapter is not None:
             raise InputError("MODEL is an adapter and --adapter was also given", "pass the base model as MODEL")
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = adapter_config.get("base_model_name_or_path")
         if not base:
             raise InputError(f"{path}/adapter_config.json names no base_model_name_or_path",
                              "pass the base model as MODEL and the adapter with --adapter")

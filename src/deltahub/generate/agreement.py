@@ -55,7 +55,9 @@ def _judge(name: str, answer_column: str) -> Callable[[str, dict], float]:
         try:
             return getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as exc:
-            raise InputError(f"cannot import judge {name!r} ({exc})", "give module:function importable from here") from exc
+            raise InputError(
+                f"cannot import judge {name!r} ({exc})", "give module:function importable from here"
+            ) from exc
     raise InputError(f"unknown judge {name!r}", "use exact-match, contains, or module:function")
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic import atomic_dir, check_output_dir
-from ..errors import InputError
 from .backends import make_backend, resolve_backend
 from .filters import FilterSettings, apply_filters
 from .pairs import write_pairs_folder
@@ -84,38 +83,15 @@ def _pair_rows(work: WorkDir, prompts: Prompts, settings: GenerationSettings) ->
     return rows
 
 
-def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str | Path,
-                   settings: GenerationSettings | None = None, filters: FilterSettings | None = None,
-                   backend: str = "auto", *, prompt_column: str | None = None, messages_column: str | None = None,
-                   split: str | None = None, limit: int | None = None, overwrite: bool = False, restart: bool = False,
-                   keep_work: bool = False, progress: bool = True) -> Path:
-    """Write a pairs dataset folder at ``out`` and return it (resuming an unfinished run of the same settings)."""
-    settings = settings or GenerationSettings()
-    filters = filters or FilterSettings()
-    out = check_output_dir(Path(out), overwrite)
-    if settings.max_new_tokens < 1 or settings.batch_size < 1:
-        raise InputError("--max-new-tokens and --batch-size must be at least 1", "pass positive values")
-    if not 0 < settings.top_p <= 1 or settings.temperature < 0:
-        raise InputError("--top-p must be in (0, 1] and --temperature >= 0", "fix the sampling settings")
-    if not isinstance(prompts, Prompts):
-        prompts = load_prompts(prompts, split=split, prompt_column=prompt_column, messages_column=messages_column,
-                               system_prompt=settings.system_prompt, limit=limit)
-    backend_name = resolve_backend(backend)
-    run = {"chosen": chosen, "rejected": rejected, "prompts": _prompts_hash(prompts), "count": len(prompts),
-           "backend": backend_name, "settings": fingerprint(settings)}
-    work = WorkDir(out, run, restart=restart)
-    for role, model in zip(ROLES, (chosen, rejected)):
-        _run_role(work, role, model, prompts, settings, backend_name, progress)
-    rows = _pair_rows(work, prompts, settings)
-    kept, removed = apply_filters(rows, filters)
-    kept = [{k: v for k, v in row.items() if k not in ("chosen_text", "rejected_text")} for row in kept]
-    cm, rm = work.model("chosen"), work.model("rejected")
-    provenance = {
+def _provenance(work: WorkDir, prompts: Prompts, settings: GenerationSettings, backend: str, rows: list[dict],
+                kept: int, removed: dict[str, int]) -> dict:
+    """The pairs' ``deltahub.json``: both models as loaded, the prompt source, every setting, the counts."""
+    return {
         "schema_version": 1, "kind": "dataset",
-        "chosen": cm, "rejected": rm, "student": None,
+        "chosen": work.model("chosen"), "rejected": work.model("rejected"), "student": None,
         "prompts": {k: prompts.source.get(k) for k in ("dataset", "split", "revision", "column", "count")},
-        "pairs": len(kept), "filters": removed,
-        "generation": settings.provenance(backend_name),
+        "pairs": kept, "filters": removed,
+        "generation": settings.provenance(backend),
         "metrics": {"chosen_finish_length": sum(r["chosen_finish_reason"] == "length" for r in rows),
                     "rejected_finish_length": sum(r["rejected_finish_reason"] == "length" for r in rows),
                     "identical": sum(r["chosen_text"].strip() == r["rejected_text"].strip() for r in rows),
@@ -123,6 +99,38 @@ def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str 
                     "mean_rejected_tokens": sum(r["rejected_tokens"] for r in rows) / max(len(rows), 1)},
         "gain": None,
     }
+
+
+def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str | Path,
+                   settings: GenerationSettings | None = None, filters: FilterSettings | None = None,
+                   backend: str = "auto", *, prompt_column: str | None = None, messages_column: str | None = None,
+                   split: str | None = None, limit: int | None = None, overwrite: bool = False, restart: bool = False,
+                   keep_work: bool = False, progress: bool = True) -> Path:
+    """Write a pairs dataset folder at ``out`` and return it (resuming an unfinished run of the same settings).
+
+    A run that fails before any answer is on disk (e.g. a model does not load) leaves nothing behind;
+    one that fails later keeps its finished batches in ``.OUT.work/`` for the rerun.
+    """
+    settings = settings or GenerationSettings()
+    filters = filters or FilterSettings()
+    out = check_output_dir(Path(out), overwrite)
+    if not isinstance(prompts, Prompts):
+        prompts = load_prompts(prompts, split=split, prompt_column=prompt_column, messages_column=messages_column,
+                               system_prompt=settings.system_prompt, limit=limit)
+    backend_name = resolve_backend(backend)
+    run = {"chosen": chosen, "rejected": rejected, "prompts": _prompts_hash(prompts), "count": len(prompts),
+           "backend": backend_name, "settings": fingerprint(settings)}
+    work = WorkDir(out, run, restart=restart)
+    try:
+        for role, model in zip(ROLES, (chosen, rejected)):
+            _run_role(work, role, model, prompts, settings, backend_name, progress)
+    except BaseException:
+        work.remove_if_unstarted()
+        raise
+    rows = _pair_rows(work, prompts, settings)
+    kept, removed = apply_filters(rows, filters)
+    kept = [{k: v for k, v in row.items() if k not in ("chosen_text", "rejected_text")} for row in kept]
+    provenance = _provenance(work, prompts, settings, backend_name, rows, len(kept), removed)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_pairs_folder(tmp, kept, provenance)
     if not keep_work:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
 
-from ..errors import InputError
+from pydantic import field_validator
+
+from ..settings import Settings, setting
 
 NAMED_FORMATS = {
     "gsm8k": r"####\s*-?[\d,]*\.?\d+",
@@ -16,28 +17,30 @@ NAMED_FORMATS = {
 }
 
 
-@dataclass
-class FilterSettings:
+class FilterSettings(Settings):
     """Which filters run (all off by default), in the order they are applied."""
 
-    identical: bool = False
-    empty: bool = False
-    truncated: bool = False
-    format: str | None = None          # a named check (gsm8k, boxed, answer-tag, json) or a regex
-    max_length_ratio: float | None = None  # drop pairs whose chosen/rejected character lengths differ by more
+    identical: bool = setting(False, "Drop pairs whose answers are identical.", flag="--drop-identical")
+    empty: bool = setting(False, "Drop pairs with an empty chosen answer.", flag="--drop-empty")
+    truncated: bool = setting(False, "Drop pairs whose chosen answer hit max_new_tokens.", flag="--drop-truncated")
+    format: str | None = setting(None, f"Chosen-side format check: {', '.join(sorted(NAMED_FORMATS))}, json, or a "
+                                 "regex.")
+    max_length_ratio: float | None = setting(None, "Drop pairs whose character lengths differ by more than this "
+                                             "factor.", ge=1)
 
-    def __post_init__(self):
-        if self.max_length_ratio is not None and self.max_length_ratio < 1:
-            raise InputError(f"--max-length-ratio {self.max_length_ratio} is below 1", "give a ratio >= 1, e.g. 4")
-        if self.format and self.format not in NAMED_FORMATS and self.format != "json":
+    @field_validator("format")
+    @classmethod
+    def _known_or_regex(cls, value: str | None) -> str | None:
+        if value and value not in NAMED_FORMATS and value != "json":
             try:
-                re.compile(self.format)
+                re.compile(value)
             except re.error as exc:
-                raise InputError(f"--format {self.format!r} is neither a named check nor a valid regex ({exc})",
-                                 f"use one of {sorted(NAMED_FORMATS) + ['json']} or a Python regex") from exc
+                raise ValueError(f"{value!r} is neither a named check ({', '.join(sorted(NAMED_FORMATS))}, json) "
+                                 f"nor a valid regex ({exc})") from None
+        return value
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.to_dict()
 
 
 def _format_ok(text: str, check: str) -> bool:

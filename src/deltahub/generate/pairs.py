@@ -32,75 +32,69 @@ def _empty_dataset():
 
 
 def write_provenance(folder: Path, provenance: dict) -> None:
-    """``deltahub.json`` then the README card (when the registry area's renderer is available)."""
+    """``deltahub.json`` then the README card rendered from it."""
     from ..atomic import atomic_write_text
+    from ..registry.cards import write_card
 
     atomic_write_text(folder / "deltahub.json", json.dumps(provenance, indent=2, default=str) + "\n")
-    try:
-        from ..registry.cards import write_card
-    except ImportError:
-        write_fallback_card(folder, provenance)
-        return
     write_card(folder, "dataset")
-
-
-def write_fallback_card(folder: Path, p: dict) -> None:
-    """A minimal dataset card until ``deltahub.registry.cards`` lands."""
-    from ..atomic import atomic_write_text
-
-    agreement = (p.get("metrics") or {}).get("agreement")
-    lines = ["---", "tags:", "- deltahub", "- preference-pairs", "- dpo", "task_categories:", "- text-generation",
-             "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path: data/train-*.parquet",
-             "---", "", f"# Weak-weaker preference pairs: {p['chosen']['model']} over {p['rejected']['model']}", "",
-             f"{p['pairs']} pairs from {p['prompts']['dataset']} ({p['prompts'].get('split')}), labelled by model size alone.",
-             "", "| filter | removed |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in (p.get("filters") or {}).items()] or ["| (none) | 0 |"]
-    if agreement:
-        lines += ["", f"Agreement with judge `{agreement['judge']}`: {agreement['agreement']:.1%} "
-                  f"of {agreement['decisive']} decisive pairs."]
-    atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")
 
 
 def _folder_files(path: Path) -> list[Path]:
     files = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
     if not files:
         files = sorted(p for p in path.glob("*") if p.suffix in (".parquet", ".jsonl"))
+    if not files and (path / "data").is_dir():
+        files = sorted((path / "data").glob("*.jsonl"))
     return files
 
 
-def load_pairs(path_or_repo: str | Path, split: str = "train"):
-    """A pairs ``datasets.Dataset`` from a generate folder, a JSONL/parquet file, or a registry repo id."""
+def resolve_pairs(spec: str | Path) -> tuple[Path, str | None, str | None]:
+    """``(local path, repo, commit)``: a local path passes through; ``NS/NAME[@REV]`` is pulled from the
+    registry as a dataset, pinned to the commit it resolved to (what the provenance records)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path, None, None
+    text = str(spec)
+    if text.count("/") != 1 or path.suffix in (".jsonl", ".json", ".parquet"):
+        raise InputError(
+            f"pairs {text!r} not found",
+            "give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]",
+        )
+    from ..registry.pull import pull_with_info
+
+    local, repo, sha = pull_with_info(text, repo_type="dataset")
+    return Path(local), repo, sha
+
+
+def read_pairs(path: Path):
+    """The rows of a pairs folder (``data/*.parquet``) or a JSONL/parquet file as a ``datasets.Dataset``."""
     import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    path = Path(path_or_repo)
-    if not path.exists():
-        try:
-            from ..registry import resolve_local
-
-            path = Path(resolve_local(str(path_or_repo)))
-        except ImportError:
-            try:
-                from ..hub import setup_client
-
-                setup_client()
-            except ImportError:
-                pass
-            try:
-                return datasets.load_dataset(str(path_or_repo), split=split)
-            except Exception as exc:  # noqa: BLE001
-                raise InputError(f"cannot load pairs {path_or_repo!r}: {exc}",
-                                 "give a 'deltahub generate' folder, a .jsonl/.parquet file or a dataset repo id") from exc
+    if path.is_file() and path.suffix not in (".jsonl", ".json", ".parquet"):
+        raise InputError(f"pairs file {path} is not .jsonl or .parquet", "convert it to JSONL or parquet")
     files = [path] if path.is_file() else _folder_files(path)
     if not files:
         raise InputError(f"no pairs (parquet/JSONL) in {path}", "point at a folder written by 'deltahub generate'")
-    if files[0].suffix == ".parquet":  # via pyarrow: an all-filtered (empty) shard is still a valid dataset
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    try:
+        if files[0].suffix == ".parquet":  # via pyarrow: an all-filtered (empty) shard is still a valid dataset
+            return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files], promote_options="default"))
+        rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return datasets.Dataset.from_list(rows)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read pairs {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                         "give valid JSONL (one object per line) or parquet written by 'deltahub generate'") from None
 
-        ds = datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files], promote_options="default"))
-    else:
-        ds = datasets.load_dataset("json", data_files=[str(f) for f in files], split="train")
+
+def load_pairs(path_or_repo: str | Path):
+    """A pairs ``datasets.Dataset`` from a generate folder, a JSONL/parquet file, or a registry repo id."""
+    path, _, _ = resolve_pairs(path_or_repo)
+    ds = read_pairs(path)
     missing = {"prompt", "chosen", "rejected"} - set(ds.column_names)
     if missing:
-        raise InputError(f"{path} lacks pair columns {sorted(missing)}", "pairs need prompt, chosen and rejected columns")
+        raise InputError(
+            f"{path} lacks pair columns {sorted(missing)}", "pairs need prompt, chosen and rejected columns"
+        )
     return ds

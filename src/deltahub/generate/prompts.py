@@ -34,47 +34,99 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def _read_local(path: Path) -> list[dict]:
+    """Rows of a JSONL/parquet file, or of every such file under a folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
+    if not files:
+        raise InputError(
+            f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder"
+        )
+    rows: list[dict] = []
+    for f in files:
+        try:
+            if f.suffix == ".parquet":
+                rows.extend(pq.read_table(f).to_pylist())
+            else:
+                rows.extend(json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, pa.ArrowException) as exc:  # before ValueError: ArrowInvalid is one
+            raise InputError(f"cannot read prompts {f} ({str(exc).splitlines()[0]})",
+                             "give a readable .jsonl or .parquet file") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{f} is not valid JSONL ({str(exc).splitlines()[0]})",
+                             "write one JSON object per line (UTF-8)") from None
+    return rows
+
+
 def _read_rows(spec: str, split: str | None, revision: str | None) -> tuple[list[dict], dict]:
     name, spec_split = _split_spec(spec)
     split = split or spec_split
     path = Path(name)
     if path.exists():
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
-        if not files:
-            raise InputError(f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder")
-        rows: list[dict] = []
-        for f in files:
-            if f.suffix == ".parquet":
-                import pyarrow.parquet as pq
+        return _read_local(path), {"dataset": str(path), "split": split, "revision": None}
+    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")) or "/" not in name:
+        raise InputError(f"prompts {spec!r} not found",
+                         "give a local .jsonl/.parquet file or a dataset repo NS/NAME[@REV][:SPLIT]")
+    return _read_repo(name, split or "train", revision)
 
-                rows.extend(pq.read_table(f).to_pylist())
-            else:
-                try:
-                    rows.extend(json.loads(line) for line in f.read_text().splitlines() if line.strip())
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{f} is not valid JSONL ({exc})", "write one JSON object per line") from exc
-        return rows, {"dataset": str(path), "split": split, "revision": None}
-    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")):
-        raise InputError(f"prompts file {path} not found", "check the path given to --prompts")
-    try:  # a Hub (or embedded registry) dataset id
-        from ..hub import setup_client
 
-        setup_client()
-    except ImportError:
-        pass
+def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict], dict]:
+    """Rows of one split of a dataset repo, pulled through the registry client at one commit (recorded)."""
     import datasets
 
+    from ..registry.pull import pull_with_info
+
+    spec = f"{name}@{revision}" if revision and "@" not in name else name
+    local, repo, sha = pull_with_info(spec, repo_type="dataset")
     try:
-        ds = datasets.load_dataset(name, split=split or "train", revision=revision)
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's spec
-        raise InputError(f"cannot load prompts {spec!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                         "give a local .jsonl/.parquet file or a dataset id NAME[:SPLIT] on the registry") from exc
-    return ds.to_list(), {"dataset": name, "split": split or "train", "revision": revision}
+        ds = datasets.load_dataset(str(local), split=split)
+    except (ValueError, FileNotFoundError) as exc:  # no such split / no data files in the repo
+        raise InputError(f"cannot read split {split!r} of {repo}@{sha[:12]}: {str(exc).splitlines()[0]}",
+                         "name an existing split (DATASET:SPLIT) of a repo with JSONL/parquet data files") from None
+    return ds.to_list(), {"dataset": repo, "split": split, "revision": sha}
+
+
+def _pick_column(spec: str, columns: list[str], prompt_column: str | None, messages_column: str | None) -> str:
+    """The named column, or the first known prompt/messages column name."""
+    if prompt_column and messages_column:
+        raise InputError("both --prompt-column and --messages-column given", "pass only one of them")
+    column = messages_column or prompt_column
+    if column is None:
+        column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
+        if column is None:
+            raise InputError(f"no prompt column found among {columns}",
+                             "pass --prompt-column NAME or --messages-column NAME")
+    elif column not in columns:
+        flag = "--messages-column" if messages_column else "--prompt-column"
+        raise InputError(f"unknown column {column!r} in prompts {spec!r} (columns: {columns})",
+                         f"pass {flag} with one of {columns}")
+    return column
+
+
+def _conversation(i: int, value, column: str, is_messages: bool) -> list[dict]:
+    """Row ``i``'s chat turns, ending with a user turn."""
+    if not is_messages:
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"row {i}: prompt column {column!r} is empty or not text",
+                             "clean the prompts or pick another column")
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
+                         "use --prompt-column for a text column")
+    conv = [{"role": m["role"], "content": m["content"]} for m in value]
+    while conv and conv[-1]["role"] == "assistant":
+        conv.pop()
+    if not conv:
+        raise InputError(f"row {i}: no user turn in {column!r}", "remove empty conversations")
+    return conv
 
 
 def load_prompts(spec: str, *, split: str | None = None, revision: str | None = None, prompt_column: str | None = None,
-                 messages_column: str | None = None, system_prompt: str | None = None, limit: int | None = None) -> Prompts:
+                 messages_column: str | None = None, system_prompt: str | None = None,
+                 limit: int | None = None) -> Prompts:
     """Read ``spec`` and build one conversation per row.
 
     ``prompt_column`` names a text column (the user turn); ``messages_column`` a list of chat turns
@@ -86,35 +138,12 @@ def load_prompts(spec: str, *, split: str | None = None, revision: str | None = 
         rows = rows[:limit]
     if not rows:
         raise InputError(f"prompts {spec!r} are empty", "give a dataset with at least one row")
-    columns = list(rows[0])
-    if prompt_column and messages_column:
-        raise InputError("both --prompt-column and --messages-column given", "pass only one of them")
-    column = messages_column or prompt_column
-    if column is None:
-        column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
-        if column is None:
-            raise InputError(f"no prompt column found among {columns}", "pass --prompt-column NAME or --messages-column NAME")
-    elif column not in columns:
-        flag = "--messages-column" if messages_column else "--prompt-column"
-        raise InputError(f"unknown column {column!r} in prompts {spec!r} (columns: {columns})", f"pass {flag} with one of {columns}")
+    column = _pick_column(spec, list(rows[0]), prompt_column, messages_column)
     is_messages = messages_column is not None or (prompt_column is None and column in MESSAGES_COLUMNS) \
         or isinstance(rows[0][column], list)
     conversations, extras = [], []
     for i, row in enumerate(rows):
-        value = row[column]
-        if is_messages:
-            if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-                raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
-                                 "use --prompt-column for a text column")
-            conv = [{"role": m["role"], "content": m["content"]} for m in value]
-            while conv and conv[-1]["role"] == "assistant":
-                conv.pop()
-            if not conv:
-                raise InputError(f"row {i}: no user turn in {column!r}", "remove empty conversations")
-        else:
-            if not isinstance(value, str) or not value.strip():
-                raise InputError(f"row {i}: prompt column {column!r} is empty or not text", "clean the prompts or pick another column")
-            conv = [{"role": "user", "content": value}]
+        conv = _conversation(i, row[column], column, is_messages)
         if system_prompt and conv[0]["role"] != "system":
             conv = [{"role": "system", "content": system_prompt}] + conv
         conversations.append(conv)

@@ -21,7 +21,7 @@ class WorkDir:
         info = self.path / "run.json"
         if info.exists():
             previous = json.loads(info.read_text())
-            started = any(self.path.glob("*/shard-*.jsonl"))
+            started = self.started()
             if previous != run and not restart and started:
                 changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
                 raise InputError(f"an unfinished run for {out} used different settings ({', '.join(changed)})",
@@ -53,6 +53,14 @@ class WorkDir:
             rows.extend(json.loads(line) for line in p.read_text().splitlines() if line)
         rows.sort(key=lambda r: r["index"])
         return rows
+
+    def started(self) -> bool:
+        return any(self.path.glob("*/shard-*.jsonl"))
+
+    def remove_if_unstarted(self) -> None:
+        """Drop a work folder that holds no answers yet (nothing there is worth resuming)."""
+        if not self.started():
+            self.remove()
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

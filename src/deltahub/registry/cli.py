@@ -10,7 +10,9 @@ import click
 @click.command("publish")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo", required=True, help="Target repo NS/NAME (dataset repo for pairs, model repo for adapters).")
-@click.option("--dataset", "dataset_repo", help="Adapter: the pairs dataset repo it was trained on (linked from the card).")
+@click.option(
+    "--dataset", "dataset_repo", help="Adapter: the pairs dataset repo it was trained on (linked from the card)."
+)
 @click.option("--dataset-revision", help="Adapter: revision of that dataset.")
 @click.option("--tag", help="Also tag the published commit (e.g. v1).")
 @click.option("--private", is_flag=True, help="Create the repo private.")
@@ -44,7 +46,9 @@ def list_command(base, family, min_pairs, sort, datasets_):
     """List published deltas (served by Hub tag filters)."""
     from .search import list_deltas
 
-    rows = list_deltas(base=base, family=family, min_pairs=min_pairs, sort=sort, kind="dataset" if datasets_ else "adapter")
+    rows = list_deltas(
+        base=base, family=family, min_pairs=min_pairs, sort=sort, kind="dataset" if datasets_ else "adapter"
+    )
     if not rows:
         click.echo("no deltas found")
         return
@@ -65,7 +69,10 @@ def show_command(spec):
     s = show(spec)
     b = s["block"]
     click.echo(f"{s['repo_type']} {s['repo_id']} @ {s['sha']}")
-    click.echo(f"kind: {b.get('kind', '- (not a delta: no deltahub block)')}  base: {s['card'].get('base_model', '-')}  pairs: {b.get('pairs', '-')}")
+    click.echo(
+        f"kind: {b.get('kind', '- (not a delta: no deltahub block)')}  "
+        f"base: {s['card'].get('base_model', '-')}  pairs: {b.get('pairs', '-')}"
+    )
     for key in ("chosen", "rejected"):
         if b.get(key):
             click.echo(f"{key}: {b[key].get('model')}")

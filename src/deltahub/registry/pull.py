@@ -1,14 +1,25 @@
-"""Pull a delta at a revision into a folder: atomic (temp then rename) and retried on network errors."""
+"""Pull a delta at a revision into a folder: atomic (temp then rename) and retried on network errors.
+
+The revision is resolved to a commit once and that commit is downloaded, so the sha a caller records
+is the one it got even when a branch moves meanwhile. A pull killed mid-download leaves a hidden
+``.OUT.XXXXXXXX.tmp`` beside ``OUT``; the next pull of ``OUT`` removes it (only folders of that exact
+name scheme that no live pull holds).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-import time
+import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..atomic import atomic_dir
-from ..errors import DeltahubError, InputError
+from ..errors import InputError
 from .hubops import api, parse_spec, repo_type_of
+from .network import BACKOFF, RETRIES, check_repo_id, retrying
 
 
 def cache_dir() -> Path:
@@ -16,56 +27,95 @@ def cache_dir() -> Path:
     return Path(home) / "deltas"
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for mod, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError")):
-        try:
-            errors.append(getattr(__import__(mod), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
-def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retries: int = 3, backoff: float = 0.5) -> Path:
+def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retries: int = RETRIES,
+         backoff: float = BACKOFF, repo_type: str | None = None) -> Path:
     """Download ``NS/NAME[@REV]`` (branch, tag or sha) into ``out`` (default: the deltahub cache, per commit)."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    return pull_with_info(spec, out, overwrite=overwrite, retries=retries, backoff=backoff, repo_type=repo_type)[0]
 
+
+def pull_with_info(spec: str, out: str | Path | None = None, *, overwrite: bool = False, retries: int = RETRIES,
+                   backoff: float = BACKOFF, repo_type: str | None = None) -> tuple[Path, str, str]:
+    """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha is the commit that was downloaded."""
     s = parse_spec(spec)
-    rtype = repo_type_of(s)
+    check_repo_id(s.repo_id)
     hub = api()
-    sha = hub.repo_info(s.repo_id, repo_type=rtype, revision=s.revision).sha
+
+    def net(call, what):
+        return retrying(call, hub.endpoint, what, retries, backoff)
+
+    rtype = repo_type or net(lambda: repo_type_of(s), f"pulling {spec}")
+    sha = net(lambda: _commit_of(hub, s.repo_id, rtype, s.revision), f"pulling {spec}")
     if out is None:
         out = cache_dir() / s.repo_id.replace("/", "--") / sha
         if (out / "deltahub.json").is_file() or (out / "README.md").is_file():
-            return out
+            return out, s.repo_id, sha
         overwrite = True
     out = Path(out)
-    last: BaseException | None = None
-    for attempt in range(retries):
+    remove_stale_partials(out)
+    net(lambda: _download(hub, s.repo_id, rtype, sha, out, overwrite), f"pulling {spec}")
+    return out, s.repo_id, sha
+
+
+@contextlib.contextmanager
+def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator[None]:
+    """Turn 'no such repo / revision' from the client into one-line InputErrors."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        yield
+    except RevisionNotFoundError:
+        raise InputError(f"{repo_id} has no revision '{revision}'",
+                         f"see its branches and tags with: deltahub show {repo_id}") from None
+    except RepositoryNotFoundError:
+        raise InputError(f"no {rtype} repo {repo_id} on {hub.endpoint}",
+                         "check the name with: deltahub list, or set DELTAHUB_ENDPOINT") from None
+
+
+def _commit_of(hub, repo_id: str, rtype: str, revision: str | None) -> str:
+    with _known_repo(hub, repo_id, rtype, revision):
+        return hub.repo_info(repo_id, repo_type=rtype, revision=revision).sha
+
+
+def _download(hub, repo_id: str, rtype: str, sha: str, out: Path, overwrite: bool) -> None:
+    """Snapshot ``sha`` into a locked temporary sibling that becomes ``out`` only when complete."""
+    with contextlib.ExitStack() as stack:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            stack.enter_context(_held(tmp))  # released after the rename: no cleanup can take a live download
+            with _known_repo(hub, repo_id, rtype, sha):
+                hub.snapshot_download(repo_id, repo_type=rtype, revision=sha, local_dir=str(tmp))
+            shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _held(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove ``.OUT.XXXXXXXX.tmp`` siblings (``atomic_dir``'s scheme) that no live pull holds; return them."""
+    scheme = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for candidate in out.parent.iterdir():
+        if not scheme.match(candidate.name) or not candidate.is_dir() or candidate.is_symlink():
+            continue
+        fd = os.open(candidate, os.O_RDONLY)
         try:
-            with atomic_dir(out, overwrite=overwrite) as tmp:
-                hub.snapshot_download(s.repo_id, repo_type=rtype, revision=sha, local_dir=str(tmp))
-                cache = Path(tmp) / ".cache"
-                if cache.is_dir():
-                    import shutil
-
-                    shutil.rmtree(cache)
-            return out
-        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise InputError(f"cannot pull {spec}: {type(exc).__name__}", f"check it with: deltahub show {s.repo_id}") from None
-        except _network_errors() as exc:
-            last = exc
-            time.sleep(backoff * (2**attempt))
-    raise DeltahubError(f"network error pulling {spec} after {retries} tries ({type(last).__name__}); nothing was written",
-                        "check the registry is reachable (DELTAHUB_ENDPOINT) and run the same command again")
-
-
-def pull_with_info(spec: str, out: str | Path | None = None) -> tuple[Path, str, str]:
-    """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha pins what was pulled."""
-    local = pull(spec, out=out)
-    s = parse_spec(spec)
-    sha = api().repo_info(s.repo_id, repo_type=repo_type_of(s), revision=s.revision).sha
-    return local, s.repo_id, sha
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a pull in progress
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def resolve_local(spec: str | Path) -> Path:

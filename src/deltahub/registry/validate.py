@@ -7,19 +7,52 @@ projection's shape, so the base weights are never downloaded.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DeltahubError
+from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
 from .schema import parse_block
 
-SAFE_SUFFIXES = {".safetensors", ".json", ".md", ".png", ".jpg", ".parquet", ".jsonl", ".txt", ".yml", ".yaml", ".gitattributes", ".model", ".jinja"}
-UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib", ".py", ".so", ".sh", ".h5", ".msgpack"}
-CARD_KEYS = {"adapter": ("base_model", "library_name", "tags"), "dataset": ("task_categories", "configs", "tags"), "merged": ("tags",)}
+SAFE_SUFFIXES = {
+    ".safetensors",
+    ".json",
+    ".md",
+    ".png",
+    ".jpg",
+    ".parquet",
+    ".jsonl",
+    ".txt",
+    ".yml",
+    ".yaml",
+    ".gitattributes",
+    ".model",
+    ".jinja",
+}
+UNSAFE_SUFFIXES = {
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".pickle",
+    ".ckpt",
+    ".npy",
+    ".npz",
+    ".joblib",
+    ".py",
+    ".so",
+    ".sh",
+    ".h5",
+    ".msgpack",
+}
+CARD_KEYS = {
+    "adapter": ("base_model", "library_name", "tags"),
+    "dataset": ("task_categories", "configs", "tags"),
+    "merged": ("tags",),
+}
 
 
 @dataclass
@@ -44,18 +77,27 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
-        out.append(f"verdict: {'PASS' if self.ok else 'FAIL'} ({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})")
+        out.append(
+            f"verdict: {'PASS' if self.ok else 'FAIL'} "
+            f"({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})"
+        )
         return out
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
 
 
 def check_files(files: list[str]) -> tuple[bool, str]:
     """Safetensors only: no pickles, no custom code."""
-    bad = [f for f in files if Path(f).suffix.lower() in UNSAFE_SUFFIXES or Path(f).suffix.lower() not in SAFE_SUFFIXES and "." in Path(f).name and not Path(f).name.startswith(".")]
-    return (not bad, f"unsafe or unknown files: {', '.join(bad[:5])}" if bad else f"{len(files)} files, no pickles or code")
+    def unsafe(name: str) -> bool:
+        suffix, base = Path(name).suffix.lower(), Path(name).name
+        return suffix in UNSAFE_SUFFIXES or (suffix not in SAFE_SUFFIXES and "." in base and not base.startswith("."))
+
+    bad = [f for f in files if unsafe(f)]
+    return not bad, (f"unsafe or unknown files: {', '.join(bad[:5])}" if bad
+                     else f"{len(files)} files, no pickles or code")
 
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
@@ -100,7 +142,8 @@ def check_adapter_shapes(folder: Path, base_config: dict) -> tuple[bool, str]:
                     continue
                 out_f, in_f = shapes[proj]
                 if (which == "A" and shape[1] != in_f) or (which == "B" and shape[0] != out_f):
-                    problems.append(f"{module}.lora_{which} has shape {list(shape)}, base needs {'in' if which == 'A' else 'out'}={in_f if which == 'A' else out_f}")
+                    side, need = ("in", in_f) if which == "A" else ("out", out_f)
+                    problems.append(f"{module}.lora_{which} has shape {list(shape)}, base needs {side}={need}")
     if n == 0:
         return False, "no LoRA weights found in *.safetensors"
     return (not problems, "; ".join(problems[:3]) if problems else f"{n} LoRA tensors match the base config")
@@ -133,74 +176,95 @@ def validate_folder(
     target: str | None = None,
 ) -> Report:
     """Run every check on a local delta folder. ``base_config(model_id)`` returns the base's config.json
-    (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing)."""
+    (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing).
+
+    Files no check can read (damaged safetensors, an adapter_config.json that is not a JSON object) are
+    an InputError, not a verdict: there is nothing to judge until they are replaced.
+    """
     folder = Path(folder)
-    report = Report(target or str(folder))
     if not folder.is_dir():
         raise DeltahubError(f"{folder} is not a folder", "pass a delta folder or a repo id NS/NAME")
-    files = _files(folder)
-    block = None
-    try:
-        raw = json.loads((folder / "deltahub.json").read_text(encoding="utf-8")) if (folder / "deltahub.json").is_file() else None
-        meta, _ = split_card((folder / "README.md").read_text(encoding="utf-8")) if (folder / "README.md").is_file() else ({}, "")
-        raw = raw if raw is not None else meta.get("deltahub")
-        if raw is None:
-            report.add("schema", False, "no deltahub.json and no deltahub: block in the card (not a delta)")
-        else:
-            block = parse_block(raw)
-            report.kind = block.kind
-            report.add("schema", True, f"schema_version {block.schema_version}, kind {block.kind}")
-    except (DeltahubError, json.JSONDecodeError) as exc:
-        report.add("schema", False, str(getattr(exc, "message", exc)))
-    ok, detail = check_files(files)
-    report.add("files are safetensors only", ok, detail)
-    kind = report.kind or ("adapter" if (folder / "adapter_config.json").is_file() else "dataset" if (folder / "data").is_dir() else None)
-    if kind in ("adapter", "merged") and (folder / "adapter_config.json").is_file():
-        acfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        base = acfg.get("base_model_name_or_path")
-        cfg = None
-        if base and Path(base, "config.json").is_file():
-            cfg = json.loads(Path(base, "config.json").read_text(encoding="utf-8"))
-        elif base and base_config is not None:
-            cfg = base_config(base)
-        if cfg is None:
-            report.add("adapter matches its base", False, f"cannot read config.json of base '{base}'")
-        else:
-            try:
-                ok, detail = check_adapter_shapes(folder, cfg)
-            except (KeyError, ValueError) as exc:
-                ok, detail = False, f"base config lacks {exc}"
-            report.add("adapter matches its base", ok, detail)
+    check_safetensors(sorted(folder.rglob("*.safetensors")), "weights file",
+                      "re-download the delta (deltahub pull) or regenerate it; the file is damaged")
+    adapter_config = read_adapter_config(folder)
+    report = Report(target or str(folder))
+    block = _check_schema(folder, report)
+    report.add("files are safetensors only", *check_files(_files(folder)))
+    kind = report.kind or ("adapter" if adapter_config is not None
+                           else "dataset" if (folder / "data").is_dir() else None)
+    if kind in ("adapter", "merged") and adapter_config is not None:
+        report.add("adapter matches its base", *_check_base(folder, adapter_config, base_config))
     merged_output = getattr(block.merge, "output", None) if block is not None and block.merge is not None else None
     is_adapter = kind == "adapter" or (kind == "merged" and merged_output != "full-model")
-    if is_adapter and not (folder / "adapter_config.json").is_file():
+    if is_adapter and adapter_config is None:
         report.add("adapter matches its base", False, "adapter_config.json is missing (not a PEFT adapter folder)")
     if kind == "adapter" and block is not None:
-        link = block.dataset
-        if link is None or not link.repo:
-            report.add("linked dataset", False, "deltahub.dataset.repo is missing")
-        else:
-            rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
-            if rows is None:
-                report.add("linked dataset", False, f"dataset {link.repo} not found")
-            elif block.pairs is not None and rows != block.pairs:
-                report.add("linked dataset", False, f"{link.repo} has {rows} rows, the card says {block.pairs}")
-            else:
-                report.add("linked dataset", True, f"{link.repo}: {rows} rows")
+        report.add("linked dataset", *_check_dataset_link(block, dataset_rows))
     if kind == "dataset" and block is not None:
         rows = count_rows(folder)
         report.add("row count matches the card", rows == block.pairs, f"{rows} rows, card says {block.pairs}")
-    ok, detail = check_finite(folder)
-    report.add("no NaN/Inf", ok, detail)
+    report.add("no NaN/Inf", *check_finite(folder))
     report.add(*_card_check(folder, kind))
     return report
+
+
+def _check_schema(folder: Path, report: Report):
+    """Parse the deltahub block (deltahub.json, else the card's front matter); record the verdict."""
+    try:
+        path = folder / "deltahub.json"
+        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        readme = folder / "README.md"
+        meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
+        raw = raw if raw is not None else meta.get("deltahub")
+        if raw is None:
+            report.add("schema", False, "no deltahub.json and no deltahub: block in the card (not a delta)")
+            return None
+        block = parse_block(raw)
+    except (DeltahubError, ValueError, UnicodeDecodeError) as exc:
+        report.add("schema", False, str(getattr(exc, "message", exc)).splitlines()[0])
+        return None
+    report.kind = block.kind
+    report.add("schema", True, f"schema_version {block.schema_version}, kind {block.kind}")
+    return block
+
+
+def _check_base(folder: Path, adapter_config: dict, base_config) -> tuple[bool, str]:
+    """The adapter's LoRA modules and shapes against its declared base's config.json."""
+    base = adapter_config.get("base_model_name_or_path")
+    cfg = None
+    if base and Path(base, "config.json").is_file():
+        cfg = json.loads(Path(base, "config.json").read_text(encoding="utf-8"))
+    elif base and base_config is not None:
+        cfg = base_config(base)
+    if cfg is None:
+        return False, f"cannot read config.json of base '{base}'"
+    try:
+        return check_adapter_shapes(folder, cfg)
+    except (KeyError, ValueError, TypeError) as exc:
+        return False, f"base config lacks {exc}"
+
+
+def _check_dataset_link(block, dataset_rows) -> tuple[bool, str]:
+    """The pairs dataset the adapter names exists and has the row count of the card."""
+    link = block.dataset
+    if link is None or not link.repo:
+        return False, "deltahub.dataset.repo is missing"
+    rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
+    if rows is None:
+        return False, f"dataset {link.repo} not found"
+    if block.pairs is not None and rows != block.pairs:
+        return False, f"{link.repo} has {rows} rows, the card says {block.pairs}"
+    return True, f"{link.repo}: {rows} rows"
 
 
 def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
     readme = folder / "README.md"
     if not readme.is_file():
         return "card complete", False, "README.md is missing"
-    meta, body = split_card(readme.read_text(encoding="utf-8"))
+    try:
+        meta, body = split_card(readme.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return "card complete", False, "README.md is not UTF-8 text"
     missing = [k for k in CARD_KEYS.get(kind or "", ("tags",)) if not meta.get(k)]
     if "deltahub" not in meta:
         missing.append("deltahub block")
@@ -208,7 +272,8 @@ def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
         missing.append("tag deltahub")
     if len(body.strip()) < 40:
         missing.append("body text")
-    return "card complete", not missing, f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
+    detail = f"missing {', '.join(missing)}" if missing else "metadata, tags and body present"
+    return "card complete", not missing, detail
 
 
 def validate(target: str | Path) -> Report:
@@ -249,7 +314,8 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
     hub = api()
     try:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
-            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=["data/*.parquet"])
+            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,
+                                  allow_patterns=["data/*.parquet"])
             return count_rows(Path(tmp))
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None

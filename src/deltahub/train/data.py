@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..generate.pairs import read_pairs, resolve_pairs
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 OPTIONAL_COLUMNS = ("chat_template_kwargs",)
@@ -28,50 +29,6 @@ class Pairs:
     @property
     def conversational(self) -> bool:
         return isinstance(self.dataset[0]["chosen"], list)
-
-
-def _read_files(files: list[Path]):
-    from datasets import Dataset, concatenate_datasets
-
-    parts = []
-    for f in files:
-        try:
-            if f.suffix == ".parquet":
-                parts.append(Dataset.from_parquet(str(f)))
-            else:
-                rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-                parts.append(Dataset.from_list(rows))
-        except (ValueError, OSError) as exc:
-            raise InputError(f"cannot read pairs file {f}: {exc}", "give a valid JSONL or parquet file") from None
-    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-
-
-def _load_local(path: Path):
-    if path.is_file():
-        if path.suffix not in (".jsonl", ".json", ".parquet"):
-            raise InputError(f"pairs file {path} is not .jsonl or .parquet", "convert it to JSONL or parquet")
-        return _read_files([path])
-    files = sorted(path.glob("data/*.parquet")) or sorted(path.glob("*.parquet"))
-    files = files or sorted(path.glob("data/*.jsonl")) or sorted(path.glob("*.jsonl"))
-    if not files:
-        raise InputError(f"no parquet or JSONL pairs found in {path}", "point --pairs at a folder from 'deltahub generate'")
-    return _read_files(files)
-
-
-def _resolve(spec: str) -> tuple[Path, str | None, str | None]:
-    """A local path passes through; ``NS/NAME[@REV]`` is pulled from the registry."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path, None, None
-    if spec.count("/") != 1 and "@" not in spec:
-        raise InputError(f"pairs {spec!r} not found", "give a folder, a .jsonl/.parquet file, or a repo id NS/NAME[@REV]")
-    try:
-        from ..registry.pull import pull_with_info
-    except ImportError:
-        raise InputError(f"pairs {spec!r} is not a local path and the registry is unavailable",
-                         "download the dataset first, or give a local folder") from None
-    local, repo, sha = pull_with_info(spec)  # the commit sha pins exactly what was trained on
-    return Path(local), repo, sha
 
 
 def validate_columns(ds, source: str) -> None:
@@ -111,27 +68,20 @@ def load_training_pairs(spec) -> Pairs:
         keep = [c for c in TRL_COLUMNS + OPTIONAL_COLUMNS if c in ds.column_names]
         return Pairs(ds.select_columns(keep), source)
     spec = str(spec)
-    ds = None
-    path, repo, rev = _resolve(spec)
-    try:  # prefer the generate area's reader (it knows its own folder format)
-        from ..generate import load_pairs
-
-        ds = load_pairs(str(path))
-    except ImportError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - fall back to reading the files ourselves
-        if not path.exists():
-            raise InputError(f"cannot read pairs {spec}: {exc}", "check the path") from None
-    if ds is None:
-        ds = _load_local(path)
+    path, repo, rev = resolve_pairs(spec)  # a repo id is pulled and pinned to the commit trained on
+    ds = read_pairs(path)
     validate_columns(ds, spec)
     keep = [c for c in TRL_COLUMNS + OPTIONAL_COLUMNS if c in ds.column_names]
     ds = ds.select_columns(keep)
     folder = path if path.is_dir() else None
     meta = {}
     if folder is not None and (folder / "deltahub.json").exists():
-        meta = json.loads((folder / "deltahub.json").read_text(encoding="utf-8"))
-    return Pairs(ds, spec, folder, meta, repo, rev)
+        try:
+            meta = json.loads((folder / "deltahub.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{folder / 'deltahub.json'} is not valid JSON ({exc})".splitlines()[0],
+                             "regenerate the pairs with 'deltahub generate' or remove the file") from None
+    return Pairs(ds, spec, folder, meta if isinstance(meta, dict) else {}, repo, rev)
 
 
 def split_heldout(ds, fraction: float, max_pairs: int, seed: int):

@@ -25,7 +25,9 @@ OBJECTIVES: dict[str, Objective] = {
     "dpo": Objective("dpo", "dpo", ("sigmoid",), "DPO (Rafailov et al.), the PDA default"),
     "dpo_norm": Objective("dpo_norm", "dpo", ("sigmoid_norm",), "length-normalised DPO as in Tulu 3 (beta ~ 5)"),
     "ipo": Objective("ipo", "dpo", ("ipo",), "IPO: squared loss on the per-token log-ratio gap"),
-    "dpo+sft": Objective("dpo+sft", "dpo", ("sigmoid", "sft"), "DPO plus NLL on chosen (RPO); resists likelihood collapse"),
+    "dpo+sft": Objective(
+        "dpo+sft", "dpo", ("sigmoid", "sft"), "DPO plus NLL on chosen (RPO); resists likelihood collapse"
+    ),
     "sft": Objective("sft", "dpo", ("sft",), "control: NLL on the chosen answers only, no preference signal"),
     "orpo": Objective("orpo", "orpo", (), "ORPO: reference-free odds-ratio loss (PDA's choice for agentic search)"),
 }

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..atomic import atomic_dir, atomic_write_text, check_output_dir
 from ..errors import DeltahubError, InputError
+from ..registry.cards import write_card
+from ..weights import check_safetensors
 from .config import TrainConfig
 from .data import Pairs, load_training_pairs, split_heldout
 from .health import DeltaHealthWarning, HealthMonitor
@@ -25,6 +27,8 @@ from .objectives import OBJECTIVES, trl_loss_kwargs
 from .plots import plot_training_curves
 
 REQUEST_FILE = "deltahub-request.json"
+OPTIMIZER = "adamw_torch"
+LENGTH_COLUMN = "length"
 CURVE_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
               "logps/chosen", "logps/rejected", "grad_norm", "learning_rate")
 
@@ -44,14 +48,15 @@ def resolve_student(student: str | Path) -> str:
     if path.exists():
         if not (path / "config.json").exists():
             raise InputError(f"student {path} has no config.json", "point --student at a Hugging Face model folder")
-        if not list(path.glob("*.safetensors")):
+        weights = sorted(path.glob("*.safetensors"))
+        if not weights:
             raise InputError(f"student {path} has no .safetensors weights (pickled weights are refused)",
                              "convert the weights to safetensors")
+        check_safetensors(weights, "student weights", "re-download or re-save the student (the file is damaged)")
         return str(path)
-    with contextlib.suppress(ImportError):
-        from ..hub import setup_client
+    from ..hub import setup_client
 
-        setup_client()
+    setup_client()
     return str(student)
 
 
@@ -173,9 +178,9 @@ def _progress_callback(enabled: bool):
     return DeltaProgress()
 
 
-def _request(cfg: TrainConfig, student: str, pairs: Pairs, n_pairs: int) -> dict:
+def _request(cfg: TrainConfig, student: str, pairs: Pairs) -> dict:
     """What must match for a partial run to be resumed rather than restarted."""
-    return {"student": student, "pairs": pairs.source, "n_pairs": n_pairs, "config": cfg.to_dict()}
+    return {"student": student, "pairs": pairs.source, "n_pairs": len(pairs.dataset), "config": cfg.to_dict()}
 
 
 def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
@@ -191,7 +196,7 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
             changed += [k for k in ("student", "pairs", "n_pairs") if old.get(k) != request.get(k)]
             raise InputError(
                 f"{work} holds a partial run with other settings ({', '.join(changed)})",
-                f"pass --fresh to discard it, or rerun with the same settings to resume",
+                "pass --fresh to discard it, or rerun with the same settings to resume",
             )
         last = get_last_checkpoint(str(work))
         if last:
@@ -217,42 +222,67 @@ def _prepare_work_all_ranks(work: Path, request: dict, resume: bool) -> str | No
     return get_last_checkpoint(str(work)) if resume else None
 
 
-def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool, bf16: bool, has_eval: bool):
-    """DPOConfig / ORPOConfig for the objective, with CPU-friendly settings (training.md §1)."""
+def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool):
+    """DPOConfig / ORPOConfig for a device-resolved ``cfg`` (see :meth:`TrainConfig.for_device`)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
     common = dict(
         output_dir=str(work), per_device_train_batch_size=cfg.micro_batch_size,
         per_device_eval_batch_size=cfg.micro_batch_size, gradient_accumulation_steps=accum,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
-        weight_decay=cfg.weight_decay, optim="adamw_torch", num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        weight_decay=cfg.weight_decay, optim=OPTIMIZER, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps else -1, beta=cfg.beta, max_length=cfg.max_length,
-        bf16=bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=False, logging_steps=cfg.logging_steps,
+        bf16=cfg.bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        length_column_name=LENGTH_COLUMN, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         save_only_model=False, eval_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed,
         disable_tqdm=True, log_level="error", dataloader_num_workers=0,
     )
-    obj = OBJECTIVES[cfg.objective]
-    if obj.trainer == "orpo":
+    if OBJECTIVES[cfg.objective].trainer == "orpo":
         from trl.experimental.orpo import ORPOConfig
 
         return ORPOConfig(**common)
     from trl import DPOConfig
 
-    return DPOConfig(**common, precompute_ref_log_probs=cfg.precompute_ref, **trl_loss_kwargs(cfg.objective, cfg.sft_weight))
+    return DPOConfig(**common, precompute_ref_log_probs=cfg.precompute_ref,
+                     **trl_loss_kwargs(cfg.objective, cfg.sft_weight))
 
 
-def _build_trainer(cfg, args, model, tok, train_ds, eval_ds, lora, callbacks):
+def _add_lengths(trainer) -> None:
+    """A per-pair token length column for the length-grouped sampler (TRL's tokenised columns have no
+    ``input_ids``); the padded length of a pair is its prompt plus the longer answer."""
+    def length(row: dict) -> dict:
+        prompt = len(row.get("prompt_ids") or row.get("prompt_input_ids") or [])
+        answers = [len(row.get(k) or []) for k in ("chosen_ids", "rejected_ids", "chosen_input_ids",
+                                                   "rejected_input_ids")]
+        return {LENGTH_COLUMN: prompt + max(answers)}
+
+    trainer.train_dataset = trainer.train_dataset.map(length)
+    if trainer._signature_columns is None:
+        trainer._set_signature_columns_if_needed()
+    trainer._signature_columns = [*trainer._signature_columns, LENGTH_COLUMN]
+
+
+def _build_trainer(cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: tuple, callbacks: Sequence):
+    """The TRL trainer for ``cfg.objective`` with our callbacks (and without its printers)."""
+    from peft import LoraConfig
     from transformers import PrinterCallback, ProgressCallback
 
     if OBJECTIVES[cfg.objective].trainer == "orpo":
         from trl.experimental.orpo import ORPOTrainer as Trainer
     else:
         from trl import DPOTrainer as Trainer
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
+                      target_modules=list(cfg.target_modules))
+    train_ds, eval_ds = data
+    trainer = Trainer(model=model, args=_trainer_args(cfg, work, cuda), train_dataset=train_ds, eval_dataset=eval_ds,
                       processing_class=tok, peft_config=lora, callbacks=list(callbacks))
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
+    if cfg.group_by_length:
+        _add_lengths(trainer)
     return trainer
 
 
@@ -268,8 +298,8 @@ def _final_metrics(history: list[dict], window: int = 5) -> dict:
     return out
 
 
-def _provenance(cfg: TrainConfig, student: str, student_revision: str | None, pairs: Pairs, n_pairs: int,
-                n_train: int, n_eval: int, steps: int, precision: str, metrics: dict) -> dict:
+def _provenance(cfg: TrainConfig, pairs: Pairs, student: dict, run: dict, metrics: dict) -> dict:
+    """The adapter's ``deltahub.json``: the settings from ``cfg`` (all of them, once) plus what the run did."""
     meta = pairs.meta or {}
     if pairs.repo:
         dataset = {"repo": pairs.repo, "revision": pairs.revision}
@@ -277,31 +307,15 @@ def _provenance(cfg: TrainConfig, student: str, student_revision: str | None, pa
         dataset = meta["dataset"]
     else:
         dataset = {"repo": None, "revision": None}
-    training = {
-        "objective": cfg.objective, "beta": cfg.beta, "learning_rate": cfg.learning_rate, "epochs": cfg.epochs,
-        "max_steps": cfg.max_steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
-        "micro_batch_size": cfg.micro_batch_size, "sft_weight": cfg.sft_weight if cfg.objective == "dpo+sft" else None,
-        "lr_scheduler": cfg.lr_scheduler, "warmup_ratio": cfg.warmup_ratio, "weight_decay": cfg.weight_decay,
-        "optimizer": "adamw_torch", "max_length": cfg.max_length, "precompute_ref_log_probs": cfg.precompute_ref,
-        "reference": "student with adapter disabled" if OBJECTIVES[cfg.objective].uses_reference else None,
-        "precision": precision, "steps": steps, "train_pairs": n_train, "heldout_pairs": n_eval,
-        "trainer": f"trl {_version('trl')}, peft {_version('peft')}",
-    }
+    training, lora = cfg.provenance()
+    training.update(run, optimizer=OPTIMIZER,
+                    reference="student with adapter disabled" if OBJECTIVES[cfg.objective].uses_reference else None,
+                    trainer=f"trl {_version('trl')}, peft {_version('peft')}")
     return {
-        "schema_version": 1,
-        "kind": "adapter",
-        "chosen": meta.get("chosen"),
-        "rejected": meta.get("rejected"),
-        "student": {"model": student, "revision": student_revision},
-        "prompts": meta.get("prompts"),
-        "pairs": n_pairs,
-        "filters": meta.get("filters"),
-        "generation": meta.get("generation"),
-        "training": training,
-        "lora": {"r": cfg.rank, "alpha": cfg.alpha, "dropout": cfg.dropout, "target_modules": list(cfg.target_modules)},
-        "dataset": dataset,
-        "metrics": metrics,
-        "gain": None,
+        "schema_version": 1, "kind": "adapter", "chosen": meta.get("chosen"), "rejected": meta.get("rejected"),
+        "student": student, "prompts": meta.get("prompts"), "pairs": len(pairs.dataset),
+        "filters": meta.get("filters"), "generation": meta.get("generation"), "training": training, "lora": lora,
+        "dataset": dataset, "metrics": metrics, "gain": None,
     }
 
 
@@ -309,6 +323,89 @@ def _version(name: str) -> str:
     from importlib.metadata import version
 
     return version(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# the steps of one run
+
+
+def _placement(cfg: TrainConfig) -> tuple[TrainConfig, bool]:
+    """``cfg`` with the device-dependent defaults filled in, and whether a GPU is used."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    cfg = cfg.for_device(cuda, bool(cuda and torch.cuda.is_bf16_supported()))
+    if cfg.bf16 and not cuda:
+        raise InputError("bf16 training needs a GPU here", "drop --bf16 (CPU trains in fp32)")
+    return cfg, cuda
+
+
+def _load_student(student: str, path: str, revision: str | None, cfg: TrainConfig, pairs: Pairs):
+    """(tokenizer, model) of the student; library errors become one-line InputErrors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load the tokenizer of student {student}: {exc}".splitlines()[0],
+                         "give a model folder or repo id with tokenizer files") from None
+    check_tokenizer(tok, pairs)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, revision=revision, use_safetensors=True,
+                                                     dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load student {student}: {exc}".splitlines()[0],
+                         "give a causal-LM folder or repo id with safetensors weights") from None
+    except torch.OutOfMemoryError:
+        raise InputError(f"student {student} does not fit in memory",
+                         "use a larger GPU or 'accelerate launch' with recipes/accelerate/*.yaml") from None
+    check_targets(model, cfg.target_modules)
+    return tok, model
+
+
+def _fit(trainer, checkpoint: str | None, cfg: TrainConfig, monitor: HealthMonitor, work: Path) -> None:
+    """Train (resuming from ``checkpoint``); OOM and a strict health stop become one-line errors."""
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DeltaHealthWarning)
+            trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError:
+        raise InputError("out of memory while training",
+                         "lower --micro-batch-size or --max-length, turn on --gradient-checkpointing, "
+                         "or shard with recipes/accelerate/*.yaml") from None
+    if cfg.strict and monitor.events:
+        ev = monitor.events[0]
+        raise DeltahubError(f"{ev.message} (stopped at step {ev.step}; partial run kept in {work})", ev.fix)
+
+
+def _run_metrics(trainer, has_eval: bool, monitor: HealthMonitor) -> tuple[list[dict], dict]:
+    """(the logged curves, the summary metrics incl. held-out reward accuracy and health events)."""
+    eval_metrics = trainer.evaluate() if has_eval else {}
+    history = [e for e in trainer.state.log_history if "rewards/margins" in e or "loss" in e]
+    metrics = _final_metrics(history)
+    metrics["heldout_reward_accuracy"] = eval_metrics.get("eval_rewards/accuracies")
+    metrics["heldout_reward_margin"] = eval_metrics.get("eval_rewards/margins")
+    metrics["heldout_loss"] = eval_metrics.get("eval_loss")
+    metrics["health"] = [e.to_dict() for e in monitor.events]
+    return history, metrics
+
+
+def _write_adapter(out: Path, overwrite: bool, trainer, tok, student: str, title: str, history: list[dict],
+                   block: dict) -> None:
+    """Adapter, tokenizer, provenance, curves and card, renamed into place only when all are written."""
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        _set_base_model(tmp / "adapter_config.json", student)
+        atomic_write_text(tmp / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history))
+        plot_training_curves(history, tmp / "training_curves.png", title=title)
+        atomic_write_text(tmp / "deltahub.json", json.dumps(block, indent=2) + "\n")
+        write_card(tmp, "adapter")
 
 
 def train_delta(
@@ -335,92 +432,41 @@ def train_delta(
     ``OUT.partial/``; ``resume=False`` discards it. Health warnings are ``DeltaHealthWarning``s;
     with ``config.strict`` a fired check stops training and raises ``DeltahubError``.
     """
-    cfg = (config or TrainConfig()).resolved()
-    out = Path(out)
-    check_output_dir(out, overwrite)
+    out = check_output_dir(Path(out), overwrite)
     pairs_data = load_training_pairs(pairs)
     student_path = resolve_student(student)
-
-    import torch
-
-    cuda = torch.cuda.is_available()
-    bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
-    if bf16 and not cuda:
-        raise InputError("bf16 training needs a GPU here", "drop --bf16 (CPU trains in fp32)")
+    cfg, cuda = _placement(config or TrainConfig())
     check_fits(student_path, cuda)
-
     with _quiet(quiet, progress):
-        from peft import LoraConfig
-        from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+        from transformers import set_seed
 
-        try:
-            tok = AutoTokenizer.from_pretrained(student_path, revision=student_revision)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load the tokenizer of student {student}: {exc}".splitlines()[0],
-                             "give a model folder or repo id with tokenizer files") from None
-        check_tokenizer(tok, pairs_data)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                student_path, revision=student_revision, use_safetensors=True,
-                dtype=torch.bfloat16 if bf16 else torch.float32)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load student {student}: {exc}".splitlines()[0],
-                             "give a causal-LM folder or repo id with safetensors weights") from None
-        except torch.OutOfMemoryError:
-            raise InputError(f"student {student} does not fit in memory",
-                             "use a larger GPU or 'accelerate launch' with recipes/accelerate/*.yaml") from None
-        check_targets(model, cfg.target_modules)
-
-        full = pairs_data.dataset
-        train_ds, eval_ds = split_heldout(full, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
+        tok, model = _load_student(str(student), student_path, student_revision, cfg, pairs_data)
+        data = split_heldout(pairs_data.dataset, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
         work = work_dir(out)
-        request = _request(cfg, str(student), pairs_data, len(full))
-        checkpoint = _prepare_work_all_ranks(work, request, resume)
-
-        args = _trainer_args(cfg, work, cuda, bf16, eval_ds is not None)
-        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
-                          target_modules=list(cfg.target_modules))
-        uses_ref = OBJECTIVES[cfg.objective].uses_reference
-        monitor = HealthMonitor(cfg.beta, uses_ref, cfg.strict, cfg.collapse_nats, cfg.min_margin_nats,
-                                cfg.health_after)
+        checkpoint = _prepare_work_all_ranks(work, _request(cfg, str(student), pairs_data), resume)
+        monitor = HealthMonitor(cfg.beta, OBJECTIVES[cfg.objective].uses_reference, cfg.strict, cfg.collapse_nats,
+                                cfg.min_margin_nats, cfg.health_after)
         set_seed(cfg.seed)
-        trainer = _build_trainer(cfg, args, model, tok, train_ds, eval_ds, lora,
+        trainer = _build_trainer(cfg, work, cuda, model, tok, data,
                                  [monitor, _progress_callback(progress), *callbacks])
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("always", DeltaHealthWarning)
-                trainer.train(resume_from_checkpoint=checkpoint)
-        except torch.OutOfMemoryError:
-            raise InputError("out of memory while training",
-                             "lower --micro-batch-size or --max-length, or shard with recipes/accelerate/*.yaml") from None
-        if cfg.strict and monitor.events:
-            ev = monitor.events[0]
-            raise DeltahubError(f"{ev.message} (stopped at step {ev.step}; partial run kept in {work})", ev.fix)
-
-        eval_metrics = trainer.evaluate() if eval_ds is not None else {}
+        _fit(trainer, checkpoint, cfg, monitor, work)
+        history, metrics = _run_metrics(trainer, data[1] is not None, monitor)
         if not trainer.accelerator.is_main_process:
             return out
-        history = [e for e in trainer.state.log_history if "rewards/margins" in e or "loss" in e]
-        metrics = _final_metrics(history)
-        metrics["heldout_reward_accuracy"] = eval_metrics.get("eval_rewards/accuracies")
-        metrics["heldout_reward_margin"] = eval_metrics.get("eval_rewards/margins")
-        metrics["heldout_loss"] = eval_metrics.get("eval_loss")
-        metrics["health"] = [e.to_dict() for e in monitor.events]
-        precision = "bf16" if bf16 else "fp32"
-        block = _provenance(cfg, str(student), student_revision, pairs_data, len(full), len(train_ds),
-                            0 if eval_ds is None else len(eval_ds), trainer.state.global_step, precision, metrics)
-
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            trainer.model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            _set_base_model(tmp / "adapter_config.json", str(student))
-            atomic_write_text(tmp / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history))
-            plot_training_curves(history, tmp / "training_curves.png",
-                                 title=f"{cfg.objective} delta on {Path(str(student)).name}")
-            atomic_write_text(tmp / "deltahub.json", json.dumps(block, indent=2) + "\n")
-            _write_card(tmp)
+        run = {"precision": "bf16" if cfg.bf16 else "fp32", "device": "cuda" if cuda else "cpu",
+               "steps": trainer.state.global_step, "train_pairs": len(data[0]),
+               "heldout_pairs": 0 if data[1] is None else len(data[1])}
+        block = _provenance(cfg, pairs_data, {"model": str(student), "revision": student_revision}, run, metrics)
+        _write_adapter(
+            out,
+            overwrite,
+            trainer,
+            tok,
+            str(student),
+            f"{cfg.objective} delta on {Path(str(student)).name}",
+            history,
+            block,
+        )
     shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -430,12 +476,3 @@ def _set_base_model(config_path: Path, student: str) -> None:
     cfg = json.loads(config_path.read_text(encoding="utf-8"))
     cfg["base_model_name_or_path"] = student
     atomic_write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True))
-
-
-def _write_card(folder: Path) -> None:
-    try:
-        from ..registry.cards import write_card
-    except ImportError:  # the registry area is optional; PEFT's README stays
-        return
-    write_card(folder, "adapter")
-

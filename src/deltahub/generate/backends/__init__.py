@@ -31,6 +31,8 @@ class ModelInfo:
     model: str
     revision: str | None
     params: int | None
+    device: str | None = None  # where it ran: cpu, cuda, or cuda:auto (spread over several GPUs)
+    dtype: str | None = None
 
 
 def vllm_available() -> bool:
@@ -41,18 +43,18 @@ def resolve_backend(name: str = "auto") -> str:
     """``auto`` picks vLLM when it is importable and a GPU is visible, else transformers."""
     if name == "auto":
         if vllm_available():
-            try:
-                import torch
+            import torch
 
-                if torch.cuda.is_available():
-                    return "vllm"
-            except ImportError:
-                pass
+            if torch.cuda.is_available():
+                return "vllm"
         return "transformers"
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}", f"use one of: auto, {', '.join(BACKENDS)}")
     if name == "vllm" and not vllm_available():
-        raise InputError("the vLLM backend is not installed", "pip install 'deltahub[vllm]' on a GPU machine, or use --backend transformers")
+        raise InputError(
+            "the vLLM backend is not installed",
+            "pip install 'deltahub[vllm]' on a GPU machine, or use --backend transformers",
+        )
     return name
 
 

@@ -11,14 +11,13 @@ def prepare_model_source(model: str) -> str:
     """Point the Hub client at the registry for a repo id; a local folder passes through."""
     if Path(model).exists():
         if not Path(model).is_dir():
-            raise InputError(f"model {model} is a file, not a model folder", "pass a folder with config.json and safetensors weights")
+            raise InputError(
+                f"model {model} is a file, not a model folder", "pass a folder with config.json and safetensors weights"
+            )
         return str(Path(model))
-    try:
-        from ...hub import setup_client
+    from ...hub import setup_client
 
-        setup_client()
-    except ImportError:
-        pass
+    setup_client()
     return model
 
 

@@ -1,16 +1,56 @@
-"""The CPU default: transformers ``generate``, batched with left padding, fixed batch boundaries.
+"""transformers ``generate``, batched with left padding, on the GPU when one is visible (else the CPU).
 
 Batches always cover the same prompt indices and sampling is seeded per batch, so a resumed run
-produces exactly the tokens an uninterrupted one would.
+produces exactly the tokens an uninterrupted one would. On a GPU the model loads in bf16 by default
+(float16 where bf16 is unsupported); several GPUs share one model through ``device_map="auto"``.
 """
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
+from pathlib import Path
 
 from ...errors import InputError
+from ...weights import check_safetensors
 from . import ModelInfo, Response
-from .common import local_revision, prepare_model_source, require_chat_template
+from .common import prepare_model_source, require_chat_template
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision a model runs: ``device_map`` for ``from_pretrained`` (None: the CPU)."""
+
+    device: str  # "cpu", "cuda" or "cuda:auto" (spread over several GPUs), as the provenance records it
+    device_map: str | None
+    dtype: str  # "auto" (the checkpoint's) or one of DTYPES
+
+
+def placement(device: str, dtype: str, gpus: int, bf16_capable: bool) -> Placement:
+    """Resolve the ``device``/``dtype`` settings for a machine with ``gpus`` visible GPUs."""
+    if device == "cuda" and gpus == 0:
+        raise InputError("device is 'cuda' but no GPU is visible here", "use --device cpu (or auto)")
+    if device == "cpu" or (device == "auto" and gpus == 0):
+        return Placement("cpu", None, dtype)
+    if dtype == "auto":
+        dtype = "bfloat16" if bf16_capable else "float16"
+    if gpus > 1:
+        return Placement("cuda:auto", "auto", dtype)
+    return Placement("cuda", "cuda:0", dtype)
+
+
+def machine_placement(device: str, dtype: str) -> Placement:
+    """:func:`placement` for this machine."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return placement(device, dtype, gpus, bool(gpus and torch.cuda.is_bf16_supported()))
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 class TransformersBackend:
@@ -21,35 +61,57 @@ class TransformersBackend:
         self.model = None
         self.tokenizer = None
         self.model_id = None
+        self.placement: Placement | None = None
 
     def load(self, model: str) -> ModelInfo:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         source = prepare_model_source(model)
-        try:
-            tok = AutoTokenizer.from_pretrained(source)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"cannot load the tokenizer of {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                             "check the model id or folder (it needs tokenizer files)") from exc
-        require_chat_template(tok, model)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        tok.padding_side = "left"
-        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-            self.settings.dtype, "auto")
-        try:
-            m = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True, trust_remote_code=False)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                             "check the model id or folder (config.json + *.safetensors; pickled weights are refused)") from exc
-        m.eval()
-        self.model, self.tokenizer, self.model_id = m, tok, model
+        tok = self._tokenizer(model, source)
+        where = machine_placement(self.settings.device, self.settings.dtype)
+        m = self._model(model, source, where)
+        self.model, self.tokenizer, self.model_id, self.placement = m, tok, model, where
         eos = m.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = set(eos) | ({tok.eos_token_id} if tok.eos_token_id is not None else set())
         self.context = getattr(m.config, "max_position_embeddings", None)
-        return ModelInfo(model, local_revision(model), sum(p.numel() for p in m.parameters()))
+        revision = None if Path(model).exists() else getattr(m.config, "_commit_hash", None)  # the commit loaded
+        return ModelInfo(model, revision, sum(p.numel() for p in m.parameters()), device=where.device,
+                         dtype=str(m.dtype).removeprefix("torch."))
+
+    def _tokenizer(self, model: str, source: str):
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(source)
+        except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model
+            raise InputError(f"cannot load the tokenizer of {model}: {_first_line(exc)}",
+                             "check the model id or folder (it needs tokenizer files)") from None
+        require_chat_template(tok, model)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        return tok
+
+    def _model(self, model: str, source: str, where: Placement):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if Path(source).is_dir():
+            check_safetensors(sorted(Path(source).glob("*.safetensors")), "model weights",
+                              "re-download or re-save the model (the file is damaged)")
+        dtype = getattr(torch, where.dtype) if where.dtype in DTYPES else "auto"
+        kwargs = {"device_map": where.device_map} if where.device_map else {}
+        try:
+            m = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+                                                     **kwargs)
+        except torch.OutOfMemoryError:
+            raise InputError(f"model {model} does not fit in GPU memory ({where.dtype})",
+                             "use more GPUs (device_map=auto spreads one model over all visible ones), "
+                             "--dtype bfloat16, or --device cpu") from None
+        except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model
+            raise InputError(f"cannot load model {model}: {_first_line(exc)}",
+                             "check the model id or folder (config.json + *.safetensors; pickled weights are "
+                             "refused)") from None
+        return m.eval()
 
     def generate(self, conversations: list[list[dict]], first_index: int) -> list[Response]:
         """Answer one batch; ``first_index`` (the batch's first prompt index) seeds sampling."""
@@ -73,8 +135,14 @@ class TransformersBackend:
         else:
             gc_ = GenerationConfig(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0, **kwargs)
             torch.manual_seed(s.seed * 1_000_003 + first_index)
-        with torch.inference_mode():
-            seqs = self.model.generate(**enc, generation_config=gc_)
+        try:
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc.to(self.model.device), generation_config=gc_)
+        except torch.OutOfMemoryError:
+            raise InputError(
+                f"out of GPU memory generating a batch of {len(conversations)} with {self.model_id}",
+                "lower --batch-size or --max-new-tokens (finished batches are kept; rerun to resume)",
+            ) from None
         new = seqs[:, enc["input_ids"].shape[1]:].tolist()
         out = []
         for j, row in enumerate(new):
@@ -88,3 +156,7 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = self.tokenizer = None
         gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -33,40 +33,46 @@ class VLLMBackend:
             kwargs["data_parallel_size"] = s.data_parallel_size
         if s.max_model_len:
             kwargs["max_model_len"] = s.max_model_len
-        try:
-            import torch
+        import torch
 
-            if not torch.cuda.is_available():
-                kwargs["enforce_eager"] = True
-        except ImportError:
-            pass
+        if not torch.cuda.is_available():
+            kwargs["enforce_eager"] = True
         kwargs.update(s.extra.get("vllm", {}))
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise InputError(f"vLLM cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                             "check the model id/folder, --gpu-memory-utilization and --tensor-parallel-size") from exc
+            raise InputError(
+                f"vLLM cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "check the model id/folder, --gpu-memory-utilization and --tensor-parallel-size",
+            ) from exc
         tok = self.llm.get_tokenizer()
         require_chat_template(tok, model)
         self.tokenizer, self.model_id = tok, model
         self.context = self.llm.llm_engine.model_config.max_model_len
-        return ModelInfo(model, local_revision(model), _param_count(source))
+        return ModelInfo(model, local_revision(model), _param_count(source),
+                         device="cuda" if torch.cuda.is_available() else "cpu", dtype=s.dtype)
 
     def generate(self, conversations: list[list[dict]], first_index: int) -> list[Response]:
         from vllm import SamplingParams
 
         s = self.settings
         for j, conv in enumerate(conversations):
-            ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, **s.chat_template_kwargs())
+            ids = self.tokenizer.apply_chat_template(
+                conv, add_generation_prompt=True, tokenize=True, **s.chat_template_kwargs()
+            )
             n = len(ids["input_ids"] if isinstance(ids, dict) else ids)
             if n + s.max_new_tokens > self.context:
-                raise InputError(f"prompt {first_index + j} has {n} tokens; with --max-new-tokens {s.max_new_tokens} it "
-                                 f"exceeds {self.model_id}'s context of {self.context} tokens",
-                                 "shorten or drop long prompts, or lower --max-new-tokens")
+                raise InputError(
+                    f"prompt {first_index + j} has {n} tokens; with --max-new-tokens {s.max_new_tokens} it "
+                    f"exceeds {self.model_id}'s context of {self.context} tokens",
+                    "shorten or drop long prompts, or lower --max-new-tokens",
+                )
         params = [SamplingParams(temperature=s.temperature, top_p=s.top_p if not s.greedy else 1.0,
                                  max_tokens=s.max_new_tokens, seed=s.seed * 1_000_003 + first_index + j)
                   for j in range(len(conversations))]
-        outs = self.llm.chat(conversations, params, use_tqdm=False, chat_template_kwargs=s.chat_template_kwargs() or None)
+        outs = self.llm.chat(
+            conversations, params, use_tqdm=False, chat_template_kwargs=s.chat_template_kwargs() or None
+        )
         result = []
         for o in outs:
             c = o.outputs[0]
@@ -82,13 +88,10 @@ class VLLMBackend:
                 pass
         self.llm = None
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _param_count(source: str) -> int | None:
