@@ -2,8 +2,9 @@
 
 Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree as JSON in
 ``commits.tree``; version 1 keeps incremental trees (history.py) and which repos hold which
-objects (``repo_objects``). Migration runs once, inside the first writer's transaction, so a crash
-leaves the old store untouched and a second process waits and then finds it done.
+objects (``repo_objects``); version 2 adds discussions and pull requests, collections, the ``gated``
+setting and a case-insensitive index of repo ids. Migration runs once, inside the first writer's
+transaction, so a crash leaves the old store untouched and a second process waits and then finds it done.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from . import history
 from .history import Entry
 from .limits import MAX_CARD_JSON_BYTES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS repos (
       id INTEGER PRIMARY KEY, type TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL,
       private INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, modified REAL NOT NULL,
-      card TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '[]', UNIQUE(type, ns, name))""",
+      card TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '[]', gated TEXT, UNIQUE(type, ns, name))""",
+    "CREATE INDEX IF NOT EXISTS repos_nocase ON repos(type, ns COLLATE NOCASE, name COLLATE NOCASE)",
     """CREATE TABLE IF NOT EXISTS refs (
       repo INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL,
       PRIMARY KEY(repo, kind, name))""",
@@ -33,7 +35,28 @@ SCHEMA = (
       WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS repo_objects_sha ON repo_objects(sha256)",
     *history.SCHEMA,
+    # discussions and pull requests (a pull request's branch is the ref ('pr', num))
+    """CREATE TABLE IF NOT EXISTS discussions (
+      repo INTEGER NOT NULL, num INTEGER NOT NULL, title TEXT NOT NULL, author TEXT NOT NULL, is_pr INTEGER NOT NULL,
+      status TEXT NOT NULL, created REAL NOT NULL, target TEXT, base TEXT, merge_commit TEXT,
+      PRIMARY KEY (repo, num))""",
+    """CREATE TABLE IF NOT EXISTS discussion_events (
+      id TEXT PRIMARY KEY, repo INTEGER NOT NULL, num INTEGER NOT NULL, type TEXT NOT NULL, author TEXT NOT NULL,
+      created REAL NOT NULL, data TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS discussion_events_of ON discussion_events(repo, num)",
+    # collections: items point at a repo by its id (so a moved repo stays in), or at another collection
+    """CREATE TABLE IF NOT EXISTS collections (
+      id TEXT PRIMARY KEY, ns TEXT NOT NULL, title TEXT NOT NULL, description TEXT, private INTEGER NOT NULL,
+      theme TEXT NOT NULL, position INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS collections_ns ON collections(ns COLLATE NOCASE)",
+    """CREATE TABLE IF NOT EXISTS collection_items (
+      id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, note TEXT,
+      position INTEGER NOT NULL, added REAL NOT NULL, UNIQUE (collection, kind, target))""",
+    "CREATE INDEX IF NOT EXISTS collection_items_target ON collection_items(kind, target)",
 )
+# what a repo owns, by (table, column holding the repo id): deleted with it
+REPO_TABLES = (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("discussions", "repo"),
+               ("discussion_events", "repo"), ("repos", "id"))
 
 
 def version(db: sqlite3.Connection) -> int:
@@ -45,6 +68,9 @@ def upgrade(db: sqlite3.Connection) -> None:
     if version(db) == SCHEMA_VERSION:
         return
     columns = {r[1] for r in db.execute("PRAGMA table_info(commits)")}
+    repo_columns = {r[1] for r in db.execute("PRAGMA table_info(repos)")}
+    if repo_columns and "gated" not in repo_columns:  # a repos table of version 0 or 1
+        db.execute("ALTER TABLE repos ADD COLUMN gated TEXT")
     if "tree" in columns:
         db.execute("ALTER TABLE commits RENAME TO commits_v0")
         db.execute("DROP INDEX IF EXISTS commits_repo")
