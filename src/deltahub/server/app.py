@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.convertors import PathConvertor, StringConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -29,7 +29,14 @@ class AnyPathConvertor(PathConvertor):
     regex = r"[\s\S]*"
 
 
+class RepoTypeConvertor(StringConvertor):
+    """The repo-type segment of /api/{t}/...: only these, so that /api/collections/... is never taken for a repo."""
+
+    regex = "models|datasets|spaces"
+
+
 register_url_convertor("anypath", AnyPathConvertor())
+register_url_convertor("repotype", RepoTypeConvertor())
 
 
 async def _refused(request: Request, exc: RegistryError) -> Response:

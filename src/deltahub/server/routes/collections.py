@@ -165,7 +165,10 @@ async def list_collections(request: Request):
     if q.get("sort") == "trending" or q.get("sort") == "upvotes":
         found_collections.sort(key=lambda c: c.updated, reverse=True)
     limit = int_param(request, "limit", 100, low=1)
-    return JSONResponse([collection_json(request, c, limit=4) for c in found_collections[:limit]])
+    listed = [collection_json(request, c, limit=4) for c in found_collections[:limit]]
+    for c in listed:  # a listing gives positions by order (huggingface_hub sets them itself)
+        del c["position"]
+    return JSONResponse(listed)
 
 
 ROUTES = [

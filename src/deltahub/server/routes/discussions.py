@@ -19,7 +19,7 @@ from ..errors import BadRequest, Forbidden
 from ..limits import MAX_DISCUSSIONS_PAGE
 from ..storage import Repo, full_ref
 
-R = "/api/{t}/{ns}/{name}/discussions"
+R = "/api/{t:repotype}/{ns}/{name}/discussions"
 HIDDEN = "This comment has been hidden"
 
 

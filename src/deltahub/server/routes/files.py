@@ -20,7 +20,7 @@ from ..limits import MAX_COMMIT_BYTES, MAX_JSON_BYTES, MAX_LIST_ITEMS, MAX_TEXT
 from ..paths import check_path, check_revision
 from ..storage import Repo, Store, git_blob_oid, lfs_pointer, split_ref, wants_lfs
 
-R = "/api/{t}/{ns}/{name}"
+R = "/api/{t:repotype}/{ns}/{name}"
 
 
 class BlobResponse(FileResponse):

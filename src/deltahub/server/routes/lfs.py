@@ -16,7 +16,7 @@ from ..limits import MAX_FILE_BYTES
 from ..paths import check_oid
 from ..storage import git_blob_oid, lfs_pointer
 
-R = "/api/{t}/{ns}/{name}"
+R = "/api/{t:repotype}/{ns}/{name}"
 
 
 async def lfs_batch(request: Request):

@@ -12,7 +12,7 @@ from ..errors import BadRequest, Forbidden
 from ..paths import check_revision
 from ..storage import full_ref
 
-R = "/api/{t}/{ns}/{name}"
+R = "/api/{t:repotype}/{ns}/{name}"
 
 
 async def refs(request: Request):

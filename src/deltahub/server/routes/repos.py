@@ -17,7 +17,7 @@ from ..paths import check_name, check_revision
 from ..storage import Repo, lfs_pointer
 from ..tags import load_card
 
-R = "/api/{t}/{ns}/{name}"
+R = "/api/{t:repotype}/{ns}/{name}"
 
 
 async def whoami(request: Request):
