@@ -39,7 +39,7 @@ CONFTEST = Path(__file__).resolve().parent / "hf_conformance_conftest.py"
 STAGING = "https://hub-ci.huggingface.co"
 TEST_TOOLS = ["pytest-mock", "jedi", "parso"]  # what the suite imports beyond huggingface_hub's dependencies
 # Files whose staging URLs are data for client-side URL parsing, not requests: left as they are.
-KEEP_STAGING_URLS = {"test_utils_http.py"}
+KEEP_STAGING_URLS = {"test_utils_http.py", "test_utils_errors.py"}
 
 
 class SetupError(Exception):
@@ -96,9 +96,11 @@ def suite_constants(tests: Path) -> dict[str, str]:
 def start_registry(work: Path, consts: dict[str, str]) -> tuple[subprocess.Popen, str]:
     tokens = {"tokens": {consts["TOKEN"]: consts["USER"], consts["OTHER_TOKEN"]: consts["OTHER_USER"],
                          consts["ENTERPRISE_TOKEN"]: consts["ENTERPRISE_USER"]},
-              "orgs": {consts["ENTERPRISE_USER"]: [consts["ENTERPRISE_ORG"]]},
+              # the staging accounts as the suite knows them: USER is in org valid_org_hub, the enterprise
+              # org makes new repos private by default
+              "orgs": {consts["USER"]: ["valid_org_hub"], consts["ENTERPRISE_USER"]: [consts["ENTERPRISE_ORG"]]},
               "private_by_default": [consts["ENTERPRISE_ORG"]],
-              "fullnames": {consts["USER"]: consts.get("FULL_NAME", consts["USER"])}}
+              "fullnames": {consts["USER"]: consts.get("FULL_NAME", consts["USER"]), "valid_org_hub": "Dummy Hub Org"}}
     (work / "tokens.json").write_text(json.dumps(tokens))
     port = free_port()
     log = open(work / "registry.log", "wb")

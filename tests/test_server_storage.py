@@ -177,3 +177,32 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
         assert api.model_info("alice/old").card_data.tags == ["x"]
         assert api.model_info("alice/bomb").card_data is None  # the oversized card was dropped
     assert Store(root).check() == []
+
+
+def test_a_version_1_store_gains_discussions_collections_and_settings(tmp_path):
+    """A store of the previous schema (no discussions, collections, redirects, gated column) is upgraded in place."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from deltahub.server import start_server
+
+    root = tmp_path / "reg"
+    store = Store(root)
+    repo = store.create_repo("model", "alice", "m", False, "alice")
+    store.close()
+    db = sqlite3.connect(root / "registry.db")
+    for table in ("discussions", "discussion_events", "collections", "collection_items", "repo_redirects"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("DROP INDEX repos_nocase")
+    db.execute("ALTER TABLE repos DROP COLUMN gated")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+    with start_server(root) as srv:
+        api = HfApi(endpoint=srv.url, token="x")
+        assert api.model_info("ALICE/M").sha == Store(root).resolve(repo, "main")
+        api.update_repo_settings("alice/m", gated="manual")
+        pr = api.create_commit("alice/m", [CommitOperationAdd("f.txt", b"x")], commit_message="pr", create_pr=True)
+        assert api.model_info("alice/m").gated == "manual" and pr.pr_revision == "refs/pr/1"
+        assert api.create_collection("c").slug.startswith("local/c-")
+    assert sqlite3.connect(root / "registry.db").execute("PRAGMA user_version").fetchone()[0] == migrate.SCHEMA_VERSION

@@ -35,6 +35,20 @@ def unescape(segment: str) -> str:
     return _ESCAPE.sub(lambda m: "/" if m.group() == "%2F" else "%", segment)
 
 
+_PRINTABLE = re.compile(rb"[\x21-\x7e]{1,200}")
+
+
+def _request_id(scope) -> bytes:
+    """The client's own id (``X-Request-Id``, else huggingface_hub's ``X-Amzn-Trace-Id``) when it is a plain token,
+    as the Hub echoes it; a new one otherwise."""
+    headers = dict(scope.get("headers") or [])
+    for name in (b"x-request-id", b"x-amzn-trace-id"):
+        value = headers.get(name)
+        if value is not None and _PRINTABLE.fullmatch(value):
+            return value
+    return f"Root=1-{secrets.token_hex(4)}-{secrets.token_hex(12)}".encode()
+
+
 class Framing:
     """Wraps the Starlette app: raw-path routing (see above) and ``X-Request-Id`` on every response."""
 
@@ -52,7 +66,7 @@ class Framing:
         raw = scope.get("raw_path")
         if raw is not None:
             scope = dict(scope, path=routing_path(raw.split(b"?", 1)[0]))
-        request_id = f"Root=1-{secrets.token_hex(4)}-{secrets.token_hex(12)}".encode()
+        request_id = _request_id(scope)
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":

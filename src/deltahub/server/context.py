@@ -82,8 +82,8 @@ class Hub:
     def check_gate(self, request: Request, repo: Repo) -> None:
         """A gated repo's files are for its namespace's members only (access requests are not supported)."""
         if repo.gated and not self.can_write(self.user(request), repo):
-            raise GatedRepo(f"Access to {repo.type} {repo.repo_id} is restricted. You must have access to it "
-                            "and be authenticated to access it. Please log in.")
+            raise GatedRepo(f"Access to {repo.type} {repo.repo_id} is restricted and you are not in the authorized "
+                            "list: only members of its namespace may download its files here.")
 
     # -- URLs handed out ----------------------------------------------------------------------------
     def base(self, request: Request) -> str:

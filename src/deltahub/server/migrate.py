@@ -3,7 +3,7 @@
 Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree as JSON in
 ``commits.tree``; version 1 keeps incremental trees (history.py) and which repos hold which
 objects (``repo_objects``); version 2 adds discussions and pull requests, collections, the ``gated``
-setting and a case-insensitive index of repo ids. Migration runs once, inside the first writer's
+setting, old names of moved repos and a case-insensitive index of repo ids. Migration runs once, inside the first writer's
 transaction, so a crash leaves the old store untouched and a second process waits and then finds it done.
 """
 
@@ -53,10 +53,14 @@ SCHEMA = (
       id TEXT PRIMARY KEY, collection TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, note TEXT,
       position INTEGER NOT NULL, added REAL NOT NULL, UNIQUE (collection, kind, target))""",
     "CREATE INDEX IF NOT EXISTS collection_items_target ON collection_items(kind, target)",
+    # old names of moved repos, which keep working (as on the Hub) until a repo takes the name again
+    """CREATE TABLE IF NOT EXISTS repo_redirects (
+      type TEXT NOT NULL, ns TEXT NOT NULL COLLATE NOCASE, name TEXT NOT NULL COLLATE NOCASE, repo INTEGER NOT NULL,
+      PRIMARY KEY (type, ns, name))""",
 )
 # what a repo owns, by (table, column holding the repo id): deleted with it
 REPO_TABLES = (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("discussions", "repo"),
-               ("discussion_events", "repo"), ("repos", "id"))
+               ("discussion_events", "repo"), ("repo_redirects", "repo"), ("repos", "id"))
 
 
 def version(db: sqlite3.Connection) -> int:

@@ -263,8 +263,15 @@ class Store:
 
     # -- repos ----------------------------------------------------------------------------
     def get_repo(self, rtype: str, ns: str, name: str) -> Repo | None:
-        """The repo ``ns/name``, whatever the case of the letters (as on the Hub); its own spelling in ``repo_id``."""
-        return self._find_repo(self._db(), rtype, ns, name)
+        """The repo ``ns/name``, whatever the case of the letters, or the repo that was moved away from that name
+        (both as on the Hub); its current name in ``repo_id``."""
+        db = self._db()
+        repo = self._find_repo(db, rtype, ns, name)
+        if repo is None:
+            row = db.execute("SELECT repo FROM repo_redirects WHERE type=? AND ns=? AND name=?",
+                             (rtype, ns, name)).fetchone()
+            repo = None if row is None else self.repo_by_id(row["repo"])
+        return repo
 
     @staticmethod
     def _find_repo(db: sqlite3.Connection, rtype: str, ns: str, name: str) -> Repo | None:
@@ -283,6 +290,7 @@ class Store:
         with self._write() as db:
             if self._find_repo(db, rtype, ns, name) is not None:
                 raise Conflict(f"You already created this {rtype} repo")
+            db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (rtype, ns, name))
             rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
                              (rtype, ns, name, int(private), now, now)).lastrowid
             sha = _commit_sha()
@@ -316,6 +324,8 @@ class Store:
             if other is not None and other.id != repo.id:
                 raise Conflict(f"A {repo.type} repository called {other.repo_id} already exists")
             db.execute("UPDATE repos SET ns=?, name=?, modified=? WHERE id=?", (ns, name, time.time(), repo.id))
+            db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (repo.type, ns, name))
+            db.execute("INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)", (repo.type, repo.ns, repo.name, repo.id))
         return self.repo_by_id(repo.id)
 
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
