@@ -118,10 +118,10 @@ def test_conflicting_pull_request_is_refused_and_discussions_follow_their_rules(
         alice.merge_pull_request("alice/talk", d.num)
     bob.rename_discussion("alice/talk", d.num, "A better question")  # its author may rename it
     first = bob.get_discussion_details("alice/talk", d.num).events[0]
-    with pytest.raises(HfHubHTTPError) as denied:  # only writers hide comments
-        bob.hide_discussion_comment("alice/talk", d.num, first.id)
+    with pytest.raises(HfHubHTTPError) as denied, pytest.warns(UserWarning, match="irreversible"):
+        bob.hide_discussion_comment("alice/talk", d.num, first.id)  # only writers hide comments
     assert denied.value.response.status_code == 403
-    with pytest.raises(HfHubHTTPError) as missing:
+    with pytest.raises(HfHubHTTPError) as missing, pytest.warns(UserWarning, match="irreversible"):
         alice.hide_discussion_comment("alice/talk", d.num, "0" * 24)
     assert missing.value.response.status_code == 404
     closed = alice.change_discussion_status("alice/talk", d.num, "closed", comment="answered")

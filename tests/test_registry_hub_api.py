@@ -37,7 +37,8 @@ def test_identity_request_ids_and_repo_ids_as_on_the_hub(reg):
     alice = _api(reg)
     me = alice.whoami()
     assert (me["name"], me["fullname"], [o["name"] for o in me["orgs"]]) == ("alice", "Alice A.", ["lab"])
-    with urllib.request.urlopen(urllib.request.Request(f"{reg.url}/api/models", headers={"X-Request-Id": "abc-1"})) as r:
+    asked = urllib.request.Request(f"{reg.url}/api/models", headers={"X-Request-Id": "abc-1"})
+    with urllib.request.urlopen(asked) as r:
         assert r.headers["X-Request-Id"] == "abc-1"  # echoed, as the Hub does; a fresh one otherwise
     assert not alice.repo_exists("no-namespace") and not alice.file_exists("no-namespace", "x.txt")
 
@@ -100,8 +101,8 @@ def test_gated_repos_refs_with_slashes_and_history_tools(reg, tmp_path):
 
     alice.super_squash_history("alice/g")
     assert [c.title for c in alice.list_repo_commits("alice/g")] == ["Super-squash branch 'main' using huggingface_hub"]
-    assert [c.title for c in alice.list_repo_commits("alice/g", revision="feature/x")] == [  # other branches keep theirs
-        "Permanently delete LFS files", "Upload x.txt with huggingface_hub", "first", "initial commit"]
+    kept = [c.title for c in alice.list_repo_commits("alice/g", revision="feature/x")]  # other branches keep theirs
+    assert kept == ["Permanently delete LFS files", "Upload x.txt with huggingface_hub", "first", "initial commit"]
 
 
 def test_uploads_follow_gitignore_and_cards_are_validated(reg, tmp_path):

@@ -119,7 +119,8 @@ class Collections:
     # -- items ---------------------------------------------------------------------------------------
     def items(self, c: Collection) -> list[Item]:
         rows = self.store._db().execute(
-            "SELECT id, kind, target, note, position FROM collection_items WHERE collection=? ORDER BY position", (c.id,))
+            "SELECT id, kind, target, note, position FROM collection_items WHERE collection=? ORDER BY position",
+            (c.id,))
         return [Item(r["id"], r["kind"], r["target"], r["note"], r["position"]) for r in rows]
 
     def add_item(self, c: Collection, kind: str, target: str, note: str | None) -> Item:
@@ -145,7 +146,7 @@ class Collections:
         with self.store._write() as db:
             if note is not None:
                 db.execute("UPDATE collection_items SET note=? WHERE id=?", (note, item_id))
-            db.executemany("UPDATE collection_items SET position=? WHERE id=?", [(n, i.id) for n, i in enumerate(items)])
+            _renumber(db, items)
             db.execute("UPDATE collections SET updated=? WHERE id=?", (time.time(), c.id))
 
     def delete_item(self, c: Collection, item_id: str) -> None:
@@ -153,5 +154,10 @@ class Collections:
         with self.store._write() as db:
             if db.execute("DELETE FROM collection_items WHERE id=? AND collection=?", (item_id, c.id)).rowcount == 0:
                 raise NotFound(f"Item {item_id[:40]} not found in the collection")
-            db.executemany("UPDATE collection_items SET position=? WHERE id=?", [(n, i.id) for n, i in enumerate(items)])
+            _renumber(db, items)
             db.execute("UPDATE collections SET updated=? WHERE id=?", (time.time(), c.id))
+
+
+def _renumber(db: sqlite3.Connection, items: list[Item]) -> None:
+    """Positions 0, 1, ... in the order of ``items``."""
+    db.executemany("UPDATE collection_items SET position=? WHERE id=?", [(n, i.id) for n, i in enumerate(items)])

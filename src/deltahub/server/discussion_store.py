@@ -91,8 +91,8 @@ class Discussions:
         return [_discussion(r) for r in self.store._db().execute(sql + " ORDER BY num DESC", args)]
 
     def events(self, repo: Repo, num: int) -> list[Event]:
-        rows = self.store._db().execute("SELECT * FROM discussion_events WHERE repo=? AND num=? ORDER BY created, rowid",
-                                        (repo.id, num))
+        rows = self.store._db().execute(
+            "SELECT * FROM discussion_events WHERE repo=? AND num=? ORDER BY created, rowid", (repo.id, num))
         return [_event(r) for r in rows]
 
     def diff(self, repo: Repo, d: Discussion) -> str:

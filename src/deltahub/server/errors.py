@@ -84,8 +84,9 @@ class Conflict(RegistryError):
 class StaleParent(RegistryError):
     """``parentCommit`` is not the branch head any more (the Hub's wording, which users already know)."""
 
-    def __init__(self, message: str = "The branch was updated since you opened this page. Please refresh and try again.",
-                 **kwargs):
+    MESSAGE = "The branch was updated since you opened this page. Please refresh and try again."
+
+    def __init__(self, message: str = MESSAGE, **kwargs):
         super().__init__(message, **kwargs)
 
 

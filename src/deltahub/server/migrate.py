@@ -3,8 +3,9 @@
 Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree as JSON in
 ``commits.tree``; version 1 keeps incremental trees (history.py) and which repos hold which
 objects (``repo_objects``); version 2 adds discussions and pull requests, collections, the ``gated``
-setting, old names of moved repos and a case-insensitive index of repo ids. Migration runs once, inside the first writer's
-transaction, so a crash leaves the old store untouched and a second process waits and then finds it done.
+setting, old names of moved repos and a case-insensitive index of repo ids. Migration runs once,
+inside the first writer's transaction, so a crash leaves the old store untouched and a second
+process waits and then finds it done.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def check_name(part: object, what: str = "repo name") -> str:
     return part
 
 
-_ROOTED = re.compile(r"[/\\]|[A-Za-z]:|\.{1,2}\\")  # '/x', '\\x', UNC, 'C:x', '..\\x', '.\\x': outside the repo on some OS
+# '/x', '\\x', UNC, 'C:x', '..\\x', '.\\x': outside the repo on some OS
+_ROOTED = re.compile(r"[/\\]|[A-Za-z]:|\.{1,2}\\")
 
 
 def check_path(path: object, error: type[BadRequest] = BadRequest) -> str:

@@ -325,7 +325,8 @@ class Store:
                 raise Conflict(f"A {repo.type} repository called {other.repo_id} already exists")
             db.execute("UPDATE repos SET ns=?, name=?, modified=? WHERE id=?", (ns, name, time.time(), repo.id))
             db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (repo.type, ns, name))
-            db.execute("INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)", (repo.type, repo.ns, repo.name, repo.id))
+            db.execute("INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)",
+                       (repo.type, repo.ns, repo.name, repo.id))
         return self.repo_by_id(repo.id)
 
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
@@ -383,9 +384,8 @@ class Store:
         db = self._db()
         kind, name = split_ref(rev)
         for k in (kind,) if kind else ("branch", "tag"):
-            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, k, name)).fetchone()
-            if row:
-                return row["target"]
+            if (target := _ref_target(db, repo, k, name)) is not None:
+                return target
         if kind is None and 7 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
             rows = db.execute("SELECT sha FROM commits WHERE repo=? AND sha LIKE ?", (repo.id, rev + "%")).fetchall()
             if len(rows) == 1:
@@ -440,8 +440,7 @@ class Store:
         tree = self.tree(head)
         sha = _commit_sha()
         with self._write() as db:
-            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
-            if row is None or row["target"] != head:
+            if _ref_target(db, repo, kind, name) != head:
                 raise StaleParent()
             history.write_commit(db, sha=sha, repo=repo.id, parent=None, tree=tree, changes=tree, title=title,
                                  message="", author=author, date=time.time())
@@ -456,7 +455,8 @@ class Store:
         rows = db.execute(
             """SELECT f.sha256, f.size, f.path, c.date FROM changed_files f JOIN commits c ON c.sha = f.commit_sha
                WHERE c.repo = ? AND f.lfs = 1
-               UNION ALL SELECT f.sha256, f.size, f.path, c.date FROM snapshot_files f JOIN commits c ON c.sha = f.snapshot
+               UNION ALL
+               SELECT f.sha256, f.size, f.path, c.date FROM snapshot_files f JOIN commits c ON c.sha = f.snapshot
                WHERE c.repo = ? AND f.lfs = 1 ORDER BY 4""", (repo.id, repo.id)).fetchall()
         out: dict[str, dict] = {}
         for r in rows:
@@ -488,7 +488,7 @@ class Store:
     def set_ref(self, repo: Repo, kind: str, name: str, target: str | None, must_not_exist: bool = False) -> None:
         """Point ref ``kind``/``name`` at ``target`` (None: delete it), with the Hub's messages."""
         with self._write() as db:
-            exists = db.execute("SELECT 1 FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
+            exists = _ref_target(db, repo, kind, name) is not None
             if target is None:
                 if not exists:
                     raise RevisionNotFound(f"Invalid rev id: {name}")
@@ -519,11 +519,9 @@ class Store:
         """
         kind, name = self.writable_ref(branch)
         with self._write() as db:
-            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?",
-                             (repo.id, kind, name)).fetchone()
-            if row is None and start is None:
+            head = _ref_target(db, repo, kind, name) or start
+            if head is None:
                 raise RevisionNotFound(f"Invalid rev id: {branch}")
-            head = row["target"] if row is not None else start
             if parent and parent != head and not (len(parent) < 40 and head.startswith(parent)):
                 raise StaleParent()
             before = self.tree(head)
@@ -586,7 +584,7 @@ class Store:
         return parse_card(text, strict=strict)
 
     def check(self) -> list[str]:
-        """Consistency problems: a tree entry without its blob (unless permanently deleted), a ref to a missing commit."""
+        """Consistency problems: a tree entry without its blob (unless deleted on purpose), a ref without its commit."""
         problems = []
         db = self._db()
         for row in db.execute("SELECT sha, repo FROM commits").fetchall():
@@ -598,6 +596,11 @@ class Store:
         for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
             problems.append(f"ref {row['name']} -> missing {row['target']}")
         return problems
+
+
+def _ref_target(db: sqlite3.Connection, repo: Repo, kind: str, name: str) -> str | None:
+    row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
+    return None if row is None else row["target"]
 
 
 def _commit_sha() -> str:

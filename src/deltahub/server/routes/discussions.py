@@ -30,7 +30,8 @@ def _user(name: str) -> dict:
 def event_json(e: Event) -> dict:
     data = dict(e.data)
     if e.type == "comment":
-        latest = dict(data["latest"], author=_user(data["latest"]["author"]), updatedAt=iso(data["latest"]["updatedAt"]))
+        latest = data["latest"]
+        latest = dict(latest, author=_user(latest["author"]), updatedAt=iso(latest["updatedAt"]))
         if data.get("hidden"):
             latest.update(raw=HIDDEN, html=f"<p>{HIDDEN}</p>")
         history = [dict(h, author=_user(h["author"]), updatedAt=iso(h["updatedAt"])) for h in data["history"]]
@@ -81,10 +82,7 @@ async def create_discussion(request: Request):
     repo = _repo(request)
     user = hub.signed_in(request, "open a discussion")
     req = await body(request, P.CreateDiscussion)
-    title = req.title.strip()
-    if len(title) < 3:
-        raise BadRequest("The title must be at least 3 characters long")
-    num = hub.discussions.open(repo, title, (req.description or "").strip(), user, req.pullRequest)
+    num = hub.discussions.open(repo, _title(req.title), (req.description or "").strip(), user, req.pullRequest)
     return JSONResponse({"num": num, "pullRequest": req.pullRequest,
                          "url": f"{hub.repo_url(request, repo)}/discussions/{num}"})
 
@@ -116,26 +114,31 @@ async def comment(request: Request):
     return JSONResponse({"newMessage": event_json(hub.discussions.comment(repo, _num(request), user, req.comment))})
 
 
-async def change_status(request: Request):
-    hub = hub_of(request)
+def _editable(request: Request) -> tuple[Repo, Discussion, str]:
+    """The repo, the discussion of the URL and the caller, who must be its author or a writer."""
     repo = _repo(request)
-    d = hub.discussions.get(repo, _num(request))
-    user = _may_edit(request, repo, d.author)
+    d = hub_of(request).discussions.get(repo, _num(request))
+    return repo, d, _may_edit(request, repo, d.author)
+
+
+def _title(raw: str) -> str:
+    title = raw.strip()
+    if len(title) < 3:
+        raise BadRequest("The title must be at least 3 characters long")
+    return title
+
+
+async def change_status(request: Request):
+    repo, d, user = _editable(request)
     req = await body(request, P.StatusChange)
-    event = hub.discussions.set_status(repo, d.num, req.status, user, req.comment)
+    event = hub_of(request).discussions.set_status(repo, d.num, req.status, user, req.comment)
     return JSONResponse({"newStatus": event_json(event)})
 
 
 async def rename(request: Request):
-    hub = hub_of(request)
-    repo = _repo(request)
-    d = hub.discussions.get(repo, _num(request))
-    user = _may_edit(request, repo, d.author)
-    req = await body(request, P.Rename)
-    title = req.title.strip()
-    if len(title) < 3:
-        raise BadRequest("The title must be at least 3 characters long")
-    return JSONResponse({"newTitle": event_json(hub.discussions.rename(repo, d.num, title, user))})
+    repo, d, user = _editable(request)
+    title = _title((await body(request, P.Rename)).title)
+    return JSONResponse({"newTitle": event_json(hub_of(request).discussions.rename(repo, d.num, title, user))})
 
 
 async def merge(request: Request):

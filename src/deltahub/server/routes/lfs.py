@@ -48,8 +48,9 @@ async def lfs_batch(request: Request):
                 objects.append({"oid": o.oid, "size": o.size,
                                 "error": {"code": 507, "message": DiskFull.at(hub.store.root).message}})
                 continue
+            ticket = hub.ticket(repo, o.oid, o.size)
             item["actions"] = {
-                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={hub.ticket(repo, o.oid, o.size)}"},
+                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}"},
                 "verify": {"href": f"{hub.repo_url(request, repo)}.git/info/lfs/verify"},
             }
         objects.append(item)
@@ -115,7 +116,8 @@ ROUTES = [
     Route(R + "/lfs-files/batch", lfs_files_delete, methods=["POST"]),
     Route("/lfs/upload/{repo:int}/{oid}/{size:int}", lfs_upload, methods=["PUT"]),
     *[Route(f"{prefix}/{{ns}}/{{name}}.git/info/lfs/{tail}", fn, methods=["POST"])
-      for prefix in ("/datasets", "/spaces", "") for tail, fn in (("objects/batch", lfs_batch), ("verify", lfs_verify))],
+      for prefix in ("/datasets", "/spaces", "")
+      for tail, fn in (("objects/batch", lfs_batch), ("verify", lfs_verify))],
 ]
 
 
