@@ -14,6 +14,14 @@ import pytest
 from deltahub.server import start_server
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+# the CLI process gets the suite's network rule too: resolving any host but loopback fails at once
+CLI = ("import socket\n_resolve = socket.getaddrinfo\n"
+       "def _loopback_only(host, *args, **kwargs):\n"
+       "    if host not in ('127.0.0.1', 'localhost', '::1'):\n"
+       "        raise OSError(f'the test CLI may not resolve {host}')\n"
+       "    return _resolve(host, *args, **kwargs)\n"
+       "socket.getaddrinfo = _loopback_only\n"
+       "from huggingface_hub.cli.hf import main\nmain()\n")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,7 @@ def hf(srv, token: str, *args: str, home: Path) -> str:
     """Run the real ``hf`` CLI against the registry; its stdout (a failure fails the test with its output)."""
     env = {**os.environ, "HF_ENDPOINT": srv.url, "HF_TOKEN": token, "HF_HOME": str(home), "HF_HUB_DISABLE_XET": "1",
            "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", "from huggingface_hub.cli.hf import main; main()", *args],
+    done = subprocess.run([sys.executable, "-c", CLI, *args],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, f"hf {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout

@@ -547,6 +547,22 @@ def test_collections_never_show_a_private_repo_or_collection(reg, token):
     assert [i["id"] for i in mine["items"]] == ["alice/scratch", "alice/secret"]  # the owner sees both
 
 
+def test_numbers_too_big_for_sqlite_in_urls_are_refused_not_500(reg):
+    huge = "9" * 30
+    for method, target, body, status in [
+        ("GET", f"/api/models/alice/scratch/discussions/{huge}", None, 404),
+        ("POST", f"/api/models/alice/scratch/discussions/{huge}/comment", {"comment": "x"}, 404),
+        ("POST", f"/api/models/alice/scratch/discussions/{huge}/comment/{'0' * 24}/edit", {"content": "x"}, 404),
+        ("GET", f"/api/models/alice/scratch/revision/refs%2Fpr%2F{huge}", None, 404),
+        ("POST", f"/api/models/alice/scratch/commit/refs%2Fpr%2F{huge}", [_header()], 404),
+        ("PUT", f"/lfs/upload/{huge}/{'0' * 64}/3?ticket=x", b"abc", 403),
+        ("GET", f"/api/models/alice/scratch/discussions?p={huge[:12]}", None, 200),
+    ]:
+        a = _send(reg, method, target, body)
+        _assert_no_leak(a, target)
+        assert a.status == status, (target, a.body)
+
+
 def test_whoami_needs_a_valid_token(reg):
     for token in (None, "tok-nobody"):
         a = reg.req("GET", "/api/whoami-v2", token=token)

@@ -68,7 +68,10 @@ class Discussions:
 
     # -- reading -------------------------------------------------------------------------------------
     def get(self, repo: Repo, num: int) -> Discussion:
-        row = self.store._db().execute("SELECT * FROM discussions WHERE repo=? AND num=?", (repo.id, num)).fetchone()
+        row = None
+        if 0 < num < 2**31:  # a bigger number from a URL would not even fit SQLite's integers
+            row = self.store._db().execute("SELECT * FROM discussions WHERE repo=? AND num=?",
+                                           (repo.id, num)).fetchone()
         if row is None:
             raise NotFound(f"Discussion #{num} not found in {repo.repo_id}")
         return _discussion(row)
@@ -105,18 +108,19 @@ class Discussions:
         size = 0
         for path, new in sorted(diff(before, after).items()):
             old = before.get(path)
-            out.append(f"diff --git a/{path} b/{path}\n")
+            chunk = [f"diff --git a/{path} b/{path}\n"]
             a, b = self._text(old), self._text(new)
             if a is None or b is None:
-                out.append(f"Binary files {'a/' + path if old else '/dev/null'} and "
-                           f"{'b/' + path if new else '/dev/null'} differ\n")
+                chunk.append(f"Binary files {'a/' + path if old else '/dev/null'} and "
+                             f"{'b/' + path if new else '/dev/null'} differ\n")
             else:
-                out.extend(difflib.unified_diff(a, b, f"a/{path}" if old else "/dev/null",
-                                                f"b/{path}" if new else "/dev/null"))
-            size += sum(len(line) for line in out[-3:])
+                chunk.extend(difflib.unified_diff(a, b, f"a/{path}" if old else "/dev/null",
+                                                  f"b/{path}" if new else "/dev/null"))
+            size += sum(len(line) for line in chunk)
             if size > MAX_DIFF_BYTES:
                 out.append("... (diff cut)\n")
                 break
+            out.extend(chunk)
         return "".join(out)
 
     def _text(self, e: Entry | None) -> list[str] | None:
@@ -217,6 +221,7 @@ class Discussions:
             return self._add_event(db, repo, num, "title-change", author, {"from": d.title, "to": title})
 
     def comment_event(self, repo: Repo, num: int, event_id: str) -> Event:
+        self.get(repo, num)
         row = self.store._db().execute("SELECT * FROM discussion_events WHERE id=? AND repo=? AND num=?",
                                        (event_id, repo.id, num)).fetchone()
         if row is None or row["type"] != "comment":

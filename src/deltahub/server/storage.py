@@ -280,6 +280,8 @@ class Store:
         return None if row is None else _repo(row)
 
     def repo_by_id(self, repo_id: int) -> Repo | None:
+        if not 0 < repo_id < 2**63:  # from a URL: anything bigger would overflow SQLite's integers
+            return None
         row = self._db().execute("SELECT * FROM repos WHERE id=?", (repo_id,)).fetchone()
         return None if row is None else _repo(row)
 

@@ -69,9 +69,10 @@ def collection_json(request: Request, c: Collection, limit: int | None = None) -
     items = [j for item in hub_of(request).collections.items(c) if (j := _item_json(request, item)) is not None]
     for position, item in enumerate(items):  # positions among what this caller sees
         item["position"] = position
-    owner_type = "user" if c.ns in hub_of(request).auth.tokens.values() else "org"
+    auth = hub_of(request).auth
+    owner_type = "org" if any(c.ns in orgs for orgs in auth.orgs.values()) else "user"
     return {"slug": c.slug, "title": c.title, "description": c.description,
-            "owner": {"name": c.ns, "type": owner_type, "fullname": hub_of(request).auth.fullname(c.ns)},
+            "owner": {"name": c.ns, "type": owner_type, "fullname": auth.fullname(c.ns)},
             "items": items[:limit] if limit is not None else items, "lastUpdated": iso(c.updated),
             "position": c.position, "private": c.private, "theme": c.theme, "upvotes": 0, "isUpvotedByUser": False,
             "gating": False}

@@ -15,7 +15,7 @@ from ..context import TYPES, body, flag, hub_of, int_param, iso, param, rtype_of
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, RepoNotFound, Unauthorized
 from ..paths import check_name, check_revision
 from ..storage import Repo, lfs_pointer
-from ..tags import load_card
+from ..tags import derive_tags, load_card
 
 R = "/api/{t:repotype}/{ns}/{name}"
 
@@ -149,8 +149,6 @@ def repo_json(request: Request, repo: Repo, sha: str, blobs: bool) -> dict:
     tree = store.tree(sha)
     card, tags = repo.card, repo.tags
     if sha != store.resolve(repo, "main"):
-        from ..tags import derive_tags
-
         card = store.card(tree)
         tags = derive_tags(card, repo.type, list(tree))
     siblings = []
