@@ -91,7 +91,7 @@ class StaleParent(RegistryError):
 
 
 class Unprocessable(RegistryError):
-    """A well-formed request the current state refuses: merging a closed pull request, a title too short."""
+    """A well-formed request the current state refuses: merging a closed pull request, pushing to a merged one."""
 
 
 class PayloadTooLarge(RegistryError):
