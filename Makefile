@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deltahub-installed
 
-.PHONY: install demo demo-quick test test-vllm bench clean-venv
+.PHONY: install browser demo demo-quick test test-vllm bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,eval]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web pages' tests drive the distribution's headless Chromium (tests/test_web.py): installed here when
+# missing and apt-get can (root); anywhere else those tests skip and say why.
+browser:
+	@if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium + chromium-driver for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-liberation >/dev/null) || echo "could not install chromium: browser tests will skip"; \
+	fi
+
+install: $(STAMP) browser
 
 demo: $(STAMP)
 	$(VENV)/bin/deltahub demo
@@ -24,7 +33,7 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(VENV)/bin/deltahub demo --quick
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # vLLM's CPU build pins an older transformers: its tests run in their own environment (.venv-vllm)

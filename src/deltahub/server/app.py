@@ -51,6 +51,9 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> Fr
     """The ASGI app serving one registry root (``.state.hub`` holds its state)."""
     from .routes import ROUTES
 
+    from .web import install as install_pages
+
     app = Starlette(routes=ROUTES, exception_handlers={RegistryError: _refused, ClientDisconnect: _client_gone})
     app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size)
+    install_pages(app)  # after the API routes: the API keeps every URL it matches
     return Framing(app)

@@ -18,6 +18,8 @@ import secrets
 from urllib.parse import unquote_to_bytes
 
 _KEPT = re.compile(rb"%(?:2[fF]|25)")
+# the Hub API's URLs (the web pages, web/, keep Starlette's fully decoded paths)
+_API = re.compile(rb"/(?:api/|lfs/upload/|(?:datasets/|spaces/)?[^/]+/[^/]+(?:/resolve/|\.git/info/lfs/))")
 _ESCAPE = re.compile(r"%2F|%25")
 
 
@@ -50,7 +52,7 @@ def _request_id(scope) -> bytes:
 
 
 class Framing:
-    """Wraps the Starlette app: raw-path routing (see above) and ``X-Request-Id`` on every response."""
+    """Wraps the Starlette app: raw-path routing of API URLs (see above) and ``X-Request-Id`` on every response."""
 
     def __init__(self, app):
         self.app = app
@@ -64,7 +66,7 @@ class Framing:
             await self.app(scope, receive, send)
             return
         raw = scope.get("raw_path")
-        if raw is not None:
+        if raw is not None and _API.match(raw):
             scope = dict(scope, path=routing_path(raw.split(b"?", 1)[0]))
         request_id = _request_id(scope)
 

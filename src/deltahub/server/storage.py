@@ -331,6 +331,12 @@ class Store:
                        (repo.type, repo.ns, repo.name, repo.id))
         return self.repo_by_id(repo.id)
 
+    def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
+        """(created, modified, private) of every repo: a repo's card, tags or visibility never change without
+        its stamp changing, so a cache of listing rows can re-read only the repos whose stamp moved."""
+        rows = self._db().execute("SELECT id, created, modified, private FROM repos").fetchall()
+        return {r["id"]: (r["created"], r["modified"], bool(r["private"])) for r in rows}
+
     def list_repos(self, rtype: str, tags: list[str], author: str | None, search: str | None) -> list[Repo]:
         sql = "SELECT * FROM repos WHERE type=?"
         args: list[Any] = [rtype]
@@ -402,7 +408,8 @@ class Store:
         return history.read_entry(self._db(), sha, path, self.trees)
 
     def history(self, sha: str | None, limit: int | None = None) -> list[dict]:
-        """Commits from ``sha`` back to the root (newest first): sha, parent, base, title, message, author, date."""
+        """Commits from ``sha`` back to the first, newest first (the newest ``limit`` of them when given): sha,
+        parent, base, title, message, author, date."""
         db = self._db()
         out = []
         while sha and (limit is None or len(out) < limit):
