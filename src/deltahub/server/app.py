@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.convertors import PathConvertor, StringConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -21,22 +20,8 @@ from .asgi import Framing
 from .auth import Auth
 from .context import Hub
 from .errors import RegistryError, error_response
-
-
-class AnyPathConvertor(PathConvertor):
-    """Starlette's ``path`` with newlines too: a path holding CR/LF must reach validation (a 400), not miss the route."""
-
-    regex = r"[\s\S]*"
-
-
-class RepoTypeConvertor(StringConvertor):
-    """The repo-type segment of /api/{t}/...: only these, so that /api/collections/... is never taken for a repo."""
-
-    regex = "models|datasets|spaces"
-
-
-register_url_convertor("anypath", AnyPathConvertor())
-register_url_convertor("repotype", RepoTypeConvertor())
+from .routes import ROUTES  # (registers the URL convertors the routes and pages use)
+from .web import install as install_pages
 
 
 async def _refused(request: Request, exc: RegistryError) -> Response:
@@ -49,10 +34,6 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
 
 def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> Framing:
     """The ASGI app serving one registry root (``.state.hub`` holds its state)."""
-    from .routes import ROUTES
-
-    from .web import install as install_pages
-
     app = Starlette(routes=ROUTES, exception_handlers={RegistryError: _refused, ClientDisconnect: _client_gone})
     app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size)
     install_pages(app)  # after the API routes: the API keeps every URL it matches
