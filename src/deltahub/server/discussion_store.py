@@ -10,6 +10,7 @@ refuses when both sides changed the same file differently.
 from __future__ import annotations
 
 import difflib
+import html
 import json
 import secrets
 import sqlite3
@@ -286,6 +287,4 @@ def _ops(changes: dict[str, Entry | None], onto: Tree) -> list[dict]:
 
 def _html(text: str) -> str:
     """A comment as HTML: escaped text in paragraphs (no markdown rendering: nothing here is trusted as markup)."""
-    import html
-
     return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p.strip()) or "<p></p>"

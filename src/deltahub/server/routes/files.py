@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import html
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -14,7 +15,15 @@ from starlette.routing import Route
 from .. import gitignore
 from .. import payloads as P
 from ..context import body, content_length, flag, hub_of, iso, param, read_body, receive, rtype_of
-from ..errors import BadRequest, EntryNotFound, Forbidden, PayloadTooLarge, RevisionNotFound, Unprocessable
+from ..errors import (
+    BadRequest,
+    EntryNotFound,
+    Forbidden,
+    NotSupported,
+    PayloadTooLarge,
+    RevisionNotFound,
+    Unprocessable,
+)
 from ..history import Entry, Tree
 from ..limits import MAX_COMMIT_BYTES, MAX_JSON_BYTES, MAX_LIST_ITEMS, MAX_TEXT
 from ..paths import check_path, check_revision
@@ -259,8 +268,6 @@ async def paths_info(request: Request):
 async def _paths_info_body(request: Request) -> P.PathsInfo:
     """The body as JSON, or as the form huggingface_hub sends (``paths=a&paths=b&expand=True``), parsed with the
     standard library (no python-multipart: a url-encoded form is one ``parse_qsl``)."""
-    from urllib.parse import parse_qsl
-
     ctype = request.headers.get("content-type", "")
     raw = await read_body(request, MAX_JSON_BYTES)
     if ctype.startswith("application/json"):
@@ -303,8 +310,6 @@ async def super_squash(request: Request):
 
 
 async def no_xet(request: Request):
-    from ..errors import NotSupported
-
     hub_of(request).repo(request, rtype_of(request))
     check_revision(param(request, "rev"))
     raise NotSupported("this registry speaks git-LFS only: set HF_HUB_DISABLE_XET=1 on the client")
