@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 QWEN3_8B = dict(hidden=4096, intermediate=12288, layers=36, heads=32, kv_heads=8, head_dim=128)
@@ -41,15 +40,17 @@ def module_shapes(s: dict, layers: int) -> dict[str, tuple[int, int]]:
     return {f"model.layers.{l}.{name}": shape for l in range(layers) for name, shape in per.items()}
 
 
-def write_synthetic_adapter(path: Path, shapes: dict, r: int, seed: int, base_name: str) -> int:
+def write_synthetic_adapter(path: Path, shapes: dict, r: int, seed: int, base_name: str,
+                            dtype: str = "bfloat16") -> int:
     import torch
     from safetensors.torch import save_file
 
     g = torch.Generator().manual_seed(seed)
     tensors = {}
+    dt = getattr(torch, dtype)
     for name, (d, k) in shapes.items():
-        tensors[f"base_model.model.{name}.lora_A.weight"] = (torch.randn(r, k, generator=g) / k**0.5).to(torch.bfloat16)
-        tensors[f"base_model.model.{name}.lora_B.weight"] = (torch.randn(d, r, generator=g) * 1e-3).to(torch.bfloat16)
+        tensors[f"base_model.model.{name}.lora_A.weight"] = (torch.randn(r, k, generator=g) / k**0.5).to(dt)
+        tensors[f"base_model.model.{name}.lora_B.weight"] = (torch.randn(d, r, generator=g) * 1e-3).to(dt)
     path.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
     cfg = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": list(PROJ), "lora_dropout": 0.05,
@@ -216,18 +217,20 @@ def main() -> None:
     ap.add_argument("--skip-mergekit", action="store_true")
     ap.add_argument("--skip-peft", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                    help="dtype of the synthetic adapters (float32 reads share the file's memory)")
     args = ap.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="deltahub-merge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     shapes = module_shapes(QWEN3_8B, QWEN3_8B["layers"])
-    print(f"workdir {work}; Qwen3-8B-shaped adapters: {len(shapes)} modules, r={args.rank}, bf16; "
+    print(f"workdir {work}; Qwen3-8B-shaped adapters: {len(shapes)} modules, r={args.rank}, {args.dtype}; "
           f"torch threads={os.cpu_count()}")
     inputs, sizes = [], []
     for i in range(max(args.n)):
-        p = work / f"adapter-{i}"
+        p = work / f"adapter-{args.dtype}-{i}"
         if not (p / "adapter_model.safetensors").exists():
-            sizes.append(write_synthetic_adapter(p, shapes, args.rank, seed=i, base_name="Qwen/Qwen3-8B"))
+            sizes.append(write_synthetic_adapter(p, shapes, args.rank, seed=i, base_name="Qwen/Qwen3-8B", dtype=args.dtype))
         else:
             sizes.append((p / "adapter_model.safetensors").stat().st_size)
         (p / "bench_shape.json").write_text(json.dumps(QWEN3_8B))

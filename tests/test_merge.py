@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
+from gam_reference import dense_gam
 
 from deltahub.errors import InputError
 from deltahub.merge.lowrank import LowRank, factored_svd, low_rank_from_dense, thin_svd
-from deltahub.merge.methods import gam_agreement, merge_module
-
+from deltahub.merge.methods import merge_module
+from deltahub.merge.reference import ReferenceRankError, subspace_agreement
 
 
 @pytest.fixture(autouse=True)
@@ -36,37 +36,6 @@ def random_orthogonal(r: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(r, r, generator=g))
     return q
-
-
-# ---- the paper's equations 1–5, densely, written independently of deltahub.merge ----------
-
-def dense_gam(updates, r_list, ref=0, weights=None, reorthonormalize=False):
-    """PDA §4 as in the paper's pseudo-code: dense SVD of each ΔW, Procrustes to the reference,
-    separate means of Ũ, S̃, Ṽ; zero-padding to the largest rank."""
-    r = max(r_list)
-    Us, Ss, Vs = [], [], []
-    for dW, ri in zip(updates, r_list):
-        u, s, vt = torch.linalg.svd(dW, full_matrices=False)
-        U = torch.zeros(dW.shape[0], r); U[:, :ri] = u[:, :ri]
-        V = torch.zeros(dW.shape[1], r); V[:, :ri] = vt[:ri].T
-        S = torch.zeros(r, r); S[:ri, :ri] = torch.diag(s[:ri])
-        Us.append(U); Ss.append(S); Vs.append(V)
-
-    def procrustes(X, Y):
-        P, _, Qt = torch.linalg.svd(X.T @ Y)
-        return P @ Qt
-
-    w = torch.ones(len(updates)) if weights is None else torch.tensor(weights)
-    w = w / w.sum()
-    Ub = sum(wi * U @ procrustes(U, Us[ref]) for wi, U in zip(w, Us))
-    Vb = sum(wi * V @ procrustes(V, Vs[ref]) for wi, V in zip(w, Vs))
-    Sb = sum(wi * procrustes(U, Us[ref]).T @ S @ procrustes(V, Vs[ref]) for wi, U, S, V in zip(w, Us, Ss, Vs))
-    if reorthonormalize:
-        def polar(X):
-            P, _, Qt = torch.linalg.svd(X, full_matrices=False)
-            return P @ Qt
-        Ub, Vb = polar(Ub), polar(Vb)
-    return Ub @ Sb @ Vb.T
 
 
 def test_thin_svd_from_factors_is_the_svd():
@@ -175,7 +144,7 @@ def test_auto_reference_picks_the_central_delta():
     # delta 1 spans directions shared with both 0 and 2; 0 and 2 share nothing with each other
     spans = [(0, 1, 2, 3), (2, 3, 4, 5), (4, 5, 6, 7)]
     deltas = [LowRank(basis_u[:, list(s)] * 3.0, basis_v[:, list(s)].T) for s in spans]
-    scores = gam_agreement(deltas)
+    scores = subspace_agreement([factored_svd(d) for d in deltas])
     assert int(torch.argmax(scores)) == 1
     auto = merge_module("gam", deltas, reference="auto").dense()
     assert rel_err(auto, merge_module("gam", deltas, reference=1).dense()) < 1e-12
@@ -240,7 +209,9 @@ def test_tsv_matches_dense_definition():
     Us, Ss, Vs = [], [], []
     for d in deltas:
         u, s, vt = torch.linalg.svd(d.dense(), full_matrices=False)
-        Us.append(u[:, :4]); Ss.append(s[:4]); Vs.append(vt[:4].T)
+        Us.append(u[:, :4])
+        Ss.append(s[:4])
+        Vs.append(vt[:4].T)
 
     def polar(X):
         P, _, Qt = torch.linalg.svd(X, full_matrices=False)
@@ -284,3 +255,67 @@ def test_shape_mismatch_and_empty_are_errors():
         merge_module("gam", [])
     with pytest.raises(InputError, match="unknown merge method"):
         merge_module("slerp", [random_delta(8, 8, 2, 0)])
+
+
+# ---- mixed ranks: the reference has the largest rank, and then ΔW is unique ------------------
+
+def _other_svd_basis(d: LowRank, seed: int) -> LowRank:
+    """The same update from a different valid SVD basis: B·Q and Qᵀ·A for a random orthogonal Q,
+    then the SVD's singular-vector pairs with random signs (U·D, D·Vᵀ)."""
+    g = torch.Generator().manual_seed(seed)
+    Q = random_orthogonal(d.rank, seed)
+    B, A = d.B @ Q, Q.T @ d.A
+    u, s, vt = torch.linalg.svd(B @ A, full_matrices=False)
+    u, s, vt = u[:, :d.rank], s[:d.rank], vt[:d.rank]
+    D = torch.where(torch.rand(d.rank, generator=g) < 0.5, -1.0, 1.0).to(torch.float64)
+    return LowRank((u * D) * s, D[:, None] * vt, d.scale)
+
+
+@pytest.mark.parametrize("reference", [0, 2, "auto"])
+def test_mixed_ranks_give_one_result_whatever_the_svd_basis(reference):
+    """Ranks 6, 3, 6, 2, 4 with a rank-6 reference: every lower-rank input's zero-padded Procrustes
+    problem has one solution, so two valid bases of the same inputs give the same ΔW (1e-10)."""
+    ranks = (6, 3, 6, 2, 4)
+    deltas = [random_delta(40, 30, r, seed=10 + i, scale=0.5) for i, r in enumerate(ranks)]
+    deltas = [LowRank(d.B, d.A, scale) for d, scale in zip(deltas, (2.0, 1.0, 0.5, 2.0, 1.0))]
+    other = [_other_svd_basis(d, seed=100 + i) for i, d in enumerate(deltas)]
+    a = merge_module("gam", deltas, reference=reference).dense()
+    b = merge_module("gam", other, reference=reference).dense()
+    assert rel_err(b, a) < 1e-10
+    if reference != "auto":
+        assert rel_err(a, dense_gam([d.dense() for d in deltas], list(ranks), ref=reference)) < 1e-8
+
+
+def test_reference_below_the_largest_rank_is_refused():
+    deltas = [random_delta(30, 20, r, seed=r) for r in (2, 5, 3, 5)]
+    with pytest.raises(ReferenceRankError, match=r"input 0 has rank 2.*largest input rank 5 \(input 1, input 3\)") as e:
+        merge_module("gam", deltas, reference=0)
+    assert "rank-5 input (input 1, input 3) or to auto" in e.value.fix
+    # auto chooses among the rank-5 inputs
+    auto = merge_module("gam", deltas, reference="auto").dense()
+    assert min(rel_err(auto, merge_module("gam", deltas, reference=i).dense()) for i in (1, 3)) < 1e-12
+
+
+def test_exactly_rank_deficient_and_zero_updates_have_their_numerical_rank():
+    """A B column of zeros lowers the rank (its singular vector would be arbitrary) and a zero
+    update has rank 0: GAM treats them as lower-rank inputs, zero-padded."""
+    full = random_delta(30, 20, 4, seed=1)
+    B = random_delta(30, 20, 4, seed=2).B.clone()
+    B[:, 3] = 0
+    deficient = LowRank(B, random_delta(30, 20, 4, seed=3).A)
+    zero = LowRank(torch.zeros(30, 4), torch.zeros(4, 20))
+    assert [factored_svd(d).S.shape[0] for d in (full, deficient, zero)] == [4, 3, 0]
+    got = merge_module("gam", [full, deficient, zero]).dense()
+    assert rel_err(got, dense_gam([full.dense(), deficient.dense(), zero.dense()], [4, 3, 0], ref=0)) < 1e-8
+    with pytest.raises(ReferenceRankError):  # the deficient input cannot be the reference
+        merge_module("gam", [full, deficient], reference=1)
+
+
+def test_lora_scale_lives_in_the_singular_values():
+    d = random_delta(30, 20, 4, seed=5)
+    for scale in (2.0, -0.5):
+        scaled = LowRank(d.B, d.A, scale)
+        f = factored_svd(scaled)
+        assert torch.allclose(f.S, abs(scale) * factored_svd(d).S, rtol=1e-12)
+        assert rel_err(f.U @ torch.diag(f.S) @ f.V.T, scale * d.dense()) < 1e-12
+        assert rel_err(scaled.folded().dense(), scale * d.dense()) < 1e-15

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import cli_batch
 import pytest
 import torch
+from gam_reference import dense_gam, rel_err
 from safetensors.torch import load_file, save_file
 
 from deltahub.errors import AdapterError, InputError
 from deltahub.merge import load_adapter, merge_adapters, merge_module
 from deltahub.tiny import build_random_adapter
-
-DELTAHUB = [sys.executable, "-m", "deltahub.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +97,8 @@ def test_full_model_output_equals_base_plus_delta(tiny_model, adapters, tmp_path
 def test_one_adapter_in_same_adapter_out(adapters, tmp_path):
     out = merge_adapters([adapters[0]], tmp_path / "one", progress=False)
     assert (out / "adapter_model.safetensors").read_bytes() == (adapters[0] / "adapter_model.safetensors").read_bytes()
-    assert json.loads((out / "adapter_config.json").read_text()) == json.loads((adapters[0] / "adapter_config.json").read_text())
+    config = json.loads((adapters[0] / "adapter_config.json").read_text())
+    assert json.loads((out / "adapter_config.json").read_text()) == config
 
 
 def test_missing_modules_are_zero_deltas_and_recorded(adapters, tmp_path):
@@ -120,9 +118,13 @@ def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
     block = json.loads((out / "deltahub.json").read_text())
     merge = block["merge"]
     assert merge["method"] == "gam" and merge["parameters"]["reorthonormalize"] is True
-    assert merge["parameters"]["reference_resolved"] in (0, 1)
+    assert merge["parameters"]["reference"] == "auto" and merge["parameters"]["reference_index"] in (0, 1)
     assert [d["spec"] for d in merge["deltas"]] == [str(adapters[0]), str(adapters[1])]
     assert "deltahub merge" in merge["command"] and "--method gam" in merge["command"]
+    assert "--reorthonormalize" in merge["command"]
+    # the card's title names the output folder, not the temporary folder it was built in
+    title = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("# "))
+    assert title.startswith("# carded:"), title
 
 
 # ---- bad input: a clear error and no output left behind -------------------------------------
@@ -192,17 +194,119 @@ def test_full_rank_method_needs_full(adapters, tmp_path):
 # ---- the CLI -----------------------------------------------------------------------------------
 
 def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ok = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), str(adapters[1]), "--method", "gam", "--reference", "1",
-                         "--out", str(tmp_path / "cli"), "--quiet"], capture_output=True, text=True, env=env)
+    a, b, c = map(str, adapters)
+    ok, bad, typo, low = cli_batch.run(
+        ["merge", a, b, "--method", "gam", "--reference", "1", "--out", str(tmp_path / "cli"), "--quiet"],
+        ["merge", a, b, "--method", "average", "--density", "0.3", "--out", str(tmp_path / "bad")],
+        ["merge", a, "--densty", "0.3", "--out", str(tmp_path / "bad")],
+        ["merge", a, c, "--reference", "a", "--out", str(tmp_path / "low"), "--quiet"],  # rank 4 < 6
+    )
     assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "cli" / "adapter_model.safetensors").exists()
+    assert "GAM reference: input 1" in ok.stdout
     direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
-    assert torch.equal(load_file(direct / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"],
-                       load_file(tmp_path / "cli" / "adapter_model.safetensors")["base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"])
-    bad = subprocess.run([*DELTAHUB, "merge", str(adapters[0]), "--method", "ties", "--param", "densty=0.3",
-                          "--base", str(adapters[0]), "--full", "--out", str(tmp_path / "bad")],
-                         capture_output=True, text=True, env=env)
+    key = "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"
+    assert torch.equal(load_file(direct / "adapter_model.safetensors")[key],
+                       load_file(tmp_path / "cli" / "adapter_model.safetensors")[key])
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
-    assert "unknown parameter(s) for ties: densty" in bad.stderr and "fix:" in bad.stderr
+    assert "unknown parameter(s) for average: density" in bad.stderr and "fix:" in bad.stderr
+    assert typo.returncode == 2 and "No such option '--densty'" in typo.stderr
+    assert not (tmp_path / "bad").exists()
+    # an explicit reference below the largest rank: one line naming the rank-6 input, and the fix
+    assert low.returncode == 2 and "Traceback" not in low.stderr, low.stderr
+    lines = [line for line in low.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: GAM reference") and "largest input rank 6" in lines[0]
+    assert lines[0].endswith(f"(fix: set the reference to a rank-6 input ({c}) or to auto)")
+    assert _no_leftovers(tmp_path, "low")
+
+
+# ---- reading never writes (issue #13: auto read every module twice and doubled the scale) -----
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rslora", [False, True])
+def test_reading_a_module_twice_gives_the_same_update(tiny_model, tmp_path, dtype, rslora):
+    folder = build_random_adapter(tiny_model, tmp_path / "a", r=4, alpha=8, seed=3, use_rslora=rslora)  # α ≠ r
+    if dtype != torch.float32:
+        w = load_file(folder / "adapter_model.safetensors")
+        save_file({k: v.to(dtype) for k, v in w.items()}, str(folder / "adapter_model.safetensors"))
+    ad = load_adapter(folder)
+    first = {m: ad.modules[m].dense(torch.float64) for m in ad.module_names}
+    second = {m: ad.modules[m].dense(torch.float64) for m in ad.module_names}
+    for m in ad.module_names:
+        assert torch.equal(first[m], second[m]), m
+        assert torch.allclose(first[m], _dense_delta(folder, m), rtol=1e-12, atol=0), m
+
+
+def test_auto_equals_the_index_it_reports_on_float32_adapters(tiny_model, tmp_path):
+    """The 2x bug's symptom: reference auto gave scale²·…; now auto is the explicit index it chose."""
+    ins = [build_random_adapter(tiny_model, tmp_path / f"d{i}", r=4, alpha=8, seed=10 + i) for i in range(3)]
+    auto = merge_adapters(ins, tmp_path / "auto", params={"reference": "auto"}, dtype=torch.float32, progress=False)
+    index = json.loads((auto / "deltahub.json").read_text())["merge"]["parameters"]["reference_index"]
+    explicit = merge_adapters(ins, tmp_path / "explicit", params={"reference": index}, dtype=torch.float32,
+                              progress=False)
+    got, want = load_file(auto / "adapter_model.safetensors"), load_file(explicit / "adapter_model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+
+# ---- GAM with modules some adapters lack, and the rank rule across modules -------------------
+
+def test_gam_with_missing_modules_is_the_reference_with_rank_zero_inputs(tiny_model, adapters, tmp_path):
+    """A module an adapter lacks is a rank-0 input there. Adapter c (rank 6, q/v/down only) has the
+    largest rank in q/v/down but rank 0 in k/o/gate/up: no input is largest everywhere, so auto and
+    an explicit rank-4 reference are refused. Adapter a (rank 4, every module) with two rank-4
+    adapters on q/v/down only is largest everywhere: GAM zero-pads the others where they are missing."""
+    with pytest.raises(InputError, match="no input has the largest rank in every module"):
+        merge_adapters(adapters, tmp_path / "none", params={"reference": "auto"}, progress=False)
+    with pytest.raises(InputError, match=r"a has rank 4 in \S+_proj, below the largest input rank 6 \(\S+/c\)"):
+        merge_adapters(adapters, tmp_path / "low", params={"reference": 0}, progress=False)
+    assert _no_leftovers(tmp_path, "none") and _no_leftovers(tmp_path, "low")
+    small = [build_random_adapter(tiny_model, tmp_path / f"s{i}", r=4, alpha=8, seed=20 + i,
+                                  target_modules=["q_proj", "v_proj", "down_proj"]) for i in range(2)]
+    out = merge_adapters([adapters[0], *small], tmp_path / "padded", params={"reference": "a"},
+                         dtype=torch.float32, progress=False)
+    merged = load_adapter(out)
+    for module in merged.module_names:
+        updates = [_dense_delta(p, module) for p in (adapters[0], *small)]
+        ranks = [0 if u is None else 4 for u in updates]
+        updates = [torch.zeros_like(updates[0]) if u is None else u for u in updates]
+        want = dense_gam(updates, ranks, ref=0)
+        assert rel_err(merged.modules[module].dense(torch.float64), want) < 1e-5, module
+
+
+# ---- --full: the base must be the adapters' base --------------------------------------------
+
+def test_full_refuses_a_base_that_is_not_the_adapters(tiny_model, adapters, tmp_path):
+    from deltahub.tiny import build_tiny_model
+
+    same_shapes = build_tiny_model(tmp_path / "other-seed", hidden_size=64, num_layers=2, seed=1)
+    other_config = build_tiny_model(tmp_path / "other-config", hidden_size=64, num_layers=2, seed=0,
+                                    max_position_embeddings=512)
+    copy = _copy(Path(tiny_model), tmp_path / "copy-of-base")
+    for base, match in ((same_shapes, "same config, different weights"), (other_config, "max_position_embeddings")):
+        with pytest.raises(InputError, match=match) as e:
+            merge_adapters(adapters[:2], tmp_path / "out", base=base, full=True, progress=False)
+        assert "--allow-base-mismatch" in e.value.fix and f"--base {tiny_model}" in e.value.fix
+        assert _no_leftovers(tmp_path, "out")
+    merge_adapters(adapters[:2], tmp_path / "ok-copy", base=copy, full=True, progress=False)
+    merge_adapters(adapters[:2], tmp_path / "ok-forced", base=same_shapes, full=True, allow_base_mismatch=True,
+                   progress=False)
+    (r,) = cli_batch.run(["merge", str(adapters[0]), str(adapters[1]), "--base", str(same_shapes), "--full",
+                          "--out", str(tmp_path / "cli")])
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "is not the adapters' base" in r.stderr
+
+
+def test_recipe_reference_must_name_a_merged_delta():
+    from deltahub.recipe import parse_recipe
+
+    def recipe(reference):
+        return {"name": "r", "hub": {"publish": False}, "student": {"model": "./student"},
+                "deltas": [{"name": n, "chosen": "w", "rejected": "x", "prompts": {"source": "p.jsonl"}}
+                           for n in ("math", "code")],
+                "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": reference}}}}
+
+    for ok in ("math", "code", 1, "auto"):
+        parse_recipe(recipe(ok))
+    for bad, match in (("maths", "none of the inputs"), (2, "out of range"), (-1, "greater than or equal to 0"),
+                       ({"a": 1}, "reference")):
+        with pytest.raises(InputError, match=match):
+            parse_recipe(recipe(bad))

@@ -85,7 +85,7 @@ def test_merged_card_lists_deltas_and_command(tmp_path):
              "merge": {"method": "ties", "parameters": {"density": 0.3}, "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}]}}
     (tmp_path / "deltahub.json").write_text(json.dumps(block))
     text = write_card(tmp_path).read_text()
-    assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --param density=0.3" in text
+    assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --density 0.3" in text
     assert "`me/b` | `abc`" in text
 
 

@@ -4,8 +4,19 @@ mergekit hands a method one output weight at a time, as dense tensors. For ``BAS
 inputs the method ignores the dense copy mergekit materialised and reads the adapter's LoRA
 factors itself (the input's ``ModelReference`` carries the adapter path), so the merge runs in
 factor space. Plain model inputs are dense: their delta to the base is turned back into factors
-with a randomized range finder (never a full SVD), which only works when the delta really is
-low-rank — a LoRA merged into bf16 weights is not, and the method stops and says so.
+with a randomized range finder (never a full SVD).
+
+mergekit's contract is that every registered method merges any inputs of matching shapes. A
+dense delta that is not low-rank (a full fine-tune, random tensors, or a LoRA merged into bf16
+weights, whose rounding noise is full rank) is therefore truncated, at ``rank`` or at half the
+full rank, with a warning naming the relative residual and the fix, never refused.
+
+The parameters are the ``deltahub.merge.params`` declarations of each method (one source for
+the CLI, recipes and this plugin) plus the per-input ``weight`` and the dense-input settings
+below. GAM's reference is resolved by ``deltahub.merge.reference.resolve_reference``, once per
+merge as ``deltahub merge`` does: ``auto`` scores every adapted weight of every input before the
+first tensor is merged (under ``mergekit-yaml`` it reads the other weights through mergekit's
+loaders; through the in-memory API it uses the tensors of that call).
 
 Rules for the tensors a method cannot merge as a low-rank update:
 - every input leaves the tensor equal to the base -> the base value (norms, embeddings, lm_head
@@ -16,13 +27,17 @@ Rules for the tensors a method cannot merge as a low-rank update:
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+import warnings
+from collections.abc import Hashable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any
 
 import torch
+from mergekit.common import ModelReference
 from mergekit.merge_methods import registry
 from mergekit.merge_methods.base import (
     BasePolicy,
@@ -35,28 +50,40 @@ from mergekit.merge_methods.base import (
     TensorEntry,
     TensorGroup,
 )
+from pydantic import Field
 
 from deltahub.errors import InputError
 from deltahub.merge.adapters import LoraAdapter, load_adapter
 from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, low_rank_from_dense
 from deltahub.merge.methods import METHODS, merge_module
+from deltahub.merge.params import AUTO, MethodParams, fields
+from deltahub.merge.reference import ReferenceRankError, rank_error, resolve_reference
 
 PLUGIN_METHODS = ("gam", "knots", "tsv")
+LOG = logging.getLogger("deltahub_mergekit")
 
-# Parameters the plugin adds to every method: how dense inputs are turned into factors.
-DENSE_PARAMS: dict[str, tuple[Any, Any, str]] = {
-    "rank": (int, 0, "rank of dense (non-adapter) input deltas; 0 = the adapters' rank, else found automatically"),
-    "max_residual": (float, 5e-3, "largest relative residual ‖Δ − BA‖/‖Δ‖ accepted when recovering a dense delta"),
-}
+
+class DenseInputParams(MethodParams):
+    """How the plugin turns a dense (non-adapter) input's delta into factors."""
+
+    rank: Annotated[int, Field(ge=0, description="rank of dense (non-adapter) input deltas; 0 = the smallest rank "
+                                                 "(doubling from the adapters' rank, or 8) meeting max_residual")] = 0
+    max_residual: Annotated[float, Field(gt=0, description="relative residual ‖Δ − BA‖/‖Δ‖ a dense delta should meet; "
+                                                           "one that does not is truncated with a warning")] = 5e-3
+
+
 _RANK_TRUNCATION = 1e-5  # singular values below this fraction of the largest are rounding noise
+_BF16_FIX = ("pass --lora-merge-dtype float32 and `dtype: float32`, or use BASE+ADAPTER inputs so the method reads "
+             "the LoRA factors (or set rank / max_residual if the delta is a full fine-tune)")
 
 
-def _value_type(name: str, default: Any) -> Any:
-    if name == "reference":
-        return Union[int, Literal["auto"]]
-    if name == "merge_rule":
-        return Literal["ties", "ta"]
-    return type(default)
+def parameter_specs(method: str) -> tuple[ParameterSpec, ...]:
+    """mergekit's ParameterSpecs, derived from the deltahub declarations (plus ``weight``)."""
+    weight = ParameterSpec("weight", float, ParameterScope.NON_BASE, default=1.0,
+                           description="per-input weight (normalised for gam)")
+    shared = [ParameterSpec(p.name, p.annotation, ParameterScope.SHARED, default=p.default, description=p.help)
+              for model in (METHODS[method].params, DenseInputParams) for p in fields(model)]
+    return (weight, *shared)
 
 
 @lru_cache(maxsize=64)
@@ -70,14 +97,26 @@ def _adapter(path: str, revision: str | None) -> LoraAdapter:
     return load_adapter(folder)
 
 
+def _lora(input_id: Hashable):
+    return getattr(input_id, "lora", None)
+
+
+def _labels(input_id: Hashable) -> tuple[str, ...]:
+    """The names a mergekit input answers to as GAM's reference: the reference as written, and
+    the adapter's (or, for a plain model, the model's) path and folder name."""
+    own = (_lora(input_id) or input_id.model) if isinstance(input_id, ModelReference) else None
+    names = [str(input_id)] + ([own.path, Path(own.path).name] if own is not None else [])
+    return tuple(dict.fromkeys(names))
+
+
 def _zero(shape: tuple[int, int]) -> LowRank:
-    return LowRank(torch.zeros(shape[0], 1), torch.zeros(1, shape[1]))
+    return LowRank(torch.zeros(shape[0], 0), torch.zeros(0, shape[1]))
 
 
-def _dense_to_factors(delta: torch.Tensor, rank: int, start: int, max_residual: float, name: str, source: Any,
-                      input_dtype: torch.dtype) -> LowRank:
-    """Factors of a dense delta by a randomized range finder: at ``rank``, or (rank 0) doubling from
-    ``start`` until the residual is small; a delta that needs more than half the full rank is refused."""
+def _dense_to_factors(delta: torch.Tensor, rank: int, start: int, max_residual: float) -> tuple[LowRank, float]:
+    """Factors of a dense delta by a randomized range finder, and their relative residual: at
+    ``rank``, or (rank 0) doubling from ``start`` until the residual is at most ``max_residual``,
+    up to half the full rank. Singular values below ``_RANK_TRUNCATION`` of the largest go."""
     d, k = delta.shape
     limit = max(1, min(d, k) // 2)
     if rank > 0:
@@ -89,21 +128,13 @@ def _dense_to_factors(delta: torch.Tensor, rank: int, start: int, max_residual: 
             if r >= limit:
                 break
             r *= 2
-    residual = float("inf")
     for r in ranks:
         factors, residual = low_rank_from_dense(delta, r)
         if residual <= max_residual:
-            s = factors.B.norm(dim=0)  # column norms of B are the singular values
-            keep = s > s.max() * _RANK_TRUNCATION
-            return LowRank(factors.B[:, keep], factors.A[keep])
-    hint = " (it arrives in bf16)" if input_dtype in (torch.bfloat16, torch.float16) else ""
-    raise InputError(
-        f"{name}: the delta of {source} to the base is not low-rank{hint} (relative residual "
-        f"{residual:.2g} at rank {ranks[-1]} > max_residual {max_residual:g}); a LoRA merged into bf16 "
-        "weights (mergekit's default) is full-rank rounding noise",
-        "pass --lora-merge-dtype float32 and `dtype: float32`, or use BASE+ADAPTER inputs so the "
-        "method reads the LoRA factors (or raise max_residual / set rank if the delta is a full fine-tune)",
-    )
+            break
+    s = factors.B.norm(dim=0)  # column norms of B are the singular values
+    keep = s > s.max() * _RANK_TRUNCATION if s.numel() and s.max() > 0 else s > 0
+    return LowRank(factors.B[:, keep], factors.A[keep]), residual
 
 
 class DeltahubMergeMethod(GroupMergeMethod):
@@ -112,22 +143,20 @@ class DeltahubMergeMethod(GroupMergeMethod):
     def __init__(self, name: str):
         spec = METHODS[name]
         self.method = name
-        self.method_params = dict(spec.params)
-        params = [ParameterSpec("weight", float, ParameterScope.NON_BASE, default=1.0,
-                                description="per-input weight (normalised for gam)")]
-        params += [ParameterSpec(p, _value_type(p, v), ParameterScope.SHARED, default=v)
-                   for p, v in spec.params.items()]
-        params += [ParameterSpec(p, t, ParameterScope.SHARED, default=v, description=doc)
-                   for p, (t, v, doc) in DENSE_PARAMS.items()]
+        self.method_params = [p.name for p in fields(spec.params)]
         self.spec = MergeMethodSpec(
             name=name,
-            parameters=tuple(params),
+            parameters=parameter_specs(name),
             contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
             pretty_name=spec.pretty_name,
             reference_url=spec.reference_url,
             optional_tensor_policy=OptionalTensorPolicy.ERROR,
+            # factor-space math is thin-matrix LAPACK work, done on the CPU (see merge_group)
+            uses_accelerator=False,
         )
         self._checked: set[int] = set()
+        self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
+        self._warned: set[Hashable] = set()
         self._lock = threading.Lock()
 
     # -- parameter names: mergekit silently ignores unknown keys; we refuse them ---------------
@@ -141,8 +170,135 @@ class DeltahubMergeMethod(GroupMergeMethod):
                     self._checked.add(id(config))
                     check_parameter_names(self.spec, config)
 
+    # -- GAM's reference: one index for the whole merge ----------------------------------------
+    def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
+        if self.method == "gam":
+            parameters = [dict(p) for p in parameters]
+            in_call: dict[tuple, int] = {}  # in-memory inputs: their ids name nothing beyond this call
+            for group, p in zip(groups, parameters):
+                if group.base is not None and group.non_base:
+                    p["reference"] = self._reference(group, p, groups, parameters, in_call)
+        return super()._execute(groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype)
+
+    def _reference(self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters,
+                   in_call: dict[tuple, int]) -> int:
+        """GAM's reference index for the merge this group belongs to, resolved once per merge."""
+        labels = [_labels(e.id) for e in group.non_base]
+        models = all(isinstance(e.id, ModelReference) for e in group.entries)  # mergekit-yaml: files
+        chosen = self._references if models else in_call
+        key = (*_key_ids(group), p["reference"], p["rank"], p["max_residual"])
+        with self._lock:
+            if key in chosen:
+                return chosen[key]
+            if p["reference"] != AUTO:  # an index or a name; the rank rule is checked per tensor
+                chosen[key] = index = resolve_reference(p["reference"], labels, {})
+            else:
+                if models:
+                    scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
+                else:
+                    same = [(g, q) for g, q in zip(groups, parameters) if _key_ids(g) == _key_ids(group)]
+                    scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
+                chosen[key] = index = resolve_reference(AUTO, labels, {}, scan)
+        if p["reference"] != index:  # say what a name or auto resolved to (once per merge)
+            LOG.warning("deltahub gam: reference %s -> input %d (%s)", p["reference"], index, labels[index][0])
+        return index
+
+    def _scan_groups(self, groups) -> Iterator[tuple[str, list[LowRank]]]:
+        for group, p in groups:
+            group = _on_cpu(group)
+            if group.base.tensor.ndim == 2:
+                deltas = self._deltas(group.metadata.name or "?", group.base.tensor,
+                                      [(e.id, e.tensor) for e in group.non_base], p)
+                if any(d is not None for d in deltas):
+                    yield group.metadata.name, [_zero(tuple(group.base.tensor.shape)) if d is None else d
+                                                for d in deltas]
+
+    def _scan_models(self, group: TensorGroup, p: dict) -> Iterator[tuple[str, list[LowRank]]]:
+        """Every 2-D weight of the merge, read through mergekit's loaders (the whole model, like
+        ``deltahub merge``; only BASE+ADAPTER inputs: the adapters' modules, no dense read)."""
+        from mergekit.io.tasks import LoaderCache
+
+        entries = group.non_base
+        if all(_lora(e.id) is not None for e in entries):
+            adapters = [_adapter(_lora(e.id).path, _lora(e.id).revision) for e in entries]
+            modules = list(dict.fromkeys(m for a in adapters for m in a.module_names))
+            for module in modules:
+                read = {i: a.modules[module] for i, a in enumerate(adapters) if module in a.keys}
+                shape = next(iter(read.values())).shape
+                yield module, [read.get(i) or _zero(shape) for i in range(len(adapters))]
+            return
+        cache = LoaderCache()
+        base_loader = cache.get(group.base.id)
+        loaders = [None if _lora(e.id) is not None else cache.get(e.id) for e in entries]
+        for name in base_loader.index.tensor_paths:
+            base = base_loader.get_tensor(name)
+            if base.ndim != 2 or not base.is_floating_point():
+                continue
+            tensors = [(e.id, None if ld is None else ld.get_tensor(name, raise_on_missing=False))
+                       for e, ld in zip(entries, loaders)]
+            if any(ld is not None and t is None for (_, t), ld in zip(tensors, loaders)):
+                continue
+            deltas = self._deltas(name, base, tensors, p)
+            if any(d is not None for d in deltas):
+                yield name, [_zero(tuple(base.shape)) if d is None else d for d in deltas]
+
+    # -- each input's update of one weight -----------------------------------------------------
+    def _deltas(self, name: str, base: torch.Tensor, inputs: list[tuple[Hashable, torch.Tensor | None]],
+                p: dict) -> list[LowRank | None]:
+        """LowRank per input (None where it leaves the weight as the base): the adapter's factors for
+        BASE+ADAPTER inputs, else the dense difference to the base, factorised."""
+        module = name[: -len(".weight")] if name.endswith(".weight") else name
+        shape = tuple(base.shape)
+        deltas: list[LowRank | None] = []
+        dense: dict[int, torch.Tensor] = {}
+        for i, (input_id, tensor) in enumerate(inputs):
+            lora = _lora(input_id)
+            if lora is None:
+                deltas.append(None)
+                dense[i] = tensor
+                continue
+            adapter = _adapter(lora.path, lora.revision)
+            if module not in adapter.keys:
+                deltas.append(None)  # the adapter does not touch this weight
+                continue
+            delta = adapter.module(module)
+            if tuple(delta.shape) != shape:
+                raise InputError(f"{name}: adapter {lora.path} has shape {delta.shape}, base {shape}",
+                                 "merge adapters trained on this base model")
+            deltas.append(delta)
+        start = max((d.rank for d in deltas if d is not None), default=8)
+        for i, tensor in dense.items():
+            diff = tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE)
+            if torch.any(diff):
+                deltas[i], residual = _dense_to_factors(diff, p["rank"], start, p["max_residual"])
+                if residual > p["max_residual"]:
+                    self._warn_truncated(name, inputs[i][0], tensor.dtype, deltas[i].rank, residual, p["max_residual"])
+        return deltas
+
+    def _warn_truncated(self, name, source, dtype, rank, residual, max_residual) -> None:
+        """An input's delta is not low-rank, so it was truncated (mergekit's contract: merge). Once per
+        model input (mergekit-yaml would say it for every weight); in-memory ids name nothing
+        beyond one call, so those warn every time."""
+        if isinstance(source, ModelReference):
+            with self._lock:
+                if source in self._warned:
+                    return
+                self._warned.add(source)
+        hint = " (it arrives in bf16: a LoRA merged into bf16 weights is full-rank rounding noise)" \
+            if dtype in (torch.bfloat16, torch.float16) else ""
+        warnings.warn(f"deltahub {self.method}: the delta of {source} to the base is not low-rank{hint}; {name} was "
+                      f"truncated to rank {rank} (relative residual {residual:.2g} > max_residual {max_residual:g}); "
+                      f"other weights of this input may be truncated too. Fix: {_BF16_FIX}", stacklevel=2)
+
     # -- the merge of one output tensor -------------------------------------------------------
     def merge_group(self, group: TensorGroup, /, **p: Any) -> torch.Tensor:
+        """The merged tensor, on the inputs' device. The math runs on the CPU (the adapters'
+        factors are read there, and thin-matrix LAPACK gains nothing from an accelerator): the
+        spec says ``uses_accelerator=False`` so mergekit-yaml keeps tensors there; tensors handed
+        over on another device (the in-memory API) come back on it."""
+        device = group.base.tensor.device
+        if device.type != "cpu":
+            return self.merge_group(_on_cpu(group), **p).to(device)
         base = group.base.tensor
         entries = group.non_base
         weights = [float(w) for w in p["weight"].values_for(entries)]
@@ -150,54 +306,28 @@ class DeltahubMergeMethod(GroupMergeMethod):
         params = {k: p[k] for k in self.method_params}
         if base.ndim != 2:
             return self._mean_rule(base, entries, weights, params.get("scale", 1.0))
-        module = name[: -len(".weight")] if name.endswith(".weight") else name
-        shape = tuple(base.shape)
-        deltas: list[Any] = []  # LowRank | None (unchanged) | TensorEntry (dense, resolved below)
-        factor_ranks = []
-        for entry in entries:
-            lora = getattr(entry.id, "lora", None)
-            if lora is not None:
-                adapter = _adapter(lora.path, lora.revision)
-                if module in adapter.keys:
-                    delta = adapter.module(module)
-                    if tuple(delta.shape) != shape:
-                        raise InputError(f"{name}: adapter {lora.path} has shape {delta.shape}, base {shape}",
-                                         "merge adapters trained on this base model")
-                    deltas.append(delta)
-                    factor_ranks.append(delta.rank)
-                else:
-                    deltas.append(None)  # the adapter does not touch this weight
-            else:
-                deltas.append(entry)
-        if any(isinstance(d, TensorEntry) for d in deltas):
-            start = max(factor_ranks, default=8)
-            resolved = []
-            for d in deltas:
-                if d is None or isinstance(d, LowRank):
-                    resolved.append(d)
-                    continue
-                dense = d.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE)
-                if not torch.any(dense):
-                    resolved.append(None)
-                else:
-                    resolved.append(_dense_to_factors(dense, p["rank"], start, p["max_residual"], name, d.id, d.tensor.dtype))
-            deltas = resolved
+        deltas = self._deltas(name, base, [(e.id, e.tensor) for e in entries], p)
         if all(d is None for d in deltas):
             return base.clone()
-        deltas = [_zero(shape) if d is None else d for d in deltas]
-        merged = merge_module(self.method, deltas, weights, **params)
-        # base + ΔW in float32: the result is stored in base.dtype (at most float32 in practice),
+        deltas = [_zero(tuple(base.shape)) if d is None else d for d in deltas]
+        try:
+            merged = merge_module(self.method, deltas, weights, **params)
+        except ReferenceRankError as exc:
+            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        # base + ΔW in float32 (float64 only for float64 inputs): the result is stored in base.dtype,
         # and a float64 B·A of every weight cost ~2.5x the float32 one
-        out = base.to(torch.float32, copy=True)
+        work = torch.promote_types(base.dtype, torch.float32)
+        out = base.to(work, copy=True)
         if isinstance(merged, LowRank):
-            return out.addmm_(merged.B.to(torch.float32), merged.A.to(torch.float32)).to(base.dtype)
-        return out.add_(merged.to(torch.float32)).to(base.dtype)
+            out.addmm_(merged.B.to(work), merged.A.to(work), alpha=merged.scale)
+            return out.to(base.dtype)
+        return out.add_(merged.to(work)).to(base.dtype)
 
     @staticmethod
     def _mean_rule(base: torch.Tensor, entries, weights: list[float], scale: float) -> torch.Tensor:
         # a LoRA adapter changes only its linear layers (load_adapter refuses modules_to_save), so
         # for BASE+ADAPTER inputs these tensors are the base's, whatever dtype mergekit merged in
-        deltas = [torch.zeros_like(base, dtype=COMPUTE_DTYPE) if getattr(e.id, "lora", None) is not None
+        deltas = [torch.zeros_like(base, dtype=COMPUTE_DTYPE) if _lora(e.id) is not None
                   else e.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE) for e in entries]
         if not any(torch.any(d) for d in deltas):
             return base.clone()
@@ -208,11 +338,22 @@ class DeltahubMergeMethod(GroupMergeMethod):
         return (base.to(COMPUTE_DTYPE) + scale * mean).to(base.dtype)
 
 
+def _on_cpu(group: TensorGroup) -> TensorGroup:
+    if all(e.tensor.device.type == "cpu" for e in group.entries):
+        return group
+    return TensorGroup(tuple(TensorEntry(e.id, e.tensor.cpu(), e.is_base) for e in group.entries), group.metadata)
+
+
+def _key_ids(group: TensorGroup) -> tuple:
+    return (group.base.id if group.base else None, tuple(e.id for e in group.non_base))
+
+
 def _parameter_blocks(config: Any):
     """(where, is_per_input, parameters dict) for every parameters block of a mergekit config."""
     yield "parameters", False, config.parameters
     for i, m in enumerate(config.models or []):
         yield f"models[{i}].parameters", True, m.parameters
+
     def slices(prefix, items):
         for i, s in enumerate(items or []):
             yield f"{prefix}slices[{i}].parameters", False, s.parameters

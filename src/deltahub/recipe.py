@@ -172,6 +172,14 @@ class Recipe(_Strict):
             unknown = [d for d in self.merge.deltas if d not in names]
             if unknown:
                 raise ValueError(f"merge.deltas names unknown deltas {unknown}; defined: {', '.join(names)}")
+        reference = self.merge.parameters.get("gam", {}).get("reference", "auto")
+        if reference != "auto":  # an index or a delta's name, checked as every route checks it
+            from .merge.reference import resolve_reference
+
+            try:
+                resolve_reference(reference, [(d.name,) for d in self.merge_deltas()], {})
+            except InputError as exc:
+                raise ValueError(f"merge.parameters.gam: {exc.message} ({exc.fix})") from None
         uses_toy = any(ref.startswith("toy:") for d in self.deltas for ref in (d.chosen, d.rejected, d.prompts.source))
         uses_toy = uses_toy or self.student.model.startswith("toy:")
         if uses_toy and self.world is None:

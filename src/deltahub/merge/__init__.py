@@ -9,7 +9,12 @@ from .core import MergeInput, merge_adapters, plan_merge
 from .lowrank import LowRank, low_rank_from_dense, thin_svd
 from .methods import METHODS, merge_module
 
+# Bumped when the same inputs and parameters merge to a different result, so cached merges
+# (``deltahub run``'s stage cache) are redone: 2 = issue #13 (auto no longer applies each LoRA
+# scale twice to float32 adapters; one whole-merge reference on every route; the rank rule).
+MERGE_VERSION = 2
+
 __all__ = [
-    "METHODS", "LoraAdapter", "LowRank", "MergeInput", "load_adapter", "low_rank_from_dense",
+    "MERGE_VERSION", "METHODS", "LoraAdapter", "LowRank", "MergeInput", "load_adapter", "low_rank_from_dense",
     "merge_adapters", "merge_module", "plan_merge", "thin_svd",
 ]

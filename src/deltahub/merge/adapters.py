@@ -36,7 +36,7 @@ def _pattern_value(patterns: dict, module: str, default):
 @dataclass
 class LoraAdapter:
     """A PEFT LoRA adapter folder; ``modules`` maps base weight names (without ``.weight``) to
-    their :class:`LowRank` update with the LoRA scale folded into B, read on access."""
+    their :class:`LowRank` update (factors as stored, LoRA scale alongside), read on access."""
 
     path: Path
     config: dict
@@ -64,24 +64,34 @@ class LoraAdapter:
                                "the adapter's weights and adapter_config.json disagree; re-export the adapter")
         return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
 
-    def module(self, name: str) -> LowRank:
+    def _open(self):
         from safetensors import safe_open
 
-        key_a, key_b = self.keys[name]
         if self._handle is None:  # opened once: parsing the header per module dominated reads
             self._handle = safe_open(self.path / WEIGHTS_NAME, framework="pt")
-        A, B = self._handle.get_tensor(key_a), self._handle.get_tensor(key_b)
+        return self._handle
+
+    def rank(self, name: str) -> int:
+        """The module's LoRA rank, from the tensor header (no factor is read)."""
+        return int(self._open().get_slice(self.keys[name][0]).get_shape()[0])
+
+    def module(self, name: str) -> LowRank:
+        """The module's update scale·B·A. Reading never writes: for float32 files the tensors
+        share the open file's memory, so the scale stays a number beside them (an in-place
+        ``B.mul_(scale)`` here once made every later read of the module scale it again)."""
+        key_a, key_b = self.keys[name]
+        handle = self._open()
+        A, B = handle.get_tensor(key_a), handle.get_tensor(key_b)
         if B.ndim != 2 or A.ndim != 2:
-            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer (A {tuple(A.shape)}, B {tuple(B.shape)})",
+            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer "
+                               f"(A {tuple(A.shape)}, B {tuple(B.shape)})",
                                "only LoRA on linear layers can be merged")
         A32, B32 = A.to(torch.float32), B.to(torch.float32)
         # a sum is non-finite if any entry is (isfinite on bf16 is ~50x slower); confirm exactly
         if not torch.isfinite(A32.sum() + B32.sum()) and not (torch.isfinite(A32).all() and torch.isfinite(B32).all()):
             raise AdapterError(f"{self.path}: module {name} has NaN or Inf in its LoRA factors",
                                "the adapter is corrupt or training diverged; retrain or drop it")
-        # out of place: for float32 files get_tensor's tensor shares the open handle's memory, so an
-        # in-place mul_ folded the scale in again on every later read of the module (issue #13)
-        return LowRank(B32 * self.scale(name, A.shape[0]), A32)
+        return LowRank(B32, A32, self.scale(name, A.shape[0]))
 
     @property
     def modules(self) -> Mapping[str, LowRank]:
@@ -122,13 +132,16 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         raise AdapterError(f"{path} is a {peft_type or 'unknown'} adapter; only LoRA adapters can be merged",
                            "train the delta as a LoRA adapter")
     if config.get("use_dora"):
-        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be merged here",
+        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be "
+                           "merged here",
                            "train the delta with plain LoRA (use_dora=False)")
     if config.get("modules_to_save"):
-        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) via modules_to_save",
+        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) "
+                           "via modules_to_save",
                            "train the delta without modules_to_save so it is a pure LoRA delta")
     if config.get("lora_bias"):
-        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank", "train without lora_bias")
+        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank",
+                           "train without lora_bias")
     weights = path / WEIGHTS_NAME
     if not weights.exists():
         pickled = [n for n in PICKLE_NAMES if (path / n).exists()]

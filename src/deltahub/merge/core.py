@@ -19,19 +19,31 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_dir, check_output_dir
 from ..errors import InputError
 from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter
+from .base_model import check_base
 from .lowrank import LowRank
-from .methods import METHODS, gam_agreement, merge_module, method_spec, resolve_params
+from .methods import METHODS, merge_module, method_spec, resolve_params
+from .params import fields, option_args
+from .reference import ReferenceRankError, rank_error, resolve_reference
 from .writers import write_adapter, write_full_model
 
 
 @dataclass
 class MergeInput:
-    """One delta to merge: where it came from (for the card) and its local folder."""
+    """One delta to merge: where it came from (for the card), its local folder, and the name a
+    recipe gives it (any of these names it as GAM's reference)."""
 
     spec: str
     path: Path
     repo: str | None = None
     revision: str | None = None
+    name: str | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The names this input answers to as a reference; the display name first."""
+        names = [self.name, self.spec, self.repo, f"{self.repo}@{self.revision}" if self.repo else None,
+                 str(self.path), self.path.name]
+        return tuple(dict.fromkeys(n for n in names if n))
 
 
 @dataclass
@@ -42,9 +54,18 @@ class MergePlan:
     adapters: list[LoraAdapter]
     method: str
     weights: list[float]
-    params: dict[str, Any]
+    params: dict[str, Any]  # validated, as requested (GAM's reference may be a name or auto)
     modules: list[str]
     missing: dict[str, list[str]] = field(default_factory=dict)  # module -> specs of adapters that lack it
+    reference: int | None = None  # GAM: the reference input, resolved once for the whole merge
+
+    @property
+    def labels(self) -> list[tuple[str, ...]]:
+        return [i.labels for i in self.inputs]
+
+    def merge_params(self) -> dict[str, Any]:
+        """The parameters every module is merged with (GAM's reference as the resolved index)."""
+        return {**self.params, "reference": self.reference} if self.reference is not None else dict(self.params)
 
 
 def resolve_input(spec: str | Path) -> MergeInput:
@@ -57,10 +78,12 @@ def resolve_input(spec: str | Path) -> MergeInput:
         try:
             from ..registry.pull import pull_with_info  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - registry missing from this build
-            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable", "pass a local adapter folder") from exc
+            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable",
+                             "pass a local adapter folder") from exc
         local, repo, revision = pull_with_info(text)
         return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
-    raise InputError(f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+    raise InputError(f"adapter {text} not found",
+                     "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
 
 
 def plan_merge(
@@ -70,19 +93,17 @@ def plan_merge(
     params: dict[str, Any] | None = None,
     allow_base_mismatch: bool = False,
 ) -> MergePlan:
-    """Check the inputs and parameters and decide which modules to merge (no heavy work)."""
+    """Check the inputs and parameters, decide which modules to merge and resolve GAM's reference
+    (an index or a name costs nothing; ``auto`` reads every module's factors once)."""
     if not inputs:
         raise InputError("no adapters to merge", "pass one or more adapter folders or repo ids")
     method_spec(method)
+    params = resolve_params(method, params)
     resolved = [i if isinstance(i, MergeInput) else resolve_input(i) for i in inputs]
     adapters = [load_adapter(i.path) for i in resolved]
     if weights is not None and len(weights) != len(adapters):
         raise InputError(f"{len(weights)} weights for {len(adapters)} adapters", "give one weight per adapter")
     weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
-    params = dict(params or {})
-    if method == "gam" and isinstance(params.get("reference"), str) and params["reference"] != "auto":
-        params["reference"] = _reference_index(params["reference"], resolved)
-    params = resolve_params(method, params)
     bases = {a.base_model for a in adapters}
     if len(bases) > 1 and not allow_base_mismatch:
         listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters))
@@ -93,59 +114,39 @@ def plan_merge(
         all_modules.extend(m for m in a.module_names if m not in all_modules)
     missing = {m: [i.spec for i, a in zip(resolved, adapters) if m not in a.keys] for m in all_modules}
     missing = {m: specs for m, specs in missing.items() if specs}
-    return MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
-
-
-def _reference_index(reference: str, inputs: list[MergeInput]) -> int:
-    for i, inp in enumerate(inputs):
-        if reference in (inp.spec, inp.repo, str(inp.path), inp.path.name):
-            return i
-    if reference.isdigit():
-        return int(reference)
-    raise InputError(f"GAM reference {reference!r} is none of the inputs",
-                     "pass an index, 'auto', or one of: " + ", ".join(i.spec for i in inputs))
+    plan = MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
+    if method == "gam":
+        ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
+        plan.reference = resolve_reference(
+            params["reference"], plan.labels, ranks,
+            lambda: ((m, _module_deltas(plan, m)[0]) for m in plan.modules),
+        )
+    return plan
 
 
 def _module_deltas(plan: MergePlan, module: str) -> tuple[list[LowRank], list[float]]:
-    """The deltas of one module; an adapter that lacks the module contributes a zero delta."""
+    """The deltas of one module; an adapter that lacks the module contributes a zero (rank-0) delta."""
     read = {i: a.modules[module] for i, a in enumerate(plan.adapters) if module in a.keys}  # each read once
     shapes = {d.shape for d in read.values()}
     if len(shapes) > 1:
         raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
                          "merge adapters trained on the same base model")
     d, k = next(iter(read.values())).shape
-    deltas = [read.get(i) or LowRank(torch.zeros(d, 1), torch.zeros(1, k)) for i in range(len(plan.adapters))]
+    deltas = [read.get(i) or LowRank(torch.zeros(d, 0), torch.zeros(0, k)) for i in range(len(plan.adapters))]
     return deltas, list(plan.weights)
-
-
-def _auto_reference(plan: MergePlan) -> int:
-    """Pick GAM's reference once for the whole model: the adapter whose subspaces agree most
-    with the others, summed over modules (a reference is one adapter, as in the paper)."""
-    scores = torch.zeros(len(plan.adapters), dtype=torch.float64)
-    for module in plan.modules:
-        if module in plan.missing:
-            continue
-        deltas, _ = _module_deltas(plan, module)
-        scores += gam_agreement(deltas)
-    return int(torch.argmax(scores))
-
-
-def _prepared_params(plan: MergePlan) -> dict[str, Any]:
-    """The per-module parameters, with GAM's ``reference="auto"`` resolved once for the model."""
-    params = dict(plan.params)
-    if plan.method == "gam" and params.get("reference") == "auto" and len(plan.adapters) > 1:
-        params["reference"] = plan.params["reference_resolved"] = _auto_reference(plan)
-    return params
 
 
 def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank | torch.Tensor:
     deltas, weights = _module_deltas(plan, module)
-    return merge_module(plan.method, deltas, weights, **params)
+    try:
+        return merge_module(plan.method, deltas, weights, **params)
+    except ReferenceRankError as exc:  # name the inputs and the module
+        raise rank_error(exc.index, exc.ranks, plan.labels, module) from None
 
 
 def merged_updates(plan: MergePlan, progress: bool = True):
     """Yield ``(module, result)`` for every module; result is a LowRank or a dense tensor."""
-    params = _prepared_params(plan)
+    params = plan.merge_params()
     for module in tqdm(plan.modules, desc=f"merging ({plan.method})", unit="module", disable=not progress):
         yield module, _merge_one(plan, module, params)
 
@@ -167,16 +168,18 @@ def merge_adapters(
     """Merge LoRA adapters with ``method`` and write a PEFT adapter (default) or, with
     ``base`` and ``full``, a full model. Returns the output folder."""
     out = check_output_dir(out, overwrite)
-    plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
-    spec = METHODS[method]
+    spec = method_spec(method)
     if full and base is None:
         raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
     if not full and not spec.low_rank:
         raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
                          "pass --base MODEL --full to write a merged full model")
+    plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
     base_path = Path(base) if base is not None else None
     if base_path is not None and not base_path.is_dir():
         base_path = resolve_input(str(base)).path
+    if full:
+        check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if len(plan.adapters) == 1 and not full and method in ("gam", "average") and plan.weights[0] > 0 and \
                 plan.params.get("scale", 1.0) == 1.0:
@@ -184,7 +187,7 @@ def merge_adapters(
             shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
             shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
         elif full:
-            params = _prepared_params(plan)
+            params = plan.merge_params()
             with tqdm(total=len(plan.modules), desc=f"merging ({method})", unit="module", disable=not progress) as bar:
                 missing = write_full_model(
                     tmp, base_path, lambda m: _dense(_merge_one(plan, m, params)), plan.modules, on_module=bar.update,
@@ -197,7 +200,7 @@ def merge_adapters(
             # cast as we go: the merged adapter in memory is the size of the output file
             modules = {m: r.to(out_dtype) for m, r in merged_updates(plan, progress)}
             write_adapter(tmp, modules, plan.adapters[0].config, out_dtype)
-        _write_provenance(tmp, plan, base, full, command)
+        _write_provenance(tmp, plan, base, full, command, title=out.name)
     return out
 
 
@@ -213,7 +216,9 @@ def _input_dtype(plan: MergePlan) -> torch.dtype:
     for a in plan.adapters:
         with safe_open(a.path / WEIGHTS_NAME, framework="pt") as f:
             dtypes.add(f.get_slice(next(iter(f.keys()))).get_dtype())
-    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32) if len(dtypes) == 1 else torch.float32
+    if len(dtypes) != 1:
+        return torch.float32
+    return {"BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32)
 
 
 def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> str:
@@ -224,11 +229,10 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     parts += ["--method", plan.method]
     if any(w != 1.0 for w in plan.weights):
         parts += ["--weights", ",".join(f"{w:g}" for w in plan.weights)]
-    spec = METHODS[plan.method]
-    for key, default in spec.params.items():
-        value = plan.params.get(key, default)
-        if value != default:
-            parts += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    for p in fields(METHODS[plan.method].params):
+        value = plan.merge_params()[p.name]
+        if value != p.default:
+            parts += option_args(p.name, value)
     if base is not None:
         parts += ["--base", str(base)]
     if full:
@@ -237,8 +241,9 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     return shlex.join(parts)
 
 
-def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None) -> None:
-    """``deltahub.json`` (the card's machine-readable block) and the README card."""
+def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str) -> None:
+    """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
+    (the output folder's name: ``out`` is still the temporary folder here)."""
     from ..atomic import atomic_write_text
 
     student = plan.adapters[0].base_model
@@ -250,7 +255,9 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
             "method": plan.method,
             "pretty_name": METHODS[plan.method].pretty_name,
             "reference_url": METHODS[plan.method].reference_url,
-            "parameters": {k: v for k, v in plan.params.items()},
+            # as requested, plus the reference input GAM used (auto and names resolve to an index)
+            "parameters": {**plan.params,
+                           **({"reference_index": plan.reference} if plan.reference is not None else {})},
             "weights": plan.weights,
             "output": "full-model" if full else "adapter",
             "deltas": [
@@ -267,7 +274,7 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
     except ImportError:
         write_card = None
     if write_card is not None:
-        write_card(out, kind="merged")
+        write_card(out, kind="merged", name=title)
     else:
         atomic_write_text(out / "README.md", _fallback_card(block))
 
@@ -282,7 +289,8 @@ def _fallback_card(block: dict) -> str:
     ]
     for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"])):
         lines.append(f"| {n} | {d['repo'] or d['path']} | {d['revision'] or '-'} | {w:g} |")
-    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), parameters: `{json.dumps(merge['parameters'])}`.", ""]
+    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), "
+                  f"parameters: `{json.dumps(merge['parameters'])}`.", ""]
     if merge["missing_modules"]:
         lines.append("Modules missing from some adapters (a zero delta for them): "
                      + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items()))

@@ -8,6 +8,7 @@ returned in the dtype the caller asks for.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -17,18 +18,24 @@ COMPUTE_DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class LowRank:
-    """A low-rank weight update ΔW = B @ A; any LoRA scale is already folded into B.
+    """A low-rank weight update ΔW = scale · B @ A.
 
     B has shape [d, r] (d = output features), A has shape [r, k] (k = input features), the
-    same layout as PEFT's ``lora_B.weight`` and ``lora_A.weight``.
+    same layout as PEFT's ``lora_B.weight`` and ``lora_A.weight``. ``scale`` is PEFT's α/r
+    (α/√r with rsLoRA) for an adapter read from disk, kept apart from B so that reading never
+    writes: B and A may share memory with an open safetensors file (float32 files do) and are
+    never modified. The SVD folds the scale into its r singular values (:func:`factored_svd`),
+    which costs r multiplications instead of d·r.
     """
 
     B: torch.Tensor
     A: torch.Tensor
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.B.ndim != 2 or self.A.ndim != 2 or self.B.shape[1] != self.A.shape[0]:
-            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and {tuple(self.A.shape)}")
+            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and "
+                             f"{tuple(self.A.shape)}")
 
     @property
     def rank(self) -> int:
@@ -40,19 +47,23 @@ class LowRank:
 
     def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         dtype = dtype or self.B.dtype
-        return (self.B.to(COMPUTE_DTYPE) @ self.A.to(COMPUTE_DTYPE)).to(dtype)
+        return (self.scale * (self.B.to(COMPUTE_DTYPE) @ self.A.to(COMPUTE_DTYPE))).to(dtype)
 
     def scaled(self, factor: float) -> LowRank:
-        return LowRank(self.B * factor, self.A)
+        return LowRank(self.B, self.A, self.scale * factor)
+
+    def folded(self) -> LowRank:
+        """The same update with the scale multiplied into a fresh B (scale 1): plain PEFT factors."""
+        return self if self.scale == 1.0 else LowRank(self.B * self.scale, self.A)
 
     def to(self, dtype: torch.dtype) -> LowRank:
-        return LowRank(self.B.to(dtype), self.A.to(dtype))
+        return LowRank(self.B.to(dtype), self.A.to(dtype), self.scale)
 
     @staticmethod
     def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
-        """Σ cᵢ·Bᵢ·Aᵢ exactly, as one update of rank Σ rᵢ: [c₁B₁ … cₙBₙ] · [A₁; …; Aₙ]."""
+        """Σ cᵢ·ΔWᵢ exactly, as one update of rank Σ rᵢ: [c₁s₁B₁ … cₙsₙBₙ] · [A₁; …; Aₙ]."""
         coefficients = coefficients or [1.0] * len(parts)
-        B = torch.cat([p.B.to(COMPUTE_DTYPE) * c for p, c in zip(parts, coefficients)], dim=1)
+        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients)], dim=1)
         A = torch.cat([p.A.to(COMPUTE_DTYPE) for p in parts], dim=0)
         return LowRank(B, A)
 
@@ -66,13 +77,40 @@ class ThinSVD:
     V: torch.Tensor
 
 
+# Singular values at or below this fraction of the largest are the exact zeros of a rank-deficient
+# product (float64 arithmetic on exactly represented factors leaves them near 1e-16, a genuine
+# direction of a float32 or bf16 adapter sits far above). Their singular vectors are arbitrary, and
+# GAM averages unit bases, so an arbitrary vector would change the result: they are dropped. A zero
+# update (a module an adapter lacks, an untrained B = 0) has rank 0.
+RANK_RTOL = 1e-10
+
+
+def numerical_rank(s: torch.Tensor) -> int:
+    """How many of the descending singular values ``s`` are not exact zeros (see ``RANK_RTOL``)."""
+    if s.numel() == 0 or s[0] <= 0:
+        return 0
+    return int((s > s[0] * RANK_RTOL).sum())
+
+
+def _core_svd(core: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """u, s, vᵀ of scale·core, truncated to its numerical rank: the LoRA scale goes into the r
+    singular values (its sign into u), never into a d×r factor."""
+    u, s, vh = torch.linalg.svd(core)
+    s = s * abs(scale)
+    if scale < 0:
+        u = -u
+    k = numerical_rank(s)
+    return u[:, :k], s[:k], vh[:k]
+
+
 def thin_svd(delta: LowRank) -> ThinSVD:
-    """The exact rank-r thin SVD of B·A, from the factors: QR(B), QR(Aᵀ), SVD of the r×r core."""
+    """The exact thin SVD of scale·B·A, from the factors: QR(B), QR(Aᵀ), SVD of the r×r core;
+    truncated to the numerical rank."""
     B = delta.B.to(COMPUTE_DTYPE)
     A = delta.A.to(COMPUTE_DTYPE)
     q_b, r_b = torch.linalg.qr(B)
     q_a, r_a = torch.linalg.qr(A.T)
-    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    u, s, vh = _core_svd(r_b @ r_a.T, delta.scale)
     return ThinSVD(q_b @ u, s, q_a @ vh.T)
 
 
@@ -107,6 +145,8 @@ _CHOLESKY_QR_MAX_COND = 1e4
 
 def _cholesky_r(M: torch.Tensor) -> torch.Tensor | None:
     """R with MᵀM = RᵀR (upper triangular), or None when M is too ill-conditioned for it."""
+    if M.shape[1] == 0:
+        return None
     R, info = torch.linalg.cholesky_ex(M.T @ M, upper=True)
     if int(info) != 0:
         return None
@@ -125,10 +165,10 @@ def factored_svd(delta: LowRank) -> FactoredSVD:
     At = delta.A.to(COMPUTE_DTYPE).T
     r_b, r_a = _cholesky_r(B), _cholesky_r(At)
     if r_b is None or r_a is None:
-        svd = thin_svd(LowRank(B, At.T))
+        svd = thin_svd(LowRank(B, At.T, delta.scale))
         eye = torch.eye(svd.S.shape[0], dtype=COMPUTE_DTYPE)
         return FactoredSVD(svd.U, eye, svd.S, svd.V, eye)
-    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    u, s, vh = _core_svd(r_b @ r_a.T, delta.scale)
     TU = torch.linalg.solve_triangular(r_b, u, upper=True)
     TV = torch.linalg.solve_triangular(r_a, vh.T, upper=True)
     return FactoredSVD(B, TU, s, At, TV, from_factors=True)
@@ -178,3 +218,19 @@ def low_rank_from_dense(
     norm = torch.linalg.matrix_norm(M)
     residual = float(torch.linalg.matrix_norm(M - B @ A) / norm) if norm > 0 else 0.0
     return LowRank(B, A), residual
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run factor-space linear algebra on one thread.
+
+    Its matrices are thin (d×r, r×r): LAPACK on several OpenMP threads spends more time
+    synchronising than computing (measured: QR of 3072×64 took 0.28 s on 2 threads of a busy
+    machine, 0.012 s on one), and a merge runs thousands of them.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -3,18 +3,17 @@
 Each method is a pure function ``fn(deltas, weights, **params)`` over the low-rank updates
 ΔWᵢ = Bᵢ·Aᵢ of one module; it returns a :class:`LowRank` where the result is exactly low-rank
 (GAM, averaging, task arithmetic, KnOTS, TSV-M) and a dense tensor where it is not (TIES).
-A new method is one function plus one ``MethodSpec`` line in ``METHODS``.
+A new method is one function, one parameter model in ``params`` and one ``MethodSpec`` line in ``METHODS``.
 
 ``weights`` always arrives as a list with one float per delta (all 1.0 by default).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,14 +21,16 @@ import torch
 from ..errors import InputError
 from .lowrank import (
     COMPUTE_DTYPE,
-    LowRank,
     FactoredSVD,
-    ThinSVD,
+    LowRank,
     factored_svd,
     nearest_orthonormal,
     orthonormal_basis,
+    single_thread,
     thin_svd,
 )
+from .params import GamParams, KnotsParams, MethodParams, NoParams, ScaleParams, TiesParams, validate_params
+from .reference import default_labels, rank_error, single_module_reference
 
 Result = LowRank | torch.Tensor
 
@@ -58,47 +59,11 @@ def _polar(X: torch.Tensor) -> torch.Tensor:
     return P @ Qt
 
 
-def subspace_agreement(svds: list[ThinSVD] | list[FactoredSVD]) -> torch.Tensor:
-    """For each delta, how much its left and right subspaces overlap with every other delta's.
-
-    score_i = Σ_{j≠i} (‖UᵢᵀUⱼ‖²_F + ‖VᵢᵀVⱼ‖²_F) / (rᵢ + rⱼ), in [0, 2·(n-1)]. The delta with the
-    highest score is the most central one: a reference chosen without validation data.
-    """
-    n = len(svds)
-    Us, Vs = [s.U for s in svds], [s.V for s in svds]
-    scores = torch.zeros(n, dtype=COMPUTE_DTYPE)
-    for i in range(n):
-        for j in range(i + 1, n):
-            overlap = (torch.linalg.matrix_norm(Us[i].T @ Us[j]) ** 2
-                       + torch.linalg.matrix_norm(Vs[i].T @ Vs[j]) ** 2)
-            overlap = overlap / (svds[i].S.shape[0] + svds[j].S.shape[0])
-            scores[i] += overlap
-            scores[j] += overlap
-    return scores
-
-
-def gam_agreement(deltas: list[LowRank]) -> torch.Tensor:
-    """:func:`subspace_agreement` from the factors (used to pick ``reference="auto"`` globally)."""
-    return subspace_agreement([factored_svd(d) for d in deltas])
-
-
-def _resolve_reference(reference: int | str, svds: list[FactoredSVD]) -> int:
-    if reference == "auto":
-        return int(torch.argmax(subspace_agreement(svds)))
-    if isinstance(reference, bool) or not isinstance(reference, int):
-        raise InputError(f"GAM reference must be a delta index or 'auto', got {reference!r}",
-                         "pass reference=0 (the first delta), another index, or 'auto'")
-    if not 0 <= reference < len(svds):
-        raise InputError(f"GAM reference index {reference} is out of range for {len(svds)} deltas",
-                         f"pass an index from 0 to {len(svds) - 1}, or 'auto'")
-    return reference
-
-
 def gam(
     deltas: list[LowRank],
     weights: list[float],
     *,
-    reference: int | str = 0,
+    reference: int = 0,
     reorthonormalize: bool = False,
     scale: float = 1.0,
 ) -> LowRank:
@@ -107,18 +72,25 @@ def gam(
 
     The defaults reproduce the paper (reference = the first delta, plain 1/n means, no
     re-orthonormalisation, no scale). Beyond it: ``weights`` turn the means into weighted means
-    (normalised to sum to 1), ``reference="auto"`` picks the delta whose subspaces agree most
-    with the others, ``reorthonormalize`` replaces Ū and V̄ by their nearest orthonormal matrices
-    (the idealisation of the paper's Appendix C), ``scale`` multiplies the result.
+    (normalised to sum to 1), ``reorthonormalize`` replaces Ū and V̄ by their nearest orthonormal
+    matrices (the idealisation of the paper's Appendix C), ``scale`` multiplies the result.
+    ``reference`` is an index here; names and ``auto`` are resolved before, once per merge
+    (:mod:`deltahub.merge.reference`), and the reference must have the largest (numerical) rank.
     """
     if len(deltas) == 1 and weights[0] > 0:
         return deltas[0] if scale == 1.0 else deltas[0].scaled(scale)
-    svds = [factored_svd(d) for d in deltas]
-    rank = max(s.S.shape[0] for s in svds)
-    ref = _resolve_reference(reference, svds)
     total = float(sum(weights))
     if total <= 0:
         raise InputError("GAM weights must sum to a positive number", "pass positive --weights")
+    svds = [factored_svd(d) for d in deltas]
+    ranks = [s.S.shape[0] for s in svds]
+    rank = max(ranks)
+    ref = reference
+    if ranks[ref] < rank:  # exact rank deficiency only shows here, after the SVDs
+        raise rank_error(ref, ranks, default_labels(len(deltas)), None)
+    if rank == 0:
+        d, k = deltas[0].shape
+        return LowRank(torch.zeros(d, 1), torch.zeros(1, k))
     TU_ref, _, TV_ref = _padded(svds[ref], rank)
     MU_ref, MV_ref = svds[ref].MU, svds[ref].MV
     S_bar = torch.zeros(rank, rank, dtype=COMPUTE_DTYPE)
@@ -138,7 +110,8 @@ def gam(
     # Eq. 5 as a rank-r LoRA: B' = Ū·S̄ = Σ MUᵢ·(KUᵢ·S̄), A' = V̄ᵀ. The tall products are the
     # only O(d·r²) work left; they combine already-aligned factors (no cancellation-prone step),
     # so they run in the factors' own precision (float32 for adapters read from disk: 2.7x
-    # faster than float64 here), not in the float64 that the alignment needs.
+    # faster than float64 here), not in the float64 that the alignment needs. Each input's LoRA
+    # scale is already in its S (factored_svd), so B and A are used as stored, never copied.
     out = functools.reduce(torch.promote_types, [t.dtype for d in deltas for t in (d.B, d.A)], torch.float32)
     # (where MU is B itself, the caller's B is used: no float64 -> float32 copy)
     MUs = [d.B if s.from_factors else s.MU for d, s in zip(deltas, svds)]
@@ -195,7 +168,6 @@ def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: fl
 
 def ties(deltas: list[LowRank], weights: list[float], *, density: float = 0.2, scale: float = 1.0) -> torch.Tensor:
     """TIES on the dense updates of one module; the result is not low-rank."""
-    _check_density(density)
     return scale * _ties_combine([d.dense(COMPUTE_DTYPE) for d in deltas], weights, density)
 
 
@@ -213,9 +185,7 @@ def knots(
 
     The SVD is taken in factor space: [B₁…Bₙ]·blockdiag(A₁…Aₙ) = Q_B·(R_B·blockdiag(R_Aᵢᵀ))·blockdiag(Q_Aᵢ)ᵀ.
     """
-    if merge_rule not in ("ties", "ta"):
-        raise InputError(f"unknown KnOTS merge_rule {merge_rule!r}", "use merge_rule 'ties' or 'ta'")
-    _check_density(density)
+    deltas = [d.folded() for d in deltas]  # the concatenation below needs plain B factors
     Q_b, R_b = orthonormal_basis(torch.cat([d.B for d in deltas], dim=1))
     qa = [orthonormal_basis(d.A.T) for d in deltas]  # (Q_Aᵢ [k, rᵢ], R_Aᵢ [rᵢ, rᵢ])
     core = R_b @ torch.block_diag(*[r.T for _, r in qa])
@@ -253,11 +223,6 @@ def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> L
     return LowRank(scale * U_perp * torch.cat(s_parts), V_perp.T)
 
 
-def _check_density(density: float) -> None:
-    if not 0.0 < density <= 1.0:
-        raise InputError(f"density must be in (0, 1], got {density}", "pass e.g. density=0.2 (keep the top 20%)")
-
-
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
@@ -265,11 +230,11 @@ def _check_density(density: float) -> None:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A merge method: its function, its parameters with defaults, and whether it is low-rank."""
+    """A merge method: its function, its parameter model (see ``params``), whether it is low-rank."""
 
     name: str
     fn: Callable[..., Result]
-    params: dict[str, Any] = field(default_factory=dict)
+    params: type[MethodParams] = NoParams
     low_rank: bool = True
     pretty_name: str = ""
     reference_url: str = ""
@@ -278,15 +243,13 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("gam", gam, {"reference": 0, "reorthonormalize": False, "scale": 1.0}, True,
-                   "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"),
-        MethodSpec("average", average, {}, True, "Averaging", "https://arxiv.org/abs/2203.05482"),
-        MethodSpec("task_arithmetic", task_arithmetic, {"scale": 1.0}, True, "Task Arithmetic",
+        MethodSpec("gam", gam, GamParams, True, "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"),
+        MethodSpec("average", average, NoParams, True, "Averaging", "https://arxiv.org/abs/2203.05482"),
+        MethodSpec("task_arithmetic", task_arithmetic, ScaleParams, True, "Task Arithmetic",
                    "https://arxiv.org/abs/2212.04089"),
-        MethodSpec("ties", ties, {"density": 0.2, "scale": 1.0}, False, "TIES", "https://arxiv.org/abs/2306.01708"),
-        MethodSpec("knots", knots, {"merge_rule": "ties", "density": 0.2, "scale": 1.0}, True, "KnOTS",
-                   "https://arxiv.org/abs/2410.19735"),
-        MethodSpec("tsv", tsv, {"scale": 1.0}, True, "TSV-M (Task Singular Vectors)", "https://arxiv.org/abs/2412.00081"),
+        MethodSpec("ties", ties, TiesParams, False, "TIES", "https://arxiv.org/abs/2306.01708"),
+        MethodSpec("knots", knots, KnotsParams, True, "KnOTS", "https://arxiv.org/abs/2410.19735"),
+        MethodSpec("tsv", tsv, ScaleParams, True, "TSV-M (Task Singular Vectors)", "https://arxiv.org/abs/2412.00081"),
     )
 }
 
@@ -298,14 +261,11 @@ def method_spec(method: str) -> MethodSpec:
 
 
 def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """The method's defaults updated with ``params``; an unknown name is an error, not ignored."""
+    """The method's parameters validated against its declaration, defaults filled in; an unknown
+    name or a bad value is an error, not ignored. GAM's reference stays as given (an index, a name
+    or auto): it needs the inputs, see :mod:`deltahub.merge.reference`."""
     spec = method_spec(method)
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown:
-        valid = ", ".join(spec.params) or "none"
-        raise InputError(f"unknown parameter(s) for {method}: {', '.join(unknown)}", f"valid parameters: {valid}")
-    return {**spec.params, **params}
+    return validate_params(method, spec.params, params)
 
 
 def merge_module(
@@ -323,23 +283,9 @@ def merge_module(
         raise InputError(f"{len(weights)} weights for {len(deltas)} deltas", "give one weight per delta")
     spec = method_spec(method)
     params = resolve_params(method, params)
+    if method == "gam":  # one module is the whole merge here
+        params["reference"] = single_module_reference(params["reference"], deltas)
     if not spec.low_rank:
         return spec.fn(list(deltas), weights, **params)
-    with _single_thread():
+    with single_thread():
         return spec.fn(list(deltas), weights, **params)
-
-
-@contextlib.contextmanager
-def _single_thread():
-    """Run factor-space linear algebra on one thread.
-
-    Its matrices are thin (d×r, r×r): LAPACK on several OpenMP threads spends more time
-    synchronising than computing (measured: QR of 3072×64 took 0.28 s on 2 threads of a busy
-    machine, 0.012 s on one), and a merge runs thousands of them.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -21,7 +21,8 @@ def pad_rank(delta: LowRank, rank: int) -> LowRank:
     extra = rank - delta.rank
     if extra <= 0:
         return delta
-    return LowRank(torch.nn.functional.pad(delta.B, (0, extra)), torch.nn.functional.pad(delta.A, (0, 0, 0, extra)))
+    return LowRank(torch.nn.functional.pad(delta.B, (0, extra)), torch.nn.functional.pad(delta.A, (0, 0, 0, extra)),
+                   delta.scale)
 
 
 def write_adapter(
@@ -38,7 +39,7 @@ def write_adapter(
     rank = max(d.rank for d in modules.values())
     tensors = {}
     for name, delta in modules.items():
-        delta = pad_rank(delta, rank)
+        delta = pad_rank(delta, rank).folded()  # the file's scale is 1: B' = scale·B
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = delta.A.to(dtype).contiguous()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = delta.B.to(dtype).contiguous()
     config = {
@@ -93,7 +94,8 @@ def write_full_model(
                     module = wanted[key]
                     delta = delta_for(module)
                     if tuple(delta.shape) != tuple(t.shape):
-                        raise InputError(f"delta for {module} has shape {tuple(delta.shape)} but the base weight is {tuple(t.shape)}",
+                        raise InputError(f"delta for {module} has shape {tuple(delta.shape)} but the base weight "
+                                         f"is {tuple(t.shape)}",
                                          "merge adapters trained on this base model")
                     t = (t.to(torch.float32) + delta.to(torch.float32)).to(t.dtype)
                     found.add(key)

@@ -134,6 +134,38 @@ def _train_config(delta: DeltaSpec, extra: dict | None = None):
     return TrainConfig(**{**delta.train, **(extra or {})})
 
 
+def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapters: dict[str, Path],
+               student: str, work: Path) -> dict[str, str]:
+    """The merge stage: every method of ``recipe.merge`` over its deltas, with its parameters
+    (GAM's reference may name a delta: each input answers to its recipe name). Returns the
+    output folder of each method."""
+    from ..merge import MERGE_VERSION, MergeInput, merge_adapters
+    from ..merge.methods import METHODS
+
+    merge_inputs = []
+    for d in recipe.merge_deltas():
+        info = deltas[d.name]
+        if info.get("repo"):  # pulled back from the registry: the card names repo@revision
+            merge_inputs.append(MergeInput(spec=f"{info['repo']}@{info['revision']}", path=adapters[d.name],
+                                           repo=info["repo"], revision=info["revision"], name=d.name))
+        else:
+            merge_inputs.append(MergeInput(spec=str(adapters[d.name]), path=adapters[d.name], name=d.name))
+    merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
+    merges = {}
+    for method in recipe.merge.methods:
+        out = work / f"merge-{method}"
+        full = not METHODS[method].low_rank
+        params = recipe.merge.parameters.get(method, {})
+        cache.run(f"merge:{method}", {"inputs": merge_keys, "method": method, "params": params, "full": full,
+                                      "version": MERGE_VERSION},
+                  lambda: str(merge_adapters(merge_inputs, out, method=method, params=params,
+                                             base=student if full else None, full=full, overwrite=True,
+                                             progress=False)),
+                  out)
+        merges[method] = str(out)
+    return merges
+
+
 def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = False,
                log=_echo) -> RunResult:
     """Run (or, with ``dry_run``, only plan) a recipe; resumable through ``work``."""
@@ -188,30 +220,7 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
             adapters[d.name] = delta_dir
         result.deltas[d.name] = info
 
-    from ..merge import MergeInput
-
-    merge_inputs = []
-    for d in recipe.merge_deltas():
-        info = result.deltas[d.name]
-        if info.get("repo"):  # pulled back from the registry: the card names repo@revision
-            merge_inputs.append(MergeInput(spec=f"{info['repo']}@{info['revision']}", path=adapters[d.name],
-                                           repo=info["repo"], revision=info["revision"]))
-        else:
-            merge_inputs.append(MergeInput(spec=str(adapters[d.name]), path=adapters[d.name]))
-    merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
-    from ..merge import merge_adapters
-    from ..merge.methods import METHODS
-
-    for method in recipe.merge.methods:
-        out = work / f"merge-{method}"
-        full = not METHODS[method].low_rank
-        params = recipe.merge.parameters.get(method, {})
-        cache.run(f"merge:{method}", {"inputs": merge_keys, "method": method, "params": params, "full": full},
-                  lambda: str(merge_adapters(merge_inputs, out, method=method, params=params,
-                                             base=student if full else None, full=full, overwrite=True,
-                                             progress=False)),
-                  out)
-        result.merges[method] = str(out)
+    result.merges.update(run_merges(recipe, cache, result.deltas, adapters, student, work))
 
     if recipe.eval.sft_control:
         for d in recipe.deltas:

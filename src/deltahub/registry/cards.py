@@ -7,6 +7,7 @@ Hub's own tag filters find deltas; the ``deltahub:`` block carries the full prov
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from pathlib import Path
@@ -95,6 +96,8 @@ def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
 
 def reproduce_command(block: DeltaBlock) -> str | None:
     """The ``deltahub merge`` command that rebuilds a merged output."""
+    from ..merge.params import option_args
+
     m = block.merge
     if m is None:
         return None
@@ -104,7 +107,9 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     specs = [f"{d.repo}@{d.revision}" if d.repo and d.revision else (d.repo or d.path or "?") for d in m.deltas]
     parts = ["deltahub", "merge", *specs, "--out", "OUT", "--method", m.method]
     for k, v in sorted(m.parameters.items()):
-        parts += ["--param", f"{k}={v}"]
+        if k == "reference_index":  # a record of what the reference resolved to, not an option
+            continue
+        parts += option_args(k, v)
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -147,14 +152,17 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> 
     return meta
 
 
+@functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
+    """One environment per process: it caches the compiled templates (compiling one per card was
+    a quarter of a tiny merge's time)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.ChainableUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
 
 
-def render_card(folder: Path, kind: str | None = None) -> str:
+def render_card(folder: Path, kind: str | None = None, name: str | None = None) -> str:
     """The README.md text for a stage folder (no write)."""
     folder = Path(folder)
     block = read_block(folder)
@@ -166,7 +174,7 @@ def render_card(folder: Path, kind: str | None = None) -> str:
     meta = card_metadata(folder, block, old_meta)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     body = _env().get_template(f"{kind}.md.j2").render(
-        b=block, meta=meta, name=folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
+        b=block, meta=meta, name=name or folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
         command=reproduce_command(block), extra=block.model_extra or {},
         merge_extra=(block.merge.model_extra or {}) if block.merge else {},
         gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
@@ -174,10 +182,12 @@ def render_card(folder: Path, kind: str | None = None) -> str:
     return f"---\n{front}---\n\n{body}"
 
 
-def write_card(folder: Path, kind: str | None = None) -> Path:
-    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path."""
+def write_card(folder: Path, kind: str | None = None, name: str | None = None) -> Path:
+    """Render ``folder/README.md`` from ``folder/deltahub.json`` (atomic); returns its path.
+    ``name`` titles the card (default: the folder's name; a folder built under a temporary name
+    passes its final one)."""
     folder = Path(folder)
-    text = render_card(folder, kind)
+    text = render_card(folder, kind, name)
     path = folder / "README.md"
     atomic_write_text(path, text)
     return path
