@@ -1,16 +1,15 @@
 """deltahub compose on the quick toy world with a deliberately harmful delta among the candidates.
 
 For each seed: train HELPFUL deltas on right-answer-over-near-miss pairs and one on the same kind of pairs
-with chosen and rejected swapped (TRL's DPOTrainer, dpo+sft, as ``deltahub.toy.research``), then run
+with chosen and rejected swapped (TRL's DPOTrainer, dpo+sft: ``deltahub.toy.nearmiss``), then run
 ``deltahub.compose.compose`` with held-out scoring. Prints, per seed and pooled over seeds, the validation and
 held-out scores of the composed set, the merge of every candidate (GAM) and the best single delta (chosen
 on validation), with paired differences on the held-out questions (95% CI, exact McNemar).
 
     nice -n 15 python scripts/compose_toy.py --seeds 0 1 2 --n 500 --out /tmp/compose-toy
 
-Pooling concatenates the seeds' held-out outcomes: every seed answers the same questions with other deltas,
-so the pooled interval treats them as independent and is somewhat narrower than it should be; the per-seed
-rows are exact.
+Pooled intervals resample seeds, then questions within each (deltahub.stats.hierarchical_bootstrap, widened
+for few seeds as the demo's are).
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ import time
 from pathlib import Path
 
 from deltahub.compose import compose
-from deltahub.compose.stats import describe, paired_difference
+from deltahub.compose.stats import describe, pooled_difference
 from deltahub.toy import build_world, preset
-from deltahub.toy.research import near_miss_pairs, train_dpo
+from deltahub.toy.nearmiss import near_miss_pairs, train_trl_delta
 
 SETS = ("student", "best_single", "merge_all", "composed")
 
@@ -37,8 +36,7 @@ def run_seed(student: Path, seed: int, helpful: int, skill: str, n: int, pairs: 
         folder = out / f"seed{seed}" / name
         if not (folder / "adapter_model.safetensors").is_file():
             rows = near_miss_pairs(skill, pairs, seed=1000 * seed + k, swap=swap)
-            train_dpo(student, rows, folder, "dpo+sft", beta=0.1, lr=3e-3, steps=harmful_steps if swap else steps,
-                      batch=16, r=4, alpha=8, seed=seed)
+            train_trl_delta(student, rows, folder, steps=harmful_steps if swap else steps, seed=seed)
         deltas.append(folder)
     res = compose(deltas, out / f"seed{seed}" / f"composed-{harmful_steps}", tasks=[f"toy:{skill}"], n=n,
                   held_out=True, work=out / "work", overwrite=True, progress=False)
@@ -57,11 +55,10 @@ def report(runs: list[dict]) -> str:
     for r in runs:
         for name, p in r["trace"]["held_out"]["paired"].items():
             lines.append(f"seed {r['seed']}, {describe(name, p)}")
-    pooled = {k: [v for r in runs for v in r["outcomes"][k]] for k in SETS}
     lines.append("")
     for other in ("merge_all", "best_single", "student"):
-        lines.append(f"pooled over {len(runs)} seeds, "
-                     + describe(f"composed - {other}", paired_difference(pooled["composed"], pooled[other])))
+        pooled = pooled_difference([r["outcomes"]["composed"] for r in runs], [r["outcomes"][other] for r in runs])
+        lines.append(f"pooled over {len(runs)} seeds, " + describe(f"composed - {other}", pooled))
     return "\n".join(lines)
 
 

@@ -259,8 +259,6 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
 # ----------------------------------------------------------------------------------------------
 # contributions: pull requests and collections
 
-needs_17 = pytest.mark.skip(reason="needs #17 server PR/collection support")
-
 
 @pytest.fixture
 def two_users(tmp_path, monkeypatch):
@@ -293,49 +291,55 @@ def test_submit_errors_are_one_line(capsys, registry, trl_adapter, hub_base):
     one_line_error(code, err, "is not a collection slug")
 
 
-def test_submit_on_a_registry_without_pull_requests_says_so(capsys, registry, trl_adapter, hub_base):
-    """Until the embedded registry takes pull requests (#17), a submission ends in one line naming the gap."""
-    from deltahub.hub import get_api
-
-    get_api().create_repo("erin/curated", exist_ok=True)
-    code, _, err = run_cli(capsys, "submit", trl_adapter, "--to", "erin/curated", "--base", hub_base)
-    if code == 0:
-        pytest.skip("this registry takes pull requests: covered by test_pull_request_submitted_and_merged")
-    one_line_error(code, err, "cannot do this (submitting to erin/curated)", "pull requests are not supported")
-
-
-@needs_17
-def test_pull_request_submitted_and_merged_by_a_second_user(capsys, two_users, monkeypatch, trl_adapter,
-                                                             tiny_model, tmp_path):
+def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypatch, trl_adapter, tiny_model,
+                                                             tmp_path):
+    """bob submits with `deltahub submit` and alice reviews and merges with `deltahub review`, each in a subprocess
+    as their own user; the real huggingface_hub client sees the open PR (main untouched), the review's comment and,
+    once merged, bob's files and declarations on main."""
+    import cli_batch
     from huggingface_hub import hf_hub_download
+    from safetensors.torch import load_file, save_file
 
     from deltahub.hub import get_api
+    from deltahub.registry.provenance import Declared
     from deltahub.registry.publish import publish
 
-    get_api().create_repo("alice/tiny-base", exist_ok=True)
-    get_api().upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
-    seed = copy_of(trl_adapter, tmp_path / "seed")
-    publish(seed, "alice/curated", declared=__import__("deltahub.registry.provenance", fromlist=["x"]).Declared(
-        base="alice/tiny-base"))
+    api = get_api()
+    api.create_repo("alice/tiny-base", exist_ok=True)
+    api.upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
+    seed = copy_of(trl_adapter, tmp_path / "seed")  # alice's own delta: other weights than bob's
+    weights = load_file(str(seed / "adapter_model.safetensors"))
+    save_file({k: v * 0.5 if "lora_B" in k else v for k, v in weights.items()}, str(seed / "adapter_model.safetensors"))
+    publish(seed, "alice/curated", declared=Declared(base="alice/tiny-base"))
+    monkeypatch.setenv("DELTAHUB_ENDPOINT", two_users.url)  # the subprocesses' endpoint
+
+    def main_bytes() -> bytes:
+        return Path(hf_hub_download("alice/curated", "adapter_model.safetensors")).read_bytes()
+
     _as(monkeypatch, "bob")
-    code, out, err = run_cli(capsys, "submit", trl_adapter, "--to", "alice/curated", "--base", "alice/tiny-base",
-                             "--chosen-model", "org/big", "--message", "bob's delta")
-    assert code == 0 and "opened alice/curated#1" in out, err
-    code, _, err = run_cli(capsys, "review", "alice/curated#1", "--merge")  # bob cannot merge into alice's repo
-    one_line_error(code, err, "no write access to alice/curated")
+    submitted, bob_merges = cli_batch.run(
+        ["submit", str(trl_adapter), "--to", "alice/curated", "--base", "alice/tiny-base", "--chosen-model", "org/big",
+         "--message", "bob's delta"],
+        ["review", "alice/curated#1", "--merge"])  # bob cannot merge into alice's repo
+    assert submitted.returncode == 0 and "opened alice/curated#1" in submitted.stdout, submitted.stderr
+    one_line_error(bob_merges.returncode, bob_merges.stderr, "no write access to alice/curated")
+    pr = api.get_discussion_details("alice/curated", 1)
+    assert pr.is_pull_request and pr.status == "open" and pr.author == "bob" and pr.title == "bob's delta"
+    assert main_bytes() == (seed / "adapter_model.safetensors").read_bytes()  # nothing merged yet
+
     _as(monkeypatch, "alice")
-    code, out, err = run_cli(capsys, "review", "alice/curated#1", "--tasks", "toy:srt", "--limit", "8", "--merge")
-    assert code == 0 and "verdict: PASS" in out and "| toy:srt |" in out and "merged alice/curated#1" in out, err
-    details = get_api().get_discussion_details("alice/curated", 1)
-    assert details.status == "merged" and any("deltahub review" in (e.content or "") for e in details.events
-                                               if getattr(e, "content", None))
+    (reviewed,) = cli_batch.run(["review", "alice/curated#1", "--tasks", "toy:srt", "--limit", "8", "--merge"])
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert "verdict: PASS" in reviewed.stdout and "| toy:srt |" in reviewed.stdout
+    assert "merged alice/curated#1" in reviewed.stdout
+    pr = api.get_discussion_details("alice/curated", 1)
+    comments = [e.content for e in pr.events if getattr(e, "content", None)]
+    assert pr.status == "merged" and any("deltahub review" in c and "| toy:srt |" in c for c in comments), comments
     meta, _ = published_card("alice/curated")
     assert meta["deltahub"]["chosen"]["model"] == "org/big"
-    assert Path(hf_hub_download("alice/curated", "adapter_model.safetensors")).read_bytes() == (
-        trl_adapter / "adapter_model.safetensors").read_bytes()
+    assert main_bytes() == (trl_adapter / "adapter_model.safetensors").read_bytes()
 
 
-@needs_17
 def test_collection_create_add_remove_show_list(capsys, two_users, monkeypatch, trl_adapter, tiny_model, tmp_path):
     from deltahub.hub import get_api
     from deltahub.registry.provenance import Declared

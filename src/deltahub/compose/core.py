@@ -25,7 +25,7 @@ from .greedy import Selection, greedy_select
 from .settings import ComposeSettings
 from .validation import Half, ValidationSet, mean
 
-CACHE_VERSION = 2  # 2: toy evaluations keep each question's outcome (paired held-out comparisons)
+CACHE_VERSION = 3  # 2: toy outcomes per question (paired comparisons); 3: the toy world's teacher-forced exact match
 TRACE = "compose.json"
 PLOT = "compose.png"
 MERGEKIT_CONFIG = "gam.yml"

@@ -129,16 +129,11 @@ class ValidationSet:
         return scores, correct
 
     def _toy(self, model: Path, adapter: Path | None, half: Half) -> dict[str, list[int]]:
-        from ..toy.evaluate import greedy_answers, load_model
-        from ..toy.skills import get_skill
+        from ..toy.evaluate import exact_match, load_model
 
         m, tok = load_model(model, adapter)
-        out = {}
-        for skill in self.toy:
-            items = toy_items(skill, half, self.n, self.seed)
-            preds = greedy_answers(m, tok, [q for q, _ in items], get_skill(skill).max_answer_len + 1)
-            out[f"toy:{skill}"] = [int(p.strip() == a) for p, (_, a) in zip(preds, items, strict=True)]
-        return out
+        return {f"toy:{skill}": [int(hit) for hit in exact_match(m, tok, toy_items(skill, half, self.n, self.seed))]
+                for skill in self.toy}
 
     def _lm_eval(self, model: Path, adapter: Path | None, half: Half) -> dict[str, float]:
         from ..evaluate import evaluate

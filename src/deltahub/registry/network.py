@@ -95,9 +95,4 @@ def remote_calls(hub, target: str, what: str, missing: str | None = None) -> Ite
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if missing and status == 404:
             raise InputError(f"{target} not found on {describe_url(hub.endpoint)}", missing) from None
-        if status == 501:  # a Hub feature this registry lacks (the embedded one: pull requests, for now)
-            reason = (getattr(exc, "server_message", None) or str(exc)).splitlines()[0]
-            raise DeltahubError(f"{describe_url(hub.endpoint)} cannot do this ({what}): {reason}",
-                                "use a registry that has the feature (the public Hub), or publish under your "
-                                "own namespace") from None
         raise
