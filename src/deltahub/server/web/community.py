@@ -19,7 +19,7 @@ from ..errors import NotFound
 from ..paths import check_name
 from ..routes.discussions import HIDDEN
 from ..storage import Repo, full_ref
-from . import cardhtml, catalog, compose
+from . import cardhtml, compose
 from .params import one_of, page_of, query_text, repo_type
 from .session import Visitor
 
@@ -93,8 +93,14 @@ class Community:
                                  pr_ref=full_ref("pr", str(d.num)) if d.is_pr else None, hidden_text=HIDDEN, **ctx)
 
     # -- collections ----------------------------------------------------------------------------
-    def _items(self, c: Collection, user: str | None) -> list[dict[str, Any]]:
-        """The items of ``c`` the visitor may see, in order: repos with their listing row, or collections."""
+    def _rows(self) -> dict[str, dict[str, Any]]:
+        """Every model and dataset's listing row by internal id, as an item names it (the listing's cache: reading
+        and parsing each item's card instead took 0.6 s for 60 collections of 20 repos)."""
+        return {str(r["repo"].id): r for r in self.pages.listing.rows()}
+
+    def _items(self, c: Collection, user: str | None, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of ``c`` the visitor may see, in order: repos with their listing row, or collections. Spaces
+        have no page here and are left out."""
         out = []
         for item in self.hub.collections.items(c):
             if item.kind == "collection":
@@ -102,9 +108,9 @@ class Community:
                 if sub is not None and self.auth.can_read(user, sub.ns, sub.private):
                     out.append({"kind": "collection", "collection": sub, "note": item.note})
                 continue
-            repo = self.pages.store.repo_by_id(int(item.target))
-            if repo is not None and self.auth.can_read(user, repo.ns, repo.private):
-                out.append({"kind": repo.type, "repo": repo, "row": catalog.row_of(repo), "note": item.note})
+            row = rows.get(item.target)
+            if row is not None and self.auth.can_read(user, row["repo"].ns, row["repo"].private):
+                out.append({"kind": row["repo"].type, "repo": row["repo"], "row": row, "note": item.note})
         return out
 
     def collections(self, request: Request, who: Visitor) -> Response:
@@ -113,7 +119,8 @@ class Community:
             check_name(owner, "namespace")
         shown = [c for c in self.hub.collections.list(owner=owner or None)
                  if self.auth.can_read(who.user, c.ns, c.private)]
-        listed = [(c, self._items(c, who.user)) for c in shown]
+        rows = self._rows()
+        listed = [(c, self._items(c, who.user, rows)) for c in shown]
         return self.pages.render(request, who, "collections.html", listed=listed, owner=owner,
                                  shown_items=COLLECTION_CARDS_SHOWN)
 
@@ -122,7 +129,7 @@ class Community:
         c = self.hub.collections.get(request.path_params["slug"])
         if c is None or c.ns.lower() != ns.lower() or not self.auth.can_read(who.user, c.ns, c.private):
             raise NotFound("Collection not found")
-        items = self._items(c, who.user)
+        items = self._items(c, who.user, self._rows())
         return self.pages.render(request, who, "collection.html", c=c, items=items, compose=_compose_links(items))
 
 
