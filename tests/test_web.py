@@ -720,7 +720,7 @@ def test_discussion_pages_validate_their_parameters_like_the_api(world, communit
            "/alice/de..lta/discussions": 400, "/datasets/alice/delta-a/discussions": 404,
            "/collections/alice/best-deltas-" + "0" * 24: 404, "/collections/alice/nope": 404,
            "/collections/a..b/best-deltas": 400, f"/collections/{ns_swapped}": 404, "/collections?owner=a..b": 400,
-           "/collections?owner=" + "x" * 300: 400}
+           "/collections?owner=" + "x" * 300: 400, "/collections?page=0": 400, "/collections?page=%C2%B2": 400}
     for path, want in bad.items():
         status, headers, body, _ = get(world, path)
         assert status == want, (path, status, body[:300])
@@ -728,6 +728,17 @@ def test_discussion_pages_validate_their_parameters_like_the_api(world, communit
     for method in ("POST", "PUT", "DELETE"):  # pages only read
         assert _http(world, method, f"/alice/delta-a/discussions/{community['pr']}")[0] in (404, 405)
         assert _http(world, method, f"/collections/{community['best']}")[0] in (404, 405)
+
+
+def test_collections_are_paged(world, community, monkeypatch):
+    from deltahub.server.web import community as pages
+
+    monkeypatch.setattr(pages, "COLLECTIONS_PAGE", 1)
+    alice = signed_in_cookie(world, "tok-alice")
+    shown = [re.findall(r'data-slug="([^"]+)"', get(world, f"/collections?page={n}", alice)[2].decode())
+             for n in (1, 2, 3)]
+    assert shown == [[community["hidden"]], [community["best"]], []]  # most recently updated first, as the API
+    assert 'href="/collections?owner=&amp;page=2"' in get(world, "/collections", alice)[2].decode()
 
 
 def test_discussion_list_filters_and_counts(world, community):
