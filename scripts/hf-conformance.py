@@ -4,7 +4,7 @@
 What it does, in a work folder (a temp folder unless --workdir):
 1. downloads the sdist of the installed huggingface_hub version with pip (never vendored here) and unpacks it;
 2. installs the suite's test-only tools (pytest-mock, pinned in constraints.txt) into a folder of its own;
-3. starts ``deltahub hub serve`` on a free loopback port with the suite's users and tokens
+3. starts ``deltahub hub serve --no-upstream`` on a free loopback port with the suite's users and tokens
    (USER/TOKEN, OTHER_USER/OTHER_TOKEN, ENTERPRISE_*; the enterprise org private by default);
 4. points the suite at it: ENDPOINT_STAGING in tests/testing_constants.py and every hard-coded
    staging URL rewritten to the local URL, HF_ENDPOINT set, Xet off; installs
@@ -105,7 +105,8 @@ def start_registry(work: Path, consts: dict[str, str]) -> tuple[subprocess.Popen
     port = free_port()
     log = open(work / "registry.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "deltahub", "hub", "serve", "--port", str(port),
-                             "--root", str(work / "registry"), "--tokens", str(work / "tokens.json")],
+                             "--root", str(work / "registry"), "--tokens", str(work / "tokens.json"),
+                             "--no-upstream"],  # only what the suite creates: no read-through to the public Hub
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while True:

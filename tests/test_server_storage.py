@@ -179,8 +179,10 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
     assert Store(root).check() == []
 
 
-def test_a_version_1_store_gains_discussions_collections_and_settings(tmp_path):
-    """A store of the previous schema (no discussions, collections, redirects, gated column) is upgraded in place."""
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_an_older_store_gains_discussions_collections_and_settings(tmp_path, old_version):
+    """A store of version 1 (no mirrors table) or 2 (mirrors, but no discussions, collections, redirects, gated
+    column) is upgraded in place to the latest version in one step; a version-2 mirror stays a mirror."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     from deltahub.server import start_server
@@ -188,13 +190,18 @@ def test_a_version_1_store_gains_discussions_collections_and_settings(tmp_path):
     root = tmp_path / "reg"
     store = Store(root)
     repo = store.create_repo("model", "alice", "m", False, "alice")
+    mirror = store.create_repo("model", "bob", "upstream-copy", False, "bob")
     store.close()
     db = sqlite3.connect(root / "registry.db")
     for table in ("discussions", "discussion_events", "collections", "collection_items", "repo_redirects"):
         db.execute(f"DROP TABLE {table}")
+    if old_version == 1:
+        db.execute("DROP TABLE mirrors")
+    else:
+        db.execute("INSERT INTO mirrors VALUES (?, 'https://hub.example')", (mirror.id,))
     db.execute("DROP INDEX repos_nocase")
     db.execute("ALTER TABLE repos DROP COLUMN gated")
-    db.execute("PRAGMA user_version=1")
+    db.execute(f"PRAGMA user_version={old_version}")
     db.commit()
     db.close()
 
@@ -206,3 +213,7 @@ def test_a_version_1_store_gains_discussions_collections_and_settings(tmp_path):
         assert api.model_info("alice/m").gated == "manual" and pr.pr_revision == "refs/pr/1"
         assert api.create_collection("c").slug.startswith("local/c-")
     assert sqlite3.connect(root / "registry.db").execute("PRAGMA user_version").fetchone()[0] == migrate.SCHEMA_VERSION
+    store = Store(root)
+    assert store.mirror_of(store.get_repo("model", "bob", "upstream-copy")) == (
+        None if old_version == 1 else "https://hub.example")
+    store.close()

@@ -32,9 +32,10 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
     return Response(status_code=400)  # nobody is left to read it; the temp file is already gone
 
 
-def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> Framing:
-    """The ASGI app serving one registry root (``.state.hub`` holds its state)."""
+def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000, upstream: str | None = None) -> Framing:
+    """The ASGI app serving one registry root (``.state.hub`` holds its state); repos it does not hold are
+    read through from ``upstream`` (upstream.py)."""
     app = Starlette(routes=ROUTES, exception_handlers={RegistryError: _refused, ClientDisconnect: _client_gone})
-    app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size)
+    app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream)
     install_pages(app)  # after the API routes: the API keeps every URL it matches
     return Framing(app)

@@ -28,6 +28,7 @@ from .errors import BadRequest, DiskFull, Forbidden, GatedRepo, PayloadTooLarge,
 from .limits import MAX_JSON_BYTES
 from .paths import check_name
 from .storage import Incoming, ReadPolicy, Repo, Store
+from .upstream import Mirrors
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -36,14 +37,15 @@ _DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() also takes '²', which int
 
 
 class Hub:
-    """The application state: one store (with its discussions and collections), one auth policy, a secret
-    for LFS upload tickets."""
+    """The application state: one store (with its discussions and collections), one auth policy, the
+    read-through policy for repos not held here, a secret for LFS upload tickets."""
 
-    def __init__(self, root: Path, auth: Auth, page_size: int = 1000):
+    def __init__(self, root: Path, auth: Auth, page_size: int = 1000, upstream: str | None = None):
         self.store = Store(root)
         self.discussions = Discussions(self.store)
         self.collections = Collections(self.store)
         self.auth = auth
+        self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
 
@@ -70,8 +72,15 @@ class Hub:
         name = check_name(param(request, "name"), "repo name")
         return self.repo_named(request, rtype, ns, name, write)
 
-    def repo_named(self, request: Request, rtype: str, ns: str, name: str, write: bool = False) -> Repo:
+    def repo_named(self, request: Request, rtype: str, ns: str, name: str, write: bool = False,
+                   evict: bool = False) -> Repo:
+        """``evict``: the caller deletes the repo, which a writer may do to a mirror too (it is only a copy)."""
         repo = self.store.get_repo(rtype, ns, name)
+        if not evict:
+            rev = param(request, "rev") if "rev" in request.path_params else "main"
+            mirrored = self.mirrors.serve(request, rtype, ns, name, rev, repo, write)  # mirrors: upstream.py decides
+            if mirrored is not None:
+                return mirrored
         user = self.user(request)
         if repo is None or not self.auth.can_read(user, repo.ns, repo.private):
             raise RepoNotFound()

@@ -2,9 +2,11 @@
 
 Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree as JSON in
 ``commits.tree``; version 1 keeps incremental trees (history.py) and which repos hold which
-objects (``repo_objects``); version 2 adds discussions and pull requests, collections, the ``gated``
-setting, old names of moved repos and a case-insensitive index of repo ids. Migration runs once,
-inside the first writer's transaction, so a crash leaves the old store untouched and a second
+objects (``repo_objects``); version 2 adds ``mirrors`` (repos read through from an upstream Hub,
+see upstream.py), created empty; version 3 adds discussions and pull requests, collections, the ``gated``
+setting, old names of moved repos and a case-insensitive index of repo ids. Every step only adds tables,
+indexes and a nullable column, so one idempotent pass brings any older version to the latest. Migration
+runs once, inside the first writer's transaction, so a crash leaves the old store untouched and a second
 process waits and then finds it done.
 """
 
@@ -17,7 +19,7 @@ from . import history
 from .history import Entry
 from .limits import MAX_CARD_JSON_BYTES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS repos (
@@ -35,6 +37,8 @@ SCHEMA = (
       repo INTEGER NOT NULL, sha256 TEXT NOT NULL, committed INTEGER NOT NULL, PRIMARY KEY (repo, sha256))
       WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS repo_objects_sha ON repo_objects(sha256)",
+    # read-only mirrors of upstream repos (upstream.py): the repo, and the upstream it came from
+    "CREATE TABLE IF NOT EXISTS mirrors (repo INTEGER PRIMARY KEY, upstream TEXT NOT NULL)",
     *history.SCHEMA,
     # discussions and pull requests (a pull request's branch is the ref ('pr', num))
     """CREATE TABLE IF NOT EXISTS discussions (
@@ -60,8 +64,8 @@ SCHEMA = (
       PRIMARY KEY (type, ns, name))""",
 )
 # what a repo owns, by (table, column holding the repo id): deleted with it
-REPO_TABLES = (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("discussions", "repo"),
-               ("discussion_events", "repo"), ("repo_redirects", "repo"), ("repos", "id"))
+REPO_TABLES = (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("mirrors", "repo"),
+               ("discussions", "repo"), ("discussion_events", "repo"), ("repo_redirects", "repo"), ("repos", "id"))
 
 
 def version(db: sqlite3.Connection) -> int:

@@ -13,6 +13,7 @@ while the disk is full; any ENOSPC while writing becomes ``DiskFull``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -182,12 +183,24 @@ class Store:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, Store._release, self.scratch, self._conns)
-        db = self._db()
-        if migrate.version(db) != migrate.SCHEMA_VERSION:
-            with disk_guard(self.root):
-                db.execute("PRAGMA journal_mode=WAL")
-            with self._write() as db:
-                migrate.upgrade(db)
+        with self._init_lock():
+            db = self._db()
+            if migrate.version(db) != migrate.SCHEMA_VERSION:
+                with disk_guard(self.root):
+                    db.execute("PRAGMA journal_mode=WAL")
+                with self._write() as db:
+                    migrate.upgrade(db)
+
+    @contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        """Serialise first opens: switching to WAL takes an exclusive lock without waiting on SQLite's busy
+        handler, so two processes starting on a new root at once failed with "database is locked" (seen in CI)."""
+        fd = os.open(self.root / "init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _release(scratch: Scratch, conns: list[sqlite3.Connection]) -> None:
@@ -560,11 +573,7 @@ class Store:
             if on_commit is not None:
                 on_commit(db, sha)
             if (kind, name) == ("branch", "main"):
-                tags = derive_tags(card, repo.type, list(tree))
-                db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
-                           (json.dumps(card), json.dumps(tags), now, repo.id))
-                db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
-                db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+                _index_card(db, repo.id, repo.type, card, tree, now)
             else:
                 db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
         self.trees.put(sha, tree)
@@ -592,11 +601,60 @@ class Store:
         text = self.read_blob(readme.sha256, MAX_CARD_YAML_BYTES + 64).decode("utf-8", "replace")
         return parse_card(text, strict=strict)
 
+    # -- read-through mirrors (see upstream.py) --------------------------------------------
+    def mirror_of(self, repo: Repo) -> str | None:
+        """The upstream URL a repo mirrors, or None for a repo published here."""
+        row = self._db().execute("SELECT upstream FROM mirrors WHERE repo=?", (repo.id,)).fetchone()
+        return None if row is None else row["upstream"]
+
+    def mirror_ids(self) -> set[int]:
+        return {row["repo"] for row in self._db().execute("SELECT repo FROM mirrors")}
+
+    def import_mirror(self, rtype: str, ns: str, name: str, upstream: str, private: bool, sha: str,
+                      tree: dict[str, Entry], date: float, refs: list[str]) -> Repo:
+        """Store upstream commit ``sha`` (its verified ``tree``; LFS blobs may follow on first read) and point
+        ``refs`` at it, creating the read-only mirror repo if needed: one transaction, idempotent across processes.
+
+        A private mirror's objects are recorded as held but not committed, so no other repo's commit can
+        name them (``_may_use``); a public mirror's may be reused like any public object.
+        """
+        now = time.time()
+        with self._write() as db:
+            found = self._find_repo(db, rtype, ns, name)  # ids are case-insensitive, as upstream
+            if found is None:
+                rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                                 (rtype, ns, name, int(private), now, now)).lastrowid
+                db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
+            else:
+                rid = found.id
+                if db.execute("SELECT 1 FROM mirrors WHERE repo=?", (rid,)).fetchone() is None:
+                    raise Conflict(f"{ns}/{name} was published here; it is not a mirror of {upstream}")
+                db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
+            owner = db.execute("SELECT repo FROM commits WHERE sha=?", (sha,)).fetchone()
+            if owner is None:
+                history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree,
+                                     title=f"mirrored from {upstream}", message="", author="upstream", date=date)
+            elif owner["repo"] != rid:
+                raise Conflict(f"commit {sha} of {ns}/{name} is already stored for another repo")
+            committed = int(not private)
+            db.executemany("INSERT INTO repo_objects VALUES (?,?,?) "
+                           "ON CONFLICT DO UPDATE SET committed=excluded.committed",
+                           {(rid, e.sha256, committed) for e in tree.values()})
+            if private:
+                db.execute("UPDATE repo_objects SET committed=0 WHERE repo=?", (rid,))
+            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)",
+                           [(rid, kind or "branch", ref, sha) for kind, ref in map(split_ref, refs)])
+            if "main" in refs:
+                _index_card(db, rid, rtype, self._card(tree, strict=False), tree, now)
+        self.trees.put(sha, dict(tree))
+        return self.get_repo(rtype, ns, name)
+
     def check(self) -> list[str]:
         """Consistency problems: a tree entry without its blob (unless deleted on purpose), a ref without its commit."""
         problems = []
         db = self._db()
-        for row in db.execute("SELECT sha, repo FROM commits").fetchall():
+        # a mirror fetches its large files on first read, so its missing blobs are not a problem
+        for row in db.execute("SELECT sha, repo FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
             for path, e in history.read_tree(db, row["sha"]).items():
                 held = not e.lfs or db.execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?",
                                                (row["repo"], e.sha256)).fetchone()
@@ -610,6 +668,15 @@ class Store:
 def _ref_target(db: sqlite3.Connection, repo: Repo, kind: str, name: str) -> str | None:
     row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
     return None if row is None else row["target"]
+
+
+def _index_card(db: sqlite3.Connection, repo_id: int, rtype: str, card: dict, tree: history.Tree, now: float) -> None:
+    """The main head's card and tags, which listings and filters read."""
+    tags = derive_tags(card, rtype, list(tree))
+    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
+               (json.dumps(card), json.dumps(tags), now, repo_id))
+    db.execute("DELETE FROM repo_tags WHERE repo=?", (repo_id,))
+    db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo_id, t) for t in tags])
 
 
 def _commit_sha() -> str:

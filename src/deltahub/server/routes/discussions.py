@@ -81,6 +81,7 @@ async def create_discussion(request: Request):
     hub = hub_of(request)
     repo = _repo(request)
     user = hub.signed_in(request, "open a discussion")
+    hub.mirrors.refuse_changes(repo)
     req = await body(request, P.CreateDiscussion)
     num = hub.discussions.open(repo, _title(req.title), (req.description or "").strip(), user, req.pullRequest)
     return JSONResponse({"num": num, "pullRequest": req.pullRequest,

@@ -138,6 +138,7 @@ def _check_commit_rights(request: Request, repo: Repo, rev: str, user: str | Non
     """Who may commit where: writers anywhere; the author of a pull request to its branch; any signed-in
     reader to a new pull request. The pull request's number when ``rev`` is one."""
     hub = hub_of(request)
+    hub.mirrors.refuse_changes(repo)
     if create_pr:
         hub.signed_in(request, "open a pull request")
         return None
@@ -209,7 +210,7 @@ async def resolve(request: Request):
     hub.check_gate(request, repo)
     sha = hub.store.resolve(repo, rev)
     e = hub.store.entry(sha, path)
-    if e is None or not hub.store.has_blob(e.sha256, e.size):  # no blob: an LFS file permanently deleted
+    if e is None:
         raise EntryNotFound(f"Entry not found: {path}", commit=sha)
     headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
     if e.lfs:
@@ -218,6 +219,11 @@ async def resolve(request: Request):
         headers["ETag"] = f'"{e.sha256}"'
     else:
         headers["ETag"] = f'"{e.oid}"'
+    if not hub.store.has_blob(e.sha256, e.size):
+        # a mirror's large file is fetched on first read; any other missing blob (an LFS file deleted for good): 404
+        streamed = hub.mirrors.blob_response(request, repo, sha, path, e, headers)
+        if streamed is not None:
+            return streamed
     return BlobResponse(hub.store.blob_path(e.sha256), headers=headers, media_type="application/octet-stream")
 
 

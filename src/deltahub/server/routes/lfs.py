@@ -31,6 +31,7 @@ async def lfs_batch(request: Request):
                    for o in req.objects]
         return JSONResponse({"transfer": "basic", "objects": objects})
     hub.signed_in(request, "upload files")
+    hub.mirrors.refuse_changes(repo)
     can_read = hub.read_policy(hub.user(request))
     base = hub.base(request)
     free = shutil.disk_usage(hub.store.root).free

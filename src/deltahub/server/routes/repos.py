@@ -57,18 +57,19 @@ async def create_repo(request: Request):
     return JSONResponse({"url": hub.repo_url(request, repo), "name": repo.repo_id, "id": f"{repo.id:024x}"})
 
 
-def _repo_of_body(request: Request, rtype: str, ns: str | None, name: str) -> Repo:
+def _repo_of_body(request: Request, rtype: str, ns: str | None, name: str, evict: bool = False) -> Repo:
     hub = hub_of(request)
     ns = ns if ns is not None else hub.user(request)
     if ns is None:
         raise Unauthorized("You must be authenticated to do this")
-    return hub.repo_named(request, rtype, check_name(ns, "namespace"), check_name(name, "repo name"), write=True)
+    return hub.repo_named(request, rtype, check_name(ns, "namespace"), check_name(name, "repo name"), write=True,
+                          evict=evict)
 
 
 async def delete_repo(request: Request):
     hub = hub_of(request)
     req = await body(request, P.DeleteRepo)
-    hub.store.delete_repo(_repo_of_body(request, req.type or "model", req.organization, req.name))
+    hub.store.delete_repo(_repo_of_body(request, req.type or "model", req.organization, req.name, evict=True))
     return JSONResponse({})
 
 
@@ -116,7 +117,7 @@ async def list_repos(request: Request):
     if len(filters) > 64:
         raise BadRequest("too many filter parameters (at most 64)")
     repos = hub.store.list_repos(rtype, filters, q.get("author"), q.get("search"))
-    repos = [r for r in repos if hub.auth.can_read(user, r.ns, r.private)]
+    repos = [r for r in hub.mirrors.hidden(repos) if hub.auth.can_read(user, r.ns, r.private)]
     if q.get("gated") in ("true", "false"):
         repos = [r for r in repos if bool(r.gated) == (q["gated"] == "true")]
     sort = q.get("sort") or "lastModified"
