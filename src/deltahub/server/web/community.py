@@ -19,7 +19,7 @@ from ..errors import NotFound
 from ..paths import check_name
 from ..routes.discussions import HIDDEN
 from ..storage import Repo, full_ref
-from . import cardhtml, compose
+from . import cardhtml, catalog, compose
 from .params import one_of, page_of, query_text, repo_type, whole_number
 from .session import Visitor
 
@@ -94,14 +94,15 @@ class Community:
                                  pr_ref=full_ref("pr", str(d.num)) if d.is_pr else None, hidden_text=HIDDEN, **ctx)
 
     # -- collections ----------------------------------------------------------------------------
-    def _rows(self) -> dict[str, dict[str, Any]]:
-        """Every model and dataset's listing row by internal id, as an item names it (the listing's cache: reading
-        and parsing each item's card instead took 0.6 s for 60 collections of 20 repos)."""
-        return {str(r["repo"].id): r for r in self.pages.listing.rows()}
+    def _rows(self, user: str | None) -> dict[str, dict[str, Any]]:
+        """The listing rows of the models and datasets the visitor may see (the home page's rule), by internal id
+        as an item names them. From the listing's cache: reading and parsing each item's card instead took 0.6 s
+        for 60 collections of 20 repos."""
+        return {str(r["repo"].id): r for r in catalog.visible_rows(self.pages.listing, self.auth, user)}
 
     def _items(self, c: Collection, user: str | None, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """The items of ``c`` the visitor may see, in order: repos with their listing row, or collections. Spaces
-        have no page here and are left out."""
+        """The items of ``c`` the visitor may see (``rows``: ``_rows(user)``), in order: repos with their listing
+        row, or collections. Spaces have no page here and are left out."""
         out = []
         for item in self.hub.collections.items(c):
             if item.kind == "collection":
@@ -110,7 +111,7 @@ class Community:
                     out.append({"kind": "collection", "collection": sub, "note": item.note})
                 continue
             row = rows.get(item.target)
-            if row is not None and self.auth.can_read(user, row["repo"].ns, row["repo"].private):
+            if row is not None:
                 out.append({"kind": row["repo"].type, "repo": row["repo"], "row": row, "note": item.note})
         return out
 
@@ -122,7 +123,7 @@ class Community:
                  if self.auth.can_read(who.user, c.ns, c.private)]
         page = whole_number(request, "page", 1) or 1
         pages = max(1, -(-len(shown) // COLLECTIONS_PAGE))
-        rows = self._rows()
+        rows = self._rows(who.user)
         listed = [(c, self._items(c, who.user, rows))
                   for c in shown[(page - 1) * COLLECTIONS_PAGE: page * COLLECTIONS_PAGE]]
         return self.pages.render(request, who, "collections.html", listed=listed, owner=owner, total=len(shown),
@@ -133,7 +134,7 @@ class Community:
         c = self.hub.collections.get(request.path_params["slug"])
         if c is None or c.ns.lower() != ns.lower() or not self.auth.can_read(who.user, c.ns, c.private):
             raise NotFound("Collection not found")
-        items = self._items(c, who.user, self._rows())
+        items = self._items(c, who.user, self._rows(who.user))
         return self.pages.render(request, who, "collection.html", c=c, items=items, compose=_compose_links(items))
 
 
