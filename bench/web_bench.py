@@ -209,7 +209,7 @@ def main() -> None:
             "home ?base=&sort=gain&min_pairs": "/?" + urlencode({"base": base, "sort": "gain", "min_pairs": 5000}),
             "compose (5 deltas, gam)": compose,
             "compose, choose a base": "/compose",
-            f"collections ({COLLECTIONS} x {COLLECTION_ITEMS} items)": "/collections",
+            f"collections ({COLLECTIONS} of {COLLECTION_ITEMS}, page 1)": "/collections",
         }
         distinct = {
             "repo page (distinct repos)": [f"/bench/{d}" for d in names["adapter"]],
