@@ -757,6 +757,11 @@ def test_discussion_list_filters_and_counts(world, community):
     assert rows("/alice/delta-c/discussions?status=merged") == [(merged, "merged")]
     assert rows("/alice/delta-c/discussions?status=closed&type=pull_request") == [(merged, "merged")]
     assert rows("/alice/delta-c/discussions?status=open") == []
+    status, _, body, _ = get(world, f"/alice/delta-c/discussions/{merged}")  # its branch is kept after the merge
+    assert status == 200 and 'id="discussion-status">merged<' in body.decode() and b"merged notes" in body
+    status, _, body, _ = get(world, f"/alice/delta-a/discussions/{question}")
+    assert status == 200 and b"changed the status to" in body and b"<p>Yes, on held-out pairs.</p>" in body
+    assert b'id="pr-changes"' not in body  # a discussion has no diff
     tab = re.search(r'id="tab-discussions">.*?<span class="count"[^>]*>([^<]*)</span>',
                     get(world, "/alice/delta-a")[2].decode(), re.S)
     assert tab.group(1) == "1 PR · 0 discussions"  # open ones: the question is closed
