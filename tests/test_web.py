@@ -133,7 +133,7 @@ def world(tiny_model, tmp_path_factory):
         folders = {}
         data = _dataset(root / "src")
         _publish(str(data), "--repo", "alice/pairs")
-        for i, (repo, gain) in enumerate(zip(DELTAS, GAINS)):
+        for i, (repo, gain) in enumerate(zip(DELTAS, GAINS, strict=True)):
             folders[repo] = _adapter(tiny_model, root / "src", repo.split("/")[1], i + 1, gain)
             tag = ["--tag", "v1"] if i == 0 else []
             _publish(str(folders[repo]), "--repo", repo, "--dataset", "alice/pairs", *tag)
@@ -538,12 +538,12 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
     """Tick two deltas, set weights and GAM parameters; the page's gam.yml runs in the real mergekit-yaml and
     its deltahub command gives the same model, both equal to base + GAM of the factors (deltahub.merge)."""
-    from deltahub_mergekit.method import PLUGIN_METHODS
     from selenium.webdriver.common.by import By
 
     from deltahub.merge.adapters import load_adapter
     from deltahub.merge.methods import merge_module
     from deltahub.server.web.compose import COMPOSE_METHODS
+    from deltahub_mergekit.method import PLUGIN_METHODS
 
     assert COMPOSE_METHODS == PLUGIN_METHODS
     _open(browser, world, "/compose")
@@ -566,7 +566,7 @@ def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
     assert config["parameters"] == {"reference": 1, "reorthonormalize": False, "scale": 0.8}
     shas = [m["model"].rsplit("@", 1)[1] for m in config["models"]]
     assert [m["model"] for m in config["models"]] == [f"{world['tiny']}+{r}@{s}" for r, s in
-                                                       zip(("alice/delta-b", "alice/delta-c"), shas)]
+                                                       zip(("alice/delta-b", "alice/delta-c"), shas, strict=True)]
 
     (tmp_path / "gam.yml").write_text(config_text)
     env = {**os.environ, "HF_ENDPOINT": world["url"], "DELTAHUB_ENDPOINT": world["url"], "HF_TOKEN": "tok-alice"}
