@@ -665,6 +665,9 @@ def community(world):
     pr = bob.create_commit("alice/delta-a", [CommitOperationAdd("NOTES.md", b"# Notes\nline one\nline <two>\n")],
                            commit_message="Add review notes", commit_description=XSS_COMMENT, create_pr=True)
     mallory.comment_discussion("alice/delta-a", pr.pr_num, XSS_COMMENT)
+    spam = mallory.comment_discussion("alice/delta-a", pr.pr_num, "Buy cheap tokens")
+    with pytest.warns(UserWarning, match="irreversible"):
+        alice.hide_discussion_comment("alice/delta-a", pr.pr_num, spam.id)
     alice.comment_discussion("alice/delta-a", pr.pr_num, "Thanks, *looks good*.")
     question = bob.create_discussion("alice/delta-a", title="Which beta?", description="Was beta 0.1 tuned?")
     alice.change_discussion_status("alice/delta-a", question.num, "closed", comment="Yes, on held-out pairs.")
@@ -800,8 +803,9 @@ def test_pull_request_page_shows_events_and_diff(world, community, browser, shot
     assert browser.find_element(By.ID, "discussion-status").text == "open"
     assert browser.find_element(By.ID, "discussion-author").text == "bob"
     comments = browser.find_elements(By.CSS_SELECTOR, "#events li.comment")
-    assert [c.find_element(By.TAG_NAME, "strong").text for c in comments] == ["bob", "mallory", "alice"]
-    assert comments[2].find_element(By.TAG_NAME, "em").text == "looks good"
+    assert [c.find_element(By.TAG_NAME, "strong").text for c in comments] == ["bob", "mallory", "mallory", "alice"]
+    assert comments[2].text.endswith("This comment has been hidden") and "cheap" not in browser.page_source
+    assert comments[3].find_element(By.TAG_NAME, "em").text == "looks good"
     assert browser.find_elements(By.CSS_SELECTOR, "#events li.small a code")  # the commit event links its commit
     diff = browser.find_element(By.ID, "pr-diff")
     assert [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".add")] == ["+# Notes", "+line one", "+line <two>"]
