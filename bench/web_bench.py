@@ -60,11 +60,11 @@ def build(root: Path, repos: int) -> dict:
     n_data, n_plain = repos * 15 // 100, repos * 5 // 100
     n_adapters = repos - n_data - n_plain
     names: dict[str, list[str]] = {"adapter": [], "dataset": [], "plain": []}
-    repos: list = []
+    made: list = []  # every repo, in order of creation
 
     def commit(rtype: str, name: str, files: dict[str, bytes], lfs: set[str]) -> None:
         repo = store.create_repo(rtype, "bench", name, False, "bench")
-        repos.append(repo)
+        made.append(repo)
         ops = []
         for path, data in files.items():
             sha = store.put_bytes(data)
@@ -115,7 +115,7 @@ def build(root: Path, repos: int) -> dict:
         commit("model", name, {"README.md": f"---\nlicense: mit\n---\n# {name}\n\nA plain model.\n".encode(),
                                "config.json": b"{}"}, set())
         names["plain"].append(name)
-    names["collections"] = _community(store, repos)
+    names["collections"] = _community(store, made)
     store.close()
     shutil.rmtree(stage)
     return names
