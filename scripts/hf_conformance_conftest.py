@@ -240,7 +240,7 @@ def repo_factory(api):
     for repo_id, repo_type, token in created:
         try:
             api.delete_repo(repo_id=repo_id, repo_type=repo_type, token=token)
-        except Exception:  # noqa: BLE001 - the test may have deleted or moved it
+        except Exception:  # the test may have deleted or moved it
             pass
 
 

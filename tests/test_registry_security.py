@@ -302,7 +302,8 @@ def _path_bodies(p: str) -> list[tuple[str, str, str, object]]:
     """(label, method, target, body) for every endpoint that takes a file path in its body."""
     return [
         ("commit-file", "POST", "/api/models/alice/scratch/commit/main", [_header(), _file(p)]),
-        ("commit-lfsFile", "POST", "/api/models/alice/scratch/commit/main", [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)]),
+        ("commit-lfsFile", "POST", "/api/models/alice/scratch/commit/main",
+         [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)]),
         ("commit-deletedFile", "POST", "/api/models/alice/scratch/commit/main",
          [_header(), {"key": "deletedFile", "value": {"path": p}}]),
         ("commit-deletedFolder", "POST", "/api/models/alice/scratch/commit/main",
@@ -862,7 +863,8 @@ def tiny_disk(tmp_path):
     """A 24 MB tmpfs mounted for this test (skipped where this process cannot mount)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.decode().strip()}")
     try:
@@ -973,4 +975,4 @@ def test_processes_opening_a_new_registry_at_once_all_start(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(start), *roots], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results)] == [(0, "ok")] * 6, results
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results, strict=True)] == [(0, "ok")] * 6, results

@@ -86,7 +86,8 @@ def test_path_traversal_names_are_rejected(locked, bad):
     lines = [{"key": "header", "value": {"summary": "evil"}},
              {"key": "file", "value": {"path": bad, "content": base64.b64encode(b"x").decode(), "encoding": "base64"}}]
     body = "\n".join(json.dumps(x) for x in lines).encode()
-    status, payload = _req(locked, "POST", "/api/models/alice/paths/commit/main", body, "tok-alice", "application/x-ndjson")
+    status, payload = _req(locked, "POST", "/api/models/alice/paths/commit/main", body, "tok-alice",
+                           "application/x-ndjson")
     assert status == 422, payload  # the Hub's status for a bad path in a commit body
     assert "invalid path" in json.loads(payload)["error"]
     assert _api(locked, "tok-alice").list_repo_files("alice/paths") == [".gitattributes"]

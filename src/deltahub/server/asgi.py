@@ -28,7 +28,7 @@ def routing_path(raw: bytes) -> str:
     pieces = _KEPT.split(raw)
     kept = [m.group().upper() for m in _KEPT.finditer(raw)]
     out = [unquote_to_bytes(pieces[0])]
-    for escape, piece in zip(kept, pieces[1:]):
+    for escape, piece in zip(kept, pieces[1:], strict=True):
         out += [escape, unquote_to_bytes(piece)]
     return b"".join(out).decode("utf-8", "replace")
 

@@ -20,7 +20,7 @@ class Auth:
     private_orgs: set[str] = field(default_factory=set)  # namespaces whose new repos are private by default
 
     @classmethod
-    def from_file(cls, path: Path, open_mode: bool = False) -> "Auth":
+    def from_file(cls, path: Path, open_mode: bool = False) -> Auth:
         """Tokens file: JSON ``{"tokens": {TOKEN: USER}, "orgs": {USER: [ORG, ...]}}``, optionally
         ``"fullnames": {NAME: DISPLAY NAME}`` and ``"private_by_default": [NAMESPACE, ...]``."""
         data = json.loads(Path(path).read_text())

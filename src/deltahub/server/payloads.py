@@ -344,7 +344,9 @@ CommitLine = TypeAdapter(Annotated[HeaderLine | FileLine | LfsFileLine | Deleted
                                    Field(discriminator="key")])
 
 
-def parse_commit_line(raw: bytes, number: int) -> HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine:
+def parse_commit_line(
+    raw: bytes, number: int
+) -> HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine:
     what = f"commit line {number}"
     return validate(load_json(raw, what), CommitLine, what)
 

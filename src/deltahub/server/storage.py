@@ -50,9 +50,9 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".pt", ".pth", ".gguf", ".h5
 LFS_THRESHOLD = 10 * 1024 * 1024
 
 GITATTRIBUTES = (
-    "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
-    "*.parquet filter=lfs diff=lfs merge=lfs -text\n*.pt filter=lfs diff=lfs merge=lfs -text\n"
-).encode()
+    b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.pt filter=lfs diff=lfs merge=lfs -text\n"
+)
 
 # can_read(namespace, private) -> bool: the committer's read permission, for objects held by other repos
 ReadPolicy = Callable[[str, bool], bool]
@@ -660,7 +660,8 @@ class Store:
                                                (row["repo"], e.sha256)).fetchone()
                 if held and not self.has_blob(e.sha256, e.size):
                     problems.append(f"{row['sha']}:{path} missing blob")
-        for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
+        dangling = "SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"
+        for row in db.execute(dangling):
             problems.append(f"ref {row['name']} -> missing {row['target']}")
         return problems
 
