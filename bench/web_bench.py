@@ -6,6 +6,9 @@ parquet shard each (distinct bytes, so no preview is shared), and plain models. 
 ``deltahub hub serve`` in another process and times each page over one kept-alive connection:
 median and p95 over ``--requests`` requests, and the first (cold) request apart. Repo and dataset
 pages are timed over distinct repos, so each request renders a card (and a preview) not seen before.
+The community pages too: ``PR_REPOS`` adapters get a pull request (a 120-line file added, a line of the
+card changed) with ``COMMENTS`` Markdown comments and a closed discussion, and ``COLLECTIONS``
+collections hold ``COLLECTION_ITEMS`` repos each.
 
     python bench/web_bench.py [--repos 1000] [--requests 50]
 """
@@ -27,6 +30,10 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 BASES = [f"bench/Base-{i}B" for i in range(8)]
+PR_REPOS, COMMENTS = 120, 6
+COLLECTIONS, COLLECTION_ITEMS = 60, 20
+COMMENT = ("Thanks for the **delta**: the margins look right.\n\n- beta 0.1\n- 1 epoch\n\n"
+           "See [the card](README.md) and `training_curves.png`; <script>not run</script>\n")
 
 
 def _lfs_png() -> bytes:
@@ -53,9 +60,11 @@ def build(root: Path, repos: int) -> dict:
     n_data, n_plain = repos * 15 // 100, repos * 5 // 100
     n_adapters = repos - n_data - n_plain
     names: dict[str, list[str]] = {"adapter": [], "dataset": [], "plain": []}
+    made: list = []  # every repo, in order of creation
 
     def commit(rtype: str, name: str, files: dict[str, bytes], lfs: set[str]) -> None:
         repo = store.create_repo(rtype, "bench", name, False, "bench")
+        made.append(repo)
         ops = []
         for path, data in files.items():
             sha = store.put_bytes(data)
@@ -106,9 +115,38 @@ def build(root: Path, repos: int) -> dict:
         commit("model", name, {"README.md": f"---\nlicense: mit\n---\n# {name}\n\nA plain model.\n".encode(),
                                "config.json": b"{}"}, set())
         names["plain"].append(name)
+    names["collections"] = _community(store, made)
     store.close()
     shutil.rmtree(stage)
     return names
+
+
+def _community(store, repos: list) -> list[str]:
+    """Pull requests, comments and a discussion on the first ``PR_REPOS`` repos; the collections' slugs."""
+    from deltahub.server.collection_store import Collections
+    from deltahub.server.discussion_store import Discussions
+    from deltahub.server.storage import git_blob_oid
+
+    talk, curated = Discussions(store), Collections(store)
+    notes = "".join(f"line {j}: a note on the training run\n" for j in range(120)).encode()
+    for repo in repos[:PR_REPOS]:
+        card = store.read_blob(store.tree(store.resolve(repo, "main"))["README.md"].sha256)
+        card = card.replace(b"delta", b"preference delta", 1)
+        ops = [{"op": "add", "path": p, "sha256": store.put_bytes(data), "size": len(data), "lfs": False,
+                "oid": git_blob_oid(data)} for p, data in (("NOTES.md", notes), ("README.md", card))]
+        num, _ = talk.open_with_commit(repo, "main", ops, "Add notes", COMMENT, "reviewer", lambda ns, private: True)
+        for _ in range(COMMENTS - 1):
+            talk.comment(repo, num, "bench", COMMENT)
+        asked = talk.open(repo, "A question", COMMENT, "reviewer", is_pr=False)
+        talk.set_status(repo, asked, "closed", "bench", "answered")
+    slugs = []
+    for i in range(COLLECTIONS):
+        c = curated.create("bench", f"Collection {i}", "deltas that compose", False)
+        for j in range(COLLECTION_ITEMS):
+            repo = repos[(i * 7 + j * 13) % len(repos)]
+            curated.add_item(c, repo.type, str(repo.id), f"note {j}")
+        slugs.append(c.slug)
+    return slugs
 
 
 def _free_port() -> int:
@@ -171,12 +209,18 @@ def main() -> None:
             "home ?base=&sort=gain&min_pairs": "/?" + urlencode({"base": base, "sort": "gain", "min_pairs": 5000}),
             "compose (5 deltas, gam)": compose,
             "compose, choose a base": "/compose",
+            f"collections ({COLLECTIONS} of {COLLECTION_ITEMS}, page 1)": "/collections",
         }
         distinct = {
             "repo page (distinct repos)": [f"/bench/{d}" for d in names["adapter"]],
             "dataset page (distinct, preview)": [f"/datasets/bench/{d}" for d in names["dataset"]],
             "files tab (distinct repos)": [f"/bench/{d}/tree/main" for d in reversed(names["adapter"])],
             "history tab (distinct repos)": [f"/bench/{d}/commits/main" for d in names["adapter"][1::2]],
+            "discussions list (distinct repos)": [f"/bench/{d}/discussions?status=all"
+                                                  for d in names["adapter"][:PR_REPOS]],
+            f"pull request ({COMMENTS} comments, diff)": [f"/bench/{d}/discussions/1"
+                                                           for d in names["adapter"][:PR_REPOS]],
+            "collection page (distinct)": [f"/collections/{slug}" for slug in names["collections"]],
         }
         print(f"\n{'page':<34} {'median':>8} {'p95':>8} {'first':>9}   (ms; {n} requests each; target < 100 ms)")
         for name, path in fixed.items():

@@ -644,3 +644,220 @@ def test_card_scripts_never_run(world, browser, shots):
     plot = card.find_element(By.CSS_SELECTOR, "img[alt='plot']")
     assert _loaded_width(browser, plot) == 1000
     _shot(browser, shots, "xss-card")
+
+
+# -- pull requests, discussions, collections (issue #17's API, issue #19's pages) ---------------------------
+XSS_COMMENT = """Please **review** the notes.
+
+<script>window.__xss = 'comment-script'; document.title = 'pwned-comment'</script>
+<img src="x" onerror="window.__xss = 'comment-onerror'"> [click](javascript:window.__xss='comment-link')
+![remote](https://example.org/t.png) [notes](NOTES.md)
+"""
+
+
+@pytest.fixture(scope="module")
+def community(world):
+    """Pull requests, discussions and collections made by the real huggingface_hub client: bob's open pull request
+    on delta-a (mallory comments with every trick a card can carry) and a closed discussion there, a merged pull
+    request on delta-c, alice's own discussion on her private repo; alice's public collection (with her private repo in
+    it) and her private one."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    alice, bob, mallory = (HfApi(endpoint=world["url"], token=t) for t in ("tok-alice", "tok-bob", "tok-mallory"))
+    pr = bob.create_commit("alice/delta-a", [CommitOperationAdd("NOTES.md", b"# Notes\nline one\nline <two>\n")],
+                           commit_message="Add review notes", commit_description=XSS_COMMENT, create_pr=True)
+    mallory.comment_discussion("alice/delta-a", pr.pr_num, XSS_COMMENT)
+    spam = mallory.comment_discussion("alice/delta-a", pr.pr_num, "Buy cheap tokens")
+    with pytest.warns(UserWarning, match="irreversible"):
+        alice.hide_discussion_comment("alice/delta-a", pr.pr_num, spam.id)
+    alice.comment_discussion("alice/delta-a", pr.pr_num, "Thanks, *looks good*.")
+    question = bob.create_discussion("alice/delta-a", title="Which beta?", description="Was beta 0.1 tuned?")
+    alice.change_discussion_status("alice/delta-a", question.num, "closed", comment="Yes, on held-out pairs.")
+    merged = bob.create_commit("alice/delta-c", [CommitOperationAdd("NOTES.md", b"merged notes\n")],
+                               commit_message="Notes for delta-c", create_pr=True)
+    alice.merge_pull_request("alice/delta-c", merged.pr_num)
+    secret = alice.create_discussion("alice/secret-delta", title="Secret plans", description="not for bob")
+    best = alice.create_collection("Best deltas", description="Deltas that compose well")
+    for repo_id, kind, note in [("alice/delta-a", "model", "the first"), ("alice/delta-b", "model", None),
+                                ("alice/pairs", "dataset", "their pairs"), ("alice/secret-delta", "model", None)]:
+        alice.add_collection_item(best.slug, repo_id, kind, note=note)
+    hidden = alice.create_collection("Hidden picks", private=True)
+    alice.add_collection_item(hidden.slug, "alice/delta-c", "model", note="keep quiet")
+    return {"pr": pr.pr_num, "question": question.num, "merged": merged.pr_num, "secret": secret.num,
+            "best": best.slug, "hidden": hidden.slug}
+
+
+def test_discussions_and_collections_follow_the_api_privacy_rules(world, community):
+    """A private repo's discussions and a private collection are 404 signed out and for another user, like a
+    missing one; their owner sees them; a public collection never shows a private repo to others."""
+    alice, bob = signed_in_cookie(world, "tok-alice"), signed_in_cookie(world, "tok-bob")
+    hidden, best = community["hidden"], community["best"]
+    for path in ("/alice/secret-delta/discussions", f"/alice/secret-delta/discussions/{community['secret']}",
+                 f"/collections/{hidden}"):
+        for cookie in (None, bob, "deltahub_token=tok-nobody"):
+            status, _, body, _ = get(world, path, cookie)
+            assert status == 404 and b"Secret plans" not in body and b"Hidden picks" not in body, (path, cookie)
+        status, _, body, _ = get(world, path, alice)
+        assert status == 200, path
+    assert b"Secret plans" in get(world, f"/alice/secret-delta/discussions/{community['secret']}", alice)[2]
+    assert b"keep quiet" in get(world, f"/collections/{hidden}", alice)[2]
+    for cookie in (None, bob):
+        listing = get(world, "/collections", cookie)[2]
+        assert best.encode() in listing and b"Hidden picks" not in listing and b"secret-delta" not in listing
+        page = get(world, f"/collections/{best}", cookie)[2].decode()
+        assert re.findall(r'data-item="([^"]+)"', page) == ["alice/delta-a", "alice/delta-b", "alice/pairs"]
+        assert "Hidden picks" not in get(world, "/alice/delta-c", cookie)[2].decode()
+    listing = get(world, "/collections", alice)[2]
+    assert b"Hidden picks" in listing and b"Best deltas" in listing
+    page = get(world, f"/collections/{best}", alice)[2].decode()
+    assert re.findall(r'data-item="([^"]+)"', page) == ["alice/delta-a", "alice/delta-b", "alice/pairs",
+                                                        "alice/secret-delta"]
+    holding = get(world, "/alice/delta-c", alice)[2].decode()
+    assert f'href="/collections/{hidden}">Hidden picks</a>' in holding
+    assert f'href="/collections/{best}">Best deltas</a>' in get(world, "/alice/delta-a", bob)[2].decode()
+
+
+def test_discussion_pages_validate_their_parameters_like_the_api(world, community):
+    ns_swapped = "bob/" + community["best"].split("/", 1)[1]
+    bad = {"/alice/delta-a/discussions/0": 404, "/alice/delta-a/discussions/99": 404,
+           "/alice/delta-a/discussions/" + "9" * 30: 404, "/alice/delta-a/discussions/x": 404,
+           "/alice/delta-a/discussions?status=bogus": 400, "/alice/delta-a/discussions?type=issues": 400,
+           "/alice/de..lta/discussions": 400, "/datasets/alice/delta-a/discussions": 404,
+           "/collections/alice/best-deltas-" + "0" * 24: 404, "/collections/alice/nope": 404,
+           "/collections/a..b/best-deltas": 400, f"/collections/{ns_swapped}": 404, "/collections?owner=a..b": 400,
+           "/collections?owner=" + "x" * 300: 400, "/collections?page=0": 400, "/collections?page=%C2%B2": 400}
+    for path, want in bad.items():
+        status, headers, body, _ = get(world, path)
+        assert status == want, (path, status, body[:300])
+        assert b"Traceback" not in body and (headers["content-type"].startswith("text/html") or path.endswith("/x"))
+    for method in ("POST", "PUT", "DELETE"):  # pages only read
+        assert _http(world, method, f"/alice/delta-a/discussions/{community['pr']}")[0] in (404, 405)
+        assert _http(world, method, f"/collections/{community['best']}")[0] in (404, 405)
+
+
+def test_collections_are_paged(world, community, monkeypatch):
+    from deltahub.server.web import community as pages
+
+    monkeypatch.setattr(pages, "COLLECTIONS_PAGE", 1)
+    alice = signed_in_cookie(world, "tok-alice")
+    shown = [re.findall(r'data-slug="([^"]+)"', get(world, f"/collections?page={n}", alice)[2].decode())
+             for n in (1, 2, 3)]
+    assert shown == [[community["hidden"]], [community["best"]], []]  # most recently updated first, as the API
+    assert 'href="/collections?owner=&amp;page=2"' in get(world, "/collections", alice)[2].decode()
+
+
+def test_discussion_list_filters_and_counts(world, community):
+    def rows(path: str) -> list[tuple[str, str]]:
+        status, _, body, _ = get(world, path)
+        assert status == 200, path
+        return re.findall(r'data-num="([0-9]+)" data-status="([a-z]+)"', body.decode())
+
+    pr, question, merged = (str(community[k]) for k in ("pr", "question", "merged"))
+    assert rows("/alice/delta-a/discussions") == [(pr, "open")]
+    assert rows("/alice/delta-a/discussions?type=discussion") == []
+    assert rows("/alice/delta-a/discussions?status=closed") == [(question, "closed")]
+    assert rows("/alice/delta-a/discussions?status=all") == [(question, "closed"), (pr, "open")]
+    assert rows("/alice/delta-a/discussions?status=all&type=discussion") == [(question, "closed")]
+    assert rows("/alice/delta-b/discussions?status=all") == []
+    assert rows("/alice/delta-c/discussions?status=merged") == [(merged, "merged")]
+    assert rows("/alice/delta-c/discussions?status=closed&type=pull_request") == [(merged, "merged")]
+    assert rows("/alice/delta-c/discussions?status=open") == []
+    status, _, body, _ = get(world, f"/alice/delta-c/discussions/{merged}")  # its branch is kept after the merge
+    assert status == 200 and 'id="discussion-status">merged<' in body.decode() and b"merged notes" in body
+    status, _, body, _ = get(world, f"/alice/delta-a/discussions/{question}")
+    assert status == 200 and b"changed the status to" in body and b"<p>Yes, on held-out pairs.</p>" in body
+    assert b'id="pr-changes"' not in body  # a discussion has no diff
+    tab = re.search(r'id="tab-discussions">.*?<span class="count"[^>]*>([^<]*)</span>',
+                    get(world, "/alice/delta-a")[2].decode(), re.S)
+    assert tab.group(1) == "1 PR · 0 discussions"  # open ones: the question is closed
+
+
+def test_comment_markdown_is_rendered_and_defused():
+    from deltahub.server.web.cardhtml import RepoLinks, render_comment
+
+    html = render_comment(XSS_COMMENT, RepoLinks("/alice/delta-a", "0" * 40))
+    parser = _Tags()
+    parser.feed(html)
+    assert {t for t, _ in parser.tags} <= {"p", "strong", "a", "span", "br"}
+    assert not any(k.startswith("on") for _, attrs in parser.tags for k in attrs)
+    assert [a["href"] for t, a in parser.tags if t == "a"] == ["/alice/delta-a/raw/" + "0" * 40 + "/NOTES.md"]
+    assert "<strong>review</strong>" in html and "&lt;script&gt;" in html and "[image not shown: remote]" in html
+
+
+def test_pull_request_page_shows_events_and_diff(world, community, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, world, "/alice/delta-a")
+    _follow(browser, browser.find_element(By.ID, "tab-discussions"))
+    listed = browser.find_elements(By.CSS_SELECTOR, "tr.discussion-row")
+    assert [r.get_attribute("data-num") for r in listed] == [str(community["pr"])]  # open ones first
+    Select(browser.find_element(By.ID, "filter-status")).select_by_value("all")
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "#discussion-filter button"))
+    listed = browser.find_elements(By.CSS_SELECTOR, "tr.discussion-row")
+    assert [r.get_attribute("data-num") for r in listed] == [str(community["question"]), str(community["pr"])]
+    assert "Which beta?" in listed[0].text and "closed" in listed[0].text
+    assert "Add review notes" in listed[1].text and "bob" in listed[1].text
+    _shot(browser, shots, "discussions")
+    listed = listed[1:]
+    _follow(browser, listed[0].find_element(By.TAG_NAME, "a"))
+    assert browser.find_element(By.ID, "discussion-title").text.startswith("Add review notes")
+    assert browser.find_element(By.ID, "discussion-status").text == "open"
+    assert browser.find_element(By.ID, "discussion-author").text == "bob"
+    comments = browser.find_elements(By.CSS_SELECTOR, "#events li.comment")
+    assert [c.find_element(By.TAG_NAME, "strong").text for c in comments] == ["bob", "mallory", "mallory", "alice"]
+    assert comments[2].text.endswith("This comment has been hidden") and "cheap" not in browser.page_source
+    assert comments[3].find_element(By.TAG_NAME, "em").text == "looks good"
+    assert browser.find_elements(By.CSS_SELECTOR, "#events li.small a code")  # the commit event links its commit
+    diff = browser.find_element(By.ID, "pr-diff")
+    assert [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".add")] == ["+# Notes", "+line one", "+line <two>"]
+    assert "b/NOTES.md" in diff.text
+    _shot(browser, shots, "pr")
+    # comments are user content: nothing in them ran, and the links that would run are gone
+    for link in browser.find_elements(By.CSS_SELECTOR, "#events .comment-body .dropped-link"):
+        link.click()
+    assert browser.execute_script("return window.__xss === undefined") and "pwned" not in browser.title
+    events = browser.find_element(By.ID, "events")
+    assert not events.find_elements(By.CSS_SELECTOR, "script, img, [onerror], a[href^='javascript']")
+    assert "<script>window.__xss" in events.text
+
+
+def test_collection_pages_link_repos_and_compose(world, community, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, world, "/collections")
+    card = browser.find_element(By.CSS_SELECTOR, f".collection-card[data-slug='{community['best']}']")
+    assert "3 items" in card.text and "secret-delta" not in browser.page_source
+    _follow(browser, card.find_element(By.CSS_SELECTOR, "h2 a"))
+    rows = {r.get_attribute("data-item"): r for r in browser.find_elements(By.CSS_SELECTOR, "tr.item-row")}
+    assert list(rows) == ["alice/delta-a", "alice/delta-b", "alice/pairs"]
+    assert rows["alice/delta-a"].find_element(By.CSS_SELECTOR, "td.note").text == "the first"
+    assert "+0.035" in rows["alice/delta-a"].text
+    assert rows["alice/pairs"].find_element(By.TAG_NAME, "a").get_attribute("href") == \
+        world["url"] + "/datasets/alice/pairs"
+    _shot(browser, shots, "collection")
+    _follow(browser, browser.find_element(By.CSS_SELECTOR, "a.compose-link"))
+    ticked = [b.get_attribute("value") for b in browser.find_elements(By.CSS_SELECTOR, "input[name='d']:checked")]
+    assert ticked == ["alice/delta-a", "alice/delta-b"]
+    models = [m["model"].split("+", 1)[1].rsplit("@", 1)[0]
+              for m in yaml.safe_load(browser.find_element(By.ID, "gam-yml").text)["models"]]
+    assert models == ["alice/delta-a", "alice/delta-b"]
+
+
+def test_private_collection_needs_its_owner_signed_in(world, community, browser):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, world, f"/collections/{community['hidden']}")
+    assert "Collection not found" in browser.find_element(By.TAG_NAME, "h1").text
+    _sign_in(browser, world, "tok-alice")
+    try:
+        _open(browser, world, f"/collections/{community['hidden']}")
+        assert browser.find_element(By.ID, "collection-title").text.startswith("Hidden picks")
+        assert [r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "tr.item-row")] == \
+            ["alice/delta-c"]
+        _open(browser, world, f"/alice/secret-delta/discussions/{community['secret']}")
+        assert browser.find_element(By.ID, "discussion-title").text.startswith("Secret plans")
+    finally:
+        _sign_out(browser)
+    _open(browser, world, f"/alice/secret-delta/discussions/{community['secret']}")
+    assert "Repository not found" in browser.find_element(By.TAG_NAME, "h1").text

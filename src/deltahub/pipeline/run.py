@@ -78,43 +78,44 @@ class _Resolver:
         return src, delta.prompts.split
 
 
-def _registry():
-    """The registry functions, or None when this build or recipe does not publish."""
-    try:
-        from ..registry import publish as publish_mod
-        from ..registry import pull as pull_mod
-    except ImportError:
-        return None
-    return publish_mod, pull_mod
-
-
 def plan_lines(recipe: Recipe) -> list[str]:
     """The stages ``run`` would execute, for ``--dry-run``."""
-    lines = [f"recipe {recipe.name}: {recipe.description}".rstrip(": "),
-             f"hub: {recipe.hub.endpoint} (namespace {recipe.hub.namespace}, publish={recipe.hub.publish})"]
+    lines = [
+        f"recipe {recipe.name}: {recipe.description}".rstrip(": "),
+        f"hub: {recipe.hub.endpoint} (namespace {recipe.hub.namespace}, publish={recipe.hub.publish})",
+    ]
     if recipe.world:
         lines.append(f"1. build the toy world (preset {recipe.world.preset}, seed {recipe.world.seed})")
     revision = f"@{recipe.student.revision}" if recipe.student.revision else ""
     lines.append(f"student: {recipe.student.model}{revision}")
     for d in recipe.deltas:
-        lines.append(f"delta {d.name}: pairs {d.chosen} (chosen) over {d.rejected} (rejected) on {d.prompts.source}"
-                     + (f" x{d.prompts.count}" if d.prompts.count else ""))
+        lines.append(
+            f"delta {d.name}: pairs {d.chosen} (chosen) over {d.rejected} (rejected) on {d.prompts.source}"
+            + (f" x{d.prompts.count}" if d.prompts.count else "")
+        )
         lines.append(f"    generate {d.generation or '(defaults)'}; filters {d.filters or '(none)'}")
         lines.append(f"    train {d.train or '(PDA defaults)'}")
         if recipe.hub.publish:
-            lines.append(f"    publish dataset {d.repo.dataset or _default_repo(recipe, d, 'pairs')}, "
-                         f"adapter {d.repo.adapter or _default_repo(recipe, d, 'delta')}; pull both back by revision")
+            lines.append(
+                f"    publish dataset {d.repo.dataset or _default_repo(recipe, d, 'pairs')}, "
+                f"adapter {d.repo.adapter or _default_repo(recipe, d, 'delta')}; pull both back by revision"
+            )
     names = [d.name for d in recipe.merge_deltas()]
     for m in recipe.merge.methods:
         lines.append(f"merge {m} over {', '.join(names)} {recipe.merge.parameters.get(m, {}) or ''}".rstrip())
-    lines.append(f"evaluate ({recipe.eval.kind}): {', '.join(recipe.eval.tasks) or 'the world skills'}"
-                 + ("; SFT-on-chosen control" if recipe.eval.sft_control else ""))
+    lines.append(
+        f"evaluate ({recipe.eval.kind}): {', '.join(recipe.eval.tasks) or 'the world skills'}"
+        + ("; SFT-on-chosen control" if recipe.eval.sft_control else "")
+    )
     if recipe.merge.publish and recipe.hub.publish:
         lines.append(f"publish the merged student to {recipe.merge.publish}")
     r = recipe.resources
     if r.gpus or r.launch:
-        lines.append(f"resources: {r.gpus} GPU(s)" + (f", {r.gpu_memory_gb:g} GB each" if r.gpu_memory_gb else "")
-                     + (f"; launch: {r.launch}" if r.launch else ""))
+        lines.append(
+            f"resources: {r.gpus} GPU(s)"
+            + (f", {r.gpu_memory_gb:g} GB each" if r.gpu_memory_gb else "")
+            + (f"; launch: {r.launch}" if r.launch else "")
+        )
     return lines
 
 
@@ -123,23 +124,15 @@ def _default_repo(recipe: Recipe, d: DeltaSpec, kind: str) -> str:
 
 
 def _setup_hub(recipe: Recipe) -> None:
-    if not recipe.hub.publish:
-        return
-    try:
+    if recipe.hub.publish:
         from ..hub import setup_client
-    except ImportError:
-        return
-    setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
+
+        setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
 
 
-def _train_config(delta: DeltaSpec, extra: dict | None = None):
-    from ..train.config import TrainConfig
-
-    return TrainConfig(**{**delta.train, **(extra or {})})
-
-
-def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapters: dict[str, Path],
-               student: str, work: Path) -> dict[str, str]:
+def run_merges(
+    recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapters: dict[str, Path], student: str, work: Path
+) -> dict[str, str]:
     """The merge stage: every method of ``recipe.merge`` over its deltas, with its parameters
     (GAM's reference may name a delta: each input answers to its recipe name), and the composition
     curve's merges. Returns the output folder of each merge by name."""
@@ -150,8 +143,15 @@ def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapt
     for d in recipe.merge_deltas():
         info = deltas[d.name]
         if info.get("repo"):  # pulled back from the registry: the card names repo@revision
-            merge_inputs.append(MergeInput(spec=f"{info['repo']}@{info['revision']}", path=adapters[d.name],
-                                           repo=info["repo"], revision=info["revision"], name=d.name))
+            merge_inputs.append(
+                MergeInput(
+                    spec=f"{info['repo']}@{info['revision']}",
+                    path=adapters[d.name],
+                    repo=info["repo"],
+                    revision=info["revision"],
+                    name=d.name,
+                )
+            )
         else:
             merge_inputs.append(MergeInput(spec=str(adapters[d.name]), path=adapters[d.name], name=d.name))
     merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
@@ -160,19 +160,45 @@ def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapt
         out = work / f"merge-{name}"
         full = not METHODS[method].low_rank
         params = recipe.merge.parameters.get(method, {})
-        cache.run(f"merge:{name}", {"inputs": keys, "method": method, "params": params, "full": full,
-                                    "version": MERGE_VERSION},
-                  # cache.run calls it at once; the defaults bind this iteration's values all the same
-                  lambda inputs=inputs, out=out, method=method, params=params, full=full: str(merge_adapters(
-                      inputs, out, method=method, params=params, base=student if full else None, full=full,
-                      overwrite=True, progress=False)),
-                  out)
+        cache.run(
+            f"merge:{name}",
+            {"inputs": keys, "method": method, "params": params, "full": full, "version": MERGE_VERSION},
+            # cache.run calls it at once; the defaults bind this iteration's values all the same
+            lambda inputs=inputs, out=out, method=method, params=params, full=full: str(
+                merge_adapters(
+                    inputs,
+                    out,
+                    method=method,
+                    params=params,
+                    base=student if full else None,
+                    full=full,
+                    overwrite=True,
+                    progress=False,
+                )
+            ),
+            out,
+        )
         merges[name] = str(out)
     return merges
 
 
-def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = False,
-               log=_echo) -> RunResult:
+@dataclass
+class _Run:
+    """What every stage of one run shares."""
+
+    recipe: Recipe
+    work: Path
+    cache: StageCache
+    log: Any
+    res: _Resolver
+    student: str
+    student_key: str
+    skills: list[str]
+    result: RunResult
+    adapters: dict[str, Path] = field(default_factory=dict)  # the adapter each merge reads, by delta name
+
+
+def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = False, log=_echo) -> RunResult:
     """Run (or, with ``dry_run``, only plan) a recipe; resumable through ``work``."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     if dry_run:
@@ -180,86 +206,152 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
             log(line)
         return RunResult(work=Path(work))
     t0 = time.time()
-    work = Path(work)
-    cache = StageCache(work, log=log)
-    result = RunResult(work=work)
+    run = _start(recipe, Path(work), log)
+    for d in recipe.deltas:
+        _delta_stages(run, d)
+    run.result.merges.update(run_merges(recipe, run.cache, run.result.deltas, run.adapters, run.student, run.work))
+    if recipe.eval.sft_control:
+        for d in recipe.deltas:
+            _sft_control_stage(run, d)
+    _evaluate_all(run.cache, recipe, run.res, run.student, run.student_key, run.skills, run.result, run.work)
+    if recipe.hub.publish and recipe.merge.publish:
+        _publish_merged_stage(run)
+    run.result.seconds = time.time() - t0
+    _write_summary(run)
+    return run.result
+
+
+def _start(recipe: Recipe, work: Path, log) -> _Run:
+    """The registry client, the toy world and the student: what the stages need first."""
     _setup_hub(recipe)
-    registry = _registry() if recipe.hub.publish else None
-    if recipe.hub.publish and registry is None:
-        log("  note: this build has no registry; deltas are used from local folders (nothing published)")
     res = _Resolver(recipe, work)
     log(f"toy world ({recipe.world.preset if recipe.world else '-'})")
     res.build_world()
-    student = res.model(recipe.student.model)
-    student_key = res.model_key(recipe.student.model)
     skills = recipe.eval.tasks or (recipe.world and res.world.config.skills) or []
+    return _Run(
+        recipe=recipe,
+        work=work,
+        cache=StageCache(work, log=log),
+        log=log,
+        res=res,
+        student=res.model(recipe.student.model),
+        student_key=res.model_key(recipe.student.model),
+        skills=list(skills),
+        result=RunResult(work=work),
+    )
 
+
+def _delta_stages(run: _Run, d: DeltaSpec) -> None:
+    """One delta: its pairs, its DPO delta, and (when the recipe publishes) publish + pull back."""
     from ..generate import generate_pairs
-    from ..generate.filters import FilterSettings
-    from ..generate.settings import GenerationSettings
     from ..train import train_delta
 
-    adapters: dict[str, Path] = {}
-    for d in recipe.deltas:
-        log(f"delta {d.name}")
-        prompts, split = res.prompts(d)
-        pairs_dir = work / f"pairs-{d.name}"
-        gen_inputs = {"chosen": res.model_key(d.chosen), "rejected": res.model_key(d.rejected),
-                      "prompts": d.prompts.model_dump(), "generation": d.generation, "filters": d.filters}
-        pairs_key, _ = cache.run(
-            f"generate:{d.name}", gen_inputs,
-            lambda d=d, prompts=prompts, pairs_dir=pairs_dir, split=split: str(generate_pairs(
-                res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir, GenerationSettings(**d.generation),
-                FilterSettings(**d.filters), split=split, overwrite=True, progress=True)),
-            pairs_dir)
-        delta_dir = work / f"delta-{d.name}"
-        train_key, _ = cache.run(
-            f"train:{d.name}", {"student": student_key, "pairs": pairs_key, "train": d.train},
-            lambda d=d, pairs_dir=pairs_dir, delta_dir=delta_dir: str(
-                train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
-            delta_dir)
-        info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
-        if registry is not None:
-            info.update(_publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work))
-            adapters[d.name] = Path(info["pulled"])
-        else:
-            adapters[d.name] = delta_dir
-        result.deltas[d.name] = info
+    run.log(f"delta {d.name}")
+    res, cache, work = run.res, run.cache, run.work
+    prompts, split = res.prompts(d)
+    pairs_dir = work / f"pairs-{d.name}"
+    gen_inputs = {
+        "chosen": res.model_key(d.chosen),
+        "rejected": res.model_key(d.rejected),
+        "prompts": d.prompts.model_dump(),
+        "generation": d.generation,
+        "filters": d.filters,
+    }
+    pairs_key, _ = cache.run(
+        f"generate:{d.name}",
+        gen_inputs,
+        lambda: str(
+            generate_pairs(
+                res.model(d.chosen),
+                res.model(d.rejected),
+                prompts,
+                pairs_dir,
+                d.generation_settings(),
+                d.filter_settings(),
+                split=split,
+                overwrite=True,
+                progress=True,
+            )
+        ),
+        pairs_dir,
+    )
+    delta_dir = work / f"delta-{d.name}"
+    train_key, _ = cache.run(
+        f"train:{d.name}",
+        {"student": run.student_key, "pairs": pairs_key, "train": d.train},
+        lambda: str(train_delta(run.student, pairs_dir, delta_dir, d.train_config(), overwrite=True, progress=True)),
+        delta_dir,
+    )
+    info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
+    if run.recipe.hub.publish:
+        info.update(_publish_delta(cache, run.recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work))
+        run.adapters[d.name] = Path(info["pulled"])
+    else:
+        run.adapters[d.name] = delta_dir
+    run.result.deltas[d.name] = info
 
-    result.merges.update(run_merges(recipe, cache, result.deltas, adapters, student, work))
 
-    if recipe.eval.sft_control:
-        for d in recipe.deltas:
-            sft_dir = work / f"sft-{d.name}"
-            cache.run(f"sft:{d.name}", {"student": student_key, "pairs": cache.key(f"generate:{d.name}"),
-                                         "train": d.train},
-                      lambda d=d, sft_dir=sft_dir: str(train_delta(
-                          student, work / f"pairs-{d.name}", sft_dir, _train_config(d, {"objective": "sft"}),
-                          overwrite=True, progress=True)),
-                      sft_dir)
+def _sft_control_stage(run: _Run, d: DeltaSpec) -> None:
+    """SFT on the same chosen answers, the control the delta is compared with."""
+    from ..train import train_delta
 
-    _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
-    if registry is not None and recipe.merge.publish:
-        main = recipe.merge.methods[0]
-        folder = Path(result.merges[main])
-        row = result.rows.get(f"merge {main}")
-        if row:  # the published student carries its scores in the card's model-index
-            from ..evaluate import write_model_index
+    sft_dir = run.work / f"sft-{d.name}"
+    run.cache.run(
+        f"sft:{d.name}",
+        {"student": run.student_key, "pairs": run.cache.key(f"generate:{d.name}"), "train": d.train},
+        lambda: str(
+            train_delta(
+                run.student,
+                run.work / f"pairs-{d.name}",
+                sft_dir,
+                d.train_config(objective="sft"),
+                overwrite=True,
+                progress=True,
+            )
+        ),
+        sft_dir,
+    )
 
-            write_model_index(folder, {col: {result.metrics.get(col, "score"): v}
-                                       for col, v in row.items() if col != "avg"}, name=recipe.merge.publish)
-        _, rev = cache.run(f"publish:merged:{main}",
-                           {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
-                           lambda: _publish(registry, folder, recipe.merge.publish))
-        result.published[recipe.merge.publish] = rev
-    result.ran, result.skipped = cache.ran, cache.skipped
-    result.seconds = time.time() - t0
-    result.order = [d.name for d in recipe.merge_deltas()]
-    summary = {"rows": result.rows, "kinds": result.kinds, "metrics": result.metrics, "deltas": result.deltas,
-               "merges": result.merges, "published": result.published, "order": result.order,
-               "curve": recipe.merge.curve, "correct": result.correct, "select": result.select}
-    atomic_write_text(work / "results.json", json.dumps(summary, indent=2))
-    return result
+
+def _publish_merged_stage(run: _Run) -> None:
+    """Publish the first method's merge as the recipe's student, its scores in the card's model-index."""
+    from ..evaluate import write_model_index
+
+    recipe, result = run.recipe, run.result
+    main = recipe.merge.methods[0]
+    folder = Path(result.merges[main])
+    row = result.rows.get(f"merge {main}")
+    if row:
+        write_model_index(
+            folder,
+            {col: {result.metrics.get(col, "score"): v} for col, v in row.items() if col != "avg"},
+            name=recipe.merge.publish,
+        )
+    _, rev = run.cache.run(
+        f"publish:merged:{main}",
+        {"merge": run.cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
+        lambda: _publish(folder, recipe.merge.publish),
+    )
+    result.published[recipe.merge.publish] = rev
+
+
+def _write_summary(run: _Run) -> None:
+    result = run.result
+    result.ran, result.skipped = run.cache.ran, run.cache.skipped
+    result.order = [d.name for d in run.recipe.merge_deltas()]
+    summary = {
+        "rows": result.rows,
+        "kinds": result.kinds,
+        "metrics": result.metrics,
+        "deltas": result.deltas,
+        "merges": result.merges,
+        "published": result.published,
+        "order": result.order,
+        "curve": run.recipe.merge.curve,
+        "correct": result.correct,
+        "select": result.select,
+    }
+    atomic_write_text(run.work / "results.json", json.dumps(summary, indent=2))
 
 
 def curve_name(method: str, k: int) -> str:
@@ -273,30 +365,48 @@ def _merge_jobs(recipe: Recipe, inputs: list, keys: list) -> list[tuple[str, str
     recipe order (k = 1 is the first single delta, k = K the full merge)."""
     jobs = [(m, m, inputs, keys) for m in recipe.merge.methods]
     if recipe.merge.curve:
-        jobs += [(curve_name(recipe.merge.curve, k), recipe.merge.curve, inputs[:k], keys[:k])
-                 for k in range(2, len(inputs))]
+        jobs += [
+            (curve_name(recipe.merge.curve, k), recipe.merge.curve, inputs[:k], keys[:k]) for k in range(2, len(inputs))
+        ]
     return jobs
 
 
-def _publish(registry, folder: Path, repo: str, **links) -> str:
+def _publish(folder: Path, repo: str, **links) -> str:
     """Publish a folder (idempotent: unchanged content makes no new commit); returns the commit sha."""
-    publish_mod, _ = registry
-    return publish_mod.publish(folder, repo, **links)["commit"]
+    from ..registry.publish import publish
+
+    return publish(folder, repo, **links)["commit"]
 
 
-def _publish_delta(cache, registry, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
-    _, pull_mod = registry
+def _publish_delta(cache, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
+    """Publish the pairs and the delta (linked to the pairs' commit), then pull the delta back: merges read
+    what the registry serves."""
+    from ..registry.pull import pull
+
     ds_repo = d.repo.dataset or _default_repo(recipe, d, "pairs")
     ad_repo = d.repo.adapter or _default_repo(recipe, d, "delta")
-    _, ds_rev = cache.run(f"publish:pairs:{d.name}", {"pairs": pairs_key, "repo": ds_repo},
-                          lambda: _publish(registry, pairs_dir, ds_repo))
-    _, ad_rev = cache.run(f"publish:delta:{d.name}", {"delta": train_key, "repo": ad_repo, "dataset": ds_rev},
-                          lambda: _publish(registry, delta_dir, ad_repo, dataset_repo=ds_repo, dataset_revision=ds_rev))
+    _, ds_rev = cache.run(
+        f"publish:pairs:{d.name}", {"pairs": pairs_key, "repo": ds_repo}, lambda: _publish(pairs_dir, ds_repo)
+    )
+    _, ad_rev = cache.run(
+        f"publish:delta:{d.name}",
+        {"delta": train_key, "repo": ad_repo, "dataset": ds_rev},
+        lambda: _publish(delta_dir, ad_repo, dataset_repo=ds_repo, dataset_revision=ds_rev),
+    )
     pulled = work / f"pulled-{d.name}"
-    cache.run(f"pull:{d.name}", {"repo": ad_repo, "revision": ad_rev},
-              lambda: str(pull_mod.pull(f"{ad_repo}@{ad_rev}", out=pulled)), pulled)
-    return {"repo": ad_repo, "revision": ad_rev, "dataset_repo": ds_repo, "dataset_revision": ds_rev,
-            "pulled": str(pulled)}
+    cache.run(
+        f"pull:{d.name}",
+        {"repo": ad_repo, "revision": ad_rev},
+        lambda: str(pull(f"{ad_repo}@{ad_rev}", out=pulled)),
+        pulled,
+    )
+    return {
+        "repo": ad_repo,
+        "revision": ad_rev,
+        "dataset_repo": ds_repo,
+        "dataset_revision": ds_rev,
+        "pulled": str(pulled),
+    }
 
 
 def _scorer(spec, skills: list[str]):
@@ -310,21 +420,32 @@ def _scorer(spec, skills: list[str]):
             with ``select``, also the verdicts on ``select_n`` further questions (to choose a row by)."""
             extra = spec.select_n if select else 0
             res = toy_evaluate(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed, details=True)
-            correct = {s: bits[:spec.n] for s, bits in res["correct"].items()}
+            correct = {s: bits[: spec.n] for s, bits in res["correct"].items()}
             scores = {s: bits.count("1") / spec.n for s, bits in correct.items()}
-            out = {"scores": {**scores, "avg": sum(scores.values()) / len(scores)}, "correct": correct,
-                   "metrics": {s: "exact_match" for s in skills}}
+            out = {
+                "scores": {**scores, "avg": sum(scores.values()) / len(scores)},
+                "correct": correct,
+                "metrics": {s: "exact_match" for s in skills},
+            }
             if extra:
-                out["select"] = {s: bits[spec.n:] for s, bits in res["correct"].items()}
+                out["select"] = {s: bits[spec.n :] for s, bits in res["correct"].items()}
             return out
 
         return score_toy
     from ..evaluate import evaluate
 
     def score(model, adapter, select: bool = False) -> dict:
-        res = evaluate(model, spec.tasks, adapter=adapter, limit=spec.limit, batch_size=spec.batch_size,
-                       backend=spec.backend, include_path=spec.include_path, chat_template=spec.chat_template,
-                       seed=spec.seed)
+        res = evaluate(
+            model,
+            spec.tasks,
+            adapter=adapter,
+            limit=spec.limit,
+            batch_size=spec.batch_size,
+            backend=spec.backend,
+            include_path=spec.include_path,
+            chat_template=spec.chat_template,
+            seed=spec.seed,
+        )
         metrics = {task: primary_metric(res[task]) for task in spec.tasks}
         row = {task: res[task][metric] for task, metric in metrics.items()}
         return {"scores": {**row, "avg": sum(row.values()) / len(row)}, "metrics": metrics}
@@ -349,8 +470,9 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key
     eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n"})
 
-    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None,
-            select: bool = False) -> None:
+    def row(
+        name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None, select: bool = False
+    ) -> None:
         inputs = {**key_inputs, "skills": skills, "eval": eval_key}
         if select and spec.select_n:
             inputs["select_n"] = spec.select_n
@@ -371,17 +493,33 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
                     row(ref.removeprefix("toy:"), "teacher", {"model": res.model_key(ref)}, res.model(ref))
     row("student", "student", {"model": student_key}, student)
     for d in recipe.deltas:
-        row(f"+ delta {d.name}", "single delta", {"adapter": cache.key(f"train:{d.name}")}, student,
-            str(work / f"delta-{d.name}"), select=True)
+        row(
+            f"+ delta {d.name}",
+            "single delta",
+            {"adapter": cache.key(f"train:{d.name}")},
+            student,
+            str(work / f"delta-{d.name}"),
+            select=True,
+        )
     if recipe.eval.sft_control:
         for d in recipe.deltas:
-            row(f"+ SFT-on-chosen {d.name}", "SFT control", {"adapter": cache.key(f"sft:{d.name}")}, student,
-                str(work / f"sft-{d.name}"))
+            row(
+                f"+ SFT-on-chosen {d.name}",
+                "SFT control",
+                {"adapter": cache.key(f"sft:{d.name}")},
+                student,
+                str(work / f"sft-{d.name}"),
+            )
     from ..merge.methods import METHODS
 
     for name, out in result.merges.items():
         method = name.split("-first")[0]
         full = not METHODS[method].low_rank
         kind = "composition curve" if "-first" in name else "merge"
-        row(f"merge {name}", kind, {"merge": cache.key(f"merge:{name}")},
-            out if full else student, None if full else out)
+        row(
+            f"merge {name}",
+            kind,
+            {"merge": cache.key(f"merge:{name}")},
+            out if full else student,
+            None if full else out,
+        )

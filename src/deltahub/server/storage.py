@@ -547,20 +547,7 @@ class Store:
             if parent and parent != head and not (len(parent) < 40 and head.startswith(parent)):
                 raise StaleParent()
             before = self.tree(head)
-            tree = dict(before)
-            for op in ops:
-                path = op["path"]
-                if op["op"] == "add":
-                    tree[path] = self._checked_entry(db, repo, op, can_read)
-                elif op["op"] == "delete" and path in tree:
-                    del tree[path]
-                else:  # a folder ('deletedFolder', or 'deletedFile' naming a folder without its trailing slash)
-                    prefix = path.rstrip("/") + "/"
-                    gone = [p for p in tree if p.startswith(prefix)]
-                    if not gone:
-                        raise EntryNotFound(f"{'Folder' if op['op'] == 'delete_folder' else 'File'} not found: {path}")
-                    for p in gone:
-                        del tree[p]
+            tree = self._applied(db, repo, before, ops, can_read)
             changes = history.diff(before, tree)
             sha = _commit_sha()
             now = time.time()
@@ -578,6 +565,25 @@ class Store:
                 db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
         self.trees.put(sha, tree)
         return sha
+
+    def _applied(self, db: sqlite3.Connection, repo: Repo, before: history.Tree, ops: list[dict],
+                 can_read: ReadPolicy | None) -> dict[str, Entry]:
+        """The tree after ``ops`` (a new dict: ``before`` may be the cache's)."""
+        tree = dict(before)
+        for op in ops:
+            path = op["path"]
+            if op["op"] == "add":
+                tree[path] = self._checked_entry(db, repo, op, can_read)
+            elif op["op"] == "delete" and path in tree:
+                del tree[path]
+            else:  # a folder ('deletedFolder', or 'deletedFile' naming a folder without its trailing slash)
+                prefix = path.rstrip("/") + "/"
+                gone = [p for p in tree if p.startswith(prefix)]
+                if not gone:
+                    raise EntryNotFound(f"{'Folder' if op['op'] == 'delete_folder' else 'File'} not found: {path}")
+                for p in gone:
+                    del tree[p]
+        return tree
 
     def _checked_entry(self, db: sqlite3.Connection, repo: Repo, op: dict, can_read: ReadPolicy | None) -> Entry:
         sha, path = op["sha256"], op["path"]

@@ -2,8 +2,9 @@
 
 ``install`` appends the page routes after the API's. Starlette takes the first route that matches,
 so every API URL keeps its handler (``/NS/NAME/resolve/...``, ``/api/...``, the LFS endpoints) and
-the pages get only what the API leaves: ``/``, ``/NS/NAME``, ``/datasets/NS/NAME``, their tabs,
-``/compose``, ``/login``. Pages read with the API's validation and visibility rules.
+the pages get only what the API leaves: ``/``, ``/NS/NAME``, ``/datasets/NS/NAME``, their tabs
+(``/NS/NAME/discussions[/N]`` among them), ``/collections[/NS/SLUG]``, ``/compose``, ``/login``.
+Pages read with the API's validation and visibility rules.
 """
 
 from __future__ import annotations

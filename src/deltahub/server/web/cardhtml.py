@@ -133,6 +133,12 @@ def render_card(text: str, links: RepoLinks) -> tuple[str, bool]:
     return _MD.render(body, {"links": links}), cut
 
 
+def render_comment(text: str, links: RepoLinks) -> str:
+    """A discussion comment as HTML: user content like a card, so the same renderer and link policy (raw HTML
+    shown as text, images only from the repo, no script links); a comment is short (``limits.MAX_TEXT``)."""
+    return _MD.render(text.encode()[:MAX_RENDER_BYTES].decode("utf-8", "ignore"), {"links": links})
+
+
 # -- the deltahub block as a table ---------------------------------------------------------------
 _ORDER = ("kind", "schema_version", "chosen", "rejected", "student", "prompts", "pairs", "filters", "dataset",
           "training", "lora", "generation", "gain", "metrics", "merge")

@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import inspect
 import math
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,8 @@ from ..limits import MAX_CARD_YAML_BYTES
 from ..paths import check_name, check_path, check_revision
 from ..storage import Repo
 from . import cardhtml, catalog, compose, preview
+from .community import Community, diff_lines
+from .params import one_of, page_of, query_text, repo_type, whole_number
 from .session import Visitor, local_target, read_form, remember_csrf, sign_in, sign_out, visitor
 
 HERE = Path(__file__).resolve().parent
@@ -56,8 +57,6 @@ TEXT_SUFFIXES = (".md", ".txt", ".json", ".jsonl", ".yaml", ".yml", ".csv", ".py
 HISTORY_SHOWN = 200
 RENDERED_CARDS = 256
 MAX_DIFF_BYTES = 64 * 1024  # each side of a card diff (difflib is quadratic at worst)
-MAX_QUERY = 200
-_DIGITS = re.compile(r"[0-9]{1,9}")
 Handler = Callable[[Request, Visitor], Awaitable[Response] | Response]
 
 
@@ -77,43 +76,12 @@ def _number(x: Any) -> str:
     return "-" if x is None else (f"{x:+.4g}" if isinstance(x, float) and math.isfinite(x) else str(x))
 
 
-def page_of(rtype: str, repo_id: str) -> str:
-    return f"/datasets/{repo_id}" if rtype == "dataset" else f"/{repo_id}"
-
-
-def _rtype(request: Request) -> str:
-    return "dataset" if request.url.path.startswith("/datasets/") else "model"
-
-
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=_when, size=_size, num=_number, short=lambda s: str(s)[:8])
     env.globals.update(page_of=page_of, static=STATIC_PREFIX)
     return env
-
-
-def _query(request: Request, name: str, default: str = "") -> str:
-    value = request.query_params.get(name, default)
-    if len(value) > MAX_QUERY:
-        raise BadRequest(f"the {name} parameter is too long (at most {MAX_QUERY} characters)")
-    return value
-
-
-def _count(request: Request, name: str, low: int) -> int | None:
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
-        return None
-    if not _DIGITS.fullmatch(raw) or int(raw) < low:
-        raise BadRequest(f"invalid {name} parameter: '{raw[:40]}' (a whole number >= {low})")
-    return int(raw)
-
-
-def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
-    value = request.query_params.get(name) or default
-    if value not in choices:
-        raise BadRequest(f"invalid {name} parameter: '{value[:40]}' (one of: {', '.join(choices)})")
-    return value
 
 
 class PageRoute(Route):
@@ -137,6 +105,7 @@ class Pages:
         self.env = _templates()
         self._rendered: OrderedDict[tuple, tuple[str, bool]] = OrderedDict()  # (repo, commit, README blob) -> HTML
         self._lock = threading.Lock()
+        self.community = Community(self)
 
     # -- plumbing -------------------------------------------------------------------------------
     def render(self, request: Request, who: Visitor, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -200,11 +169,11 @@ class Pages:
     # -- listing --------------------------------------------------------------------------------
     def filters(self, request: Request, kind: str) -> catalog.Filters:
         return catalog.Filters(
-            q=_query(request, "q").strip(), base=_query(request, "base").strip(),
-            family=_query(request, "family").strip(),
-            min_pairs=_count(request, "min_pairs", 0), sort=_choice(request, "sort", SORTS, "recent"),
-            kind=_choice(request, "kind", catalog.KINDS, kind), author=_query(request, "author").strip(),
-            page=_count(request, "page", 1) or 1)
+            q=query_text(request, "q").strip(), base=query_text(request, "base").strip(),
+            family=query_text(request, "family").strip(),
+            min_pairs=whole_number(request, "min_pairs", 0), sort=one_of(request, "sort", SORTS, "recent"),
+            kind=one_of(request, "kind", catalog.KINDS, kind), author=query_text(request, "author").strip(),
+            page=whole_number(request, "page", 1) or 1)
 
     def home(self, request: Request, who: Visitor, kind: str = "all") -> Response:
         f = self.filters(request, kind)
@@ -235,14 +204,15 @@ class Pages:
         refs = self.store.refs(repo)
         return {"repo": repo, "rev": rev, "sha": sha, "tree": tree, "card": card, "row": row, "refs": refs,
                 "page": page_of(rtype, repo.repo_id), "tab": tab, "base_url": self.hub.base(request),
-                "last": self.store.history(sha, limit=1)[0]}
+                "last": self.store.history(sha, limit=1)[0], "talk": self.community.counts(repo)}
 
     def repo_page(self, request: Request, who: Visitor) -> Response:
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "card")
         block = ctx["card"].get("deltahub")
         ctx.update(card_html=self.card_html(ctx["repo"], ctx["sha"], ctx["tree"]),
-                   sections=cardhtml.block_sections(block), block=block if isinstance(block, dict) else {})
+                   sections=cardhtml.block_sections(block), block=block if isinstance(block, dict) else {},
+                   in_collections=self.community.holding(ctx["repo"], who.user))
         if rtype == "dataset":
             ctx.update(self._dataset(ctx["tree"]))
         return self.render(request, who, "repo.html", **ctx)
@@ -258,30 +228,30 @@ class Pages:
         return {"preview": got, "shard_rows": rows, "shards": len(shards)}
 
     def files(self, request: Request, who: Visitor) -> Response:
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "files")
         files = sorted(ctx["tree"].items())
         return self.render(request, who, "files.html", files=files, total=sum(e.size for _, e in files), **ctx)
 
     def commits(self, request: Request, who: Visitor) -> Response:
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "commits")
         log = self.store.history(ctx["sha"], limit=HISTORY_SHOWN + 1)
         return self.render(request, who, "commits.html", log=log[:HISTORY_SHOWN], more=len(log) > HISTORY_SHOWN,
                            **ctx)
 
     def commit(self, request: Request, who: Visitor) -> Response:
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "commits")
         parent = ctx["last"]["parent"]
         return self._changes(request, who, ctx, parent, ctx["sha"])
 
     def compare(self, request: Request, who: Visitor) -> Response:
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "commits")
         repo = ctx["repo"]
-        old = self.store.resolve(repo, check_revision(_query(request, "from") or "main", "from revision"))
-        new = self.store.resolve(repo, check_revision(_query(request, "to") or "main", "to revision"))
+        old = self.store.resolve(repo, check_revision(query_text(request, "from") or "main", "from revision"))
+        new = self.store.resolve(repo, check_revision(query_text(request, "to") or "main", "to revision"))
         return self._changes(request, who, ctx, old, new)
 
     def _changes(self, request: Request, who: Visitor, ctx: dict, old: str | None, new: str) -> Response:
@@ -304,13 +274,12 @@ class Pages:
             texts.append("" if e is None else self.store.read_blob(e.sha256).decode("utf-8", "replace"))
         lines = difflib.unified_diff(texts[0].splitlines(), texts[1].splitlines(), "README.md", "README.md",
                                      lineterm="", n=3)
-        cls = {"+": "add", "-": "del", "@": "hunk"}
-        return [(cls.get(line[:1], "ctx") if not line.startswith(("+++", "---")) else "file", line) for line in lines]
+        return diff_lines(list(lines))
 
     def raw(self, request: Request, who: Visitor) -> Response:
         """One file of a repo for the browser: card images inline, text as text/plain, anything else a download;
         never as HTML, never sniffed, and sandboxed whatever it holds."""
-        rtype = _rtype(request)
+        rtype = repo_type(request)
         repo = self.repo(request, who, rtype)
         sha = self.store.resolve(repo, self._rev(request))
         path = check_path(request.path_params["path"])
@@ -332,7 +301,7 @@ class Pages:
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, request: Request, who: Visitor) -> Response:
-        base = _query(request, "base").strip()
+        base = query_text(request, "base").strip()
         rows = catalog.visible_rows(self.listing, self.auth, who.user)
         ctx: dict[str, Any] = {"base": base, "bases": catalog.bases(rows), "methods": compose.COMPOSE_METHODS,
                                "result": None, "error": None, "base_url": self.hub.base(request)}
@@ -343,7 +312,7 @@ class Pages:
         candidates = sorted((r for r in rows if r["repo"].type == "model" and tag in r["repo"].tags),
                             key=lambda r: r["repo_id"])
         q = request.query_params
-        method = _choice(request, "method", compose.COMPOSE_METHODS, "gam")
+        method = one_of(request, "method", compose.COMPOSE_METHODS, "gam")
         submitted = "method" in q
         ticked = q.getlist("d")
         if len(ticked) > compose.MAX_DELTAS:
@@ -371,7 +340,7 @@ class Pages:
     # -- signing in -----------------------------------------------------------------------------
     async def login(self, request: Request, who: Visitor) -> Response:
         if request.method == "GET":
-            return self.render(request, who, "login.html", next=local_target(_query(request, "next")), error=None)
+            return self.render(request, who, "login.html", next=local_target(query_text(request, "next")), error=None)
         form = await read_form(request, who)
         target = local_target(form.get("next"))
         token = form.get("token", "").strip()
@@ -403,6 +372,8 @@ class Pages:
                 PageRoute(prefix + "/commit/{rev}", p(self.commit), methods=["GET"]),
                 PageRoute(prefix + "/compare", p(self.compare), methods=["GET"]),
                 PageRoute(prefix + "/raw/{rev}/{path:anypath}", p(self.raw), methods=["GET"]),
+                PageRoute(prefix + "/discussions", p(self.community.discussions), methods=["GET"]),
+                PageRoute(prefix + "/discussions/{num:int}", p(self.community.discussion), methods=["GET"]),
             ]
         return [
             Mount(STATIC_PREFIX, app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -412,5 +383,7 @@ class Pages:
             PageRoute("/compose", p(self.compose), methods=["GET"]),
             PageRoute("/login", p(self.login), methods=["GET", "POST"]),
             PageRoute("/logout", p(self.logout), methods=["POST"]),
+            PageRoute("/collections", p(self.community.collections), methods=["GET"]),
+            PageRoute("/collections/{ns}/{slug}", p(self.community.collection), methods=["GET"]),
             *repo_routes,
         ]
