@@ -90,3 +90,15 @@ def tiny_model(tmp_path_factory):
     from deltahub.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", hidden_size=64, num_layers=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """An open embedded registry on loopback for one test module, with the Hub clients pointed at it."""
+    from deltahub.hub import setup_client
+    from deltahub.server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("registry"))
+    setup_client(endpoint=server.url)
+    yield server
+    server.stop()

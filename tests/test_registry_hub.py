@@ -8,20 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from deltahub.errors import InputError
 from test_registry_validate import PAIRS, adapter_dir, dataset_dir  # noqa: F401  (shared fixtures)
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    from deltahub.hub import setup_client
-    from deltahub.server import start_server
-
-    server = start_server(tmp_path_factory.mktemp("registry"))
-    setup_client(endpoint=server.url)
-    yield server
-    server.stop()
+from deltahub.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,8 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
     from deltahub.registry.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
-    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=published["dataset"]["commit"])
+    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs",
+                    dataset_revision=published["dataset"]["commit"])
     assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
     commits = get_api().list_repo_commits("alice/delta")
     assert len([c for c in commits if "deltahub publish" in c.title]) == 1
@@ -65,13 +55,15 @@ def test_show_links_dataset_and_revisions(published):
 
 def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir, tmp_path):  # noqa: F811
     from deltahub.registry.publish import publish
-    from deltahub.registry.validate import validate
+    from deltahub.registry.validate import ValidationFailed, validate
 
     report = validate("alice/delta@v1")
     assert report.ok, report.lines()
     bad = tmp_path / "bad"
     shutil.copytree(adapter_dir, bad)
-    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
+    with pytest.raises(ValidationFailed, match="linked dataset"):
+        publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
+    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", validate=False)
     report = validate("mallory/delta")
     assert {c.name for c in report.checks if not c.ok} == {"linked dataset"}
     result = CliRunner().invoke(__import__("deltahub.registry.cli", fromlist=["x"]).validate_command, ["mallory/delta"])

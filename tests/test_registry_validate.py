@@ -30,9 +30,11 @@ def adapter_dir(tiny_model, tmp_path_factory) -> Path:
             p.data.normal_(0, 0.02)
     out = tmp_path_factory.mktemp("adapter") / "delta"
     peft_model.save_pretrained(out)
-    block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": "toy/Qwen3-big"}, "rejected": {"model": "toy/Qwen3-small"},
-             "student": {"model": str(tiny_model)}, "pairs": PAIRS, "training": {"objective": "dpo", "beta": 0.1},
-             "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, "dataset": {"repo": "me/pairs", "revision": None}}
+    block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": "toy/Qwen3-big"},
+             "rejected": {"model": "toy/Qwen3-small"}, "student": {"model": str(tiny_model)}, "pairs": PAIRS,
+             "training": {"objective": "dpo", "beta": 0.1},
+             "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+             "dataset": {"repo": "me/pairs", "revision": None}}
     (out / "deltahub.json").write_text(json.dumps(block))
     write_card(out)
     return out
@@ -47,7 +49,8 @@ def dataset_dir(tmp_path_factory) -> Path:
              "rejected": [{"role": "assistant", "content": "b"}]} for i in range(PAIRS)]
     (out / "data").mkdir(parents=True)
     datasets.Dataset.from_list(rows).to_parquet(str(out / "data" / "train-00000.parquet"))
-    block = {"schema_version": 1, "kind": "dataset", "chosen": {"model": "toy/Qwen3-big"}, "rejected": {"model": "toy/Qwen3-small"},
+    block = {"schema_version": 1, "kind": "dataset", "chosen": {"model": "toy/Qwen3-big"},
+             "rejected": {"model": "toy/Qwen3-small"},
              "prompts": {"dataset": "toy/prompts", "split": "train"}, "pairs": PAIRS, "filters": {"empty": 1}}
     (out / "deltahub.json").write_text(json.dumps(block))
     write_card(out)
@@ -72,17 +75,20 @@ def test_schema_rejects_future_version_and_bad_kind():
 
 def test_card_front_matter_round_trips_the_block(adapter_dir, dataset_dir, tiny_model):
     meta, body = split_card((adapter_dir / "README.md").read_text())
-    assert meta["base_model"] == str(tiny_model) and meta["base_model_relation"] == "adapter" and meta["library_name"] == "peft"
+    assert meta["base_model"] == str(tiny_model) and meta["base_model_relation"] == "adapter"
+    assert meta["library_name"] == "peft"
     assert {"deltahub", "preference-delta", "deltahub-family:Qwen3"} <= set(meta["tags"])
     assert meta["datasets"] == ["me/pairs"]
-    assert DeltaBlock.model_validate(meta["deltahub"]) == parse_block(json.loads((adapter_dir / "deltahub.json").read_text()))
+    block = parse_block(json.loads((adapter_dir / "deltahub.json").read_text()))
+    assert DeltaBlock.model_validate(meta["deltahub"]) == block
     dmeta, _ = split_card((dataset_dir / "README.md").read_text())
     assert dmeta["size_categories"] == ["n<1K"] and dmeta["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
 
 
 def test_merged_card_lists_deltas_and_command(tmp_path):
     block = {"kind": "merged", "student": {"model": "b/base"},
-             "merge": {"method": "ties", "parameters": {"density": 0.3}, "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}]}}
+             "merge": {"method": "ties", "parameters": {"density": 0.3},
+                       "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}]}}
     (tmp_path / "deltahub.json").write_text(json.dumps(block))
     text = write_card(tmp_path).read_text()
     assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --density 0.3" in text
@@ -176,3 +182,24 @@ def test_merged_adapter_without_config_fails(adapter_dir, tmp_path):
     assert failed(report) == {"adapter matches its base"}, report.lines()
     assert "adapter_config.json is missing" in report.lines()[[c.name for c in report.checks].index(
         "adapter matches its base")]
+
+
+def test_unpublished_dataset_link_is_a_warning_locally_and_a_failure_when_strict(adapter_dir, tmp_path):
+    """A local delta whose pairs are not published yet (or not linked yet) can pass; --strict (CI) fails it."""
+    unlinked = _copy(adapter_dir, tmp_path)
+    block = json.loads((unlinked / "deltahub.json").read_text())
+    del block["dataset"]
+    (unlinked / "deltahub.json").write_text(json.dumps(block))
+    write_card(unlinked)
+    for folder, rows, detail in ((adapter_dir, lambda r, v: None, "me/pairs is not published yet"),
+                                 (unlinked, rows_ok, "no pairs dataset linked yet")):
+        report = validate_folder(folder, dataset_rows=rows, local=True)
+        check = next(c for c in report.checks if c.name == "linked dataset")
+        assert report.ok and check.status == "warn" and detail in check.detail, report.lines()
+        assert report.lines()[-1].endswith("1 warning(s))")
+        strict = validate_folder(folder, dataset_rows=rows, local=True, strict=True)
+        assert not strict.ok and [c.name for c in strict.failed] == ["linked dataset"]
+        assert "strict: counted as failures" in strict.lines()[-1]
+    # published (not local): a link to a dataset that does not exist fails; no link at all is a warning
+    assert failed(validate_folder(adapter_dir, dataset_rows=lambda r, v: None)) == {"linked dataset"}
+    assert validate_folder(unlinked, dataset_rows=rows_ok).ok

@@ -136,7 +136,9 @@ def world(tiny_model, tmp_path_factory):
         for i, (repo, gain) in enumerate(zip(DELTAS, GAINS, strict=True)):
             folders[repo] = _adapter(tiny_model, root / "src", repo.split("/")[1], i + 1, gain)
             tag = ["--tag", "v1"] if i == 0 else []
-            _publish(str(folders[repo]), "--repo", repo, "--dataset", "alice/pairs", *tag)
+            # publish validates: only delta-a's pair count (PAIRS) matches the linked dataset's rows
+            link = ["--dataset", "alice/pairs"] if i == 0 else []
+            _publish(str(folders[repo]), "--repo", repo, *link, *tag)
         # a second version of delta-a: its card changes (the gain), so the history has a card diff
         block = json.loads((folders["alice/delta-a"] / "deltahub.json").read_text())
         block["gain"]["value"] = 0.035

@@ -18,10 +18,12 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
-from .schema import DeltaBlock, family_of, parse_block
+from .provenance import provenance_rows
+from .schema import SOURCES, DeltaBlock, family_of, parse_block
 
 # Templates live in the repo's top-level cards/ (editable installs); a wheel may ship them as deltahub/cards.
-CARDS_DIR = next((p for p in (Path(__file__).resolve().parents[3] / "cards", Path(__file__).resolve().parents[1] / "cards")
+_HERE = Path(__file__).resolve()
+CARDS_DIR = next((p for p in (_HERE.parents[3] / "cards", _HERE.parents[1] / "cards")
                   if (p / "adapter.md.j2").is_file()), Path(__file__).resolve().parents[3] / "cards")
 PLOTS = ("training_curves.png", "gains.png", "per_task_gains.png")
 
@@ -78,8 +80,10 @@ def _base_model(folder: Path, block: DeltaBlock) -> str | None:
 def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
     """Card tags that make a delta findable with ``list_models(filter=...)``/``list_datasets``."""
     tags = ["deltahub", "preference-delta", f"deltahub-kind:{block.kind}"]
-    if block.kind == "adapter":
-        tags += ["peft", "lora", "dpo"]
+    external = block.provenance is not None and block.provenance.origin == "external"
+    objective = (block.training or {}).get("objective")
+    if block.kind == "adapter":  # a foreign adapter is tagged dpo only when its publisher says so
+        tags += ["peft", "lora"] + (["dpo"] if not external or objective == "dpo" else [])
     if block.kind == "dataset":
         tags += ["dpo", "preference-pairs"]
     if block.kind == "merged":
@@ -87,8 +91,8 @@ def derive_tags(block: DeltaBlock, base: str | None = None) -> list[str]:
     fam = family_of(block)
     if fam:
         tags.append(f"deltahub-family:{fam}")
-    if block.training and block.training.get("objective"):
-        tags.append(f"deltahub-objective:{block.training['objective']}")
+    if objective:
+        tags.append(f"deltahub-objective:{objective}")
     if base:
         tags.append(f"deltahub-base:{base}")
     return tags
@@ -113,11 +117,14 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> dict[str, Any]:
-    """The card's YAML front matter."""
+def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any],
+                  name: str | None = None) -> dict[str, Any]:
+    """The card's YAML front matter (``name``: the published name, default the folder's)."""
     base = _base_model(folder, block)
     tags = derive_tags(block, base)
-    meta: dict[str, Any] = {"license": old_meta.get("license", "apache-2.0")}
+    external = block.provenance is not None and block.provenance.origin == "external"
+    meta: dict[str, Any] = {"license": block.license or old_meta.get("license") or
+                            ("unknown" if external else "apache-2.0")}
     if block.kind == "dataset":
         meta["task_categories"] = ["text-generation"]
         meta["size_categories"] = [size_category(block.pairs)]
@@ -138,18 +145,47 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any]) -> 
             meta["library_name"] = "transformers"
         if block.dataset and block.dataset.repo:
             meta["datasets"] = [block.dataset.repo]
-        if block.gain and block.gain.metric and block.gain.value is not None:
-            meta["model-index"] = [{
-                "name": folder.name,
-                "results": [{
-                    "task": {"type": "text-generation"},
-                    "dataset": {"name": (block.prompts.dataset if block.prompts else None) or "eval", "type": "eval"},
-                    "metrics": [{"type": block.gain.metric, "value": block.gain.value, "name": f"gain over base ({block.gain.metric})"}],
-                }],
-            }]
+        index = model_index(name or folder.name, block, old_meta.get("model-index"))
+        if index:
+            meta["model-index"] = index
     meta["tags"] = list(dict.fromkeys([*(old_meta.get("tags") or []), *tags]))
     meta["deltahub"] = block.model_dump(mode="json", exclude_none=True)
     return meta
+
+
+GAIN = "gain"  # the model-index metric type of a measured gain over the base (value = delta score - base score)
+SOURCE_URL = "https://github.com/deltahub/deltahub"
+
+
+def gain_results(block: DeltaBlock) -> list[dict[str, Any]]:
+    """model-index results for the block's measured gain: per task, the score and the gain over the base."""
+    g = block.gain
+    if g is None or g.value is None or not g.metric:
+        return []
+    tasks = (g.model_extra or {}).get("tasks") or {"eval": {"value": g.value, "baseline": g.baseline}}
+    results = []
+    for task, t in tasks.items():
+        metrics = []
+        if t.get("baseline") is not None:
+            metrics.append({"type": g.metric, "value": round(t["baseline"] + t["value"], 4),
+                            "name": f"{task} {g.metric}"})
+        metrics.append({"type": GAIN, "value": round(t["value"], 4), "config": g.metric,
+                        "name": f"{task} {g.metric} gain over the base"})
+        results.append({"task": {"type": "text-generation"}, "dataset": {"name": task, "type": task},
+                        "metrics": metrics, "source": {"name": "deltahub", "url": SOURCE_URL}})
+    return results
+
+
+def model_index(name: str, block: DeltaBlock, old: Any) -> list[dict[str, Any]] | None:
+    """The card's model-index: results already there (``deltahub eval --write-card``) are kept; the measured
+    gain's tasks replace their old entries."""
+    entry = (old[0] if isinstance(old, list) and old and isinstance(old[0], dict) else None) or {"name": name}
+    gains = gain_results(block)
+    fresh = {r["dataset"]["type"] for r in gains}
+    kept = [r for r in entry.get("results") or [] if isinstance(r, dict)
+            and (r.get("dataset") or {}).get("type") not in fresh]
+    results = kept + gains
+    return [{**entry, "results": results}] if results else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,21 +199,28 @@ def _env() -> jinja2.Environment:
 
 
 def render_card(folder: Path, kind: str | None = None, name: str | None = None) -> str:
-    """The README.md text for a stage folder (no write)."""
+    """The README.md text for a stage folder (no write); ``name`` titles it (default: the folder's name, wrong
+    for a temporary folder that is renamed into place)."""
     folder = Path(folder)
     block = read_block(folder)
     kind = kind or block.kind
     if kind != block.kind:
-        raise InputError(f"{folder}: deltahub.json says kind '{block.kind}', not '{kind}'", f"call write_card(folder, '{block.kind}')")
+        raise InputError(f"{folder}: deltahub.json says kind '{block.kind}', not '{kind}'",
+                         f"call write_card(folder, '{block.kind}')")
     readme = folder / "README.md"
     old_meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
-    meta = card_metadata(folder, block, old_meta)
+    name = name or folder.name
+    meta = card_metadata(folder, block, old_meta, name)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     body = _env().get_template(f"{kind}.md.j2").render(
-        b=block, meta=meta, name=name or folder.name, plots=[p for p in PLOTS if (folder / p).is_file()],
+        b=block, meta=meta, name=name, plots=[p for p in PLOTS if (folder / p).is_file()],
         command=reproduce_command(block), extra=block.model_extra or {},
         merge_extra=(block.merge.model_extra or {}) if block.merge else {},
         gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
+        provenance=provenance_rows({**block.model_dump(mode="json", exclude_none=True),
+                                    "license": meta.get("license")}),
+        sources=SOURCES, origin=block.provenance.origin if block.provenance else "deltahub",
+        validation=block.provenance.validation if block.provenance else None,
     )
     return f"---\n{front}---\n\n{body}"
 

@@ -7,8 +7,9 @@ Rights and names are checked here too, so publish and pull speak in one voice.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from ..errors import DeltahubError, InputError
@@ -38,8 +39,8 @@ def retrying(call: Callable[[], T], endpoint: str, what: str, retries: int = RET
     from ..hub import describe_url
 
     raise DeltahubError(
-        f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} after {retries} "
-        "tries); nothing was written",
+        f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} "
+        f"after {retries} tries); nothing was written",
         "start it ('deltahub hub serve') or set DELTAHUB_ENDPOINT to a reachable registry, then run the same "
         "command again",
     )
@@ -75,3 +76,23 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     return InputError(f"no write access to {repo_id} on {describe_url(endpoint)} (HTTP {status})",
                       "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own "
                       "namespace")
+
+
+@contextlib.contextmanager
+def remote_calls(hub, target: str, what: str, missing: str | None = None) -> Iterator[Callable[[Callable[[], T]], T]]:
+    """A ``net(call)`` that retries network errors; a 401/403 becomes one line about write access and, with
+    ``missing`` (the fix to suggest), a 404 one line saying ``target`` was not found."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..hub import describe_url
+
+    try:
+        yield lambda call: retrying(call, hub.endpoint, what)
+    except HfHubHTTPError as exc:
+        error = denied(exc, target, hub.endpoint)
+        if error is not None:
+            raise error from None
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if missing and status == 404:
+            raise InputError(f"{target} not found on {describe_url(hub.endpoint)}", missing) from None
+        raise

@@ -1,21 +1,21 @@
-"""Publish a delta folder (pairs dataset or adapter) with its card; idempotent on content."""
+"""Publish a delta folder (pairs dataset, adapter, merged output, or any PEFT LoRA adapter) with its card.
+
+Validated before upload; idempotent on content (an unchanged delta makes no new commit).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
-from .cards import read_block, write_card
+from .cards import read_block
 from .hubops import api, parse_spec
-from .network import check_repo_id, denied, retrying
-
-IGNORED = (".cache", ".git", "checkpoints", "work")
+from .network import check_repo_id, remote_calls
+from .provenance import Declared
+from .stage import BLOCK, IGNORED, staged, write_block
+from .validate import Report, ValidationFailed, validate_on_registry
 
 
 def _local_files(folder: Path) -> dict[str, Path]:
@@ -54,30 +54,30 @@ def _unchanged(hub, repo_id: str, rtype: str, files: dict[str, Path]) -> str | N
 
 
 def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, dataset_revision: str | None = None,
-            tag: str | None = None, private: bool = False, message: str | None = None) -> dict:
+            tag: str | None = None, private: bool = False, message: str | None = None,
+            declared: Declared | None = None, validate: bool = True, measure: list[str] | None = None,
+            measure_limit: int | None = None) -> dict:
     """Upload ``folder`` to ``repo_id`` (dataset repo for pairs, model repo for adapters/merged).
 
-    An adapter names its pairs dataset (``dataset_repo`` or its deltahub.json) so the card links them.
-    Returns ``{"repo_id", "repo_type", "commit", "created"}``; ``created`` is False when nothing changed.
-    Network errors are retried; an unreachable registry or missing write rights end in one line.
+    ``folder`` is a deltahub stage folder or any PEFT LoRA adapter (its provenance from ``declared``, every
+    field tagged declared/measured/unknown on the card). The copy that will be uploaded is validated first
+    and a failing one is refused (:class:`ValidationFailed` carries the checklist); ``validate=False``
+    publishes anyway and the card says it was not validated. ``measure`` (task names) scores the adapter and
+    its base on those tasks and records the gain (the card's model-index, ``list --sort gain``).
+    Returns ``{"repo_id", "repo_type", "commit", "created", "report"}``; ``created`` is False when nothing
+    changed. Network errors are retried; an unreachable registry or missing write rights end in one line.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder", "pass the output folder of deltahub generate, train or merge")
     parse_spec(repo_id)
     check_repo_id(repo_id)
-    block = read_block(folder)
-    rtype = "dataset" if block.kind == "dataset" else "model"
-    if block.kind == "adapter" and not (folder / "adapter_config.json").is_file():
-        raise InputError(
-            f"{folder} says kind 'adapter' but has no adapter_config.json", "publish the folder deltahub train wrote"
-        )
-    if block.kind == "dataset" and not list(folder.glob("data/*.parquet")):
-        raise InputError(f"{folder} has no data/*.parquet shards", "publish the folder deltahub generate wrote")
     hub = api()
-    with tempfile.TemporaryDirectory(prefix="deltahub-publish-") as tmp:
-        stage = _stage(folder, Path(tmp), dataset_repo, dataset_revision)
-        with _remote(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
+    with staged(folder, declared, dataset_repo, dataset_revision, name=repo_id.split("/")[1]) as stage:
+        block = read_block(stage)
+        rtype = "dataset" if block.kind == "dataset" else "model"
+        if block.kind == "dataset" and not list(stage.glob("data/*.parquet")):
+            raise InputError(f"{folder} has no data/*.parquet shards", "publish the folder deltahub generate wrote")
+        report = check_and_record(stage, folder, validate, measure, measure_limit)
+        with remote_calls(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
             files = _local_files(stage)
             # create first: probing a name the registry does not hold would make it ask its upstream
             net(lambda: hub.create_repo(repo_id, repo_type=rtype, private=private, exist_ok=True))
@@ -89,30 +89,32 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
                 head = info.oid
             if tag:
                 net(lambda: hub.create_tag(repo_id, tag=tag, revision=head, repo_type=rtype, exist_ok=True))
-    return {"repo_id": repo_id, "repo_type": rtype, "commit": head, "created": created}
+    return {"repo_id": repo_id, "repo_type": rtype, "commit": head, "created": created, "report": report}
 
 
-def _stage(folder: Path, tmp: Path, dataset_repo: str | None, dataset_revision: str | None) -> Path:
-    """A copy of ``folder`` as it will be published: dataset link set, card re-rendered."""
-    stage = tmp / folder.name
-    shutil.copytree(folder, stage, ignore=shutil.ignore_patterns(*IGNORED))
-    raw = json.loads((stage / "deltahub.json").read_text(encoding="utf-8"))
-    if dataset_repo:
-        raw["dataset"] = {"repo": dataset_repo, "revision": dataset_revision}
-    (stage / "deltahub.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-    write_card(stage)
-    return stage
+def check_and_record(stage: Path, folder: Path, validate: bool, measure: list[str] | None,
+                     measure_limit: int | None) -> Report | None:
+    """Validate the stage (a failure raises), measure the gain if asked; record the outcome and what was
+    measured in its block and card."""
+    block = json.loads((stage / BLOCK).read_text(encoding="utf-8"))
+    prov = block.setdefault("provenance", {"origin": "deltahub", "fields": {}})
+    report = None
+    if validate:
+        report = validate_on_registry(stage, str(folder))
+        if not report.ok:
+            raise ValidationFailed(report)
+        if "pairs" in report.measured:
+            block["pairs"] = report.measured["pairs"]
+            prov.setdefault("fields", {})["pairs"] = "measured"
+        prov["validation"] = {"status": "passed", "warnings": [f"{c.name}: {c.detail}" for c in report.warnings]}
+    else:
+        prov["validation"] = {"status": "skipped", "warnings": ["published with --no-validate: not checked"]}
+    if measure:
+        if block.get("kind") == "dataset":
+            raise InputError("--measure scores an adapter, and this is a pairs dataset", "drop --measure")
+        from .measure import measure_gain
 
-
-@contextlib.contextmanager
-def _remote(hub, repo_id: str, what: str) -> Iterator[Callable]:
-    """A ``net(call)`` that retries network errors; a 401/403 becomes one line about write access."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        yield lambda call: retrying(call, hub.endpoint, what)
-    except HfHubHTTPError as exc:
-        error = denied(exc, repo_id, hub.endpoint)
-        if error is None:
-            raise
-        raise error from None
+        block["gain"] = measure_gain(stage, measure, limit=measure_limit)
+        prov.setdefault("fields", {})["gain"] = "measured"
+    write_block(stage, block)
+    return report

@@ -66,6 +66,40 @@ class MergeInfo(_Open):
     deltas: list[MergeDelta] = Field(default_factory=list)
 
 
+Source = Literal["recorded", "declared", "measured", "unknown"]
+SOURCES: dict[str, str] = {
+    "recorded": "written by deltahub when it produced this delta",
+    "declared": "stated by the publisher, not checked",
+    "measured": "read or computed by deltahub from the published files or the linked dataset",
+    "unknown": "nobody stated it",
+}
+# The fields whose source a card reports (dotted paths into the block, plus the card's license).
+PROVENANCE_FIELDS = ("student.model", "chosen.model", "rejected.model", "dataset", "pairs", "training.objective",
+                     "training.beta", "training.trainer", "lora.r", "lora.alpha", "lora.target_modules", "license")
+
+
+class Validation(_Open):
+    """What ``publish`` checked: ``passed`` or ``skipped`` (``--no-validate``, a warning on the card)."""
+
+    status: Literal["passed", "skipped"]
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Provenance(_Open):
+    """Where each field of the block came from.
+
+    Optional and additive: a schema_version 1 reader keeps it as an unknown key, and a block without it
+    (every delta made before it existed) reads as ``origin: deltahub`` with every field ``recorded``.
+    """
+
+    origin: Literal["deltahub", "external"] = "deltahub"
+    fields: dict[str, Source] = Field(default_factory=dict)
+    validation: Validation | None = None
+
+    def source(self, path: str) -> Source:
+        return self.fields.get(path, "recorded" if self.origin == "deltahub" else "unknown")
+
+
 class DeltaBlock(_Open):
     """The ``deltahub:`` block (schema_version 1)."""
 
@@ -84,6 +118,8 @@ class DeltaBlock(_Open):
     metrics: dict[str, Any] | None = None
     gain: Gain | None = None
     merge: MergeInfo | None = None
+    license: str | None = None
+    provenance: Provenance | None = None
 
     @field_validator("schema_version")
     @classmethod
@@ -114,7 +150,8 @@ class CardMetadata(_Open):
 def parse_block(data: Any, where: str = "deltahub.json") -> DeltaBlock:
     """Validate a raw block; a one-line InputError names the first problem and the fix."""
     if not isinstance(data, dict):
-        raise InputError(f"{where}: the deltahub block is not a mapping", "regenerate it with deltahub generate/train/merge")
+        raise InputError(f"{where}: the deltahub block is not a mapping",
+                         "regenerate it with deltahub generate/train/merge")
     version = data.get("schema_version", SCHEMA_VERSION)
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise InputError(
@@ -126,7 +163,8 @@ def parse_block(data: Any, where: str = "deltahub.json") -> DeltaBlock:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise InputError(f"{where}: deltahub.{loc}: {err['msg']}", "fix the block or regenerate it with deltahub") from None
+        raise InputError(f"{where}: deltahub.{loc}: {err['msg']}",
+                         "fix the block or regenerate it with deltahub") from None
 
 
 def family_of(block: DeltaBlock) -> str | None:

@@ -10,24 +10,30 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
+from .cards import GAIN
 from .hubops import api
 
 SORTS = ("recent", "gain")
 
 
 def measured_gain(card: dict[str, Any]) -> tuple[float | None, str | None]:
-    """(value, metric) of the delta's measured gain: the card's model-index result, else the deltahub block's."""
-    for entry in card.get("model-index") or []:
-        for result in (entry.get("results") or []) if isinstance(entry, dict) else []:
-            for m in (result.get("metrics") or []) if isinstance(result, dict) else []:
-                value = m.get("value") if isinstance(m, dict) else None
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    return float(value), (str(m["type"]) if m.get("type") is not None else None)
-    gain = (card.get("deltahub") or {}).get("gain") or {}
-    value = gain.get("value") if isinstance(gain, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value), (str(gain["metric"]) if gain.get("metric") is not None else None)
-    return None, None
+    """(value, metric) of the delta's measured gain over its base: the mean of the card's model-index metrics of
+    type ``gain`` (their ``config`` names the metric); (None, None) when nothing was measured. Absolute scores in
+    the model-index (``deltahub eval --write-card``) are not gains and are not read."""
+    found = [m for entry in _list(card.get("model-index")) for result in _list(_get(entry, "results"))
+             for m in _list(_get(result, "metrics")) if _get(m, "type") == GAIN and _number(_get(m, "value"))]
+    if not found:
+        return None, None
+    metrics = {str(m.get("config") or "score") for m in found}
+    return sum(float(m["value"]) for m in found) / len(found), metrics.pop() if len(metrics) == 1 else "score"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _get(d: Any, key: str) -> Any:
@@ -45,6 +51,7 @@ def delta_row(repo_id: str, card: dict[str, Any], tags: list[str], modified: Any
         "pairs": pairs if isinstance(pairs, int) and not isinstance(pairs, bool) else None,
         "gain": gain, "gain_metric": metric, "objective": _get(block.get("training"), "objective"),
         "dataset": _get(block.get("dataset"), "repo"), "license": card.get("license"), "modified": modified,
+        "origin": _get(block.get("provenance"), "origin") or "deltahub",
     }
 
 
@@ -66,7 +73,8 @@ def select_rows(rows: list[dict], min_pairs: int | None = None, sort: str = "rec
 def list_deltas(base: str | None = None, family: str | None = None, min_pairs: int | None = None,
                 sort: str = "recent", kind: str = "adapter", limit: int | None = None) -> list[dict]:
     """Rows ``{"repo_id", "kind", "base", "family", "pairs", "gain", "gain_metric", "objective", "dataset",
-    "license", "modified"}``."""
+    "license", "modified", "origin"}``; ``gain`` is the measured gain from the card's model-index (None:
+    unmeasured)."""
     if sort not in SORTS:
         raise InputError(f"unknown sort '{sort}'", "use --sort recent or --sort gain")
     filters = ["deltahub", "preference-delta"]

@@ -11,10 +11,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from ..errors import DeltahubError
+from ..errors import DeltahubError, InputError
 from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
+from .network import retrying
+from .provenance import Declared
 from .schema import parse_block
 
 SAFE_SUFFIXES = {
@@ -55,33 +58,65 @@ CARD_KEYS = {
 }
 
 
+Status = Literal["pass", "warn", "fail"]
+
+
 @dataclass
 class Check:
     name: str
-    ok: bool
+    status: Status
     detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Not a failure (a warning is ok unless the report is strict)."""
+        return self.status != "fail"
 
 
 @dataclass
 class Report:
+    """The checklist. ``strict`` (CI gates) turns warnings, such as a dataset not published yet, into failures."""
+
     target: str
     kind: str | None = None
     checks: list[Check] = field(default_factory=list)
+    strict: bool = False
+    measured: dict[str, Any] = field(default_factory=dict)  # facts the checks established (pairs counted)
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return all(c.status == "pass" or (c.status == "warn" and not self.strict) for c in self.checks)
 
-    def add(self, name: str, ok: bool, detail: str = "") -> None:
-        self.checks.append(Check(name, ok, detail))
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail" or (self.strict and c.status == "warn")]
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "warn"]
+
+    def add(self, name: str, ok: bool | Status, detail: str = "") -> None:
+        status = ok if isinstance(ok, str) else ("pass" if ok else "fail")
+        self.checks.append(Check(name, status, detail))
 
     def lines(self) -> list[str]:
-        out = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
-        out.append(
-            f"verdict: {'PASS' if self.ok else 'FAIL'} "
-            f"({sum(not c.ok for c in self.checks)} failed of {len(self.checks)})"
-        )
+        out = [f"{c.status.upper()}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
+        warned = f", {len(self.warnings)} warning(s){' (strict: counted as failures)' if self.strict else ''}"
+        out.append(f"verdict: {'PASS' if self.ok else 'FAIL'} ({len(self.failed)} failed of {len(self.checks)}"
+                   f"{warned if self.warnings else ''})")
         return out
+
+
+class ValidationFailed(InputError):
+    """A delta that failed validation was refused (publish, submit, collection add); ``report`` is the checklist."""
+
+    def __init__(self, report: Report, outcome: str = "nothing was published",
+                 fix: str = "fix what the checklist says (deltahub validate FOLDER), or pass --no-validate to "
+                            "publish anyway with a warning on the card"):
+        names = ", ".join(c.name for c in report.failed)
+        super().__init__(f"{report.target} failed validation ({len(report.failed)} of {len(report.checks)} checks: "
+                         f"{names}); {outcome}", fix)
+        self.report = report
 
 
 def _files(folder: Path) -> list[str]:
@@ -150,15 +185,17 @@ def check_adapter_shapes(folder: Path, base_config: dict) -> tuple[bool, str]:
 
 
 def check_finite(folder: Path) -> tuple[bool, str]:
-    """No NaN/Inf in any safetensors tensor."""
+    """No NaN/Inf in any safetensors tensor (read one tensor at a time: a full model never sits in memory)."""
     import torch
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     bad = []
     for st in sorted(folder.rglob("*.safetensors")):
-        for key, t in load_file(str(st)).items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                bad.append(key)
+        with safe_open(str(st), "pt") as f:
+            for key in f.keys():
+                t = f.get_tensor(key)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(key)
     return (not bad, f"non-finite values in {', '.join(bad[:3])}" if bad else "all tensors finite")
 
 
@@ -174,9 +211,13 @@ def validate_folder(
     base_config: Callable[[str], dict | None] | None = None,
     dataset_rows: Callable[[str, str | None], int | None] | None = None,
     target: str | None = None,
+    local: bool = False,
+    strict: bool = False,
 ) -> Report:
-    """Run every check on a local delta folder. ``base_config(model_id)`` returns the base's config.json
+    """Run every check on a delta folder. ``base_config(model_id)`` returns the base's config.json
     (or None if unknown); ``dataset_rows(repo, revision)`` the linked dataset's row count (None: missing).
+    ``local``: the folder is not published yet, so a linked dataset the registry does not hold yet is a
+    warning ("not published yet"), not a failure; ``strict`` makes every warning a failure.
 
     Files no check can read (damaged safetensors, an adapter_config.json that is not a JSON object) are
     an InputError, not a verdict: there is nothing to judge until they are replaced.
@@ -187,7 +228,7 @@ def validate_folder(
     check_safetensors(sorted(folder.rglob("*.safetensors")), "weights file",
                       "re-download the delta (deltahub pull) or regenerate it; the file is damaged")
     adapter_config = read_adapter_config(folder)
-    report = Report(target or str(folder))
+    report = Report(target or str(folder), strict=strict)
     block = _check_schema(folder, report)
     report.add("files are safetensors only", *check_files(_files(folder)))
     kind = report.kind or ("adapter" if adapter_config is not None
@@ -199,7 +240,7 @@ def validate_folder(
     if is_adapter and adapter_config is None:
         report.add("adapter matches its base", False, "adapter_config.json is missing (not a PEFT adapter folder)")
     if kind == "adapter" and block is not None:
-        report.add("linked dataset", *_check_dataset_link(block, dataset_rows))
+        report.add("linked dataset", *_check_dataset_link(block, dataset_rows, local, report.measured))
     if kind == "dataset" and block is not None:
         rows = count_rows(folder)
         report.add("row count matches the card", rows == block.pairs, f"{rows} rows, card says {block.pairs}")
@@ -244,16 +285,22 @@ def _check_base(folder: Path, adapter_config: dict, base_config) -> tuple[bool, 
         return False, f"base config lacks {exc}"
 
 
-def _check_dataset_link(block, dataset_rows) -> tuple[bool, str]:
-    """The pairs dataset the adapter names exists and has the row count of the card."""
+def _check_dataset_link(block, dataset_rows, local: bool, measured: dict) -> tuple[bool | Status, str]:
+    """The pairs dataset the adapter names exists and has the row count of the card (counted rows go to
+    ``measured``). No link, or locally a dataset not published yet, is a warning: provenance unknown."""
     link = block.dataset
     if link is None or not link.repo:
-        return False, "deltahub.dataset.repo is missing"
+        return "warn", ("no pairs dataset linked yet (publish it, then pass --dataset REPO[@REV])" if local
+                        else "no pairs dataset linked: the delta's provenance is unknown")
     rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
     if rows is None:
-        return False, f"dataset {link.repo} not found"
+        at = f"@{link.revision}" if link.revision else ""
+        if local:
+            return "warn", f"{link.repo}{at} is not published yet (publish it before the adapter)"
+        return False, f"dataset {link.repo}{at} not found"
     if block.pairs is not None and rows != block.pairs:
         return False, f"{link.repo} has {rows} rows, the card says {block.pairs}"
+    measured["pairs"] = rows
     return True, f"{link.repo}: {rows} rows"
 
 
@@ -276,30 +323,42 @@ def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
     return "card complete", not missing, detail
 
 
-def validate(target: str | Path) -> Report:
-    """Validate a local folder or a published ``NS/NAME[@REV]`` (pulled to a temp folder; base config only)."""
+def validate(target: str | Path, strict: bool = False, declared: Declared | None = None) -> Report:
+    """Validate a local folder as it would be published (with ``declared`` provenance applied), or a published
+    ``NS/NAME[@REV]`` (pulled to a temporary folder; of its base only config.json is read)."""
     import tempfile
 
+    from .stage import staged
+
     if Path(target).exists():
-        return validate_folder(Path(target), base_config=_hub_config, dataset_rows=_hub_rows)
+        with staged(Path(target), declared) as stage:
+            return validate_on_registry(stage, str(target), local=True, strict=strict)
     from .pull import pull
 
     with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
         folder = pull(str(target), out=Path(tmp) / "delta")
-        return validate_folder(folder, base_config=_hub_config, dataset_rows=_hub_rows, target=str(target))
+        return validate_on_registry(folder, str(target), strict=strict)
+
+
+def validate_on_registry(folder: Path, target: str, local: bool = False, strict: bool = False) -> Report:
+    """:func:`validate_folder` with the base config and the linked dataset looked up on the registry."""
+    return validate_folder(folder, base_config=_hub_config, dataset_rows=_hub_rows, target=target, local=local,
+                           strict=strict)
 
 
 def _hub_config(model_id: str) -> dict | None:
-    """The base's config.json from the registry (no weights)."""
+    """The base's config.json from the registry (no weights); None when the registry does not have it."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
     from .hubops import api
 
-    api()
+    hub = api()
     try:
-        return json.loads(Path(hf_hub_download(model_id, "config.json")).read_text(encoding="utf-8"))
-    except (RepositoryNotFoundError, HfHubHTTPError, OSError):
+        path = retrying(lambda: hf_hub_download(model_id, "config.json"), hub.endpoint,
+                        f"reading the config of base {model_id}")
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (RepositoryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError):
         return None
 
 
@@ -314,8 +373,9 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
     hub = api()
     try:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
-            hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,
-                                  allow_patterns=["data/*.parquet"])
+            retrying(lambda: hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,
+                                                   allow_patterns=["data/*.parquet"]),
+                     hub.endpoint, f"reading the linked dataset {repo}")
             return count_rows(Path(tmp))
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None
