@@ -51,7 +51,7 @@ def build(root: Path, repos: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from deltahub.registry.cards import render_card
+    from deltahub.share.cards import render_card
     from deltahub.server.storage import Store, git_blob_oid
 
     store = Store(root)

@@ -95,7 +95,7 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """An open embedded registry on loopback for one test module, with the Hub clients pointed at it."""
-    from deltahub.hub import setup_client
+    from deltahub.endpoint import setup_client
     from deltahub.server import start_server
 
     server = start_server(tmp_path_factory.mktemp("registry"))

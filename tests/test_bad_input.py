@@ -313,7 +313,7 @@ def test_a_live_pull_is_not_cleaned(tmp_path):
     import fcntl
     import tempfile
 
-    from deltahub.registry.pull import remove_stale_partials
+    from deltahub.share.pull import remove_stale_partials
 
     out = tmp_path / "pulled"
     live = Path(tempfile.mkdtemp(prefix=".pulled.", suffix=".tmp", dir=tmp_path))

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from deltahub.cli import main
-from deltahub.registry.cards import split_card
+from deltahub.share.cards import split_card
 
 PAIRS = 8
 
@@ -73,7 +73,7 @@ def trl_adapter(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub_base(registry, tiny_model) -> str:
     """The tiny base model on the registry, so the adapter can name a Hub id as its base."""
-    from deltahub.hub import get_api
+    from deltahub.endpoint import get_api
 
     get_api().create_repo("toy/tiny-base", exist_ok=True)
     get_api().upload_folder(repo_id="toy/tiny-base", folder_path=str(tiny_model))
@@ -120,7 +120,7 @@ def test_foreign_adapter_published_with_declared_provenance(capsys, registry, tr
     assert "FAIL  linked dataset: dataset carol/not-yet not found" in out
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from deltahub.hub import get_api
+    from deltahub.endpoint import get_api
 
     with pytest.raises(RepositoryNotFoundError):
         get_api().repo_info("carol/dpo-delta")
@@ -171,7 +171,7 @@ def test_unknown_fields_are_marked_and_gain_is_measured(capsys, registry, trl_ad
     assert "with warnings: linked dataset: no pairs dataset linked" in body
     gains = [m for r in meta["model-index"][0]["results"] for m in r["metrics"] if m["type"] == "gain"]
     assert len(gains) == 1 and gains[0]["value"] == pytest.approx(meta["deltahub"]["gain"]["value"], abs=1e-4)
-    from deltahub.registry.search import list_deltas
+    from deltahub.share.search import list_deltas
 
     rows = {r["repo_id"]: r for r in list_deltas(base=hub_base, sort="gain")}
     assert rows["dave/bare-delta"]["gain"] == pytest.approx(gains[0]["value"])
@@ -202,7 +202,7 @@ def test_publish_refuses_broken_copies(capsys, registry, trl_adapter, hub_base, 
     code, out, err = run_cli(capsys, "publish", bad, "--repo", repo, "--base", hub_base)
     one_line_error(code, err, "failed validation", failing, "nothing was published")
     assert f"FAIL  {failing}" in out and "verdict: FAIL" in out
-    from deltahub.registry.search import list_deltas
+    from deltahub.share.search import list_deltas
 
     assert repo not in {r["repo_id"] for r in list_deltas()}
     if broken == "nan":  # --no-validate publishes it, and says so on the card
@@ -238,9 +238,9 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
     recorded by deltahub, and a reader that predates it (no provenance/license fields) keeps it as extra."""
     from pydantic import create_model
 
-    from deltahub.registry.provenance import provenance_rows
-    from deltahub.registry.schema import SCHEMA_VERSION, DeltaBlock, parse_block
-    from deltahub.registry.stage import staged
+    from deltahub.share.provenance import provenance_rows
+    from deltahub.share.schema import SCHEMA_VERSION, DeltaBlock, parse_block
+    from deltahub.share.stage import staged
 
     assert SCHEMA_VERSION == 1
     old = {"schema_version": 1, "kind": "adapter", "chosen": {"model": "a/big"}, "pairs": 3}
@@ -263,8 +263,8 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
 @pytest.fixture
 def two_users(tmp_path, monkeypatch):
     """A registry with two users: alice curates, bob contributes. HF_TOKEN says who is calling."""
-    import deltahub.hub as hub_mod
-    from deltahub.hub import setup_client
+    import deltahub.endpoint as hub_mod
+    from deltahub.endpoint import setup_client
     from deltahub.server import start_server
 
     previous = hub_mod._endpoint
@@ -300,9 +300,9 @@ def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypat
     from huggingface_hub import hf_hub_download
     from safetensors.torch import load_file, save_file
 
-    from deltahub.hub import get_api
-    from deltahub.registry.provenance import Declared
-    from deltahub.registry.publish import publish
+    from deltahub.endpoint import get_api
+    from deltahub.share.provenance import Declared
+    from deltahub.share.publish import publish
 
     api = get_api()
     api.create_repo("alice/tiny-base", exist_ok=True)
@@ -341,9 +341,9 @@ def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypat
 
 
 def test_collection_create_add_remove_show_list(capsys, two_users, monkeypatch, trl_adapter, tiny_model, tmp_path):
-    from deltahub.hub import get_api
-    from deltahub.registry.provenance import Declared
-    from deltahub.registry.publish import publish
+    from deltahub.endpoint import get_api
+    from deltahub.share.provenance import Declared
+    from deltahub.share.publish import publish
 
     get_api().create_repo("alice/tiny-base", exist_ok=True)
     get_api().upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
@@ -369,7 +369,7 @@ def test_collection_create_add_remove_show_list(capsys, two_users, monkeypatch, 
     assert "alice/one  model  reviewed" in out and "alice/two" in out and "alice/broken" not in out
     code, out, _ = run_cli(capsys, "collection", "remove", slug, "alice/two")
     assert code == 0 and "removed alice/two" in out
-    from deltahub.registry.collections import delta_repos
+    from deltahub.share.collections import delta_repos
 
     assert delta_repos(slug) == ["alice/one"]
     code, out, _ = run_cli(capsys, "collection", "list", "--owner", "alice")

@@ -346,7 +346,7 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
     from safetensors.torch import load_file
 
     from deltahub.cli import main
-    from deltahub.hub import setup_client
+    from deltahub.endpoint import setup_client
     from deltahub.server import start_server
     from deltahub.toy import build_world, preset
 

@@ -9,7 +9,7 @@ import pytest
 
 from deltahub.cli import main
 from deltahub.errors import InputError
-from deltahub.hub import settings
+from deltahub.endpoint import settings
 
 
 @pytest.fixture()
@@ -17,8 +17,8 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DELTAHUB_HOME", str(tmp_path))
     monkeypatch.delenv("DELTAHUB_ENDPOINT", raising=False)
     # an endpoint an earlier test set in this process (setup_client(endpoint=...)) is not this test's choice
-    monkeypatch.setattr("deltahub.hub._choice", None)
-    monkeypatch.setattr("deltahub.hub._endpoint", None)
+    monkeypatch.setattr("deltahub.endpoint._choice", None)
+    monkeypatch.setattr("deltahub.endpoint._endpoint", None)
     return tmp_path
 
 
@@ -34,9 +34,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_home_is_the_one_place_for_deltahub_home(home, monkeypatch):
     from deltahub.home import home as home_fn
-    from deltahub.hub import registry_root
+    from deltahub.endpoint import registry_root
     from deltahub.pipeline.cli import _default_work
-    from deltahub.registry.pull import cache_dir
+    from deltahub.share.pull import cache_dir
     from deltahub.toy.world import default_root
 
     assert home_fn() == home
@@ -98,7 +98,7 @@ def test_the_gam_yml_written_for_published_deltas(tmp_path):
 
     import yaml
 
-    from deltahub.registry.mergekit_config import write_for_published
+    from deltahub.share.mergekit_config import write_for_published
 
     student = tmp_path / "student"
     student.mkdir()

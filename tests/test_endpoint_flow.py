@@ -188,7 +188,7 @@ from mergekit.options import MergeOptions
 
 def state():
     return {"endpoint": hc.ENDPOINT, "HF_ENDPOINT": os.environ.get("HF_ENDPOINT"),
-            "deltahub.hub": "deltahub.hub" in sys.modules,
+            "deltahub.endpoint": "deltahub.endpoint" in sys.modules,
             "threads": sorted(t.name for t in threading.enumerate())}
 
 out = {"start": state()}
@@ -219,7 +219,7 @@ def test_a_config_without_deltahub_methods_is_left_to_mergekit(flow, tiny_model)
     assert {k: v for k, v in state["linear"].items() if k != "threads"} == \
         {k: v for k, v in state["start"].items() if k != "threads"}
     assert state["linear"]["endpoint"] == "https://huggingface.co" and state["linear"]["HF_ENDPOINT"] is None
-    assert not state["linear"]["deltahub.hub"] and "deltahub-registry" not in state["linear"]["threads"]
+    assert not state["linear"]["deltahub.endpoint"] and "deltahub-registry" not in state["linear"]["threads"]
     assert state["gam"]["endpoint"].startswith("http://127.0.0.1:") and "deltahub-registry" in state["gam"]["threads"]
     got, wa, wb = weights(root / "linear-out"), weights(a), weights(b)
     for name, t in got.items():

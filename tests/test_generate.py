@@ -516,7 +516,7 @@ def test_agreement_counts_and_is_recorded(tmp_path):
 def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
     """Prompts (NAME:SPLIT) and pairs from dataset repos on the embedded registry, through the registry
     client: each records the commit it read, and an older revision reads the older content."""
-    from deltahub import hub
+    from deltahub import endpoint as hub
     from deltahub.server import start_server
 
     d, weak, weaker, prompts = world
@@ -544,7 +544,7 @@ def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
         )
         assert len(load_prompts("alice/prompts:train")) == 1
         assert len(load_prompts(f"alice/prompts@{first}:train")) == N_PROMPTS
-        from deltahub.registry.publish import publish
+        from deltahub.share.publish import publish
 
         commit = publish(sampled, "alice/pairs")["commit"]
         assert load_pairs("alice/pairs").to_list() == load_pairs(sampled).to_list()

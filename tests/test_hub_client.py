@@ -1,4 +1,4 @@
-"""deltahub.hub: environment set before the HF libraries import; on-demand embedded default; overrides."""
+"""deltahub.endpoint: environment set before the HF libraries import; on-demand embedded default; overrides."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 _PROBE = """
 import json, os, sys
-from deltahub.hub import setup_client, get_api, registry_root
+from deltahub.endpoint import setup_client, get_api, registry_root
 url = setup_client()
 api = get_api()
 import huggingface_hub.constants as c, datasets.config as d

@@ -15,7 +15,7 @@ from deltahub.errors import InputError
 
 @pytest.fixture(scope="module")
 def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
-    from deltahub.registry.publish import publish
+    from deltahub.share.publish import publish
 
     d = publish(dataset_dir, "alice/pairs")
     a = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=d["commit"], tag="v1")
@@ -23,8 +23,8 @@ def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
 
 
 def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_dir):  # noqa: F811
-    from deltahub.hub import get_api
-    from deltahub.registry.publish import publish
+    from deltahub.endpoint import get_api
+    from deltahub.share.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
     again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs",
@@ -35,7 +35,7 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
 
 
 def test_list_finds_by_base_and_family(published, tiny_model):
-    from deltahub.registry.search import list_deltas
+    from deltahub.share.search import list_deltas
 
     rows = list_deltas(base=str(tiny_model))
     assert [r["repo_id"] for r in rows] == ["alice/delta"]
@@ -46,7 +46,7 @@ def test_list_finds_by_base_and_family(published, tiny_model):
 
 
 def test_show_links_dataset_and_revisions(published):
-    from deltahub.registry.show import show
+    from deltahub.share.show import show
 
     s = show("alice/delta")
     assert s["dataset"] == "alice/pairs" and s["tags"]["v1"] == published["adapter"]["commit"]
@@ -54,8 +54,8 @@ def test_show_links_dataset_and_revisions(published):
 
 
 def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir, tmp_path):  # noqa: F811
-    from deltahub.registry.publish import publish
-    from deltahub.registry.validate import ValidationFailed, validate
+    from deltahub.share.publish import publish
+    from deltahub.share.validate import ValidationFailed, validate
 
     report = validate("alice/delta@v1")
     assert report.ok, report.lines()
@@ -66,13 +66,13 @@ def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir
     publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", validate=False)
     report = validate("mallory/delta")
     assert {c.name for c in report.checks if not c.ok} == {"linked dataset"}
-    result = CliRunner().invoke(__import__("deltahub.registry.cli", fromlist=["x"]).validate_command, ["mallory/delta"])
+    result = CliRunner().invoke(__import__("deltahub.share.cli", fromlist=["x"]).validate_command, ["mallory/delta"])
     assert result.exit_code == 1 and "verdict: FAIL" in result.output
 
 
 def test_pull_at_tag_then_merge(published, tmp_path, adapter_dir):  # noqa: F811
     from deltahub.merge import merge_adapters
-    from deltahub.registry.pull import pull, resolve_local
+    from deltahub.share.pull import pull, resolve_local
 
     out = pull("alice/delta@v1", out=tmp_path / "pulled")
     assert (out / "adapter_model.safetensors").read_bytes() == (adapter_dir / "adapter_model.safetensors").read_bytes()
@@ -86,7 +86,7 @@ def test_pull_at_tag_then_merge(published, tmp_path, adapter_dir):  # noqa: F811
 
 
 def test_bad_specs_fail_clearly(published, tmp_path):
-    from deltahub.registry.pull import pull
+    from deltahub.share.pull import pull
 
     with pytest.raises(InputError, match="no repo nobody/nothing"):
         pull("nobody/nothing", out=tmp_path / "x")
@@ -102,7 +102,7 @@ def test_pull_network_error_leaves_nothing(published, tmp_path, monkeypatch):
     from huggingface_hub import HfApi
 
     from deltahub.errors import DeltahubError
-    from deltahub.registry.pull import pull
+    from deltahub.share.pull import pull
 
     def broken(self, *a, local_dir=None, **k):
         (Path(local_dir) / "half.bin").write_bytes(b"x")
@@ -115,7 +115,7 @@ def test_pull_network_error_leaves_nothing(published, tmp_path, monkeypatch):
 
 
 def test_publish_rejects_non_delta_folder(registry, tmp_path):
-    from deltahub.registry.publish import publish
+    from deltahub.share.publish import publish
 
     (tmp_path / "README.md").write_text("# no block\n")
     with pytest.raises(InputError, match="no deltahub.json"):
@@ -123,7 +123,7 @@ def test_publish_rejects_non_delta_folder(registry, tmp_path):
 
 
 def test_cli_publish_list_show(published, dataset_dir, tiny_model):  # noqa: F811
-    from deltahub.registry import cli
+    from deltahub.share import cli
 
     runner = CliRunner()
     r = runner.invoke(cli.publish_command, [str(dataset_dir), "--repo", "alice/pairs"])

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from deltahub.errors import InputError
-from deltahub.registry.cards import split_card, write_card
-from deltahub.registry.schema import DeltaBlock, parse_block
-from deltahub.registry.validate import validate_folder
+from deltahub.share.cards import split_card, write_card
+from deltahub.share.schema import DeltaBlock, parse_block
+from deltahub.share.validate import validate_folder
 
 PAIRS = 3
 

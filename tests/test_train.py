@@ -179,7 +179,7 @@ def test_output_folder_card_plot_and_provenance(trained, tiny_model):
     assert (meta["lora"]["r"], meta["lora"]["alpha"], meta["lora"]["dropout"]) == (4, 8.0, 0.05)
     assert sorted(meta["lora"]["target_modules"]) == sorted(cfg["target_modules"])
     try:
-        from deltahub.registry.schema import DeltaBlock
+        from deltahub.share.schema import DeltaBlock
     except ImportError:
         return
     DeltaBlock.model_validate(meta)

@@ -13,8 +13,8 @@ from deltahub.train import TrainConfig, train_delta
 
 @pytest.mark.slow
 def test_train_from_a_published_dataset(tiny_model, dataset_dir, tmp_path):  # noqa: F811
-    from deltahub.hub import setup_client
-    from deltahub.registry.publish import publish
+    from deltahub.endpoint import setup_client
+    from deltahub.share.publish import publish
     from deltahub.server import start_server
 
     with start_server(tmp_path / "registry") as server:
@@ -34,8 +34,8 @@ def test_pull_records_the_commit_it_downloaded_when_the_branch_moves(dataset_dir
     from huggingface_hub import HfApi
 
     from deltahub.generate.pairs import resolve_pairs
-    from deltahub.hub import setup_client
-    from deltahub.registry.publish import publish
+    from deltahub.endpoint import setup_client
+    from deltahub.share.publish import publish
     from deltahub.server import start_server
 
     with start_server(tmp_path / "registry") as server:

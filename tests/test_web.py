@@ -71,7 +71,7 @@ def _png(path: Path) -> Path:
 
 
 def _adapter(tiny_model, root: Path, name: str, seed: int, gain: float) -> Path:
-    from deltahub.registry.cards import write_card
+    from deltahub.share.cards import write_card
     from deltahub.tiny import build_random_adapter
 
     first = root / "_template-adapter"
@@ -96,7 +96,7 @@ def _adapter(tiny_model, root: Path, name: str, seed: int, gain: float) -> Path:
 def _dataset(root: Path) -> Path:
     import datasets
 
-    from deltahub.registry.cards import write_card
+    from deltahub.share.cards import write_card
 
     out = root / "pairs"
     rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
@@ -122,7 +122,7 @@ def _publish(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
-    from deltahub.hub import setup_client
+    from deltahub.endpoint import setup_client
     from deltahub.server import start_server
 
     root = tmp_path_factory.mktemp("web")
@@ -148,7 +148,7 @@ def world(tiny_model, tmp_path_factory):
         _publish(str(secret), "--repo", "alice/secret-delta", "--private")
 
         setup_client(endpoint=server.url, token="tok-mallory")
-        from deltahub.hub import get_api
+        from deltahub.endpoint import get_api
 
         api = get_api()
         api.create_repo("mallory/evil")
@@ -214,7 +214,7 @@ def test_api_routes_still_win(world):
 
 def test_pages_and_deltahub_list_agree(world):
     """The home page's filters select what ``deltahub list`` selects (same rows, same order)."""
-    from deltahub.registry.search import list_deltas
+    from deltahub.share.search import list_deltas
 
     cookie = signed_in_cookie(world, "tok-alice")
 
@@ -280,7 +280,7 @@ def test_private_repos_follow_the_api_rules(world):
 
 def test_listing_cache_follows_visibility_and_new_commits(world):
     """Rows are cached per repo stamp: making a repo private hides it at once, a new card shows at once."""
-    from deltahub.hub import get_api
+    from deltahub.endpoint import get_api
 
     def listed() -> set[str]:
         return set(re.findall(r'data-repo="([^"]+)"', get(world, "/")[2].decode()))

@@ -4,7 +4,7 @@ mergekit turns every model id into files with huggingface_hub, first in ``run_me
 ``get_architecture_info`` → ``MergeConfiguration.referenced_models()``, before any download and
 long before the merge method is looked up. So this module wraps ``referenced_models``: when the
 config's ``merge_method`` is one of deltahub's and some input is not a local folder, the first call
-points huggingface_hub at deltahub's endpoint (``deltahub.hub.setup_client``: ``DELTAHUB_ENDPOINT``,
+points huggingface_hub at deltahub's endpoint (``deltahub.endpoint.setup_client``: ``DELTAHUB_ENDPOINT``,
 else ``deltahub hub use``, else the embedded registry, started in this process) and checks that
 every repo id exists there, naming the endpoint when one does not. Any other config goes straight
 to mergekit's own method: same endpoint, same environment, nothing started.
@@ -39,7 +39,7 @@ def configure(ids: list[tuple[str, str | None]]) -> None:
     """Point huggingface_hub at deltahub's endpoint (once) and check that the repo ids are there."""
     global _configured
     from deltahub.errors import InputError
-    from deltahub.hub import describe, get_api, repo_not_found, setup_client
+    from deltahub.endpoint import describe, get_api, repo_not_found, setup_client
 
     if not _configured:
         setup_client()

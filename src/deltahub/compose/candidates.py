@@ -55,13 +55,13 @@ def content_digest(folder: Path) -> str:
 
 def resolve(spec: str | Path, validate: bool = True) -> Candidate:
     """A local adapter folder or a registry delta (pulled, pinned to the commit that was downloaded)."""
-    from ..registry.validate import validate_on_registry
+    from ..share.validate import validate_on_registry
 
     path = Path(spec)
     if path.exists():
         cand = Candidate(spec=str(spec), path=path)
     elif str(spec).count("/") == 1:
-        from ..registry.pull import pull_with_info
+        from ..share.pull import pull_with_info
 
         local, repo, sha = pull_with_info(str(spec))
         cand = Candidate(spec=str(spec), path=Path(local), repo=repo, revision=sha)

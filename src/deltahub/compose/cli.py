@@ -44,7 +44,7 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
               and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     specs = list(candidates)
     if collection:
-        from ..registry.collections import delta_repos
+        from ..share.collections import delta_repos
 
         specs += delta_repos(collection)
         if not specs:
@@ -53,7 +53,7 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
         if not (base or family):
             raise InputError("no candidates given", "pass adapter folders or repo ids, --collection SLUG, or --base "
                                                     "MODEL to compose the deltas listed for it")
-        from ..registry.search import list_deltas
+        from ..share.search import list_deltas
 
         specs = [r["repo_id"] for r in list_deltas(base=base, family=family, min_pairs=min_pairs)]
         if not specs:

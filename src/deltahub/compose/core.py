@@ -117,7 +117,7 @@ def _base(usable: list[Candidate], base: str | Path | None) -> tuple[Path, str]:
             raise InputError(f"the candidates name different base models ({listing})",
                              "compose deltas of one student, or pass --base MODEL")
         base = names.pop()
-    from ..registry.pull import pull_with_info
+    from ..share.pull import pull_with_info
 
     path = Path(str(base))
     if path.is_dir():
@@ -230,7 +230,7 @@ def _write(out: Path, overwrite: bool, chosen: list[Candidate], method: str, par
            base_id: str, full: bool, trace: dict[str, Any]) -> None:
     """The merged output with its trace, plot, gam.yml and card, appearing at ``out`` only when complete."""
     from ..merge import merge_adapters
-    from ..registry.cards import write_card
+    from ..share.cards import write_card
     from .report import mergekit_config, plot_selection
 
     with atomic_dir(out, overwrite=overwrite) as tmp:

@@ -21,7 +21,7 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
-from ..registry.measure import primary_metric
+from ..share.measure import primary_metric
 
 Half = Literal["validation", "test"]
 HALF_SALT = "deltahub-compose/v1"

@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import InputError
-from ..registry.pull import resolve_local
+from ..share.pull import resolve_local
 from ..weights import read_adapter_config
 
 TOY_PREFIX = "toy:"

@@ -34,7 +34,7 @@ def _empty_dataset():
 def write_provenance(folder: Path, provenance: dict) -> None:
     """``deltahub.json`` then the README card rendered from it."""
     from ..atomic import atomic_write_text
-    from ..registry.cards import write_card
+    from ..share.cards import write_card
 
     atomic_write_text(folder / "deltahub.json", json.dumps(provenance, indent=2, default=str) + "\n")
     write_card(folder, "dataset")
@@ -61,7 +61,7 @@ def resolve_pairs(spec: str | Path) -> tuple[Path, str | None, str | None]:
             f"pairs {text!r} not found",
             "give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]",
         )
-    from ..registry.pull import pull_with_info
+    from ..share.pull import pull_with_info
 
     local, repo, sha = pull_with_info(text, repo_type="dataset")
     return Path(local), repo, sha

@@ -85,7 +85,7 @@ def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict],
     """Rows of one split of a dataset repo, pulled through the registry client at one commit (recorded)."""
     import datasets
 
-    from ..registry.pull import pull_with_info
+    from ..share.pull import pull_with_info
 
     spec = f"{name}@{revision}" if revision and "@" not in name else name
     local, repo, sha = pull_with_info(spec, repo_type="dataset")

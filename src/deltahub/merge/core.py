@@ -76,7 +76,7 @@ def resolve_input(spec: str | Path) -> MergeInput:
     text = str(spec)
     if text.count("/") == 1 and not text.startswith((".", "/")):
         try:
-            from ..registry.pull import pull_with_info  # noqa: PLC0415
+            from ..share.pull import pull_with_info  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - registry missing from this build
             raise InputError(f"{text} is not a local folder and Hub pulling is unavailable",
                              "pass a local adapter folder") from exc
@@ -270,7 +270,7 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
     }
     atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
     try:
-        from ..registry.cards import write_card  # noqa: PLC0415
+        from ..share.cards import write_card  # noqa: PLC0415
     except ImportError:
         write_card = None
     if write_card is not None:

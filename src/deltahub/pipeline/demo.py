@@ -100,7 +100,7 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
     wall = time.time() - t0
     results = {s: json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in seed_list}
     # compose the first seed's published deltas with the unmodified mergekit (registry/mergekit_config.py)
-    from ..registry.mergekit_config import write_for_published
+    from ..share.mergekit_config import write_for_published
 
     mergekit_line = write_for_published(results[first_seed]["deltas"], out / "gam.yml",
                                         recipe.merge.parameters.get("gam"))
@@ -132,7 +132,7 @@ def _run_parallel(recipe: Recipe, seeds: list[int], out: Path, workers: int, log
 
     endpoint = None
     if recipe.hub.publish:
-        from ..hub import setup_client
+        from ..endpoint import setup_client
 
         endpoint = setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),

@@ -125,7 +125,7 @@ def _default_repo(recipe: Recipe, d: DeltaSpec, kind: str) -> str:
 
 def _setup_hub(recipe: Recipe) -> None:
     if recipe.hub.publish:
-        from ..hub import setup_client
+        from ..endpoint import setup_client
 
         setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
 
@@ -373,7 +373,7 @@ def _merge_jobs(recipe: Recipe, inputs: list, keys: list) -> list[tuple[str, str
 
 def _publish(folder: Path, repo: str, **links) -> str:
     """Publish a folder (idempotent: unchanged content makes no new commit); returns the commit sha."""
-    from ..registry.publish import publish
+    from ..share.publish import publish
 
     return publish(folder, repo, **links)["commit"]
 
@@ -381,7 +381,7 @@ def _publish(folder: Path, repo: str, **links) -> str:
 def _publish_delta(cache, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
     """Publish the pairs and the delta (linked to the pairs' commit), then pull the delta back: merges read
     what the registry serves."""
-    from ..registry.pull import pull
+    from ..share.pull import pull
 
     ds_repo = d.repo.dataset or _default_repo(recipe, d, "pairs")
     ad_repo = d.repo.adapter or _default_repo(recipe, d, "delta")

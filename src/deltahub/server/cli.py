@@ -30,8 +30,8 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
     """Serve the registry until interrupted."""
     import uvicorn
 
-    from ..hub import registry_root
-    from ..hub.settings import check_url, load
+    from ..endpoint import registry_root
+    from ..endpoint.settings import check_url, load
     from .app import build_app
     from .auth import Auth
     from .protocol import server_config
@@ -64,8 +64,8 @@ def use(endpoint: str | None, upstream: str | None, no_upstream: bool) -> None:
     Without arguments, print the endpoint in use and how it was chosen. DELTAHUB_ENDPOINT, when set,
     overrides the saved setting.
     """
-    from ..hub import describe
-    from ..hub.settings import save
+    from ..endpoint import describe
+    from ..endpoint.settings import save
 
     if upstream and no_upstream:
         raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")

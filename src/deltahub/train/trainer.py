@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..atomic import atomic_dir, atomic_write_text, check_output_dir
 from ..errors import DeltahubError, InputError
-from ..registry.cards import write_card
+from ..share.cards import write_card
 from ..weights import check_safetensors
 from .config import TrainConfig
 from .data import Pairs, load_training_pairs, split_heldout
@@ -65,7 +65,7 @@ def resolve_student(student: str | Path) -> str:
             )
         check_safetensors(weights, "student weights", "re-download or re-save the student (the file is damaged)")
         return str(path)
-    from ..hub import setup_client
+    from ..endpoint import setup_client
 
     setup_client()
     return str(student)

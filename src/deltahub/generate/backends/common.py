@@ -15,7 +15,7 @@ def prepare_model_source(model: str) -> str:
                 f"model {model} is a file, not a model folder", "pass a folder with config.json and safetensors weights"
             )
         return str(Path(model))
-    from ...hub import setup_client
+    from ...endpoint import setup_client
 
     setup_client()
     return model

@@ -2,7 +2,7 @@
 sorted and grouped by base model; full-text search over names and cards.
 
 Rows come from the store's per-repo card metadata and tags (one SQL query, no card parsing per
-request); the row itself and the ``--min-pairs``/``--sort`` rules are ``deltahub.registry.search``'s.
+request); the row itself and the ``--min-pairs``/``--sort`` rules are ``deltahub.share.search``'s.
 Card text for the full-text search is read once per repo head and kept (``CardText``).
 """
 
@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ...registry.search import delta_row, select_rows
+from ...share.search import delta_row, select_rows
 from ..auth import Auth
 from ..storage import Repo, Store
 

@@ -24,18 +24,13 @@ def parse_spec(spec: str) -> Spec:
     return Spec(m.group(1), m.group(2))
 
 
-def api():
-    """An HfApi pointed at the configured registry (embedded by default)."""
-    from ..hub import get_api
-
-    return get_api()
-
-
 def repo_type_of(spec: Spec) -> str:
     """'model' or 'dataset': whichever exists (models first); unknown repo -> InputError."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    hub = api()
+    from ..endpoint import get_api
+
+    hub = get_api()
     missing: RepositoryNotFoundError | None = None
     for rtype in ("model", "dataset"):
         try:
@@ -50,6 +45,6 @@ def repo_type_of(spec: Spec) -> str:
                 raise InputError(f"{spec.repo_id} has no revision '{spec.revision}'",
                                  f"see its branches and tags with: deltahub show {spec.repo_id}") from None
         return rtype
-    from ..hub import repo_not_found
+    from ..endpoint import repo_not_found
 
     raise repo_not_found(spec.repo_id, missing)

@@ -125,7 +125,7 @@ def _patch_loaded(endpoint: str) -> None:
 def get_api(token: str | None = None):
     """An ``HfApi`` bound to the configured endpoint (setting the client up first if needed)."""
     endpoint = _endpoint or setup_client(token=token)
-    import datasets.config  # noqa: F401  (set its flags now that the env is in place)
+    import datasets.config
 
     datasets.config.USE_PARQUET_EXPORT = False
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from ..endpoint import get_api
 from .cards import split_card
-from .hubops import api, parse_spec, repo_type_of
+from .hubops import parse_spec, repo_type_of
 
 
 def show(spec: str) -> dict:
     """``{"repo_id", "repo_type", "sha", "card", "block", "files", "dataset", "branches", "tags", "commits"}``."""
     s = parse_spec(spec)
     rtype = repo_type_of(s)
-    hub = api()
+    hub = get_api()
     info = hub.repo_info(s.repo_id, repo_type=rtype, revision=s.revision, files_metadata=True)
     from huggingface_hub import hf_hub_download
 

@@ -9,9 +9,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..endpoint import get_api
 from ..errors import InputError
 from .cards import read_block
-from .hubops import api, parse_spec
+from .hubops import parse_spec
 from .network import check_repo_id, remote_calls
 from .provenance import Declared
 from .stage import BLOCK, IGNORED, staged, write_block
@@ -70,7 +71,7 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
     folder = Path(folder)
     parse_spec(repo_id)
     check_repo_id(repo_id)
-    hub = api()
+    hub = get_api()
     with staged(folder, declared, dataset_repo, dataset_revision, name=repo_id.split("/")[1]) as stage:
         block = read_block(stage)
         rtype = "dataset" if block.kind == "dataset" else "model"

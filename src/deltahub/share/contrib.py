@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..endpoint import get_api
 from ..errors import InputError
-from .hubops import api, parse_spec
+from .hubops import parse_spec
 from .network import check_repo_id
 from .provenance import Declared
 
@@ -52,12 +53,12 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
                          "(or submit to the curator's repo)")
     spec = parse_spec(to)
     check_repo_id(spec.repo_id)
-    hub = api()
+    hub = get_api()
     with remote_calls(hub, spec.repo_id, f"submitting to {spec.repo_id}") as net:
         try:
             net(lambda: hub.repo_info(spec.repo_id))
         except RepositoryNotFoundError:
-            from ..hub import describe_url
+            from ..endpoint import describe_url
 
             raise InputError(f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
                              "request on an existing repo", f"publish it yourself instead: deltahub publish {folder} "
@@ -90,7 +91,7 @@ def review(pr: str, tasks: list[str] | None = None, limit: int | None = None, me
     from .validate import validate_on_registry
 
     repo_id, num = parse_pr(pr)
-    hub = api()
+    hub = get_api()
     with remote_calls(hub, repo_id, f"reviewing {pr}") as net:
         details = net(lambda: hub.get_discussion_details(repo_id, num))
         if not details.is_pull_request:

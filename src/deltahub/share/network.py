@@ -36,7 +36,7 @@ def retrying(call: Callable[[], T], endpoint: str, what: str, retries: int = RET
             last = exc
             if attempt + 1 < retries:
                 time.sleep(backoff * 2**attempt)
-    from ..hub import describe_url
+    from ..endpoint import describe_url
 
     raise DeltahubError(
         f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} "
@@ -68,7 +68,7 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     status = getattr(response, "status_code", None)
     if status not in (401, 403):
         return None
-    from ..hub import describe_url
+    from ..endpoint import describe_url
 
     why = (getattr(exc, "server_message", None) or "").strip()
     if "read-only mirror" in why:  # a repo the embedded registry read through from its upstream
@@ -84,7 +84,7 @@ def remote_calls(hub, target: str, what: str, missing: str | None = None) -> Ite
     ``missing`` (the fix to suggest), a 404 one line saying ``target`` was not found."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from ..hub import describe_url
+    from ..endpoint import describe_url
 
     try:
         yield lambda call: retrying(call, hub.endpoint, what)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..endpoint import get_api
 from ..errors import InputError
 from .cards import GAIN
-from .hubops import api
 
 SORTS = ("recent", "gain")
 
@@ -82,7 +82,7 @@ def list_deltas(base: str | None = None, family: str | None = None, min_pairs: i
         filters.append(f"base_model:adapter:{base}" if kind == "adapter" else f"deltahub-base:{base}")
     if family:
         filters.append(f"deltahub-family:{family}")
-    hub = api()
+    hub = get_api()
     lister = hub.list_datasets if kind == "dataset" else hub.list_models
     rows = []
     found = lister(filter=filters, full=True) if kind == "dataset" else lister(filter=filters, full=True, cardData=True)

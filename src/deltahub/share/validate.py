@@ -351,9 +351,9 @@ def _hub_config(model_id: str) -> dict | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
-    from .hubops import api
+    from ..endpoint import get_api
 
-    hub = api()
+    hub = get_api()
     try:
         path = retrying(lambda: hf_hub_download(model_id, "config.json"), hub.endpoint,
                         f"reading the config of base {model_id}")
@@ -368,9 +368,9 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
 
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    from .hubops import api
+    from ..endpoint import get_api
 
-    hub = api()
+    hub = get_api()
     try:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
             retrying(lambda: hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,

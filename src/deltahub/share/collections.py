@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..endpoint import get_api
 from ..errors import InputError
-from .hubops import api, parse_spec, repo_type_of
+from .hubops import parse_spec, repo_type_of
 from .network import check_repo_id, remote_calls
 
 _SLUG = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+-[0-9a-f]{6,}$")
@@ -34,14 +35,14 @@ def check_slug(slug: str) -> str:
 
 
 def _hub_call(what: str, target: str):
-    return remote_calls(api(), target, what, missing="check the slug with: deltahub collection list --owner NS")
+    return remote_calls(get_api(), target, what, missing="check the slug with: deltahub collection list --owner NS")
 
 
 def create(title: str, namespace: str | None = None, description: str | None = None, private: bool = False) -> str:
     """Create a collection (idempotent on its title) and return its slug."""
     if not title.strip():
         raise InputError("a collection needs a title", "pass a short title, e.g. 'Qwen3-8B reasoning deltas'")
-    hub = api()
+    hub = get_api()
     with _hub_call(f"creating collection {title!r}", namespace or "your namespace") as net:
         return net(lambda: hub.create_collection(title, namespace=namespace, description=description,
                                                   private=private, exists_ok=True)).slug
@@ -63,7 +64,7 @@ def add(slug: str, repo: str, note: str | None = None, validate: bool = True) ->
         if not report.ok:
             raise ValidationFailed(report, f"not added to {slug}",
                                    "ask its author to fix it (deltahub validate REPO), or add it with --no-validate")
-    hub = api()
+    hub = get_api()
     with _hub_call(f"adding {repo} to {slug}", slug) as net:
         col = net(lambda: hub.add_collection_item(slug, spec.repo_id, kind, note=note, exists_ok=True))
     return next(i for i in _items(col) if i.repo_id == spec.repo_id)
@@ -72,7 +73,7 @@ def add(slug: str, repo: str, note: str | None = None, validate: bool = True) ->
 def remove(slug: str, repo: str) -> bool:
     """Remove ``repo`` from the collection; False when it was not in it."""
     check_slug(slug)
-    hub = api()
+    hub = get_api()
     item = next((i for i in items(slug) if i.repo_id == repo), None)
     if item is None:
         return False
@@ -84,7 +85,7 @@ def remove(slug: str, repo: str) -> bool:
 def show(slug: str) -> dict[str, Any]:
     """``{"slug", "title", "owner", "description", "private", "items": [Item]}``."""
     check_slug(slug)
-    hub = api()
+    hub = get_api()
     with _hub_call(f"reading collection {slug}", slug) as net:
         col = net(lambda: hub.get_collection(slug))
     return {"slug": col.slug, "title": col.title, "owner": getattr(col, "owner", None),
@@ -97,7 +98,7 @@ def items(slug: str) -> list[Item]:
 
 def list_collections(owner: str | None = None, item: str | None = None) -> list[dict[str, Any]]:
     """Collections by owner and/or holding a repo: ``{"slug", "title", "items"}`` (item count)."""
-    hub = api()
+    hub = get_api()
     target = owner or item or "collections"
     with _hub_call("listing collections", target) as net:
         cols = net(lambda: list(hub.list_collections(owner=owner, item=f"models/{item}" if item else None)))

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..atomic import atomic_dir
+from ..endpoint import get_api
 from ..errors import InputError
 from ..home import home
-from .hubops import api, parse_spec, repo_type_of
+from .hubops import parse_spec, repo_type_of
 from .network import BACKOFF, RETRIES, check_repo_id, retrying
 
 
@@ -38,7 +39,7 @@ def pull_with_info(spec: str, out: str | Path | None = None, *, overwrite: bool 
     """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha is the commit that was downloaded."""
     s = parse_spec(spec)
     check_repo_id(s.repo_id)
-    hub = api()
+    hub = get_api()
 
     def net(call, what):
         return retrying(call, hub.endpoint, what, retries, backoff)
@@ -67,7 +68,7 @@ def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator
         raise InputError(f"{repo_id} has no revision '{revision}'",
                          f"see its branches and tags with: deltahub show {repo_id}") from None
     except RepositoryNotFoundError as exc:
-        from ..hub import repo_not_found
+        from ..endpoint import repo_not_found
 
         raise repo_not_found(repo_id, exc, f"no {rtype} repo") from None
 
