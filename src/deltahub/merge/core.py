@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir, check_output_dir
 from ..errors import InputError
-from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter
+from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter, nonfinite_error
 from .base_model import check_base
-from .lowrank import LowRank
+from .lowrank import LowRank, NonFiniteFactors
 from .methods import METHODS, merge_module, method_spec, resolve_params
 from .params import fields, option_args
 from .reference import ReferenceRankError, rank_error, resolve_reference
-from .writers import write_adapter, write_full_model
+from .streaming import module_deltas, resolve_device, write_merged_adapter
+from .writers import write_full_model
 
 
 @dataclass
@@ -119,36 +120,19 @@ def plan_merge(
         ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
         plan.reference = resolve_reference(
             params["reference"], plan.labels, ranks,
-            lambda: ((m, _module_deltas(plan, m)[0]) for m in plan.modules),
+            lambda: ((m, module_deltas(plan, m)) for m in plan.modules),
         )
     return plan
 
 
-def _module_deltas(plan: MergePlan, module: str) -> tuple[list[LowRank], list[float]]:
-    """The deltas of one module; an adapter that lacks the module contributes a zero (rank-0) delta."""
-    read = {i: a.modules[module] for i, a in enumerate(plan.adapters) if module in a.keys}  # each read once
-    shapes = {d.shape for d in read.values()}
-    if len(shapes) > 1:
-        raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
-                         "merge adapters trained on the same base model")
-    d, k = next(iter(read.values())).shape
-    deltas = [read.get(i) or LowRank(torch.zeros(d, 0), torch.zeros(0, k)) for i in range(len(plan.adapters))]
-    return deltas, list(plan.weights)
-
-
 def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank | torch.Tensor:
-    deltas, weights = _module_deltas(plan, module)
+    """One module merged by the per-module method, its errors naming the module and the input."""
     try:
-        return merge_module(plan.method, deltas, weights, **params)
-    except ReferenceRankError as exc:  # name the inputs and the module
+        return merge_module(plan.method, module_deltas(plan, module), list(plan.weights), **params)
+    except ReferenceRankError as exc:
         raise rank_error(exc.index, exc.ranks, plan.labels, module) from None
-
-
-def merged_updates(plan: MergePlan, progress: bool = True):
-    """Yield ``(module, result)`` for every module; result is a LowRank or a dense tensor."""
-    params = plan.merge_params()
-    for module in tqdm(plan.modules, desc=f"merging ({plan.method})", unit="module", disable=not progress):
-        yield module, _merge_one(plan, module, params)
+    except NonFiniteFactors as exc:
+        raise nonfinite_error(plan.adapters[exc.index].path, module) from None
 
 
 def merge_adapters(
@@ -164,10 +148,15 @@ def merge_adapters(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     command: str | None = None,
+    device: str | torch.device | None = "auto",
 ) -> Path:
     """Merge LoRA adapters with ``method`` and write a PEFT adapter (default) or, with
-    ``base`` and ``full``, a full model. Returns the output folder."""
+    ``base`` and ``full``, a full model. Returns the output folder.
+
+    ``device`` (cpu, cuda, or auto: the GPU when one is visible) is where GAM's batched
+    factor-space merge runs; the other methods and the full-model sums run on the CPU."""
     out = check_output_dir(out, overwrite)
+    device = resolve_device(device)
     spec = method_spec(method)
     if full and base is None:
         raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
@@ -196,11 +185,10 @@ def merge_adapters(
                 raise InputError(f"base model {base_path} has no weight for module {missing[0]}",
                                  "merge adapters trained on this base model")
         else:
-            out_dtype = dtype or _input_dtype(plan)
-            # cast as we go: the merged adapter in memory is the size of the output file
-            modules = {m: r.to(out_dtype) for m, r in merged_updates(plan, progress)}
-            write_adapter(tmp, modules, plan.adapters[0].config, out_dtype)
-        _write_provenance(tmp, plan, base, full, command, title=out.name)
+            params = plan.merge_params()
+            write_merged_adapter(plan, tmp, dtype or _input_dtype(plan), device, progress,
+                                 lambda m: _merge_one(plan, m, params))
+        _write_provenance(tmp, plan, base, full, command, title=out.name, device=device)
     return out
 
 
@@ -241,7 +229,8 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     return shlex.join(parts)
 
 
-def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str) -> None:
+def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str,
+                      device: torch.device) -> None:
     """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
     (the output folder's name: ``out`` is still the temporary folder here)."""
     from ..atomic import atomic_write_text
@@ -265,6 +254,7 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
                 for i in plan.inputs
             ],
             "missing_modules": plan.missing,
+            "device": device.type if plan.method == "gam" and not full else "cpu",
             "command": reproduce_command(plan, base, full),
         },
     }

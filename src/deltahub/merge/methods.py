@@ -19,10 +19,12 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from .adapters import check_finite
 from .lowrank import (
     COMPUTE_DTYPE,
     FactoredSVD,
     LowRank,
+    NonFiniteFactors,
     factored_svd,
     nearest_orthonormal,
     orthonormal_basis,
@@ -82,7 +84,7 @@ def gam(
     total = float(sum(weights))
     if total <= 0:
         raise InputError("GAM weights must sum to a positive number", "pass positive --weights")
-    svds = [factored_svd(d) for d in deltas]
+    svds = [factored_svd(d, index=i) for i, d in enumerate(deltas)]
     ranks = [s.S.shape[0] for s in svds]
     rank = max(ranks)
     ref = reference
@@ -285,6 +287,10 @@ def merge_module(
     params = resolve_params(method, params)
     if method == "gam":  # one module is the whole merge here
         params["reference"] = single_module_reference(params["reference"], deltas)
+    else:  # GAM sees NaN/Inf in the Gram matrices it computes anyway; the others are checked here
+        bad = next((i for i, d in enumerate(deltas) if not check_finite(d)), None)
+        if bad is not None:
+            raise NonFiniteFactors(bad)
     if not spec.low_rank:
         return spec.fn(list(deltas), weights, **params)
     with single_thread():

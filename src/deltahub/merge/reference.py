@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, ThinSVD, factored_svd, single_thread
+from .adapters import nonfinite_error
+from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, NonFiniteFactors, ThinSVD, factored_svd, single_thread
 from .params import AUTO
 
 Labels = Sequence[Sequence[str]]  # per input: the names it answers to, the display name first
@@ -130,7 +131,10 @@ def _auto(labels: Labels, module_deltas: Callable[[], Iterable[tuple[str, Sequen
     last = ""  # the module that ruled out the last candidates, for the error
     with single_thread():  # thin matrices (see single_thread): 3 ms -> 0.1 ms per Cholesky here
         for module, deltas in module_deltas():
-            svds = [factored_svd(d) for d in deltas]
+            try:
+                svds = [factored_svd(d, index=i) for i, d in enumerate(deltas)]
+            except NonFiniteFactors as exc:
+                raise nonfinite_error(labels[exc.index][0], module) from None
             numeric = [s.S.shape[0] for s in svds]  # numerical ranks: an exactly deficient input drops out
             top = max(numeric)
             if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric)):
