@@ -53,8 +53,9 @@ from mergekit.merge_methods.base import (
 from pydantic import Field
 
 from deltahub.errors import InputError
-from deltahub.merge.adapters import LoraAdapter, load_adapter
-from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, low_rank_from_dense
+from deltahub.merge.adapters import LoraAdapter, load_adapter, nonfinite_error
+from deltahub.merge.batched import gam_on_device
+from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, NonFiniteFactors, low_rank_from_dense
 from deltahub.merge.methods import METHODS, merge_module
 from deltahub.merge.params import AUTO, MethodParams, fields
 from deltahub.merge.reference import ReferenceRankError, rank_error, resolve_reference
@@ -151,8 +152,8 @@ class DeltahubMergeMethod(GroupMergeMethod):
             pretty_name=spec.pretty_name,
             reference_url=spec.reference_url,
             optional_tensor_policy=OptionalTensorPolicy.ERROR,
-            # factor-space math is thin-matrix LAPACK work, done on the CPU (see merge_group)
-            uses_accelerator=False,
+            # with mergekit's --cuda the tensors arrive on the GPU and GAM computes there (see merge_group)
+            uses_accelerator=True,
         )
         self._checked: set[int] = set()
         self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
@@ -292,12 +293,13 @@ class DeltahubMergeMethod(GroupMergeMethod):
 
     # -- the merge of one output tensor -------------------------------------------------------
     def merge_group(self, group: TensorGroup, /, **p: Any) -> torch.Tensor:
-        """The merged tensor, on the inputs' device. The math runs on the CPU (the adapters'
-        factors are read there, and thin-matrix LAPACK gains nothing from an accelerator): the
-        spec says ``uses_accelerator=False`` so mergekit-yaml keeps tensors there; tensors handed
-        over on another device (the in-memory API) come back on it."""
+        """The merged tensor, on the inputs' device. With mergekit's ``--cuda`` (or GPU tensors
+        handed over in memory) GAM runs where the tensors are, through the batched path
+        (:func:`deltahub.merge.batched.gam_on_device`: the adapter factors are copied there in their
+        stored dtype); KnOTS and TSV-M, and any module the batched path declines, are merged on the
+        CPU and the result comes back to the device."""
         device = group.base.tensor.device
-        if device.type != "cpu":
+        if device.type != "cpu" and self.method != "gam":
             return self.merge_group(_on_cpu(group), **p).to(device)
         base = group.base.tensor
         entries = group.non_base
@@ -310,18 +312,28 @@ class DeltahubMergeMethod(GroupMergeMethod):
         if all(d is None for d in deltas):
             return base.clone()
         deltas = [_zero(tuple(base.shape)) if d is None else d for d in deltas]
-        try:
-            merged = merge_module(self.method, deltas, weights, **params)
-        except ReferenceRankError as exc:
-            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        merged = None
+        if device.type != "cpu" and not params["reorthonormalize"]:
+            merged = gam_on_device(deltas, weights, params["reference"], params["scale"], device)
+        if merged is None:
+            merged = self._merge_module([d.on("cpu") for d in deltas], weights, params, entries, name)
         # base + ΔW in float32 (float64 only for float64 inputs): the result is stored in base.dtype,
         # and a float64 B·A of every weight cost ~2.5x the float32 one
         work = torch.promote_types(base.dtype, torch.float32)
         out = base.to(work, copy=True)
         if isinstance(merged, LowRank):
-            out.addmm_(merged.B.to(work), merged.A.to(work), alpha=merged.scale)
+            out.addmm_(merged.B.to(device, work), merged.A.to(device, work), alpha=merged.scale)
             return out.to(base.dtype)
-        return out.add_(merged.to(work)).to(base.dtype)
+        return out.add_(merged.to(device, work)).to(base.dtype)
+
+    def _merge_module(self, deltas: list[LowRank], weights: list[float], params: dict, entries, name: str):
+        """:func:`merge_module` of one tensor, its errors naming the tensor and the input."""
+        try:
+            return merge_module(self.method, deltas, weights, **params)
+        except ReferenceRankError as exc:
+            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        except NonFiniteFactors as exc:
+            raise nonfinite_error(_labels(entries[exc.index].id)[0], name) from None
 
     @staticmethod
     def _mean_rule(base: torch.Tensor, entries, weights: list[float], scale: float) -> torch.Tensor:

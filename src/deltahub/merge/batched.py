@@ -75,6 +75,8 @@ def _upload(ws: Workspace, name: str, parts: list[torch.Tensor]) -> Raw:
     one asynchronous copy, in their stored dtype (bf16: half the bytes of float32)."""
     if ws.device.type == "cpu" or parts[0].device == ws.device:
         return parts
+    if len(parts) == 1:  # one module (the mergekit plugin): a plain copy, no pinned staging
+        return parts[0].to(ws.device)[None]
     shape = (len(parts), *parts[0].shape)
     pinned = ws.get(f"{name}/host", shape, parts[0].dtype, pinned=True)
     for j, t in enumerate(parts):
@@ -251,3 +253,15 @@ def gam_chunk(
             product = torch.bmm(X, K, out=ws.get("product", (M, X.shape[1], rank), work))
             out[:, rows].copy_(product)
     return out_B, out_A, ok
+
+
+def gam_on_device(deltas: Sequence[LowRank], weights: Sequence[float], reference: int, scale: float,
+                  device: str | torch.device) -> LowRank | None:
+    """One module's GAM computed on ``device`` by :func:`gam_chunk` (the mergekit plugin's tensors on a
+    GPU), or None where the per-module :func:`~deltahub.merge.methods.gam` must merge it: one input,
+    weights that do not sum to a positive number, a reference below the largest rank, or a declined
+    module (see the module doc)."""
+    if len(deltas) < 2 or sum(weights) <= 0 or deltas[reference].rank < max(d.rank for d in deltas):
+        return None
+    B, A, ok = gam_chunk([deltas], weights, reference, scale, Workspace(device))
+    return LowRank(B[0], A[0]) if bool(ok[0]) else None

@@ -16,6 +16,7 @@ import click
 from ..errors import InputError
 from .methods import METHODS
 from .params import ParamInfo, option_name, parameter_options
+from .streaming import DEVICES
 
 PARAMETERS = parameter_options({name: spec.params for name, spec in METHODS.items()})
 
@@ -66,12 +67,14 @@ def _with_parameter_options(command):
 @click.option("--full", is_flag=True, help="Write base + merged update as a full model instead of an adapter.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
               help="Adapter output dtype (default: the inputs').")
+@click.option("--device", type=click.Choice(list(DEVICES)), default="auto", show_default=True,
+              help="Where GAM's factor-space merge runs: auto = the GPU when one is visible, else the CPU.")
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--allow-base-mismatch", is_flag=True,
               help="Merge adapters whose configs name different base models, or onto a --base that is not theirs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def merge_command(ctx: click.Context, adapters, out, method, weights, base, full, dtype, overwrite,
+def merge_command(ctx: click.Context, adapters, out, method, weights, base, full, dtype, device, overwrite,
                   allow_base_mismatch, quiet, **method_params) -> None:
     """Merge LoRA deltas ADAPTERS (folders or NS/NAME[@REV]) into one adapter or a full model.
 
@@ -88,7 +91,7 @@ def merge_command(ctx: click.Context, adapters, out, method, weights, base, full
     result = merge_adapters(
         list(adapters), out, method=method, weights=_parse_weights(weights), params=params, base=base, full=full,
         overwrite=overwrite, allow_base_mismatch=allow_base_mismatch,
-        dtype=getattr(torch, dtype) if dtype else None, progress=not quiet,
+        dtype=getattr(torch, dtype) if dtype else None, progress=not quiet, device=device,
         command=shlex.join(["deltahub", *sys.argv[1:]]),
     )
     click.echo(f"wrote {'model' if full else 'adapter'} to {result}")

@@ -75,6 +75,10 @@ class LowRank:
     def to(self, dtype: torch.dtype) -> LowRank:
         return LowRank(self.B.to(dtype), self.A.to(dtype), self.scale)
 
+    def on(self, device: str | torch.device) -> LowRank:
+        """The same update with its factors on ``device`` (itself if they are there)."""
+        return LowRank(self.B.to(device), self.A.to(device), self.scale)
+
     @staticmethod
     def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
         """Σ cᵢ·ΔWᵢ exactly, as one update of rank Σ rᵢ: [c₁s₁B₁ … cₙsₙBₙ] · [A₁; …; Aₙ]."""
@@ -235,7 +239,7 @@ def low_rank_from_dense(
     d, k = M.shape
     width = min(rank + oversample, d, k)
     gen = torch.Generator().manual_seed(seed)
-    omega = torch.randn(k, width, generator=gen, dtype=COMPUTE_DTYPE)
+    omega = torch.randn(k, width, generator=gen, dtype=COMPUTE_DTYPE).to(M.device)  # the same on every device
     Q, _ = torch.linalg.qr(M @ omega)
     for _ in range(n_iter):
         Z, _ = torch.linalg.qr(M.T @ Q)
