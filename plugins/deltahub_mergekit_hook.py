@@ -2,7 +2,8 @@
 
 mergekit 0.1.5 has no plugin discovery, so this hook waits for the first import of
 ``mergekit.merge_methods`` (whose ``__init__`` fills mergekit's registry) and then imports the
-plugin, which registers its methods. Until then it costs one ``find_spec`` check per import; it
+plugin, which registers its methods and (``deltahub_mergekit.endpoint``) makes runs that use them
+resolve repo ids through deltahub's endpoint. Until then it costs one ``find_spec`` check per import; it
 imports neither torch nor mergekit, and removes itself after firing once.
 Set ``DELTAHUB_MERGEKIT_DISABLE=1`` to switch it off.
 
@@ -16,7 +17,7 @@ import sys
 
 _TARGET = "mergekit.merge_methods"
 DISABLE_ENV = "DELTAHUB_MERGEKIT_DISABLE"
-PLUGIN_MODULES = ("deltahub_mergekit.method",)
+PLUGIN_MODULES = ("deltahub_mergekit.method", "deltahub_mergekit.endpoint")
 
 
 class _PluginLoader:

@@ -4,6 +4,8 @@
   at once, so no test can reach the Hub (or anything else) by accident.
 * Hub client environment: HF_HOME in a temporary folder, Xet off, telemetry off, set before any
   test imports huggingface_hub.
+* DELTAHUB_HOME in a temporary folder whose saved settings turn the embedded registry's read-through
+  upstream off (tests that exercise read-through use a loopback registry as the upstream).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ipaddress
 import os
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +24,11 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-os.environ.setdefault("DELTAHUB_HOME", tempfile.mkdtemp(prefix="deltahub-test-home-"))
+if "DELTAHUB_HOME" not in os.environ:
+    os.environ["DELTAHUB_HOME"] = tempfile.mkdtemp(prefix="deltahub-test-home-")
+    # on-demand registries (here and in subprocesses) do not read through to the public Hub; tests
+    # that exercise read-through give a loopback registry as the upstream
+    Path(os.environ["DELTAHUB_HOME"], "settings.json").write_text('{"upstream": null}\n')
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -48,3 +48,15 @@ def test_deltahub_endpoint_overrides_the_default(tmp_path):
         assert r["url"] == srv.url and r["const"] == srv.url
         assert not (tmp_path / "registry").exists()
         assert (tmp_path / "other" / "registry.db").exists()
+
+
+def test_saved_endpoint_is_used_and_the_environment_beats_it(tmp_path):
+    from deltahub.server import start_server
+
+    with start_server(tmp_path / "saved") as saved, start_server(tmp_path / "env") as by_env:
+        (tmp_path / "settings.json").write_text(json.dumps({"endpoint": saved.url}))
+        r = _probe({}, tmp_path)
+        assert r["url"] == r["const"] == saved.url and r["repos"] == ["me/probe"]
+        assert not (tmp_path / "registry").exists()  # no embedded registry was started
+        r = _probe({"DELTAHUB_ENDPOINT": by_env.url}, tmp_path)
+        assert r["url"] == by_env.url

@@ -854,3 +854,19 @@ def test_killed_server_leaves_no_temp_files_and_spares_live_ones(tmp_path):
             p.wait()
     Store(root).close()
     assert [p for p in (root / "tmp").rglob("*")] == []
+
+
+def test_processes_opening_a_new_registry_at_once_all_start(tmp_path):
+    """Processes opening new roots at the same instant all start: two first opens switching to WAL together
+    made one fail at once with "database is locked" (SQLite skips its busy wait to avoid a deadlock; seen in CI)."""
+    code = ("import sys, time; from deltahub.server.storage import Store\n"
+            "start = float(sys.argv[1])\n"
+            "for root in sys.argv[2:]:\n"
+            "    start += 0.3; time.sleep(max(0.0, start - time.time())); Store(root).close()\n"
+            "print('ok')")
+    roots = [str(tmp_path / f"reg{i}") for i in range(5)]
+    start = time.time() + 3  # after every process has imported
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), *roots], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results)] == [(0, "ok")] * 6, results

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deltahub.server import history
+from deltahub.server import history, migrate
 from deltahub.server.storage import Store, git_blob_oid
 
 
@@ -156,7 +156,7 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
     trees = _v0_store(root)
     store = Store(root)
     db = sqlite3.connect(root / "registry.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == migrate.SCHEMA_VERSION
     assert "tree" not in {r[1] for r in db.execute("PRAGMA table_info(commits)")}
     for sha, tree in trees.items():
         assert _as_dict(store.tree(sha)) == {p: (e["sha256"], e["size"]) for p, e in tree.items()}

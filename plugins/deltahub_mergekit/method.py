@@ -27,12 +27,11 @@ Rules for the tensors a method cannot merge as a low-rank update:
 
 from __future__ import annotations
 
+import functools
 import logging
-import sys
 import threading
 import warnings
 from collections.abc import Hashable, Iterator, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,7 +86,7 @@ def parameter_specs(method: str) -> tuple[ParameterSpec, ...]:
     return (weight, *shared)
 
 
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def _adapter(path: str, revision: str | None) -> LoraAdapter:
     """The adapter folder behind a ``BASE+ADAPTER`` reference (a Hub id is fetched like mergekit does)."""
     folder = Path(path)
@@ -155,21 +154,9 @@ class DeltahubMergeMethod(GroupMergeMethod):
             # with mergekit's --cuda the tensors arrive on the GPU and GAM computes there (see merge_group)
             uses_accelerator=True,
         )
-        self._checked: set[int] = set()
         self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
         self._warned: set[Hashable] = set()
         self._lock = threading.Lock()
-
-    # -- parameter names: mergekit silently ignores unknown keys; we refuse them ---------------
-    def validate_inputs(self, input_ids, base_id=None, *, group_name=None) -> None:
-        super().validate_inputs(input_ids, base_id, group_name=group_name)
-        planner = sys._getframe(1).f_locals.get("self")  # mergekit's MergePlanner.normalize_config
-        config = getattr(planner, "config", None)
-        if config is not None and hasattr(config, "merge_method"):
-            with self._lock:
-                if id(config) not in self._checked:
-                    self._checked.add(id(config))
-                    check_parameter_names(self.spec, config)
 
     # -- GAM's reference: one index for the whole merge ----------------------------------------
     def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
@@ -407,4 +394,28 @@ def register_all() -> tuple[str, ...]:
     return PLUGIN_METHODS
 
 
+def check_planned_configs() -> None:
+    """Check a config's parameter names when mergekit plans a merge with one of these methods (idempotent).
+
+    mergekit hands a method its parameters tensor by tensor; the whole config, where a typo sits, is
+    the planner's. So the planner's constructor is wrapped (as ``endpoint`` wraps
+    ``referenced_models``) rather than the config read from a caller's stack frame.
+    """
+    from mergekit.plan import MergePlanner
+
+    original = MergePlanner.__init__
+    if getattr(original, "deltahub_checks", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self, config, *args, **kwargs):
+        original(self, config, *args, **kwargs)
+        if isinstance(self._method, DeltahubMergeMethod):
+            check_parameter_names(self._method.spec, config)
+
+    __init__.deltahub_checks = True
+    MergePlanner.__init__ = __init__
+
+
 register_all()
+check_planned_configs()

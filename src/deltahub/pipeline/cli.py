@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from ..home import home
+
+
 def _default_work(name: str) -> Path:
-    home = os.environ.get("DELTAHUB_HOME") or Path.home() / ".cache" / "deltahub"
-    return Path(home) / "runs" / name
+    return home() / "runs" / name
 
 
 @click.command("run")

@@ -36,10 +36,12 @@ def repo_type_of(spec: Spec) -> str:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     hub = api()
+    missing: RepositoryNotFoundError | None = None
     for rtype in ("model", "dataset"):
         try:
             hub.repo_info(spec.repo_id, repo_type=rtype)
-        except RepositoryNotFoundError:
+        except RepositoryNotFoundError as exc:
+            missing = missing or exc
             continue
         if spec.revision:
             try:
@@ -48,4 +50,6 @@ def repo_type_of(spec: Spec) -> str:
                 raise InputError(f"{spec.repo_id} has no revision '{spec.revision}'",
                                  f"see its branches and tags with: deltahub show {spec.repo_id}") from None
         return rtype
-    raise InputError(f"no repo {spec.repo_id} on {hub.endpoint}", "check the name with: deltahub list, or set DELTAHUB_ENDPOINT")
+    from ..hub import repo_not_found
+
+    raise repo_not_found(spec.repo_id, missing)

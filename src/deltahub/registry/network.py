@@ -35,8 +35,10 @@ def retrying(call: Callable[[], T], endpoint: str, what: str, retries: int = RET
             last = exc
             if attempt + 1 < retries:
                 time.sleep(backoff * 2**attempt)
+    from ..hub import describe_url
+
     raise DeltahubError(
-        f"network error {what}: the registry at {endpoint} did not answer ({type(last).__name__} after {retries} "
+        f"network error {what}: the registry at {describe_url(endpoint)} did not answer ({type(last).__name__} after {retries} "
         "tries); nothing was written",
         "start it ('deltahub hub serve') or set DELTAHUB_ENDPOINT to a reachable registry, then run the same "
         "command again",
@@ -65,6 +67,11 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     status = getattr(response, "status_code", None)
     if status not in (401, 403):
         return None
-    return InputError(f"no write access to {repo_id} on {endpoint} (HTTP {status})",
+    from ..hub import describe_url
+
+    why = (getattr(exc, "server_message", None) or "").strip()
+    if "read-only mirror" in why:  # a repo the embedded registry read through from its upstream
+        return InputError(f"{why} (on {describe_url(endpoint)})", "publish under your own namespace")
+    return InputError(f"no write access to {repo_id} on {describe_url(endpoint)} (HTTP {status})",
                       "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own "
                       "namespace")

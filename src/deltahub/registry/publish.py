@@ -79,10 +79,11 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
         stage = _stage(folder, Path(tmp), dataset_repo, dataset_revision)
         with _remote(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
             files = _local_files(stage)
+            # create first: probing a name the registry does not hold would make it ask its upstream
+            net(lambda: hub.create_repo(repo_id, repo_type=rtype, private=private, exist_ok=True))
             head = net(lambda: _unchanged(hub, repo_id, rtype, files))
             created = head is None
             if created:
-                net(lambda: hub.create_repo(repo_id, repo_type=rtype, private=private, exist_ok=True))
                 info = net(lambda: hub.upload_folder(repo_id=repo_id, folder_path=str(stage), repo_type=rtype,
                                                      commit_message=message or f"deltahub publish ({block.kind})"))
                 head = info.oid

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from ..atomic import atomic_dir
 from ..errors import InputError
+from ..home import home
 from .hubops import api, parse_spec, repo_type_of
 from .network import BACKOFF, RETRIES, check_repo_id, retrying
 
 
 def cache_dir() -> Path:
-    home = os.environ.get("DELTAHUB_HOME") or str(Path.home() / ".cache" / "deltahub")
-    return Path(home) / "deltas"
+    return home() / "deltas"
 
 
 def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retries: int = RETRIES,
@@ -66,9 +66,10 @@ def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator
     except RevisionNotFoundError:
         raise InputError(f"{repo_id} has no revision '{revision}'",
                          f"see its branches and tags with: deltahub show {repo_id}") from None
-    except RepositoryNotFoundError:
-        raise InputError(f"no {rtype} repo {repo_id} on {hub.endpoint}",
-                         "check the name with: deltahub list, or set DELTAHUB_ENDPOINT") from None
+    except RepositoryNotFoundError as exc:
+        from ..hub import repo_not_found
+
+        raise repo_not_found(repo_id, exc, f"no {rtype} repo") from None
 
 
 def _commit_of(hub, repo_id: str, rtype: str, revision: str | None) -> str:

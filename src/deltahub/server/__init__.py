@@ -35,14 +35,16 @@ class RunningServer:
 
 def start_server(root: Path, host: str = "127.0.0.1", port: int = 0, open_mode: bool = True,
                  tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
-                 page_size: int = 1000) -> RunningServer:
-    """Serve ``root`` on ``host:port`` (0 = an ephemeral port) and return once it accepts connections."""
+                 page_size: int = 1000, upstream: str | None = None) -> RunningServer:
+    """Serve ``root`` on ``host:port`` (0 = an ephemeral port) and return once it accepts connections;
+    repos it does not hold are read through from ``upstream`` (None: no read-through)."""
     import uvicorn
 
     from .app import build_app
     from .protocol import server_config
 
-    app = build_app(Path(root), Auth(open_mode=open_mode, tokens=dict(tokens or {}), orgs=dict(orgs or {})), page_size)
+    auth = Auth(open_mode=open_mode, tokens=dict(tokens or {}), orgs=dict(orgs or {}))
+    app = build_app(Path(root), auth, page_size, upstream)
     server = uvicorn.Server(server_config(app, host, port))
     thread = threading.Thread(target=server.run, name="deltahub-registry", daemon=True)
     thread.start()

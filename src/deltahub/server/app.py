@@ -47,6 +47,7 @@ from .limits import MAX_COMMIT_BYTES, MAX_FILE_BYTES, MAX_JSON_BYTES, MAX_LIST_I
 from .paths import check_name, check_oid, check_path, check_revision
 from .storage import Incoming, ReadPolicy, Repo, Store, git_blob_oid, lfs_pointer, wants_lfs
 from .tags import derive_tags, load_card
+from .upstream import Mirrors
 from .web import install as install_pages
 
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -128,9 +129,10 @@ async def _receive(request: Request, into: Incoming, check: Callable[[bytes], No
 class Hub:
     """The application state: one store, one auth policy, a secret for LFS upload tickets."""
 
-    def __init__(self, root: Path, auth: Auth, page_size: int = 1000):
+    def __init__(self, root: Path, auth: Auth, page_size: int = 1000, upstream: str | None = None):
         self.store = Store(root)
         self.auth = auth
+        self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
 
@@ -152,6 +154,9 @@ class Hub:
         ns = check_name(request.path_params["ns"], "namespace")
         name = check_name(request.path_params["name"], "repo name")
         repo = self.store.get_repo(rtype, ns, name)
+        mirrored = self.mirrors.serve(request, rtype, ns, name, repo, write)  # mirrors: upstream.py decides
+        if mirrored is not None:
+            return mirrored
         user = self.user(request)
         if repo is None or not self.auth.can_read(user, ns, repo.private):
             raise RepoNotFound(f"Repository not found: {ns}/{name}")
@@ -210,9 +215,9 @@ def _folders(tree: Tree) -> set[str]:
     return {path[:i] for path in tree for i in range(len(path)) if path[i] == "/"}
 
 
-def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> Starlette:
-    """The ASGI app serving one registry root."""
-    hub = Hub(root, auth or Auth(open_mode=True), page_size)
+def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000, upstream: str | None = None) -> Starlette:
+    """The ASGI app serving one registry root; repos it does not hold are read through from ``upstream``."""
+    hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream)
 
     def handler(fn):
         async def wrapped(request: Request):
@@ -294,7 +299,7 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
         if len(filters) > 64:
             raise BadRequest("too many filter parameters (at most 64)")
         repos = hub.store.list_repos(rtype, filters, q.get("author"), q.get("search"))
-        repos = [r for r in repos if hub.auth.can_read(user, r.ns, r.private)]
+        repos = [r for r in hub.mirrors.hidden(repos) if hub.auth.can_read(user, r.ns, r.private)]
         sort = q.get("sort") or "lastModified"
         key = {"lastModified": lambda r: r.modified, "createdAt": lambda r: r.created, "id": lambda r: r.repo_id,
                "created_at": lambda r: r.created, "last_modified": lambda r: r.modified}.get(sort, lambda r: r.modified)
@@ -459,6 +464,10 @@ def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000) -> St
             headers["ETag"] = f'"{e.sha256}"'
         else:
             headers["ETag"] = f'"{e.oid}"'
+        if not hub.store.has_blob(e.sha256, e.size):  # a mirror's large file, fetched on first read
+            streamed = hub.mirrors.blob_response(request, repo, sha, path, e, headers)
+            if streamed is not None:
+                return streamed
         return BlobResponse(hub.store.blob_path(e.sha256), headers=headers, media_type="application/octet-stream")
 
     async def tree(request: Request):

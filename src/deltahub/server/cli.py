@@ -22,11 +22,16 @@ def hub_group() -> None:
               help='JSON file {"tokens": {TOKEN: USER}, "orgs": {USER: [ORG]}}.')
 @click.option("--token", "token_pairs", multiple=True, help="TOKEN=USER (repeatable).")
 @click.option("--open", "open_mode", is_flag=True, help="No tokens needed to write (single-user laptop).")
-def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, token_pairs: tuple[str, ...], open_mode: bool) -> None:
+@click.option("--upstream", default=None, help="Hub to read through to for repos not held here "
+              "(default: the saved setting, else https://huggingface.co).")
+@click.option("--no-upstream", is_flag=True, help="Serve only what is held here.")
+def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, token_pairs: tuple[str, ...],
+          open_mode: bool, upstream: str | None, no_upstream: bool) -> None:
     """Serve the registry until interrupted."""
     import uvicorn
 
     from ..hub import registry_root
+    from ..hub.settings import check_url, load
     from .app import build_app
     from .auth import Auth
     from .protocol import server_config
@@ -39,6 +44,36 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
         auth.tokens[tok] = user
     if not auth.open_mode and not auth.tokens:
         raise InputError("no tokens configured, so nobody could write", "pass --token SECRET=USER, --tokens FILE or --open")
+    if upstream and no_upstream:
+        raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")
+    upstream = None if no_upstream else check_url(upstream, "upstream") if upstream else load().upstream
     root = root or registry_root()
-    click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {'open' if auth.open_mode else 'tokens'} mode)")
-    uvicorn.Server(server_config(build_app(root, auth), host, port)).run()
+    mode = "open" if auth.open_mode else "tokens"
+    click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
+               f"{'upstream ' + upstream if upstream else 'no upstream'})")
+    uvicorn.Server(server_config(build_app(root, auth, upstream=upstream), host, port)).run()
+
+
+@hub_group.command("use")
+@click.argument("endpoint", required=False)
+@click.option("--upstream", default=None, help="Where the embedded registry reads through to (saved).")
+@click.option("--no-upstream", is_flag=True, help="The embedded registry serves only what it holds (saved).")
+def use(endpoint: str | None, upstream: str | None, no_upstream: bool) -> None:
+    """Save the registry every deltahub process (and mergekit with deltahub's methods) uses: `embedded` or a URL.
+
+    Without arguments, print the endpoint in use and how it was chosen. DELTAHUB_ENDPOINT, when set,
+    overrides the saved setting.
+    """
+    from ..hub import describe
+    from ..hub.settings import save
+
+    if upstream and no_upstream:
+        raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")
+    changes: dict = {}
+    if endpoint is not None:
+        changes["endpoint"] = endpoint
+    if upstream or no_upstream:
+        changes["upstream"] = None if no_upstream else upstream
+    if changes:
+        click.echo(f"saved to {save(**changes)}")
+    click.echo(f"endpoint: {describe()}")

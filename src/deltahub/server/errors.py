@@ -77,6 +77,10 @@ class NotSupported(RegistryError):
     """A Hub feature this registry does not have (pull requests, Xet)."""
 
 
+class UpstreamFailed(RegistryError):
+    """The upstream Hub a mirror reads through to refused, broke off, or sent content that fails its hash."""
+
+
 class DiskFull(RegistryError):
     """ENOSPC while writing: the message says how much space is left and where."""
 
@@ -103,6 +107,7 @@ HTTP_STATUS: dict[type[RegistryError], tuple[int, str | None]] = {
     PayloadTooLarge: (413, None),
     ObjectNotUploaded: (422, None),
     NotSupported: (501, None),
+    UpstreamFailed: (502, None),
     DiskFull: (507, None),
 }
 

@@ -2,7 +2,8 @@
 
 Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree as JSON in
 ``commits.tree``; version 1 keeps incremental trees (history.py) and which repos hold which
-objects (``repo_objects``). Migration runs once, inside the first writer's transaction, so a crash
+objects (``repo_objects``); version 2 adds ``mirrors`` (repos read through from an upstream Hub,
+see upstream.py), created empty. Migration runs once, inside the first writer's transaction, so a crash
 leaves the old store untouched and a second process waits and then finds it done.
 """
 
@@ -15,7 +16,7 @@ from . import history
 from .history import Entry
 from .limits import MAX_CARD_JSON_BYTES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS repos (
@@ -32,6 +33,8 @@ SCHEMA = (
       repo INTEGER NOT NULL, sha256 TEXT NOT NULL, committed INTEGER NOT NULL, PRIMARY KEY (repo, sha256))
       WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS repo_objects_sha ON repo_objects(sha256)",
+    # read-only mirrors of upstream repos (upstream.py): the repo, and the upstream it came from
+    "CREATE TABLE IF NOT EXISTS mirrors (repo INTEGER PRIMARY KEY, upstream TEXT NOT NULL)",
     *history.SCHEMA,
 )
 

@@ -13,6 +13,7 @@ while the disk is full; any ENOSPC while writing becomes ``DiskFull``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -165,12 +166,24 @@ class Store:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, Store._release, self.scratch, self._conns)
-        db = self._db()
-        if migrate.version(db) != migrate.SCHEMA_VERSION:
-            with disk_guard(self.root):
-                db.execute("PRAGMA journal_mode=WAL")
-            with self._write() as db:
-                migrate.upgrade(db)
+        with self._init_lock():
+            db = self._db()
+            if migrate.version(db) != migrate.SCHEMA_VERSION:
+                with disk_guard(self.root):
+                    db.execute("PRAGMA journal_mode=WAL")
+                with self._write() as db:
+                    migrate.upgrade(db)
+
+    @contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        """Serialise first opens: switching to WAL takes an exclusive lock without waiting on SQLite's busy
+        handler, so two processes starting on a new root at once failed with "database is locked" (seen in CI)."""
+        fd = os.open(self.root / "init.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _release(scratch: Scratch, conns: list[sqlite3.Connection]) -> None:
@@ -272,7 +285,8 @@ class Store:
     def delete_repo(self, repo: Repo) -> None:
         with self._write() as db:
             history.delete_repo_history(db, repo.id)
-            for table, col in (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("repos", "id")):
+            for table, col in (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("mirrors", "repo"),
+                               ("repos", "id")):
                 db.execute(f"DELETE FROM {table} WHERE {col}=?", (repo.id,))
 
     def set_private(self, repo: Repo, private: bool) -> None:
@@ -420,11 +434,7 @@ class Store:
             db.execute("UPDATE refs SET target=? WHERE repo=? AND kind='branch' AND name=?", (sha, repo.id, branch))
             card = self._card(tree, strict="README.md" in changes)  # a new card over the limits: refused
             if branch == "main":
-                tags = derive_tags(card, repo.type, list(tree))
-                db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
-                           (json.dumps(card), json.dumps(tags), now, repo.id))
-                db.execute("DELETE FROM repo_tags WHERE repo=?", (repo.id,))
-                db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo.id, t) for t in tags])
+                _index_card(db, repo.id, repo.type, card, tree, now)
             else:
                 db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
         self.trees.put(sha, tree)
@@ -452,17 +462,74 @@ class Store:
         text = self.read_blob(readme.sha256, MAX_CARD_YAML_BYTES + 64).decode("utf-8", "replace")
         return parse_card(text, strict=strict)
 
+    # -- read-through mirrors (see upstream.py) --------------------------------------------
+    def mirror_of(self, repo: Repo) -> str | None:
+        """The upstream URL a repo mirrors, or None for a repo published here."""
+        row = self._db().execute("SELECT upstream FROM mirrors WHERE repo=?", (repo.id,)).fetchone()
+        return None if row is None else row["upstream"]
+
+    def mirror_ids(self) -> set[int]:
+        return {row["repo"] for row in self._db().execute("SELECT repo FROM mirrors")}
+
+    def import_mirror(self, rtype: str, ns: str, name: str, upstream: str, private: bool, sha: str,
+                      tree: dict[str, Entry], date: float, refs: list[str]) -> Repo:
+        """Store upstream commit ``sha`` (its verified ``tree``; LFS blobs may follow on first read) and point
+        ``refs`` at it, creating the read-only mirror repo if needed: one transaction, idempotent across processes.
+
+        A private mirror's objects are recorded as held but not committed, so no other repo's commit can
+        name them (``_may_use``); a public mirror's may be reused like any public object.
+        """
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT id FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
+            if row is None:
+                rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                                 (rtype, ns, name, int(private), now, now)).lastrowid
+                db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
+            else:
+                rid = row["id"]
+                if db.execute("SELECT 1 FROM mirrors WHERE repo=?", (rid,)).fetchone() is None:
+                    raise Conflict(f"{ns}/{name} was published here; it is not a mirror of {upstream}")
+                db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
+            owner = db.execute("SELECT repo FROM commits WHERE sha=?", (sha,)).fetchone()
+            if owner is None:
+                history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree,
+                                     title=f"mirrored from {upstream}", message="", author="upstream", date=date)
+            elif owner["repo"] != rid:
+                raise Conflict(f"commit {sha} of {ns}/{name} is already stored for another repo")
+            committed = int(not private)
+            db.executemany("INSERT INTO repo_objects VALUES (?,?,?) "
+                           "ON CONFLICT DO UPDATE SET committed=excluded.committed",
+                           {(rid, e.sha256, committed) for e in tree.values()})
+            if private:
+                db.execute("UPDATE repo_objects SET committed=0 WHERE repo=?", (rid,))
+            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", [(rid, "branch", r, sha) for r in refs])
+            if "main" in refs:
+                _index_card(db, rid, rtype, self._card(tree, strict=False), tree, now)
+        self.trees.put(sha, dict(tree))
+        return self.get_repo(rtype, ns, name)
+
     def check(self) -> list[str]:
         """Consistency problems: a tree entry without its blob, a ref to a missing commit."""
         problems = []
         db = self._db()
-        for row in db.execute("SELECT sha FROM commits").fetchall():
+        # a mirror fetches its large files on first read, so its missing blobs are not a problem
+        for row in db.execute("SELECT sha FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
             for path, e in history.read_tree(db, row["sha"]).items():
                 if not self.has_blob(e.sha256, e.size):
                     problems.append(f"{row['sha']}:{path} missing blob")
         for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
             problems.append(f"ref {row['name']} -> missing {row['target']}")
         return problems
+
+
+def _index_card(db: sqlite3.Connection, repo_id: int, rtype: str, card: dict, tree: history.Tree, now: float) -> None:
+    """The main head's card and tags, which listings and filters read."""
+    tags = derive_tags(card, rtype, list(tree))
+    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
+               (json.dumps(card), json.dumps(tags), now, repo_id))
+    db.execute("DELETE FROM repo_tags WHERE repo=?", (repo_id,))
+    db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo_id, t) for t in tags])
 
 
 def _commit_sha() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from deltahub.atomic import atomic_dir, atomic_write_text
 from deltahub.errors import InputError
+from deltahub.home import home
 from deltahub.toy.skills import SKILLS
 
 WORLD_FILE = "world.json"
@@ -145,8 +145,7 @@ class World:
 
 def default_root() -> Path:
     """Where worlds are cached: ``$DELTAHUB_HOME/toy`` (default ``~/.cache/deltahub/toy``)."""
-    home = os.environ.get("DELTAHUB_HOME") or Path.home() / ".cache" / "deltahub"
-    return Path(home) / "toy"
+    return home() / "toy"
 
 
 def world_dir(config: ToyWorldConfig) -> Path:

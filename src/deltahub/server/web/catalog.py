@@ -113,8 +113,15 @@ class Listing:
 
 
 def visible_rows(listing: Listing, auth: Auth, user: str | None, author: str = "") -> list[dict[str, Any]]:
+    mirrors = listing.store.mirror_ids()
     return [r for r in listing.rows() if auth.can_read(user, r["repo"].ns, r["repo"].private)
-            and (not author or r["repo"].ns == author)]
+            and not (r["repo"].private and r["repo"].id in mirrors) and (not author or r["repo"].ns == author)]
+
+
+def private_mirror(store: Store, repo: Repo) -> bool:
+    """A private repo read through from the upstream: only a token the upstream accepts may read it (the
+    API checks that, see upstream.py); a browser session never can, so pages never show it."""
+    return repo.private and store.mirror_of(repo) is not None
 
 
 def _kind_ok(row: dict[str, Any], kind: str) -> bool:

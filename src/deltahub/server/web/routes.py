@@ -168,7 +168,8 @@ class Pages:
         ns = check_name(request.path_params["ns"], "namespace")
         name = check_name(request.path_params["name"], "repo name")
         repo = self.store.get_repo(rtype, ns, name)
-        if repo is None or not self.auth.can_read(who.user, ns, repo.private):
+        readable = repo is not None and self.auth.can_read(who.user, ns, repo.private)
+        if not readable or catalog.private_mirror(self.store, repo):
             raise RepoNotFound(f"Repository not found: {ns}/{name}")
         return repo
 
@@ -316,6 +317,9 @@ class Pages:
         e = self.store.entry(sha, path)
         if e is None:
             raise EntryNotFound(f"Entry not found: {path}", commit=sha)
+        if not self.store.has_blob(e.sha256, e.size):  # a mirror's large file, fetched on its first API read
+            raise EntryNotFound(f"{path} is not fetched from the upstream yet: download it through the Hub API",
+                                commit=sha)
         suffix = Path(path).suffix.lower()
         headers = dict(RAW_HEADERS, **{"Cache-Control": "private, max-age=3600"})
         if suffix in IMAGE_TYPES:
