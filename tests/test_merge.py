@@ -319,3 +319,26 @@ def test_lora_scale_lives_in_the_singular_values():
         assert torch.allclose(f.S, abs(scale) * factored_svd(d).S, rtol=1e-12)
         assert rel_err(f.U @ torch.diag(f.S) @ f.V.T, scale * d.dense()) < 1e-12
         assert rel_err(scaled.folded().dense(), scale * d.dense()) < 1e-15
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_batched_gam_of_one_module_equals_dense_reference_and_declines_what_it_cannot_merge(dtype):
+    """``gam_on_device`` (what the mergekit plugin runs under ``--cuda``; here on the CPU, the same
+    code) on factors stored in ``dtype``, mixed ranks with a scale: ΔW equals the paper's GAM of
+    the updates as stored. It returns None where the per-module ``gam`` must decide: a NaN factor
+    (which ``gam`` reports), a reference below the largest rank, one input."""
+    from deltahub.merge.batched import gam_on_device
+
+    ranks, scales = (6, 3, 6, 2), (2.0, 1.0, 0.5, 2.0)
+    deltas = [LowRank(d.B.to(dtype), d.A.to(dtype), s) for d, s in
+              zip((random_delta(48, 40, r, seed=20 + i, scale=0.3) for i, r in enumerate(ranks)), scales)]
+    merged = gam_on_device(deltas, [1.0, 2.0, 1.0, 1.0], 2, 1.5, "cpu")
+    updates = [d.scale * d.B.double() @ d.A.double() for d in deltas]  # as stored
+    want = 1.5 * dense_gam(updates, list(ranks), ref=2, weights=[1.0, 2.0, 1.0, 1.0])
+    tol = 1e-6 if dtype == torch.float32 else 1e-5  # float32 output products; the inputs are exact either way
+    assert merged.B.dtype == torch.float32 and rel_err(merged.dense().to(torch.float64), want) < tol
+    nan = LowRank(deltas[1].B.clone(), deltas[1].A, deltas[1].scale)
+    nan.B[0, 0] = float("nan")
+    assert gam_on_device([deltas[0], nan], [1.0, 1.0], 0, 1.0, "cpu") is None
+    assert gam_on_device(deltas, [1.0] * 4, 1, 1.0, "cpu") is None  # rank 3 < 6
+    assert gam_on_device(deltas[:1], [1.0], 0, 1.0, "cpu") is None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cli_batch
@@ -146,15 +149,51 @@ def test_refuses_existing_output_without_overwrite(adapters, tmp_path):
     assert (tmp_path / "exists" / "adapter_model.safetensors").exists()
 
 
-def test_nan_factors_fail_without_partial_output(adapters, tmp_path):
-    bad = _copy(adapters[1], tmp_path / "nan")
-    w = load_file(bad / "adapter_model.safetensors")
-    key = sorted(k for k in w if "layers.1" in k and "lora_B" in k)[0]
-    w[key][0, 0] = float("nan")
-    save_file(w, str(bad / "adapter_model.safetensors"))
-    with pytest.raises(AdapterError, match="NaN or Inf"):
-        merge_adapters([adapters[0], bad], tmp_path / "out", progress=False)
-    assert _no_leftovers(tmp_path, "out")
+@pytest.mark.parametrize(("index", "factor", "value", "dtype"), [
+    (1, "lora_B", float("nan"), torch.float32),  # a non-reference input: seen in its own Gram
+    (0, "lora_A", float("inf"), torch.bfloat16),  # the reference, stored in bf16 (a view of the file)
+])
+def test_nan_or_inf_fails_naming_adapter_and_module_without_partial_output(adapters, tmp_path, index, factor,
+                                                                           value, dtype):
+    """GAM finds NaN/Inf in the Gram matrices of the batched merge (#16), no separate pass: the
+    error still names the adapter and the module, for every method, and nothing is written."""
+    inputs = [_copy(a, tmp_path / a.name) for a in adapters[:2]]
+    w = {k: t.to(dtype) for k, t in load_file(inputs[index] / "adapter_model.safetensors").items()}
+    key = sorted(k for k in w if "layers.1" in k and factor in k)[0]
+    w[key][0, 0] = value
+    save_file(w, str(inputs[index] / "adapter_model.safetensors"))
+    module = key.removeprefix("base_model.model.").split(f".{factor}.")[0]
+    for method in ("gam", "average"):
+        with pytest.raises(AdapterError, match="NaN or Inf") as exc:
+            merge_adapters(inputs, tmp_path / "out", method=method, progress=False)
+        assert str(exc.value).startswith(f"{inputs[index]}: module {module} has NaN or Inf"), str(exc.value)
+        assert _no_leftovers(tmp_path, "out")
+
+
+_KILLED_MERGE = """
+import os, signal, sys
+from deltahub.merge import writers
+real = writers.AdapterWriter.write_factors
+def write_then_die(self, *args):
+    real(self, *args)  # the first module's factors are in the temporary folder's file ...
+    os.kill(os.getpid(), signal.SIGKILL)  # ... and the process dies mid-merge
+writers.AdapterWriter.write_factors = write_then_die
+from deltahub.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_merge_leaves_no_output_and_the_rerun_cleans_its_folder(adapters, tmp_path):
+    """The output appears only when complete; a killed merge's temporary folder (a hidden sibling)
+    is removed by the next merge to the same output."""
+    argv = ["merge", *map(str, adapters[:2]), "--out", str(tmp_path / "out"), "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MERGE, *argv], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert len(stale) == 1 and (stale[0] / "adapter_model.safetensors").is_file()
+    merge_adapters(adapters[:2], tmp_path / "out", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_pickle_dora_modules_to_save_and_other_types_refused(adapters, tmp_path):
@@ -195,11 +234,13 @@ def test_full_rank_method_needs_full(adapters, tmp_path):
 
 def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     a, b, c = map(str, adapters)
-    ok, bad, typo, low = cli_batch.run(
+    ok, bad, typo, low, cuda, device = cli_batch.run(
         ["merge", a, b, "--method", "gam", "--reference", "1", "--out", str(tmp_path / "cli"), "--quiet"],
         ["merge", a, b, "--method", "average", "--density", "0.3", "--out", str(tmp_path / "bad")],
         ["merge", a, "--densty", "0.3", "--out", str(tmp_path / "bad")],
         ["merge", a, c, "--reference", "a", "--out", str(tmp_path / "low"), "--quiet"],  # rank 4 < 6
+        ["merge", a, b, "--device", "cuda", "--out", str(tmp_path / "cuda"), "--quiet"],
+        ["merge", a, b, "--device", "tpu", "--out", str(tmp_path / "tpu"), "--quiet"],
     )
     assert ok.returncode == 0, ok.stderr
     assert "GAM reference: input 1" in ok.stdout
@@ -218,6 +259,15 @@ def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: GAM reference") and "largest input rank 6" in lines[0]
     assert lines[0].endswith(f"(fix: set the reference to a rank-6 input ({c}) or to auto)")
     assert _no_leftovers(tmp_path, "low")
+    # --device cuda: the GPU where there is one, else one line saying there is none (nothing written)
+    if torch.cuda.is_available():
+        assert cuda.returncode == 0, cuda.stderr
+    else:
+        lines = [line for line in cuda.stderr.splitlines() if line.strip()]
+        assert cuda.returncode == 2 and len(lines) == 1, cuda.stderr
+        assert lines[0] == "error: device is 'cuda' but no GPU is visible here (fix: use --device cpu (or auto))"
+        assert _no_leftovers(tmp_path, "cuda")
+    assert device.returncode == 2 and "Invalid value for '--device'" in device.stderr
 
 
 # ---- reading never writes (issue #13: auto read every module twice and doubled the scale) -----

@@ -13,7 +13,9 @@ Factors: adapter dtype {float32, bfloat16} × α {r, 2r, rsLoRA (α = 2r, scale 
 {0, 2, an input's name, auto} × ranks {equal (all 4), mixed (6, 3, 6, 2, 4)} × N {2, 3, 4, 5}.
 The in-process routes (api, recipe) run the full product (reference 2 needs N ≥ 3): 180 cases
 each. The subprocess routes run a covering subset: 4 cases each in which every value of every
-factor appears at least once. To pay each subprocess's start-up (torch, mergekit: 5-10 s on a busy
+factor appears at least once. The adapter routes (api, cli) alternate ``device`` between ``cpu``
+and ``auto`` (the GPU where one is visible; the batched merge, issue #16), and the device recorded
+in ``deltahub.json`` must be the one asked for. To pay each subprocess's start-up (torch, mergekit: 5-10 s on a busy
 2-core machine) once, the 8 ``deltahub merge`` command lines run in one Python process through
 ``deltahub.cli.main`` (the console script's entry point; tests/cli_batch.py), the two mergekit
 routes' 8 merges in
@@ -224,8 +226,14 @@ def _check(world, case: Case, got: dict[str, torch.Tensor], reported: int | None
     return worst
 
 
-def _adapter_output(out: Path) -> tuple[dict[str, torch.Tensor], int]:
-    return peft_deltas(out), json.loads((out / "deltahub.json").read_text())["merge"]["parameters"]["reference_index"]
+DEVICES = ("cpu", "auto")  # the api and cli routes alternate them case by case
+
+
+def _adapter_output(out: Path, device: str = "auto") -> tuple[dict[str, torch.Tensor], int]:
+    merge = json.loads((out / "deltahub.json").read_text())["merge"]
+    want = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    assert merge["device"] == want, f"{out.name}: merged on {merge['device']}, asked for {device}"
+    return peft_deltas(out), merge["parameters"]["reference_index"]
 
 
 def _model_delta(world, out: Path) -> dict[str, torch.Tensor]:
@@ -250,10 +258,11 @@ def _route_api(world, tmp: Path) -> list[float]:
     from deltahub.merge import merge_adapters
 
     errors = []
-    for case in FULL_PRODUCT:
+    for i, case in enumerate(FULL_PRODUCT):
+        device = DEVICES[i % 2]
         out = merge_adapters(_inputs(world, case), tmp / case.id, params={"reference": case.value()},
-                             dtype=torch.float32, progress=False)
-        got, reported = _adapter_output(out)
+                             dtype=torch.float32, progress=False, device=device)
+        got, reported = _adapter_output(out, device)
         errors.append(_check(world, case, got, reported, TOL))
     return errors
 
@@ -287,7 +296,8 @@ def _route_recipe(world, tmp: Path) -> list[float]:
 
 def _cli_argv(world, case: Case, out: Path, full: bool) -> list[str]:
     argv = ["merge", *map(str, _inputs(world, case)), "--reference", str(case.value()), "--out", str(out), "--quiet"]
-    return argv + (["--base", str(world["base"]), "--full"] if full else ["--dtype", "float32"])
+    return argv + (["--base", str(world["base"]), "--full"] if full else
+                   ["--dtype", "float32", "--device", DEVICES[COVERING.index(case) % 2]])
 
 
 def _start_cli(world) -> subprocess.Popen:
@@ -311,9 +321,9 @@ def _cli_results(background) -> dict[str, int]:
 def _route_cli(world, background) -> list[float]:
     errors = []
     results = _cli_results(background)
-    for case in COVERING:
+    for i, case in enumerate(COVERING):
         out = world["root"] / "cli" / f"cli-{case.id}"
-        got, recorded = _adapter_output(out)
+        got, recorded = _adapter_output(out, DEVICES[i % 2])
         assert recorded == results[out.name]
         errors.append(_check(world, case, got, results[out.name], TOL))
     return errors

@@ -1,11 +1,13 @@
 """``merge_adapters``: read N LoRA adapters, merge module by module, write an adapter or a model.
 
 Peak memory is one module's factors from each adapter plus the output, never N full models.
-The output folder appears only when complete (written to a temporary sibling, then renamed).
+The output folder appears only when complete (written to a temporary sibling, then renamed); a
+killed merge's temporary sibling is removed by the next merge to the same output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_dir, check_output_dir
+from ..atomic import atomic_dir, check_output_dir, held, remove_stale_partials
 from ..errors import InputError
 from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter, nonfinite_error
 from .base_model import check_base
@@ -169,7 +171,10 @@ def merge_adapters(
         base_path = resolve_input(str(base)).path
     if full:
         check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    remove_stale_partials(out)  # what a killed merge to this output left
+    # the temporary folder is held until after the rename, so no concurrent cleanup takes a live merge
+    with contextlib.ExitStack() as stack, atomic_dir(out, overwrite=overwrite) as tmp:
+        stack.enter_context(held(tmp))
         if len(plan.adapters) == 1 and not full and method in ("gam", "average") and plan.weights[0] > 0 and \
                 plan.params.get("scale", 1.0) == 1.0:
             # One adapter in, the same adapter out (bit for bit).

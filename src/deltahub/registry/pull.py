@@ -9,14 +9,11 @@ name scheme that no live pull holds).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, held, remove_stale_partials
 from ..errors import InputError
 from ..home import home
 from .hubops import api, parse_spec, repo_type_of
@@ -81,42 +78,10 @@ def _download(hub, repo_id: str, rtype: str, sha: str, out: Path, overwrite: boo
     """Snapshot ``sha`` into a locked temporary sibling that becomes ``out`` only when complete."""
     with contextlib.ExitStack() as stack:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            stack.enter_context(_held(tmp))  # released after the rename: no cleanup can take a live download
+            stack.enter_context(held(tmp))  # released after the rename: no cleanup can take a live download
             with _known_repo(hub, repo_id, rtype, sha):
                 hub.snapshot_download(repo_id, repo_type=rtype, revision=sha, local_dir=str(tmp))
             shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _held(folder: Path) -> Iterator[None]:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def remove_stale_partials(out: Path) -> list[Path]:
-    """Remove ``.OUT.XXXXXXXX.tmp`` siblings (``atomic_dir``'s scheme) that no live pull holds; return them."""
-    scheme = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp$")
-    removed = []
-    if not out.parent.is_dir():
-        return removed
-    for candidate in out.parent.iterdir():
-        if not scheme.match(candidate.name) or not candidate.is_dir() or candidate.is_symlink():
-            continue
-        fd = os.open(candidate, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a pull in progress
-        else:
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
-        finally:
-            os.close(fd)
-    return removed
 
 
 def resolve_local(spec: str | Path) -> Path:
