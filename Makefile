@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deltahub-installed
 
-.PHONY: install browser demo demo-quick test test-vllm bench clean-venv
+.PHONY: install browser demo demo-quick lint test test-vllm bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/deltahub demo --quick
+
+# the linter and the formatter's check (ruff settings in pyproject.toml); part of `make test`, so CI runs them
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -28,10 +28,20 @@ def build(path: Path, shape: str, max_positions: int = 4096, seed: int = 0) -> P
 
     hidden, layers, inter, heads, kv, head_dim = SHAPES[shape]
     tok = char_tokenizer()
-    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim,
-                      max_position_embeddings=max_positions, tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, bos_token_id=None)
+    cfg = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=head_dim,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    )
     cuda = torch.cuda.is_available()
     torch.manual_seed(seed)
     with torch.device("cuda" if cuda else "cpu"):

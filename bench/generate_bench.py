@@ -36,7 +36,7 @@ def _deltahub_loop(backend_name: str, model: str, convs: list, settings) -> tupl
         _sync()
         t0, tokens = time.perf_counter(), 0
         for start in range(0, len(convs), bs):
-            tokens += sum(r.completion_tokens for r in b.generate(convs[start:start + bs], start))
+            tokens += sum(r.completion_tokens for r in b.generate(convs[start : start + bs], start))
         _sync()
         return time.perf_counter() - t0, tokens
     finally:
@@ -54,13 +54,15 @@ def _raw(model: str, convs: list, settings, warm: bool = True) -> tuple[float, f
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(model, padding_side="left")
     kwargs = {"device_map": where.device_map} if where.device_map else {}
-    m = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, where.dtype) if where.dtype in DTYPES
-                                             else "auto", **kwargs).eval()
+    m = AutoModelForCausalLM.from_pretrained(
+        model, dtype=getattr(torch, where.dtype) if where.dtype in DTYPES else "auto", **kwargs
+    ).eval()
     bs = settings.batch_size
 
     def batch(start: int) -> None:
-        enc = tok.apply_chat_template(convs[start:start + bs], add_generation_prompt=True, return_tensors="pt",
-                                      padding=True, return_dict=True).to(m.device)
+        enc = tok.apply_chat_template(
+            convs[start : start + bs], add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
+        ).to(m.device)
         with torch.inference_mode():
             m.generate(**enc, do_sample=False, max_new_tokens=settings.max_new_tokens, pad_token_id=tok.pad_token_id)
 
@@ -97,35 +99,45 @@ def main() -> None:
     ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend (where importable)")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="genbench-"))
-    models = {"chosen": str(build(d / "chosen", args.chosen, seed=1)),
-              "rejected": str(build(d / "rejected", args.rejected, seed=2))}
+    models = {
+        "chosen": str(build(d / "chosen", args.chosen, seed=1)),
+        "rejected": str(build(d / "rejected", args.rejected, seed=2)),
+    }
     convs = [[{"role": "user", "content": f"what is {i} + {i * 3}? answer with care."}] for i in range(args.prompts)]
-    s = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
-                           dtype=args.dtype)
+    s = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device, dtype=args.dtype
+    )
     from deltahub.generate.backends.transformers import machine_placement
 
     where = machine_placement(s.device, s.dtype)
-    print(f"{args.prompts} prompts x <= {args.max_new_tokens} new tokens, greedy, batch {args.batch_size}, "
-          f"device {where.device}, dtype {where.dtype}")
+    print(
+        f"{args.prompts} prompts x <= {args.max_new_tokens} new tokens, greedy, batch {args.batch_size}, "
+        f"device {where.device}, dtype {where.dtype}"
+    )
     print(f"{'row':<34} {'seconds':>8} {'tok/s':>9} {'deltahub / raw':>15}")
     for role, model in models.items():
         raw_loop, _ = _raw(model, convs, s)
         seconds, tokens = _deltahub_loop("transformers", model, convs, s)
         print(f"{f'{role} ({getattr(args, role)}) raw generate':<34} {raw_loop:>8.2f} {tokens / raw_loop:>9.0f}")
-        print(f"{f'{role} ({getattr(args, role)}) deltahub':<34} {seconds:>8.2f} {tokens / seconds:>9.0f} "
-              f"{raw_loop / seconds:>14.2f}x")
+        print(
+            f"{f'{role} ({getattr(args, role)}) deltahub':<34} {seconds:>8.2f} {tokens / seconds:>9.0f} "
+            f"{raw_loop / seconds:>14.2f}x"
+        )
         if args.vllm and vllm_available():
             v_seconds, v_tokens = _deltahub_loop("vllm", model, convs, s)
-            print(f"{f'{role} ({getattr(args, role)}) deltahub vLLM':<34} {v_seconds:>8.2f} "
-                  f"{v_tokens / v_seconds:>9.0f} {raw_loop / v_seconds * v_tokens / tokens:>14.2f}x")
+            print(
+                f"{f'{role} ({getattr(args, role)}) deltahub vLLM':<34} {v_seconds:>8.2f} "
+                f"{v_tokens / v_seconds:>9.0f} {raw_loop / v_seconds * v_tokens / tokens:>14.2f}x"
+            )
     raw_job = sum(_raw(m, convs, s, warm=False)[1] for m in models.values())
     prompts = d / "prompts.jsonl"
     import json
 
     prompts.write_text("".join(json.dumps({"prompt": c[0]["content"]}) + "\n" for c in convs))
     t0 = time.perf_counter()
-    generate_pairs(models["chosen"], models["rejected"], str(prompts), d / "pairs", s, backend="transformers",
-                   progress=False)
+    generate_pairs(
+        models["chosen"], models["rejected"], str(prompts), d / "pairs", s, backend="transformers", progress=False
+    )
     job = time.perf_counter() - t0
     print(f"{'whole job, both models, raw':<34} {raw_job:>8.2f}")
     print(f"{'whole job, deltahub generate':<34} {job:>8.2f} {'':>9} {raw_job / job:>14.2f}x")

@@ -47,8 +47,10 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         exe = Path(sys.executable).with_name("deltahub")
-        proc = subprocess.Popen([str(exe), "hub", "serve", "--root", str(work / "reg"), "--port", str(port), "--open"],
-                                stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(exe), "hub", "serve", "--root", str(work / "reg"), "--port", str(port), "--open"],
+            stdout=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):
             try:
@@ -78,7 +80,10 @@ def main() -> None:
 
         # the same GET with a plain stdlib client: separates server speed from huggingface_hub's overhead
         t = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/bench/big/resolve/main/big.safetensors") as r, open(work / "raw.bin", "wb") as f:
+        with (
+            urllib.request.urlopen(f"{url}/bench/big/resolve/main/big.safetensors") as r,
+            open(work / "raw.bin", "wb") as f,
+        ):
             shutil.copyfileobj(r, f, 1 << 20)
         t_raw = time.perf_counter() - t
         peak = _peak_rss_mb(proc.pid)

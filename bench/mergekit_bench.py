@@ -32,26 +32,48 @@ def build(root: Path, layers: int, vocab: int, n_adapters: int, rank: int) -> tu
     from deltahub.tiny import build_random_adapter
 
     base = root / "base"
-    cfg = Qwen3Config(vocab_size=vocab, hidden_size=1024, intermediate_size=3072, num_hidden_layers=layers,
-                      num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
-                      max_position_embeddings=4096)
+    cfg = Qwen3Config(
+        vocab_size=vocab,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+    )
     torch.manual_seed(0)
     Qwen3ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(base)
-    adapters = [build_random_adapter(base, root / f"adapter{i}", r=rank, alpha=rank, seed=i + 1, std=0.01)
-                for i in range(n_adapters)]
+    adapters = [
+        build_random_adapter(base, root / f"adapter{i}", r=rank, alpha=rank, seed=i + 1, std=0.01)
+        for i in range(n_adapters)
+    ]
     return base, adapters
 
 
 def run(method: str, base: Path, adapters: list[Path], root: Path, params: dict) -> tuple[float, float]:
-    config = {"merge_method": method, "base_model": str(base), "dtype": "float32", "out_dtype": "bfloat16",
-              "models": [{"model": f"{base}+{a}", "parameters": {"weight": 1.0, **params.get("per", {})}}
-                         for a in adapters],
-              "parameters": params.get("shared", {})}
+    config = {
+        "merge_method": method,
+        "base_model": str(base),
+        "dtype": "float32",
+        "out_dtype": "bfloat16",
+        "models": [{"model": f"{base}+{a}", "parameters": {"weight": 1.0, **params.get("per", {})}} for a in adapters],
+        "parameters": params.get("shared", {}),
+    }
     cfg = root / f"{method}.yml"
     cfg.write_text(yaml.safe_dump(config))
     out = root / f"out_{method}"
-    cmd = [str(BIN / "mergekit-yaml"), str(cfg), str(out), "--lora-merge-cache", str(root / "cache"),
-           "--lora-merge-dtype", "float32", "--quiet"]
+    cmd = [
+        str(BIN / "mergekit-yaml"),
+        str(cfg),
+        str(out),
+        "--lora-merge-cache",
+        str(root / "cache"),
+        "--lora-merge-dtype",
+        "float32",
+        "--quiet",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -83,8 +105,10 @@ def main() -> None:
     ap.add_argument("--startup-only", action="store_true", help="only measure the .pth hook's start-up cost")
     args = ap.parse_args()
     low, mid = startup_cost()
-    print(f".pth hook start-up cost (import of deltahub_mergekit_hook, 30 fresh interpreters): "
-          f"min {low:.2f} ms, median {mid:.2f} ms (target < 5 ms)")
+    print(
+        f".pth hook start-up cost (import of deltahub_mergekit_hook, 30 fresh interpreters): "
+        f"min {low:.2f} ms, median {mid:.2f} ms (target < 5 ms)"
+    )
     if args.startup_only:
         return
     methods = {
@@ -103,8 +127,11 @@ def main() -> None:
                 w0, r0 = best.get(m, (float("inf"), 0.0))
                 best[m] = (min(w0, wall), max(r0, rss))
     ta_wall, ta_rss = best["task_arithmetic"]
-    print(f"Qwen3-0.6B-shaped base, {args.layers} layers, vocab {args.vocab}, {args.adapters} adapters of rank {args.rank}; "
-          f"best of {args.repeats}, warm LoRA cache")
+    print(
+        f"Qwen3-0.6B-shaped base, {args.layers} layers, vocab {args.vocab}, "
+        f"{args.adapters} adapters of rank {args.rank}; "
+        f"best of {args.repeats}, warm LoRA cache"
+    )
     print(f"{'method':<16} {'wall s':>8} {'× TA':>6} {'peak RSS MiB':>13} {'× TA':>6}")
     for m, (wall, rss) in best.items():
         print(f"{m:<16} {wall:8.2f} {wall / ta_wall:6.2f} {rss:13.0f} {rss / ta_rss:6.2f}")

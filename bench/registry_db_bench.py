@@ -58,7 +58,14 @@ def main() -> None:
 
         def add(path: str, data: bytes) -> dict:
             sha = store.put_bytes(data)
-            return {"op": "add", "path": path, "sha256": sha, "size": len(data), "lfs": False, "oid": git_blob_oid(data)}
+            return {
+                "op": "add",
+                "path": path,
+                "sha256": sha,
+                "size": len(data),
+                "lfs": False,
+                "oid": git_blob_oid(data),
+            }
 
         same = add("x", b"same bytes in every file\n")
         ops = [dict(same, path=f"data/part-{i // 1000:03d}/file-{i:06d}.json") for i in range(args.files)]
@@ -79,13 +86,18 @@ def main() -> None:
             t_head = _timed(f"{srv.url}/bench/wide/resolve/main/data/part-000/file-000000.json", "HEAD")
             t_tree = _timed(f"{base}/tree/main?recursive=true", reps=3)
             with urllib.request.urlopen(f"{srv.url}/bench/wide/resolve/main/data/part-000/file-000000.json") as r:
-                assert hashlib.sha256(r.read()).hexdigest() == hashlib.sha256(f"change {args.commits - 1}\n".encode()).hexdigest()
+                assert (
+                    hashlib.sha256(r.read()).hexdigest()
+                    == hashlib.sha256(f"change {args.commits - 1}\n".encode()).hexdigest()
+                )
 
         print(f"repo: {args.files} files, then {args.commits} commits of 1 file each")
         print(f"registry.db after the big commit: {start / 2**20:.1f} MiB ({t_big:.1f} s)")
         print(f"registry.db growth per 1-file commit: {per_commit / 1024:.1f} KiB ({t_small * 1000:.0f} ms per commit)")
-        print(f"reads (median): info {t_info * 1000:.0f} ms, HEAD resolve {t_head * 1000:.1f} ms, "
-              f"recursive tree {t_tree * 1000:.0f} ms")
+        print(
+            f"reads (median): info {t_info * 1000:.0f} ms, HEAD resolve {t_head * 1000:.1f} ms, "
+            f"recursive tree {t_tree * 1000:.0f} ms"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

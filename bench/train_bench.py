@@ -47,8 +47,13 @@ def make_pairs(path: Path, n: int, prompt_tokens: int, answer_tokens: int) -> tu
     for _ in range(n):
         p = text(rng, rng.randint(prompt_tokens // 4, prompt_tokens))
         c, r = (text(rng, rng.randint(answer_tokens // 4, answer_tokens)) for _ in range(2))
-        rows.append({"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
-                     "rejected": [{"role": "assistant", "content": r}]})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": p}],
+                "chosen": [{"role": "assistant", "content": c}],
+                "rejected": [{"role": "assistant", "content": r}],
+            }
+        )
         tokens += 2 * len(p) + len(c) + len(r) + 24  # + chat-template tokens of both sequences
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path, tokens
@@ -79,17 +84,38 @@ def run_trl(student: Path, pairs: Path, cfg: TrainConfig, work: Path) -> tuple[f
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(student)
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
-    args = DPOConfig(output_dir=str(work), per_device_train_batch_size=cfg.micro_batch_size,
-                     gradient_accumulation_steps=max(1, cfg.batch_size // cfg.micro_batch_size),
-                     learning_rate=cfg.learning_rate, max_steps=cfg.max_steps or -1, num_train_epochs=cfg.epochs,
-                     max_length=cfg.max_length, beta=cfg.beta, bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(),
-                     gradient_checkpointing=cfg.gradient_checkpointing, report_to="none", save_strategy="no",
-                     logging_steps=10, disable_tqdm=True, seed=cfg.seed)
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
-                      task_type="CAUSAL_LM")
-    trainer = DPOTrainer(model=model, args=args, train_dataset=load_dataset("json", data_files=str(pairs),
-                                                                             split="train"),
-                         processing_class=tok, peft_config=lora)
+    args = DPOConfig(
+        output_dir=str(work),
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=max(1, cfg.batch_size // cfg.micro_batch_size),
+        learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps or -1,
+        num_train_epochs=cfg.epochs,
+        max_length=cfg.max_length,
+        beta=cfg.beta,
+        bf16=cfg.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10,
+        disable_tqdm=True,
+        seed=cfg.seed,
+    )
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=load_dataset("json", data_files=str(pairs), split="train"),
+        processing_class=tok,
+        peft_config=lora,
+    )
     t1 = time.perf_counter()
     trainer.train()
     t2 = time.perf_counter()
@@ -112,15 +138,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="train-bench-"))
     t = time.perf_counter()
     student = build(tmp / "student", args.shape, max_positions=2 * (args.prompt_tokens + args.answer_tokens) + 64)
-    print(f"built a random {args.shape} student ({params(args.shape):.2f}B body parameters) in "
-          f"{time.perf_counter() - t:.0f} s")
+    print(
+        f"built a random {args.shape} student ({params(args.shape):.2f}B body parameters) in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
     pairs, tokens = make_pairs(tmp / "pairs.jsonl", args.pairs, args.prompt_tokens, args.answer_tokens)
     import torch
 
     cuda = torch.cuda.is_available()
-    base = TrainConfig(batch_size=args.batch, micro_batch_size=args.micro, learning_rate=1e-4, rank=args.rank,
-                       alpha=2 * args.rank, eval_fraction=0.0, save_steps=10_000, max_steps=args.steps,
-                       max_length=args.prompt_tokens + args.answer_tokens + 32)
+    base = TrainConfig(
+        batch_size=args.batch,
+        micro_batch_size=args.micro,
+        learning_rate=1e-4,
+        rank=args.rank,
+        alpha=2 * args.rank,
+        eval_fraction=0.0,
+        save_steps=10_000,
+        max_steps=args.steps,
+        max_length=args.prompt_tokens + args.answer_tokens + 32,
+    )
     base = base.for_device(cuda, bool(cuda and torch.cuda.is_bf16_supported()))
     steps = args.steps or -(-args.pairs // args.batch)
     seen_pairs, seen_tokens = steps * args.batch, tokens * steps * args.batch / args.pairs
@@ -131,8 +167,11 @@ def main() -> None:
             wall, loop, done = run_trl(student, pairs, base, tmp / "trl")
             name = f"TRL train() gc={'on' if base.gradient_checkpointing else 'off'}"
         else:
-            update = {"deltahub": {}, "gc-flip": {"gradient_checkpointing": not base.gradient_checkpointing},
-                      "grouped": {"group_by_length": True}}[row]
+            update = {
+                "deltahub": {},
+                "gc-flip": {"gradient_checkpointing": not base.gradient_checkpointing},
+                "grouped": {"group_by_length": True},
+            }[row]
             cfg = base.model_copy(update=update)
             timer = LoopTimer()
             t0 = time.perf_counter()
@@ -145,15 +184,21 @@ def main() -> None:
         assert done == steps, (row, done, steps)
         rows.append((name, wall, loop, _peak_gb()))
     precision = "bf16" if base.bf16 else "fp32"
-    print(f"\n{args.shape} student, {args.pairs} pairs of <= {args.prompt_tokens}+{args.answer_tokens} tokens, "
-          f"{steps} steps of {args.batch} (micro {args.micro}), LoRA r{args.rank} all projections, {precision}, "
-          f"{'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}")
-    print(f"{'row':<28} {'call s':>7} {'loop s':>7} {'pairs/s':>8} {'tokens/s':>9} {'peak GB':>8} "
-          f"{'vs TRL (call)':>14} {'vs TRL (loop)':>14}")
+    print(
+        f"\n{args.shape} student, {args.pairs} pairs of <= {args.prompt_tokens}+{args.answer_tokens} tokens, "
+        f"{steps} steps of {args.batch} (micro {args.micro}), LoRA r{args.rank} all projections, {precision}, "
+        f"{'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}"
+    )
+    print(
+        f"{'row':<28} {'call s':>7} {'loop s':>7} {'pairs/s':>8} {'tokens/s':>9} {'peak GB':>8} "
+        f"{'vs TRL (call)':>14} {'vs TRL (loop)':>14}"
+    )
     ref = next((r for r in rows if r[0].startswith("TRL")), rows[0])
     for name, wall, loop, peak in rows:
-        print(f"{name:<28} {wall:>7.1f} {loop:>7.1f} {seen_pairs / loop:>8.1f} {seen_tokens / loop:>9.0f} "
-              f"{'-' if peak is None else f'{peak:.1f}':>8} {ref[1] / wall:>13.2f}x {ref[2] / loop:>13.2f}x")
+        print(
+            f"{name:<28} {wall:>7.1f} {loop:>7.1f} {seen_pairs / loop:>8.1f} {seen_tokens / loop:>9.0f} "
+            f"{'-' if peak is None else f'{peak:.1f}':>8} {ref[1] / wall:>13.2f}x {ref[2] / loop:>13.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ def estimate(shape: Shape, r: int, micro: int, max_length: int, checkpointing: b
     tokens = 2 * micro * max_length
     per_layer = shape.saved_per_token_layer() * 2 * tokens
     acts = shape.layers * shape.hidden * 2 * tokens + per_layer if checkpointing else shape.layers * per_layer
-    terms = {"weights": shape.params * 2, "LoRA+AdamW": shape.lora_params(r) * 16, "activations": acts,
-             "logits": tokens * shape.vocab * 6}
+    terms = {
+        "weights": shape.params * 2,
+        "LoRA+AdamW": shape.lora_params(r) * 16,
+        "activations": acts,
+        "logits": tokens * shape.vocab * 6,
+    }
     terms["total"] = sum(terms.values())
     return {k: v / GB for k, v in terms.items()}
 
@@ -78,14 +82,18 @@ RECIPES = [  # (recipe, shape, r, micro-batch pairs, max_length)
 
 def main() -> None:
     print("ESTIMATE (arithmetic, not measured), GB per GPU at the longest batch; + ~2-4 GB CUDA overhead")
-    print(f"{'recipe':<38} {'student':<13} {'micro x len':>12} {'ckpt':>5} {'weights':>8} {'LoRA+Adam':>10} "
-          f"{'activ.':>7} {'logits':>7} {'total':>7}")
+    print(
+        f"{'recipe':<38} {'student':<13} {'micro x len':>12} {'ckpt':>5} {'weights':>8} {'LoRA+Adam':>10} "
+        f"{'activ.':>7} {'logits':>7} {'total':>7}"
+    )
     for recipe, shape, r, micro, length in RECIPES:
         for ckpt in (True, False):
             e = estimate(shape, r, micro, length, ckpt)
-            print(f"{recipe:<38} {shape.name:<13} {f'{micro} x {length}':>12} {'on' if ckpt else 'off':>5} "
-                  f"{e['weights']:>8.1f} {e['LoRA+AdamW']:>10.1f} {e['activations']:>7.1f} {e['logits']:>7.1f} "
-                  f"{e['total']:>7.1f}")
+            print(
+                f"{recipe:<38} {shape.name:<13} {f'{micro} x {length}':>12} {'on' if ckpt else 'off':>5} "
+                f"{e['weights']:>8.1f} {e['LoRA+AdamW']:>10.1f} {e['activations']:>7.1f} {e['logits']:>7.1f} "
+                f"{e['total']:>7.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -40,15 +40,20 @@ class Result:
 
 def start(argvs: list[list[str]]) -> subprocess.Popen:
     """Start the command lines (``deltahub`` omitted) in the background."""
-    return subprocess.Popen([sys.executable, "-c", _DRIVER, json.dumps(argvs)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, json.dumps(argvs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def results(proc: subprocess.Popen, timeout: float = 600) -> list[Result]:
     out, err = proc.communicate(timeout=timeout)
     lines = [line for line in out.splitlines() if line.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, err[-3000:]
-    return [Result(*r) for r in json.loads(lines[-1][len("RESULTS "):])]
+    return [Result(*r) for r in json.loads(lines[-1][len("RESULTS ") :])]
 
 
 def run(*argvs: list[str]) -> list[Result]:

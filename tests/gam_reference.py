@@ -36,7 +36,7 @@ def peft_deltas(adapter_dir: Path) -> dict[str, torch.Tensor]:
         B = w[key.replace(".lora_A.", ".lora_B.")]
         r = A.shape[0]
         alpha = cfg["lora_alpha"]  # (the test adapters use no rank_pattern / alpha_pattern)
-        s = alpha / (r ** 0.5) if cfg.get("use_rslora") else alpha / r
+        s = alpha / (r**0.5) if cfg.get("use_rslora") else alpha / r
         out[module] = s * (B.to(F64) @ A.to(F64))
     return out
 
@@ -57,28 +57,35 @@ def _procrustes(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return P @ Qt
 
 
-def dense_gam(updates: list[torch.Tensor], ranks: list[int], ref: int = 0, weights: list[float] | None = None,
-              reorthonormalize: bool = False) -> torch.Tensor:
+def dense_gam(
+    updates: list[torch.Tensor],
+    ranks: list[int],
+    ref: int = 0,
+    weights: list[float] | None = None,
+    reorthonormalize: bool = False,
+) -> torch.Tensor:
     """ΔW_GAM of one module (Eq. 1–5); ``ranks[i]`` is input i's rank (0 for a zero update)."""
     rank = max(ranks)
-    bases = [_svd_bases(dW.to(F64), r, rank) for dW, r in zip(updates, ranks)]  # Eq. 1
+    bases = [_svd_bases(dW.to(F64), r, rank) for dW, r in zip(updates, ranks, strict=True)]  # Eq. 1
     U1, _, V1 = bases[ref]
     w = torch.tensor(weights if weights is not None else [1.0] * len(updates), dtype=F64)
     w = w / w.sum()
     Ub = torch.zeros_like(U1)
     Vb = torch.zeros_like(V1)
     Sb = torch.zeros(rank, rank, dtype=F64)
-    for wi, (U, S, V) in zip(w, bases):
+    for wi, (U, S, V) in zip(w, bases, strict=True):
         RU, RV = _procrustes(U, U1), _procrustes(V, V1)  # Eq. 2
-        Ub += wi * U @ RU                                 # Eq. 3–4
+        Ub += wi * U @ RU  # Eq. 3–4
         Sb += wi * RU.T @ S @ RV
         Vb += wi * V @ RV
     if reorthonormalize:
+
         def polar(X):
             P, _, Qt = torch.linalg.svd(X, full_matrices=False)
             return P @ Qt
+
         Ub, Vb = polar(Ub), polar(Vb)
-    return Ub @ Sb @ Vb.T                                 # Eq. 5
+    return Ub @ Sb @ Vb.T  # Eq. 5
 
 
 def auto_reference(modules: list[list[torch.Tensor]], ranks: list[list[int]]) -> int:
@@ -86,14 +93,14 @@ def auto_reference(modules: list[list[torch.Tensor]], ranks: list[list[int]]) ->
     n = len(modules[0])
     scores = torch.zeros(n, dtype=F64)
     eligible = [True] * n
-    for updates, rs in zip(modules, ranks):
+    for updates, rs in zip(modules, ranks, strict=True):
         top = max(rs)
-        eligible = [e and r == top for e, r in zip(eligible, rs)]
-        bases = [_svd_bases(dW.to(F64), r, max(r, 1))[::2] for dW, r in zip(updates, rs)]
+        eligible = [e and r == top for e, r in zip(eligible, rs, strict=True)]
+        bases = [_svd_bases(dW.to(F64), r, max(r, 1))[::2] for dW, r in zip(updates, rs, strict=True)]
         for i in range(n):
             for j in range(i + 1, n):
                 (Ui, Vi), (Uj, Vj) = bases[i], bases[j]
-                o = (torch.linalg.matrix_norm(Ui.T @ Uj) ** 2 + torch.linalg.matrix_norm(Vi.T @ Vj) ** 2)
+                o = torch.linalg.matrix_norm(Ui.T @ Uj) ** 2 + torch.linalg.matrix_norm(Vi.T @ Vj) ** 2
                 o = o / max(rs[i] + rs[j], 1)
                 scores[i] += o
                 scores[j] += o

@@ -44,8 +44,13 @@ def in_process(capsys, *args: str) -> str:
 
 
 def subprocess_cli(*args: str, env: dict | None = None, code: int = 2) -> str:
-    r = subprocess.run([sys.executable, "-m", "deltahub.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=120, env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        [sys.executable, "-m", "deltahub.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     if code == 2:
         assert_one_line_error(r.returncode, r.stderr)
     else:
@@ -66,8 +71,11 @@ def _damaged(src: Path, dst: Path, how: str) -> Path:
     shutil.copytree(src, dst)
     weights = next(dst.glob("*.safetensors"))
     data = weights.read_bytes()
-    weights.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
-                         "oversized-header": struct.pack("<Q", 2**40) + data[8:]}[how])
+    weights.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "oversized-header": struct.pack("<Q", 2**40) + data[8:]}[
+            how
+        ]
+    )
     return dst
 
 
@@ -84,9 +92,11 @@ def bad(tmp_path_factory, adapter_dir, tiny_model):  # noqa: F811
     out["binary"] = d / "binary.yaml"
     out["pairs"] = write_jsonl(d / "pairs.jsonl", separable_pairs(4))
     toy = yaml.safe_load((RECIPES / "toy-quick.yaml").read_text())
-    for name, mutate in (("beta-high", lambda r: r["deltas"][1].__setitem__("train", {"beta": "high"})),
-                         ("rank-big", lambda r: r["deltas"][0].__setitem__("train", {"rank": "big"})),
-                         ("train-list", lambda r: r["deltas"][0].__setitem__("train", ["rank", 4]))):
+    for name, mutate in (
+        ("beta-high", lambda r: r["deltas"][1].__setitem__("train", {"beta": "high"})),
+        ("rank-big", lambda r: r["deltas"][0].__setitem__("train", {"rank": "big"})),
+        ("train-list", lambda r: r["deltas"][0].__setitem__("train", ["rank", 4])),
+    ):
         recipe = yaml.safe_load(yaml.safe_dump(toy))
         mutate(recipe)
         (d / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
@@ -98,8 +108,10 @@ def bad(tmp_path_factory, adapter_dir, tiny_model):  # noqa: F811
 # validate
 
 
-@pytest.mark.parametrize("how, reason", [("truncated", "incomplete metadata"), ("empty", "header too small"),
-                                         ("oversized-header", "header too large")])
+@pytest.mark.parametrize(
+    "how, reason",
+    [("truncated", "incomplete metadata"), ("empty", "header too small"), ("oversized-header", "header too large")],
+)
 def test_validate_damaged_safetensors(bad, capsys, how, reason):
     err = in_process(capsys, "validate", bad[how])
     assert "adapter_model.safetensors is not a readable safetensors file" in err and reason in err
@@ -122,17 +134,21 @@ def test_validate_damaged_safetensors_subprocess(bad):
 
 
 def test_train_truncated_student_weights(bad, tmp_path, capsys):
-    err = in_process(capsys, "train", "--student", bad["student-truncated"], "--pairs", bad["pairs"],
-                     "--out", tmp_path / "out")
+    err = in_process(
+        capsys, "train", "--student", bad["student-truncated"], "--pairs", bad["pairs"], "--out", tmp_path / "out"
+    )
     assert "student weights" in err and "model.safetensors is not a readable safetensors file" in err
     assert leftovers(tmp_path, "out") == []
 
 
-@pytest.mark.parametrize("name, message", [
-    ("beta-high", "deltas[1].train.beta: must be a number (got 'high')"),
-    ("rank-big", "deltas[0].train.rank: must be a whole number (got 'big')"),
-    ("train-list", "deltas[0].train: must be a mapping of settings (got a list)"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("beta-high", "deltas[1].train.beta: must be a number (got 'high')"),
+        ("rank-big", "deltas[0].train.rank: must be a whole number (got 'big')"),
+        ("train-list", "deltas[0].train: must be a mapping of settings (got a list)"),
+    ],
+)
 def test_recipe_settings_of_the_wrong_type(bad, capsys, name, message):
     err = in_process(capsys, "run", bad[name], "--dry-run")
     assert message in err
@@ -159,12 +175,14 @@ def test_binary_recipe_file(bad, capsys):
 def test_suite_classes_of_train(bad, tiny_model, tmp_path, capsys):
     """Classes other tests also cover, here through the CLI with the one-line contract."""
     no_rejected = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a"}])
-    assert "lack column(s) rejected" in in_process(capsys, "train", "--student", tiny_model, "--pairs", no_rejected,
-                                                   "--out", tmp_path / "o")
+    assert "lack column(s) rejected" in in_process(
+        capsys, "train", "--student", tiny_model, "--pairs", no_rejected, "--out", tmp_path / "o"
+    )
     assert "missing --student, --out" in in_process(capsys, "train", "--pairs", no_rejected)
     (tmp_path / "exists").mkdir()
-    assert "already exists" in in_process(capsys, "train", "--student", tiny_model, "--pairs", bad["pairs"],
-                                          "--out", tmp_path / "exists")
+    assert "already exists" in in_process(
+        capsys, "train", "--student", tiny_model, "--pairs", bad["pairs"], "--out", tmp_path / "exists"
+    )
     assert leftovers(tmp_path, "o") == []
 
 
@@ -174,16 +192,48 @@ def test_suite_classes_of_train(bad, tiny_model, tmp_path, capsys):
 
 def test_generate_model_that_fails_to_load_leaves_nothing(bad, tiny_model, tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"question": "1+1?"}])
-    err = in_process(capsys, "generate", "--chosen", bad["student-truncated"], "--rejected", tiny_model,
-                     "--prompts", prompts, "--out", tmp_path / "o")
+    err = in_process(
+        capsys,
+        "generate",
+        "--chosen",
+        bad["student-truncated"],
+        "--rejected",
+        tiny_model,
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "o",
+    )
     assert "model weights" in err and "not a readable safetensors file" in err
     assert leftovers(tmp_path, "o") == [], "no .o.work/ when nothing was generated"
-    err = subprocess_cli("generate", "--chosen", tmp_path / "nope", "--rejected", tiny_model, "--prompts", prompts,
-                         "--out", tmp_path / "o", "--temperature", "-1")
+    err = subprocess_cli(
+        "generate",
+        "--chosen",
+        tmp_path / "nope",
+        "--rejected",
+        tiny_model,
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "o",
+        "--temperature",
+        "-1",
+    )
     assert "temperature: must be >= 0 (got -1.0)" in err
-    assert "unknown column 'nope'" in in_process(capsys, "generate", "--chosen", tiny_model, "--rejected",
-                                                 tiny_model, "--prompts", prompts, "--out", tmp_path / "o",
-                                                 "--prompt-column", "nope")
+    assert "unknown column 'nope'" in in_process(
+        capsys,
+        "generate",
+        "--chosen",
+        tiny_model,
+        "--rejected",
+        tiny_model,
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path / "o",
+        "--prompt-column",
+        "nope",
+    )
     assert leftovers(tmp_path, "o") == []
 
 
@@ -210,8 +260,9 @@ def test_publish_without_rights(dataset_dir, tmp_path):  # noqa: F811
     from deltahub.server import start_server
 
     with start_server(tmp_path / "registry", open_mode=False, tokens={"tok-alice": "alice"}) as srv:
-        err = subprocess_cli("publish", dataset_dir, "--repo", "bob/pairs",
-                             env={"DELTAHUB_ENDPOINT": srv.url, "HF_TOKEN": "tok-alice"})
+        err = subprocess_cli(
+            "publish", dataset_dir, "--repo", "bob/pairs", env={"DELTAHUB_ENDPOINT": srv.url, "HF_TOKEN": "tok-alice"}
+        )
     assert f"no write access to bob/pairs on {srv.url} (HTTP 403)" in err and "HF_TOKEN" in err
 
 
@@ -242,8 +293,12 @@ def test_pull_killed_mid_download_is_cleaned_by_the_rerun(adapter_dir, tmp_path)
         out.parent.mkdir()
         (out.parent / ".pulled.keep.tmp").mkdir()  # not the naming scheme: never touched
         (out.parent / ".pulledx.abcdefgh.tmp").mkdir()
-        killed = subprocess.run([sys.executable, "-c", _KILLED_PULL, "pull", "alice/delta", "--out", str(out)],
-                                env=env, capture_output=True, timeout=120)
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_PULL, "pull", "alice/delta", "--out", str(out)],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         assert killed.returncode == -signal.SIGKILL
         stale = [p.name for p in out.parent.glob(".pulled.*.tmp") if p.name != ".pulled.keep.tmp"]
         assert len(stale) == 1 and (out.parent / stale[0] / "adapter_model.safetensors").is_file()
@@ -278,5 +333,6 @@ def test_damaged_pairs_provenance(tmp_path, capsys):
     (folder / "data").mkdir(parents=True)
     write_jsonl(folder / "data" / "train.jsonl", separable_pairs(2))
     (folder / "deltahub.json").write_text("{broken")
-    assert "deltahub.json is not valid JSON" in in_process(capsys, "train", "--student", tmp_path / "s", "--pairs",
-                                                           folder, "--out", tmp_path / "o")
+    assert "deltahub.json is not valid JSON" in in_process(
+        capsys, "train", "--student", tmp_path / "s", "--pairs", folder, "--out", tmp_path / "o"
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from lm_eval_tasks import reference_picks, write_mc_task
 
 from deltahub.errors import InputError
 from deltahub.evaluate import comparison_table, evaluate, write_model_index
-from lm_eval_tasks import reference_picks, write_mc_task
 
 DOCS = [
     {"question": "ab", "choices": ["ba", "ab", "aa"], "label": 0},
@@ -20,7 +20,7 @@ DOCS = [
 
 def _write_task(folder, labels: list[int]):
     """The rev_mc task over DOCS with the given labels."""
-    return write_mc_task(folder, "rev_mc", [{**d, "label": y} for d, y in zip(DOCS, labels)])
+    return write_mc_task(folder, "rev_mc", [{**d, "label": y} for d, y in zip(DOCS, labels, strict=True)])
 
 
 @pytest.fixture()
@@ -59,7 +59,7 @@ def test_lm_eval_scores_base_plus_adapter(tiny_model, tmp_path):
     else:
         pytest.fail("no random adapter changed the model's choices")
     labels = [p if i < 2 else next(c for c in range(3) if c not in (p, base_picks[i])) for i, p in enumerate(picks)]
-    base_acc = sum(b == y for b, y in zip(base_picks, labels)) / len(labels)
+    base_acc = sum(b == y for b, y in zip(base_picks, labels, strict=True)) / len(labels)
     assert base_acc != 0.5
     tasks = _write_task(tmp_path / "tasks", labels)
     res = evaluate(adapter, ["rev_mc"], include_path=tasks, backend="hf", batch_size=4)
@@ -132,10 +132,15 @@ def test_pickled_weights_are_refused_before_torch_load(tiny_model, tmp_path, mon
         st.rename(model / "pytorch_model.bin")
     adapter = build_random_adapter(tiny_model, tmp_path / "pickled-adapter", r=4, alpha=8, seed=0)
     (adapter / "adapter_model.safetensors").rename(adapter / "adapter_model.bin")
-    for args in ([str(model), "--tasks", "toy:srt"], [str(adapter), "--tasks", "toy:srt"],
-                 [str(tiny_model), "--adapter", str(adapter), "--tasks", "toy:srt"]):
+    for args in (
+        [str(model), "--tasks", "toy:srt"],
+        [str(adapter), "--tasks", "toy:srt"],
+        [str(tiny_model), "--adapter", str(adapter), "--tasks", "toy:srt"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(["eval", *args])
         err = capsys.readouterr().err
-        assert exc.value.code == 2 and "has only pickled weights" in err and "pickles can run code and are refused" in err
+        assert (
+            exc.value.code == 2 and "has only pickled weights" in err and "pickles can run code and are refused" in err
+        )
         assert "Traceback" not in err and "torch.load reached" not in err

@@ -81,12 +81,20 @@ def test_schema_and_provenance(world, sampled):
     prov = json.loads((sampled / "deltahub.json").read_text())
     assert prov["kind"] == "dataset" and prov["schema_version"] == 1 and prov["pairs"] == N_PROMPTS
     assert prov["chosen"]["params"] > prov["rejected"]["params"] > 0
-    assert prov["prompts"] == {"dataset": str(prompts), "split": None, "revision": None, "column": "question",
-                               "count": N_PROMPTS}
+    assert prov["prompts"] == {
+        "dataset": str(prompts),
+        "split": None,
+        "revision": None,
+        "column": "question",
+        "count": N_PROMPTS,
+    }
     assert prov["generation"]["backend"] == "transformers" and prov["generation"]["seed"] == 7
     assert prov["generation"]["device"] == "auto"  # the setting; each model records where it actually ran
-    assert (prov["chosen"]["device"], prov["chosen"]["dtype"]) == (prov["rejected"]["device"], "float32") == \
-        ("cpu", "float32")
+    assert (
+        (prov["chosen"]["device"], prov["chosen"]["dtype"])
+        == (prov["rejected"]["device"], "float32")
+        == ("cpu", "float32")
+    )
     assert (sampled / "README.md").exists()
     assert not (d / ".sampled.work").exists(), "work folder is removed after success"
 
@@ -105,8 +113,15 @@ def test_greedy_matches_unbatched_reference(world, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d, weak, weaker, prompts = world
-    out = generate_pairs(weak, weaker, str(prompts), tmp_path / "greedy",
-                         GenerationSettings(max_new_tokens=6, batch_size=4), limit=4, progress=False)
+    out = generate_pairs(
+        weak,
+        weaker,
+        str(prompts),
+        tmp_path / "greedy",
+        GenerationSettings(max_new_tokens=6, batch_size=4),
+        limit=4,
+        progress=False,
+    )
     ds = load_pairs(out)
     for side, model in (("chosen", weak), ("rejected", weaker)):
         tok, m = AutoTokenizer.from_pretrained(model), AutoModelForCausalLM.from_pretrained(model)
@@ -115,9 +130,9 @@ def test_greedy_matches_unbatched_reference(world, tmp_path):
                 row["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True
             )
             with torch.inference_mode():
-                seq = m.generate(**ids, do_sample=False, max_new_tokens=6)[0, ids["input_ids"].shape[1]:].tolist()
+                seq = m.generate(**ids, do_sample=False, max_new_tokens=6)[0, ids["input_ids"].shape[1] :].tolist()
             if tok.eos_token_id in seq:
-                seq = seq[:seq.index(tok.eos_token_id)]
+                seq = seq[: seq.index(tok.eos_token_id)]
             assert row[side][0]["content"] == tok.decode(seq, skip_special_tokens=True)
 
 
@@ -129,26 +144,60 @@ def test_device_cpu_and_auto_agree_here(world, tmp_path, capsys):
     outs = {}
     for device in ("cpu", "auto"):
         outs[device] = tmp_path / device
-        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out", str(outs[device]),
-              "--limit", "3", "--max-new-tokens", "4", "--device", device, "--no-progress"])
+        main(
+            [
+                "generate",
+                "--chosen",
+                weak,
+                "--rejected",
+                weaker,
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(outs[device]),
+                "--limit",
+                "3",
+                "--max-new-tokens",
+                "4",
+                "--device",
+                device,
+                "--no-progress",
+            ]
+        )
     assert load_pairs(outs["cpu"]).to_list() == load_pairs(outs["auto"]).to_list()
     prov = json.loads((outs["cpu"] / "deltahub.json").read_text())
     assert prov["generation"]["device"] == "cpu" and prov["chosen"]["device"] == "cpu"
     with pytest.raises(SystemExit):
-        main(["generate", "--chosen", weak, "--rejected", weaker, "--prompts", str(prompts), "--out",
-              str(tmp_path / "gpu"), "--device", "cuda"])
+        main(
+            [
+                "generate",
+                "--chosen",
+                weak,
+                "--rejected",
+                weaker,
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(tmp_path / "gpu"),
+                "--device",
+                "cuda",
+            ]
+        )
     assert "device is 'cuda' but no GPU is visible here" in capsys.readouterr().err
     assert not list(tmp_path.glob("*gpu*"))
 
 
-@pytest.mark.parametrize("device, dtype, gpus, bf16, expected", [
-    ("auto", "auto", 0, False, ("cpu", None, "auto")),
-    ("cpu", "auto", 2, True, ("cpu", None, "auto")),
-    ("auto", "auto", 1, True, ("cuda", "cuda:0", "bfloat16")),
-    ("cuda", "auto", 1, False, ("cuda", "cuda:0", "float16")),
-    ("auto", "float32", 1, True, ("cuda", "cuda:0", "float32")),
-    ("auto", "auto", 4, True, ("cuda:auto", "auto", "bfloat16")),
-])
+@pytest.mark.parametrize(
+    "device, dtype, gpus, bf16, expected",
+    [
+        ("auto", "auto", 0, False, ("cpu", None, "auto")),
+        ("cpu", "auto", 2, True, ("cpu", None, "auto")),
+        ("auto", "auto", 1, True, ("cuda", "cuda:0", "bfloat16")),
+        ("cuda", "auto", 1, False, ("cuda", "cuda:0", "float16")),
+        ("auto", "float32", 1, True, ("cuda", "cuda:0", "float32")),
+        ("auto", "auto", 4, True, ("cuda:auto", "auto", "bfloat16")),
+    ],
+)
 def test_placement(device, dtype, gpus, bf16, expected):
     """One GPU: the model on it in bf16 (fp16 without bf16); several: device_map='auto'; CPU: as stored."""
     from deltahub.generate.backends.transformers import placement
@@ -159,10 +208,18 @@ def test_placement(device, dtype, gpus, bf16, expected):
 
 def test_same_seed_same_pairs_other_seed_differs(world, sampled, tmp_path):
     d, weak, weaker, prompts = world
-    again = generate_pairs(weak, weaker, str(prompts), tmp_path / "again", GenerationSettings(**SAMPLED),
-                           limit=4, progress=False)
-    other = generate_pairs(weak, weaker, str(prompts), tmp_path / "other", GenerationSettings(**{**SAMPLED, "seed": 8}),
-                           limit=4, progress=False)
+    again = generate_pairs(
+        weak, weaker, str(prompts), tmp_path / "again", GenerationSettings(**SAMPLED), limit=4, progress=False
+    )
+    other = generate_pairs(
+        weak,
+        weaker,
+        str(prompts),
+        tmp_path / "other",
+        GenerationSettings(**{**SAMPLED, "seed": 8}),
+        limit=4,
+        progress=False,
+    )
     base = load_pairs(sampled).select(range(4))
     assert load_pairs(again).to_list() == base.to_list()
     assert list(load_pairs(other)["chosen"]) != list(base["chosen"])
@@ -173,9 +230,31 @@ def test_kill_and_resume_equals_uninterrupted(world, sampled, tmp_path):
     d, weak, weaker, prompts = world
     out = tmp_path / "resumed"
     work = tmp_path / ".resumed.work"
-    args = [sys.executable, "-m", "deltahub.cli", "generate", "--chosen", weak, "--rejected", weaker,
-            "--prompts", str(prompts), "--out", str(out), "--no-progress",
-            "--temperature", "1.0", "--top-p", "0.9", "--max-new-tokens", "8", "--seed", "7", "--batch-size", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "deltahub.cli",
+        "generate",
+        "--chosen",
+        weak,
+        "--rejected",
+        weaker,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--temperature",
+        "1.0",
+        "--top-p",
+        "0.9",
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "7",
+        "--batch-size",
+        "1",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not list(work.glob("chosen/shard-*.jsonl")):
@@ -200,11 +279,20 @@ def test_filters_counted_in_card(world, tmp_path):
     settings = GenerationSettings(max_new_tokens=4, batch_size=5)
     raw = generate_pairs(weak, weaker, str(prompts), tmp_path / "raw", settings, progress=False)
     rows = load_pairs(raw).to_list()
-    filt = generate_pairs(weak, weaker, str(prompts), tmp_path / "filtered", settings,
-                          FilterSettings(identical=True, empty=True, truncated=True), progress=False)
+    filt = generate_pairs(
+        weak,
+        weaker,
+        str(prompts),
+        tmp_path / "filtered",
+        settings,
+        FilterSettings(identical=True, empty=True, truncated=True),
+        progress=False,
+    )
     same = [r["chosen"][0]["content"].strip() == r["rejected"][0]["content"].strip() for r in rows]
-    empty = [not s and not r["chosen"][0]["content"].strip() for s, r in zip(same, rows)]
-    truncated = [not s and not e and r["chosen_finish_reason"] == "length" for s, e, r in zip(same, empty, rows)]
+    empty = [not s and not r["chosen"][0]["content"].strip() for s, r in zip(same, rows, strict=True)]
+    truncated = [
+        not s and not e and r["chosen_finish_reason"] == "length" for s, e, r in zip(same, empty, rows, strict=True)
+    ]
     prov = json.loads((filt / "deltahub.json").read_text())
     assert prov["filters"] == {"identical": sum(same), "empty_chosen": sum(empty), "truncated_chosen": sum(truncated)}
     assert prov["pairs"] == len(load_pairs(filt)) == N_PROMPTS - sum(same) - sum(empty) - sum(truncated)
@@ -216,10 +304,17 @@ def _row(c, r, finish="stop"):
 
 
 def test_apply_filters_each_counted_once():
-    rows = [_row("a #### 4", "a #### 4"), _row("", "x"), _row("long #### 3", "y", "length"), _row("no answer", "z"),
-            _row("x" * 50 + " #### 1", "y"), _row("fine #### 2", "bad format")]
-    kept, counts = apply_filters(rows, FilterSettings(identical=True, empty=True, truncated=True, format="gsm8k",
-                                                      max_length_ratio=20))
+    rows = [
+        _row("a #### 4", "a #### 4"),
+        _row("", "x"),
+        _row("long #### 3", "y", "length"),
+        _row("no answer", "z"),
+        _row("x" * 50 + " #### 1", "y"),
+        _row("fine #### 2", "bad format"),
+    ]
+    kept, counts = apply_filters(
+        rows, FilterSettings(identical=True, empty=True, truncated=True, format="gsm8k", max_length_ratio=20)
+    )
     assert counts == {"identical": 1, "empty_chosen": 1, "truncated_chosen": 1, "format:gsm8k": 1, "length_ratio": 1}
     assert kept == [rows[5]], "the format check looks at the chosen side only"
     kept, counts = apply_filters(rows, FilterSettings())
@@ -234,8 +329,16 @@ def test_apply_filters_each_counted_once():
 
 def test_prompt_loading_columns_messages_system(tmp_path):
     f = tmp_path / "p.jsonl"
-    f.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "drop"}],
-                             "text": "t", "id": 1}) + "\n")
+    f.write_text(
+        json.dumps(
+            {
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "drop"}],
+                "text": "t",
+                "id": 1,
+            }
+        )
+        + "\n"
+    )
     p = load_prompts(str(f), system_prompt="be brief")
     assert p.conversations == [[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]]
     assert p.extras == [{"text": "t", "id": 1}] and p.source["column"] == "messages"
@@ -330,20 +433,41 @@ def test_changed_settings_do_not_mix_with_unfinished_run(world, tmp_path):
 
 def test_cli_error_is_one_line(world, tmp_path):
     d, weak, weaker, prompts = world
-    r = subprocess.run([sys.executable, "-m", "deltahub.cli", "generate", "--chosen", weak, "--rejected", weaker,
-                        "--prompts", str(prompts), "--out", str(tmp_path / "o"), "--prompt-column", "nope"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deltahub.cli",
+            "generate",
+            "--chosen",
+            weak,
+            "--rejected",
+            weaker,
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(tmp_path / "o"),
+            "--prompt-column",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "unknown column 'nope'" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("response,reference,ok", [
-    ("so the answer is\n#### 42", "Natalia sold 48/2 = 24 clips.\n#### 42", True),
-    ("The total is 1,234 dollars", "#### 1234", True),
-    ("#### 41", "#### 42", False),
-    ("abc", "abc", True),
-    ("abcd", "abc", False),
-    ("3.50", "#### 3.5", True),
-])
+@pytest.mark.parametrize(
+    "response,reference,ok",
+    [
+        ("so the answer is\n#### 42", "Natalia sold 48/2 = 24 clips.\n#### 42", True),
+        ("The total is 1,234 dollars", "#### 1234", True),
+        ("#### 41", "#### 42", False),
+        ("abc", "abc", True),
+        ("abcd", "abc", False),
+        ("3.50", "#### 3.5", True),
+    ],
+)
 def test_exact_match(response, reference, ok):
     assert exact_match(response, reference) is ok
 
@@ -351,11 +475,26 @@ def test_exact_match(response, reference, ok):
 def test_agreement_counts_and_is_recorded(tmp_path):
     msgs = [{"role": "user", "content": "q"}]
     answers = [("4", "4", "5"), ("7", "1", "7"), ("2", "2", "2"), ("9", "#### 9", "8"), ("3", "0", "1")]
-    rows = [{"prompt": msgs, "chosen": [{"role": "assistant", "content": c}],
-             "rejected": [{"role": "assistant", "content": r}], "answer": a} for a, c, r in answers]
+    rows = [
+        {
+            "prompt": msgs,
+            "chosen": [{"role": "assistant", "content": c}],
+            "rejected": [{"role": "assistant", "content": r}],
+            "answer": a,
+        }
+        for a, c, r in answers
+    ]
     folder = tmp_path / "pairs"
-    prov = {"schema_version": 1, "kind": "dataset", "chosen": {"model": "w"}, "rejected": {"model": "ww"},
-            "prompts": {"dataset": "d"}, "pairs": 5, "filters": {}, "metrics": {}}
+    prov = {
+        "schema_version": 1,
+        "kind": "dataset",
+        "chosen": {"model": "w"},
+        "rejected": {"model": "ww"},
+        "prompts": {"dataset": "d"},
+        "pairs": 5,
+        "filters": {},
+        "metrics": {},
+    }
     write_pairs_folder(folder, rows, prov)
     res = agreement(str(folder))
     assert (res["chosen_better"], res["rejected_better"], res["ties"]) == (2, 1, 2)
@@ -385,14 +524,24 @@ def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
         hub.setup_client(srv.url)
         api = hub.get_api()
         api.create_repo("alice/prompts", repo_type="dataset", exist_ok=True)
-        first = api.upload_file(path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl",
-                                repo_id="alice/prompts", repo_type="dataset").oid
+        first = api.upload_file(
+            path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl", repo_id="alice/prompts", repo_type="dataset"
+        ).oid
         p = load_prompts("alice/prompts:train")
         assert len(p) == N_PROMPTS and p.extras[2]["answer"] == "4"
-        assert p.source == {"dataset": "alice/prompts", "split": "train", "revision": first, "column": "question",
-                            "count": N_PROMPTS}
-        api.upload_file(path_or_fileobj=b'{"question": "only one"}\n', path_in_repo="data/train.jsonl",
-                        repo_id="alice/prompts", repo_type="dataset")
+        assert p.source == {
+            "dataset": "alice/prompts",
+            "split": "train",
+            "revision": first,
+            "column": "question",
+            "count": N_PROMPTS,
+        }
+        api.upload_file(
+            path_or_fileobj=b'{"question": "only one"}\n',
+            path_in_repo="data/train.jsonl",
+            repo_id="alice/prompts",
+            repo_type="dataset",
+        )
         assert len(load_prompts("alice/prompts:train")) == 1
         assert len(load_prompts(f"alice/prompts@{first}:train")) == N_PROMPTS
         from deltahub.registry.publish import publish

@@ -20,8 +20,9 @@ SHIPPED = sorted(p for p in RECIPES.glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_recipes_validate_and_plan(path):
     recipe = load_recipe(path)
-    proc = subprocess.run([sys.executable, "-m", "deltahub.cli", "run", str(path), "--dry-run"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deltahub.cli", "run", str(path), "--dry-run"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     for d in recipe.deltas:
         assert f"delta {d.name}:" in proc.stdout
@@ -78,7 +79,8 @@ def test_cli_reports_broken_recipe_in_one_line(tmp_path, toy):
     toy["deltas"][0]["train"]["learning_rat"] = 1e-4
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(toy))
-    proc = subprocess.run([sys.executable, "-m", "deltahub.cli", "run", str(path), "--dry-run"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deltahub.cli", "run", str(path), "--dry-run"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "deltas[0].train" in proc.stderr and "learning_rat" in proc.stderr

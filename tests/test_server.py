@@ -32,7 +32,9 @@ def _adapter(folder: Path, base: str = "Qwen/Qwen3-0.6B", seed: int = 0) -> Path
     (folder / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16, "peft_type": "LORA"}')
     (folder / "adapter_model.safetensors").write_bytes(os.urandom(200_000 + seed))
     (folder / "README.md").write_text(
-        f"---\nlibrary_name: peft\nbase_model: {base}\ntags: [lora, dpo]\nlicense: mit\ndatasets: [alice/prefs]\n---\n# delta\n")
+        f"---\nlibrary_name: peft\nbase_model: {base}\ntags: [lora, dpo]\nlicense: mit\n"
+        "datasets: [alice/prefs]\n---\n# delta\n"
+    )
     return folder
 
 
@@ -53,10 +55,16 @@ def test_adapter_roundtrip_revisions_and_tags(hub, tmp_path):
     info = api.model_info("alice/delta", files_metadata=True)
     sizes = {s.rfilename: s.size for s in info.siblings}
     assert sizes["adapter_model.safetensors"] == 1000 and info.sha != first
-    assert {"peft", "lora", "license:mit", "dataset:alice/prefs", "base_model:adapter:Qwen/Qwen3-0.6B"} <= set(info.tags)
-    for rev, want in (("v1", src / "adapter_model.safetensors"), ("dev", src / "adapter_model.safetensors"),
-                      (first, src / "adapter_model.safetensors"), (first[:10], src / "adapter_model.safetensors"),
-                      ("main", new)):
+    assert {"peft", "lora", "license:mit", "dataset:alice/prefs", "base_model:adapter:Qwen/Qwen3-0.6B"} <= set(
+        info.tags
+    )
+    for rev, want in (
+        ("v1", src / "adapter_model.safetensors"),
+        ("dev", src / "adapter_model.safetensors"),
+        (first, src / "adapter_model.safetensors"),
+        (first[:10], src / "adapter_model.safetensors"),
+        ("main", new),
+    ):
         got = Path(snapshot_download("alice/delta", revision=rev, cache_dir=tmp_path / "c"))
         assert _sha(got / "adapter_model.safetensors") == _sha(want), rev
         assert _sha(got / "adapter_config.json") == _sha(src / "adapter_config.json")
@@ -118,8 +126,10 @@ def test_concurrent_commits_lose_nothing_and_stale_parent_is_412(hub):
     def writer(i: int) -> None:
         try:
             for j in range(3):
-                api.create_commit("alice/busy", [CommitOperationAdd(f"f{i}-{j}.txt", f"{i}:{j}".encode())], commit_message=f"{i}-{j}")
-        except BaseException as exc:  # noqa: BLE001
+                api.create_commit(
+                    "alice/busy", [CommitOperationAdd(f"f{i}-{j}.txt", f"{i}:{j}".encode())], commit_message=f"{i}-{j}"
+                )
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
@@ -132,7 +142,9 @@ def test_concurrent_commits_lose_nothing_and_stale_parent_is_412(hub):
     assert {f"f{i}-{j}.txt" for i in range(4) for j in range(3)} <= files
     assert len(api.list_repo_commits("alice/busy")) == 13
     with pytest.raises(HfHubHTTPError) as exc:
-        api.create_commit("alice/busy", [CommitOperationAdd("late.txt", b"x")], commit_message="late", parent_commit=start)
+        api.create_commit(
+            "alice/busy", [CommitOperationAdd("late.txt", b"x")], commit_message="late", parent_commit=start
+        )
     assert exc.value.response.status_code == 412
 
 

@@ -26,8 +26,11 @@ def _free_port() -> int:
 
 def _serve(root: Path, port: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("deltahub")
-    proc = subprocess.Popen([str(exe), "hub", "serve", "--root", str(root), "--port", str(port), "--open"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "hub", "serve", "--root", str(root), "--port", str(port), "--open"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -56,11 +59,14 @@ def test_kill_mid_upload_then_restart_and_retry(tmp_path):
 
         data = os.urandom(3_000_000)
         oid = hashlib.sha256(data).hexdigest()
-        req = urllib.request.Request(f"{url}/alice/crash.git/info/lfs/objects/batch", method="POST",
-                                     data=json.dumps({"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{url}/alice/crash.git/info/lfs/objects/batch",
+            method="POST",
+            data=json.dumps({"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         href = json.loads(urllib.request.urlopen(req).read())["objects"][0]["actions"]["upload"]["href"]
-        target = href[len(url):]
+        target = href[len(url) :]
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(data)}\r\n\r\n".encode())
         sock.sendall(data[: len(data) // 2])

@@ -22,9 +22,14 @@ def write_jsonl(path, rows):
 def separable_pairs(n: int, seed: int = 0) -> list[dict]:
     """Chosen and rejected differ in every token, consistently: a delta any student can learn."""
     rng = random.Random(seed)
-    return [{"prompt": [{"role": "user", "content": f"{rng.randint(0, 99)}+{rng.randint(0, 99)}="}],
-             "chosen": [{"role": "assistant", "content": "yes good"}],
-             "rejected": [{"role": "assistant", "content": "NO BAD!"}]} for _ in range(n)]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"{rng.randint(0, 99)}+{rng.randint(0, 99)}="}],
+            "chosen": [{"role": "assistant", "content": "yes good"}],
+            "rejected": [{"role": "assistant", "content": "NO BAD!"}],
+        }
+        for _ in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +41,47 @@ def trained(tiny_model, tmp_path_factory):
     from datasets import Dataset
 
     Dataset.from_list(separable_pairs(20)).to_parquet(str(pairs_dir / "data" / "train-00000.parquet"))
-    (pairs_dir / "deltahub.json").write_text(json.dumps({
-        "schema_version": 1, "kind": "dataset", "chosen": {"model": "toy/weak", "revision": None, "params": 10},
-        "rejected": {"model": "toy/weaker", "revision": None, "params": 5},
-        "dataset": {"repo": "toy/pairs-add", "revision": "abc123"}, "generation": {"backend": "transformers"}}))
+    (pairs_dir / "deltahub.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "kind": "dataset",
+                "chosen": {"model": "toy/weak", "revision": None, "params": 10},
+                "rejected": {"model": "toy/weaker", "revision": None, "params": 5},
+                "dataset": {"repo": "toy/pairs-add", "revision": "abc123"},
+                "generation": {"backend": "transformers"},
+            }
+        )
+    )
     out = d / "adapter"
-    main(["train", "--student", str(tiny_model), "--pairs", str(pairs_dir), "--out", str(out),
-          "--max-steps", "8", "--batch-size", "16", "--micro-batch-size", "16", "--lr", "5e-3", "--rank", "4",
-          "--alpha", "8", "--eval-fraction", "0.2", "--beta", str(BETA), "--quiet"])
+    main(
+        [
+            "train",
+            "--student",
+            str(tiny_model),
+            "--pairs",
+            str(pairs_dir),
+            "--out",
+            str(out),
+            "--max-steps",
+            "8",
+            "--batch-size",
+            "16",
+            "--micro-batch-size",
+            "16",
+            "--lr",
+            "5e-3",
+            "--rank",
+            "4",
+            "--alpha",
+            "8",
+            "--eval-fraction",
+            "0.2",
+            "--beta",
+            str(BETA),
+            "--quiet",
+        ]
+    )
     return out
 
 
@@ -81,14 +119,15 @@ def test_reference_is_the_adapter_disabled_student(trained, tiny_model):
         ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             lp = torch.log_softmax(base(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[:, 0]
-        logps.append(lp[len(p_ids) - 1:].sum().item())
+        logps.append(lp[len(p_ids) - 1 :].sum().item())
     ref = sum(logps) / len(logps)
     for e in history(trained):
         assert e["logps/chosen"] - e["rewards/chosen"] / BETA == pytest.approx(ref, rel=1e-3)
 
     # the saved adapter loads in PEFT, changes the output, and disabling it gives the base back exactly
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
-                                      trained).eval()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32), trained
+    ).eval()
     ids = torch.tensor([tok("<|im_start|>user\n1+2=<|im_end|>\n", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         tuned = model(ids).logits
@@ -101,8 +140,15 @@ def test_reference_is_the_adapter_disabled_student(trained, tiny_model):
 
 def test_output_folder_card_plot_and_provenance(trained, tiny_model):
     names = {p.name for p in trained.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "deltahub.json", "metrics.jsonl",
-            "training_curves.png", "README.md", "tokenizer.json"} <= names
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "deltahub.json",
+        "metrics.jsonl",
+        "training_curves.png",
+        "README.md",
+        "tokenizer.json",
+    } <= names
     assert "training_args.bin" not in names and not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     assert not (trained.parent / "adapter.partial").exists()
     import matplotlib.image
@@ -111,8 +157,9 @@ def test_output_folder_card_plot_and_provenance(trained, tiny_model):
     assert img.shape[0] > 300 and img.shape[1] > 300
     cfg = json.loads((trained / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and cfg["lora_alpha"] == 8 and cfg["base_model_name_or_path"] == str(tiny_model)
-    assert sorted(cfg["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                    "down_proj"])
+    assert sorted(cfg["target_modules"]) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     meta = json.loads((trained / "deltahub.json").read_text())
     assert meta["kind"] == "adapter" and meta["schema_version"] == 1
     assert meta["student"]["model"] == str(tiny_model)
@@ -120,8 +167,14 @@ def test_output_folder_card_plot_and_provenance(trained, tiny_model):
     assert meta["dataset"] == {"repo": "toy/pairs-add", "revision": "abc123"}
     assert meta["pairs"] == 20
     t = meta["training"]
-    assert (t["objective"], t["beta"], t["learning_rate"], t["max_steps"], t["batch_size"], t["steps"]) == \
-        ("dpo", BETA, 5e-3, 8, 16, 8)
+    assert (t["objective"], t["beta"], t["learning_rate"], t["max_steps"], t["batch_size"], t["steps"]) == (
+        "dpo",
+        BETA,
+        5e-3,
+        8,
+        16,
+        8,
+    )
     assert t["train_pairs"] == 16 and t["heldout_pairs"] == 4
     assert (meta["lora"]["r"], meta["lora"]["alpha"], meta["lora"]["dropout"]) == (4, 8.0, 0.05)
     assert sorted(meta["lora"]["target_modules"]) == sorted(cfg["target_modules"])

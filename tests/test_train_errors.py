@@ -37,8 +37,9 @@ def test_missing_columns(tiny_model, tmp_path):
 
 
 def test_mixed_formats_and_missing_pairs(tiny_model, tmp_path):
-    pairs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a",
-                                                "rejected": [{"role": "assistant", "content": "b"}]}])
+    pairs = write_jsonl(
+        tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]}]
+    )
     with pytest.raises(InputError, match="mix strings and chat turns"):
         train_delta(tiny_model, pairs, tmp_path / "out", FAST)
     with pytest.raises(InputError, match="not found"):
@@ -54,8 +55,9 @@ def test_chat_pairs_need_a_chat_template(no_template_student, tmp_path):
 
 def test_plain_string_pairs_train_without_a_template(no_template_student, tmp_path):
     rows = [{"prompt": f"{i}+1=", "chosen": f"{i + 1}", "rejected": "no"} for i in range(4)]
-    out = train_delta(no_template_student, write_jsonl(tmp_path / "p.jsonl", rows), tmp_path / "out", FAST,
-                      progress=False)
+    out = train_delta(
+        no_template_student, write_jsonl(tmp_path / "p.jsonl", rows), tmp_path / "out", FAST, progress=False
+    )
     assert (out / "adapter_model.safetensors").exists()
 
 
@@ -83,10 +85,14 @@ def test_student_that_does_not_fit_or_is_pickled(tiny_model, tmp_path):
 def test_bad_settings_and_existing_output(tiny_model, tmp_path):
     """Settings are checked when the config is built; the message names the setting, not a flag."""
     pairs = write_jsonl(tmp_path / "p.jsonl", separable_pairs(4))
-    for bad, message in (({"objective": "ppo"}, "objective: must be one of dpo, "), ({"beta": 0}, "beta: must be > 0"),
-                         ({"rank": 0}, "rank: must be >= 1"), ({"warmup_ratio": 1.5}, "warmup_ratio: must be < 1"),
-                         ({"beta": "high"}, "beta: must be a number (got 'high')"),
-                         ({"rnak": 4}, "rnak: unknown setting (did you mean 'rank'?)")):
+    for bad, message in (
+        ({"objective": "ppo"}, "objective: must be one of dpo, "),
+        ({"beta": 0}, "beta: must be > 0"),
+        ({"rank": 0}, "rank: must be >= 1"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio: must be < 1"),
+        ({"beta": "high"}, "beta: must be a number (got 'high')"),
+        ({"rnak": 4}, "rnak: unknown setting (did you mean 'rank'?)"),
+    ):
         with pytest.raises(InputError) as exc:
             TrainConfig(**bad)
         assert exc.value.message.startswith(message) and "--" not in exc.value.message
@@ -112,15 +118,26 @@ def test_cli_prints_one_line_error(tiny_model, tmp_path, capsys):
 
 def test_defaults_are_the_pda_papers(tmp_path):
     cfg = TrainConfig().for_device(cuda=False, bf16_capable=False)
-    assert (cfg.rank, cfg.alpha, cfg.dropout, cfg.learning_rate, cfg.lr_scheduler, cfg.warmup_ratio,
-            cfg.batch_size, cfg.epochs, cfg.beta, cfg.objective) == \
-        (64, 128.0, 0.05, 1e-5, "cosine", 0.1, 128, 1.0, 0.1, "dpo")
+    assert (
+        cfg.rank,
+        cfg.alpha,
+        cfg.dropout,
+        cfg.learning_rate,
+        cfg.lr_scheduler,
+        cfg.warmup_ratio,
+        cfg.batch_size,
+        cfg.epochs,
+        cfg.beta,
+        cfg.objective,
+    ) == (64, 128.0, 0.05, 1e-5, "cosine", 0.1, 128, 1.0, 0.1, "dpo")
     assert len(cfg.target_modules) == 7
     assert TrainConfig(objective="dpo_norm").resolved().beta == 5.0
     assert (cfg.bf16, cfg.gradient_checkpointing) == (False, False)
     assert TrainConfig().for_device(cuda=True, bf16_capable=True).gradient_checkpointing is True  # the paper's GPU runs
-    assert TrainConfig(gradient_checkpointing=False).for_device(cuda=True, bf16_capable=True).gradient_checkpointing \
+    assert (
+        TrainConfig(gradient_checkpointing=False).for_device(cuda=True, bf16_capable=True).gradient_checkpointing
         is False
+    )
     args = _trainer_args(cfg, tmp_path, cuda=False)
     assert args.gradient_accumulation_steps == 16 and args.per_device_train_batch_size == 8
     assert args.gradient_checkpointing is False and args.train_sampling_strategy == "random"
@@ -129,8 +146,9 @@ def test_defaults_are_the_pda_papers(tmp_path):
     for name, loss in expected.items():
         a = _trainer_args(TrainConfig(objective=name, sft_weight=0.5).for_device(False, False), tmp_path, False)
         assert a.loss_type == loss
-    assert _trainer_args(TrainConfig(objective="dpo+sft", sft_weight=0.5).for_device(False, False), tmp_path,
-                         False).loss_weights == [1.0, 0.5]
+    assert _trainer_args(
+        TrainConfig(objective="dpo+sft", sft_weight=0.5).for_device(False, False), tmp_path, False
+    ).loss_weights == [1.0, 0.5]
     assert {"dpo", "dpo_norm", "orpo", "ipo", "dpo+sft"} <= set(OBJECTIVES)
 
 
@@ -149,8 +167,9 @@ def test_every_objective_trains(objective, tiny_model, tmp_path):
 
 def test_recipe_supplies_settings_and_flags_override(tiny_model, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"train:\n  student: {tiny_model}\n  pairs: {tmp_path / 'missing.jsonl'}\n"
-                      f"  out: {tmp_path / 'o'}\n  rank: 4\n")
+    recipe.write_text(
+        f"train:\n  student: {tiny_model}\n  pairs: {tmp_path / 'missing.jsonl'}\n  out: {tmp_path / 'o'}\n  rank: 4\n"
+    )
     with pytest.raises(SystemExit):
         main(["train", "--recipe", str(recipe)])
     assert "missing.jsonl' not found" in capsys.readouterr().err

@@ -6,17 +6,22 @@ import json
 import warnings
 
 import pytest
+from test_train import write_jsonl
 
 from deltahub.errors import DeltahubError
 from deltahub.train import DeltaHealthWarning, TrainConfig, check_collapse, check_no_delta, train_delta
-from test_train import write_jsonl
 
 
 def collapse_pairs() -> list[dict]:
     """chosen = a^k b, rejected = a^(k+1): pushing 'a' down to reject also drags chosen's k a's down."""
-    return [{"prompt": [{"role": "user", "content": "go"}],
-             "chosen": [{"role": "assistant", "content": "a" * k + "b"}],
-             "rejected": [{"role": "assistant", "content": "a" * (k + 1)}]} for k in range(4, 20)]
+    return [
+        {
+            "prompt": [{"role": "user", "content": "go"}],
+            "chosen": [{"role": "assistant", "content": "a" * k + "b"}],
+            "rejected": [{"role": "assistant", "content": "a" * (k + 1)}],
+        }
+        for k in range(4, 20)
+    ]
 
 
 def identical_pairs() -> list[dict]:
@@ -26,8 +31,18 @@ def identical_pairs() -> list[dict]:
 
 def run(tiny_model, tmp_path, rows, strict=False, steps=6, name="adapter"):
     pairs = write_jsonl(tmp_path / f"{name}.jsonl", rows)
-    cfg = TrainConfig(max_steps=steps, batch_size=len(rows), micro_batch_size=len(rows), learning_rate=1e-2,
-                      warmup_ratio=0.0, rank=4, alpha=8, eval_fraction=0.0, save_steps=100, strict=strict)
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=len(rows),
+        micro_batch_size=len(rows),
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        rank=4,
+        alpha=8,
+        eval_fraction=0.0,
+        save_steps=100,
+        strict=strict,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeltaHealthWarning)
         out = train_delta(tiny_model, pairs, tmp_path / name, cfg, progress=False)
@@ -79,12 +94,16 @@ def test_checks_on_logged_histories():
     assert check_no_delta(flat, 0.1, True, 0.1).check == "no_delta"
     assert check_collapse(flat, 0.1, True, 0.5) is None
     # beta-independent: the same log-prob movement at beta 5 (dpo_norm) reads the same
-    scaled = [{**e, "rewards/chosen": e["rewards/chosen"] * 50, "rewards/margins": e["rewards/margins"] * 50}
-              for e in collapse]
+    scaled = [
+        {**e, "rewards/chosen": e["rewards/chosen"] * 50, "rewards/margins": e["rewards/margins"] * 50}
+        for e in collapse
+    ]
     assert check_collapse(scaled, 5.0, True, 0.5).check == "likelihood_collapse"
     # reference-free (ORPO): shifts are measured from the first log, not from zero
-    offset = [{**e, "rewards/chosen": e["rewards/chosen"] - 2.0, "rewards/margins": e["rewards/margins"] + 1.0}
-              for e in healthy]
+    offset = [
+        {**e, "rewards/chosen": e["rewards/chosen"] - 2.0, "rewards/margins": e["rewards/margins"] + 1.0}
+        for e in healthy
+    ]
     assert check_collapse(offset, 0.1, False, 0.5) is None
     assert check_no_delta(offset, 0.1, False, 0.1) is None
     assert check_collapse(offset, 0.1, True, 0.5) is not None  # with a reference, -2 means collapse

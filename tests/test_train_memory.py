@@ -13,8 +13,17 @@ from test_train import separable_pairs, write_jsonl
 
 from deltahub.train import TrainConfig, train_delta
 
-ONE_STEP = dict(max_steps=1, batch_size=4, micro_batch_size=4, rank=4, alpha=8, eval_fraction=0.0, learning_rate=5e-3,
-                precompute_ref=False, seed=3)
+ONE_STEP = dict(
+    max_steps=1,
+    batch_size=4,
+    micro_batch_size=4,
+    rank=4,
+    alpha=8,
+    eval_fraction=0.0,
+    learning_rate=5e-3,
+    precompute_ref=False,
+    seed=3,
+)
 
 
 def test_gradient_checkpointing_gives_the_same_step(tiny_model, tmp_path):
@@ -22,8 +31,9 @@ def test_gradient_checkpointing_gives_the_same_step(tiny_model, tmp_path):
     pairs = write_jsonl(tmp_path / "p.jsonl", separable_pairs(4))
     runs = {}
     for gc in (False, True):
-        out = train_delta(tiny_model, pairs, tmp_path / f"gc-{gc}", TrainConfig(**ONE_STEP, gradient_checkpointing=gc),
-                          progress=False)
+        out = train_delta(
+            tiny_model, pairs, tmp_path / f"gc-{gc}", TrainConfig(**ONE_STEP, gradient_checkpointing=gc), progress=False
+        )
         log = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
         meta = json.loads((out / "deltahub.json").read_text())
         assert meta["training"]["gradient_checkpointing"] is gc and meta["training"]["device"] == "cpu"
@@ -41,9 +51,13 @@ def _mixed_length_pairs(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         words = " ".join("ab" for _ in range(rng.choice([1, 2, 40, 80])))
-        rows.append({"prompt": [{"role": "user", "content": f"{i}: {words}"}],
-                     "chosen": [{"role": "assistant", "content": "yes"}],
-                     "rejected": [{"role": "assistant", "content": "no"}]})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"{i}: {words}"}],
+                "chosen": [{"role": "assistant", "content": "yes"}],
+                "rejected": [{"role": "assistant", "content": "no"}],
+            }
+        )
     return rows
 
 
@@ -79,7 +93,8 @@ def test_length_grouping_cuts_padding_and_keeps_every_pair(tiny_model, tmp_path)
 
 def test_length_grouping_trains(tiny_model, tmp_path):
     pairs = write_jsonl(tmp_path / "p.jsonl", separable_pairs(4))
-    out = train_delta(tiny_model, pairs, tmp_path / "out", TrainConfig(**{**ONE_STEP, "group_by_length": True}),
-                      progress=False)
+    out = train_delta(
+        tiny_model, pairs, tmp_path / "out", TrainConfig(**{**ONE_STEP, "group_by_length": True}), progress=False
+    )
     meta = json.loads((out / "deltahub.json").read_text())
     assert meta["training"]["group_by_length"] is True and meta["training"]["steps"] == 1

@@ -47,8 +47,11 @@ def test_pull_records_the_commit_it_downloaded_when_the_branch_moves(dataset_dir
 
         def move_main_then_download(self, *args, **kwargs):
             if not moved:
-                moved.append(api.upload_file(path_or_fileobj=b"new\n", path_in_repo="late.txt", repo_id="alice/pairs",
-                                             repo_type="dataset").oid)
+                moved.append(
+                    api.upload_file(
+                        path_or_fileobj=b"new\n", path_in_repo="late.txt", repo_id="alice/pairs", repo_type="dataset"
+                    ).oid
+                )
             return real(self, *args, **kwargs)
 
         monkeypatch.setattr(HfApi, "snapshot_download", move_main_then_download)

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import separable_pairs, write_jsonl
 from transformers import TrainerCallback
 
 from deltahub.errors import InputError
 from deltahub.train import TrainConfig, train_delta, work_dir
-from test_train import separable_pairs, write_jsonl
 
 
 class Killed(Exception):
@@ -38,8 +38,17 @@ class StepCounter(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-CFG = TrainConfig(max_steps=6, batch_size=4, micro_batch_size=4, learning_rate=5e-3, rank=4, alpha=8,
-                  eval_fraction=0.0, save_steps=3, seed=7)
+CFG = TrainConfig(
+    max_steps=6,
+    batch_size=4,
+    micro_batch_size=4,
+    learning_rate=5e-3,
+    rank=4,
+    alpha=8,
+    eval_fraction=0.0,
+    save_steps=3,
+    seed=7,
+)
 
 
 @pytest.mark.slow
@@ -72,9 +81,20 @@ def test_partial_run_with_other_settings_is_refused(tiny_model, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", separable_pairs(8))
     out = tmp_path / "adapter"
     with pytest.raises(Killed):
-        train_delta(tiny_model, pairs, out, TrainConfig(**{**CFG.to_dict(), "max_steps": 2, "save_steps": 1}),
-                    progress=False, callbacks=[KillAfterSave(1)])
+        train_delta(
+            tiny_model,
+            pairs,
+            out,
+            TrainConfig(**{**CFG.to_dict(), "max_steps": 2, "save_steps": 1}),
+            progress=False,
+            callbacks=[KillAfterSave(1)],
+        )
     with pytest.raises(InputError, match="partial run with other settings.*learning_rate"):
-        train_delta(tiny_model, pairs, out, TrainConfig(**{**CFG.to_dict(), "max_steps": 2, "save_steps": 1,
-                                                           "learning_rate": 1e-3}), progress=False)
+        train_delta(
+            tiny_model,
+            pairs,
+            out,
+            TrainConfig(**{**CFG.to_dict(), "max_steps": 2, "save_steps": 1, "learning_rate": 1e-3}),
+            progress=False,
+        )
     assert (work_dir(out) / "checkpoint-1").is_dir()  # kept for the user to resume

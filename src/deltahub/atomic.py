@@ -53,7 +53,9 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing output folder unless ``overwrite``; called before any work starts."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise InputError(f"output folder {path} already exists", "pass --overwrite to replace it, or choose another --out")
+        raise InputError(
+            f"output folder {path} already exists", "pass --overwrite to replace it, or choose another --out"
+        )
     if path.exists() and not path.is_dir():
         raise InputError(f"output path {path} exists and is not a folder", "choose another --out")
     return path

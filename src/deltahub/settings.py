@@ -24,8 +24,16 @@ from .errors import InputError
 _NESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("deltahub_nested_settings", default=False)
 
 
-def setting(default: Any = None, help: str = "", *, flag: str | None = None, flags: tuple[str, ...] = (),
-            off_flag: str | None = None, cli: bool = True, **constraints: Any) -> Any:
+def setting(
+    default: Any = None,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    flags: tuple[str, ...] = (),
+    off_flag: str | None = None,
+    cli: bool = True,
+    **constraints: Any,
+) -> Any:
     """A settings field: ``help`` becomes the CLI help; ``flag`` replaces the option name derived from the
     field name, ``flags`` adds aliases (``--lr``), ``off_flag`` names a boolean's off switch, ``cli=False``
     keeps the field out of the CLI."""
@@ -66,12 +74,20 @@ class Settings(BaseModel):
 # one-line messages from pydantic errors
 
 _KIND = {
-    "float_parsing": "must be a number", "float_type": "must be a number", "finite_number": "must be a finite number",
-    "int_parsing": "must be a whole number", "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number", "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false", "string_type": "must be text", "list_type": "must be a list",
-    "dict_type": "must be a mapping of settings", "model_type": "must be a mapping of settings",
-    "model_attributes_type": "must be a mapping of settings", "missing": "is required",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of settings",
+    "model_type": "must be a mapping of settings",
+    "model_attributes_type": "must be a mapping of settings",
+    "missing": "is required",
 }
 _BOUND = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
@@ -102,8 +118,9 @@ def describe_error(err: dict, known: Callable[[], list[str]] | None = None) -> s
     if kind == "literal_error":
         choices = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
         close = difflib.get_close_matches(str(got), choices, n=1)
-        return (f"must be one of {', '.join(choices)} (got {_shown(got)}"
-                + (f"; did you mean {close[0]!r}?)" if close else ")"))
+        return f"must be one of {', '.join(choices)} (got {_shown(got)}" + (
+            f"; did you mean {close[0]!r}?)" if close else ")"
+        )
     if kind == "too_short":
         return f"must have at least {ctx.get('min_length')} item(s) (got {_shown(got)})"
     if kind in _KIND:
@@ -143,8 +160,9 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
-def settings_error(exc: ValidationError, cls: type[BaseModel], where: str = "", at: tuple = (),
-                   fix: str | None = None) -> InputError:
+def settings_error(
+    exc: ValidationError, cls: type[BaseModel], where: str = "", at: tuple = (), fix: str | None = None
+) -> InputError:
     """The first error of ``exc`` as one line: ``WHERE: AT.KEY: PROBLEM (and N more)`` plus a fix."""
     errors = exc.errors()
     err = errors[0]

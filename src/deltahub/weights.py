@@ -41,9 +41,13 @@ def read_adapter_config(folder: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})",
-                         "re-download or regenerate the adapter; PEFT writes this file") from None
+        raise InputError(
+            f"{path} is not valid JSON ({str(exc).splitlines()[0]})",
+            "re-download or regenerate the adapter; PEFT writes this file",
+        ) from None
     if not isinstance(data, dict):
-        raise InputError(f"{path} holds a JSON {type(data).__name__}, not an object of PEFT settings",
-                         "re-download or regenerate the adapter; PEFT writes this file")
+        raise InputError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of PEFT settings",
+            "re-download or regenerate the adapter; PEFT writes this file",
+        )
     return data

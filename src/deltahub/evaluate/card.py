@@ -14,7 +14,7 @@ def _split(text: str) -> tuple[dict, str]:
         end = text.find("\n---", 4)
         if end != -1:
             meta = yaml.safe_load(text[4:end]) or {}
-            return meta, text[end + 4:].lstrip("\n")
+            return meta, text[end + 4 :].lstrip("\n")
     return {}, text
 
 
@@ -29,12 +29,14 @@ def write_model_index(folder: str | Path, results: dict[str, dict[str, float]], 
     entry.setdefault("results", [])
     keep = [r for r in entry["results"] if (r.get("dataset") or {}).get("type") not in results]
     for task, metrics in results.items():
-        keep.append({
-            "task": {"type": "text-generation", "name": "Text Generation"},
-            "dataset": {"name": task, "type": task},
-            "metrics": [{"type": m, "value": round(v, 4), "name": f"{task} {m}"} for m, v in metrics.items()],
-            "source": {"name": "deltahub eval", "url": "https://github.com/EleutherAI/lm-evaluation-harness"},
-        })
+        keep.append(
+            {
+                "task": {"type": "text-generation", "name": "Text Generation"},
+                "dataset": {"name": task, "type": task},
+                "metrics": [{"type": m, "value": round(v, 4), "name": f"{task} {m}"} for m, v in metrics.items()],
+                "source": {"name": "deltahub eval", "url": "https://github.com/EleutherAI/lm-evaluation-harness"},
+            }
+        )
     entry["results"] = keep
     meta["model-index"] = index
     text = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body

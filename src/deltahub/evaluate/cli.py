@@ -14,26 +14,57 @@ import click
 @click.option("--adapter", help="A PEFT adapter folder or repo id applied to MODEL.")
 @click.option("--limit", type=int, help="At most this many examples per task.")
 @click.option("--batch-size", default=8, show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True,
-              help="lm-eval model backend (auto: vLLM where installed).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "hf", "vllm"]),
+    default="auto",
+    show_default=True,
+    help="lm-eval model backend (auto: vLLM where installed).",
+)
 @click.option(
     "--include-path", type=click.Path(exists=True, file_okay=False), help="Folder of custom lm-eval task YAMLs."
 )
-@click.option("--chat-template/--no-chat-template", default=False, show_default=True,
-              help="Wrap lm-eval prompts in the model's chat template.")
-@click.option("--write-card/--no-write-card", default=False, show_default=True,
-              help="Write the results into the model-index of the evaluated folder's README.md.")
+@click.option(
+    "--chat-template/--no-chat-template",
+    default=False,
+    show_default=True,
+    help="Wrap lm-eval prompts in the model's chat template.",
+)
+@click.option(
+    "--write-card/--no-write-card",
+    default=False,
+    show_default=True,
+    help="Write the results into the model-index of the evaluated folder's README.md.",
+)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
-def eval_command(model: str, tasks: str, adapter: str | None, limit: int | None, batch_size: int, backend: str,
-                 include_path: str | None, chat_template: bool, write_card: bool, output: Path | None) -> None:
+def eval_command(
+    model: str,
+    tasks: str,
+    adapter: str | None,
+    limit: int | None,
+    batch_size: int,
+    backend: str,
+    include_path: str | None,
+    chat_template: bool,
+    write_card: bool,
+    output: Path | None,
+) -> None:
     """Evaluate MODEL (a model or adapter folder, or a repo id) and print a table."""
     from ..atomic import atomic_write_text
     from . import comparison_table, evaluate, write_model_index
     from .core import resolve_model
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
-    res = evaluate(model, names, adapter=adapter, limit=limit, batch_size=batch_size, backend=backend,
-                   include_path=include_path, chat_template=chat_template)
+    res = evaluate(
+        model,
+        names,
+        adapter=adapter,
+        limit=limit,
+        batch_size=batch_size,
+        backend=backend,
+        include_path=include_path,
+        chat_template=chat_template,
+    )
     click.echo(comparison_table({model if adapter is None else f"{model} + {adapter}": res}))
     if output:
         atomic_write_text(output, json.dumps(res, indent=2))

@@ -26,12 +26,13 @@ def is_toy_task(task: str) -> bool:
 
 
 def _toy_name(task: str) -> str:
-    return task[len(TOY_PREFIX):] if task.startswith(TOY_PREFIX) else task
+    return task[len(TOY_PREFIX) :] if task.startswith(TOY_PREFIX) else task
 
 
 def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple[Path, Path | None]:
     """(base model folder, adapter folder or None). MODEL may itself be an adapter (its base is read from
     ``adapter_config.json``); a repo id ``NS/NAME[@REV]`` is pulled from the registry."""
+
     def local(spec: str | Path) -> Path:
         path = Path(spec)
         if path.exists():
@@ -49,12 +50,16 @@ def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple
             raise InputError("MODEL is an adapter and --adapter was also given", "pass the base model as MODEL")
         base = adapter_config.get("base_model_name_or_path")
         if not base:
-            raise InputError(f"{path}/adapter_config.json names no base_model_name_or_path",
-                             "pass the base model as MODEL and the adapter with --adapter")
+            raise InputError(
+                f"{path}/adapter_config.json names no base_model_name_or_path",
+                "pass the base model as MODEL and the adapter with --adapter",
+            )
         return _no_pickles(local(base)), _no_pickles(path)
     if not (path / "config.json").exists():
-        raise InputError(f"{path} has neither config.json nor adapter_config.json",
-                         "pass a Hugging Face model folder or a PEFT adapter folder")
+        raise InputError(
+            f"{path} has neither config.json nor adapter_config.json",
+            "pass a Hugging Face model folder or a PEFT adapter folder",
+        )
     return _no_pickles(path), (_no_pickles(local(adapter)) if adapter is not None else None)
 
 
@@ -63,8 +68,10 @@ def _no_pickles(folder: Path) -> Path:
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         pickled = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
         if pickled:
-            raise InputError(f"{folder} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
-                             "convert the weights to safetensors (save_pretrained(..., safe_serialization=True))")
+            raise InputError(
+                f"{folder} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
+                "convert the weights to safetensors (save_pretrained(..., safe_serialization=True))",
+            )
     return folder
 
 
@@ -78,35 +85,65 @@ def pick_backend(backend: str = "auto") -> str:
     return "vllm" if backend == "vllm" or (backend == "auto" and has_vllm) else "hf"
 
 
-def _lm_eval(base: Path, adapter: Path | None, tasks: list[str], limit: int | None, batch_size: int,
-             backend: str, include_path: str | Path | None, chat_template: bool, device: str) -> dict:
+def _lm_eval(
+    base: Path,
+    adapter: Path | None,
+    tasks: list[str],
+    limit: int | None,
+    batch_size: int,
+    backend: str,
+    include_path: str | Path | None,
+    chat_template: bool,
+    device: str,
+) -> dict:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(include_path) if include_path else None)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
-        raise InputError(f"unknown lm-eval task(s): {', '.join(unknown)}",
-                         "check the name with `lm_eval ls tasks`, or pass --include-path DIR with your task YAMLs")
+        raise InputError(
+            f"unknown lm-eval task(s): {', '.join(unknown)}",
+            "check the name with `lm_eval ls tasks`, or pass --include-path DIR with your task YAMLs",
+        )
     args = f"pretrained={base},dtype=float32"
     if adapter is not None:
         if backend == "vllm":
             args += f",enable_lora=True,lora_local_path={adapter}"
         else:
             args += f",peft={adapter}"
-    res = lm_eval.simple_evaluate(model=backend, model_args=args, tasks=tasks, task_manager=manager,
-                                  device=device, batch_size=batch_size, limit=limit,
-                                  apply_chat_template=chat_template)
+    res = lm_eval.simple_evaluate(
+        model=backend,
+        model_args=args,
+        tasks=tasks,
+        task_manager=manager,
+        device=device,
+        batch_size=batch_size,
+        limit=limit,
+        apply_chat_template=chat_template,
+    )
     out: dict[str, dict[str, float]] = {}
     for task, metrics in res["results"].items():
-        out[task] = {k.split(",")[0]: float(v) for k, v in metrics.items()
-                     if isinstance(v, (int, float)) and not k.split(",")[0].endswith("_stderr") and k != "sample_len"}
+        out[task] = {
+            k.split(",")[0]: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not k.split(",")[0].endswith("_stderr") and k != "sample_len"
+        }
     return out
 
 
-def evaluate(model: str | Path, tasks: list[str], adapter: str | Path | None = None, limit: int | None = None,
-             batch_size: int = 8, backend: str = "auto", include_path: str | Path | None = None,
-             chat_template: bool = False, device: str = "cpu", seed: int = 0) -> dict[str, dict[str, float]]:
+def evaluate(
+    model: str | Path,
+    tasks: list[str],
+    adapter: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    backend: str = "auto",
+    include_path: str | Path | None = None,
+    chat_template: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Scores of MODEL (+ ADAPTER) per task: ``{task: {metric: value}}``; toy skills report ``exact_match``."""
     if not tasks:
         raise InputError("no tasks given", "pass --tasks, e.g. --tasks gsm8k or --tasks toy:srt,toy:cnt")
@@ -121,6 +158,9 @@ def evaluate(model: str | Path, tasks: list[str], adapter: str | Path | None = N
         scores = toy_evaluate(base, skills, adapter=adapter_path, n=limit or 200, seed=seed)
         results.update({f"{TOY_PREFIX}{s}": {"exact_match": scores[s]} for s in skills})
     if other:
-        results.update(_lm_eval(base, adapter_path, other, limit, batch_size, pick_backend(backend),
-                                include_path, chat_template, device))
+        results.update(
+            _lm_eval(
+                base, adapter_path, other, limit, batch_size, pick_backend(backend), include_path, chat_template, device
+            )
+        )
     return results

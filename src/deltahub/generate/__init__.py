@@ -8,5 +8,16 @@ from .pairs import load_pairs
 from .prompts import Prompts, load_prompts
 from .settings import GenerationSettings
 
-__all__ = ["generate_pairs", "GenerationSettings", "FilterSettings", "apply_filters", "load_pairs", "load_prompts",
-           "Prompts", "agreement", "record_agreement", "exact_match", "extract_answer"]
+__all__ = [
+    "generate_pairs",
+    "GenerationSettings",
+    "FilterSettings",
+    "apply_filters",
+    "load_pairs",
+    "load_prompts",
+    "Prompts",
+    "agreement",
+    "record_agreement",
+    "exact_match",
+    "extract_answer",
+]

@@ -71,8 +71,10 @@ def agreement(pairs, judge: str = "exact-match", answer_column: str = "answer") 
 
     ds = pairs if hasattr(pairs, "column_names") else load_pairs(pairs)
     if judge in ("exact-match", "contains") and answer_column not in ds.column_names:
-        raise InputError(f"pairs have no reference column {answer_column!r} (columns: {ds.column_names})",
-                         "pass --answer-column NAME, or a judge module:function")
+        raise InputError(
+            f"pairs have no reference column {answer_column!r} (columns: {ds.column_names})",
+            "pass --answer-column NAME, or a judge module:function",
+        )
     score = _judge(judge, answer_column)
     better = worse = tie = 0
     chosen_total = rejected_total = 0.0
@@ -81,9 +83,17 @@ def agreement(pairs, judge: str = "exact-match", answer_column: str = "answer") 
         chosen_total, rejected_total = chosen_total + c, rejected_total + r
         better, worse, tie = better + (c > r), worse + (c < r), tie + (c == r)
     n, decisive = len(ds), better + worse
-    return {"judge": judge, "pairs": n, "decisive": decisive, "chosen_better": better, "rejected_better": worse,
-            "ties": tie, "agreement": better / decisive if decisive else None,
-            "chosen_score": chosen_total / n if n else None, "rejected_score": rejected_total / n if n else None}
+    return {
+        "judge": judge,
+        "pairs": n,
+        "decisive": decisive,
+        "chosen_better": better,
+        "rejected_better": worse,
+        "ties": tie,
+        "agreement": better / decisive if decisive else None,
+        "chosen_score": chosen_total / n if n else None,
+        "rejected_score": rejected_total / n if n else None,
+    }
 
 
 def record_agreement(folder: str | Path, result: dict) -> Path:

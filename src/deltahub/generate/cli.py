@@ -15,22 +15,44 @@ from .settings import GenerationSettings
 @click.command("generate")
 @click.option("--chosen", required=True, help="The weak model (bigger): local folder or repo id.")
 @click.option("--rejected", required=True, help="The weaker model (smaller, same family).")
-@click.option("--prompts", "prompts", required=True,
-              help="DATASET[:SPLIT][@REV] on the registry, or a local .jsonl/.parquet file.")
+@click.option(
+    "--prompts",
+    "prompts",
+    required=True,
+    help="DATASET[:SPLIT][@REV] on the registry, or a local .jsonl/.parquet file.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Output pairs folder.")
 @click.option("--prompt-column", default=None, help="Text column holding the user turn (default: guessed).")
 @click.option("--messages-column", default=None, help="Column of chat turns [{role, content}].")
 @click.option("--split", default=None, help="Dataset split (also DATASET:SPLIT).")
 @click.option("--limit", type=int, default=None, help="Use only the first N prompts.")
-@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
-              help="auto: vLLM where installed and a GPU is visible, else transformers.")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default="auto",
+    show_default=True,
+    help="auto: vLLM where installed and a GPU is visible, else transformers.",
+)
 @cli_options(GenerationSettings)
 @cli_options(FilterSettings)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.option("--restart", is_flag=True, help="Discard an unfinished run instead of resuming it.")
 @click.option("--no-progress", is_flag=True)
-def generate_command(chosen, rejected, prompts, out, prompt_column, messages_column, split, limit, backend, overwrite,
-                     restart, no_progress, **options):
+def generate_command(
+    chosen,
+    rejected,
+    prompts,
+    out,
+    prompt_column,
+    messages_column,
+    split,
+    limit,
+    backend,
+    overwrite,
+    restart,
+    no_progress,
+    **options,
+):
     """Answer the same prompts with a weak (chosen) and a weaker (rejected) model; write TRL preference pairs.
 
     An interrupted run resumes when started again with the same arguments.
@@ -39,9 +61,22 @@ def generate_command(chosen, rejected, prompts, out, prompt_column, messages_col
 
     settings = GenerationSettings(**given(GenerationSettings, options))
     filters = FilterSettings(**given(FilterSettings, options))
-    path = generate_pairs(chosen, rejected, prompts, out, settings, filters, backend, prompt_column=prompt_column,
-                          messages_column=messages_column, split=split, limit=limit, overwrite=overwrite,
-                          restart=restart, progress=not no_progress)
+    path = generate_pairs(
+        chosen,
+        rejected,
+        prompts,
+        out,
+        settings,
+        filters,
+        backend,
+        prompt_column=prompt_column,
+        messages_column=messages_column,
+        split=split,
+        limit=limit,
+        overwrite=overwrite,
+        restart=restart,
+        progress=not no_progress,
+    )
     prov = json.loads((path / "deltahub.json").read_text())
     removed = ", ".join(f"{k}={v}" for k, v in prov["filters"].items()) or "no filters"
     click.echo(f"wrote {prov['pairs']} pairs to {path} ({removed})")
@@ -71,7 +106,9 @@ def agreement_command(pairs, judge, answer_column, no_record, as_json):
         click.echo(json.dumps(result, indent=2))
         return
     pct = "n/a (no decisive pairs)" if result["agreement"] is None else f"{result['agreement']:.1%}"
-    click.echo(f"agreement with {judge}: {pct} of {result['decisive']} decisive pairs "
-               f"({result['chosen_better']} chosen better, {result['rejected_better']} rejected better, "
-               f"{result['ties']} ties of {result['pairs']}); chosen score {result['chosen_score']:.3f}, "
-               f"rejected score {result['rejected_score']:.3f}")
+    click.echo(
+        f"agreement with {judge}: {pct} of {result['decisive']} decisive pairs "
+        f"({result['chosen_better']} chosen better, {result['rejected_better']} rejected better, "
+        f"{result['ties']} ties of {result['pairs']}); chosen score {result['chosen_score']:.3f}, "
+        f"rejected score {result['rejected_score']:.3f}"
+    )

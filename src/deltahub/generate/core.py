@@ -27,8 +27,15 @@ def _prompts_hash(prompts: Prompts) -> str:
     return hashlib.sha256(json.dumps(prompts.conversations, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _run_role(work: WorkDir, role: str, model: str, prompts: Prompts, settings: GenerationSettings, backend_name: str,
-              progress: bool) -> None:
+def _run_role(
+    work: WorkDir,
+    role: str,
+    model: str,
+    prompts: Prompts,
+    settings: GenerationSettings,
+    backend_name: str,
+    progress: bool,
+) -> None:
     from tqdm.auto import tqdm
 
     bs = settings.batch_size
@@ -40,12 +47,18 @@ def _run_role(work: WorkDir, role: str, model: str, prompts: Prompts, settings: 
     backend = make_backend(backend_name, settings)
     info = backend.load(model)
     work.write_model(role, asdict(info))
-    bar = tqdm(total=len(prompts), initial=len(prompts) - sum(min(bs, len(prompts) - s) for s in pending),
-               desc=f"{role}: {model}", unit="prompt", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(prompts),
+        initial=len(prompts) - sum(min(bs, len(prompts) - s) for s in pending),
+        desc=f"{role}: {model}",
+        unit="prompt",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     tokens, t0 = 0, time.perf_counter()
     try:
         for start in pending:
-            batch = prompts.conversations[start:start + bs]
+            batch = prompts.conversations[start : start + bs]
             responses = backend.generate(batch, start)
             work.write_shard(role, start, [dict(index=start + j, **asdict(r)) for j, r in enumerate(responses)])
             tokens += sum(r.completion_tokens for r in responses)
@@ -62,18 +75,23 @@ def _pair_rows(work: WorkDir, prompts: Prompts, settings: GenerationSettings) ->
         raise RuntimeError(f"work folder {work.path} is incomplete: {len(chosen)}/{len(rejected)} of {len(prompts)}")
     cm, rm = work.model("chosen"), work.model("rejected")
     rows = []
-    for i, (c, r) in enumerate(zip(chosen, rejected)):
+    for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
         row = {
             "prompt": prompts.conversations[i],
             "chosen": [{"role": "assistant", "content": c["text"]}],
             "rejected": [{"role": "assistant", "content": r["text"]}],
             "prompt_index": i,
-            "chosen_model": cm["model"], "chosen_revision": cm["revision"],
-            "rejected_model": rm["model"], "rejected_revision": rm["revision"],
-            "chosen_finish_reason": c["finish_reason"], "rejected_finish_reason": r["finish_reason"],
+            "chosen_model": cm["model"],
+            "chosen_revision": cm["revision"],
+            "rejected_model": rm["model"],
+            "rejected_revision": rm["revision"],
+            "chosen_finish_reason": c["finish_reason"],
+            "rejected_finish_reason": r["finish_reason"],
             "prompt_tokens": c["prompt_tokens"],
-            "chosen_tokens": c["completion_tokens"], "rejected_tokens": r["completion_tokens"],
-            "chosen_text": c["text"], "rejected_text": r["text"],
+            "chosen_tokens": c["completion_tokens"],
+            "rejected_tokens": r["completion_tokens"],
+            "chosen_text": c["text"],
+            "rejected_text": r["text"],
         }
         if settings.enable_thinking is not None:  # TRL passes this to the template when training
             row["chat_template_kwargs"] = settings.chat_template_kwargs()
@@ -83,29 +101,55 @@ def _pair_rows(work: WorkDir, prompts: Prompts, settings: GenerationSettings) ->
     return rows
 
 
-def _provenance(work: WorkDir, prompts: Prompts, settings: GenerationSettings, backend: str, rows: list[dict],
-                kept: int, removed: dict[str, int]) -> dict:
+def _provenance(
+    work: WorkDir,
+    prompts: Prompts,
+    settings: GenerationSettings,
+    backend: str,
+    rows: list[dict],
+    kept: int,
+    removed: dict[str, int],
+) -> dict:
     """The pairs' ``deltahub.json``: both models as loaded, the prompt source, every setting, the counts."""
     return {
-        "schema_version": 1, "kind": "dataset",
-        "chosen": work.model("chosen"), "rejected": work.model("rejected"), "student": None,
+        "schema_version": 1,
+        "kind": "dataset",
+        "chosen": work.model("chosen"),
+        "rejected": work.model("rejected"),
+        "student": None,
         "prompts": {k: prompts.source.get(k) for k in ("dataset", "split", "revision", "column", "count")},
-        "pairs": kept, "filters": removed,
+        "pairs": kept,
+        "filters": removed,
         "generation": settings.provenance(backend),
-        "metrics": {"chosen_finish_length": sum(r["chosen_finish_reason"] == "length" for r in rows),
-                    "rejected_finish_length": sum(r["rejected_finish_reason"] == "length" for r in rows),
-                    "identical": sum(r["chosen_text"].strip() == r["rejected_text"].strip() for r in rows),
-                    "mean_chosen_tokens": sum(r["chosen_tokens"] for r in rows) / max(len(rows), 1),
-                    "mean_rejected_tokens": sum(r["rejected_tokens"] for r in rows) / max(len(rows), 1)},
+        "metrics": {
+            "chosen_finish_length": sum(r["chosen_finish_reason"] == "length" for r in rows),
+            "rejected_finish_length": sum(r["rejected_finish_reason"] == "length" for r in rows),
+            "identical": sum(r["chosen_text"].strip() == r["rejected_text"].strip() for r in rows),
+            "mean_chosen_tokens": sum(r["chosen_tokens"] for r in rows) / max(len(rows), 1),
+            "mean_rejected_tokens": sum(r["rejected_tokens"] for r in rows) / max(len(rows), 1),
+        },
         "gain": None,
     }
 
 
-def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str | Path,
-                   settings: GenerationSettings | None = None, filters: FilterSettings | None = None,
-                   backend: str = "auto", *, prompt_column: str | None = None, messages_column: str | None = None,
-                   split: str | None = None, limit: int | None = None, overwrite: bool = False, restart: bool = False,
-                   keep_work: bool = False, progress: bool = True) -> Path:
+def generate_pairs(
+    chosen: str,
+    rejected: str,
+    prompts: str | Prompts,
+    out: str | Path,
+    settings: GenerationSettings | None = None,
+    filters: FilterSettings | None = None,
+    backend: str = "auto",
+    *,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
+    keep_work: bool = False,
+    progress: bool = True,
+) -> Path:
     """Write a pairs dataset folder at ``out`` and return it (resuming an unfinished run of the same settings).
 
     A run that fails before any answer is on disk (e.g. a model does not load) leaves nothing behind;
@@ -115,14 +159,26 @@ def generate_pairs(chosen: str, rejected: str, prompts: str | Prompts, out: str 
     filters = filters or FilterSettings()
     out = check_output_dir(Path(out), overwrite)
     if not isinstance(prompts, Prompts):
-        prompts = load_prompts(prompts, split=split, prompt_column=prompt_column, messages_column=messages_column,
-                               system_prompt=settings.system_prompt, limit=limit)
+        prompts = load_prompts(
+            prompts,
+            split=split,
+            prompt_column=prompt_column,
+            messages_column=messages_column,
+            system_prompt=settings.system_prompt,
+            limit=limit,
+        )
     backend_name = resolve_backend(backend)
-    run = {"chosen": chosen, "rejected": rejected, "prompts": _prompts_hash(prompts), "count": len(prompts),
-           "backend": backend_name, "settings": fingerprint(settings)}
+    run = {
+        "chosen": chosen,
+        "rejected": rejected,
+        "prompts": _prompts_hash(prompts),
+        "count": len(prompts),
+        "backend": backend_name,
+        "settings": fingerprint(settings),
+    }
     work = WorkDir(out, run, restart=restart)
     try:
-        for role, model in zip(ROLES, (chosen, rejected)):
+        for role, model in zip(ROLES, (chosen, rejected), strict=True):
             _run_role(work, role, model, prompts, settings, backend_name, progress)
     except BaseException:
         work.remove_if_unstarted()

@@ -23,10 +23,12 @@ class FilterSettings(Settings):
     identical: bool = setting(False, "Drop pairs whose answers are identical.", flag="--drop-identical")
     empty: bool = setting(False, "Drop pairs with an empty chosen answer.", flag="--drop-empty")
     truncated: bool = setting(False, "Drop pairs whose chosen answer hit max_new_tokens.", flag="--drop-truncated")
-    format: str | None = setting(None, f"Chosen-side format check: {', '.join(sorted(NAMED_FORMATS))}, json, or a "
-                                 "regex.")
-    max_length_ratio: float | None = setting(None, "Drop pairs whose character lengths differ by more than this "
-                                             "factor.", ge=1)
+    format: str | None = setting(
+        None, f"Chosen-side format check: {', '.join(sorted(NAMED_FORMATS))}, json, or a regex."
+    )
+    max_length_ratio: float | None = setting(
+        None, "Drop pairs whose character lengths differ by more than this factor.", ge=1
+    )
 
     @field_validator("format")
     @classmethod
@@ -35,8 +37,10 @@ class FilterSettings(Settings):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"{value!r} is neither a named check ({', '.join(sorted(NAMED_FORMATS))}, json) "
-                                 f"nor a valid regex ({exc})") from None
+                raise ValueError(
+                    f"{value!r} is neither a named check ({', '.join(sorted(NAMED_FORMATS))}, json) "
+                    f"nor a valid regex ({exc})"
+                ) from None
         return value
 
     def as_dict(self) -> dict:

@@ -18,7 +18,7 @@ def write_pairs_folder(folder: Path, rows: list[dict], provenance: dict) -> None
     data.mkdir(parents=True, exist_ok=True)
     n = max(1, -(-len(rows) // SHARD_ROWS))
     for i in range(n):
-        part = rows[i * SHARD_ROWS:(i + 1) * SHARD_ROWS]
+        part = rows[i * SHARD_ROWS : (i + 1) * SHARD_ROWS]
         ds = datasets.Dataset.from_list(part) if part else _empty_dataset()
         ds.to_parquet(str(data / f"train-{i:05d}-of-{n:05d}.parquet"))
     write_provenance(folder, provenance)
@@ -84,8 +84,10 @@ def read_pairs(path: Path):
         rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
         return datasets.Dataset.from_list(rows)
     except (OSError, ValueError, TypeError, UnicodeDecodeError, pa.ArrowException) as exc:
-        raise InputError(f"cannot read pairs {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                         "give valid JSONL (one object per line) or parquet written by 'deltahub generate'") from None
+        raise InputError(
+            f"cannot read pairs {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            "give valid JSONL (one object per line) or parquet written by 'deltahub generate'",
+        ) from None
 
 
 def load_pairs(path_or_repo: str | Path):

@@ -39,8 +39,13 @@ def _read_local(path: Path) -> list[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith("."))
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith(".")
+        )
+    )
     if not files:
         raise InputError(
             f"no JSONL or parquet prompts in {path}", "point --prompts at a .jsonl/.parquet file or folder"
@@ -53,11 +58,13 @@ def _read_local(path: Path) -> list[dict]:
             else:
                 rows.extend(json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
         except (OSError, pa.ArrowException) as exc:  # before ValueError: ArrowInvalid is one
-            raise InputError(f"cannot read prompts {f} ({str(exc).splitlines()[0]})",
-                             "give a readable .jsonl or .parquet file") from None
+            raise InputError(
+                f"cannot read prompts {f} ({str(exc).splitlines()[0]})", "give a readable .jsonl or .parquet file"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{f} is not valid JSONL ({str(exc).splitlines()[0]})",
-                             "write one JSON object per line (UTF-8)") from None
+            raise InputError(
+                f"{f} is not valid JSONL ({str(exc).splitlines()[0]})", "write one JSON object per line (UTF-8)"
+            ) from None
     return rows
 
 
@@ -68,8 +75,9 @@ def _read_rows(spec: str, split: str | None, revision: str | None) -> tuple[list
     if path.exists():
         return _read_local(path), {"dataset": str(path), "split": split, "revision": None}
     if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")) or "/" not in name:
-        raise InputError(f"prompts {spec!r} not found",
-                         "give a local .jsonl/.parquet file or a dataset repo NS/NAME[@REV][:SPLIT]")
+        raise InputError(
+            f"prompts {spec!r} not found", "give a local .jsonl/.parquet file or a dataset repo NS/NAME[@REV][:SPLIT]"
+        )
     return _read_repo(name, split or "train", revision)
 
 
@@ -84,8 +92,10 @@ def _read_repo(name: str, split: str, revision: str | None) -> tuple[list[dict],
     try:
         ds = datasets.load_dataset(str(local), split=split)
     except (ValueError, FileNotFoundError) as exc:  # no such split / no data files in the repo
-        raise InputError(f"cannot read split {split!r} of {repo}@{sha[:12]}: {str(exc).splitlines()[0]}",
-                         "name an existing split (DATASET:SPLIT) of a repo with JSONL/parquet data files") from None
+        raise InputError(
+            f"cannot read split {split!r} of {repo}@{sha[:12]}: {str(exc).splitlines()[0]}",
+            "name an existing split (DATASET:SPLIT) of a repo with JSONL/parquet data files",
+        ) from None
     return ds.to_list(), {"dataset": repo, "split": split, "revision": sha}
 
 
@@ -97,12 +107,14 @@ def _pick_column(spec: str, columns: list[str], prompt_column: str | None, messa
     if column is None:
         column = next((c for c in MESSAGES_COLUMNS + TEXT_COLUMNS if c in columns), None)
         if column is None:
-            raise InputError(f"no prompt column found among {columns}",
-                             "pass --prompt-column NAME or --messages-column NAME")
+            raise InputError(
+                f"no prompt column found among {columns}", "pass --prompt-column NAME or --messages-column NAME"
+            )
     elif column not in columns:
         flag = "--messages-column" if messages_column else "--prompt-column"
-        raise InputError(f"unknown column {column!r} in prompts {spec!r} (columns: {columns})",
-                         f"pass {flag} with one of {columns}")
+        raise InputError(
+            f"unknown column {column!r} in prompts {spec!r} (columns: {columns})", f"pass {flag} with one of {columns}"
+        )
     return column
 
 
@@ -110,12 +122,15 @@ def _conversation(i: int, value, column: str, is_messages: bool) -> list[dict]:
     """Row ``i``'s chat turns, ending with a user turn."""
     if not is_messages:
         if not isinstance(value, str) or not value.strip():
-            raise InputError(f"row {i}: prompt column {column!r} is empty or not text",
-                             "clean the prompts or pick another column")
+            raise InputError(
+                f"row {i}: prompt column {column!r} is empty or not text", "clean the prompts or pick another column"
+            )
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        raise InputError(f"row {i}: column {column!r} is not a list of {{role, content}} messages",
-                         "use --prompt-column for a text column")
+        raise InputError(
+            f"row {i}: column {column!r} is not a list of {{role, content}} messages",
+            "use --prompt-column for a text column",
+        )
     conv = [{"role": m["role"], "content": m["content"]} for m in value]
     while conv and conv[-1]["role"] == "assistant":
         conv.pop()
@@ -124,9 +139,16 @@ def _conversation(i: int, value, column: str, is_messages: bool) -> list[dict]:
     return conv
 
 
-def load_prompts(spec: str, *, split: str | None = None, revision: str | None = None, prompt_column: str | None = None,
-                 messages_column: str | None = None, system_prompt: str | None = None,
-                 limit: int | None = None) -> Prompts:
+def load_prompts(
+    spec: str,
+    *,
+    split: str | None = None,
+    revision: str | None = None,
+    prompt_column: str | None = None,
+    messages_column: str | None = None,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+) -> Prompts:
     """Read ``spec`` and build one conversation per row.
 
     ``prompt_column`` names a text column (the user turn); ``messages_column`` a list of chat turns
@@ -139,8 +161,11 @@ def load_prompts(spec: str, *, split: str | None = None, revision: str | None = 
     if not rows:
         raise InputError(f"prompts {spec!r} are empty", "give a dataset with at least one row")
     column = _pick_column(spec, list(rows[0]), prompt_column, messages_column)
-    is_messages = messages_column is not None or (prompt_column is None and column in MESSAGES_COLUMNS) \
+    is_messages = (
+        messages_column is not None
+        or (prompt_column is None and column in MESSAGES_COLUMNS)
         or isinstance(rows[0][column], list)
+    )
     conversations, extras = [], []
     for i, row in enumerate(rows):
         conv = _conversation(i, row[column], column, is_messages)

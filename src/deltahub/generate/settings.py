@@ -25,11 +25,14 @@ class GenerationSettings(Settings):
     system_prompt: str | None = setting(None, "System turn prepended to every conversation.")
     enable_thinking: bool | None = setting(None, "Passed to Qwen3-style chat templates.", off_flag="--disable-thinking")
     device: Literal["auto", "cpu", "cuda"] = setting(
-        "auto", "transformers backend: where the model runs; auto = the GPU when one is visible (several: "
-        "device_map=auto spreads the model over them).")
+        "auto",
+        "transformers backend: where the model runs; auto = the GPU when one is visible (several: "
+        "device_map=auto spreads the model over them).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
-        "auto", "Weights dtype; auto = bfloat16 on a GPU (float16 where bf16 is unsupported), the checkpoint's "
-        "dtype on CPU.")
+        "auto",
+        "Weights dtype; auto = bfloat16 on a GPU (float16 where bf16 is unsupported), the checkpoint's dtype on CPU.",
+    )
     tensor_parallel_size: int = setting(1, "vLLM only: GPUs per model.", ge=1)
     data_parallel_size: int = setting(1, "vLLM only: model replicas.", ge=1)
     gpu_memory_utilization: float = setting(0.9, "vLLM only: fraction of GPU memory to use.", gt=0, le=1)

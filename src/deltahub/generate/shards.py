@@ -24,8 +24,10 @@ class WorkDir:
             started = self.started()
             if previous != run and not restart and started:
                 changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
-                raise InputError(f"an unfinished run for {out} used different settings ({', '.join(changed)})",
-                                 "rerun with the same settings to resume, or pass --restart to discard it")
+                raise InputError(
+                    f"an unfinished run for {out} used different settings ({', '.join(changed)})",
+                    "rerun with the same settings to resume, or pass --restart to discard it",
+                )
             if restart or (previous != run and not started):
                 shutil.rmtree(self.path)
         elif restart and self.path.exists():

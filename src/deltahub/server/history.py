@@ -89,11 +89,16 @@ def read_tree(db: sqlite3.Connection, sha: str, cache: TreeCache | None = None) 
     if cache is not None and (tree := cache.get(sha)) is not None:
         return tree
     base = db.execute("SELECT base FROM commits WHERE sha=?", (sha,)).fetchone()["base"]
-    tree = {r["path"]: _entry(r) for r in db.execute(
-        "SELECT path, sha256, size, oid, lfs FROM snapshot_files WHERE snapshot=?", (base,))}
-    for r in db.execute(_CHAIN + """SELECT f.path, f.sha256, f.size, f.oid, f.lfs FROM chain
+    tree = {
+        r["path"]: _entry(r)
+        for r in db.execute("SELECT path, sha256, size, oid, lfs FROM snapshot_files WHERE snapshot=?", (base,))
+    }
+    for r in db.execute(
+        _CHAIN
+        + """SELECT f.path, f.sha256, f.size, f.oid, f.lfs FROM chain
                         JOIN changed_files f ON f.commit_sha = chain.sha ORDER BY chain.depth DESC""",
-                        {"sha": sha, "base": base}):
+        {"sha": sha, "base": base},
+    ):
         if r["sha256"] is None:
             tree.pop(r["path"], None)
         else:
@@ -108,17 +113,32 @@ def read_entry(db: sqlite3.Connection, sha: str, path: str, cache: TreeCache | N
     if cache is not None and (tree := cache.get(sha)) is not None:
         return tree.get(path)
     base = db.execute("SELECT base FROM commits WHERE sha=?", (sha,)).fetchone()["base"]
-    r = db.execute(_CHAIN + """SELECT f.sha256, f.size, f.oid, f.lfs FROM chain
+    r = db.execute(
+        _CHAIN
+        + """SELECT f.sha256, f.size, f.oid, f.lfs FROM chain
                    JOIN changed_files f ON f.commit_sha = chain.sha AND f.path = :path ORDER BY chain.depth LIMIT 1""",
-                   {"sha": sha, "base": base, "path": path}).fetchone()
+        {"sha": sha, "base": base, "path": path},
+    ).fetchone()
     if r is None:
-        r = db.execute("SELECT sha256, size, oid, lfs FROM snapshot_files WHERE snapshot=? AND path=?",
-                       (base, path)).fetchone()
+        r = db.execute(
+            "SELECT sha256, size, oid, lfs FROM snapshot_files WHERE snapshot=? AND path=?", (base, path)
+        ).fetchone()
     return None if r is None or r["sha256"] is None else _entry(r)
 
 
-def write_commit(db: sqlite3.Connection, *, sha: str, repo: int, parent: str | None, tree: Tree,
-                 changes: Mapping[str, Entry | None], title: str, message: str, author: str, date: float) -> None:
+def write_commit(
+    db: sqlite3.Connection,
+    *,
+    sha: str,
+    repo: int,
+    parent: str | None,
+    tree: Tree,
+    changes: Mapping[str, Entry | None],
+    title: str,
+    message: str,
+    author: str,
+    date: float,
+) -> None:
     """Insert commit ``sha`` whose full tree is ``tree`` and which differs from ``parent`` by ``changes``."""
     base, cost = sha, 0
     if parent is not None:
@@ -128,14 +148,19 @@ def write_commit(db: sqlite3.Connection, *, sha: str, repo: int, parent: str | N
             base = prev["base"]
     if base == sha:
         cost = 0
-        db.executemany("INSERT INTO snapshot_files VALUES (?,?,?,?,?,?)",
-                       ((sha, p, e.sha256, e.size, e.oid, int(e.lfs)) for p, e in tree.items()))
+        db.executemany(
+            "INSERT INTO snapshot_files VALUES (?,?,?,?,?,?)",
+            ((sha, p, e.sha256, e.size, e.oid, int(e.lfs)) for p, e in tree.items()),
+        )
     else:
-        db.executemany("INSERT INTO changed_files VALUES (?,?,?,?,?,?)",
-                       ((sha, p, *((e.sha256, e.size, e.oid, int(e.lfs)) if e else (None,) * 4))
-                        for p, e in changes.items()))
-    db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?,?,?)",
-               (sha, repo, parent, base, cost, len(tree), title, message, author, date))
+        db.executemany(
+            "INSERT INTO changed_files VALUES (?,?,?,?,?,?)",
+            ((sha, p, *((e.sha256, e.size, e.oid, int(e.lfs)) if e else (None,) * 4)) for p, e in changes.items()),
+        )
+    db.execute(
+        "INSERT INTO commits VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (sha, repo, parent, base, cost, len(tree), title, message, author, date),
+    )
 
 
 def diff(before: Tree, after: Tree) -> dict[str, Entry | None]:

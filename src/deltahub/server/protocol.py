@@ -80,8 +80,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse_now(self, status: int, message: str) -> None:
         body = json.dumps({"error": message}).encode()
-        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nx-error-message: {header_safe(message)}\r\nconnection: close\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nx-error-message: {header_safe(message)}\r\nconnection: close\r\n\r\n"
+        )
         self.transport.write(head.encode() + body)
         # Lingering close: closing with unread bytes makes the kernel send a reset, and a client still
         # sending its headers would never read the answer. Read and drop for a while, then close.
@@ -92,5 +94,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def server_config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-                          http=BoundedHttpToolsProtocol)
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False, http=BoundedHttpToolsProtocol
+    )

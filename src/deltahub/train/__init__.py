@@ -12,8 +12,14 @@ from typing import Any
 from .config import ALL_PROJECTIONS, DEFAULT_BETA, TrainConfig
 from .objectives import OBJECTIVES
 
-_LAZY = {"DeltaHealthWarning": "health", "HealthEvent": "health", "check_collapse": "health",
-         "check_no_delta": "health", "train_delta": "trainer", "work_dir": "trainer"}
+_LAZY = {
+    "DeltaHealthWarning": "health",
+    "HealthEvent": "health",
+    "check_collapse": "health",
+    "check_no_delta": "health",
+    "train_delta": "trainer",
+    "work_dir": "trainer",
+}
 
 __all__ = ["ALL_PROJECTIONS", "DEFAULT_BETA", "OBJECTIVES", "TrainConfig", *_LAZY]
 

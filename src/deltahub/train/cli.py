@@ -30,8 +30,10 @@ def recipe_section(recipe: Path | None) -> tuple[dict, dict]:
     at = ("train",) if "train" in data else ()
     section = data.get("train", data) or {}
     if not isinstance(section, dict):
-        raise InputError(f"{recipe}: train: must be a mapping of settings (got a {type(section).__name__})",
-                         "write one 'name: value' per line under 'train:'")
+        raise InputError(
+            f"{recipe}: train: must be a mapping of settings (got a {type(section).__name__})",
+            "write one 'name: value' per line under 'train:'",
+        )
     run = {k: section[k] for k in RUN_KEYS if k in section}
     settings = {k: v for k, v in section.items() if k not in RUN_KEYS}
     parse_settings(TrainConfig, settings, where=str(recipe), at=at)
@@ -40,11 +42,15 @@ def recipe_section(recipe: Path | None) -> tuple[dict, dict]:
 
 @click.command("train")
 @click.option("--student", help="Student model: a local folder or a repo id.")
-@click.option("--pairs", help="Pairs: a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo "
-              "id[@rev].")
+@click.option(
+    "--pairs", help="Pairs: a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id[@rev]."
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Output adapter folder.")
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML with a 'train:' section (student, pairs, out and any setting below); flags override it.")
+@click.option(
+    "--recipe",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML with a 'train:' section (student, pairs, out and any setting below); flags override it.",
+)
 @cli_options(TrainConfig)
 @click.option("--fresh", is_flag=True, help="Discard a partial run instead of resuming it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")

@@ -45,8 +45,10 @@ def validate_columns(ds, source: str) -> None:
     kinds = {c: isinstance(row[c], list) for c in TRL_COLUMNS if c in ds.column_names}
     for c in TRL_COLUMNS:
         if c in ds.column_names and not isinstance(row[c], (str, list)):
-            raise InputError(f"column {c!r} of {source} holds {type(row[c]).__name__}",
-                             "use a string or a list of {role, content} messages")
+            raise InputError(
+                f"column {c!r} of {source} holds {type(row[c]).__name__}",
+                "use a string or a list of {role, content} messages",
+            )
     if kinds.get("chosen") != kinds.get("rejected"):
         raise InputError(f"chosen and rejected of {source} mix strings and chat turns", "use one format for both")
     if "prompt" in kinds and kinds["prompt"] != kinds["chosen"]:
@@ -79,8 +81,10 @@ def load_training_pairs(spec) -> Pairs:
         try:
             meta = json.loads((folder / "deltahub.json").read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"{folder / 'deltahub.json'} is not valid JSON ({exc})".splitlines()[0],
-                             "regenerate the pairs with 'deltahub generate' or remove the file") from None
+            raise InputError(
+                f"{folder / 'deltahub.json'} is not valid JSON ({exc})".splitlines()[0],
+                "regenerate the pairs with 'deltahub generate' or remove the file",
+            ) from None
     return Pairs(ds, spec, folder, meta if isinstance(meta, dict) else {}, repo, rev)
 
 

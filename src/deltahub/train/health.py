@@ -50,7 +50,8 @@ def check_collapse(history: list[dict], beta: float, uses_reference: bool, colla
     margin_shift = _nats(last, "rewards/margins", beta) - margin0
     if chosen_shift < -collapse_nats and margin_shift > collapse_nats:
         return HealthEvent(
-            "likelihood_collapse", int(last.get("step", 0)),
+            "likelihood_collapse",
+            int(last.get("step", 0)),
             f"likelihood collapse: chosen log-prob fell {-chosen_shift:.2f} nats below its start while the "
             f"margin grew {margin_shift:.2f} nats (both likelihoods fall, the rejected faster)",
             "use --objective dpo+sft (NLL on chosen), a lower --lr, or a larger --beta",
@@ -58,8 +59,9 @@ def check_collapse(history: list[dict], beta: float, uses_reference: bool, colla
     return None
 
 
-def check_no_delta(history: list[dict], beta: float, uses_reference: bool, min_margin_nats: float,
-                   window: int = 3) -> HealthEvent | None:
+def check_no_delta(
+    history: list[dict], beta: float, uses_reference: bool, min_margin_nats: float, window: int = 3
+) -> HealthEvent | None:
     """Fire when none of the last ``window`` logs moved the margin by min_margin_nats."""
     logs = [e for e in history if "rewards/margins" in e]
     if len(logs) < window:
@@ -68,7 +70,8 @@ def check_no_delta(history: list[dict], beta: float, uses_reference: bool, min_m
     recent = [_nats(e, "rewards/margins", beta) - margin0 for e in logs[-window:]]
     if max(recent) < min_margin_nats:
         return HealthEvent(
-            "no_delta", int(logs[-1].get("step", 0)),
+            "no_delta",
+            int(logs[-1].get("step", 0)),
             f"no delta to learn: margins stay near zero (at most {max(recent):+.3f} nats over the last "
             f"{window} logs, step {logs[-1].get('step', '?')})",
             "check that chosen and rejected differ (a larger weak-weaker gap), or raise --lr / --max-steps",
@@ -79,8 +82,15 @@ def check_no_delta(history: list[dict], beta: float, uses_reference: bool, min_m
 class HealthMonitor(TrainerCallback):
     """Run the checks at every log; warn once per check, stop training in strict mode."""
 
-    def __init__(self, beta: float, uses_reference: bool, strict: bool = False,
-                 collapse_nats: float = 0.5, min_margin_nats: float = 0.1, health_after: float = 0.5):
+    def __init__(
+        self,
+        beta: float,
+        uses_reference: bool,
+        strict: bool = False,
+        collapse_nats: float = 0.5,
+        min_margin_nats: float = 0.1,
+        health_after: float = 0.5,
+    ):
         self.beta, self.uses_reference, self.strict = beta, uses_reference, strict
         self.collapse_nats, self.min_margin_nats, self.health_after = collapse_nats, min_margin_nats, health_after
         self.events: list[HealthEvent] = []

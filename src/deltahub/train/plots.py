@@ -25,11 +25,11 @@ def plot_training_curves(history: list[dict], out: Path, title: str = "") -> Pat
 
     fig = Figure(figsize=(10, 7), dpi=100)
     axes = fig.subplots(2, 2).ravel()
-    for ax, (name, series) in zip(axes, PANELS):
+    for ax, (name, series) in zip(axes, PANELS, strict=True):
         for key, label in series:
             pts = [(e["step"], e[key]) for e in history if key in e]
             if pts:
-                xs, ys = zip(*pts)
+                xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, label=label, marker="." if len(pts) < 30 else None)
         ax.set_title(name)
         ax.set_xlabel("step")

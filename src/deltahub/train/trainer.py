@@ -29,8 +29,17 @@ from .plots import plot_training_curves
 REQUEST_FILE = "deltahub-request.json"
 OPTIMIZER = "adamw_torch"
 LENGTH_COLUMN = "length"
-CURVE_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
-              "logps/chosen", "logps/rejected", "grad_norm", "learning_rate")
+CURVE_KEYS = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+    "grad_norm",
+    "learning_rate",
+)
 
 
 def work_dir(out: Path) -> Path:
@@ -50,8 +59,10 @@ def resolve_student(student: str | Path) -> str:
             raise InputError(f"student {path} has no config.json", "point --student at a Hugging Face model folder")
         weights = sorted(path.glob("*.safetensors"))
         if not weights:
-            raise InputError(f"student {path} has no .safetensors weights (pickled weights are refused)",
-                             "convert the weights to safetensors")
+            raise InputError(
+                f"student {path} has no .safetensors weights (pickled weights are refused)",
+                "convert the weights to safetensors",
+            )
         check_safetensors(weights, "student weights", "re-download or re-save the student (the file is damaged)")
         return str(path)
     from ..hub import setup_client
@@ -157,8 +168,14 @@ def _progress_callback(enabled: bool):
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train delta",
-                                unit="step", disable=not enabled, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=state.max_steps,
+                    initial=state.global_step,
+                    desc="train delta",
+                    unit="step",
+                    disable=not enabled,
+                    dynamic_ncols=True,
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -166,9 +183,12 @@ def _progress_callback(enabled: bool):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.bar is not None and logs and "rewards/margins" in logs:
-                self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}",
-                                     margin=f"{logs['rewards/margins']:.3f}",
-                                     acc=f"{logs.get('rewards/accuracies', float('nan')):.2f}", refresh=False)
+                self.bar.set_postfix(
+                    loss=f"{logs.get('loss', float('nan')):.3f}",
+                    margin=f"{logs['rewards/margins']:.3f}",
+                    acc=f"{logs.get('rewards/accuracies', float('nan')):.2f}",
+                    refresh=False,
+                )
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -191,8 +211,11 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
     if work.exists() and resume and req_file.exists():
         old = json.loads(req_file.read_text(encoding="utf-8"))
         if old != request:
-            changed = sorted(k for k in set(old["config"]) | set(request["config"])
-                             if old["config"].get(k) != request["config"].get(k))
+            changed = sorted(
+                k
+                for k in set(old["config"]) | set(request["config"])
+                if old["config"].get(k) != request["config"].get(k)
+            )
             changed += [k for k in ("student", "pairs", "n_pairs") if old.get(k) != request.get(k)]
             raise InputError(
                 f"{work} holds a partial run with other settings ({', '.join(changed)})",
@@ -227,18 +250,37 @@ def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
     common = dict(
-        output_dir=str(work), per_device_train_batch_size=cfg.micro_batch_size,
-        per_device_eval_batch_size=cfg.micro_batch_size, gradient_accumulation_steps=accum,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
+        output_dir=str(work),
+        per_device_train_batch_size=cfg.micro_batch_size,
+        per_device_eval_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
-        weight_decay=cfg.weight_decay, optim=OPTIMIZER, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps else -1, beta=cfg.beta, max_length=cfg.max_length,
-        bf16=cfg.bf16, fp16=False, use_cpu=not cuda, gradient_checkpointing=cfg.gradient_checkpointing,
+        weight_decay=cfg.weight_decay,
+        optim=OPTIMIZER,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps else -1,
+        beta=cfg.beta,
+        max_length=cfg.max_length,
+        bf16=cfg.bf16,
+        fp16=False,
+        use_cpu=not cuda,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        length_column_name=LENGTH_COLUMN, logging_steps=cfg.logging_steps,
-        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        save_only_model=False, eval_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-        disable_tqdm=True, log_level="error", dataloader_num_workers=0,
+        length_column_name=LENGTH_COLUMN,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        save_only_model=False,
+        eval_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=True,
+        log_level="error",
+        dataloader_num_workers=0,
     )
     if OBJECTIVES[cfg.objective].trainer == "orpo":
         from trl.experimental.orpo import ORPOConfig
@@ -246,17 +288,20 @@ def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool):
         return ORPOConfig(**common)
     from trl import DPOConfig
 
-    return DPOConfig(**common, precompute_ref_log_probs=cfg.precompute_ref,
-                     **trl_loss_kwargs(cfg.objective, cfg.sft_weight))
+    return DPOConfig(
+        **common, precompute_ref_log_probs=cfg.precompute_ref, **trl_loss_kwargs(cfg.objective, cfg.sft_weight)
+    )
 
 
 def _add_lengths(trainer) -> None:
     """A per-pair token length column for the length-grouped sampler (TRL's tokenised columns have no
     ``input_ids``); the padded length of a pair is its prompt plus the longer answer."""
+
     def length(row: dict) -> dict:
         prompt = len(row.get("prompt_ids") or row.get("prompt_input_ids") or [])
-        answers = [len(row.get(k) or []) for k in ("chosen_ids", "rejected_ids", "chosen_input_ids",
-                                                   "rejected_input_ids")]
+        answers = [
+            len(row.get(k) or []) for k in ("chosen_ids", "rejected_ids", "chosen_input_ids", "rejected_input_ids")
+        ]
         return {LENGTH_COLUMN: prompt + max(answers)}
 
     trainer.train_dataset = trainer.train_dataset.map(length)
@@ -274,11 +319,23 @@ def _build_trainer(cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: t
         from trl.experimental.orpo import ORPOTrainer as Trainer
     else:
         from trl import DPOTrainer as Trainer
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
-                      target_modules=list(cfg.target_modules))
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        task_type="CAUSAL_LM",
+        target_modules=list(cfg.target_modules),
+    )
     train_ds, eval_ds = data
-    trainer = Trainer(model=model, args=_trainer_args(cfg, work, cuda), train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tok, peft_config=lora, callbacks=list(callbacks))
+    trainer = Trainer(
+        model=model,
+        args=_trainer_args(cfg, work, cuda),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        peft_config=lora,
+        callbacks=list(callbacks),
+    )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     if cfg.group_by_length:
@@ -308,14 +365,27 @@ def _provenance(cfg: TrainConfig, pairs: Pairs, student: dict, run: dict, metric
     else:
         dataset = {"repo": None, "revision": None}
     training, lora = cfg.provenance()
-    training.update(run, optimizer=OPTIMIZER,
-                    reference="student with adapter disabled" if OBJECTIVES[cfg.objective].uses_reference else None,
-                    trainer=f"trl {_version('trl')}, peft {_version('peft')}")
+    training.update(
+        run,
+        optimizer=OPTIMIZER,
+        reference="student with adapter disabled" if OBJECTIVES[cfg.objective].uses_reference else None,
+        trainer=f"trl {_version('trl')}, peft {_version('peft')}",
+    )
     return {
-        "schema_version": 1, "kind": "adapter", "chosen": meta.get("chosen"), "rejected": meta.get("rejected"),
-        "student": student, "prompts": meta.get("prompts"), "pairs": len(pairs.dataset),
-        "filters": meta.get("filters"), "generation": meta.get("generation"), "training": training, "lora": lora,
-        "dataset": dataset, "metrics": metrics, "gain": None,
+        "schema_version": 1,
+        "kind": "adapter",
+        "chosen": meta.get("chosen"),
+        "rejected": meta.get("rejected"),
+        "student": student,
+        "prompts": meta.get("prompts"),
+        "pairs": len(pairs.dataset),
+        "filters": meta.get("filters"),
+        "generation": meta.get("generation"),
+        "training": training,
+        "lora": lora,
+        "dataset": dataset,
+        "metrics": metrics,
+        "gain": None,
     }
 
 
@@ -348,20 +418,27 @@ def _load_student(student: str, path: str, revision: str | None, cfg: TrainConfi
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load the tokenizer of student {student}: {exc}".splitlines()[0],
-                         "give a model folder or repo id with tokenizer files") from None
+        raise InputError(
+            f"cannot load the tokenizer of student {student}: {exc}".splitlines()[0],
+            "give a model folder or repo id with tokenizer files",
+        ) from None
     check_tokenizer(tok, pairs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, revision=revision, use_safetensors=True,
-                                                     dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, revision=revision, use_safetensors=True, dtype=torch.bfloat16 if cfg.bf16 else torch.float32
+        )
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load student {student}: {exc}".splitlines()[0],
-                         "give a causal-LM folder or repo id with safetensors weights") from None
+        raise InputError(
+            f"cannot load student {student}: {exc}".splitlines()[0],
+            "give a causal-LM folder or repo id with safetensors weights",
+        ) from None
     except torch.OutOfMemoryError:
-        raise InputError(f"student {student} does not fit in memory",
-                         "use a larger GPU or 'accelerate launch' with recipes/accelerate/*.yaml") from None
+        raise InputError(
+            f"student {student} does not fit in memory",
+            "use a larger GPU or 'accelerate launch' with recipes/accelerate/*.yaml",
+        ) from None
     check_targets(model, cfg.target_modules)
     return tok, model
 
@@ -375,9 +452,11 @@ def _fit(trainer, checkpoint: str | None, cfg: TrainConfig, monitor: HealthMonit
             warnings.simplefilter("always", DeltaHealthWarning)
             trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError:
-        raise InputError("out of memory while training",
-                         "lower --micro-batch-size or --max-length, turn on --gradient-checkpointing, "
-                         "or shard with recipes/accelerate/*.yaml") from None
+        raise InputError(
+            "out of memory while training",
+            "lower --micro-batch-size or --max-length, turn on --gradient-checkpointing, "
+            "or shard with recipes/accelerate/*.yaml",
+        ) from None
     if cfg.strict and monitor.events:
         ev = monitor.events[0]
         raise DeltahubError(f"{ev.message} (stopped at step {ev.step}; partial run kept in {work})", ev.fix)
@@ -395,8 +474,9 @@ def _run_metrics(trainer, has_eval: bool, monitor: HealthMonitor) -> tuple[list[
     return history, metrics
 
 
-def _write_adapter(out: Path, overwrite: bool, trainer, tok, student: str, title: str, history: list[dict],
-                   block: dict) -> None:
+def _write_adapter(
+    out: Path, overwrite: bool, trainer, tok, student: str, title: str, history: list[dict], block: dict
+) -> None:
     """Adapter, tokenizer, provenance, curves and card, renamed into place only when all are written."""
     with atomic_dir(out, overwrite=overwrite) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -444,18 +524,27 @@ def train_delta(
         data = split_heldout(pairs_data.dataset, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
         work = work_dir(out)
         checkpoint = _prepare_work_all_ranks(work, _request(cfg, str(student), pairs_data), resume)
-        monitor = HealthMonitor(cfg.beta, OBJECTIVES[cfg.objective].uses_reference, cfg.strict, cfg.collapse_nats,
-                                cfg.min_margin_nats, cfg.health_after)
+        monitor = HealthMonitor(
+            cfg.beta,
+            OBJECTIVES[cfg.objective].uses_reference,
+            cfg.strict,
+            cfg.collapse_nats,
+            cfg.min_margin_nats,
+            cfg.health_after,
+        )
         set_seed(cfg.seed)
-        trainer = _build_trainer(cfg, work, cuda, model, tok, data,
-                                 [monitor, _progress_callback(progress), *callbacks])
+        trainer = _build_trainer(cfg, work, cuda, model, tok, data, [monitor, _progress_callback(progress), *callbacks])
         _fit(trainer, checkpoint, cfg, monitor, work)
         history, metrics = _run_metrics(trainer, data[1] is not None, monitor)
         if not trainer.accelerator.is_main_process:
             return out
-        run = {"precision": "bf16" if cfg.bf16 else "fp32", "device": "cuda" if cuda else "cpu",
-               "steps": trainer.state.global_step, "train_pairs": len(data[0]),
-               "heldout_pairs": 0 if data[1] is None else len(data[1])}
+        run = {
+            "precision": "bf16" if cfg.bf16 else "fp32",
+            "device": "cuda" if cuda else "cpu",
+            "steps": trainer.state.global_step,
+            "train_pairs": len(data[0]),
+            "heldout_pairs": 0 if data[1] is None else len(data[1]),
+        }
         block = _provenance(cfg, pairs_data, {"model": str(student), "revision": student_revision}, run, metrics)
         _write_adapter(
             out,

@@ -30,11 +30,13 @@ def local_revision(model: str) -> str | None:
 
         path = Path(snapshot_download(model, allow_patterns=["config.json"]))
         return path.name
-    except Exception:  # noqa: BLE001 - provenance only
+    except Exception:
         return None
 
 
 def require_chat_template(tokenizer, model: str) -> None:
     if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"model {model} has no chat template",
-                         "use an instruct model with a chat template (tokenizer_config.json / chat_template.jinja)")
+        raise InputError(
+            f"model {model} has no chat template",
+            "use an instruct model with a chat template (tokenizer_config.json / chat_template.jinja)",
+        )

@@ -74,17 +74,24 @@ class TransformersBackend:
         self.eos_ids = set(eos) | ({tok.eos_token_id} if tok.eos_token_id is not None else set())
         self.context = getattr(m.config, "max_position_embeddings", None)
         revision = None if Path(model).exists() else getattr(m.config, "_commit_hash", None)  # the commit loaded
-        return ModelInfo(model, revision, sum(p.numel() for p in m.parameters()), device=where.device,
-                         dtype=str(m.dtype).removeprefix("torch."))
+        return ModelInfo(
+            model,
+            revision,
+            sum(p.numel() for p in m.parameters()),
+            device=where.device,
+            dtype=str(m.dtype).removeprefix("torch."),
+        )
 
     def _tokenizer(self, model: str, source: str):
         from transformers import AutoTokenizer
 
         try:
             tok = AutoTokenizer.from_pretrained(source)
-        except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model
-            raise InputError(f"cannot load the tokenizer of {model}: {_first_line(exc)}",
-                             "check the model id or folder (it needs tokenizer files)") from None
+        except Exception as exc:
+            raise InputError(
+                f"cannot load the tokenizer of {model}: {_first_line(exc)}",
+                "check the model id or folder (it needs tokenizer files)",
+            ) from None
         require_chat_template(tok, model)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -96,21 +103,28 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM
 
         if Path(source).is_dir():
-            check_safetensors(sorted(Path(source).glob("*.safetensors")), "model weights",
-                              "re-download or re-save the model (the file is damaged)")
+            check_safetensors(
+                sorted(Path(source).glob("*.safetensors")),
+                "model weights",
+                "re-download or re-save the model (the file is damaged)",
+            )
         dtype = getattr(torch, where.dtype) if where.dtype in DTYPES else "auto"
         kwargs = {"device_map": where.device_map} if where.device_map else {}
         try:
-            m = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True, trust_remote_code=False,
-                                                     **kwargs)
+            m = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, use_safetensors=True, trust_remote_code=False, **kwargs
+            )
         except torch.OutOfMemoryError:
-            raise InputError(f"model {model} does not fit in GPU memory ({where.dtype})",
-                             "use more GPUs (device_map=auto spreads one model over all visible ones), "
-                             "--dtype bfloat16, or --device cpu") from None
-        except Exception as exc:  # noqa: BLE001 - any loader failure is the user's model
-            raise InputError(f"cannot load model {model}: {_first_line(exc)}",
-                             "check the model id or folder (config.json + *.safetensors; pickled weights are "
-                             "refused)") from None
+            raise InputError(
+                f"model {model} does not fit in GPU memory ({where.dtype})",
+                "use more GPUs (device_map=auto spreads one model over all visible ones), "
+                "--dtype bfloat16, or --device cpu",
+            ) from None
+        except Exception as exc:
+            raise InputError(
+                f"cannot load model {model}: {_first_line(exc)}",
+                "check the model id or folder (config.json + *.safetensors; pickled weights are refused)",
+            ) from None
         return m.eval()
 
     def generate(self, conversations: list[list[dict]], first_index: int) -> list[Response]:
@@ -119,8 +133,14 @@ class TransformersBackend:
         from transformers import GenerationConfig
 
         s, tok = self.settings, self.tokenizer
-        enc = tok.apply_chat_template(conversations, add_generation_prompt=True, return_tensors="pt", padding=True,
-                                      return_dict=True, **s.chat_template_kwargs())
+        enc = tok.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            return_tensors="pt",
+            padding=True,
+            return_dict=True,
+            **s.chat_template_kwargs(),
+        )
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         if self.context is not None:
             for j, n in enumerate(lengths):
@@ -128,7 +148,8 @@ class TransformersBackend:
                     raise InputError(
                         f"prompt {first_index + j} has {n} tokens; with --max-new-tokens {s.max_new_tokens} it exceeds "
                         f"{self.model_id}'s context of {self.context} tokens",
-                        "shorten or drop long prompts, or lower --max-new-tokens")
+                        "shorten or drop long prompts, or lower --max-new-tokens",
+                    )
         kwargs = dict(max_new_tokens=s.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=sorted(self.eos_ids))
         if s.greedy:
             gc_ = GenerationConfig(do_sample=False, **kwargs)
@@ -143,14 +164,15 @@ class TransformersBackend:
                 f"out of GPU memory generating a batch of {len(conversations)} with {self.model_id}",
                 "lower --batch-size or --max-new-tokens (finished batches are kept; rerun to resume)",
             ) from None
-        new = seqs[:, enc["input_ids"].shape[1]:].tolist()
+        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         out = []
         for j, row in enumerate(new):
             stop = next((k for k, t in enumerate(row) if t in self.eos_ids), None)
             ids = row if stop is None else row[:stop]
             text = tok.decode(ids, skip_special_tokens=True)
-            out.append(Response(text, "length" if stop is None else "stop", lengths[j],
-                                len(ids) + (0 if stop is None else 1)))
+            out.append(
+                Response(text, "length" if stop is None else "stop", lengths[j], len(ids) + (0 if stop is None else 1))
+            )
         return out
 
     def close(self) -> None:

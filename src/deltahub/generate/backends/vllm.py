@@ -27,8 +27,14 @@ class VLLMBackend:
 
         s = self.settings
         source = prepare_model_source(model)
-        kwargs = dict(model=source, dtype=s.dtype, seed=s.seed, tensor_parallel_size=s.tensor_parallel_size,
-                      gpu_memory_utilization=s.gpu_memory_utilization, trust_remote_code=False)
+        kwargs = dict(
+            model=source,
+            dtype=s.dtype,
+            seed=s.seed,
+            tensor_parallel_size=s.tensor_parallel_size,
+            gpu_memory_utilization=s.gpu_memory_utilization,
+            trust_remote_code=False,
+        )
         if s.data_parallel_size > 1:
             kwargs["data_parallel_size"] = s.data_parallel_size
         if s.max_model_len:
@@ -40,7 +46,7 @@ class VLLMBackend:
         kwargs.update(s.extra.get("vllm", {}))
         try:
             self.llm = LLM(**kwargs)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise InputError(
                 f"vLLM cannot load model {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                 "check the model id/folder, --gpu-memory-utilization and --tensor-parallel-size",
@@ -49,8 +55,13 @@ class VLLMBackend:
         require_chat_template(tok, model)
         self.tokenizer, self.model_id = tok, model
         self.context = self.llm.llm_engine.model_config.max_model_len
-        return ModelInfo(model, local_revision(model), _param_count(source),
-                         device="cuda" if torch.cuda.is_available() else "cpu", dtype=s.dtype)
+        return ModelInfo(
+            model,
+            local_revision(model),
+            _param_count(source),
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            dtype=s.dtype,
+        )
 
     def generate(self, conversations: list[list[dict]], first_index: int) -> list[Response]:
         from vllm import SamplingParams
@@ -67,24 +78,36 @@ class VLLMBackend:
                     f"exceeds {self.model_id}'s context of {self.context} tokens",
                     "shorten or drop long prompts, or lower --max-new-tokens",
                 )
-        params = [SamplingParams(temperature=s.temperature, top_p=s.top_p if not s.greedy else 1.0,
-                                 max_tokens=s.max_new_tokens, seed=s.seed * 1_000_003 + first_index + j)
-                  for j in range(len(conversations))]
+        params = [
+            SamplingParams(
+                temperature=s.temperature,
+                top_p=s.top_p if not s.greedy else 1.0,
+                max_tokens=s.max_new_tokens,
+                seed=s.seed * 1_000_003 + first_index + j,
+            )
+            for j in range(len(conversations))
+        ]
         outs = self.llm.chat(
             conversations, params, use_tqdm=False, chat_template_kwargs=s.chat_template_kwargs() or None
         )
         result = []
         for o in outs:
             c = o.outputs[0]
-            result.append(Response(c.text, "length" if c.finish_reason == "length" else "stop",
-                                   len(o.prompt_token_ids or []), len(c.token_ids)))
+            result.append(
+                Response(
+                    c.text,
+                    "length" if c.finish_reason == "length" else "stop",
+                    len(o.prompt_token_ids or []),
+                    len(c.token_ids),
+                )
+            )
         return result
 
     def close(self) -> None:
         if self.llm is not None:
             try:
                 self.llm.llm_engine.engine_core.shutdown()
-            except Exception:  # noqa: BLE001 - best effort before the next model
+            except Exception:
                 pass
         self.llm = None
         gc.collect()
