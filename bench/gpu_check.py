@@ -53,6 +53,7 @@ def timed_merge(inputs: list[str], out: Path, device: str) -> float:
 
 def worst_relative_difference(a: Path, b: Path) -> float:
     """The worst module's ‖ΔW_a − ΔW_b‖_F / ‖ΔW_b‖_F, ΔW = B·A of two merged adapters (float64 on the GPU)."""
+
     def delta(w: dict, key_a: str) -> torch.Tensor:
         B = w[key_a.replace(".lora_A.", ".lora_B.")]
         return B.to(DEVICE, torch.float64) @ w[key_a].to(DEVICE, torch.float64)
@@ -152,18 +153,28 @@ def main() -> int:
         peak = torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
         cpu = timed_merge(ins, work / f"cpu-{n}", "cpu")
         diff = worst_relative_difference(work / f"cuda-{n}", work / f"cpu-{n}")
-        print(f"{n:>2}  {'deltahub GAM --device cuda':<34} {gpu:>8.2f} {1.0:>8.1f}  peak GPU {peak:.2f} GiB; "
-              f"ΔW vs cpu {diff:.1e} ({'ok' if diff <= 1e-5 else 'ABOVE 1e-5'})")
-        print(f"{n:>2}  {'deltahub GAM --device cpu':<34} {cpu:>8.2f} {cpu / gpu:>8.1f}  "
-              f"{torch.get_num_threads()} threads")
+        print(
+            f"{n:>2}  {'deltahub GAM --device cuda':<34} {gpu:>8.2f} {1.0:>8.1f}  peak GPU {peak:.2f} GiB; "
+            f"ΔW vs cpu {diff:.1e} ({'ok' if diff <= 1e-5 else 'ABOVE 1e-5'})"
+        )
+        print(
+            f"{n:>2}  {'deltahub GAM --device cpu':<34} {cpu:>8.2f} {cpu / gpu:>8.1f}  "
+            f"{torch.get_num_threads()} threads"
+        )
         if n == 4:
             dense = per_dense * len(shapes)
-            print(f"{n:>2}  {'dense-SVD GAM on the GPU (paper)':<34} {dense:>8.0f} {dense / gpu:>8.0f}  "
-                  f"{args.dense_modules} modules timed, x{len(shapes) / args.dense_modules:g}")
-            print(f"    targets: cuda <= 1 s: {'met' if gpu <= 1 else 'NOT met'}; "
-                  f">= 2,000x dense-SVD: {'met' if dense / gpu >= 2000 else 'NOT met'}")
-    print(f"\nmergekit plugin path (gam_on_device on CUDA, layer 0, N={min(4, len(inputs))}) vs CPU gam: "
-          f"worst relative ΔW difference {plugin_path(inputs[:4]):.1e}")
+            print(
+                f"{n:>2}  {'dense-SVD GAM on the GPU (paper)':<34} {dense:>8.0f} {dense / gpu:>8.0f}  "
+                f"{args.dense_modules} modules timed, x{len(shapes) / args.dense_modules:g}"
+            )
+            print(
+                f"    targets: cuda <= 1 s: {'met' if gpu <= 1 else 'NOT met'}; "
+                f">= 2,000x dense-SVD: {'met' if dense / gpu >= 2000 else 'NOT met'}"
+            )
+    print(
+        f"\nmergekit plugin path (gam_on_device on CUDA, layer 0, N={min(4, len(inputs))}) vs CPU gam: "
+        f"worst relative ΔW difference {plugin_path(inputs[:4]):.1e}"
+    )
     return 0
 
 

@@ -40,13 +40,21 @@ PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_pr
 def module_shapes(s: dict, layers: int) -> dict[str, tuple[int, int]]:
     """(out, in) of every adapted weight."""
     h, i, q, kv = s["hidden"], s["intermediate"], s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
-    per = {"self_attn.q_proj": (q, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h),
-           "self_attn.o_proj": (h, q), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+    per = {
+        "self_attn.q_proj": (q, h),
+        "self_attn.k_proj": (kv, h),
+        "self_attn.v_proj": (kv, h),
+        "self_attn.o_proj": (h, q),
+        "mlp.gate_proj": (i, h),
+        "mlp.up_proj": (i, h),
+        "mlp.down_proj": (h, i),
+    }
     return {f"model.layers.{layer}.{name}": shape for layer in range(layers) for name, shape in per.items()}
 
 
-def write_synthetic_adapter(path: Path, shapes: dict, r: int, seed: int, base_name: str,
-                            dtype: str = "bfloat16") -> int:
+def write_synthetic_adapter(
+    path: Path, shapes: dict, r: int, seed: int, base_name: str, dtype: str = "bfloat16"
+) -> int:
     import torch
     from safetensors.torch import save_file
 
@@ -58,9 +66,21 @@ def write_synthetic_adapter(path: Path, shapes: dict, r: int, seed: int, base_na
         tensors[f"base_model.model.{name}.lora_B.weight"] = (torch.randn(d, r, generator=g) * 1e-3).to(dt)
     path.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
-    cfg = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": list(PROJ), "lora_dropout": 0.05,
-           "base_model_name_or_path": base_name, "task_type": "CAUSAL_LM", "bias": "none", "use_rslora": False,
-           "use_dora": False, "modules_to_save": None, "fan_in_fan_out": False, "init_lora_weights": True}
+    cfg = {
+        "peft_type": "LORA",
+        "r": r,
+        "lora_alpha": 2 * r,
+        "target_modules": list(PROJ),
+        "lora_dropout": 0.05,
+        "base_model_name_or_path": base_name,
+        "task_type": "CAUSAL_LM",
+        "bias": "none",
+        "use_rslora": False,
+        "use_dora": False,
+        "modules_to_save": None,
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+    }
     (path / "adapter_config.json").write_text(json.dumps(cfg))
     return (path / "adapter_model.safetensors").stat().st_size
 
@@ -254,8 +274,13 @@ def adapters(work: Path, n: int, rank: int, dtype: str) -> tuple[list[str], list
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[2, 4], help="numbers of adapters")
-    ap.add_argument("--dtype", nargs="+", choices=["bfloat16", "float32"], default=["bfloat16", "float32"],
-                    help="dtypes of the synthetic adapters")
+    ap.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=["bfloat16", "float32"],
+        default=["bfloat16", "float32"],
+        help="dtypes of the synthetic adapters",
+    )
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="deltahub merge --device (cpu, cuda, auto)")
     ap.add_argument("--before", default=BEFORE, help="git revision of the 'before' row (none: skip it)")
@@ -269,8 +294,10 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="deltahub-merge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     before = None if args.before == "none" else checkout(args.before, work)
-    print(f"workdir {work}; Qwen3-8B-shaped adapters: {len(module_shapes(QWEN3_8B, QWEN3_8B['layers']))} modules, "
-          f"r={args.rank}; device {args.device}; cpus={os.cpu_count()}; before = {args.before}")
+    print(
+        f"workdir {work}; Qwen3-8B-shaped adapters: {len(module_shapes(QWEN3_8B, QWEN3_8B['layers']))} modules, "
+        f"r={args.rank}; device {args.device}; cpus={os.cpu_count()}; before = {args.before}"
+    )
     baseline = run_child(BASELINE_RSS)["peak_mb"]
     rows = []  # (n, dtype, name, seconds, CPU seconds, peak MB, inputs MB, note)
     for dtype in args.dtype:
@@ -281,27 +308,61 @@ def main() -> None:
             rows.append((n, dtype, AFTER, ours["seconds"], ours["cpu_s"], ours["peak_mb"], in_mb, ""))
             if before is not None:
                 old = run_child(DELTAHUB_GAM, str(work / f"gam-before-{n}"), "cpu", *ins, src=before)
-                rows.append((n, dtype, f"deltahub GAM before #16 ({args.before})", old["seconds"], old["cpu_s"],
-                             old["peak_mb"], in_mb, "per-module path"))
+                rows.append(
+                    (
+                        n,
+                        dtype,
+                        f"deltahub GAM before #16 ({args.before})",
+                        old["seconds"],
+                        old["cpu_s"],
+                        old["peak_mb"],
+                        in_mb,
+                        "per-module path",
+                    )
+                )
             if n not in args.peer_n or args.skip_peers or dtype != args.dtype[0]:
                 continue
             extrapolated = f"{args.dense_layers} layer(s) x{QWEN3_8B['layers'] / args.dense_layers:g}"
             dense = run_child(DENSE_GAM, str(args.dense_layers), *ins)
             per = QWEN3_8B["layers"] / args.dense_layers
-            rows.append((n, dtype, "dense-SVD GAM (paper)", dense["seconds"] * per, dense["cpu_s"] * per,
-                         dense["peak_mb"], in_mb, extrapolated))
+            rows.append(
+                (
+                    n,
+                    dtype,
+                    "dense-SVD GAM (paper)",
+                    dense["seconds"] * per,
+                    dense["cpu_s"] * per,
+                    dense["peak_mb"],
+                    in_mb,
+                    extrapolated,
+                )
+            )
             peft = run_child(PEFT_SVD, str(args.dense_layers), *ins)
-            rows.append((n, dtype, "PEFT add_weighted_adapter(svd)", peft["seconds"] * per, peft["cpu_s"] * per,
-                         peft["peak_mb"], in_mb, extrapolated))
+            rows.append(
+                (
+                    n,
+                    dtype,
+                    "PEFT add_weighted_adapter(svd)",
+                    peft["seconds"] * per,
+                    peft["cpu_s"] * per,
+                    peft["peak_mb"],
+                    in_mb,
+                    extrapolated,
+                )
+            )
 
     print(f"\nPython + torch + deltahub baseline RSS: {baseline:,.0f} MB")
-    print(f"\n{'N':>2} {'dtype':<8} {'method':<38} {'time s':>9} {'x deltahub':>10} {'CPU s':>8} {'x deltahub':>10} "
-          f"{'peak MB':>8} {'x deltahub':>10} {'peak/inputs':>11}  note")
+    print(
+        f"\n{'N':>2} {'dtype':<8} {'method':<38} {'time s':>9} {'x deltahub':>10} {'CPU s':>8} {'x deltahub':>10} "
+        f"{'peak MB':>8} {'x deltahub':>10} {'peak/inputs':>11}  note"
+    )
     ref = {(n, dtype): row for n, dtype, name, *row in rows if name == AFTER}
     for n, dtype, name, sec, cpu, peak, in_mb, note in rows:
         sec0, cpu0, peak0, _, _ = ref[n, dtype]
-        print(f"{n:>2} {dtype:<8} {name:<38} {fmt(sec):>9} {sec / sec0:>10.1f} {fmt(cpu):>8} {cpu / cpu0:>10.1f} "
-              f"{peak:>8,.0f} {peak / peak0:>10.1f} {peak / in_mb:>11.2f}  {note}")
+        print(
+            f"{n:>2} {dtype:<8} {name:<38} {fmt(sec):>9} {sec / sec0:>10.1f} {fmt(cpu):>8} {cpu / cpu0:>10.1f} "
+            f"{peak:>8,.0f} {peak / peak0:>10.1f} {peak / in_mb:>11.2f}  {note}"
+        )
 
     if not args.skip_mergekit:
         mergekit_rows(work, 4 if 4 in args.n else args.n[0], args.rank)
@@ -325,8 +386,10 @@ def mergekit_rows(work: Path, n: int, rank: int) -> None:
     mk_peak = max(mk["peak_mb"], mk.get("child_peak_mb", 0))
     print(f"\nQwen3-0.6B-shaped random base, {n} rank-{rank} adapters -> full merged model (bf16):")
     print(f"  deltahub GAM --full        {fmt(ours['seconds']):>8} s  peak {ours['peak_mb']:,.0f} MB   1.0x")
-    print(f"  mergekit task_arithmetic   {fmt(mk['seconds']):>8} s  peak {mk_peak:,.0f} MB   "
-          f"{mk['seconds'] / ours['seconds']:.1f}x time, {mk_peak / ours['peak_mb']:.1f}x memory")
+    print(
+        f"  mergekit task_arithmetic   {fmt(mk['seconds']):>8} s  peak {mk_peak:,.0f} MB   "
+        f"{mk['seconds'] / ours['seconds']:.1f}x time, {mk_peak / ours['peak_mb']:.1f}x memory"
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class MappedSafetensors:
         if not 8 + n <= size:
             raise AdapterError(f"{path} is not a safetensors file (bad header length)", "re-export the adapter")
         try:
-            header = json.loads(self._map[8:8 + n])
+            header = json.loads(self._map[8 : 8 + n])
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AdapterError(f"{path} has a corrupt safetensors header", "re-export the adapter") from exc
         self._start = 8 + n
@@ -77,13 +77,23 @@ class MappedSafetensors:
         dtype = _DTYPES.get(e.get("dtype"))
         shape, offsets = e.get("shape"), e.get("data_offsets")
         if dtype is None:
-            raise AdapterError(f"{self.path}: tensor {key} has dtype {e.get('dtype')}, not a float type",
-                               "LoRA factors must be float32, bfloat16, float16 or float64")
-        valid = (isinstance(shape, list) and all(isinstance(x, int) and x >= 0 for x in shape)
-                 and isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(x, int) for x in offsets))
+            raise AdapterError(
+                f"{self.path}: tensor {key} has dtype {e.get('dtype')}, not a float type",
+                "LoRA factors must be float32, bfloat16, float16 or float64",
+            )
+        valid = (
+            isinstance(shape, list)
+            and all(isinstance(x, int) and x >= 0 for x in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(x, int) for x in offsets)
+        )
         begin, end = (self._start + offsets[0], self._start + offsets[1]) if valid else (0, -1)
-        if not valid or not self._start <= begin <= end <= len(self._map) or \
-                end - begin != math.prod(shape) * dtype.itemsize:
+        if (
+            not valid
+            or not self._start <= begin <= end <= len(self._map)
+            or end - begin != math.prod(shape) * dtype.itemsize
+        ):
             raise AdapterError(f"{self.path}: tensor {key} has an inconsistent header entry", "re-export the adapter")
         return begin, end, dtype, shape
 
@@ -110,15 +120,18 @@ class MappedSafetensors:
 
 def nonfinite_error(where: str | Path, module: str) -> AdapterError:
     """The one error for NaN/Inf factors, naming the adapter and the module."""
-    return AdapterError(f"{where}: module {module} has NaN or Inf in its LoRA factors",
-                        "the adapter is corrupt or training diverged; retrain or drop it")
+    return AdapterError(
+        f"{where}: module {module} has NaN or Inf in its LoRA factors",
+        "the adapter is corrupt or training diverged; retrain or drop it",
+    )
 
 
 def check_finite(delta: LowRank) -> bool:
     """Whether every factor entry is finite: a sum is non-finite if any entry is (``isfinite`` on
     bf16 is ~50x slower), confirmed exactly only then (a sum can overflow)."""
-    return all(bool(torch.isfinite(t.sum(dtype=torch.float64))) or bool(torch.isfinite(t).all())
-               for t in (delta.B, delta.A))
+    return all(
+        bool(torch.isfinite(t.sum(dtype=torch.float64))) or bool(torch.isfinite(t).all()) for t in (delta.B, delta.A)
+    )
 
 
 @dataclass
@@ -148,8 +161,10 @@ class LoraAdapter:
         alpha = _pattern_value(self.config.get("alpha_pattern") or {}, module, self.config.get("lora_alpha", 8))
         r = _pattern_value(self.config.get("rank_pattern") or {}, module, self.config.get("r", rank))
         if r != rank:
-            raise AdapterError(f"{self.path}: module {module} has rank {rank} but the config says {r}",
-                               "the adapter's weights and adapter_config.json disagree; re-export the adapter")
+            raise AdapterError(
+                f"{self.path}: module {module} has rank {rank} but the config says {r}",
+                "the adapter's weights and adapter_config.json disagree; re-export the adapter",
+            )
         return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
 
     def _open(self) -> MappedSafetensors:
@@ -174,9 +189,10 @@ class LoraAdapter:
         handle = self._open()
         A, B = handle.tensor(key_a), handle.tensor(key_b)
         if B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
-            raise AdapterError(f"{self.path}: module {name} is not a linear LoRA layer "
-                               f"(A {tuple(A.shape)}, B {tuple(B.shape)})",
-                               "only LoRA on linear layers can be merged")
+            raise AdapterError(
+                f"{self.path}: module {name} is not a linear LoRA layer (A {tuple(A.shape)}, B {tuple(B.shape)})",
+                "only LoRA on linear layers can be merged",
+            )
         return LowRank(B, A, self.scale(name, A.shape[0]))
 
     def release(self, names: Iterable[str]) -> None:
@@ -211,33 +227,42 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         raise AdapterError(f"adapter folder {path} does not exist", "pass a PEFT adapter folder or a Hub repo id")
     config_file = path / CONFIG_NAME
     if not config_file.exists():
-        raise AdapterError(f"{path} has no {CONFIG_NAME}: not a PEFT adapter folder",
-                           "pass the folder written by save_pretrained() of a PeftModel")
+        raise AdapterError(
+            f"{path} has no {CONFIG_NAME}: not a PEFT adapter folder",
+            "pass the folder written by save_pretrained() of a PeftModel",
+        )
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise AdapterError(f"{config_file} is not valid JSON ({exc.msg})", "re-export the adapter") from exc
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type != "LORA":
-        raise AdapterError(f"{path} is a {peft_type or 'unknown'} adapter; only LoRA adapters can be merged",
-                           "train the delta as a LoRA adapter")
+        raise AdapterError(
+            f"{path} is a {peft_type or 'unknown'} adapter; only LoRA adapters can be merged",
+            "train the delta as a LoRA adapter",
+        )
     if config.get("use_dora"):
-        raise AdapterError(f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be "
-                           "merged here",
-                           "train the delta with plain LoRA (use_dora=False)")
+        raise AdapterError(
+            f"{path} is a DoRA adapter: its magnitude vector is not a low-rank delta and cannot be merged here",
+            "train the delta with plain LoRA (use_dora=False)",
+        )
     if config.get("modules_to_save"):
-        raise AdapterError(f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) "
-                           "via modules_to_save",
-                           "train the delta without modules_to_save so it is a pure LoRA delta")
+        raise AdapterError(
+            f"{path} also trains full modules ({', '.join(config['modules_to_save'])}) via modules_to_save",
+            "train the delta without modules_to_save so it is a pure LoRA delta",
+        )
     if config.get("lora_bias"):
-        raise AdapterError(f"{path} trains LoRA biases (lora_bias=True), which are not low-rank",
-                           "train without lora_bias")
+        raise AdapterError(
+            f"{path} trains LoRA biases (lora_bias=True), which are not low-rank", "train without lora_bias"
+        )
     weights = path / WEIGHTS_NAME
     if not weights.exists():
         pickled = [n for n in PICKLE_NAMES if (path / n).exists()]
         if pickled:
-            raise AdapterError(f"{path} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
-                               "convert the adapter to safetensors (save_pretrained(..., safe_serialization=True))")
+            raise AdapterError(
+                f"{path} has only pickled weights ({pickled[0]}); pickles can run code and are refused",
+                "convert the adapter to safetensors (save_pretrained(..., safe_serialization=True))",
+            )
         raise AdapterError(f"{path} has no {WEIGHTS_NAME}", "pass a complete PEFT adapter folder")
     from safetensors import safe_open
 
@@ -248,10 +273,14 @@ def load_adapter(path: str | Path) -> LoraAdapter:
         m = _KEY.match(key)
         if m is None:
             if "lora_embedding" in key or "lora_magnitude" in key:
-                raise AdapterError(f"{path}: tensor {key} is not a linear LoRA factor",
-                                   "only LoRA on linear layers (no embedding LoRA, no DoRA) can be merged")
-            raise AdapterError(f"{path}: unexpected tensor {key} in {WEIGHTS_NAME}",
-                               "the adapter holds weights other than LoRA factors; remove them or retrain")
+                raise AdapterError(
+                    f"{path}: tensor {key} is not a linear LoRA factor",
+                    "only LoRA on linear layers (no embedding LoRA, no DoRA) can be merged",
+                )
+            raise AdapterError(
+                f"{path}: unexpected tensor {key} in {WEIGHTS_NAME}",
+                "the adapter holds weights other than LoRA factors; remove them or retrain",
+            )
         parts.setdefault(m["module"], {})[m["part"]] = key
     incomplete = [mod for mod, p in parts.items() if set(p) != {"A", "B"}]
     if incomplete:

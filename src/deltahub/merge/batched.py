@@ -98,8 +98,9 @@ class _Factors:
     """One side (B or A) of a chunk: every input's factor, side by side as the concatenated
     [B₁ … Bₙ] (``rows`` = d) or, transposed, [A₁; …; Aₙ] (``rows`` = k), read in blocks."""
 
-    def __init__(self, raw: dict[int, Raw], blocks: dict[int, slice], rows: int, transposed: bool,
-                 ws: Workspace, name: str):
+    def __init__(
+        self, raw: dict[int, Raw], blocks: dict[int, slice], rows: int, transposed: bool, ws: Workspace, name: str
+    ):
         self.raw, self.blocks, self.rows, self.transposed, self.ws, self.name = raw, blocks, rows, transposed, ws, name
         self.M = len(next(iter(raw.values())))
         self.width = max(b.stop for b in blocks.values())
@@ -130,8 +131,11 @@ class _Factors:
         """(XᵀX_ref [M, Σr, r_ref], {i: XᵢᵀXᵢ} for i ≠ reference), X the concatenated factor, float64."""
         ref = self.blocks[reference]
         cross = torch.zeros(self.M, self.width, ref.stop - ref.start, dtype=F64, device=self.ws.device)
-        own = {i: torch.zeros(self.M, b.stop - b.start, b.stop - b.start, dtype=F64, device=self.ws.device)
-               for i, b in self.blocks.items() if i != reference}
+        own = {
+            i: torch.zeros(self.M, b.stop - b.start, b.stop - b.start, dtype=F64, device=self.ws.device)
+            for i, b in self.blocks.items()
+            if i != reference
+        }
         for rows in self:
             X = self.block(rows, F64)
             cross.baddbmm_(X.mT, X[..., ref])
@@ -199,8 +203,9 @@ def gam_chunk(
         if delta.rank > 0:
             blocks[i] = slice(offset, offset + delta.rank)
             offset += delta.rank
-    work = functools.reduce(torch.promote_types, [t.dtype for delta in first for t in (delta.B, delta.A)],
-                            torch.float32)
+    work = functools.reduce(
+        torch.promote_types, [t.dtype for delta in first for t in (delta.B, delta.A)], torch.float32
+    )
     side_B = _Factors({i: _upload(ws, f"B{i}", [m[i].B for m in deltas]) for i in blocks}, blocks, d, False, ws, "B")
     side_A = _Factors({i: _upload(ws, f"A{i}", [m[i].A for m in deltas]) for i in blocks}, blocks, k, True, ws, "A")
     scales = torch.tensor([[m[i].scale for i in blocks] for m in deltas], dtype=F64).to(dev, non_blocking=True)
@@ -246,8 +251,10 @@ def gam_chunk(
     out_A = ws.get("out_A", (M, out_rank, k), out_dtype)
     out_B[..., rank:].zero_()
     out_A[:, rank:].zero_()
-    for side, K, out in ((side_B, (scale * K_B @ S_bar).to(work), out_B[..., :rank]),
-                         (side_A, K_A.mT.to(work), out_A[:, :rank].mT)):
+    for side, K, out in (
+        (side_B, (scale * K_B @ S_bar).to(work), out_B[..., :rank]),
+        (side_A, K_A.mT.to(work), out_A[:, :rank].mT),
+    ):
         for rows in side:
             X = side.block(rows, work)
             product = torch.bmm(X, K, out=ws.get("product", (M, X.shape[1], rank), work))
@@ -255,8 +262,9 @@ def gam_chunk(
     return out_B, out_A, ok
 
 
-def gam_on_device(deltas: Sequence[LowRank], weights: Sequence[float], reference: int, scale: float,
-                  device: str | torch.device) -> LowRank | None:
+def gam_on_device(
+    deltas: Sequence[LowRank], weights: Sequence[float], reference: int, scale: float, device: str | torch.device
+) -> LowRank | None:
     """One module's GAM computed on ``device`` by :func:`gam_chunk` (the mergekit plugin's tensors on a
     GPU), or None where the per-module :func:`~deltahub.merge.methods.gam` must merge it: one input,
     weights that do not sum to a positive number, a reference below the largest rank, or a declined

@@ -44,8 +44,14 @@ class MergeInput:
     @property
     def labels(self) -> tuple[str, ...]:
         """The names this input answers to as a reference; the display name first."""
-        names = [self.name, self.spec, self.repo, f"{self.repo}@{self.revision}" if self.repo else None,
-                 str(self.path), self.path.name]
+        names = [
+            self.name,
+            self.spec,
+            self.repo,
+            f"{self.repo}@{self.revision}" if self.repo else None,
+            str(self.path),
+            self.path.name,
+        ]
         return tuple(dict.fromkeys(n for n in names if n))
 
 
@@ -79,14 +85,16 @@ def resolve_input(spec: str | Path) -> MergeInput:
     text = str(spec)
     if text.count("/") == 1 and not text.startswith((".", "/")):
         try:
-            from ..registry.pull import pull_with_info  # noqa: PLC0415
+            from ..registry.pull import pull_with_info
         except ImportError as exc:  # pragma: no cover - registry missing from this build
-            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable",
-                             "pass a local adapter folder") from exc
+            raise InputError(
+                f"{text} is not a local folder and Hub pulling is unavailable", "pass a local adapter folder"
+            ) from exc
         local, repo, revision = pull_with_info(text)
         return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
-    raise InputError(f"adapter {text} not found",
-                     "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+    raise InputError(
+        f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]"
+    )
 
 
 def plan_merge(
@@ -109,19 +117,23 @@ def plan_merge(
     weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
     bases = {a.base_model for a in adapters}
     if len(bases) > 1 and not allow_base_mismatch:
-        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters))
-        raise InputError(f"adapters were trained on different base models ({listing})",
-                         "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model")
+        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters, strict=False))
+        raise InputError(
+            f"adapters were trained on different base models ({listing})",
+            "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model",
+        )
     all_modules: list[str] = []
     for a in adapters:
         all_modules.extend(m for m in a.module_names if m not in all_modules)
-    missing = {m: [i.spec for i, a in zip(resolved, adapters) if m not in a.keys] for m in all_modules}
+    missing = {m: [i.spec for i, a in zip(resolved, adapters, strict=False) if m not in a.keys] for m in all_modules}
     missing = {m: specs for m, specs in missing.items() if specs}
     plan = MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
     if method == "gam":
         ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
         plan.reference = resolve_reference(
-            params["reference"], plan.labels, ranks,
+            params["reference"],
+            plan.labels,
+            ranks,
             lambda: ((m, module_deltas(plan, m)) for m in plan.modules),
         )
     return plan
@@ -163,8 +175,10 @@ def merge_adapters(
     if full and base is None:
         raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
     if not full and not spec.low_rank:
-        raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
-                         "pass --base MODEL --full to write a merged full model")
+        raise InputError(
+            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+            "pass --base MODEL --full to write a merged full model",
+        )
     plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
     base_path = Path(base) if base is not None else None
     if base_path is not None and not base_path.is_dir():
@@ -175,8 +189,13 @@ def merge_adapters(
     # the temporary folder is held until after the rename, so no concurrent cleanup takes a live merge
     with contextlib.ExitStack() as stack, atomic_dir(out, overwrite=overwrite) as tmp:
         stack.enter_context(held(tmp))
-        if len(plan.adapters) == 1 and not full and method in ("gam", "average") and plan.weights[0] > 0 and \
-                plan.params.get("scale", 1.0) == 1.0:
+        if (
+            len(plan.adapters) == 1
+            and not full
+            and method in ("gam", "average")
+            and plan.weights[0] > 0
+            and plan.params.get("scale", 1.0) == 1.0
+        ):
             # One adapter in, the same adapter out (bit for bit).
             shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
             shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
@@ -184,15 +203,22 @@ def merge_adapters(
             params = plan.merge_params()
             with tqdm(total=len(plan.modules), desc=f"merging ({method})", unit="module", disable=not progress) as bar:
                 missing = write_full_model(
-                    tmp, base_path, lambda m: _dense(_merge_one(plan, m, params)), plan.modules, on_module=bar.update,
+                    tmp,
+                    base_path,
+                    lambda m: _dense(_merge_one(plan, m, params)),
+                    plan.modules,
+                    on_module=bar.update,
                 )
             if missing:
-                raise InputError(f"base model {base_path} has no weight for module {missing[0]}",
-                                 "merge adapters trained on this base model")
+                raise InputError(
+                    f"base model {base_path} has no weight for module {missing[0]}",
+                    "merge adapters trained on this base model",
+                )
         else:
             params = plan.merge_params()
-            write_merged_adapter(plan, tmp, dtype or _input_dtype(plan), device, progress,
-                                 lambda m: _merge_one(plan, m, params))
+            write_merged_adapter(
+                plan, tmp, dtype or _input_dtype(plan), device, progress, lambda m: _merge_one(plan, m, params)
+            )
         _write_provenance(tmp, plan, base, full, command, title=out.name, device=device)
     return out
 
@@ -234,8 +260,9 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     return shlex.join(parts)
 
 
-def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str,
-                      device: torch.device) -> None:
+def _write_provenance(
+    out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str, device: torch.device
+) -> None:
     """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
     (the output folder's name: ``out`` is still the temporary folder here)."""
     from ..atomic import atomic_write_text
@@ -250,8 +277,10 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
             "pretty_name": METHODS[plan.method].pretty_name,
             "reference_url": METHODS[plan.method].reference_url,
             # as requested, plus the reference input GAM used (auto and names resolve to an index)
-            "parameters": {**plan.params,
-                           **({"reference_index": plan.reference} if plan.reference is not None else {})},
+            "parameters": {
+                **plan.params,
+                **({"reference_index": plan.reference} if plan.reference is not None else {}),
+            },
             "weights": plan.weights,
             "output": "full-model" if full else "adapter",
             "deltas": [
@@ -265,7 +294,7 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
     }
     atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
     try:
-        from ..registry.cards import write_card  # noqa: PLC0415
+        from ..registry.cards import write_card
     except ImportError:
         write_card = None
     if write_card is not None:
@@ -277,18 +306,31 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
 def _fallback_card(block: dict) -> str:
     merge = block["merge"]
     lines = [
-        "---", "library_name: peft" if merge["output"] == "adapter" else "library_name: transformers",
-        "tags:", "- deltahub", "- merge", f"- {merge['method']}", "---", "",
-        f"# Merged preference deltas ({merge['pretty_name']})", "",
-        "| # | delta | revision | weight |", "|---|---|---|---|",
+        "---",
+        "library_name: peft" if merge["output"] == "adapter" else "library_name: transformers",
+        "tags:",
+        "- deltahub",
+        "- merge",
+        f"- {merge['method']}",
+        "---",
+        "",
+        f"# Merged preference deltas ({merge['pretty_name']})",
+        "",
+        "| # | delta | revision | weight |",
+        "|---|---|---|---|",
     ]
-    for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"])):
+    for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"], strict=False)):
         lines.append(f"| {n} | {d['repo'] or d['path']} | {d['revision'] or '-'} | {w:g} |")
-    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), "
-                  f"parameters: `{json.dumps(merge['parameters'])}`.", ""]
+    lines += [
+        "",
+        f"Method: `{merge['method']}` ({merge['reference_url']}), parameters: `{json.dumps(merge['parameters'])}`.",
+        "",
+    ]
     if merge["missing_modules"]:
-        lines.append("Modules missing from some adapters (a zero delta for them): "
-                     + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items()))
+        lines.append(
+            "Modules missing from some adapters (a zero delta for them): "
+            + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items())
+        )
         lines.append("")
     lines += ["Reproduce:", "", "```bash", merge["command"], "```", ""]
     return "\n".join(lines)

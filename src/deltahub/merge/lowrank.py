@@ -47,8 +47,9 @@ class LowRank:
 
     def __post_init__(self) -> None:
         if self.B.ndim != 2 or self.A.ndim != 2 or self.B.shape[1] != self.A.shape[0]:
-            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and "
-                             f"{tuple(self.A.shape)}")
+            raise ValueError(
+                f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and {tuple(self.A.shape)}"
+            )
 
     @property
     def rank(self) -> int:
@@ -83,7 +84,7 @@ class LowRank:
     def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
         """Σ cᵢ·ΔWᵢ exactly, as one update of rank Σ rᵢ: [c₁s₁B₁ … cₙsₙBₙ] · [A₁; …; Aₙ]."""
         coefficients = coefficients or [1.0] * len(parts)
-        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients)], dim=1)
+        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients, strict=False)], dim=1)
         A = torch.cat([p.A.to(COMPUTE_DTYPE) for p in parts], dim=0)
         return LowRank(B, A)
 

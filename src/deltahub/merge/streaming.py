@@ -68,8 +68,10 @@ def module_shapes(plan: MergePlan) -> dict[str, tuple[int, int]]:
 def _shape(plan: MergePlan, module: str) -> tuple[int, int]:
     shapes = {a.shape(module) for a in plan.adapters if module in a.keys}
     if len(shapes) > 1:
-        raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
-                         "merge adapters trained on the same base model")
+        raise InputError(
+            f"module {module} has different shapes across adapters: {sorted(shapes)}",
+            "merge adapters trained on the same base model",
+        )
     return shapes.pop()
 
 
@@ -82,8 +84,15 @@ def output_rank(method: str, ranks: dict[str, list[int]]) -> int | None:
     return None
 
 
-def write_merged_adapter(plan: MergePlan, out, dtype: torch.dtype, device: torch.device, progress: bool,
-                         merge_one: Callable[[str], LowRank | torch.Tensor], workers: int | None = None) -> None:
+def write_merged_adapter(
+    plan: MergePlan,
+    out,
+    dtype: torch.dtype,
+    device: torch.device,
+    progress: bool,
+    merge_one: Callable[[str], LowRank | torch.Tensor],
+    workers: int | None = None,
+) -> None:
     """Merge ``plan`` into the adapter folder ``out`` (weights and config); ``merge_one(module)`` is
     the per-module merge (errors named by module and input)."""
     shapes = module_shapes(plan)
@@ -101,8 +110,16 @@ def write_merged_adapter(plan: MergePlan, out, dtype: torch.dtype, device: torch
             return
         with AdapterWriter(out, shapes, rank, config, dtype) as writer:
             if plan.method == "gam" and _batchable(plan):
-                _stream_gam(plan, writer, shapes, ranks, device, merge_one, bar,
-                            workers or (1 if device.type == "cuda" else cpu_workers()))
+                _stream_gam(
+                    plan,
+                    writer,
+                    shapes,
+                    ranks,
+                    device,
+                    merge_one,
+                    bar,
+                    workers or (1 if device.type == "cuda" else cpu_workers()),
+                )
                 return
             for module in plan.modules:
                 writer.write(module, merge_one(module))
@@ -125,12 +142,20 @@ def _chunks(plan: MergePlan, shapes, ranks, device: torch.device) -> list[list[s
     for ((d, k), rs), modules in groups.items():
         per_module = 8 * (d + k) * sum(rs)
         size = max(1, CHUNK_BYTES[device.type] // per_module)
-        chunks += [(per_module, modules[i:i + size]) for i in range(0, len(modules), size)]
+        chunks += [(per_module, modules[i : i + size]) for i in range(0, len(modules), size)]
     return [c for _, c in sorted(chunks, key=lambda pc: -pc[0] * len(pc[1]))]
 
 
-def _stream_gam(plan: MergePlan, writer: AdapterWriter, shapes, ranks, device: torch.device,
-                merge_one: Callable[[str], LowRank | torch.Tensor], bar, workers: int) -> None:
+def _stream_gam(
+    plan: MergePlan,
+    writer: AdapterWriter,
+    shapes,
+    ranks,
+    device: torch.device,
+    merge_one: Callable[[str], LowRank | torch.Tensor],
+    bar,
+    workers: int,
+) -> None:
     params = plan.merge_params()
     local = threading.local()
     lock = threading.Lock()
@@ -141,12 +166,13 @@ def _stream_gam(plan: MergePlan, writer: AdapterWriter, shapes, ranks, device: t
             local.ws = Workspace(device)
         ws = local.ws
         deltas = [module_deltas(plan, m) for m in chunk]
-        out_B, out_A, ok = gam_chunk(deltas, plan.weights, plan.reference, params["scale"], ws,
-                                     writer.dtype, writer.rank)
+        out_B, out_A, ok = gam_chunk(
+            deltas, plan.weights, plan.reference, params["scale"], ws, writer.dtype, writer.rank
+        )
         if ws.device.type != "cpu":  # one copy back and one synchronisation per chunk
             out_B = ws.get("out_B/host", out_B.shape, out_B.dtype, pinned=True).copy_(out_B, non_blocking=True)
             out_A = ws.get("out_A/host", out_A.shape, out_A.dtype, pinned=True).copy_(out_A, non_blocking=True)
-        for module, B, A, good in zip(chunk, out_B, out_A, ok.tolist()):  # (tolist waits for the copies)
+        for module, B, A, good in zip(chunk, out_B, out_A, ok.tolist(), strict=False):  # (tolist waits for the copies)
             if good:
                 writer.write_factors(module, B, A)
             else:
@@ -173,5 +199,6 @@ def _stream_gam(plan: MergePlan, writer: AdapterWriter, shapes, ranks, device: t
 def module_deltas(plan: MergePlan, module: str) -> list[LowRank]:
     """Every input's update of ``module`` as stored (a zero, rank-0 update where an input lacks it)."""
     d, k = _shape(plan, module)
-    return [a.modules[module] if module in a.keys else LowRank(torch.zeros(d, 0), torch.zeros(0, k))
-            for a in plan.adapters]
+    return [
+        a.modules[module] if module in a.keys else LowRank(torch.zeros(d, 0), torch.zeros(0, k)) for a in plan.adapters
+    ]

@@ -37,8 +37,9 @@ class SafetensorsWriter:
     tensor was never written.
     """
 
-    def __init__(self, path: Path, specs: Mapping[str, tuple[torch.dtype, Sequence[int]]],
-                 metadata: dict[str, str] | None = None):
+    def __init__(
+        self, path: Path, specs: Mapping[str, tuple[torch.dtype, Sequence[int]]], metadata: dict[str, str] | None = None
+    ):
         header: dict = {"__metadata__": metadata} if metadata is not None else {}
         self._where: dict[str, tuple[int, torch.dtype, tuple[int, ...]]] = {}
         offset = 0
@@ -96,8 +97,9 @@ def pad_rank(delta: LowRank, rank: int) -> LowRank:
     extra = rank - delta.rank
     if extra <= 0:
         return delta
-    return LowRank(torch.nn.functional.pad(delta.B, (0, extra)), torch.nn.functional.pad(delta.A, (0, 0, 0, extra)),
-                   delta.scale)
+    return LowRank(
+        torch.nn.functional.pad(delta.B, (0, extra)), torch.nn.functional.pad(delta.A, (0, 0, 0, extra)), delta.scale
+    )
 
 
 class AdapterWriter:
@@ -108,8 +110,14 @@ class AdapterWriter:
     expect one rank per adapter.
     """
 
-    def __init__(self, out: Path, shapes: Mapping[str, tuple[int, int]], rank: int, template_config: dict,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        out: Path,
+        shapes: Mapping[str, tuple[int, int]],
+        rank: int,
+        template_config: dict,
+        dtype: torch.dtype = torch.float32,
+    ):
         self.out, self.rank, self.dtype, self.modules = out, rank, dtype, sorted(shapes)
         self._config = template_config
         specs = {}
@@ -136,14 +144,33 @@ class AdapterWriter:
         self._file.__exit__(exc_type, *rest)
         if exc_type is None:
             config = {
-                k: v for k, v in self._config.items()
-                if k not in ("rank_pattern", "alpha_pattern", "use_rslora", "r", "lora_alpha", "target_modules",
-                             "layers_to_transform", "layers_pattern", "lora_dropout")
+                k: v
+                for k, v in self._config.items()
+                if k
+                not in (
+                    "rank_pattern",
+                    "alpha_pattern",
+                    "use_rslora",
+                    "r",
+                    "lora_alpha",
+                    "target_modules",
+                    "layers_to_transform",
+                    "layers_pattern",
+                    "lora_dropout",
+                )
             }
             config.update(
-                peft_type="LORA", r=self.rank, lora_alpha=self.rank, use_rslora=False, rank_pattern={},
-                alpha_pattern={}, lora_dropout=0.0, target_modules=self.modules, inference_mode=True,
-                use_dora=False, modules_to_save=None,
+                peft_type="LORA",
+                r=self.rank,
+                lora_alpha=self.rank,
+                use_rslora=False,
+                rank_pattern={},
+                alpha_pattern={},
+                lora_dropout=0.0,
+                target_modules=self.modules,
+                inference_mode=True,
+                use_dora=False,
+                modules_to_save=None,
             )
             (self.out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -160,13 +187,24 @@ def write_adapter(
 
 
 MODEL_FILES_TO_COPY = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
 )
 
 
 def write_full_model(
-    out: Path, base: Path, delta_for: Callable[[str], torch.Tensor | None], module_names: list[str],
+    out: Path,
+    base: Path,
+    delta_for: Callable[[str], torch.Tensor | None],
+    module_names: list[str],
     on_module: Callable[[], None] | None = None,
 ) -> list[str]:
     """Write base + ΔW for every merged module, shard by shard, as safetensors.
@@ -180,8 +218,10 @@ def write_full_model(
     if any((base / n).exists() for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")) and not list(
         base.glob("*.safetensors")
     ):
-        raise InputError(f"base model {base} has only pickled weights; pickles can run code and are refused",
-                         "convert the base model to safetensors")
+        raise InputError(
+            f"base model {base} has only pickled weights; pickles can run code and are refused",
+            "convert the base model to safetensors",
+        )
     shards = sorted(base.glob("*.safetensors"))
     if not shards:
         raise InputError(f"base model folder {base} has no safetensors weights", "pass a Hugging Face model folder")
@@ -197,9 +237,11 @@ def write_full_model(
                     module = wanted[key]
                     delta = delta_for(module)
                     if tuple(delta.shape) != tuple(t.shape):
-                        raise InputError(f"delta for {module} has shape {tuple(delta.shape)} but the base weight "
-                                         f"is {tuple(t.shape)}",
-                                         "merge adapters trained on this base model")
+                        raise InputError(
+                            f"delta for {module} has shape {tuple(delta.shape)} but the base weight "
+                            f"is {tuple(t.shape)}",
+                            "merge adapters trained on this base model",
+                        )
                     t = (t.to(torch.float32) + delta.to(torch.float32)).to(t.dtype)
                     found.add(key)
                     if on_module:

@@ -24,14 +24,27 @@ def cache_dir() -> Path:
     return home() / "deltas"
 
 
-def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retries: int = RETRIES,
-         backoff: float = BACKOFF, repo_type: str | None = None) -> Path:
+def pull(
+    spec: str,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    repo_type: str | None = None,
+) -> Path:
     """Download ``NS/NAME[@REV]`` (branch, tag or sha) into ``out`` (default: the deltahub cache, per commit)."""
     return pull_with_info(spec, out, overwrite=overwrite, retries=retries, backoff=backoff, repo_type=repo_type)[0]
 
 
-def pull_with_info(spec: str, out: str | Path | None = None, *, overwrite: bool = False, retries: int = RETRIES,
-                   backoff: float = BACKOFF, repo_type: str | None = None) -> tuple[Path, str, str]:
+def pull_with_info(
+    spec: str,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    repo_type: str | None = None,
+) -> tuple[Path, str, str]:
     """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha is the commit that was downloaded."""
     s = parse_spec(spec)
     check_repo_id(s.repo_id)
@@ -61,8 +74,9 @@ def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator
     try:
         yield
     except RevisionNotFoundError:
-        raise InputError(f"{repo_id} has no revision '{revision}'",
-                         f"see its branches and tags with: deltahub show {repo_id}") from None
+        raise InputError(
+            f"{repo_id} has no revision '{revision}'", f"see its branches and tags with: deltahub show {repo_id}"
+        ) from None
     except RepositoryNotFoundError as exc:
         from ..hub import repo_not_found
 
