@@ -1,8 +1,9 @@
 """`deltahub demo --quick` end to end on the embedded registry, interrupted and resumed.
 
 The run is killed (SIGKILL) right after its first stage finishes, restarted, and must not redo
-that stage; a third run must skip every stage. The report must have every row, and the
-merged student's card must list its deltas with revisions.
+that stage; a third run must skip every stage. The report must have every row, every claim with
+its interval and verdict, and say that it is a plumbing check; each row's per-question verdicts
+must reproduce its score; the merged student's card must list its deltas with revisions.
 """
 
 from __future__ import annotations
@@ -60,19 +61,33 @@ def test_second_run_skips_everything(demo):
 def test_report_has_every_row(demo):
     out, *_ = demo
     results = json.loads((out / "seed-0" / "results.json").read_text())
-    rows, kinds = results["rows"], results["kinds"]
+    rows, kinds, correct = results["rows"], results["kinds"], results["correct"]
     skills = sorted(set(rows["student"]) - {"avg"})
-    assert len(skills) >= 2
+    families = results["order"]
+    assert len(skills) >= 2 and len(families) >= 2
     names = ["student", "merge gam", "merge average", "merge ties", "merge knots"]
-    for s in skills:
-        names += [f"+ delta {s}", f"+ SFT-on-chosen {s}", f"{s}-weak", f"{s}-weaker"]
+    for f in families:  # PDA's setting: every family answers every skill
+        names += [f"+ delta {f}", f"+ SFT-on-chosen {f}", f"{f}-weak", f"{f}-weaker"]
     for name in names:
         assert name in rows, name
         assert set(rows[name]) == {*skills, "avg"}
         assert all(0.0 <= v <= 1.0 for v in rows[name].values())
+        # the per-question verdicts are the score: n questions per skill, paired across rows
+        assert set(correct[name]) == set(skills)
+        for s in skills:
+            assert len(correct[name][s]) == 300 and rows[name][s] == correct[name][s].count("1") / 300
+    for f in families:  # single deltas also carry their verdicts on the disjoint selection questions
+        assert {len(b) for b in results["select"][f"+ delta {f}"].values()} == {100}
     assert kinds["merge gam"] == "merge" and kinds["student"] == "student"
     report = (out / "report.md").read_text()
-    assert "| merge gam | merge |" in report and "single delta > student" in report
+    assert "Plumbing check, not evidence" in report
+    assert "| merge gam | merge |" in report
+    for claim in ("best single delta > student", "average single delta > student", "GAM merge > best single delta",
+                  "GAM merge > averaging", "GAM merge > TIES", "GAM merge > KnOTS",
+                  "delta (DPO) > SFT on the same chosen answers", "composition curve: 2 deltas > 1"):
+        line = next(x for x in report.splitlines() if x.startswith(f"| {claim} |"))
+        assert any(f"**{v}**" in line for v in ("reproduced", "not resolved", "contradicted")), line
+    assert "## Appendix: per seed" in report
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -109,7 +124,7 @@ def _independent_acc(model_dir: Path, task: Path, adapter: Path | None = None) -
     """Accuracy by summed log-probability of ' ' + choice, computed without lm-eval."""
     docs = [json.loads(line) for line in (task / "docs.jsonl").read_text().splitlines()]
     picks = reference_picks(model_dir, docs, adapter)
-    return sum(p == d["label"] for p, d in zip(picks, docs)) / len(docs)
+    return sum(p == d["label"] for p, d in zip(picks, docs, strict=True)) / len(docs)
 
 
 def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
@@ -129,9 +144,9 @@ def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
     lines: list[str] = []
     result = run_recipe(recipe, out / "seed-0", log=lines.append)
     log = "\n".join(lines)
-    assert "[skip] train:srt" in log and "[skip] merge:gam" in log and "[run ] eval:student" in log
+    assert "[skip] train:a" in log and "[skip] merge:gam" in log and "[run ] eval:student" in log
     student = build_world(config=preset("quick", seed=0), progress=False).student
-    assert set(result.rows) == {"student", "+ delta srt", "+ delta rev", "merge gam", "merge average",
+    assert set(result.rows) == {"student", "+ delta a", "+ delta b", "merge gam", "merge average",
                                 "merge ties", "merge knots"}
     assert set(result.rows["student"]) == {"srt_mc", "avg"}
     assert result.rows["student"]["srt_mc"] == pytest.approx(_independent_acc(student, task))
@@ -142,5 +157,5 @@ def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
     lines.clear()
     again = run_recipe(recipe, out / "seed-0", log=lines.append)
     log = "\n".join(lines)
-    assert "[skip] eval:student" in log and "[skip] eval:merge gam" in log and "[run ] eval:srt-weak" in log
-    assert again.rows["merge gam"] == result.rows["merge gam"] and "srt-weak" in again.rows
+    assert "[skip] eval:student" in log and "[skip] eval:merge gam" in log and "[run ] eval:a-weak" in log
+    assert again.rows["merge gam"] == result.rows["merge gam"] and "a-weak" in again.rows

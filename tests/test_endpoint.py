@@ -16,6 +16,9 @@ from deltahub.hub import settings
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DELTAHUB_HOME", str(tmp_path))
     monkeypatch.delenv("DELTAHUB_ENDPOINT", raising=False)
+    # an endpoint an earlier test set in this process (setup_client(endpoint=...)) is not this test's choice
+    monkeypatch.setattr("deltahub.hub._choice", None)
+    monkeypatch.setattr("deltahub.hub._endpoint", None)
     return tmp_path
 
 

@@ -160,7 +160,15 @@ def reg(tmp_path_factory):
     bob.upload_file(path_or_fileobj=PUBLIC_OBJ, path_in_repo="pub.safetensors", repo_id="bob/pub")
     bob.create_repo("bob/priv", private=True)
     bob.upload_file(path_or_fileobj=BOB_PRIVATE, path_in_repo="p.safetensors", repo_id="bob/priv")
+    alice.create_commit("alice/secret", [CommitOperationAdd("pr.txt", SECRET)], commit_message="secret pr",
+                        create_pr=True)  # pull request #1
+    alice.create_discussion("alice/secret", title="secret talk", description=SECRET.decode())  # discussion #2
     r = Registry(srv, root)
+    r.private_collection = alice.create_collection("Hidden things", private=True).slug
+    alice.add_collection_item(r.private_collection, "alice/secret", "model")
+    r.public_collection = alice.create_collection("Open things").slug
+    alice.add_collection_item(r.public_collection, "alice/scratch", "model")
+    alice.add_collection_item(r.public_collection, "alice/secret", "model", note="hidden from outsiders")
     _upload(r, "bob/pub", BOB_STAGED, "tok-bob")
     yield r
     srv.stop()
@@ -235,6 +243,13 @@ NAME_ENDPOINTS = [  # every route with a namespace and a name; {x} replaces one 
     ("POST", "/{ns}/{name}.git/info/lfs/verify", {"oid": "0" * 64, "size": 1}),
     ("GET", "/{ns}/{name}/resolve/main/s.txt", None),
     ("HEAD", "/datasets/{ns}/{name}/resolve/main/d.txt", None),
+    ("GET", "/api/models/{ns}/{name}/discussions", None),
+    ("GET", "/api/models/{ns}/{name}/discussions/1", None),
+    ("POST", "/api/models/{ns}/{name}/discussions/1/comment", {"comment": "x"}),
+    ("POST", "/api/models/{ns}/{name}/discussions/1/merge", {}),
+    ("GET", "/api/models/{ns}/{name}/lfs-files", None),
+    ("POST", "/api/models/{ns}/{name}/super-squash/main", {}),
+    ("GET", "/api/models/{ns}/{name}/auth-check", None),
 ]
 
 
@@ -287,7 +302,8 @@ def _path_bodies(p: str) -> list[tuple[str, str, str, object]]:
     """(label, method, target, body) for every endpoint that takes a file path in its body."""
     return [
         ("commit-file", "POST", "/api/models/alice/scratch/commit/main", [_header(), _file(p)]),
-        ("commit-lfsFile", "POST", "/api/models/alice/scratch/commit/main", [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)]),
+        ("commit-lfsFile", "POST", "/api/models/alice/scratch/commit/main",
+         [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)]),
         ("commit-deletedFile", "POST", "/api/models/alice/scratch/commit/main",
          [_header(), {"key": "deletedFile", "value": {"path": p}}]),
         ("commit-deletedFolder", "POST", "/api/models/alice/scratch/commit/main",
@@ -303,13 +319,13 @@ def test_traversal_in_body_paths(reg, bad):
     for label, method, target, body in _path_bodies(bad):
         a = _send(reg, method, target, body)
         _assert_no_leak(a, f"{label} {bad!r}")
-        assert a.status == 400, (label, a.body)
+        assert a.status == 422, (label, a.body)  # the Hub's status for a bad path in a body (400 in a URL)
         assert "invalid path" in a.json()["error"], (label, a.body)
     a = reg.req("POST", "/api/models/alice/secret/paths-info/main",
                 b"paths=" + bad.encode().replace(b"\0", b"%00").replace(b"\r\n", b"%0d%0a"), "tok-alice",
                 "application/x-www-form-urlencoded")
     _assert_no_leak(a, f"paths-info-form {bad!r}")
-    assert a.status == 400, a.body
+    assert a.status == 422, a.body
     assert reg.req("GET", "/api/models/alice/scratch", token="tok-alice").json()["sha"] == before
 
 
@@ -344,7 +360,7 @@ def test_oids_that_are_not_sha256_are_refused_everywhere(reg, oid):
 def test_upload_urls_take_only_sha256(reg, fragment):
     a = reg.req("PUT", f"/lfs/upload/1/{fragment}/3?ticket=x", b"abc")
     _assert_no_leak(a, f"upload {fragment}")
-    assert a.status in ((400,) if "%2f" not in fragment else (404,)), a.body  # an encoded '/' matches no route
+    assert a.status == 400, a.body  # an encoded '/' stays inside its URL segment (asgi.py): no valid oid either
     assert reg.temp_files() == []
 
 
@@ -428,6 +444,38 @@ PRIVATE_ENDPOINTS = [  # every endpoint that reads (or writes) a repo, on alice'
     ("POST", "/api/models/alice/secret/tag/main", {"tag": "stolen"}),
     ("DELETE", "/api/models/alice/secret/tag/v1", None),
 ]
+# pull requests and discussions of the private repo: as invisible as the repo
+PRIVATE_READS = [
+    ("GET", "/api/models/alice/secret/discussions", None),
+    ("GET", "/api/models/alice/secret/discussions/1?diff=1", None),
+    ("GET", "/api/models/alice/secret/discussions/2", None),
+    ("GET", "/api/models/alice/secret/revision/refs%2Fpr%2F1", None),
+    ("GET", "/api/models/alice/secret/tree/refs%2Fpr%2F1", None),
+    ("GET", "/api/models/alice/secret/commits/refs%2Fpr%2F1", None),
+    ("GET", "/alice/secret/resolve/refs%2Fpr%2F1/pr.txt", None),
+    ("HEAD", "/alice/secret/resolve/refs%2Fpr%2F1/pr.txt", None),
+    ("POST", "/api/models/alice/secret/paths-info/refs%2Fpr%2F1", {"paths": ["pr.txt"], "expand": True}),
+    ("GET", "/api/models/alice/secret/refs?include_prs=1", None),
+    ("GET", "/api/models/alice/secret/tree/main?expand=true", None),
+    ("GET", "/api/models/alice/secret/lfs-files", None),
+    ("GET", "/api/models/alice/secret/auth-check", None),
+]
+PRIVATE_WRITES = [
+    ("POST", "/api/models/alice/secret/discussions", {"title": "stolen", "description": "x"}),
+    ("POST", "/api/models/alice/secret/discussions/1/comment", {"comment": "x"}),
+    ("POST", "/api/models/alice/secret/discussions/2/status", {"status": "closed"}),
+    ("POST", "/api/models/alice/secret/discussions/2/title", {"title": "stolen"}),
+    ("POST", "/api/models/alice/secret/discussions/1/merge", {}),
+    ("POST", f"/api/models/alice/secret/discussions/2/comment/{'0' * 24}/edit", {"content": "x"}),
+    ("POST", f"/api/models/alice/secret/discussions/2/comment/{'0' * 24}/hide", None),
+    ("POST", "/api/models/alice/secret/commit/main?create_pr=1", [_header(), _file("pr2.txt")]),
+    ("POST", "/api/models/alice/secret/commit/refs%2Fpr%2F1", [_header(), _file("pr3.txt")]),
+    ("POST", "/api/models/alice/secret/lfs-files/batch", {"deletions": {"sha": [_sha(LFS_SECRET)]}}),
+    ("POST", "/api/models/alice/secret/super-squash/main", {"message": "x"}),
+    ("GET", "/api/models/alice/secret/auth-check/write", None),
+    ("POST", "/api/repos/move", {"fromRepo": "alice/secret", "toRepo": "bob/stolen"}),
+]
+PRIVATE_ENDPOINTS += PRIVATE_READS + PRIVATE_WRITES
 OUTSIDERS = [None, "tok-bob", "tok-nobody"]
 
 
@@ -461,10 +509,59 @@ def test_listings_and_search_hide_private_repos(reg, target, token):
 def test_owner_still_reads_everything(reg):
     """The same endpoints answer the owner (so the 404s above are about permission, not broken routes)."""
     for method, target, body in PRIVATE_ENDPOINTS:
-        if method in ("DELETE", "PUT") or "commit" in target or "branch" in target or "tag/" in target:
+        if (method in ("DELETE", "PUT") or "commit/" in target or "branch" in target or "tag/" in target
+                or (method, target, body) in PRIVATE_WRITES):
             continue
         a = _send(reg, method, target, body, "tok-alice")
         assert a.status in (200, 501), (method, target, a.body)
+
+
+@pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
+def test_collections_never_show_a_private_repo_or_collection(reg, token):
+    """A private collection is a 404 for outsiders; a public one lists only what they may see; listings by owner or
+    by item leave private things out; outsiders cannot change alice's collections or collect her private repo."""
+    for target in (f"/api/collections/{reg.private_collection}", "/api/collections?owner=alice",
+                   f"/api/collections/{reg.public_collection}", "/api/collections?item=models/alice/secret",
+                   "/api/collections?item=models/alice/scratch"):
+        a = reg.req("GET", target, token=token)
+        _assert_no_leak(a, f"{target} as {token}")
+        assert b"alice/secret" not in a.body and b"Hidden things" not in a.body and b"hidden from" not in a.body
+        if target.endswith(reg.private_collection):
+            assert a.status == 404, a.body
+        else:
+            assert a.status == 200, a.body
+    assert [i["id"] for i in reg.req("GET", f"/api/collections/{reg.public_collection}", token=token).json()["items"]
+            ] == ["alice/scratch"]
+    assert reg.req("GET", "/api/collections?item=models/alice/secret", token=token).json() == []
+    writes = [("PATCH", "", {"title": "stolen"}), ("DELETE", "", None),
+              ("POST", "/items", {"item": {"id": "bob/pub", "type": "model"}})]
+    for slug, status in ((reg.private_collection, 404), (reg.public_collection, 401 if token != "tok-bob" else 403)):
+        for method, tail, body in writes:
+            a = reg.req(method, f"/api/collections/{slug}{tail}", body, token)
+            _assert_no_leak(a, f"{method} {slug}{tail} as {token}")
+            assert a.status in (status, 403), (method, tail, a.body)
+    if token == "tok-bob":
+        mine = reg.req("POST", "/api/collections", {"title": f"bob's {token}"}, token).json()["slug"]
+        a = reg.req("POST", f"/api/collections/{mine}/items", {"item": {"id": "alice/secret", "type": "model"}}, token)
+        assert a.status == 404 and b"secret" not in a.body.replace(b"alice/secret", b""), a.body
+    mine = reg.req("GET", f"/api/collections/{reg.public_collection}", token="tok-alice").json()
+    assert [i["id"] for i in mine["items"]] == ["alice/scratch", "alice/secret"]  # the owner sees both
+
+
+def test_numbers_too_big_for_sqlite_in_urls_are_refused_not_500(reg):
+    huge = "9" * 30
+    for method, target, body, status in [
+        ("GET", f"/api/models/alice/scratch/discussions/{huge}", None, 404),
+        ("POST", f"/api/models/alice/scratch/discussions/{huge}/comment", {"comment": "x"}, 404),
+        ("POST", f"/api/models/alice/scratch/discussions/{huge}/comment/{'0' * 24}/edit", {"content": "x"}, 404),
+        ("GET", f"/api/models/alice/scratch/revision/refs%2Fpr%2F{huge}", None, 404),
+        ("POST", f"/api/models/alice/scratch/commit/refs%2Fpr%2F{huge}", [_header()], 404),
+        ("PUT", f"/lfs/upload/{huge}/{'0' * 64}/3?ticket=x", b"abc", 403),
+        ("GET", f"/api/models/alice/scratch/discussions?p={huge[:12]}", None, 200),
+    ]:
+        a = _send(reg, method, target, body)
+        _assert_no_leak(a, target)
+        assert a.status == status, (target, a.body)
 
 
 def test_whoami_needs_a_valid_token(reg):
@@ -487,6 +584,14 @@ JSON_ENDPOINTS = [  # (method, target, a valid body)
     ("POST", "/api/models/alice/scratch/paths-info/main", {"paths": ["a.txt"], "expand": False}),
     ("POST", "/api/models/alice/scratch/branch/b-json", {"startingPoint": "main"}),
     ("POST", "/api/models/alice/scratch/tag/main", {"tag": "t-json", "message": "m"}),
+    ("POST", "/api/repos/move", {"fromRepo": "alice/does-not-exist", "toRepo": "alice/elsewhere", "type": "model"}),
+    ("POST", "/api/models/alice/scratch/discussions", {"title": "a title", "description": "d", "pullRequest": False}),
+    ("POST", "/api/models/alice/scratch/discussions/1/comment", {"comment": "c"}),
+    ("POST", "/api/models/alice/scratch/discussions/1/status", {"status": "closed", "comment": "c"}),
+    ("POST", "/api/models/alice/scratch/discussions/1/title", {"title": "new title"}),
+    ("POST", "/api/models/alice/scratch/lfs-files/batch", {"deletions": {"sha": ["0" * 64], "rewriteHistory": False}}),
+    ("POST", "/api/models/alice/scratch/super-squash/no-such-branch", {"message": "m"}),
+    ("POST", "/api/collections", {"title": "json coll", "namespace": "alice", "description": "d", "private": False}),
 ]
 WRONG = {"list": [], "string": "x", "number": 1, "float": 1.5, "null": None, "true": True, "object": {}}
 
@@ -503,7 +608,7 @@ def _field_mutations(body: dict) -> list[tuple[str, object]]:
             if type(wrong) is type(value):
                 continue
             if wrong is None and key in ("private", "startingPoint", "message", "expand", "transfers", "hash_algo",
-                                         "ref", "sample"):
+                                         "ref", "sample", "description", "comment", "namespace", "type"):
                 continue  # optional: null means absent
             if tname == "object" and key == "ref":
                 continue
@@ -758,7 +863,8 @@ def tiny_disk(tmp_path):
     """A 24 MB tmpfs mounted for this test (skipped where this process cannot mount)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.decode().strip()}")
     try:
@@ -869,4 +975,4 @@ def test_processes_opening_a_new_registry_at_once_all_start(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(start), *roots], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results)] == [(0, "ok")] * 6, results
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results, strict=True)] == [(0, "ok")] * 6, results

@@ -1,37 +1,102 @@
-"""The demo report: aggregation over seeds and the papers' claims, stated from the numbers."""
+"""The demo report: aggregation over seeds, and every claim's verdict from synthetic per-question data
+whose answer is known (a row built to be better, equal or worse on the same questions)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from deltahub.pipeline.report import aggregate, claims
+from deltahub.pipeline.report import aggregate, best_single, claim_list, evaluate_claims, write_report
 
-KINDS = {"student": "student", "+ delta a": "single delta", "+ delta b": "single delta",
-         "merge gam": "merge", "merge average": "merge"}
+N = 400  # questions per skill
+SKILLS = ("lsr", "srt")
 
 
-def run(student_a, delta_a_a, gam_avg):
-    """One seed: skills a and b; delta a moves skill a only, delta b lowers skill b."""
-    return {
-        "student": {"a": student_a, "b": 0.5, "avg": (student_a + 0.5) / 2},
-        "+ delta a": {"a": delta_a_a, "b": 0.5, "avg": (delta_a_a + 0.5) / 2},
-        "+ delta b": {"a": student_a, "b": 0.4, "avg": (student_a + 0.4) / 2},
-        "merge gam": {"a": 0.5, "b": 0.5, "avg": gam_avg},
-        "merge average": {"a": 0.5, "b": 0.5, "avg": 0.45},
-    }
+def _bits(v: np.ndarray) -> dict[str, str]:
+    return {s: "".join("1" if x else "0" for x in v[i * N:(i + 1) * N]) for i, s in enumerate(SKILLS)}
+
+
+def _fix(rng, v: np.ndarray, fraction: float) -> np.ndarray:
+    """A copy of ``v`` with ``fraction`` of its wrong answers made right."""
+    out = v.copy()
+    wrong = np.flatnonzero(~out)
+    out[rng.choice(wrong, int(fraction * wrong.size), replace=False)] = True
+    return out
+
+
+def _seed(seed: int) -> dict:
+    """One seed: delta a clearly lifts the student, b and c a little; GAM lifts more than a; averaging
+    equals GAM; TIES is better than GAM; the SFT controls equal the student. On the selection
+    questions delta c looks best, so the best single delta is c, not a."""
+    rng = np.random.default_rng(seed)
+    student = rng.random(2 * N) < 0.5
+    a = _fix(rng, student, 0.20)
+    b, c = _fix(rng, student, 0.02), _fix(rng, student, 0.03)
+    gam = _fix(rng, a, 0.20)
+    rows = {"student": student, "+ delta a": a, "+ delta b": b, "+ delta c": c,
+            "+ SFT-on-chosen a": student, "+ SFT-on-chosen b": student, "+ SFT-on-chosen c": student,
+            "merge gam": gam, "merge average": gam, "merge ties": _fix(rng, gam, 0.3), "merge knots": gam,
+            "merge gam-first2": _fix(rng, a, 0.1)}
+    kinds = {"student": "student", "merge gam-first2": "composition curve"}
+    kinds.update({r: "single delta" for r in rows if r.startswith("+ delta")})
+    kinds.update({r: "SFT control" for r in rows if r.startswith("+ SFT")})
+    kinds.update({r: "merge" for r in ("merge gam", "merge average", "merge ties", "merge knots")})
+    select = {f"+ delta {d}": _bits(np.arange(2 * N) < (100 if d == "c" else 50)) for d in "abc"}
+    return {"rows": {r: {**{s: float(v[i * N:(i + 1) * N].mean()) for i, s in enumerate(SKILLS)},
+                         "avg": float(v.mean())} for r, v in rows.items()},
+            "kinds": kinds, "correct": {r: _bits(v) for r, v in rows.items()}, "select": select,
+            "order": ["a", "b", "c"], "curve": "gam"}
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {s: _seed(s) for s in (0, 1, 2)}
 
 
 def test_aggregate_is_mean_and_population_spread():
-    agg = aggregate([run(0.4, 0.6, 0.5), run(0.6, 0.6, 0.5)])
-    assert agg["student"]["a"] == pytest.approx((0.5, 0.1))
-    assert agg["+ delta a"]["a"] == pytest.approx((0.6, 0.0))
+    runs = [{"student": {"a": 0.4, "avg": 0.4}}, {"student": {"a": 0.6, "avg": 0.6}}]
+    assert aggregate(runs)["student"]["a"] == pytest.approx((0.5, 0.1))
 
 
-def test_claims_follow_the_numbers():
-    lines = claims(aggregate([run(0.4, 0.6, 0.5), run(0.6, 0.6, 0.5)]), KINDS)
-    text = "\n".join(lines)
-    # best single delta: a (avg 0.55) vs student 0.5
-    assert "- single delta > student: yes (best single + delta a 0.550 vs student 0.500)" in text
-    assert "lifts the student on its own skill: 1 of 2 (a +0.100, b -0.100)" in text
-    assert "- GAM merge > best single delta: NO (0.500 vs 0.550)" in text
-    assert "- GAM >= average: yes (0.500 vs 0.450)" in text
+def test_best_single_is_chosen_on_the_selection_questions(results):
+    assert best_single(results[0]) == ("+ delta c", True)
+    no_select = {**results[0], "select": {}}
+    assert best_single(no_select) == ("+ delta a", False)  # on the evaluation questions, a is best
+
+
+def test_claim_verdicts_follow_the_data(results):
+    claims = {c.name: c for c in evaluate_claims(results, n_boot=1000)}
+    verdict = {name: c.interval.verdict() for name, c in claims.items()}
+    assert verdict["average single delta > student"] == "reproduced"
+    assert verdict["GAM merge > student"] == "reproduced"
+    assert verdict["GAM merge > best single delta"] == "reproduced"  # against c, chosen on selection questions
+    assert verdict["GAM merge > averaging"] == "not resolved"  # identical rows: difference exactly 0
+    assert claims["GAM merge > averaging"].interval.low == claims["GAM merge > averaging"].interval.high == 0
+    assert verdict["GAM merge > TIES"] == "contradicted"
+    assert verdict["premise: SFT on the chosen answers < student"] == "not resolved"  # SFT rows are the student's
+    assert verdict["delta (DPO) > SFT on the same chosen answers"] == "reproduced"  # so every lifting delta beats them
+    assert verdict["composition curve: 2 deltas > 1"] == "reproduced"
+    assert verdict["composition curve: 3 deltas > 2"] == "reproduced"
+    # the per-seed numbers are the plain paired mean differences
+    r = results[1]
+    student, gam = (np.array([int(ch) for s in SKILLS for ch in r["correct"][row][s]])
+                    for row in ("student", "merge gam"))
+    assert claims["GAM merge > student"].per_seed[1] == pytest.approx((gam - student).mean())
+
+
+def test_claims_need_their_rows(results):
+    partial = {**results[0], "correct": {k: v for k, v in results[0]["correct"].items()
+                                         if k in ("student", "+ delta a", "+ delta b", "+ delta c")}}
+    names = [c.name for c in claim_list(partial)]
+    assert names == ["best single delta > student", "average single delta > student"]
+
+
+def test_report_file_and_chart(results, tmp_path):
+    path = write_report(tmp_path, "synthetic", results, ["A synthetic setting."], n_boot=500)
+    text = path.read_text()
+    assert "| GAM merge > TIES |" in text and "**contradicted**" in text and "**not resolved**" in text
+    assert "held-out selection questions" in text and "order a → b → c" in text
+    assert "## Appendix: per seed" in text and "seed 0: c" in text
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Plumbing check" not in text
+    assert "Plumbing check" in write_report(tmp_path, "quick", results, [], n_boot=200, plumbing_only=True).read_text()

@@ -177,3 +177,43 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
         assert api.model_info("alice/old").card_data.tags == ["x"]
         assert api.model_info("alice/bomb").card_data is None  # the oversized card was dropped
     assert Store(root).check() == []
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_an_older_store_gains_discussions_collections_and_settings(tmp_path, old_version):
+    """A store of version 1 (no mirrors table) or 2 (mirrors, but no discussions, collections, redirects, gated
+    column) is upgraded in place to the latest version in one step; a version-2 mirror stays a mirror."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from deltahub.server import start_server
+
+    root = tmp_path / "reg"
+    store = Store(root)
+    repo = store.create_repo("model", "alice", "m", False, "alice")
+    mirror = store.create_repo("model", "bob", "upstream-copy", False, "bob")
+    store.close()
+    db = sqlite3.connect(root / "registry.db")
+    for table in ("discussions", "discussion_events", "collections", "collection_items", "repo_redirects"):
+        db.execute(f"DROP TABLE {table}")
+    if old_version == 1:
+        db.execute("DROP TABLE mirrors")
+    else:
+        db.execute("INSERT INTO mirrors VALUES (?, 'https://hub.example')", (mirror.id,))
+    db.execute("DROP INDEX repos_nocase")
+    db.execute("ALTER TABLE repos DROP COLUMN gated")
+    db.execute(f"PRAGMA user_version={old_version}")
+    db.commit()
+    db.close()
+
+    with start_server(root) as srv:
+        api = HfApi(endpoint=srv.url, token="x")
+        assert api.model_info("ALICE/M").sha == Store(root).resolve(repo, "main")
+        api.update_repo_settings("alice/m", gated="manual")
+        pr = api.create_commit("alice/m", [CommitOperationAdd("f.txt", b"x")], commit_message="pr", create_pr=True)
+        assert api.model_info("alice/m").gated == "manual" and pr.pr_revision == "refs/pr/1"
+        assert api.create_collection("c").slug.startswith("local/c-")
+    assert sqlite3.connect(root / "registry.db").execute("PRAGMA user_version").fetchone()[0] == migrate.SCHEMA_VERSION
+    store = Store(root)
+    assert store.mirror_of(store.get_repo("model", "bob", "upstream-copy")) == (
+        None if old_version == 1 else "https://hub.example")
+    store.close()

@@ -163,7 +163,19 @@ def test_a_mirror_is_read_only(tmp_path, upstream, mirror):
     assert r.status_code == 404 and "not fetched from the upstream yet" in r.text
     with pytest.raises(HfHubHTTPError, match="read-only mirror"):
         api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/base")
+    for pr in (False, True):  # no pull request or discussion either: they would never reach the upstream
+        with pytest.raises(HfHubHTTPError, match="read-only mirror"):
+            api.create_discussion("alice/base", title="t", pull_request=pr)
+    with pytest.raises(HfHubHTTPError, match="read-only mirror"):
+        api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/base", create_pr=True)
     assert [e.path for e in up.list_repo_tree("alice/base")] == [".gitattributes", "config.json", "w.safetensors"]
+    assert not list(up.get_repo_discussions("alice/base"))
+    api.delete_repo("alice/base")  # a mirror is a copy: evicting it is allowed, and the next read fetches it again
+    store = Store(Path(mirror.root))
+    assert store.get_repo("model", "alice", "base") is None
+    assert api.model_info("alice/base").sha == up.model_info("alice/base").sha
+    assert store.mirror_of(store.get_repo("model", "alice", "base")) == up.endpoint
+    store.close()
 
 
 def test_tampered_upstream_content_is_refused(tmp_path, upstream, mirror):

@@ -1,5 +1,10 @@
 """The PDA-style probe of docs/toyworld.md (third session): generalist teacher families.
 
+Historical: it ran at commit a56a3da and imports ``deltahub.toy.research`` and the ``full``
+preset, which the fourth session replaced (the ``pda`` preset, ``docs/toyworld-runs/sweep.py``);
+check that commit out to rerun it. Its GAM rows used ``merge_adapters``' default reference 0 (one read per
+module), so the ``reference: auto`` 2x bug of issue #13 did not touch them.
+
 The shipped toy world gives each family one skill, so its deltas are complementary and interfere.
 PDA's own setting is several teacher *families* on the *same* prompts; this probe builds it on the
 full world's student: three families (different sizes and seeds), each weak and weaker member
@@ -53,7 +58,8 @@ def run(seed: int, weakers: str, lr: float, steps: int, out: Path) -> dict:
         weak = _teacher(out / f"teachers-s{seed}", f"{family}-weak", WEAK[family], skills, seed * 1000 + 500 + 2 * i)
         weaker = _teacher(out / f"teachers-s{seed}", f"{family}-weaker", WEAKERS[weakers][family], skills,
                           seed * 1000 + 501 + 2 * i)
-        rows[f"{family}-weak"], rows[f"{family}-weaker"] = evaluate(weak, skills, n=200), evaluate(weaker, skills, n=200)
+        rows[f"{family}-weak"] = evaluate(weak, skills, n=200)
+        rows[f"{family}-weaker"] = evaluate(weaker, skills, n=200)
         pairs = [p for s in skills for p in make_pairs(weak, weaker, s, 128, seed)]
         for kind, objective in (("delta", "dpo+sft"), ("sft", "sft")):
             adapter = run_dir / f"{kind}-{family}"

@@ -39,8 +39,31 @@ class HubSpec(_Strict):
 class WorldSpec(_Strict):
     """The toy world to build first (only for recipes that use ``toy:`` references)."""
 
-    preset: Literal["quick", "full"] = "quick"
+    preset: str = "quick"
     seed: int = 0
+    workers: int = Field(1, ge=1, description="models of the world trained at once (separate processes)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="fields of the preset's world config to "
+                                      "replace (e.g. student: {steps: 400}); nested mappings merge, lists replace")
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        from .toy.world import PRESETS
+
+        if v not in PRESETS:
+            raise ValueError(f"unknown toy world preset {v!r}; valid: {', '.join(PRESETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _overrides(self) -> WorldSpec:
+        if self.overrides:
+            from .toy.world import preset
+
+            try:
+                preset(self.preset, self.seed, self.overrides)
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+        return self
 
 
 class StudentSpec(_Strict):
@@ -95,6 +118,8 @@ class MergeSpec(_Strict):
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     deltas: list[str] | Literal["all"] = "all"
     publish: str | None = None
+    curve: str | None = Field(None, description="a method of `methods` to merge the first k deltas with, "
+                                                "k = 2 .. K-1 (the composition curve)")
 
     @field_validator("methods")
     @classmethod
@@ -105,6 +130,12 @@ class MergeSpec(_Strict):
         if bad or not v:
             raise ValueError(f"unknown merge method(s) {bad}; valid: {', '.join(METHODS)}")
         return v
+
+    @model_validator(mode="after")
+    def _curve(self) -> MergeSpec:
+        if self.curve is not None and self.curve not in self.methods:
+            raise ValueError(f"curve method {self.curve!r} is not in methods")
+        return self
 
     @model_validator(mode="after")
     def _params(self) -> MergeSpec:
@@ -126,6 +157,8 @@ class EvalSpec(_Strict):
     kind: Literal["toy", "lm-eval"] = "toy"
     tasks: list[str] = Field(default_factory=list)
     n: int = Field(200, ge=1)
+    select_n: int = Field(0, ge=0, description="toy: further questions per skill, disjoint from the n, on which "
+                                                "the report picks the best single delta of each seed")
     seed: int = 0
     teachers: bool = True
     sft_control: bool = True

@@ -1,12 +1,26 @@
-"""The demo's report: a table per row (mean ± spread over seeds), the papers' claims checked
-plainly, a markdown file and a PNG bar chart."""
+"""The demo's report: every row over the world seeds, each of the papers' claims as a paired
+difference with a 95% confidence interval and a verdict, the composition curve, a per-seed
+appendix, a markdown file and a PNG.
+
+A claim is always a *paired* comparison: the two rows answered the same questions of the same
+world seed, so the data are per-question differences, resampled by
+:func:`deltahub.stats.hierarchical_bootstrap` (seeds, then questions within each seed).
+"""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import atomic_write_text
+from ..stats import Interval, hierarchical_bootstrap
+
+# a seed's results.json, as run_recipe writes it: rows, kinds, correct, select, order, curve
+SeedResult = dict
 
 
 def aggregate(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -33,82 +47,288 @@ def table(agg: dict, kinds: dict[str, str], skills: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _own_skill_gains(agg: dict, kinds: dict[str, str]) -> dict[str, float]:
-    """For each single delta named after a skill (``+ delta srt``), its gain on that skill."""
-    student = agg.get("student", {})
-    gains = {}
-    for name, scores in agg.items():
-        skill = name.rsplit(" ", 1)[-1]
-        if kinds.get(name) == "single delta" and skill in scores and skill in student:
-            gains[skill] = scores[skill][0] - student[skill][0]
-    return gains
+# ------------------------------------------------------------------------------------------------
+# per-question vectors
 
 
-def claims(agg: dict, kinds: dict[str, str]) -> list[str]:
-    """The papers' claims, each stated as reproduced or not, on the average exact match."""
-    avg = {n: s["avg"][0] for n, s in agg.items()}
-    student = avg.get("student")
-    singles = {n: v for n, v in avg.items() if kinds.get(n) == "single delta"}
-    merges = {n: v for n, v in avg.items() if kinds.get(n) == "merge"}
-    out = []
-    if student is not None and singles:
-        best_name, best = max(singles.items(), key=lambda kv: kv[1])
-        out.append(f"- single delta > student: {'yes' if best > student else 'NO'} "
-                   f"(best single {best_name} {best:.3f} vs student {student:.3f})")
-        own = _own_skill_gains(agg, kinds)
-        if own:
-            lifted = sum(g > 0 for g in own.values())
-            out.append(f"- a single delta lifts the student on its own skill: {lifted} of {len(own)} ("
-                       + ", ".join(f"{k} {g:+.3f}" for k, g in own.items()) + ")")
-        gam = merges.get("merge gam")
-        if gam is not None:
-            out.append(f"- GAM merge > best single delta: {'yes' if gam > best else 'NO'} ({gam:.3f} vs {best:.3f})")
-            for other in ("merge average", "merge ties", "merge knots"):
-                if other in merges:
-                    out.append(f"- GAM >= {other.split()[1]}: {'yes' if gam >= merges[other] else 'NO'} "
-                               f"({gam:.3f} vs {merges[other]:.3f})")
-    sft = {n: v for n, v in avg.items() if kinds.get(n) == "SFT control"}
-    if sft and singles:
-        out.append(f"- delta (DPO) > SFT on the same chosen answers: "
-                   f"{'yes' if statistics.fmean(singles.values()) > statistics.fmean(sft.values()) else 'NO'} "
-                   f"(mean {statistics.fmean(singles.values()):.3f} vs {statistics.fmean(sft.values()):.3f})")
+def _vector(bits_by_skill: dict[str, str]) -> np.ndarray:
+    """One 0/1 vector over every question of every skill (skills in sorted order)."""
+    return np.concatenate([np.frombuffer(bits_by_skill[s].encode(), dtype=np.uint8) - ord("0")
+                           for s in sorted(bits_by_skill)]).astype(float)
+
+
+def _rows_of_kind(result: SeedResult, kind: str) -> list[str]:
+    return [name for name, k in result["kinds"].items() if k == kind]
+
+
+def _deltas(result: SeedResult) -> list[str]:
+    """The single-delta rows in recipe order."""
+    order = result.get("order") or []
+    named = [f"+ delta {d}" for d in order if f"+ delta {d}" in result["correct"]]
+    return named or [r for r in _rows_of_kind(result, "single delta") if r in result["correct"]]
+
+
+def best_single(result: SeedResult) -> tuple[str, bool]:
+    """(row, chosen on held-out selection questions?) of the seed's best single delta.
+
+    It is chosen on ``select`` questions, disjoint from the evaluation questions, so the claims
+    that compare against it are not biased by choosing on the data they are scored on; without
+    them the choice falls back to the evaluation questions (and says so).
+    """
+    singles = _deltas(result)
+    select = result.get("select") or {}
+    if singles and all(s in select for s in singles):
+        return max(singles, key=lambda s: (_vector(select[s]).mean(), -singles.index(s))), True
+    return max(singles, key=lambda s: (_vector(result["correct"][s]).mean(), -singles.index(s))), False
+
+
+def curve_rows(result: SeedResult) -> list[str]:
+    """The composition curve's rows: the first delta, then the curve method over the first k."""
+    deltas, method = result.get("order") or [], result.get("curve")
+    if not method or not deltas:
+        return []
+    rows = [f"+ delta {deltas[0]}"] + [f"merge {method}-first{k}" for k in range(2, len(deltas))]
+    rows.append(f"merge {method}")
+    return rows if all(r in result["correct"] for r in rows) else []
+
+
+# ------------------------------------------------------------------------------------------------
+# claims
+
+
+@dataclass
+class Claim:
+    """One comparison: ``measure(seed result) -> per-question differences`` (positive = as claimed)."""
+
+    name: str
+    source: str  # what the paper reports
+    measure: Callable[[SeedResult], np.ndarray]
+    interval: Interval | None = None
+    per_seed: dict[int, float] = field(default_factory=dict)
+
+
+def _diff(a: str | Callable, b: str | Callable) -> Callable[[SeedResult], np.ndarray]:
+    def pick(x, r):
+        return x(r) if callable(x) else _vector(r["correct"][x])
+
+    return lambda r: pick(a, r) - pick(b, r)
+
+
+def _mean_of(rows: Callable[[SeedResult], list[str]]) -> Callable[[SeedResult], np.ndarray]:
+    return lambda r: np.mean([_vector(r["correct"][x]) for x in rows(r)], axis=0)
+
+
+def claim_list(result: SeedResult) -> list[Claim]:
+    """The claims this run's rows can test (read from one seed's rows; every seed has the same)."""
+    rows = set(result.get("correct") or {})
+    singles = _deltas(result)
+    out: list[Claim] = []
+    if "student" in rows and singles:
+        out.append(Claim("best single delta > student", "PDA Table 1: every single delta +0.8 to +4.7 EM",
+                         _diff(lambda r: _vector(r["correct"][best_single(r)[0]]), "student")))
+        out.append(Claim("average single delta > student", "PDA Table 1: mean of the three single deltas +2.6 EM",
+                         _diff(_mean_of(_deltas), "student")))
+    main = "merge gam"
+    if main in rows and "student" in rows:
+        out.append(Claim("GAM merge > student", "PDA Table 1: +6.8 EM (3 deltas)", _diff(main, "student")))
+    if main in rows and singles:
+        out.append(Claim("GAM merge > best single delta", "PDA Table 1: +2.1 EM",
+                         _diff(main, lambda r: _vector(r["correct"][best_single(r)[0]]))))
+    for other, label, paper in (("merge average", "averaging", "+2.8"), ("merge ties", "TIES", "+1.6"),
+                                ("merge knots", "KnOTS", "+1.8")):
+        if main in rows and other in rows:
+            out.append(Claim(f"GAM merge > {label}", f"PDA Table 1: {paper} EM", _diff(main, other)))
+    sfts = [r for r in _rows_of_kind(result, "SFT control") if r in rows]
+    if singles and len(sfts) == len(singles):
+        pairs = list(zip(singles, sfts, strict=True))
+        out.append(Claim("delta (DPO) > SFT on the same chosen answers",
+                         "delta learning: DPO on weak pairs lifts, SFT on the chosen answers hurts; PDA Table 16",
+                         lambda r: np.mean([_vector(r["correct"][d]) - _vector(r["correct"][s]) for d, s in pairs],
+                                           axis=0)))
+        out.append(Claim("premise: SFT on the chosen answers < student",
+                         "delta learning: SFT on weak data hurts; PDA Table 16: -2.2 F1",
+                         _diff("student", _mean_of(lambda r: sfts))))
+    weaks = [r for r in _rows_of_kind(result, "teacher") if r.endswith("-weak") and r in rows]
+    if weaks and "student" in rows:
+        out.append(Claim("premise: weak supervisors < student", "PDA Table 4: every supervisor below the student",
+                         _diff("student", _mean_of(lambda r: weaks))))
+    curve = curve_rows(result)
+    for k in range(1, len(curve)):
+        out.append(Claim(f"composition curve: {k + 1} deltas > {k}", "PDA Table 1: 2Δ 78.3 → 3Δ 79.3",
+                         _diff(curve[k], curve[k - 1])))
+    if len(curve) > 2:
+        out.append(Claim(f"composition curve: {len(curve)} deltas > 1", "PDA: GAM 3Δ above the first delta",
+                         _diff(curve[-1], curve[0])))
     return out
 
 
-def bar_chart(agg: dict, kinds: dict[str, str], path: Path, title: str) -> Path:
+def evaluate_claims(results: dict[int, SeedResult], n_boot: int = 4000) -> list[Claim]:
+    """Every claim's per-seed mean difference and its hierarchical-bootstrap interval."""
+    seeds = sorted(results)
+    claims = claim_list(results[seeds[0]])
+    for c in claims:
+        diffs = {s: c.measure(results[s]) for s in seeds}
+        c.per_seed = {s: float(d.mean()) for s, d in diffs.items()}
+        c.interval = hierarchical_bootstrap([diffs[s] for s in seeds], n_boot=n_boot)
+    return claims
+
+
+def row_intervals(results: dict[int, SeedResult], n_boot: int = 2000) -> dict[str, Interval]:
+    """Each row's average exact match over seeds and questions, with its interval."""
+    seeds = sorted(results)
+    rows = [r for r in results[seeds[0]]["correct"] if all(r in results[s]["correct"] for s in seeds)]
+    return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot)
+            for r in rows}
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+
+
+def _fmt(iv: Interval) -> str:
+    return f"{iv.estimate:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+
+
+def claims_table(claims: list[Claim]) -> str:
+    lines = ["| claim | paired difference, 95% CI | verdict | seeds above 0 | the papers |", "|---|---|---|---|---|"]
+    for c in claims:
+        up = sum(v > 0 for v in c.per_seed.values())
+        lines.append(f"| {c.name} | {_fmt(c.interval)} | **{c.interval.verdict()}** | {up} of {len(c.per_seed)} "
+                     f"| {c.source} |")
+    return "\n".join(lines)
+
+
+def rows_table(results: dict[int, SeedResult], intervals: dict[str, Interval]) -> str:
+    seeds = sorted(results)
+    first = results[seeds[0]]
+    skills = sorted(k for k in first["rows"]["student"] if k != "avg") if "student" in first["rows"] else []
+    lines = ["| row | kind | " + " | ".join(skills) + " | avg, 95% CI |", "|---|---|" + "---|" * (len(skills) + 1)]
+    for name, iv in intervals.items():
+        cells = [f"{statistics.fmean(results[s]['rows'][name][k] for s in seeds):.3f}" for k in skills]
+        lines.append(f"| {name} | {first['kinds'].get(name, '')} | " + " | ".join(cells)
+                     + f" | {iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}] |")
+    return "\n".join(lines)
+
+
+def per_seed_appendix(results: dict[int, SeedResult], claims: list[Claim]) -> list[str]:
+    seeds = sorted(results)
+    first = results[seeds[0]]
+    rows = list(first["rows"])
+    skills = sorted(k for k in first["rows"][rows[0]] if k != "avg")
+    text = ["## Appendix: per seed", "", "Average exact match of every row (per skill in the seed's results.json):", "",
+            "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for r in rows:
+        text.append(f"| {r} | " + " | ".join(f"{results[s]['rows'][r]['avg']:.3f}" if r in results[s]["rows"] else "–"
+                                            for s in seeds) + " |")
+    text += ["", "Best single delta of each seed (chosen on the selection questions): "
+             + ", ".join(f"seed {s}: {best_single(results[s])[0].removeprefix('+ delta ')}" for s in seeds), "",
+             "Paired difference of each claim per seed:", "",
+             "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for c in claims:
+        text.append(f"| {c.name} | " + " | ".join(f"{c.per_seed[s]:+.4f}" for s in seeds) + " |")
+    text += ["", f"Skills: {', '.join(skills)}."]
+    return text
+
+
+PALETTE = {"teacher": "#bbbbbb", "student": "#555555", "single delta": "#4c78a8", "SFT control": "#f58518",
+           "merge": "#54a24b", "composition curve": "#9ecf8f"}
+
+
+def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims: list[Claim], path: Path,
+          title: str) -> Path:
+    """Three panels: every row with its 95% CI, the composition curve, the claims' paired differences."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(agg)
-    means = [agg[n]["avg"][0] for n in names]
-    spreads = [agg[n]["avg"][1] for n in names]
-    palette = {"teacher": "#bbbbbb", "student": "#555555", "single delta": "#4c78a8", "SFT control": "#f58518",
-               "merge": "#54a24b"}
-    colors = [palette.get(kinds.get(n, ""), "#999999") for n in names]
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
-    ax.bar(range(len(names)), means, yerr=spreads, color=colors, capsize=3)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("average exact match")
-    ax.set_title(title, fontsize=10)
-    ax.set_ylim(0, 1)
+    first = results[min(results)]
+    names = list(intervals)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [2.2, 1, 1.6]})
+    ax = axes[0]
+    est = [intervals[n].estimate for n in names]
+    err = [[intervals[n].estimate - intervals[n].low for n in names], [intervals[n].high - intervals[n].estimate
+                                                                         for n in names]]
+    ax.bar(range(len(names)), est, yerr=err, capsize=3,
+           color=[PALETTE.get(first["kinds"].get(n, ""), "#999999") for n in names])
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("average exact match (95% CI)")
+    lo = min(iv.low for iv in intervals.values())
+    ax.set_ylim(max(0.0, lo - 0.1), min(1.0, max(iv.high for iv in intervals.values()) + 0.05))
+    ax.set_title("rows", fontsize=9)
+    ax = axes[1]
+    curve = curve_rows(first)
+    if curve:
+        ivs = [intervals[r] for r in curve]
+        ks = list(range(1, len(curve) + 1))
+        ax.errorbar(ks, [iv.estimate for iv in ivs], yerr=[[iv.estimate - iv.low for iv in ivs],
+                                                            [iv.high - iv.estimate for iv in ivs]],
+                    marker="o", capsize=4, color=PALETTE["merge"])
+        if "student" in intervals:
+            ax.axhline(intervals["student"].estimate, color=PALETTE["student"], ls="--", lw=1, label="student")
+            ax.legend(fontsize=7)
+        ax.set_xticks(ks, [f"{k}Δ" for k in ks])
+        # the points' own intervals carry the seeds' spread; the paired steps are much tighter
+        ax.set_xlabel("whiskers: each point's 95% CI; paired steps: claims panel", fontsize=7)
+        ax.set_title(f"composition curve ({first.get('curve')} of the first k deltas, order "
+                     f"{' → '.join(first.get('order') or [])})", fontsize=8)
+    else:
+        ax.set_axis_off()
+    ax = axes[2]
+    ys = list(range(len(claims)))[::-1]
+    for y, c in zip(ys, claims, strict=True):
+        iv = c.interval
+        color = {"reproduced": "#2a9d4b", "contradicted": "#c0392b"}.get(iv.verdict(), "#777777")
+        ax.errorbar([iv.estimate], [y], xerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]], fmt="o",
+                    color=color, capsize=3)
+    ax.axvline(0, color="#333333", lw=0.8)
+    ax.set_yticks(ys, [c.name for c in claims], fontsize=7)
+    ax.set_xlabel("paired difference of average exact match (95% CI)", fontsize=8)
+    ax.set_title("claims (green: reproduced, red: contradicted, grey: not resolved)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
     return path
 
 
-def write_report(out: Path, title: str, agg: dict, kinds: dict[str, str], skills: list[str], seeds: list[int],
-                 extra: list[str] | None = None) -> Path:
-    chart = bar_chart(agg, kinds, out / "results.png", title)
-    text = [f"# {title}", "", f"Seeds: {', '.join(map(str, seeds))} (mean ± population std over seeds). "
-            "Greedy decoding, exact match, held-out evaluation questions.", "", table(agg, kinds, skills), "",
-            "## The papers' claims on this run", "", *claims(agg, kinds), "", f"![results]({chart.name})", ""]
-    if extra:
-        text += extra
+def write_report(out: Path, title: str, results: dict[int, SeedResult], setting: list[str],
+                 n_boot: int = 4000, plumbing_only: bool = False) -> Path:
+    """report.md + results.png in ``out`` from the per-seed results; returns the report's path."""
+    claims = evaluate_claims(results, n_boot)
+    intervals = row_intervals(results)
+    png = chart(results, intervals, claims, out / "results.png", title)
+    seeds = sorted(results)
+    first = results[seeds[0]]
+    n_q = {s: len(b) for s, b in first["correct"]["student"].items()} if "student" in first["correct"] else {}
+    _, on_select = best_single(first) if _deltas(first) else ("", False)
+    text = [f"# {title}", ""]
+    if plumbing_only:
+        text += ["> **Plumbing check, not evidence.** This quick world runs every stage (world, pairs, deltas, "
+                 "registry, merges, evaluation, statistics) in minutes; one seed of it cannot resolve the papers' "
+                 "claims, whatever the verdicts below say. Run `deltahub demo` for the evidence.", ""]
+    text += [*setting, "",
+             f"World seeds {', '.join(map(str, seeds))}; "
+             + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
+             + " per seed; greedy exact match; every row answers the same questions.", "",
+             "## The papers' claims", "",
+             "Each claim is a paired difference of average exact match (same questions, same world seed; "
+             "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
+             "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
+             "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
+             "contains 0, **contradicted** = below 0.", "",
+             claims_table(claims), "",
+             "The best single delta of each seed is chosen on "
+             + ("held-out selection questions (disjoint from the evaluation questions)" if on_select else
+                "the evaluation questions themselves (no selection questions: biased in its favour)")
+             + "; the average single delta is the mean of all of them. "
+             + (f"Composition curve: {first.get('curve')} over the first k deltas in the fixed order "
+                f"{' → '.join(first.get('order') or [])}; 1Δ is the first single delta."
+                if curve_rows(first) else ""),
+             "", "## Rows", "", rows_table(results, intervals), "", f"![results]({png.name})", "",
+             *per_seed_appendix(results, claims), ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(text))
     return path

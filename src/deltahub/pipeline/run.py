@@ -29,6 +29,9 @@ class RunResult:
     deltas: dict[str, dict] = field(default_factory=dict)  # name -> {adapter, dataset, repo, revision, ...}
     merges: dict[str, str] = field(default_factory=dict)
     published: dict[str, str] = field(default_factory=dict)
+    correct: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> skill -> "0110..." per question
+    select: dict[str, dict[str, str]] = field(default_factory=dict)  # the same on the selection questions
+    order: list[str] = field(default_factory=list)  # delta names in recipe order (the composition curve's)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,9 +55,9 @@ class _Resolver:
             return
         from ..toy import build_world, preset
 
-        config = preset(self.recipe.world.preset, seed=self.recipe.world.seed)
+        config = preset(self.recipe.world.preset, seed=self.recipe.world.seed, overrides=self.recipe.world.overrides)
         self.world_key = config.config_hash()
-        self.world = build_world(config=config, progress=True)
+        self.world = build_world(config=config, progress=True, workers=self.recipe.world.workers)
 
     def model(self, ref: str) -> str:
         if ref.startswith("toy:"):
@@ -69,8 +72,8 @@ class _Resolver:
         if src.startswith("toy:"):
             from ..toy import write_prompts
 
-            path = self.work / f"prompts-{delta.name}.jsonl"
-            write_prompts(path, src[4:], delta.prompts.count or 256, split="pairs", seed=delta.prompts.seed)
+            path = self.work / f"prompts-{delta.name}.jsonl"  # toy:SKILL[,SKILL...]: count questions per skill
+            write_prompts(path, src[4:].split(","), delta.prompts.count or 256, split="pairs", seed=delta.prompts.seed)
             return str(path), None
         return src, delta.prompts.split
 
@@ -91,7 +94,8 @@ def plan_lines(recipe: Recipe) -> list[str]:
              f"hub: {recipe.hub.endpoint} (namespace {recipe.hub.namespace}, publish={recipe.hub.publish})"]
     if recipe.world:
         lines.append(f"1. build the toy world (preset {recipe.world.preset}, seed {recipe.world.seed})")
-    lines.append(f"student: {recipe.student.model}" + (f"@{recipe.student.revision}" if recipe.student.revision else ""))
+    revision = f"@{recipe.student.revision}" if recipe.student.revision else ""
+    lines.append(f"student: {recipe.student.model}{revision}")
     for d in recipe.deltas:
         lines.append(f"delta {d.name}: pairs {d.chosen} (chosen) over {d.rejected} (rejected) on {d.prompts.source}"
                      + (f" x{d.prompts.count}" if d.prompts.count else ""))
@@ -137,8 +141,8 @@ def _train_config(delta: DeltaSpec, extra: dict | None = None):
 def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapters: dict[str, Path],
                student: str, work: Path) -> dict[str, str]:
     """The merge stage: every method of ``recipe.merge`` over its deltas, with its parameters
-    (GAM's reference may name a delta: each input answers to its recipe name). Returns the
-    output folder of each method."""
+    (GAM's reference may name a delta: each input answers to its recipe name), and the composition
+    curve's merges. Returns the output folder of each merge by name."""
     from ..merge import MERGE_VERSION, MergeInput, merge_adapters
     from ..merge.methods import METHODS
 
@@ -152,17 +156,18 @@ def run_merges(recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapt
             merge_inputs.append(MergeInput(spec=str(adapters[d.name]), path=adapters[d.name], name=d.name))
     merge_keys = [cache.key(f"train:{d.name}") for d in recipe.merge_deltas()]
     merges = {}
-    for method in recipe.merge.methods:
-        out = work / f"merge-{method}"
+    for name, method, inputs, keys in _merge_jobs(recipe, merge_inputs, merge_keys):
+        out = work / f"merge-{name}"
         full = not METHODS[method].low_rank
         params = recipe.merge.parameters.get(method, {})
-        cache.run(f"merge:{method}", {"inputs": merge_keys, "method": method, "params": params, "full": full,
-                                      "version": MERGE_VERSION},
-                  lambda: str(merge_adapters(merge_inputs, out, method=method, params=params,
-                                             base=student if full else None, full=full, overwrite=True,
-                                             progress=False)),
+        cache.run(f"merge:{name}", {"inputs": keys, "method": method, "params": params, "full": full,
+                                    "version": MERGE_VERSION},
+                  # cache.run calls it at once; the defaults bind this iteration's values all the same
+                  lambda inputs=inputs, out=out, method=method, params=params, full=full: str(merge_adapters(
+                      inputs, out, method=method, params=params, base=student if full else None, full=full,
+                      overwrite=True, progress=False)),
                   out)
-        merges[method] = str(out)
+        merges[name] = str(out)
     return merges
 
 
@@ -203,14 +208,15 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
                       "prompts": d.prompts.model_dump(), "generation": d.generation, "filters": d.filters}
         pairs_key, _ = cache.run(
             f"generate:{d.name}", gen_inputs,
-            lambda: str(generate_pairs(res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir,
-                                       GenerationSettings(**d.generation), FilterSettings(**d.filters),
-                                       split=split, overwrite=True, progress=True)),
+            lambda d=d, prompts=prompts, pairs_dir=pairs_dir, split=split: str(generate_pairs(
+                res.model(d.chosen), res.model(d.rejected), prompts, pairs_dir, GenerationSettings(**d.generation),
+                FilterSettings(**d.filters), split=split, overwrite=True, progress=True)),
             pairs_dir)
         delta_dir = work / f"delta-{d.name}"
         train_key, _ = cache.run(
             f"train:{d.name}", {"student": student_key, "pairs": pairs_key, "train": d.train},
-            lambda: str(train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
+            lambda d=d, pairs_dir=pairs_dir, delta_dir=delta_dir: str(
+                train_delta(student, pairs_dir, delta_dir, _train_config(d), overwrite=True, progress=True)),
             delta_dir)
         info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
         if registry is not None:
@@ -227,8 +233,9 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
             sft_dir = work / f"sft-{d.name}"
             cache.run(f"sft:{d.name}", {"student": student_key, "pairs": cache.key(f"generate:{d.name}"),
                                          "train": d.train},
-                      lambda: str(train_delta(student, work / f"pairs-{d.name}", sft_dir,
-                                              _train_config(d, {"objective": "sft"}), overwrite=True, progress=True)),
+                      lambda d=d, sft_dir=sft_dir: str(train_delta(
+                          student, work / f"pairs-{d.name}", sft_dir, _train_config(d, {"objective": "sft"}),
+                          overwrite=True, progress=True)),
                       sft_dir)
 
     _evaluate_all(cache, recipe, res, student, student_key, skills, result, work)
@@ -241,15 +248,34 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
 
             write_model_index(folder, {col: {result.metrics.get(col, "score"): v}
                                        for col, v in row.items() if col != "avg"}, name=recipe.merge.publish)
-        _, rev = cache.run(f"publish:merged:{main}", {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
+        _, rev = cache.run(f"publish:merged:{main}",
+                           {"merge": cache.key(f"merge:{main}"), "repo": recipe.merge.publish},
                            lambda: _publish(registry, folder, recipe.merge.publish))
         result.published[recipe.merge.publish] = rev
     result.ran, result.skipped = cache.ran, cache.skipped
     result.seconds = time.time() - t0
+    result.order = [d.name for d in recipe.merge_deltas()]
     summary = {"rows": result.rows, "kinds": result.kinds, "metrics": result.metrics, "deltas": result.deltas,
-               "merges": result.merges, "published": result.published}
+               "merges": result.merges, "published": result.published, "order": result.order,
+               "curve": recipe.merge.curve, "correct": result.correct, "select": result.select}
     atomic_write_text(work / "results.json", json.dumps(summary, indent=2))
     return result
+
+
+def curve_name(method: str, k: int) -> str:
+    """The merge of the first ``k`` deltas with ``method`` (a point of the composition curve)."""
+    return f"{method}-first{k}"
+
+
+def _merge_jobs(recipe: Recipe, inputs: list, keys: list) -> list[tuple[str, str, list, list]]:
+    """(name, method, inputs, input keys) of every merge: each method over all deltas, then the
+    composition curve (``merge.curve``): that method over the first k deltas, k = 2 .. K-1, in
+    recipe order (k = 1 is the first single delta, k = K the full merge)."""
+    jobs = [(m, m, inputs, keys) for m in recipe.merge.methods]
+    if recipe.merge.curve:
+        jobs += [(curve_name(recipe.merge.curve, k), recipe.merge.curve, inputs[:k], keys[:k])
+                 for k in range(2, len(inputs))]
+    return jobs
 
 
 def _publish(registry, folder: Path, repo: str, **links) -> str:
@@ -279,14 +305,23 @@ def _scorer(spec, skills: list[str]):
     if spec.kind == "toy":
         from ..toy import evaluate as toy_evaluate
 
-        def score_toy(model, adapter) -> dict:
-            scores = toy_evaluate(model, skills, adapter=adapter, n=spec.n, seed=spec.seed)
-            return {"scores": scores, "metrics": {s: "exact_match" for s in skills}}
+        def score_toy(model, adapter, select: bool = False) -> dict:
+            """Scores on the ``n`` evaluation questions; per-question verdicts for paired statistics;
+            with ``select``, also the verdicts on ``select_n`` further questions (to choose a row by)."""
+            extra = spec.select_n if select else 0
+            res = toy_evaluate(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed, details=True)
+            correct = {s: bits[:spec.n] for s, bits in res["correct"].items()}
+            scores = {s: bits.count("1") / spec.n for s, bits in correct.items()}
+            out = {"scores": {**scores, "avg": sum(scores.values()) / len(scores)}, "correct": correct,
+                   "metrics": {s: "exact_match" for s in skills}}
+            if extra:
+                out["select"] = {s: bits[spec.n:] for s, bits in res["correct"].items()}
+            return out
 
         return score_toy
     from ..evaluate import evaluate
 
-    def score(model, adapter) -> dict:
+    def score(model, adapter, select: bool = False) -> dict:
         res = evaluate(model, spec.tasks, adapter=adapter, limit=spec.limit, batch_size=spec.batch_size,
                        backend=spec.backend, include_path=spec.include_path, chat_template=spec.chat_template,
                        seed=spec.seed)
@@ -312,14 +347,20 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
     spec = recipe.eval
     score = _scorer(spec, skills)
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key
-    eval_key = spec.model_dump(exclude={"teachers", "sft_control"})
+    eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n"})
 
-    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None) -> None:
-        _, payload = cache.run(f"eval:{name}", {**key_inputs, "skills": skills, "eval": eval_key},
-                               lambda: score(model, adapter))
+    def row(name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None,
+            select: bool = False) -> None:
+        inputs = {**key_inputs, "skills": skills, "eval": eval_key}
+        if select and spec.select_n:
+            inputs["select_n"] = spec.select_n
+        _, payload = cache.run(f"eval:{name}", inputs, lambda: score(model, adapter, select))
         result.rows[name] = payload["scores"]
         result.metrics.update(payload["metrics"])
         result.kinds[name] = kind
+        for field_name in ("correct", "select"):
+            if field_name in payload:
+                getattr(result, field_name)[name] = payload[field_name]
 
     teachers_seen = []
     if recipe.eval.teachers:
@@ -331,14 +372,16 @@ def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunR
     row("student", "student", {"model": student_key}, student)
     for d in recipe.deltas:
         row(f"+ delta {d.name}", "single delta", {"adapter": cache.key(f"train:{d.name}")}, student,
-            str(work / f"delta-{d.name}"))
+            str(work / f"delta-{d.name}"), select=True)
     if recipe.eval.sft_control:
         for d in recipe.deltas:
             row(f"+ SFT-on-chosen {d.name}", "SFT control", {"adapter": cache.key(f"sft:{d.name}")}, student,
                 str(work / f"sft-{d.name}"))
     from ..merge.methods import METHODS
 
-    for method, out in result.merges.items():
+    for name, out in result.merges.items():
+        method = name.split("-first")[0]
         full = not METHODS[method].low_rank
-        row(f"merge {method}", "merge", {"merge": cache.key(f"merge:{method}")},
+        kind = "composition curve" if "-first" in name else "merge"
+        row(f"merge {name}", kind, {"merge": cache.key(f"merge:{name}")},
             out if full else student, None if full else out)

@@ -16,12 +16,23 @@ class Auth:
     open_mode: bool = True
     tokens: dict[str, str] = field(default_factory=dict)
     orgs: dict[str, list[str]] = field(default_factory=dict)
+    fullnames: dict[str, str] = field(default_factory=dict)  # display names of users and orgs (whoami)
+    private_orgs: set[str] = field(default_factory=set)  # namespaces whose new repos are private by default
 
     @classmethod
-    def from_file(cls, path: Path, open_mode: bool = False) -> "Auth":
-        """Tokens file: JSON ``{"tokens": {TOKEN: USER}, "orgs": {USER: [ORG, ...]}}``."""
+    def from_file(cls, path: Path, open_mode: bool = False) -> Auth:
+        """Tokens file: JSON ``{"tokens": {TOKEN: USER}, "orgs": {USER: [ORG, ...]}}``, optionally
+        ``"fullnames": {NAME: DISPLAY NAME}`` and ``"private_by_default": [NAMESPACE, ...]``."""
         data = json.loads(Path(path).read_text())
-        return cls(open_mode=open_mode, tokens=dict(data.get("tokens", {})), orgs=dict(data.get("orgs", {})))
+        return cls(open_mode=open_mode, tokens=dict(data.get("tokens", {})), orgs=dict(data.get("orgs", {})),
+                   fullnames=dict(data.get("fullnames", {})), private_orgs=set(data.get("private_by_default", [])))
+
+    def fullname(self, name: str) -> str:
+        return self.fullnames.get(name, name)
+
+    def private_by_default(self, ns: str) -> bool:
+        """Whether a repo created under ``ns`` without a visibility is private (an organisation setting on the Hub)."""
+        return ns in self.private_orgs
 
     def user(self, authorization: str | None) -> str | None:
         token = None

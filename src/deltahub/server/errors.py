@@ -33,6 +33,10 @@ class BadRequest(RegistryError):
     """A name, path, revision, oid or payload that fails validation."""
 
 
+class InvalidPath(BadRequest):
+    """A file path in a request body that the Hub refuses (it answers 422 for those, 400 for one in the URL)."""
+
+
 class Unauthorized(RegistryError):
     """No (valid) token where one is needed."""
 
@@ -42,7 +46,23 @@ class Forbidden(RegistryError):
 
 
 class RepoNotFound(RegistryError):
-    """No such repo, or one the caller may not read (the two are indistinguishable on purpose)."""
+    """No such repo, or one the caller may not read (the two are indistinguishable on purpose).
+
+    The Hub's message is exactly "Repository not found": huggingface_hub leaves it out of its own
+    "Repository Not Found for url ..." text only when it is a substring of it.
+    """
+
+    def __init__(self, message: str = "Repository not found", **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class GatedRepo(RegistryError):
+    """A gated repo's files, asked for by someone outside its namespace."""
+
+
+class NotFound(RegistryError):
+    """No such discussion, comment, collection, collection item or endpoint (no X-Error-Code: the client
+    has no exception class for these)."""
 
 
 class RevisionNotFound(RegistryError):
@@ -62,7 +82,16 @@ class Conflict(RegistryError):
 
 
 class StaleParent(RegistryError):
-    """``parentCommit`` is not the branch head any more."""
+    """``parentCommit`` is not the branch head any more (the Hub's wording, which users already know)."""
+
+    MESSAGE = "The branch was updated since you opened this page. Please refresh and try again."
+
+    def __init__(self, message: str = MESSAGE, **kwargs):
+        super().__init__(message, **kwargs)
+
+
+class Unprocessable(RegistryError):
+    """A well-formed request the current state refuses: merging a closed pull request, pushing to a merged one."""
 
 
 class PayloadTooLarge(RegistryError):
@@ -74,7 +103,7 @@ class ObjectNotUploaded(RegistryError):
 
 
 class NotSupported(RegistryError):
-    """A Hub feature this registry does not have (pull requests, Xet)."""
+    """A Hub feature this registry does not have (Xet)."""
 
 
 class UpstreamFailed(RegistryError):
@@ -96,16 +125,20 @@ class DiskFull(RegistryError):
 # The one mapping from refusal to (HTTP status, X-Error-Code); codes are the ones huggingface_hub knows.
 HTTP_STATUS: dict[type[RegistryError], tuple[int, str | None]] = {
     BadRequest: (400, None),
+    InvalidPath: (422, None),
     Unauthorized: (401, None),
     Forbidden: (403, None),
+    GatedRepo: (403, "GatedRepo"),
     RepoNotFound: (404, "RepoNotFound"),
     RevisionNotFound: (404, "RevisionNotFound"),
     EntryNotFound: (404, "EntryNotFound"),
     ObjectNotFound: (404, None),
+    NotFound: (404, None),
     Conflict: (409, None),
     StaleParent: (412, None),
     PayloadTooLarge: (413, None),
     ObjectNotUploaded: (422, None),
+    Unprocessable: (422, None),
     NotSupported: (501, None),
     UpstreamFailed: (502, None),
     DiskFull: (507, None),

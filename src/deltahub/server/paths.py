@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import BadRequest
+from .errors import BadRequest, InvalidPath
 
 MAX_PATH = 1000
 MAX_PART = 255
@@ -40,16 +40,30 @@ def check_name(part: object, what: str = "repo name") -> str:
     return part
 
 
-def check_path(path: object) -> str:
-    """A file path inside a repo: relative, forward slashes, no ``.``/``..`` parts, no control characters."""
+# '/x', '\\x', UNC, 'C:x', '..\\x', '.\\x': outside the repo on some OS
+_ROOTED = re.compile(r"[/\\]|[A-Za-z]:|\.{1,2}\\")
+
+
+def check_path(path: object, error: type[BadRequest] = BadRequest) -> str:
+    """A file path inside a repo: relative, '/' separators, no empty/``.``/``..`` parts, no control characters.
+
+    A backslash is an ordinary character, as on the Hub ('folder/..\\..\\file' is one odd file name), except
+    at the start, where Windows would read the path as leaving the repo. The store never uses a path as a
+    file name, so these rules protect clients, which check downloads themselves too.
+    """
     if not isinstance(path, str) or not path or len(path) > MAX_PATH:
-        raise BadRequest(f"invalid path: '{_shown(str(path))}' (1 to {MAX_PATH} characters)")
-    if "\\" in path or path.startswith("/") or re.match(r"[A-Za-z]:", path) or _CONTROL.search(path):
-        raise BadRequest(f"invalid path: '{_shown(path)}' (relative, '/' separators, no control characters)")
+        raise error(f"invalid path: '{_shown(str(path))}' (1 to {MAX_PATH} characters)")
+    if _ROOTED.match(path) or _CONTROL.search(path):
+        raise error(f"invalid path: '{_shown(path)}' (relative, no drive, no control characters)")
     for part in path.split("/"):
         if part in ("", ".", "..") or len(part) > MAX_PART:
-            raise BadRequest(f"invalid path: '{_shown(path)}' (no empty, '.' or '..' parts)")
+            raise error(f"invalid path: '{_shown(path)}' (no empty, '.' or '..' parts)")
     return path
+
+
+def check_body_path(path: object) -> str:
+    """``check_path`` for a path in a request body, refused with 422 as the Hub does."""
+    return check_path(path, InvalidPath)
 
 
 def check_revision(rev: object, what: str = "revision") -> str:

@@ -23,9 +23,11 @@ from .limits import (
     MAX_FILE_BYTES,
     MAX_JSON_DEPTH,
     MAX_LIST_ITEMS,
+    MAX_NOTE,
     MAX_TEXT,
+    MAX_TITLE,
 )
-from .paths import check_oid, check_path, check_revision
+from .paths import check_body_path, check_oid, check_revision
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,8 +100,8 @@ def parse_body(raw: bytes, model: type[M], what: str | None = None) -> M:
 
 
 # -- field types -----------------------------------------------------------------------------
-RepoPath = Annotated[str, AfterValidator(check_path)]
-FileOrFolder = Annotated[str, AfterValidator(lambda p: check_path(p.rstrip("/")))]  # 'data/' names a folder
+RepoPath = Annotated[str, AfterValidator(check_body_path)]
+FileOrFolder = Annotated[str, AfterValidator(lambda p: check_body_path(p.rstrip("/")))]  # 'data/' names a folder
 Oid = Annotated[str, AfterValidator(check_oid)]
 RefName = Annotated[str, AfterValidator(check_revision)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -129,10 +131,16 @@ class DeleteRepo(Payload):
     type: RepoType | None = None
 
 
+class MoveRepo(Payload):
+    fromRepo: Annotated[str, Field(max_length=300)]
+    toRepo: Annotated[str, Field(max_length=300)]
+    type: RepoType | None = None
+
+
 class Settings(Payload):
     private: bool | None = None
     visibility: Literal["public", "private", "protected"] | None = None
-    gated: Literal["auto", "manual"] | bool | None = None
+    gated: Literal["auto", "manual", False] | None = None  # False: not gated (True is not a Hub value)
 
 
 class ValidateYaml(Payload):
@@ -145,8 +153,87 @@ class Branch(Payload):
 
 
 class Tag(Payload):
-    tag: RefName
+    tag: Annotated[str, Field(max_length=1024)]  # checked after the revision: the Hub reports a missing revision first
     message: Text | None = None
+
+
+class SuperSquash(Payload):
+    message: Text | None = None
+
+
+class LfsDeletions(Payload):
+    sha: Annotated[list[Oid], Field(max_length=MAX_LIST_ITEMS)]
+    rewriteHistory: bool = True
+
+
+class LfsDelete(Payload):
+    deletions: LfsDeletions
+
+
+# -- discussions and pull requests -------------------------------------------------------------
+Title = Annotated[str, Field(max_length=MAX_TITLE)]
+
+
+class CreateDiscussion(Payload):
+    title: Title
+    description: Text | None = None
+    pullRequest: bool = False
+
+
+class Comment(Payload):
+    comment: Text
+
+
+class OptionalComment(Payload):
+    comment: Text | None = None
+
+
+class StatusChange(Payload):
+    status: Literal["open", "closed"]
+    comment: Text | None = None
+
+
+class Rename(Payload):
+    title: Title
+
+
+class EditComment(Payload):
+    content: Text
+
+
+# -- collections -------------------------------------------------------------------------------
+Note = Annotated[str, Field(max_length=MAX_NOTE)]
+Theme = Literal["orange", "blue", "green", "purple", "pink", "indigo"]
+
+
+class CreateCollection(Payload):
+    title: Title
+    namespace: Annotated[str, Field(max_length=100)] | None = None
+    description: Note | None = None
+    private: bool = False
+
+
+class UpdateCollection(Payload):
+    title: Title | None = None
+    description: Note | None = None
+    private: bool | None = None
+    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    theme: Theme | None = None
+
+
+class CollectionItemRef(Payload):
+    id: Annotated[str, Field(min_length=1, max_length=300)]
+    type: Literal["model", "dataset", "space", "collection", "paper", "bucket"]
+
+
+class AddCollectionItem(Payload):
+    item: CollectionItemRef
+    note: Note | None = None
+
+
+class UpdateCollectionItem(Payload):
+    note: Note | None = None
+    position: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
 
 
 class PathsInfo(Payload):
@@ -225,7 +312,7 @@ class DeleteFolder(Payload):
     path: str
 
     def folder(self) -> str:
-        return check_path(self.path.rstrip("/"))
+        return check_body_path(self.path.rstrip("/"))
 
 
 class HeaderLine(Payload):
@@ -257,7 +344,9 @@ CommitLine = TypeAdapter(Annotated[HeaderLine | FileLine | LfsFileLine | Deleted
                                    Field(discriminator="key")])
 
 
-def parse_commit_line(raw: bytes, number: int) -> HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine:
+def parse_commit_line(
+    raw: bytes, number: int
+) -> HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine:
     what = f"commit line {number}"
     return validate(load_json(raw, what), CommitLine, what)
 

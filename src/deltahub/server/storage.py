@@ -50,12 +50,28 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".pt", ".pth", ".gguf", ".h5
 LFS_THRESHOLD = 10 * 1024 * 1024
 
 GITATTRIBUTES = (
-    "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
-    "*.parquet filter=lfs diff=lfs merge=lfs -text\n*.pt filter=lfs diff=lfs merge=lfs -text\n"
-).encode()
+    b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+    b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.pt filter=lfs diff=lfs merge=lfs -text\n"
+)
 
 # can_read(namespace, private) -> bool: the committer's read permission, for objects held by other repos
 ReadPolicy = Callable[[str, bool], bool]
+# called inside a commit's transaction with (db, new commit sha): what must change with the commit, atomically
+OnCommit = Callable[[sqlite3.Connection, str], None]
+REF_KINDS = {"heads": "branch", "tags": "tag", "pr": "pr"}
+
+
+def split_ref(rev: str) -> tuple[str | None, str]:
+    """('branch'|'tag'|'pr', name) for a full ref ('refs/heads/x', 'refs/pr/3'); (None, rev) for a short name."""
+    if rev.startswith("refs/"):
+        _, kind, name = (rev.split("/", 2) + ["", ""])[:3]
+        if kind in REF_KINDS and name and (kind != "pr" or name.isascii() and name.isdigit()):
+            return REF_KINDS[kind], name
+    return None, rev
+
+
+def full_ref(kind: str, name: str) -> str:
+    return {"branch": "refs/heads/", "tag": "refs/tags/", "pr": "refs/pr/"}[kind] + name
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -83,6 +99,7 @@ class Repo:
     modified: float
     card: dict
     tags: list
+    gated: str | None = None  # "auto" | "manual" | None
 
     @property
     def repo_id(self) -> str:
@@ -91,7 +108,7 @@ class Repo:
 
 def _repo(row: sqlite3.Row) -> Repo:
     return Repo(row["id"], row["type"], row["ns"], row["name"], bool(row["private"]), row["created"],
-                row["modified"], json.loads(row["card"]), json.loads(row["tags"]))
+                row["modified"], json.loads(row["card"]), json.loads(row["tags"]), row["gated"])
 
 
 class Incoming:
@@ -259,10 +276,25 @@ class Store:
 
     # -- repos ----------------------------------------------------------------------------
     def get_repo(self, rtype: str, ns: str, name: str) -> Repo | None:
-        row = self._db().execute("SELECT * FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
+        """The repo ``ns/name``, whatever the case of the letters, or the repo that was moved away from that name
+        (both as on the Hub); its current name in ``repo_id``."""
+        db = self._db()
+        repo = self._find_repo(db, rtype, ns, name)
+        if repo is None:
+            row = db.execute("SELECT repo FROM repo_redirects WHERE type=? AND ns=? AND name=?",
+                             (rtype, ns, name)).fetchone()
+            repo = None if row is None else self.repo_by_id(row["repo"])
+        return repo
+
+    @staticmethod
+    def _find_repo(db: sqlite3.Connection, rtype: str, ns: str, name: str) -> Repo | None:
+        row = db.execute("SELECT * FROM repos WHERE type=? AND ns=? COLLATE NOCASE AND name=? COLLATE NOCASE",
+                         (rtype, ns, name)).fetchone()
         return None if row is None else _repo(row)
 
     def repo_by_id(self, repo_id: int) -> Repo | None:
+        if not 0 < repo_id < 2**63:  # from a URL: anything bigger would overflow SQLite's integers
+            return None
         row = self._db().execute("SELECT * FROM repos WHERE id=?", (repo_id,)).fetchone()
         return None if row is None else _repo(row)
 
@@ -271,8 +303,9 @@ class Store:
         blob = self.put_bytes(GITATTRIBUTES)
         tree = {".gitattributes": Entry(blob, len(GITATTRIBUTES), git_blob_oid(GITATTRIBUTES), False)}
         with self._write() as db:
-            if db.execute("SELECT 1 FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone():
+            if self._find_repo(db, rtype, ns, name) is not None:
                 raise Conflict(f"You already created this {rtype} repo")
+            db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (rtype, ns, name))
             rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
                              (rtype, ns, name, int(private), now, now)).lastrowid
             sha = _commit_sha()
@@ -283,15 +316,33 @@ class Store:
         return self.get_repo(rtype, ns, name)
 
     def delete_repo(self, repo: Repo) -> None:
+        """The repo and all it owns: history, refs, discussions, its entries in collections."""
         with self._write() as db:
             history.delete_repo_history(db, repo.id)
-            for table, col in (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("mirrors", "repo"),
-                               ("repos", "id")):
+            for table, col in migrate.REPO_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE {col}=?", (repo.id,))
+            db.execute("DELETE FROM collection_items WHERE kind IN ('model', 'dataset', 'space') AND target=?",
+                       (str(repo.id),))
 
     def set_private(self, repo: Repo, private: bool) -> None:
         with self._write() as db:
             db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), repo.id))
+
+    def set_gated(self, repo: Repo, gated: str | None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE repos SET gated=? WHERE id=?", (gated, repo.id))
+
+    def move_repo(self, repo: Repo, ns: str, name: str) -> Repo:
+        """Rename ``repo`` to ``ns/name`` (its history, refs, discussions and collection entries follow its id)."""
+        with self._write() as db:
+            other = self._find_repo(db, repo.type, ns, name)
+            if other is not None and other.id != repo.id:
+                raise Conflict(f"A {repo.type} repository called {other.repo_id} already exists")
+            db.execute("UPDATE repos SET ns=?, name=?, modified=? WHERE id=?", (ns, name, time.time(), repo.id))
+            db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (repo.type, ns, name))
+            db.execute("INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)",
+                       (repo.type, repo.ns, repo.name, repo.id))
+        return self.repo_by_id(repo.id)
 
     def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
         """(created, modified, private) of every repo: a repo's card, tags or visibility never change without
@@ -303,7 +354,7 @@ class Store:
         sql = "SELECT * FROM repos WHERE type=?"
         args: list[Any] = [rtype]
         if author:
-            sql += " AND ns=?"
+            sql += " AND ns=? COLLATE NOCASE"
             args.append(author)
         for t in tags:
             sql += " AND id IN (SELECT repo FROM repo_tags WHERE tag=?)"
@@ -342,20 +393,21 @@ class Store:
 
     # -- revisions ------------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
+        """{'branch': {name: sha}, 'tag': {...}, 'pr': {number: sha}}."""
         rows = self._db().execute("SELECT kind, name, target FROM refs WHERE repo=?", (repo.id,)).fetchall()
-        out: dict[str, dict[str, str]] = {"branch": {}, "tag": {}}
+        out: dict[str, dict[str, str]] = {"branch": {}, "tag": {}, "pr": {}}
         for r in rows:
             out[r["kind"]][r["name"]] = r["target"]
         return out
 
     def resolve(self, repo: Repo, rev: str) -> str:
-        """Commit sha of a branch, tag, full or short sha; RevisionNotFound otherwise."""
+        """Commit sha of a branch, tag, pull request ('refs/pr/3'), full ref, or full or short sha."""
         db = self._db()
-        for kind in ("branch", "tag"):
-            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, rev)).fetchone()
-            if row:
-                return row["target"]
-        if 7 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
+        kind, name = split_ref(rev)
+        for k in (kind,) if kind else ("branch", "tag"):
+            if (target := _ref_target(db, repo, k, name)) is not None:
+                return target
+        if kind is None and 7 <= len(rev) <= 40 and all(c in "0123456789abcdef" for c in rev):
             rows = db.execute("SELECT sha FROM commits WHERE repo=? AND sha LIKE ?", (repo.id, rev + "%")).fetchall()
             if len(rows) == 1:
                 return rows[0]["sha"]
@@ -368,60 +420,145 @@ class Store:
     def entry(self, sha: str, path: str) -> Entry | None:
         return history.read_entry(self._db(), sha, path, self.trees)
 
-    def history(self, sha: str, limit: int | None = None) -> list[dict]:
-        """Commits from ``sha`` back to the first (the newest ``limit`` of them when given)."""
+    def history(self, sha: str | None, limit: int | None = None) -> list[dict]:
+        """Commits from ``sha`` back to the first, newest first (the newest ``limit`` of them when given): sha,
+        parent, base, title, message, author, date."""
         db = self._db()
         out = []
         while sha and (limit is None or len(out) < limit):
-            row = db.execute("SELECT sha, parent, title, message, author, date FROM commits WHERE sha=?", (sha,)).fetchone()
+            row = db.execute("SELECT sha, parent, base, title, message, author, date FROM commits WHERE sha=?",
+                             (sha,)).fetchone()
             out.append(dict(row))
             sha = row["parent"]
         return out
 
-    def set_ref(self, repo: Repo, kind: str, name: str, target: str | None, must_not_exist: bool = False) -> None:
+    def changed_paths(self, commit: dict) -> set[str]:
+        """Paths commit ``commit`` (a ``history`` item) changed relative to its parent."""
+        if commit["base"] != commit["sha"]:
+            rows = self._db().execute("SELECT path FROM changed_files WHERE commit_sha=?", (commit["sha"],))
+            return {r["path"] for r in rows}
+        before = self.tree(commit["parent"]) if commit["parent"] else {}
+        return set(history.diff(before, self.tree(commit["sha"])))
+
+    def last_commits(self, sha: str, paths: list[str], folders: set[str]) -> dict[str, dict]:
+        """For each of ``paths`` (files, and the ``folders`` among them), the newest commit from ``sha`` back that
+        changed it (anything under it, for a folder): what the Hub reports as ``lastCommit``."""
+        found: dict[str, dict] = {}
+        wanted = set(paths)
+        for commit in self.history(sha):
+            if not wanted:
+                break
+            changed = self.changed_paths(commit)
+            touched = changed | {c[:i] for c in changed for i in range(len(c)) if c[i] == "/"}
+            for p in wanted & touched:
+                found[p] = commit
+            wanted -= touched
+        return found
+
+    def squash(self, repo: Repo, rev: str, title: str, author: str) -> str:
+        """Replace the history of branch (or pull request) ``rev`` by one commit holding its current tree."""
+        kind, name = self.writable_ref(rev)
+        head = self.resolve(repo, full_ref(kind, name))
+        tree = self.tree(head)
+        sha = _commit_sha()
         with self._write() as db:
-            exists = db.execute("SELECT 1 FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
+            if _ref_target(db, repo, kind, name) != head:
+                raise StaleParent()
+            history.write_commit(db, sha=sha, repo=repo.id, parent=None, tree=tree, changes=tree, title=title,
+                                 message="", author=author, date=time.time())
+            db.execute("UPDATE refs SET target=? WHERE repo=? AND kind=? AND name=?", (sha, repo.id, kind, name))
+        self.trees.put(sha, dict(tree))
+        return sha
+
+    def lfs_files(self, repo: Repo) -> list[dict]:
+        """Every LFS object in the repo's history: sha256, size, a file name, when it was first committed, and a
+        branch whose head holds it (None when only older commits do)."""
+        db = self._db()
+        rows = db.execute(
+            """SELECT f.sha256, f.size, f.path, c.date FROM changed_files f JOIN commits c ON c.sha = f.commit_sha
+               WHERE c.repo = ? AND f.lfs = 1
+               UNION ALL
+               SELECT f.sha256, f.size, f.path, c.date FROM snapshot_files f JOIN commits c ON c.sha = f.snapshot
+               WHERE c.repo = ? AND f.lfs = 1 ORDER BY 4""", (repo.id, repo.id)).fetchall()
+        out: dict[str, dict] = {}
+        for r in rows:
+            out.setdefault(r["sha256"], {"sha256": r["sha256"], "size": r["size"], "path": r["path"],
+                                         "date": r["date"], "ref": None})
+        for name, target in sorted(self.refs(repo)["branch"].items(), key=lambda kv: kv[0] != "main"):
+            for e in self.tree(target).values():
+                if e.lfs and e.sha256 in out and out[e.sha256]["ref"] is None:
+                    out[e.sha256]["ref"] = full_ref("branch", name)
+        return list(out.values())
+
+    def delete_lfs_files(self, repo: Repo, shas: list[str], author: str, rewrite: bool) -> None:
+        """Forget LFS objects ``shas`` in ``repo``: with ``rewrite``, each branch head holding one gets a commit that
+        removes those files; the object's bytes go unless another repo holds them (old commits answer 404)."""
+        gone = set(shas)
+        if rewrite:
+            for name, target in self.refs(repo)["branch"].items():
+                paths = [p for p, e in self.tree(target).items() if e.lfs and e.sha256 in gone]
+                if paths:
+                    self.commit(repo, full_ref("branch", name), [{"op": "delete", "path": p} for p in paths],
+                                "Permanently delete LFS files", "", author, target)
+        with self._write() as db:
+            db.executemany("DELETE FROM repo_objects WHERE repo=? AND sha256=?", [(repo.id, s) for s in gone])
+            orphans = [s for s in gone if db.execute("SELECT 1 FROM repo_objects WHERE sha256=?", (s,)).fetchone()
+                       is None]
+        for sha in orphans:
+            self.blob_path(sha).unlink(missing_ok=True)
+
+    def set_ref(self, repo: Repo, kind: str, name: str, target: str | None, must_not_exist: bool = False) -> None:
+        """Point ref ``kind``/``name`` at ``target`` (None: delete it), with the Hub's messages."""
+        with self._write() as db:
+            exists = _ref_target(db, repo, kind, name) is not None
             if target is None:
                 if not exists:
-                    raise RevisionNotFound(f"{kind} {name} not found")
+                    raise RevisionNotFound(f"Invalid rev id: {name}")
                 db.execute("DELETE FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name))
             else:
                 if exists and must_not_exist:
-                    raise Conflict(f"{kind} {name} already exists")
+                    raise Conflict(f"Reference {full_ref(kind, name)} already exists")
                 db.execute("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", (repo.id, kind, name, target))
 
     # -- commits --------------------------------------------------------------------------
+    def writable_ref(self, rev: str) -> tuple[str, str]:
+        """(kind, name) of the ref a commit to ``rev`` moves: a branch ('main', 'refs/heads/x') or a pull request."""
+        kind, name = split_ref(rev)
+        if kind == "tag":
+            raise RevisionNotFound(f"Invalid rev id: {rev} (a tag cannot be committed to)")
+        return kind or "branch", name
+
     def commit(self, repo: Repo, branch: str, ops: list[dict], title: str, message: str, author: str,
-               parent: str | None, can_read: ReadPolicy | None = None) -> str:
+               parent: str | None, can_read: ReadPolicy | None = None, on_commit: OnCommit | None = None,
+               start: str | None = None) -> str:
         """Apply add/delete operations on top of ``branch`` in one transaction; StaleParent when ``parent`` is old.
 
-        ``ops`` items: {"op": "add", "path", "sha256", "size", "lfs", "oid"} | {"op": "delete"|"delete_folder", "path"}.
-        Every added blob must already be in the store; an LFS one must be usable by ``repo`` (see ``_may_use``,
-        with ``can_read`` the committer's read permission). An LFS add may leave "size" None (a copy).
+        ``branch`` is a branch or a pull request ('refs/pr/1'). ``ops`` items: {"op": "add", "path", "sha256",
+        "size", "lfs", "oid"} | {"op": "delete"|"delete_folder", "path"}. Every added blob must already be in the
+        store; an LFS one must be usable by ``repo`` (see ``_may_use``, with ``can_read`` the committer's read
+        permission). An LFS add may leave "size" None (a copy). ``start``: the commit a ref that does not exist
+        yet starts from (a new pull request); ``on_commit`` runs inside the transaction.
         """
+        kind, name = self.writable_ref(branch)
         with self._write() as db:
-            row = db.execute("SELECT target FROM refs WHERE repo=? AND kind='branch' AND name=?",
-                             (repo.id, branch)).fetchone()
-            if row is None:
+            head = _ref_target(db, repo, kind, name) or start
+            if head is None:
                 raise RevisionNotFound(f"Invalid rev id: {branch}")
-            head = row["target"]
             if parent and parent != head and not (len(parent) < 40 and head.startswith(parent)):
-                raise StaleParent(f"A commit has happened since. Please refresh and try again. (parent {parent}, head {head})")
+                raise StaleParent()
             before = self.tree(head)
             tree = dict(before)
             for op in ops:
                 path = op["path"]
                 if op["op"] == "add":
                     tree[path] = self._checked_entry(db, repo, op, can_read)
-                elif op["op"] == "delete":
-                    if path not in tree:
-                        raise EntryNotFound(f"File not found: {path}")
+                elif op["op"] == "delete" and path in tree:
                     del tree[path]
-                else:
+                else:  # a folder ('deletedFolder', or 'deletedFile' naming a folder without its trailing slash)
                     prefix = path.rstrip("/") + "/"
                     gone = [p for p in tree if p.startswith(prefix)]
                     if not gone:
-                        raise EntryNotFound(f"Folder not found: {path}")
+                        raise EntryNotFound(f"{'Folder' if op['op'] == 'delete_folder' else 'File'} not found: {path}")
                     for p in gone:
                         del tree[p]
             changes = history.diff(before, tree)
@@ -431,9 +568,11 @@ class Store:
                                  message=message, author=author, date=now)
             db.executemany("INSERT INTO repo_objects VALUES (?,?,1) ON CONFLICT DO UPDATE SET committed=1",
                            {(repo.id, e.sha256) for e in changes.values() if e is not None})
-            db.execute("UPDATE refs SET target=? WHERE repo=? AND kind='branch' AND name=?", (sha, repo.id, branch))
+            db.execute("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", (repo.id, kind, name, sha))
             card = self._card(tree, strict="README.md" in changes)  # a new card over the limits: refused
-            if branch == "main":
+            if on_commit is not None:
+                on_commit(db, sha)
+            if (kind, name) == ("branch", "main"):
                 _index_card(db, repo.id, repo.type, card, tree, now)
             else:
                 db.execute("UPDATE repos SET modified=? WHERE id=?", (now, repo.id))
@@ -481,13 +620,13 @@ class Store:
         """
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT id FROM repos WHERE type=? AND ns=? AND name=?", (rtype, ns, name)).fetchone()
-            if row is None:
+            found = self._find_repo(db, rtype, ns, name)  # ids are case-insensitive, as upstream
+            if found is None:
                 rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
                                  (rtype, ns, name, int(private), now, now)).lastrowid
                 db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
             else:
-                rid = row["id"]
+                rid = found.id
                 if db.execute("SELECT 1 FROM mirrors WHERE repo=?", (rid,)).fetchone() is None:
                     raise Conflict(f"{ns}/{name} was published here; it is not a mirror of {upstream}")
                 db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
@@ -503,24 +642,33 @@ class Store:
                            {(rid, e.sha256, committed) for e in tree.values()})
             if private:
                 db.execute("UPDATE repo_objects SET committed=0 WHERE repo=?", (rid,))
-            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", [(rid, "branch", r, sha) for r in refs])
+            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)",
+                           [(rid, kind or "branch", ref, sha) for kind, ref in map(split_ref, refs)])
             if "main" in refs:
                 _index_card(db, rid, rtype, self._card(tree, strict=False), tree, now)
         self.trees.put(sha, dict(tree))
         return self.get_repo(rtype, ns, name)
 
     def check(self) -> list[str]:
-        """Consistency problems: a tree entry without its blob, a ref to a missing commit."""
+        """Consistency problems: a tree entry without its blob (unless deleted on purpose), a ref without its commit."""
         problems = []
         db = self._db()
         # a mirror fetches its large files on first read, so its missing blobs are not a problem
-        for row in db.execute("SELECT sha FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
+        for row in db.execute("SELECT sha, repo FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
             for path, e in history.read_tree(db, row["sha"]).items():
-                if not self.has_blob(e.sha256, e.size):
+                held = not e.lfs or db.execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?",
+                                               (row["repo"], e.sha256)).fetchone()
+                if held and not self.has_blob(e.sha256, e.size):
                     problems.append(f"{row['sha']}:{path} missing blob")
-        for row in db.execute("SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"):
+        dangling = "SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"
+        for row in db.execute(dangling):
             problems.append(f"ref {row['name']} -> missing {row['target']}")
         return problems
+
+
+def _ref_target(db: sqlite3.Connection, repo: Repo, kind: str, name: str) -> str | None:
+    row = db.execute("SELECT target FROM refs WHERE repo=? AND kind=? AND name=?", (repo.id, kind, name)).fetchone()
+    return None if row is None else row["target"]
 
 
 def _index_card(db: sqlite3.Connection, repo_id: int, rtype: str, card: dict, tree: history.Tree, now: float) -> None:

@@ -40,6 +40,8 @@ def _check_expansion(root: Node) -> None:
 
 
 def _front_matter(text: str) -> str | None:
+    """The YAML between the first two '---' lines (after any leading blank lines, as huggingface_hub reads it)."""
+    text = text.lstrip()
     if not text.startswith("---"):
         return None
     end = text.find("\n---", 3)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .errors import (
@@ -61,7 +62,7 @@ class Unreachable(Exception):
 class Mirrors:
     """The registry's read-through policy: which repos are mirrors, who may read them, fetching them."""
 
-    def __init__(self, store: "Store", auth: "Auth", upstream: str | None, open_token: str = "deltahub-open"):
+    def __init__(self, store: Store, auth: Auth, upstream: str | None, open_token: str = "deltahub-open"):
         self.store = store
         self.auth = auth
         self.upstream = upstream.rstrip("/") if upstream else None
@@ -72,21 +73,29 @@ class Mirrors:
         self._client = None
 
     # -- the hook Hub.repo calls ------------------------------------------------------------
-    def serve(self, request: "Request", rtype: str, ns: str, name: str, repo: Repo | None, write: bool) -> Repo | None:
-        """The repo to answer with when it is (or becomes) a mirror; None when the caller's normal rules apply."""
+    def serve(self, request: Request, rtype: str, ns: str, name: str, rev: str, repo: Repo | None,
+              write: bool) -> Repo | None:
+        """The repo to answer with when it is (or becomes) a mirror, synced at ``rev`` (the URL's revision, as
+        the client meant it); None when the caller's normal rules apply."""
         mirror = repo is not None and self.store.mirror_of(repo) is not None
         if write:
             if mirror:
-                raise Forbidden(f"{ns}/{name} is a read-only mirror of {self.store.mirror_of(repo)}: pushes never go "
-                                "upstream; publish under your own namespace instead")
+                self.refuse_changes(repo)
             return None
         if repo is not None and not mirror:
             return None
         if rtype not in PREFIX or (repo is None and (self.upstream is None or self._published_here(rtype, ns, name))):
             return None
-        rev = check_revision(request.path_params.get("rev") or "main")
+        rev = check_revision(rev or "main")
         token = self._forwardable(request.headers.get("authorization"))
         return self._sync(rtype, ns, name, rev, token, repo)
+
+    def refuse_changes(self, repo: Repo) -> None:
+        """Pushes, pull requests and discussions never go upstream: a mirror takes none of them."""
+        upstream = self.store.mirror_of(repo)
+        if upstream is not None:
+            raise Forbidden(f"{repo.repo_id} is a read-only mirror of {upstream}: pushes, pull requests and "
+                            "discussions never go upstream; publish under your own namespace instead")
 
     def hidden(self, repos: list[Repo]) -> list[Repo]:
         """Listings: private mirrors are left out (reading one needs a token the upstream accepts)."""
@@ -187,8 +196,8 @@ class Mirrors:
         return path, Entry(self.store.put_bytes(data), size, oid, False)
 
     # -- large files ------------------------------------------------------------------------
-    def blob_response(self, request: "Request", repo: Repo, sha: str, path: str, entry: Entry,
-                      headers: dict[str, str]) -> "Response | None":
+    def blob_response(self, request: Request, repo: Repo, sha: str, path: str, entry: Entry,
+                      headers: dict[str, str]) -> Response | None:
         """Answer a read of a mirror file whose blob is not stored yet; None once it is (the caller serves it)."""
         from starlette.responses import Response, StreamingResponse
 
@@ -244,7 +253,7 @@ class Mirrors:
             try:
                 request = client.build_request("GET", self.upstream + url, headers=headers)
                 response = client.send(request, stream=stream)
-            except Exception as exc:  # noqa: BLE001 - connect errors, timeouts, a test's network guard: all "down"
+            except Exception as exc:  # connect errors, timeouts, a test's network guard: all "down"
                 self._down_until = time.monotonic() + DOWN_FOR
                 self._down_reason = f"{type(exc).__name__}: {exc}"[:200]
                 raise Unreachable(self._down_reason) from None

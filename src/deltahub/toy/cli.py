@@ -14,7 +14,8 @@ def toy_group() -> None:
 
 
 @toy_group.command("build")
-@click.option("--preset", "preset_name", type=click.Choice(["quick", "full"]), default="full", show_default=True)
+@click.option("--preset", "preset_name", type=click.Choice(["pda", "delta", "specialists", "quick"]), default="pda",
+              show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="World folder (default: the cache, $DELTAHUB_HOME/toy/world-HASH).")
@@ -42,7 +43,7 @@ def prompts_command(skills: tuple[str, ...], n: int, split: str, seed: int, out:
 @toy_group.command("eval")
 @click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--skills", default="rev,srt,cnt", show_default=True, help="Comma-separated skills.")
+@click.option("--skills", default="srt,lsr", show_default=True, help="Comma-separated skills.")
 @click.option("--n", type=int, default=200, show_default=True, help="Evaluation questions per skill.")
 def eval_command(model: Path, adapter: Path | None, skills: str, n: int) -> None:
     """Greedy exact match per skill (and the average) of MODEL, optionally with a PEFT adapter."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from deltahub.errors import InputError
 
@@ -18,7 +18,7 @@ from deltahub.errors import InputError
 SPLITS: dict[str, range] = {"train": range(0, 6), "pairs": range(6, 8), "eval": range(8, 10)}
 # Part of every world's cache key: bump it when a generator or the encoding (data.py) changes,
 # so stale worlds are not reused.
-SKILLS_VERSION = 3
+SKILLS_VERSION = 4
 _LETTERS = "abcdefghij"
 
 

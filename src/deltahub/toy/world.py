@@ -1,8 +1,11 @@
 """The toy world: a ladder of tiny Qwen3 models trained from scratch on the toy skills.
 
-One *student* with more capacity learns a mixture of all skills on a budget that leaves headroom;
-each *teacher family* specialises in one skill, with a *weak* member and a smaller, shorter-trained
-*weaker* member, so each family's (weak over weaker) preference pairs teach one thing.
+One *student* learns a mixture of skills on a budget that leaves headroom. Each *teacher family*
+has a *weak* member and a *weaker* one (smaller or shorter-trained); its (weak over weaker)
+answers are one preference dataset. In PDA's setting (the default, ``preset("pda")``) every
+family is a generalist that answers the same prompts from the same skill mixture, the families
+differ in architecture and seed, and every supervisor is weaker than the student; the
+``specialists`` preset keeps the first worlds, one family per skill.
 Every model is an ordinary Hugging Face folder. Built worlds are cached by a hash of their config
 and each model is written atomically, so an interrupted build resumes where it stopped.
 """
@@ -13,11 +16,11 @@ import hashlib
 import json
 import math
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deltahub.atomic import atomic_dir, atomic_write_text
 from deltahub.errors import InputError
@@ -37,6 +40,15 @@ class ModelSpec(BaseModel):
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     warmup_steps: int = Field(30, ge=0)
+    mix: dict[str, float] = Field(default_factory=dict, description="share of each skill in the training pool, "
+                                  "relative to 1 (default: every skill equally)")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()):
+            raise ValueError("mix weights must be >= 0")
+        return v
 
     @field_validator("hidden_size")
     @classmethod
@@ -47,18 +59,21 @@ class ModelSpec(BaseModel):
 
 
 class FamilySpec(BaseModel):
-    """A teacher family specialised in one skill: weak (chosen) over weaker (rejected)."""
+    """A teacher family: weak (chosen) over weaker (rejected), trained on ``skills``
+    (default: every skill of the world, PDA's setting)."""
 
     model_config = ConfigDict(extra="forbid")
-    skill: str
+    name: str = Field(pattern=r"^[a-z0-9]+$")
+    skills: list[str] | None = None
     weak: ModelSpec
     weaker: ModelSpec
 
-    @field_validator("skill")
+    @field_validator("skills")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in SKILLS:
-            raise ValueError(f"unknown skill {v!r}; known: {', '.join(SKILLS)}")
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        bad = [s for s in v or [] if s not in SKILLS]
+        if bad or v == []:
+            raise ValueError(f"unknown skill(s) {bad}; known: {', '.join(SKILLS)}")
         return v
 
 
@@ -80,43 +95,126 @@ class ToyWorldConfig(BaseModel):
             raise ValueError(f"unknown skills {bad}; known: {', '.join(SKILLS)}")
         return v
 
+    @model_validator(mode="after")
+    def _families(self) -> ToyWorldConfig:
+        names = [f.name for f in self.families]
+        if len(set(names)) != len(names):
+            raise ValueError(f"family names must be unique: {names}")
+        used = {s for f in self.families for s in f.skills or []}
+        specs = [self.student, *(m for f in self.families for m in (f.weak, f.weaker))]
+        used |= {s for spec in specs for s in spec.mix}
+        outside = sorted(used - set(self.skills))
+        if outside:
+            raise ValueError(f"skills {outside} (of a family or a mix) are not among the world's skills")
+        return self
+
+    def family_skills(self, family: FamilySpec) -> list[str]:
+        return family.skills or list(self.skills)
+
     def config_hash(self) -> str:
         """Stable short hash of the config (the cache key)."""
         from deltahub.toy.skills import SKILLS_VERSION
 
-        key = {"skills_version": SKILLS_VERSION, **self.model_dump()}
+        def drop_empty_mix(tree):  # worlds built before ``mix`` existed keep their hash
+            if isinstance(tree, dict):
+                return {k: drop_empty_mix(v) for k, v in tree.items() if not (k == "mix" and not v)}
+            return [drop_empty_mix(v) for v in tree] if isinstance(tree, list) else tree
+
+        key = {"skills_version": SKILLS_VERSION, **drop_empty_mix(self.model_dump())}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def preset(name: Literal["quick", "full"] | str, seed: int = 0) -> ToyWorldConfig:
-    """The two built-in worlds: ``quick`` (seconds, for tests) and ``full`` (the demo)."""
-    if name == "quick":
-        # Plumbing only (tests, demo --quick): at this budget rev stays at 0 EM, but its weak and
-        # weaker answers differ, so every family yields pairs. With cnt instead, weak and weaker
-        # gave the same answer to all 128 prompts (seed 0): no pairs, no delta.
-        skills = ["rev", "srt"]
-        student = ModelSpec(hidden_size=64, num_layers=2, steps=120, batch_size=32)
-        weak = ModelSpec(hidden_size=64, num_layers=2, steps=120, batch_size=32)
-        weaker = ModelSpec(hidden_size=32, num_layers=1, steps=40, batch_size=32)
-        pool = 1000
-    elif name == "full":
-        # Three sorting skills (digits ascending, digits descending, letters): content-based
-        # tasks that 64-wide models learn smoothly (docs/toyworld.md, round 6 probes), unlike
-        # rev/cnt/add, which stayed at 0 or chance or jumped from 0 to 1 between seeds. At 200
-        # steps on the mixture the student sits mid-range (0.2-0.9 per skill over seeds); each
-        # weak teacher, trained on its skill alone for 300 steps, is near 0.95.
-        skills = ["srt", "dsc", "lsr"]
-        student = ModelSpec(hidden_size=64, num_layers=3, steps=200, batch_size=32)
-        weak = ModelSpec(hidden_size=64, num_layers=2, steps=300, batch_size=32)
-        # the weaker member gets some answers right (~0.2) and the rest nearly right, so a pair
-        # contrasts a right answer with a plausible wrong one (a 32x1 / 60-step weaker answered
-        # garbage that the student already avoided: DPO then only pushed probabilities around)
-        weaker = ModelSpec(hidden_size=32, num_layers=2, steps=150, batch_size=32)
-        pool = 2000
-    else:
-        raise InputError(f"unknown toy world preset {name!r}", "use 'quick' or 'full'")
-    families = [FamilySpec(skill=s, weak=weak, weaker=weaker) for s in skills]
-    return ToyWorldConfig(seed=seed, skills=skills, student=student, families=families, train_pool=pool)
+def _spec(hidden: int, layers: int, steps: int) -> ModelSpec:
+    return ModelSpec(hidden_size=hidden, num_layers=layers, steps=steps, batch_size=32)
+
+
+# the three generalist families: (hidden, layers) of their weak and weaker members
+GENERALISTS = {"a": ((64, 2), (64, 1)), "b": ((96, 1), (32, 2)), "c": ((32, 3), (32, 1))}
+
+
+def _generalists(seed: int, steps: dict[str, tuple[int, int]]) -> ToyWorldConfig:
+    """The generalist families on the same skill mixture, with (weak, weaker) training steps per family."""
+    families = [FamilySpec(name=name, weak=_spec(*GENERALISTS[name][0], weak),
+                           weaker=_spec(*GENERALISTS[name][1], weaker)) for name, (weak, weaker) in steps.items()]
+    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families,
+                          train_pool=2000)
+
+
+def _pda(seed: int) -> ToyWorldConfig:
+    """PDA's setting: three generalist families (different sizes, seeds) on the same skill mixture,
+    every supervisor weaker than the student. Settings: docs/toyworld.md (search on seeds 100-104)."""
+    return _generalists(seed, {"a": (300, 150), "b": (300, 200), "c": (400, 200)})
+
+
+def _delta(seed: int) -> ToyWorldConfig:
+    """The delta-learning regime: both members of every family well below the student."""
+    return _generalists(seed, {"a": (150, 100), "b": (150, 100), "c": (200, 100)})
+
+
+def _specialists(seed: int) -> ToyWorldConfig:
+    """The first worlds (docs/toyworld.md, sessions 1-3): one specialist family per skill.
+
+    Three sorting skills (digits ascending, digits descending, letters): content-based tasks that
+    64-wide models learn smoothly, unlike rev/cnt/add. Each weak teacher, trained on its skill
+    alone, is near 0.95 -- far above the student -- and srt/dsc contradict each other, so their
+    deltas interfere: neither is PDA's setting, which is why ``pda`` is the default.
+    """
+    skills = ["srt", "dsc", "lsr"]
+    # the weaker member gets some answers right (~0.2) and the rest nearly right, so a pair
+    # contrasts a right answer with a plausible wrong one (a 32x1 / 60-step weaker answered
+    # garbage that the student already avoided: DPO then only pushed probabilities around)
+    families = [FamilySpec(name=s, skills=[s], weak=_spec(64, 2, 300), weaker=_spec(32, 2, 150)) for s in skills]
+    return ToyWorldConfig(seed=seed, skills=skills, student=_spec(64, 3, 200), families=families, train_pool=2000)
+
+
+def _quick(seed: int) -> ToyWorldConfig:
+    """Seconds to build: the test suite's and ``demo --quick``'s world."""
+    families = [FamilySpec(name="a", weak=_spec(64, 1, 120), weaker=_spec(32, 1, 60)),
+                FamilySpec(name="b", weak=_spec(32, 2, 120), weaker=_spec(32, 1, 40))]
+    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 2, 150), families=families,
+                          train_pool=1000)
+
+
+PRESETS = {"pda": _pda, "delta": _delta, "specialists": _specialists, "quick": _quick}
+
+
+def preset(name: str, seed: int = 0, overrides: dict | None = None) -> ToyWorldConfig:
+    """A built-in world: ``pda`` (the demo's default), ``delta``, ``specialists`` or ``quick``;
+    ``overrides`` replaces fields of it (nested mappings merge, lists are replaced whole)."""
+    try:
+        config = PRESETS[name](seed)
+    except KeyError:
+        raise InputError(f"unknown toy world preset {name!r}", f"use one of: {', '.join(PRESETS)}") from None
+    if not overrides:
+        return config
+    from pydantic import ValidationError
+
+    try:
+        return ToyWorldConfig.model_validate(_merged(config.model_dump(), overrides))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise InputError(f"world override{' ' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}",
+                         "fix the recipe's world.overrides") from None
+
+
+def describe(config: ToyWorldConfig) -> str:
+    """One line: the skills, the student and every family (hidden x layers / training steps)."""
+    def m(spec: ModelSpec) -> str:
+        return f"{spec.hidden_size}x{spec.num_layers}/{spec.steps}"
+
+    fams = "; ".join(f"{f.name}: {m(f.weak)} over {m(f.weaker)}"
+                     + (f" on {','.join(f.skills)}" if f.skills and f.skills != config.skills else "")
+                     for f in config.families)
+    return (f"skills {', '.join(config.skills)}; student {m(config.student)} (hidden x layers / steps); "
+            f"families (weak over weaker) {fams}")
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 @dataclass
@@ -129,15 +227,15 @@ class World:
     teachers: dict[str, dict[str, Path]] = field(default_factory=dict)
 
     def model(self, name: str) -> Path:
-        """Path of ``student``, ``SKILL-weak`` or ``SKILL-weaker``."""
+        """Path of ``student``, ``FAMILY-weak`` or ``FAMILY-weaker``."""
         if name == "student":
             return self.student
-        skill, _, member = name.rpartition("-")
+        family, _, member = name.rpartition("-")
         try:
-            return self.teachers[skill][member]
+            return self.teachers[family][member]
         except KeyError:
             raise InputError(f"toy world has no model {name!r}",
-                             "use student, SKILL-weak or SKILL-weaker") from None
+                             f"use one of: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return ["student"] + [f"{s}-{m}" for s, ms in self.teachers.items() for m in ms]
@@ -153,7 +251,7 @@ def world_dir(config: ToyWorldConfig) -> Path:
 
 
 def _world(root: Path, config: ToyWorldConfig) -> World:
-    teachers = {f.skill: {"weak": root / f"{f.skill}-weak", "weaker": root / f"{f.skill}-weaker"}
+    teachers = {f.name: {"weak": root / f"{f.name}-weak", "weaker": root / f"{f.name}-weaker"}
                 for f in config.families}
     return World(root=root, config=config, student=root / "student", teachers=teachers)
 
@@ -167,14 +265,21 @@ def load_world(root: str | Path) -> World:
     return _world(root, ToyWorldConfig.model_validate(json.loads(meta.read_text())["config"]))
 
 
+def _train_job(path: Path, spec: ModelSpec, skills: list[str], seed: int, pool: int, progress: bool) -> None:
+    with atomic_dir(path, overwrite=True) as tmp:
+        train_model(tmp, spec, skills, seed=seed, pool=pool, progress=progress, desc=path.name)
+
+
 def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = None,
-                progress: bool = True) -> World:
+                progress: bool = True, workers: int = 1) -> World:
     """Train the whole ladder into ``out`` (default: the cache folder of ``config``).
 
     Models already present from an earlier run of the same config are kept, so a second call
-    returns at once and an interrupted build only trains what is missing.
+    returns at once and an interrupted build only trains what is missing. ``workers`` > 1 trains
+    that many models at once in separate processes (one thread each; the weights are the same
+    as a sequential build's, since every model trains on one thread either way).
     """
-    config = config or preset("full")
+    config = config or preset("pda")
     root = Path(out) if out is not None else world_dir(config)
     meta = root / WORLD_FILE
     if meta.is_file():
@@ -186,17 +291,45 @@ def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = N
     world = _world(root, config)
     jobs: list[tuple[Path, ModelSpec, list[str], int]] = [(world.student, config.student, config.skills, 0)]
     for i, fam in enumerate(config.families):
-        jobs.append((world.teachers[fam.skill]["weak"], fam.weak, [fam.skill], 100 + 2 * i))
-        jobs.append((world.teachers[fam.skill]["weaker"], fam.weaker, [fam.skill], 101 + 2 * i))
-    for path, spec, skills, offset in jobs:
-        if (path / "model.safetensors").is_file():
-            continue
-        with atomic_dir(path, overwrite=True) as tmp:
-            train_model(tmp, spec, skills, seed=config.seed * 1000 + offset, pool=config.train_pool,
-                        progress=progress, desc=path.name)
+        skills = config.family_skills(fam)
+        jobs.append((world.teachers[fam.name]["weak"], fam.weak, skills, 100 + 2 * i))
+        jobs.append((world.teachers[fam.name]["weaker"], fam.weaker, skills, 101 + 2 * i))
+    # the longest first, so parallel workers finish together
+    todo = sorted(((p, s, sk, config.seed * 1000 + off) for p, s, sk, off in jobs
+                   if not (p / "model.safetensors").is_file()),
+                  key=lambda job: -job[1].steps * job[1].num_layers * job[1].hidden_size)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(_train_job, *job, config.train_pool, False) for job in todo]:
+                done.result()
+    else:
+        for job in todo:
+            _train_job(*job, config.train_pool, progress)
     atomic_write_text(meta, json.dumps({"hash": config.config_hash(), "config": config.model_dump(),
                                         "models": world.names()}, indent=2))
     return world
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one thread inside the block: tiny models gain nothing from intra-op threads
+    (2 threads were 3-5x *slower* for evaluation on the shared 2-core machine), and a fixed thread
+    count makes results independent of the machine."""
+    from deltahub.merge.lowrank import single_thread  # the same switch, for the merges' thin matrices
+
+    with single_thread():
+        yield
+
+
+def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> list[tuple[str, str]]:
+    """The (question, answer) pool a model trains on: ``pool`` x its mix weight per skill."""
+    from deltahub.toy.skills import sample
+
+    return [item for s in skills for item in sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed,
+                                                    unique=False)]
 
 
 def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: int = 4000,
@@ -206,18 +339,17 @@ def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
     from tqdm.auto import tqdm
     from transformers import Qwen3ForCausalLM
 
-    from deltahub.tiny import char_tokenizer, tiny_qwen3_config
-    from deltahub.toy.data import collate, encode_examples
-    from deltahub.toy.skills import sample
+    from deltahub.tiny import tiny_qwen3_config
+    from deltahub.toy.data import collate, encode_examples, toy_tokenizer
 
-    tok = char_tokenizer()
+    tok = toy_tokenizer()
     cfg = tiny_qwen3_config(len(tok), spec.hidden_size, spec.num_layers, max_position_embeddings=128,
                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    examples = [ex for s in skills for ex in encode_examples(tok, sample(s, "train", pool, seed=seed, unique=False))]
+    examples = encode_examples(tok, training_items(spec, skills, seed, pool))
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.98))
 
@@ -229,14 +361,15 @@ def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
-    for _ in tqdm(range(spec.steps), desc=desc, disable=not progress, leave=False):
-        batch = collate(rng.choices(examples, k=spec.batch_size), tok.pad_token_id)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+    with one_thread():
+        for _ in tqdm(range(spec.steps), desc=desc, disable=not progress, leave=False):
+            batch = collate(rng.choices(examples, k=spec.batch_size), tok.pad_token_id)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
     model.eval()
     model.save_pretrained(out)
     tok.save_pretrained(out)
