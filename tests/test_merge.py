@@ -91,8 +91,11 @@ def test_factored_svd_is_the_thin_svd(cond):
 
 
 def test_gam_with_an_ill_conditioned_delta_equals_dense_reference():
-    deltas = [random_delta(40, 28, 5, seed=0), ill_conditioned_delta(40, 28, 5, seed=1, cond=1e6),
-              random_delta(40, 28, 5, seed=2)]
+    deltas = [
+        random_delta(40, 28, 5, seed=0),
+        ill_conditioned_delta(40, 28, 5, seed=1, cond=1e6),
+        random_delta(40, 28, 5, seed=2),
+    ]
     got = merge_module("gam", deltas, reference=1)
     want = dense_gam([d.dense() for d in deltas], [5, 5, 5], ref=1)
     assert rel_err(got.dense(), want) < 1e-5
@@ -152,6 +155,7 @@ def test_auto_reference_picks_the_central_delta():
 
 # ---- baselines ----------------------------------------------------------------------------
 
+
 def test_average_and_task_arithmetic_are_exact():
     deltas = [random_delta(16, 20, 3, seed=s) for s in range(3)]
     dense = [d.dense() for d in deltas]
@@ -168,10 +172,10 @@ def dense_ties(tensors, weights, density):
         k = math.ceil(density * t.numel())
         thresh = t.abs().flatten().sort(descending=True).values[k - 1]
         trimmed.append(torch.where(t.abs() >= thresh, t, 0.0))
-    total = sum(w * t for w, t in zip(weights, trimmed))
+    total = sum(w * t for w, t in zip(weights, trimmed, strict=False))
     out = torch.zeros_like(total)
     count = torch.zeros_like(total)
-    for w, t in zip(weights, trimmed):
+    for w, t in zip(weights, trimmed, strict=False):
         agree = (torch.sign(t) == torch.sign(total)) & (t != 0)
         out += torch.where(agree, w * t, 0.0)
         count += torch.where(agree, w, 0.0)
@@ -193,7 +197,7 @@ def test_knots_matches_dense_definition():
     u, s, vt = torch.linalg.svd(concat, full_matrices=False)
     r = 9
     u, s, vt = u[:, :r], s[:r], vt[:r]
-    Vs = [vt[:, i * 14:(i + 1) * 14].T for i in range(3)]
+    Vs = [vt[:, i * 14 : (i + 1) * 14].T for i in range(3)]
     # merge rule "ta": exactly the sum of the updates
     ta = merge_module("knots", deltas, merge_rule="ta")
     assert rel_err(ta.dense(), sum(dense)) < 1e-9
@@ -224,6 +228,7 @@ def test_tsv_matches_dense_definition():
 
 # ---- dense recovery ------------------------------------------------------------------------
 
+
 def test_randomized_range_finder_recovers_low_rank_and_flags_noise():
     d = random_delta(200, 150, 8, seed=2)
     rec, residual = low_rank_from_dense(d.dense(), 8)
@@ -234,6 +239,7 @@ def test_randomized_range_finder_recovers_low_rank_and_flags_noise():
 
 
 # ---- parameter and input checks -----------------------------------------------------------
+
 
 def test_unknown_parameter_is_an_error():
     deltas = [random_delta(8, 8, 2, seed=s) for s in range(2)]
@@ -259,6 +265,7 @@ def test_shape_mismatch_and_empty_are_errors():
 
 # ---- mixed ranks: the reference has the largest rank, and then ΔW is unique ------------------
 
+
 def _other_svd_basis(d: LowRank, seed: int) -> LowRank:
     """The same update from a different valid SVD basis: B·Q and Qᵀ·A for a random orthogonal Q,
     then the SVD's singular-vector pairs with random signs (U·D, D·Vᵀ)."""
@@ -266,7 +273,7 @@ def _other_svd_basis(d: LowRank, seed: int) -> LowRank:
     Q = random_orthogonal(d.rank, seed)
     B, A = d.B @ Q, Q.T @ d.A
     u, s, vt = torch.linalg.svd(B @ A, full_matrices=False)
-    u, s, vt = u[:, :d.rank], s[:d.rank], vt[:d.rank]
+    u, s, vt = u[:, : d.rank], s[: d.rank], vt[: d.rank]
     D = torch.where(torch.rand(d.rank, generator=g) < 0.5, -1.0, 1.0).to(torch.float64)
     return LowRank((u * D) * s, D[:, None] * vt, d.scale)
 
@@ -277,7 +284,7 @@ def test_mixed_ranks_give_one_result_whatever_the_svd_basis(reference):
     problem has one solution, so two valid bases of the same inputs give the same ΔW (1e-10)."""
     ranks = (6, 3, 6, 2, 4)
     deltas = [random_delta(40, 30, r, seed=10 + i, scale=0.5) for i, r in enumerate(ranks)]
-    deltas = [LowRank(d.B, d.A, scale) for d, scale in zip(deltas, (2.0, 1.0, 0.5, 2.0, 1.0))]
+    deltas = [LowRank(d.B, d.A, scale) for d, scale in zip(deltas, (2.0, 1.0, 0.5, 2.0, 1.0), strict=False)]
     other = [_other_svd_basis(d, seed=100 + i) for i, d in enumerate(deltas)]
     a = merge_module("gam", deltas, reference=reference).dense()
     b = merge_module("gam", other, reference=reference).dense()
@@ -319,3 +326,30 @@ def test_lora_scale_lives_in_the_singular_values():
         assert torch.allclose(f.S, abs(scale) * factored_svd(d).S, rtol=1e-12)
         assert rel_err(f.U @ torch.diag(f.S) @ f.V.T, scale * d.dense()) < 1e-12
         assert rel_err(scaled.folded().dense(), scale * d.dense()) < 1e-15
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_batched_gam_of_one_module_equals_dense_reference_and_declines_what_it_cannot_merge(dtype):
+    """``gam_on_device`` (what the mergekit plugin runs under ``--cuda``; here on the CPU, the same
+    code) on factors stored in ``dtype``, mixed ranks with a scale: ΔW equals the paper's GAM of
+    the updates as stored. It returns None where the per-module ``gam`` must decide: a NaN factor
+    (which ``gam`` reports), a reference below the largest rank, one input."""
+    from deltahub.merge.batched import gam_on_device
+
+    ranks, scales = (6, 3, 6, 2), (2.0, 1.0, 0.5, 2.0)
+    deltas = [
+        LowRank(d.B.to(dtype), d.A.to(dtype), s)
+        for d, s in zip(
+            (random_delta(48, 40, r, seed=20 + i, scale=0.3) for i, r in enumerate(ranks)), scales, strict=False
+        )
+    ]
+    merged = gam_on_device(deltas, [1.0, 2.0, 1.0, 1.0], 2, 1.5, "cpu")
+    updates = [d.scale * d.B.double() @ d.A.double() for d in deltas]  # as stored
+    want = 1.5 * dense_gam(updates, list(ranks), ref=2, weights=[1.0, 2.0, 1.0, 1.0])
+    tol = 1e-6 if dtype == torch.float32 else 1e-5  # float32 output products; the inputs are exact either way
+    assert merged.B.dtype == torch.float32 and rel_err(merged.dense().to(torch.float64), want) < tol
+    nan = LowRank(deltas[1].B.clone(), deltas[1].A, deltas[1].scale)
+    nan.B[0, 0] = float("nan")
+    assert gam_on_device([deltas[0], nan], [1.0, 1.0], 0, 1.0, "cpu") is None
+    assert gam_on_device(deltas, [1.0] * 4, 1, 1.0, "cpu") is None  # rank 3 < 6
+    assert gam_on_device(deltas[:1], [1.0], 0, 1.0, "cpu") is None

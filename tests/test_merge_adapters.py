@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import cli_batch
@@ -23,8 +26,9 @@ def adapters(tiny_model, tmp_path_factory):
     return [
         build_random_adapter(tiny_model, root / "a", r=4, alpha=8, seed=1),
         build_random_adapter(tiny_model, root / "b", r=4, alpha=16, seed=2, use_rslora=True),
-        build_random_adapter(tiny_model, root / "c", r=6, alpha=6, seed=3,
-                             target_modules=["q_proj", "v_proj", "down_proj"]),
+        build_random_adapter(
+            tiny_model, root / "c", r=6, alpha=6, seed=3, target_modules=["q_proj", "v_proj", "down_proj"]
+        ),
     ]
 
 
@@ -37,7 +41,7 @@ def _dense_delta(adapter_dir: Path, module: str) -> torch.Tensor | None:
         return None
     A, B = w[f"{key}.lora_A.weight"].double(), w[f"{key}.lora_B.weight"].double()
     r = A.shape[0]
-    scale = cfg["lora_alpha"] / (r ** 0.5 if cfg.get("use_rslora") else r)
+    scale = cfg["lora_alpha"] / (r**0.5 if cfg.get("use_rslora") else r)
     return scale * B @ A
 
 
@@ -79,8 +83,9 @@ def test_merged_adapter_in_peft_gives_base_plus_gam(tiny_model, adapters, tmp_pa
 def test_full_model_output_equals_base_plus_delta(tiny_model, adapters, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    out = merge_adapters(adapters, tmp_path / "full", method="ties", params={"density": 0.5}, base=tiny_model,
-                         full=True, progress=False)
+    out = merge_adapters(
+        adapters, tmp_path / "full", method="ties", params={"density": 0.5}, base=tiny_model, full=True, progress=False
+    )
     base_w = load_file(tiny_model / "model.safetensors")
     merged_w = load_file(out / "model.safetensors")
     assert set(base_w) == set(merged_w)
@@ -113,8 +118,13 @@ def test_missing_modules_are_zero_deltas_and_recorded(adapters, tmp_path):
 
 
 def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
-    out = merge_adapters(adapters[:2], tmp_path / "carded", method="gam",
-                         params={"reference": "auto", "reorthonormalize": True}, progress=False)
+    out = merge_adapters(
+        adapters[:2],
+        tmp_path / "carded",
+        method="gam",
+        params={"reference": "auto", "reorthonormalize": True},
+        progress=False,
+    )
     block = json.loads((out / "deltahub.json").read_text())
     merge = block["merge"]
     assert merge["method"] == "gam" and merge["parameters"]["reorthonormalize"] is True
@@ -128,6 +138,7 @@ def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
 
 
 # ---- bad input: a clear error and no output left behind -------------------------------------
+
 
 def _no_leftovers(parent: Path, name: str) -> bool:
     return not any(p.name.startswith(f".{name}.") or p.name == name for p in parent.iterdir())
@@ -146,15 +157,55 @@ def test_refuses_existing_output_without_overwrite(adapters, tmp_path):
     assert (tmp_path / "exists" / "adapter_model.safetensors").exists()
 
 
-def test_nan_factors_fail_without_partial_output(adapters, tmp_path):
-    bad = _copy(adapters[1], tmp_path / "nan")
-    w = load_file(bad / "adapter_model.safetensors")
-    key = sorted(k for k in w if "layers.1" in k and "lora_B" in k)[0]
-    w[key][0, 0] = float("nan")
-    save_file(w, str(bad / "adapter_model.safetensors"))
-    with pytest.raises(AdapterError, match="NaN or Inf"):
-        merge_adapters([adapters[0], bad], tmp_path / "out", progress=False)
-    assert _no_leftovers(tmp_path, "out")
+@pytest.mark.parametrize(
+    ("index", "factor", "value", "dtype"),
+    [
+        (1, "lora_B", float("nan"), torch.float32),  # a non-reference input: seen in its own Gram
+        (0, "lora_A", float("inf"), torch.bfloat16),  # the reference, stored in bf16 (a view of the file)
+    ],
+)
+def test_nan_or_inf_fails_naming_adapter_and_module_without_partial_output(
+    adapters, tmp_path, index, factor, value, dtype
+):
+    """GAM finds NaN/Inf in the Gram matrices of the batched merge (#16), no separate pass: the
+    error still names the adapter and the module, for every method, and nothing is written."""
+    inputs = [_copy(a, tmp_path / a.name) for a in adapters[:2]]
+    w = {k: t.to(dtype) for k, t in load_file(inputs[index] / "adapter_model.safetensors").items()}
+    key = sorted(k for k in w if "layers.1" in k and factor in k)[0]
+    w[key][0, 0] = value
+    save_file(w, str(inputs[index] / "adapter_model.safetensors"))
+    module = key.removeprefix("base_model.model.").split(f".{factor}.")[0]
+    for method in ("gam", "average"):
+        with pytest.raises(AdapterError, match="NaN or Inf") as exc:
+            merge_adapters(inputs, tmp_path / "out", method=method, progress=False)
+        assert str(exc.value).startswith(f"{inputs[index]}: module {module} has NaN or Inf"), str(exc.value)
+        assert _no_leftovers(tmp_path, "out")
+
+
+_KILLED_MERGE = """
+import os, signal, sys
+from deltahub.merge import writers
+real = writers.AdapterWriter.write_factors
+def write_then_die(self, *args):
+    real(self, *args)  # the first module's factors are in the temporary folder's file ...
+    os.kill(os.getpid(), signal.SIGKILL)  # ... and the process dies mid-merge
+writers.AdapterWriter.write_factors = write_then_die
+from deltahub.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_merge_leaves_no_output_and_the_rerun_cleans_its_folder(adapters, tmp_path):
+    """The output appears only when complete; a killed merge's temporary folder (a hidden sibling)
+    is removed by the next merge to the same output."""
+    argv = ["merge", *map(str, adapters[:2]), "--out", str(tmp_path / "out"), "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MERGE, *argv], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert len(stale) == 1 and (stale[0] / "adapter_model.safetensors").is_file()
+    merge_adapters(adapters[:2], tmp_path / "out", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_pickle_dora_modules_to_save_and_other_types_refused(adapters, tmp_path):
@@ -162,8 +213,11 @@ def test_pickle_dora_modules_to_save_and_other_types_refused(adapters, tmp_path)
     (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
     with pytest.raises(AdapterError, match="pickle"):
         load_adapter(pickled)
-    for key, value, match in (("use_dora", True, "DoRA"), ("modules_to_save", ["lm_head"], "modules_to_save"),
-                              ("peft_type", "IA3", "only LoRA")):
+    for key, value, match in (
+        ("use_dora", True, "DoRA"),
+        ("modules_to_save", ["lm_head"], "modules_to_save"),
+        ("peft_type", "IA3", "only LoRA"),
+    ):
         d = _copy(adapters[0], tmp_path / key)
         cfg = json.loads((d / "adapter_config.json").read_text())
         cfg[key] = value
@@ -193,20 +247,25 @@ def test_full_rank_method_needs_full(adapters, tmp_path):
 
 # ---- the CLI -----------------------------------------------------------------------------------
 
+
 def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     a, b, c = map(str, adapters)
-    ok, bad, typo, low = cli_batch.run(
+    ok, bad, typo, low, cuda, device = cli_batch.run(
         ["merge", a, b, "--method", "gam", "--reference", "1", "--out", str(tmp_path / "cli"), "--quiet"],
         ["merge", a, b, "--method", "average", "--density", "0.3", "--out", str(tmp_path / "bad")],
         ["merge", a, "--densty", "0.3", "--out", str(tmp_path / "bad")],
         ["merge", a, c, "--reference", "a", "--out", str(tmp_path / "low"), "--quiet"],  # rank 4 < 6
+        ["merge", a, b, "--device", "cuda", "--out", str(tmp_path / "cuda"), "--quiet"],
+        ["merge", a, b, "--device", "tpu", "--out", str(tmp_path / "tpu"), "--quiet"],
     )
     assert ok.returncode == 0, ok.stderr
     assert "GAM reference: input 1" in ok.stdout
     direct = merge_adapters(adapters[:2], tmp_path / "direct", params={"reference": 1}, progress=False)
     key = "base_model.model.model.layers.0.mlp.up_proj.lora_B.weight"
-    assert torch.equal(load_file(direct / "adapter_model.safetensors")[key],
-                       load_file(tmp_path / "cli" / "adapter_model.safetensors")[key])
+    assert torch.equal(
+        load_file(direct / "adapter_model.safetensors")[key],
+        load_file(tmp_path / "cli" / "adapter_model.safetensors")[key],
+    )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert "unknown parameter(s) for average: density" in bad.stderr and "fix:" in bad.stderr
@@ -218,9 +277,19 @@ def test_cli_merges_and_reports_errors_in_one_line(adapters, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: GAM reference") and "largest input rank 6" in lines[0]
     assert lines[0].endswith(f"(fix: set the reference to a rank-6 input ({c}) or to auto)")
     assert _no_leftovers(tmp_path, "low")
+    # --device cuda: the GPU where there is one, else one line saying there is none (nothing written)
+    if torch.cuda.is_available():
+        assert cuda.returncode == 0, cuda.stderr
+    else:
+        lines = [line for line in cuda.stderr.splitlines() if line.strip()]
+        assert cuda.returncode == 2 and len(lines) == 1, cuda.stderr
+        assert lines[0] == "error: device is 'cuda' but no GPU is visible here (fix: use --device cpu (or auto))"
+        assert _no_leftovers(tmp_path, "cuda")
+    assert device.returncode == 2 and "Invalid value for '--device'" in device.stderr
 
 
 # ---- reading never writes (issue #13: auto read every module twice and doubled the scale) -----
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rslora", [False, True])
@@ -242,13 +311,15 @@ def test_auto_equals_the_index_it_reports_on_float32_adapters(tiny_model, tmp_pa
     ins = [build_random_adapter(tiny_model, tmp_path / f"d{i}", r=4, alpha=8, seed=10 + i) for i in range(3)]
     auto = merge_adapters(ins, tmp_path / "auto", params={"reference": "auto"}, dtype=torch.float32, progress=False)
     index = json.loads((auto / "deltahub.json").read_text())["merge"]["parameters"]["reference_index"]
-    explicit = merge_adapters(ins, tmp_path / "explicit", params={"reference": index}, dtype=torch.float32,
-                              progress=False)
+    explicit = merge_adapters(
+        ins, tmp_path / "explicit", params={"reference": index}, dtype=torch.float32, progress=False
+    )
     got, want = load_file(auto / "adapter_model.safetensors"), load_file(explicit / "adapter_model.safetensors")
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
 # ---- GAM with modules some adapters lack, and the rank rule across modules -------------------
+
 
 def test_gam_with_missing_modules_is_the_reference_with_rank_zero_inputs(tiny_model, adapters, tmp_path):
     """A module an adapter lacks is a rank-0 input there. Adapter c (rank 6, q/v/down only) has the
@@ -260,10 +331,15 @@ def test_gam_with_missing_modules_is_the_reference_with_rank_zero_inputs(tiny_mo
     with pytest.raises(InputError, match=r"a has rank 4 in \S+_proj, below the largest input rank 6 \(\S+/c\)"):
         merge_adapters(adapters, tmp_path / "low", params={"reference": 0}, progress=False)
     assert _no_leftovers(tmp_path, "none") and _no_leftovers(tmp_path, "low")
-    small = [build_random_adapter(tiny_model, tmp_path / f"s{i}", r=4, alpha=8, seed=20 + i,
-                                  target_modules=["q_proj", "v_proj", "down_proj"]) for i in range(2)]
-    out = merge_adapters([adapters[0], *small], tmp_path / "padded", params={"reference": "a"},
-                         dtype=torch.float32, progress=False)
+    small = [
+        build_random_adapter(
+            tiny_model, tmp_path / f"s{i}", r=4, alpha=8, seed=20 + i, target_modules=["q_proj", "v_proj", "down_proj"]
+        )
+        for i in range(2)
+    ]
+    out = merge_adapters(
+        [adapters[0], *small], tmp_path / "padded", params={"reference": "a"}, dtype=torch.float32, progress=False
+    )
     merged = load_adapter(out)
     for module in merged.module_names:
         updates = [_dense_delta(p, module) for p in (adapters[0], *small)]
@@ -275,12 +351,14 @@ def test_gam_with_missing_modules_is_the_reference_with_rank_zero_inputs(tiny_mo
 
 # ---- --full: the base must be the adapters' base --------------------------------------------
 
+
 def test_full_refuses_a_base_that_is_not_the_adapters(tiny_model, adapters, tmp_path):
     from deltahub.tiny import build_tiny_model
 
     same_shapes = build_tiny_model(tmp_path / "other-seed", hidden_size=64, num_layers=2, seed=1)
-    other_config = build_tiny_model(tmp_path / "other-config", hidden_size=64, num_layers=2, seed=0,
-                                    max_position_embeddings=512)
+    other_config = build_tiny_model(
+        tmp_path / "other-config", hidden_size=64, num_layers=2, seed=0, max_position_embeddings=512
+    )
     copy = _copy(Path(tiny_model), tmp_path / "copy-of-base")
     for base, match in ((same_shapes, "same config, different weights"), (other_config, "max_position_embeddings")):
         with pytest.raises(InputError, match=match) as e:
@@ -288,10 +366,21 @@ def test_full_refuses_a_base_that_is_not_the_adapters(tiny_model, adapters, tmp_
         assert "--allow-base-mismatch" in e.value.fix and f"--base {tiny_model}" in e.value.fix
         assert _no_leftovers(tmp_path, "out")
     merge_adapters(adapters[:2], tmp_path / "ok-copy", base=copy, full=True, progress=False)
-    merge_adapters(adapters[:2], tmp_path / "ok-forced", base=same_shapes, full=True, allow_base_mismatch=True,
-                   progress=False)
-    (r,) = cli_batch.run(["merge", str(adapters[0]), str(adapters[1]), "--base", str(same_shapes), "--full",
-                          "--out", str(tmp_path / "cli")])
+    merge_adapters(
+        adapters[:2], tmp_path / "ok-forced", base=same_shapes, full=True, allow_base_mismatch=True, progress=False
+    )
+    (r,) = cli_batch.run(
+        [
+            "merge",
+            str(adapters[0]),
+            str(adapters[1]),
+            "--base",
+            str(same_shapes),
+            "--full",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "is not the adapters' base" in r.stderr
 
 
@@ -299,14 +388,23 @@ def test_recipe_reference_must_name_a_merged_delta():
     from deltahub.recipe import parse_recipe
 
     def recipe(reference):
-        return {"name": "r", "hub": {"publish": False}, "student": {"model": "./student"},
-                "deltas": [{"name": n, "chosen": "w", "rejected": "x", "prompts": {"source": "p.jsonl"}}
-                           for n in ("math", "code")],
-                "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": reference}}}}
+        return {
+            "name": "r",
+            "hub": {"publish": False},
+            "student": {"model": "./student"},
+            "deltas": [
+                {"name": n, "chosen": "w", "rejected": "x", "prompts": {"source": "p.jsonl"}} for n in ("math", "code")
+            ],
+            "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": reference}}},
+        }
 
     for ok in ("math", "code", 1, "auto"):
         parse_recipe(recipe(ok))
-    for bad, match in (("maths", "none of the inputs"), (2, "out of range"), (-1, "greater than or equal to 0"),
-                       ({"a": 1}, "reference")):
+    for bad, match in (
+        ("maths", "none of the inputs"),
+        (2, "out of range"),
+        (-1, "greater than or equal to 0"),
+        ({"a": 1}, "reference"),
+    ):
         with pytest.raises(InputError, match=match):
             parse_recipe(recipe(bad))

@@ -13,7 +13,9 @@ Factors: adapter dtype {float32, bfloat16} × α {r, 2r, rsLoRA (α = 2r, scale 
 {0, 2, an input's name, auto} × ranks {equal (all 4), mixed (6, 3, 6, 2, 4)} × N {2, 3, 4, 5}.
 The in-process routes (api, recipe) run the full product (reference 2 needs N ≥ 3): 180 cases
 each. The subprocess routes run a covering subset: 4 cases each in which every value of every
-factor appears at least once. To pay each subprocess's start-up (torch, mergekit: 5-10 s on a busy
+factor appears at least once. The adapter routes (api, cli) alternate ``device`` between ``cpu``
+and ``auto`` (the GPU where one is visible; the batched merge, issue #16), and the device recorded
+in ``deltahub.json`` must be the one asked for. To pay each subprocess's start-up (torch, mergekit: 5-10 s on a busy
 2-core machine) once, the 8 ``deltahub merge`` command lines run in one Python process through
 ``deltahub.cli.main`` (the console script's entry point; tests/cli_batch.py), the two mergekit
 routes' 8 merges in
@@ -98,8 +100,11 @@ class Case:
         return {"0": 0, "2": 2, "name": f"a{self.target()}", "auto": "auto"}[self.reference]
 
 
-FULL_PRODUCT = [Case(*values) for values in itertools.product(DTYPES, ALPHAS, REFERENCES, RANKS, SIZES)
-                if not (values[2] == "2" and values[4] < 3)]
+FULL_PRODUCT = [
+    Case(*values)
+    for values in itertools.product(DTYPES, ALPHAS, REFERENCES, RANKS, SIZES)
+    if not (values[2] == "2" and values[4] < 3)
+]
 # every value of every factor at least once, in four cases per subprocess route
 COVERING = [
     Case("float32", "r", "0", "equal", 2),
@@ -116,14 +121,23 @@ COVERING_DENSE = [  # the same design with the adapter dtypes swapped, for the s
 
 
 def _covers(cases: list[Case]) -> bool:
-    return all({getattr(c, f) for c in cases} == set(values) for f, values in
-               (("dtype", DTYPES), ("alpha", ALPHAS), ("reference", REFERENCES), ("ranks", RANKS), ("n", SIZES)))
+    return all(
+        {getattr(c, f) for c in cases} == set(values)
+        for f, values in (
+            ("dtype", DTYPES),
+            ("alpha", ALPHAS),
+            ("reference", REFERENCES),
+            ("ranks", RANKS),
+            ("n", SIZES),
+        )
+    )
 
 
 assert _covers(COVERING) and _covers(COVERING_DENSE) and len(FULL_PRODUCT) == 180
 
 
 # ---- the inputs: hand-written PEFT adapters (config from a real PEFT save), dense models ------
+
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
@@ -193,9 +207,14 @@ def _read_received(world, case: Case, dense: bool):
     inputs = _inputs(world, case)
     per_input = [peft_deltas(a) for a in inputs]
     if dense:  # the update a dense input carries is its difference to the base, float32 rounding included
-        per_input = [{m: load_file(_dense_model(world, a) / "model.safetensors")[f"{m}.weight"].to(torch.float64)
-                      - world["base_weights"][f"{m}.weight"].to(torch.float64) for m in deltas}
-                     for a, deltas in zip(inputs, per_input)]
+        per_input = [
+            {
+                m: load_file(_dense_model(world, a) / "model.safetensors")[f"{m}.weight"].to(torch.float64)
+                - world["base_weights"][f"{m}.weight"].to(torch.float64)
+                for m in deltas
+            }
+            for a, deltas in zip(inputs, per_input, strict=False)
+        ]
     modules = sorted(per_input[0])
     ranks = [[RANKS[case.ranks][i] for i in range(case.n)] for _ in modules]
     return modules, [[d[m] for d in per_input] for m in modules], ranks
@@ -208,8 +227,9 @@ def _expected_index(world, case: Case, dense: bool = False) -> int:
     return _memo((str(world["root"]), case.pool, case.n, dense, "auto"), lambda: auto_reference(updates, ranks))
 
 
-def _check(world, case: Case, got: dict[str, torch.Tensor], reported: int | None, tol: float,
-           dense: bool = False) -> float:
+def _check(
+    world, case: Case, got: dict[str, torch.Tensor], reported: int | None, tol: float, dense: bool = False
+) -> float:
     """The worst module's relative error of ``got`` against the independent GAM; the reported
     reference index must be the one the rule picks."""
     want_index = _expected_index(world, case, dense)
@@ -218,14 +238,22 @@ def _check(world, case: Case, got: dict[str, torch.Tensor], reported: int | None
     modules, updates, ranks = _received(world, case, dense)
     assert set(got) == set(modules), f"{case.id}: merged modules {sorted(got)}"
     key = (str(world["root"]), case.pool, case.n, dense, want_index)
-    want = _memo(key, lambda: {m: dense_gam(u, r, want_index) for m, u, r in zip(modules, updates, ranks)})
+    want = _memo(
+        key, lambda: {m: dense_gam(u, r, want_index) for m, u, r in zip(modules, updates, ranks, strict=False)}
+    )
     worst = max(rel_err(got[m], want[m]) for m in modules)
     assert worst <= tol, f"{case.id}: ΔW is {worst:.2e} from the independent GAM (tolerance {tol:g})"
     return worst
 
 
-def _adapter_output(out: Path) -> tuple[dict[str, torch.Tensor], int]:
-    return peft_deltas(out), json.loads((out / "deltahub.json").read_text())["merge"]["parameters"]["reference_index"]
+DEVICES = ("cpu", "auto")  # the api and cli routes alternate them case by case
+
+
+def _adapter_output(out: Path, device: str = "auto") -> tuple[dict[str, torch.Tensor], int]:
+    merge = json.loads((out / "deltahub.json").read_text())["merge"]
+    want = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    assert merge["device"] == want, f"{out.name}: merged on {merge['device']}, asked for {device}"
+    return peft_deltas(out), merge["parameters"]["reference_index"]
 
 
 def _model_delta(world, out: Path) -> dict[str, torch.Tensor]:
@@ -246,14 +274,22 @@ def _model_delta(world, out: Path) -> dict[str, torch.Tensor]:
 
 # ---- the routes --------------------------------------------------------------------------------
 
+
 def _route_api(world, tmp: Path) -> list[float]:
     from deltahub.merge import merge_adapters
 
     errors = []
-    for case in FULL_PRODUCT:
-        out = merge_adapters(_inputs(world, case), tmp / case.id, params={"reference": case.value()},
-                             dtype=torch.float32, progress=False)
-        got, reported = _adapter_output(out)
+    for i, case in enumerate(FULL_PRODUCT):
+        device = DEVICES[i % 2]
+        out = merge_adapters(
+            _inputs(world, case),
+            tmp / case.id,
+            params={"reference": case.value()},
+            dtype=torch.float32,
+            progress=False,
+            device=device,
+        )
+        got, reported = _adapter_output(out, device)
         errors.append(_check(world, case, got, reported, TOL))
     return errors
 
@@ -267,15 +303,26 @@ def _route_recipe(world, tmp: Path) -> list[float]:
     for case in FULL_PRODUCT:
         inputs = _inputs(world, case)
         names = [p.name for p in inputs]  # each delta's recipe name is its folder's: a0, a1, ...
-        recipe = parse_recipe({
-            "name": "routes", "hub": {"publish": False}, "student": {"model": str(world["base"])},
-            "deltas": [{"name": n, "chosen": "weak", "rejected": "weaker", "prompts": {"source": "p.jsonl"}}
-                       for n in names],
-            "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": case.value()}}},
-        })
+        recipe = parse_recipe(
+            {
+                "name": "routes",
+                "hub": {"publish": False},
+                "student": {"model": str(world["base"])},
+                "deltas": [
+                    {"name": n, "chosen": "weak", "rejected": "weaker", "prompts": {"source": "p.jsonl"}} for n in names
+                ],
+                "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": case.value()}}},
+            }
+        )
         work = tmp / case.id
-        merges = run_merges(recipe, StageCache(work, log=lambda _: None), {n: {} for n in names},
-                            dict(zip(names, inputs)), str(world["base"]), work)
+        merges = run_merges(
+            recipe,
+            StageCache(work, log=lambda _: None),
+            {n: {} for n in names},
+            dict(zip(names, inputs, strict=False)),
+            str(world["base"]),
+            work,
+        )
         got, reported = _adapter_output(Path(merges["gam"]))
         # the stage writes the adapter in the inputs' dtype: bf16 inputs give a bf16 adapter
         errors.append(_check(world, case, got, reported, TOL if case.dtype == "float32" else TOL_BF16_OUTPUT))
@@ -287,13 +334,22 @@ def _route_recipe(world, tmp: Path) -> list[float]:
 
 def _cli_argv(world, case: Case, out: Path, full: bool) -> list[str]:
     argv = ["merge", *map(str, _inputs(world, case)), "--reference", str(case.value()), "--out", str(out), "--quiet"]
-    return argv + (["--base", str(world["base"]), "--full"] if full else ["--dtype", "float32"])
+    return argv + (
+        ["--base", str(world["base"]), "--full"]
+        if full
+        else ["--dtype", "float32", "--device", DEVICES[COVERING.index(case) % 2]]
+    )
 
 
 def _start_cli(world) -> subprocess.Popen:
     root = world["root"] / "cli"
-    return cli_batch.start([_cli_argv(world, c, root / f"{'full' if full else 'cli'}-{c.id}", full)
-                            for full in (False, True) for c in COVERING])
+    return cli_batch.start(
+        [
+            _cli_argv(world, c, root / f"{'full' if full else 'cli'}-{c.id}", full)
+            for full in (False, True)
+            for c in COVERING
+        ]
+    )
 
 
 def _cli_results(background) -> dict[str, int]:
@@ -311,9 +367,9 @@ def _cli_results(background) -> dict[str, int]:
 def _route_cli(world, background) -> list[float]:
     errors = []
     results = _cli_results(background)
-    for case in COVERING:
+    for i, case in enumerate(COVERING):
         out = world["root"] / "cli" / f"cli-{case.id}"
-        got, recorded = _adapter_output(out)
+        got, recorded = _adapter_output(out, DEVICES[i % 2])
         assert recorded == results[out.name]
         errors.append(_check(world, case, got, results[out.name], TOL))
     return errors
@@ -331,23 +387,42 @@ def _route_full(world, background) -> list[float]:
 def _mergekit_config(world, case: Case, dense: bool) -> dict:
     base = str(world["base"])
     models = [str(_dense_model(world, a)) if dense else f"{base}+{a}" for a in _inputs(world, case)]
-    return {"name": ("dense-" if dense else "lora-") + case.id, "merge_method": "gam", "base_model": base,
-            "models": [{"model": m, "parameters": {"weight": 1.0}} for m in models],
-            "parameters": {"reference": case.value()}, "dtype": "float32"}
+    return {
+        "name": ("dense-" if dense else "lora-") + case.id,
+        "merge_method": "gam",
+        "base_model": base,
+        "models": [{"model": m, "parameters": {"weight": 1.0}} for m in models],
+        "parameters": {"reference": case.value()},
+        "dtype": "float32",
+    }
 
 
 def _start_mergekit(world) -> subprocess.Popen:
     """Both mergekit routes' 8 merges, in one mergekit-multi process."""
-    configs = [_mergekit_config(world, c, False) for c in COVERING] + \
-              [_mergekit_config(world, c, True) for c in COVERING_DENSE]
+    configs = [_mergekit_config(world, c, False) for c in COVERING] + [
+        _mergekit_config(world, c, True) for c in COVERING_DENSE
+    ]
     root = world["root"] / "mergekit"
     root.mkdir()
     (root / "multi.yml").write_text(yaml.safe_dump_all(configs))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("DELTAHUB_MERGEKIT_DISABLE", None)
-    return subprocess.Popen([str(BIN / "mergekit-multi"), str(root / "multi.yml"), "-I", str(root / "out"),
-                             "--lora-merge-cache", str(root / "cache"), "--lora-merge-dtype", "float32"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [
+            str(BIN / "mergekit-multi"),
+            str(root / "multi.yml"),
+            "-I",
+            str(root / "out"),
+            "--lora-merge-cache",
+            str(root / "cache"),
+            "--lora-merge-dtype",
+            "float32",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _mergekit_results(world, background):
@@ -356,8 +431,10 @@ def _mergekit_results(world, background):
         proc = background["mergekit_proc"]
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
-        background["mergekit"] = (world["root"] / "mergekit" / "out",
-                                  re.findall(r"deltahub gam: reference (\S+) -> input (\d+) \((.+)\)", err))
+        background["mergekit"] = (
+            world["root"] / "mergekit" / "out",
+            re.findall(r"deltahub gam: reference (\S+) -> input (\d+) \((.+)\)", err),
+        )
     return background["mergekit"]
 
 
@@ -380,8 +457,11 @@ def _mergekit_route(world, background, cases: list[Case], dense: bool) -> list[f
         labels = [str(_dense_model(world, a)) if dense else f"{world['base']}+{a}" for a in _inputs(world, case)]
         reported = None
         if case.reference in ("auto", "name"):  # the plugin says what a name or auto resolved to
-            hits = [int(i) for ref, i, label in log if ref == str(case.value()) and label in labels
-                    and labels.index(label) == int(i)]
+            hits = [
+                int(i)
+                for ref, i, label in log
+                if ref == str(case.value()) and label in labels and labels.index(label) == int(i)
+            ]
             assert len(hits) == 1, f"{case.id}: {log}"
             reported = hits[0]
         errors.append(_check(world, case, _model_delta(world, folder), reported, TOL, dense=dense))

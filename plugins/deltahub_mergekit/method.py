@@ -52,8 +52,9 @@ from mergekit.merge_methods.base import (
 from pydantic import Field
 
 from deltahub.errors import InputError
-from deltahub.merge.adapters import LoraAdapter, load_adapter
-from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, low_rank_from_dense
+from deltahub.merge.adapters import LoraAdapter, load_adapter, nonfinite_error
+from deltahub.merge.batched import gam_on_device
+from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, NonFiniteFactors, low_rank_from_dense
 from deltahub.merge.methods import METHODS, merge_module
 from deltahub.merge.params import AUTO, MethodParams, fields
 from deltahub.merge.reference import ReferenceRankError, rank_error, resolve_reference
@@ -65,23 +66,41 @@ LOG = logging.getLogger("deltahub_mergekit")
 class DenseInputParams(MethodParams):
     """How the plugin turns a dense (non-adapter) input's delta into factors."""
 
-    rank: Annotated[int, Field(ge=0, description="rank of dense (non-adapter) input deltas; 0 = the smallest rank "
-                                                 "(doubling from the adapters' rank, or 8) meeting max_residual")] = 0
-    max_residual: Annotated[float, Field(gt=0, description="relative residual ‖Δ − BA‖/‖Δ‖ a dense delta should meet; "
-                                                           "one that does not is truncated with a warning")] = 5e-3
+    rank: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="rank of dense (non-adapter) input deltas; 0 = the smallest rank "
+            "(doubling from the adapters' rank, or 8) meeting max_residual",
+        ),
+    ] = 0
+    max_residual: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="relative residual ‖Δ − BA‖/‖Δ‖ a dense delta should meet; "
+            "one that does not is truncated with a warning",
+        ),
+    ] = 5e-3
 
 
 _RANK_TRUNCATION = 1e-5  # singular values below this fraction of the largest are rounding noise
-_BF16_FIX = ("pass --lora-merge-dtype float32 and `dtype: float32`, or use BASE+ADAPTER inputs so the method reads "
-             "the LoRA factors (or set rank / max_residual if the delta is a full fine-tune)")
+_BF16_FIX = (
+    "pass --lora-merge-dtype float32 and `dtype: float32`, or use BASE+ADAPTER inputs so the method reads "
+    "the LoRA factors (or set rank / max_residual if the delta is a full fine-tune)"
+)
 
 
 def parameter_specs(method: str) -> tuple[ParameterSpec, ...]:
     """mergekit's ParameterSpecs, derived from the deltahub declarations (plus ``weight``)."""
-    weight = ParameterSpec("weight", float, ParameterScope.NON_BASE, default=1.0,
-                           description="per-input weight (normalised for gam)")
-    shared = [ParameterSpec(p.name, p.annotation, ParameterScope.SHARED, default=p.default, description=p.help)
-              for model in (METHODS[method].params, DenseInputParams) for p in fields(model)]
+    weight = ParameterSpec(
+        "weight", float, ParameterScope.NON_BASE, default=1.0, description="per-input weight (normalised for gam)"
+    )
+    shared = [
+        ParameterSpec(p.name, p.annotation, ParameterScope.SHARED, default=p.default, description=p.help)
+        for model in (METHODS[method].params, DenseInputParams)
+        for p in fields(model)
+    ]
     return (weight, *shared)
 
 
@@ -150,8 +169,8 @@ class DeltahubMergeMethod(GroupMergeMethod):
             pretty_name=spec.pretty_name,
             reference_url=spec.reference_url,
             optional_tensor_policy=OptionalTensorPolicy.ERROR,
-            # factor-space math is thin-matrix LAPACK work, done on the CPU (see merge_group)
-            uses_accelerator=False,
+            # with mergekit's --cuda the tensors arrive on the GPU and GAM computes there (see merge_group)
+            uses_accelerator=True,
         )
         self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
         self._warned: set[Hashable] = set()
@@ -162,13 +181,14 @@ class DeltahubMergeMethod(GroupMergeMethod):
         if self.method == "gam":
             parameters = [dict(p) for p in parameters]
             in_call: dict[tuple, int] = {}  # in-memory inputs: their ids name nothing beyond this call
-            for group, p in zip(groups, parameters):
+            for group, p in zip(groups, parameters, strict=False):
                 if group.base is not None and group.non_base:
                     p["reference"] = self._reference(group, p, groups, parameters, in_call)
         return super()._execute(groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype)
 
-    def _reference(self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters,
-                   in_call: dict[tuple, int]) -> int:
+    def _reference(
+        self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters, in_call: dict[tuple, int]
+    ) -> int:
         """GAM's reference index for the merge this group belongs to, resolved once per merge."""
         labels = [_labels(e.id) for e in group.non_base]
         models = all(isinstance(e.id, ModelReference) for e in group.entries)  # mergekit-yaml: files
@@ -183,7 +203,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 if models:
                     scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
                 else:
-                    same = [(g, q) for g, q in zip(groups, parameters) if _key_ids(g) == _key_ids(group)]
+                    same = [(g, q) for g, q in zip(groups, parameters, strict=False) if _key_ids(g) == _key_ids(group)]
                     scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
                 chosen[key] = index = resolve_reference(AUTO, labels, {}, scan)
         if p["reference"] != index:  # say what a name or auto resolved to (once per merge)
@@ -194,11 +214,14 @@ class DeltahubMergeMethod(GroupMergeMethod):
         for group, p in groups:
             group = _on_cpu(group)
             if group.base.tensor.ndim == 2:
-                deltas = self._deltas(group.metadata.name or "?", group.base.tensor,
-                                      [(e.id, e.tensor) for e in group.non_base], p)
+                deltas = self._deltas(
+                    group.metadata.name or "?", group.base.tensor, [(e.id, e.tensor) for e in group.non_base], p
+                )
                 if any(d is not None for d in deltas):
-                    yield group.metadata.name, [_zero(tuple(group.base.tensor.shape)) if d is None else d
-                                                for d in deltas]
+                    yield (
+                        group.metadata.name,
+                        [_zero(tuple(group.base.tensor.shape)) if d is None else d for d in deltas],
+                    )
 
     def _scan_models(self, group: TensorGroup, p: dict) -> Iterator[tuple[str, list[LowRank]]]:
         """Every 2-D weight of the merge, read through mergekit's loaders (the whole model, like
@@ -221,17 +244,20 @@ class DeltahubMergeMethod(GroupMergeMethod):
             base = base_loader.get_tensor(name)
             if base.ndim != 2 or not base.is_floating_point():
                 continue
-            tensors = [(e.id, None if ld is None else ld.get_tensor(name, raise_on_missing=False))
-                       for e, ld in zip(entries, loaders)]
-            if any(ld is not None and t is None for (_, t), ld in zip(tensors, loaders)):
+            tensors = [
+                (e.id, None if ld is None else ld.get_tensor(name, raise_on_missing=False))
+                for e, ld in zip(entries, loaders, strict=False)
+            ]
+            if any(ld is not None and t is None for (_, t), ld in zip(tensors, loaders, strict=False)):
                 continue
             deltas = self._deltas(name, base, tensors, p)
             if any(d is not None for d in deltas):
                 yield name, [_zero(tuple(base.shape)) if d is None else d for d in deltas]
 
     # -- each input's update of one weight -----------------------------------------------------
-    def _deltas(self, name: str, base: torch.Tensor, inputs: list[tuple[Hashable, torch.Tensor | None]],
-                p: dict) -> list[LowRank | None]:
+    def _deltas(
+        self, name: str, base: torch.Tensor, inputs: list[tuple[Hashable, torch.Tensor | None]], p: dict
+    ) -> list[LowRank | None]:
         """LowRank per input (None where it leaves the weight as the base): the adapter's factors for
         BASE+ADAPTER inputs, else the dense difference to the base, factorised."""
         module = name[: -len(".weight")] if name.endswith(".weight") else name
@@ -250,8 +276,10 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 continue
             delta = adapter.module(module)
             if tuple(delta.shape) != shape:
-                raise InputError(f"{name}: adapter {lora.path} has shape {delta.shape}, base {shape}",
-                                 "merge adapters trained on this base model")
+                raise InputError(
+                    f"{name}: adapter {lora.path} has shape {delta.shape}, base {shape}",
+                    "merge adapters trained on this base model",
+                )
             deltas.append(delta)
         start = max((d.rank for d in deltas if d is not None), default=8)
         for i, tensor in dense.items():
@@ -271,20 +299,27 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 if source in self._warned:
                     return
                 self._warned.add(source)
-        hint = " (it arrives in bf16: a LoRA merged into bf16 weights is full-rank rounding noise)" \
-            if dtype in (torch.bfloat16, torch.float16) else ""
-        warnings.warn(f"deltahub {self.method}: the delta of {source} to the base is not low-rank{hint}; {name} was "
-                      f"truncated to rank {rank} (relative residual {residual:.2g} > max_residual {max_residual:g}); "
-                      f"other weights of this input may be truncated too. Fix: {_BF16_FIX}", stacklevel=2)
+        hint = (
+            " (it arrives in bf16: a LoRA merged into bf16 weights is full-rank rounding noise)"
+            if dtype in (torch.bfloat16, torch.float16)
+            else ""
+        )
+        warnings.warn(
+            f"deltahub {self.method}: the delta of {source} to the base is not low-rank{hint}; {name} was "
+            f"truncated to rank {rank} (relative residual {residual:.2g} > max_residual {max_residual:g}); "
+            f"other weights of this input may be truncated too. Fix: {_BF16_FIX}",
+            stacklevel=2,
+        )
 
     # -- the merge of one output tensor -------------------------------------------------------
     def merge_group(self, group: TensorGroup, /, **p: Any) -> torch.Tensor:
-        """The merged tensor, on the inputs' device. The math runs on the CPU (the adapters'
-        factors are read there, and thin-matrix LAPACK gains nothing from an accelerator): the
-        spec says ``uses_accelerator=False`` so mergekit-yaml keeps tensors there; tensors handed
-        over on another device (the in-memory API) come back on it."""
+        """The merged tensor, on the inputs' device. With mergekit's ``--cuda`` (or GPU tensors
+        handed over in memory) GAM runs where the tensors are, through the batched path
+        (:func:`deltahub.merge.batched.gam_on_device`: the adapter factors are copied there in their
+        stored dtype); KnOTS and TSV-M, and any module the batched path declines, are merged on the
+        CPU and the result comes back to the device."""
         device = group.base.tensor.device
-        if device.type != "cpu":
+        if device.type != "cpu" and self.method != "gam":
             return self.merge_group(_on_cpu(group), **p).to(device)
         base = group.base.tensor
         entries = group.non_base
@@ -297,31 +332,45 @@ class DeltahubMergeMethod(GroupMergeMethod):
         if all(d is None for d in deltas):
             return base.clone()
         deltas = [_zero(tuple(base.shape)) if d is None else d for d in deltas]
-        try:
-            merged = merge_module(self.method, deltas, weights, **params)
-        except ReferenceRankError as exc:
-            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        merged = None
+        if device.type != "cpu" and not params["reorthonormalize"]:
+            merged = gam_on_device(deltas, weights, params["reference"], params["scale"], device)
+        if merged is None:
+            merged = self._merge_module([d.on("cpu") for d in deltas], weights, params, entries, name)
         # base + ΔW in float32 (float64 only for float64 inputs): the result is stored in base.dtype,
         # and a float64 B·A of every weight cost ~2.5x the float32 one
         work = torch.promote_types(base.dtype, torch.float32)
         out = base.to(work, copy=True)
         if isinstance(merged, LowRank):
-            out.addmm_(merged.B.to(work), merged.A.to(work), alpha=merged.scale)
+            out.addmm_(merged.B.to(device, work), merged.A.to(device, work), alpha=merged.scale)
             return out.to(base.dtype)
-        return out.add_(merged.to(work)).to(base.dtype)
+        return out.add_(merged.to(device, work)).to(base.dtype)
+
+    def _merge_module(self, deltas: list[LowRank], weights: list[float], params: dict, entries, name: str):
+        """:func:`merge_module` of one tensor, its errors naming the tensor and the input."""
+        try:
+            return merge_module(self.method, deltas, weights, **params)
+        except ReferenceRankError as exc:
+            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        except NonFiniteFactors as exc:
+            raise nonfinite_error(_labels(entries[exc.index].id)[0], name) from None
 
     @staticmethod
     def _mean_rule(base: torch.Tensor, entries, weights: list[float], scale: float) -> torch.Tensor:
         # a LoRA adapter changes only its linear layers (load_adapter refuses modules_to_save), so
         # for BASE+ADAPTER inputs these tensors are the base's, whatever dtype mergekit merged in
-        deltas = [torch.zeros_like(base, dtype=COMPUTE_DTYPE) if _lora(e.id) is not None
-                  else e.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE) for e in entries]
+        deltas = [
+            torch.zeros_like(base, dtype=COMPUTE_DTYPE)
+            if _lora(e.id) is not None
+            else e.tensor.to(COMPUTE_DTYPE) - base.to(COMPUTE_DTYPE)
+            for e in entries
+        ]
         if not any(torch.any(d) for d in deltas):
             return base.clone()
         total = sum(weights)
         if total == 0:
             raise InputError("weights sum to zero", "give the inputs weights with a non-zero sum")
-        mean = sum(w * d for w, d in zip(weights, deltas)) / total
+        mean = sum(w * d for w, d in zip(weights, deltas, strict=False)) / total
         return (base.to(COMPUTE_DTYPE) + scale * mean).to(base.dtype)
 
 
@@ -346,6 +395,7 @@ def _parameter_blocks(config: Any):
             yield f"{prefix}slices[{i}].parameters", False, s.parameters
             for j, src in enumerate(s.sources or []):
                 yield f"{prefix}slices[{i}].sources[{j}].parameters", True, src.parameters
+
     yield from slices("", config.slices)
     for name, mod in (config.modules or {}).items():
         yield f"modules.{name}.parameters", False, mod.parameters
@@ -365,12 +415,16 @@ def check_parameter_names(spec: MergeMethodSpec, config: Any) -> None:
     for where, is_input, block in _parameter_blocks(config):
         for key in block or {}:
             if key not in known:
-                raise InputError(f"merge_method {spec.name}: unknown parameter {key!r} in {where}",
-                                 f"valid parameters: {', '.join(sorted(known))}")
+                raise InputError(
+                    f"merge_method {spec.name}: unknown parameter {key!r} in {where}",
+                    f"valid parameters: {', '.join(sorted(known))}",
+                )
             if is_input and key in shared:
-                raise InputError(f"merge_method {spec.name}: {key!r} is a shared parameter but is set in {where}, "
-                                 "where mergekit would ignore it",
-                                 f"move {key} to the top-level (or slice) `parameters:` block")
+                raise InputError(
+                    f"merge_method {spec.name}: {key!r} is a shared parameter but is set in {where}, "
+                    "where mergekit would ignore it",
+                    f"move {key} to the top-level (or slice) `parameters:` block",
+                )
 
 
 def register_all() -> tuple[str, ...]:

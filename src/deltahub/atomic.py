@@ -7,7 +7,9 @@ write into a temporary sibling, fsync, then rename into place.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -82,3 +84,39 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     _fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def held(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (an :func:`atomic_dir` temporary folder) while the block runs:
+    :func:`remove_stale_partials` leaves a held folder alone."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove ``.OUT.XXXXXXXX.tmp`` siblings (:func:`atomic_dir`'s scheme) that no live writer holds
+    (see :func:`held`): what a killed pull or merge left. Returns them."""
+    out = Path(out)
+    scheme = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for candidate in out.parent.iterdir():
+        if not scheme.match(candidate.name) or not candidate.is_dir() or candidate.is_symlink():
+            continue
+        fd = os.open(candidate, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a pull or merge in progress
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed

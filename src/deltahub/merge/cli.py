@@ -16,6 +16,7 @@ import click
 from ..errors import InputError
 from .methods import METHODS
 from .params import ParamInfo, option_name, parameter_options
+from .streaming import DEVICES
 
 PARAMETERS = parameter_options({name: spec.params for name, spec in METHODS.items()})
 
@@ -26,8 +27,9 @@ def _parse_weights(text: str | None) -> list[float] | None:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError as exc:
-        raise InputError(f"--weights {text!r} is not a comma-separated list of numbers",
-                         "e.g. --weights 1,0.5,1") from exc
+        raise InputError(
+            f"--weights {text!r} is not a comma-separated list of numbers", "e.g. --weights 1,0.5,1"
+        ) from exc
 
 
 def _parameter_option(info: ParamInfo, methods: list[str]):
@@ -57,22 +59,49 @@ def _with_parameter_options(command):
 
 @click.command("merge")
 @click.argument("adapters", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(),
-              help="Output folder (a PEFT adapter, or a model with --full).")
+@click.option(
+    "--out", "out", required=True, type=click.Path(), help="Output folder (a PEFT adapter, or a model with --full)."
+)
 @click.option("--method", type=click.Choice(list(METHODS)), default="gam", show_default=True)
 @click.option("--weights", help="Comma-separated weight per adapter (GAM: weighted means; default equal).")
 @_with_parameter_options
 @click.option("--base", help="Base model folder or repo id (needed for --full); must be the adapters' base.")
 @click.option("--full", is_flag=True, help="Write base + merged update as a full model instead of an adapter.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
-              help="Adapter output dtype (default: the inputs').")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Adapter output dtype (default: the inputs').",
+)
+@click.option(
+    "--device",
+    type=click.Choice(list(DEVICES)),
+    default="auto",
+    show_default=True,
+    help="Where GAM's factor-space merge runs: auto = the GPU when one is visible, else the CPU.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
-@click.option("--allow-base-mismatch", is_flag=True,
-              help="Merge adapters whose configs name different base models, or onto a --base that is not theirs.")
+@click.option(
+    "--allow-base-mismatch",
+    is_flag=True,
+    help="Merge adapters whose configs name different base models, or onto a --base that is not theirs.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def merge_command(ctx: click.Context, adapters, out, method, weights, base, full, dtype, overwrite,
-                  allow_base_mismatch, quiet, **method_params) -> None:
+def merge_command(
+    ctx: click.Context,
+    adapters,
+    out,
+    method,
+    weights,
+    base,
+    full,
+    dtype,
+    device,
+    overwrite,
+    allow_base_mismatch,
+    quiet,
+    **method_params,
+) -> None:
     """Merge LoRA deltas ADAPTERS (folders or NS/NAME[@REV]) into one adapter or a full model.
 
     \b
@@ -83,12 +112,22 @@ def merge_command(ctx: click.Context, adapters, out, method, weights, base, full
 
     from .core import merge_adapters
 
-    params = {k: v for k, v in method_params.items()
-              if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    params = {
+        k: v for k, v in method_params.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
+    }
     result = merge_adapters(
-        list(adapters), out, method=method, weights=_parse_weights(weights), params=params, base=base, full=full,
-        overwrite=overwrite, allow_base_mismatch=allow_base_mismatch,
-        dtype=getattr(torch, dtype) if dtype else None, progress=not quiet,
+        list(adapters),
+        out,
+        method=method,
+        weights=_parse_weights(weights),
+        params=params,
+        base=base,
+        full=full,
+        overwrite=overwrite,
+        allow_base_mismatch=allow_base_mismatch,
+        dtype=getattr(torch, dtype) if dtype else None,
+        progress=not quiet,
+        device=device,
         command=shlex.join(["deltahub", *sys.argv[1:]]),
     )
     click.echo(f"wrote {'model' if full else 'adapter'} to {result}")

@@ -1,11 +1,13 @@
 """``merge_adapters``: read N LoRA adapters, merge module by module, write an adapter or a model.
 
 Peak memory is one module's factors from each adapter plus the output, never N full models.
-The output folder appears only when complete (written to a temporary sibling, then renamed).
+The output folder appears only when complete (written to a temporary sibling, then renamed); a
+killed merge's temporary sibling is removed by the next merge to the same output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -16,15 +18,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_dir, check_output_dir
+from ..atomic import atomic_dir, check_output_dir, held, remove_stale_partials
 from ..errors import InputError
-from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter
+from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter, nonfinite_error
 from .base_model import check_base
-from .lowrank import LowRank
+from .lowrank import LowRank, NonFiniteFactors
 from .methods import METHODS, merge_module, method_spec, resolve_params
 from .params import fields, option_args
 from .reference import ReferenceRankError, rank_error, resolve_reference
-from .writers import write_adapter, write_full_model
+from .streaming import module_deltas, resolve_device, write_merged_adapter
+from .writers import write_full_model
 
 
 @dataclass
@@ -41,8 +44,14 @@ class MergeInput:
     @property
     def labels(self) -> tuple[str, ...]:
         """The names this input answers to as a reference; the display name first."""
-        names = [self.name, self.spec, self.repo, f"{self.repo}@{self.revision}" if self.repo else None,
-                 str(self.path), self.path.name]
+        names = [
+            self.name,
+            self.spec,
+            self.repo,
+            f"{self.repo}@{self.revision}" if self.repo else None,
+            str(self.path),
+            self.path.name,
+        ]
         return tuple(dict.fromkeys(n for n in names if n))
 
 
@@ -75,15 +84,13 @@ def resolve_input(spec: str | Path) -> MergeInput:
         return MergeInput(spec=str(spec), path=path)
     text = str(spec)
     if text.count("/") == 1 and not text.startswith((".", "/")):
-        try:
-            from ..share.pull import pull_with_info  # noqa: PLC0415
-        except ImportError as exc:  # pragma: no cover - registry missing from this build
-            raise InputError(f"{text} is not a local folder and Hub pulling is unavailable",
-                             "pass a local adapter folder") from exc
+        from ..share.pull import pull_with_info
+
         local, repo, revision = pull_with_info(text)
         return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
-    raise InputError(f"adapter {text} not found",
-                     "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+    raise InputError(
+        f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]"
+    )
 
 
 def plan_merge(
@@ -106,49 +113,36 @@ def plan_merge(
     weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
     bases = {a.base_model for a in adapters}
     if len(bases) > 1 and not allow_base_mismatch:
-        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters))
-        raise InputError(f"adapters were trained on different base models ({listing})",
-                         "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model")
+        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters, strict=False))
+        raise InputError(
+            f"adapters were trained on different base models ({listing})",
+            "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model",
+        )
     all_modules: list[str] = []
     for a in adapters:
         all_modules.extend(m for m in a.module_names if m not in all_modules)
-    missing = {m: [i.spec for i, a in zip(resolved, adapters) if m not in a.keys] for m in all_modules}
+    missing = {m: [i.spec for i, a in zip(resolved, adapters, strict=False) if m not in a.keys] for m in all_modules}
     missing = {m: specs for m, specs in missing.items() if specs}
     plan = MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
     if method == "gam":
         ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
         plan.reference = resolve_reference(
-            params["reference"], plan.labels, ranks,
-            lambda: ((m, _module_deltas(plan, m)[0]) for m in plan.modules),
+            params["reference"],
+            plan.labels,
+            ranks,
+            lambda: ((m, module_deltas(plan, m)) for m in plan.modules),
         )
     return plan
 
 
-def _module_deltas(plan: MergePlan, module: str) -> tuple[list[LowRank], list[float]]:
-    """The deltas of one module; an adapter that lacks the module contributes a zero (rank-0) delta."""
-    read = {i: a.modules[module] for i, a in enumerate(plan.adapters) if module in a.keys}  # each read once
-    shapes = {d.shape for d in read.values()}
-    if len(shapes) > 1:
-        raise InputError(f"module {module} has different shapes across adapters: {sorted(shapes)}",
-                         "merge adapters trained on the same base model")
-    d, k = next(iter(read.values())).shape
-    deltas = [read.get(i) or LowRank(torch.zeros(d, 0), torch.zeros(0, k)) for i in range(len(plan.adapters))]
-    return deltas, list(plan.weights)
-
-
 def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank | torch.Tensor:
-    deltas, weights = _module_deltas(plan, module)
+    """One module merged by the per-module method, its errors naming the module and the input."""
     try:
-        return merge_module(plan.method, deltas, weights, **params)
-    except ReferenceRankError as exc:  # name the inputs and the module
+        return merge_module(plan.method, module_deltas(plan, module), list(plan.weights), **params)
+    except ReferenceRankError as exc:
         raise rank_error(exc.index, exc.ranks, plan.labels, module) from None
-
-
-def merged_updates(plan: MergePlan, progress: bool = True):
-    """Yield ``(module, result)`` for every module; result is a LowRank or a dense tensor."""
-    params = plan.merge_params()
-    for module in tqdm(plan.modules, desc=f"merging ({plan.method})", unit="module", disable=not progress):
-        yield module, _merge_one(plan, module, params)
+    except NonFiniteFactors as exc:
+        raise nonfinite_error(plan.adapters[exc.index].path, module) from None
 
 
 def merge_adapters(
@@ -164,25 +158,40 @@ def merge_adapters(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     command: str | None = None,
+    device: str | torch.device | None = "auto",
 ) -> Path:
     """Merge LoRA adapters with ``method`` and write a PEFT adapter (default) or, with
-    ``base`` and ``full``, a full model. Returns the output folder."""
+    ``base`` and ``full``, a full model. Returns the output folder.
+
+    ``device`` (cpu, cuda, or auto: the GPU when one is visible) is where GAM's batched
+    factor-space merge runs; the other methods and the full-model sums run on the CPU."""
     out = check_output_dir(out, overwrite)
+    device = resolve_device(device)
     spec = method_spec(method)
     if full and base is None:
         raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
     if not full and not spec.low_rank:
-        raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
-                         "pass --base MODEL --full to write a merged full model")
+        raise InputError(
+            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+            "pass --base MODEL --full to write a merged full model",
+        )
     plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
     base_path = Path(base) if base is not None else None
     if base_path is not None and not base_path.is_dir():
         base_path = resolve_input(str(base)).path
     if full:
         check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        if len(plan.adapters) == 1 and not full and method in ("gam", "average") and plan.weights[0] > 0 and \
-                plan.params.get("scale", 1.0) == 1.0:
+    remove_stale_partials(out)  # what a killed merge to this output left
+    # the temporary folder is held until after the rename, so no concurrent cleanup takes a live merge
+    with contextlib.ExitStack() as stack, atomic_dir(out, overwrite=overwrite) as tmp:
+        stack.enter_context(held(tmp))
+        if (
+            len(plan.adapters) == 1
+            and not full
+            and method in ("gam", "average")
+            and plan.weights[0] > 0
+            and plan.params.get("scale", 1.0) == 1.0
+        ):
             # One adapter in, the same adapter out (bit for bit).
             shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
             shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
@@ -190,17 +199,23 @@ def merge_adapters(
             params = plan.merge_params()
             with tqdm(total=len(plan.modules), desc=f"merging ({method})", unit="module", disable=not progress) as bar:
                 missing = write_full_model(
-                    tmp, base_path, lambda m: _dense(_merge_one(plan, m, params)), plan.modules, on_module=bar.update,
+                    tmp,
+                    base_path,
+                    lambda m: _dense(_merge_one(plan, m, params)),
+                    plan.modules,
+                    on_module=bar.update,
                 )
             if missing:
-                raise InputError(f"base model {base_path} has no weight for module {missing[0]}",
-                                 "merge adapters trained on this base model")
+                raise InputError(
+                    f"base model {base_path} has no weight for module {missing[0]}",
+                    "merge adapters trained on this base model",
+                )
         else:
-            out_dtype = dtype or _input_dtype(plan)
-            # cast as we go: the merged adapter in memory is the size of the output file
-            modules = {m: r.to(out_dtype) for m, r in merged_updates(plan, progress)}
-            write_adapter(tmp, modules, plan.adapters[0].config, out_dtype)
-        _write_provenance(tmp, plan, base, full, command, title=out.name)
+            params = plan.merge_params()
+            write_merged_adapter(
+                plan, tmp, dtype or _input_dtype(plan), device, progress, lambda m: _merge_one(plan, m, params)
+            )
+        _write_provenance(tmp, plan, base, full, command, title=out.name, device=device)
     return out
 
 
@@ -241,7 +256,9 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     return shlex.join(parts)
 
 
-def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str) -> None:
+def _write_provenance(
+    out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str, device: torch.device
+) -> None:
     """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
     (the output folder's name: ``out`` is still the temporary folder here)."""
     from ..atomic import atomic_write_text
@@ -256,8 +273,10 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
             "pretty_name": METHODS[plan.method].pretty_name,
             "reference_url": METHODS[plan.method].reference_url,
             # as requested, plus the reference input GAM used (auto and names resolve to an index)
-            "parameters": {**plan.params,
-                           **({"reference_index": plan.reference} if plan.reference is not None else {})},
+            "parameters": {
+                **plan.params,
+                **({"reference_index": plan.reference} if plan.reference is not None else {}),
+            },
             "weights": plan.weights,
             "output": "full-model" if full else "adapter",
             "deltas": [
@@ -265,35 +284,11 @@ def _write_provenance(out: Path, plan: MergePlan, base, full: bool, command: str
                 for i in plan.inputs
             ],
             "missing_modules": plan.missing,
+            "device": device.type if plan.method == "gam" and not full else "cpu",
             "command": reproduce_command(plan, base, full),
         },
     }
     atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
-    try:
-        from ..share.cards import write_card  # noqa: PLC0415
-    except ImportError:
-        write_card = None
-    if write_card is not None:
-        write_card(out, kind="merged", name=title)
-    else:
-        atomic_write_text(out / "README.md", _fallback_card(block))
+    from ..share.cards import write_card
 
-
-def _fallback_card(block: dict) -> str:
-    merge = block["merge"]
-    lines = [
-        "---", "library_name: peft" if merge["output"] == "adapter" else "library_name: transformers",
-        "tags:", "- deltahub", "- merge", f"- {merge['method']}", "---", "",
-        f"# Merged preference deltas ({merge['pretty_name']})", "",
-        "| # | delta | revision | weight |", "|---|---|---|---|",
-    ]
-    for n, (d, w) in enumerate(zip(merge["deltas"], merge["weights"])):
-        lines.append(f"| {n} | {d['repo'] or d['path']} | {d['revision'] or '-'} | {w:g} |")
-    lines += ["", f"Method: `{merge['method']}` ({merge['reference_url']}), "
-                  f"parameters: `{json.dumps(merge['parameters'])}`.", ""]
-    if merge["missing_modules"]:
-        lines.append("Modules missing from some adapters (a zero delta for them): "
-                     + ", ".join(f"`{m}` ({', '.join(s)})" for m, s in merge["missing_modules"].items()))
-        lines.append("")
-    lines += ["Reproduce:", "", "```bash", merge["command"], "```", ""]
-    return "\n".join(lines)
+    write_card(out, kind="merged", name=title)

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 COMPUTE_DTYPE = torch.float64
+
+
+class NonFiniteFactors(InputError):
+    """A factor holds NaN or Inf (seen in its Gram matrix); ``index`` is the input it belongs to,
+    filled in by the method. Callers that know the adapter and module name it
+    (:func:`deltahub.merge.adapters.nonfinite_error`)."""
+
+    def __init__(self, index: int | None = None):
+        where = "a LoRA factor" if index is None else f"input {index}'s LoRA factors"
+        super().__init__(f"{where} hold NaN or Inf", "the adapter is corrupt or training diverged; retrain or drop it")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,9 @@ class LowRank:
 
     def __post_init__(self) -> None:
         if self.B.ndim != 2 or self.A.ndim != 2 or self.B.shape[1] != self.A.shape[0]:
-            raise ValueError(f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and "
-                             f"{tuple(self.A.shape)}")
+            raise ValueError(
+                f"LowRank needs B [d, r] and A [r, k]; got {tuple(self.B.shape)} and {tuple(self.A.shape)}"
+            )
 
     @property
     def rank(self) -> int:
@@ -53,17 +67,24 @@ class LowRank:
         return LowRank(self.B, self.A, self.scale * factor)
 
     def folded(self) -> LowRank:
-        """The same update with the scale multiplied into a fresh B (scale 1): plain PEFT factors."""
-        return self if self.scale == 1.0 else LowRank(self.B * self.scale, self.A)
+        """The same update with the scale multiplied into a fresh B (scale 1): plain PEFT factors,
+        in at least float32 (a bf16 B times the scale would be rounded to bf16)."""
+        if self.scale == 1.0:
+            return self
+        return LowRank(self.B.to(torch.promote_types(self.B.dtype, torch.float32)) * self.scale, self.A)
 
     def to(self, dtype: torch.dtype) -> LowRank:
         return LowRank(self.B.to(dtype), self.A.to(dtype), self.scale)
+
+    def on(self, device: str | torch.device) -> LowRank:
+        """The same update with its factors on ``device`` (itself if they are there)."""
+        return LowRank(self.B.to(device), self.A.to(device), self.scale)
 
     @staticmethod
     def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
         """Σ cᵢ·ΔWᵢ exactly, as one update of rank Σ rᵢ: [c₁s₁B₁ … cₙsₙBₙ] · [A₁; …; Aₙ]."""
         coefficients = coefficients or [1.0] * len(parts)
-        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients)], dim=1)
+        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients, strict=False)], dim=1)
         A = torch.cat([p.A.to(COMPUTE_DTYPE) for p in parts], dim=0)
         return LowRank(B, A)
 
@@ -144,10 +165,20 @@ _CHOLESKY_QR_MAX_COND = 1e4
 
 
 def _cholesky_r(M: torch.Tensor) -> torch.Tensor | None:
-    """R with MᵀM = RᵀR (upper triangular), or None when M is too ill-conditioned for it."""
+    """R with MᵀM = RᵀR (upper triangular), or None when M is too ill-conditioned for it.
+
+    The Gram is also the NaN/Inf check: a non-finite entry of M makes its column's diagonal entry
+    non-finite (a sum of squares: NaN, or Inf, never cancelled). In float64 a finite float32 or
+    bf16 factor cannot overflow it, so the exact (slow) test runs only to tell a float64 overflow
+    from a real NaN/Inf."""
     if M.shape[1] == 0:
         return None
-    R, info = torch.linalg.cholesky_ex(M.T @ M, upper=True)
+    gram = M.T @ M
+    if not bool(torch.isfinite(gram.diagonal()).all()):
+        if not bool(torch.isfinite(M).all()):
+            raise NonFiniteFactors()
+        return None  # float64 entries beyond 1e154: Householder QR does not square them
+    R, info = torch.linalg.cholesky_ex(gram, upper=True)
     if int(info) != 0:
         return None
     sv = torch.linalg.svdvals(R)
@@ -156,14 +187,18 @@ def _cholesky_r(M: torch.Tensor) -> torch.Tensor | None:
     return R
 
 
-def factored_svd(delta: LowRank) -> FactoredSVD:
+def factored_svd(delta: LowRank, index: int | None = None) -> FactoredSVD:
     """:func:`thin_svd` without forming U and V: B = Q_B·R_B from the Gram BᵀB (Cholesky QR,
     all matrix products: ~3x faster than Householder QR on these thin matrices), so
     U = Q_B·u = B·(R_B⁻¹·u). Falls back to Householder QR for rank-deficient or
-    ill-conditioned factors, where Cholesky QR would lose accuracy."""
+    ill-conditioned factors, where Cholesky QR would lose accuracy. NaN/Inf in a factor raises
+    :class:`NonFiniteFactors` naming ``index``."""
     B = delta.B.to(COMPUTE_DTYPE)
     At = delta.A.to(COMPUTE_DTYPE).T
-    r_b, r_a = _cholesky_r(B), _cholesky_r(At)
+    try:
+        r_b, r_a = _cholesky_r(B), _cholesky_r(At)
+    except NonFiniteFactors:
+        raise NonFiniteFactors(index) from None
     if r_b is None or r_a is None:
         svd = thin_svd(LowRank(B, At.T, delta.scale))
         eye = torch.eye(svd.S.shape[0], dtype=COMPUTE_DTYPE)
@@ -205,7 +240,7 @@ def low_rank_from_dense(
     d, k = M.shape
     width = min(rank + oversample, d, k)
     gen = torch.Generator().manual_seed(seed)
-    omega = torch.randn(k, width, generator=gen, dtype=COMPUTE_DTYPE)
+    omega = torch.randn(k, width, generator=gen, dtype=COMPUTE_DTYPE).to(M.device)  # the same on every device
     Q, _ = torch.linalg.qr(M @ omega)
     for _ in range(n_iter):
         Z, _ = torch.linalg.qr(M.T @ Q)

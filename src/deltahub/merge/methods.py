@@ -19,10 +19,12 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from .adapters import check_finite
 from .lowrank import (
     COMPUTE_DTYPE,
     FactoredSVD,
     LowRank,
+    NonFiniteFactors,
     factored_svd,
     nearest_orthonormal,
     orthonormal_basis,
@@ -82,7 +84,7 @@ def gam(
     total = float(sum(weights))
     if total <= 0:
         raise InputError("GAM weights must sum to a positive number", "pass positive --weights")
-    svds = [factored_svd(d) for d in deltas]
+    svds = [factored_svd(d, index=i) for i, d in enumerate(deltas)]
     ranks = [s.S.shape[0] for s in svds]
     rank = max(ranks)
     ref = reference
@@ -95,13 +97,13 @@ def gam(
     MU_ref, MV_ref = svds[ref].MU, svds[ref].MV
     S_bar = torch.zeros(rank, rank, dtype=COMPUTE_DTYPE)
     coeffs: list[tuple[torch.Tensor, torch.Tensor]] = []  # Ũᵢ = MUᵢ·KUᵢ, Ṽᵢ = MVᵢ·KVᵢ, weighted
-    for svd, w in zip(svds, weights):
+    for svd, w in zip(svds, weights, strict=False):
         TU, S, TV = _padded(svd, rank)
         # Eq. 2 (unweighted bases): R_U = polar(UᵢᵀU_ref), with UᵢᵀU_ref = TUᵢᵀ(MUᵢᵀMU_ref)TU_ref
         R_u = _polar(TU.T @ (svd.MU.T @ MU_ref) @ TU_ref)
         R_v = _polar(TV.T @ (svd.MV.T @ MV_ref) @ TV_ref)
         c = w / total
-        S_bar += c * (R_u.T @ S @ R_v)            # Eq. 3–4: S̃ = R_Uᵀ·S·R_V (dense r×r)
+        S_bar += c * (R_u.T @ S @ R_v)  # Eq. 3–4: S̃ = R_Uᵀ·S·R_V (dense r×r)
         coeffs.append((c * (TU @ R_u), c * (TV @ R_v)))  # Ũ = U·R_U, Ṽ = V·R_V
     if reorthonormalize:
         U_bar = nearest_orthonormal(_sum_products([s.MU for s in svds], [k for k, _ in coeffs]))
@@ -114,8 +116,8 @@ def gam(
     # scale is already in its S (factored_svd), so B and A are used as stored, never copied.
     out = functools.reduce(torch.promote_types, [t.dtype for d in deltas for t in (d.B, d.A)], torch.float32)
     # (where MU is B itself, the caller's B is used: no float64 -> float32 copy)
-    MUs = [d.B if s.from_factors else s.MU for d, s in zip(deltas, svds)]
-    MVs = [d.A.T if s.from_factors else s.MV for d, s in zip(deltas, svds)]
+    MUs = [d.B if s.from_factors else s.MU for d, s in zip(deltas, svds, strict=False)]
+    MVs = [d.A.T if s.from_factors else s.MV for d, s in zip(deltas, svds, strict=False)]
     B = _sum_products([m.to(out) for m in MUs], [(scale * k @ S_bar).to(out) for k, _ in coeffs])
     V_bar = _sum_products([m.to(out) for m in MVs], [k.to(out) for _, k in coeffs])
     return LowRank(B, V_bar.T)
@@ -124,7 +126,7 @@ def gam(
 def _sum_products(tall: list[torch.Tensor], small: list[torch.Tensor]) -> torch.Tensor:
     """Σ tallᵢ·smallᵢ, accumulated in place (one d×r buffer, no concatenated copy)."""
     out = tall[0] @ small[0]
-    for M, K in zip(tall[1:], small[1:]):
+    for M, K in zip(tall[1:], small[1:], strict=False):
         out.addmm_(M, K)
     return out
 
@@ -158,7 +160,7 @@ def _trim(x: torch.Tensor, density: float) -> torch.Tensor:
 
 def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
     """TIES-Merging (Yadav et al., 2023): trim, elect sign by total mass, disjoint (weighted) mean."""
-    stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights)])
+    stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights, strict=False)])
     sign = torch.sign(stacked.sum(dim=0))
     agree = (torch.sign(stacked) == sign) & (stacked != 0)
     w = torch.tensor(weights, dtype=stacked.dtype).view(-1, *([1] * (stacked.ndim - 1)))
@@ -196,9 +198,9 @@ def knots(
     offsets = [0]
     for d in deltas:
         offsets.append(offsets[-1] + d.rank)
-    Vs = [Q_a @ vh[:, offsets[i]:offsets[i + 1]].T for i, (Q_a, _) in enumerate(qa)]  # V⁽ⁱ⁾ [k, R]
+    Vs = [Q_a @ vh[:, offsets[i] : offsets[i + 1]].T for i, (Q_a, _) in enumerate(qa)]  # V⁽ⁱ⁾ [k, R]
     if merge_rule == "ta":
-        V_merged = sum(w * V for V, w in zip(Vs, weights))
+        V_merged = sum(w * V for V, w in zip(Vs, weights, strict=False))
     else:
         V_merged = _ties_combine(Vs, weights, density)
     return LowRank(scale * U * s, V_merged.T)
@@ -212,7 +214,7 @@ def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> L
     d, k = deltas[0].shape
     share = max(1, min(d, k) // n)
     U_parts, s_parts, V_parts = [], [], []
-    for delta, w in zip(deltas, weights):
+    for delta, w in zip(deltas, weights, strict=False):
         svd = thin_svd(delta)
         keep = min(svd.S.shape[0], share)
         U_parts.append(svd.U[:, :keep])
@@ -243,10 +245,13 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("gam", gam, GamParams, True, "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"),
+        MethodSpec(
+            "gam", gam, GamParams, True, "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"
+        ),
         MethodSpec("average", average, NoParams, True, "Averaging", "https://arxiv.org/abs/2203.05482"),
-        MethodSpec("task_arithmetic", task_arithmetic, ScaleParams, True, "Task Arithmetic",
-                   "https://arxiv.org/abs/2212.04089"),
+        MethodSpec(
+            "task_arithmetic", task_arithmetic, ScaleParams, True, "Task Arithmetic", "https://arxiv.org/abs/2212.04089"
+        ),
         MethodSpec("ties", ties, TiesParams, False, "TIES", "https://arxiv.org/abs/2306.01708"),
         MethodSpec("knots", knots, KnotsParams, True, "KnOTS", "https://arxiv.org/abs/2410.19735"),
         MethodSpec("tsv", tsv, ScaleParams, True, "TSV-M (Task Singular Vectors)", "https://arxiv.org/abs/2412.00081"),
@@ -268,16 +273,16 @@ def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]
     return validate_params(method, spec.params, params)
 
 
-def merge_module(
-    method: str, deltas: list[LowRank], weights: list[float] | None = None, **params: Any
-) -> Result:
+def merge_module(method: str, deltas: list[LowRank], weights: list[float] | None = None, **params: Any) -> Result:
     """Merge the updates of one module with ``method``; see ``METHODS`` for the parameters."""
     if not deltas:
         raise InputError("nothing to merge: no deltas given", "pass at least one adapter")
     shapes = {d.shape for d in deltas}
     if len(shapes) > 1:
-        raise InputError(f"deltas of one module have different shapes: {sorted(shapes)}",
-                         "merge adapters trained on the same base model")
+        raise InputError(
+            f"deltas of one module have different shapes: {sorted(shapes)}",
+            "merge adapters trained on the same base model",
+        )
     weights = [1.0] * len(deltas) if weights is None else [float(w) for w in weights]
     if len(weights) != len(deltas):
         raise InputError(f"{len(weights)} weights for {len(deltas)} deltas", "give one weight per delta")
@@ -285,6 +290,10 @@ def merge_module(
     params = resolve_params(method, params)
     if method == "gam":  # one module is the whole merge here
         params["reference"] = single_module_reference(params["reference"], deltas)
+    else:  # GAM sees NaN/Inf in the Gram matrices it computes anyway; the others are checked here
+        bad = next((i for i, d in enumerate(deltas) if not check_finite(d)), None)
+        if bad is not None:
+            raise NonFiniteFactors(bad)
     if not spec.low_rank:
         return spec.fn(list(deltas), weights, **params)
     with single_thread():

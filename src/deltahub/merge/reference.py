@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, ThinSVD, factored_svd, single_thread
+from .adapters import nonfinite_error
+from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, NonFiniteFactors, ThinSVD, factored_svd, single_thread
 from .params import AUTO
 
 Labels = Sequence[Sequence[str]]  # per input: the names it answers to, the display name first
@@ -51,8 +52,7 @@ def subspace_agreement(svds: Sequence[ThinSVD] | Sequence[FactoredSVD]) -> torch
     scores = torch.zeros(n, dtype=COMPUTE_DTYPE)
     for i in range(n):
         for j in range(i + 1, n):
-            overlap = (torch.linalg.matrix_norm(Us[i].T @ Us[j]) ** 2
-                       + torch.linalg.matrix_norm(Vs[i].T @ Vs[j]) ** 2)
+            overlap = torch.linalg.matrix_norm(Us[i].T @ Us[j]) ** 2 + torch.linalg.matrix_norm(Vs[i].T @ Vs[j]) ** 2
             overlap = overlap / max(svds[i].S.shape[0] + svds[j].S.shape[0], 1)
             scores[i] += overlap
             scores[j] += overlap
@@ -68,7 +68,8 @@ def rank_error(index: int, ranks: Sequence[int], labels: Labels, module: str | N
         f"GAM reference {labels[index][0]} has rank {ranks[index]}{where}, below the largest input rank {top} "
         f"({', '.join(best)}): the alignment of the extra directions would be arbitrary",
         f"set the reference to a rank-{top} input ({', '.join(best)}) or to auto",
-        index, ranks,
+        index,
+        ranks,
     )
 
 
@@ -113,8 +114,10 @@ def _explicit_index(reference: int | str, labels: Labels) -> int:
     if not hits:
         raise InputError(f"GAM reference {reference!r} is none of the inputs", fix_all)
     if len(hits) > 1:
-        raise InputError(f"GAM reference {reference!r} names inputs {', '.join(map(str, hits))}",
-                         "pass the index of the one you mean")
+        raise InputError(
+            f"GAM reference {reference!r} names inputs {', '.join(map(str, hits))}",
+            "pass the index of the one you mean",
+        )
     return hits[0]
 
 
@@ -130,24 +133,30 @@ def _auto(labels: Labels, module_deltas: Callable[[], Iterable[tuple[str, Sequen
     last = ""  # the module that ruled out the last candidates, for the error
     with single_thread():  # thin matrices (see single_thread): 3 ms -> 0.1 ms per Cholesky here
         for module, deltas in module_deltas():
-            svds = [factored_svd(d) for d in deltas]
+            try:
+                svds = [factored_svd(d, index=i) for i, d in enumerate(deltas)]
+            except NonFiniteFactors as exc:
+                raise nonfinite_error(labels[exc.index][0], module) from None
             numeric = [s.S.shape[0] for s in svds]  # numerical ranks: an exactly deficient input drops out
             top = max(numeric)
-            if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric)):
+            if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric, strict=False)):
                 best = ", ".join(labels[i][0] for i, r in enumerate(numeric) if r == top)
                 last = f" (in {module} the largest rank, {top}, is only in {best})"
-            eligible = [e and r == top for e, r in zip(eligible, numeric)]
+            eligible = [e and r == top for e, r in zip(eligible, numeric, strict=False)]
             scores += subspace_agreement(svds)
     if not any(eligible):
-        raise InputError(f"GAM reference auto: no input has the largest rank in every module{last}, so every "
-                         "choice leaves some alignment arbitrary",
-                         "merge adapters one of which has the largest rank in every module it touches "
-                         "(e.g. equal ranks and target modules)")
+        raise InputError(
+            f"GAM reference auto: no input has the largest rank in every module{last}, so every "
+            "choice leaves some alignment arbitrary",
+            "merge adapters one of which has the largest rank in every module it touches "
+            "(e.g. equal ranks and target modules)",
+        )
     masked = torch.where(torch.tensor(eligible), scores, torch.full_like(scores, -torch.inf))
     return int(torch.argmax(masked))
 
 
 def single_module_reference(reference: int | str, deltas: Sequence[LowRank]) -> int:
     """:func:`resolve_reference` for a merge of one module (``merge_module``): inputs are named by index."""
-    return resolve_reference(reference, default_labels(len(deltas)), {"": [d.rank for d in deltas]},
-                             lambda: [("", deltas)])
+    return resolve_reference(
+        reference, default_labels(len(deltas)), {"": [d.rank for d in deltas]}, lambda: [("", deltas)]
+    )

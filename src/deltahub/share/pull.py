@@ -9,14 +9,11 @@ name scheme that no live pull holds).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, held, remove_stale_partials
 from ..endpoint import get_api
 from ..errors import InputError
 from ..home import home
@@ -28,14 +25,27 @@ def cache_dir() -> Path:
     return home() / "deltas"
 
 
-def pull(spec: str, out: str | Path | None = None, overwrite: bool = False, retries: int = RETRIES,
-         backoff: float = BACKOFF, repo_type: str | None = None) -> Path:
+def pull(
+    spec: str,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    repo_type: str | None = None,
+) -> Path:
     """Download ``NS/NAME[@REV]`` (branch, tag or sha) into ``out`` (default: the deltahub cache, per commit)."""
     return pull_with_info(spec, out, overwrite=overwrite, retries=retries, backoff=backoff, repo_type=repo_type)[0]
 
 
-def pull_with_info(spec: str, out: str | Path | None = None, *, overwrite: bool = False, retries: int = RETRIES,
-                   backoff: float = BACKOFF, repo_type: str | None = None) -> tuple[Path, str, str]:
+def pull_with_info(
+    spec: str,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    repo_type: str | None = None,
+) -> tuple[Path, str, str]:
     """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha is the commit that was downloaded."""
     s = parse_spec(spec)
     check_repo_id(s.repo_id)
@@ -65,8 +75,9 @@ def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator
     try:
         yield
     except RevisionNotFoundError:
-        raise InputError(f"{repo_id} has no revision '{revision}'",
-                         f"see its branches and tags with: deltahub show {repo_id}") from None
+        raise InputError(
+            f"{repo_id} has no revision '{revision}'", f"see its branches and tags with: deltahub show {repo_id}"
+        ) from None
     except RepositoryNotFoundError as exc:
         from ..endpoint import repo_not_found
 
@@ -82,42 +93,10 @@ def _download(hub, repo_id: str, rtype: str, sha: str, out: Path, overwrite: boo
     """Snapshot ``sha`` into a locked temporary sibling that becomes ``out`` only when complete."""
     with contextlib.ExitStack() as stack:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            stack.enter_context(_held(tmp))  # released after the rename: no cleanup can take a live download
+            stack.enter_context(held(tmp))  # released after the rename: no cleanup can take a live download
             with _known_repo(hub, repo_id, rtype, sha):
                 hub.snapshot_download(repo_id, repo_type=rtype, revision=sha, local_dir=str(tmp))
             shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _held(folder: Path) -> Iterator[None]:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def remove_stale_partials(out: Path) -> list[Path]:
-    """Remove ``.OUT.XXXXXXXX.tmp`` siblings (``atomic_dir``'s scheme) that no live pull holds; return them."""
-    scheme = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp$")
-    removed = []
-    if not out.parent.is_dir():
-        return removed
-    for candidate in out.parent.iterdir():
-        if not scheme.match(candidate.name) or not candidate.is_dir() or candidate.is_symlink():
-            continue
-        fd = os.open(candidate, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a pull in progress
-        else:
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
-        finally:
-            os.close(fd)
-    return removed
 
 
 def resolve_local(spec: str | Path) -> Path:
