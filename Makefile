@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # vLLM's CPU build pins an older transformers: its tests run in their own environment (.venv-vllm)

@@ -45,8 +45,11 @@ def _free_port() -> int:
 def _serve(root: Path, env: dict, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     exe = Path(sys.executable).with_name("deltahub")
-    proc = subprocess.Popen([str(exe), "hub", "serve", "--root", str(root), "--port", str(port), "--open", *extra],
-                            stdout=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [str(exe), "hub", "serve", "--root", str(root), "--port", str(port), "--open", *extra],
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -62,8 +65,13 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="upstream-bench-", dir=os.environ.get("BENCH_DIR")))
-    env = {**os.environ, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HOME": str(work / "hf"),
-           "DELTAHUB_HOME": str(work / "home")}
+    env = {
+        **os.environ,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HOME": str(work / "hf"),
+        "DELTAHUB_HOME": str(work / "home"),
+    }
     procs: list[subprocess.Popen] = []
     try:
         src = work / "big.safetensors"
@@ -85,11 +93,15 @@ def main() -> None:
         mirror_start = _peak_rss_mb(mirror.pid)
 
         rows = []
-        for name, url in (("plain (from the upstream)", up_url), ("first read-through", mirror_url),
-                          ("second read (cached)", mirror_url)):
+        for name, url in (
+            ("plain (from the upstream)", up_url),
+            ("first read-through", mirror_url),
+            ("second read (cached)", mirror_url),
+        ):
             cache = work / f"client-{len(rows)}"
-            out = subprocess.run([sys.executable, "-c", CLIENT, url, str(cache)], env=env, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CLIENT, url, str(cache)], env=env, capture_output=True, text=True, check=True
+            )
             seconds, client_rss = (float(x) for x in out.stdout.split())
             got = next(cache.rglob("big.safetensors"))
             h = hashlib.sha256()
@@ -100,13 +112,19 @@ def main() -> None:
             rows.append((name, seconds, client_rss, _peak_rss_mb(mirror.pid)))
             shutil.rmtree(cache)
         plain = rows[0][1]
-        print(f"{args.size_mb} MiB file, huggingface_hub {__import__('huggingface_hub').__version__}, "
-              f"{os.cpu_count()} CPUs; mirror RSS at start {mirror_start:.0f} MiB")
-        print(f"{'download':28s} {'seconds':>8s} {'x plain':>8s} {'MiB/s':>8s} {'client peak RSS':>16s} "
-              f"{'mirror peak RSS':>16s}")
+        print(
+            f"{args.size_mb} MiB file, huggingface_hub {__import__('huggingface_hub').__version__}, "
+            f"{os.cpu_count()} CPUs; mirror RSS at start {mirror_start:.0f} MiB"
+        )
+        print(
+            f"{'download':28s} {'seconds':>8s} {'x plain':>8s} {'MiB/s':>8s} {'client peak RSS':>16s} "
+            f"{'mirror peak RSS':>16s}"
+        )
         for name, seconds, client_rss, mirror_rss in rows:
-            print(f"{name:28s} {seconds:8.2f} {seconds / plain:8.2f} {args.size_mb / seconds:8.0f} "
-                  f"{client_rss:13.0f} MiB {mirror_rss:13.0f} MiB")
+            print(
+                f"{name:28s} {seconds:8.2f} {seconds / plain:8.2f} {args.size_mb / seconds:8.0f} "
+                f"{client_rss:13.0f} MiB {mirror_rss:13.0f} MiB"
+            )
     finally:
         for p in procs:
             p.terminate()

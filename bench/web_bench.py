@@ -32,8 +32,10 @@ from urllib.parse import quote, urlencode
 BASES = [f"bench/Base-{i}B" for i in range(8)]
 PR_REPOS, COMMENTS = 120, 6
 COLLECTIONS, COLLECTION_ITEMS = 60, 20
-COMMENT = ("Thanks for the **delta**: the margins look right.\n\n- beta 0.1\n- 1 epoch\n\n"
-           "See [the card](README.md) and `training_curves.png`; <script>not run</script>\n")
+COMMENT = (
+    "Thanks for the **delta**: the margins look right.\n\n- beta 0.1\n- 1 epoch\n\n"
+    "See [the card](README.md) and `training_curves.png`; <script>not run</script>\n"
+)
 
 
 def _lfs_png() -> bytes:
@@ -51,8 +53,8 @@ def build(root: Path, repos: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from deltahub.share.cards import render_card
     from deltahub.server.storage import Store, git_blob_oid
+    from deltahub.share.cards import render_card
 
     store = Store(root)
     stage = root.parent / "stage"
@@ -70,50 +72,96 @@ def build(root: Path, repos: int) -> dict:
             sha = store.put_bytes(data)
             if path in lfs:
                 store.record_upload(repo, sha)
-            ops.append({"op": "add", "path": path, "sha256": sha, "size": len(data), "lfs": path in lfs,
-                        "oid": git_blob_oid(data)})
+            ops.append(
+                {
+                    "op": "add",
+                    "path": path,
+                    "sha256": sha,
+                    "size": len(data),
+                    "lfs": path in lfs,
+                    "oid": git_blob_oid(data),
+                }
+            )
         store.commit(repo, "main", ops, "deltahub publish", "", "bench", None)
 
     folder = stage / "adapter"
     folder.mkdir(parents=True)
     for i in range(n_adapters):
         base = BASES[i % len(BASES)]
-        block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": f"org/Qwen3-big-{i}"},
-                 "rejected": {"model": "org/Qwen3-small"}, "student": {"model": base}, "pairs": 1000 + 37 * i,
-                 "training": {"objective": ["dpo", "simpo"][i % 2], "beta": 0.1, "epochs": 1, "lr": 5e-6},
-                 "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-                 "dataset": {"repo": f"bench/pairs-{i % max(n_data, 1):04d}", "revision": "main"},
-                 "gain": {"metric": "accuracy", "value": round((i % 17 - 5) / 400, 4), "baseline": 0.5}}
+        block = {
+            "schema_version": 1,
+            "kind": "adapter",
+            "chosen": {"model": f"org/Qwen3-big-{i}"},
+            "rejected": {"model": "org/Qwen3-small"},
+            "student": {"model": base},
+            "pairs": 1000 + 37 * i,
+            "training": {"objective": ["dpo", "simpo"][i % 2], "beta": 0.1, "epochs": 1, "lr": 5e-6},
+            "lora": {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+            "dataset": {"repo": f"bench/pairs-{i % max(n_data, 1):04d}", "revision": "main"},
+            "gain": {"metric": "accuracy", "value": round((i % 17 - 5) / 400, 4), "baseline": 0.5},
+        }
         (folder / "deltahub.json").write_text(json.dumps(block))
-        (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "r": 16,
-                                                                "peft_type": "LORA"}))
+        (folder / "adapter_config.json").write_text(
+            json.dumps({"base_model_name_or_path": base, "r": 16, "peft_type": "LORA"})
+        )
         (folder / "training_curves.png").write_bytes(png)
         name = f"delta-{i:04d}"
-        commit("model", name, {"README.md": render_card(folder).encode(), "deltahub.json": json.dumps(block).encode(),
-                               "adapter_config.json": (folder / "adapter_config.json").read_bytes(),
-                               "adapter_model.safetensors": weights, "training_curves.png": png},
-               {"adapter_model.safetensors", "training_curves.png"})
+        commit(
+            "model",
+            name,
+            {
+                "README.md": render_card(folder).encode(),
+                "deltahub.json": json.dumps(block).encode(),
+                "adapter_config.json": (folder / "adapter_config.json").read_bytes(),
+                "adapter_model.safetensors": weights,
+                "training_curves.png": png,
+            },
+            {"adapter_model.safetensors", "training_curves.png"},
+        )
         names["adapter"].append(name)
     folder = stage / "dataset"
     (folder / "data").mkdir(parents=True)
     for i in range(n_data):
-        block = {"schema_version": 1, "kind": "dataset", "chosen": {"model": f"org/Qwen3-big-{i}"},
-                 "rejected": {"model": "org/Qwen3-small"}, "prompts": {"dataset": "org/prompts", "split": "train"},
-                 "pairs": 200, "filters": {"empty": i % 5, "identical": 2}}
+        block = {
+            "schema_version": 1,
+            "kind": "dataset",
+            "chosen": {"model": f"org/Qwen3-big-{i}"},
+            "rejected": {"model": "org/Qwen3-small"},
+            "prompts": {"dataset": "org/prompts", "split": "train"},
+            "pairs": 200,
+            "filters": {"empty": i % 5, "identical": 2},
+        }
         (folder / "deltahub.json").write_text(json.dumps(block))
-        rows = [{"prompt": [{"role": "user", "content": f"dataset {i} question {j}: " + "word " * 40}],
-                 "chosen": [{"role": "assistant", "content": "a long and careful answer " * 20}],
-                 "rejected": [{"role": "assistant", "content": "a short answer " * 10}]} for j in range(200)]
+        rows = [
+            {
+                "prompt": [{"role": "user", "content": f"dataset {i} question {j}: " + "word " * 40}],
+                "chosen": [{"role": "assistant", "content": "a long and careful answer " * 20}],
+                "rejected": [{"role": "assistant", "content": "a short answer " * 10}],
+            }
+            for j in range(200)
+        ]
         shard = folder / "data" / "train-00000.parquet"
         pq.write_table(pa.Table.from_pylist(rows), shard)
         name = f"pairs-{i:04d}"
-        commit("dataset", name, {"README.md": render_card(folder).encode(), "deltahub.json": json.dumps(block).encode(),
-                                 "data/train-00000.parquet": shard.read_bytes()}, {"data/train-00000.parquet"})
+        commit(
+            "dataset",
+            name,
+            {
+                "README.md": render_card(folder).encode(),
+                "deltahub.json": json.dumps(block).encode(),
+                "data/train-00000.parquet": shard.read_bytes(),
+            },
+            {"data/train-00000.parquet"},
+        )
         names["dataset"].append(name)
     for i in range(n_plain):
         name = f"plain-{i:04d}"
-        commit("model", name, {"README.md": f"---\nlicense: mit\n---\n# {name}\n\nA plain model.\n".encode(),
-                               "config.json": b"{}"}, set())
+        commit(
+            "model",
+            name,
+            {"README.md": f"---\nlicense: mit\n---\n# {name}\n\nA plain model.\n".encode(), "config.json": b"{}"},
+            set(),
+        )
         names["plain"].append(name)
     names["collections"] = _community(store, made)
     store.close()
@@ -132,8 +180,17 @@ def _community(store, repos: list) -> list[str]:
     for repo in repos[:PR_REPOS]:
         card = store.read_blob(store.tree(store.resolve(repo, "main"))["README.md"].sha256)
         card = card.replace(b"delta", b"preference delta", 1)
-        ops = [{"op": "add", "path": p, "sha256": store.put_bytes(data), "size": len(data), "lfs": False,
-                "oid": git_blob_oid(data)} for p, data in (("NOTES.md", notes), ("README.md", card))]
+        ops = [
+            {
+                "op": "add",
+                "path": p,
+                "sha256": store.put_bytes(data),
+                "size": len(data),
+                "lfs": False,
+                "oid": git_blob_oid(data),
+            }
+            for p, data in (("NOTES.md", notes), ("README.md", card))
+        ]
         num, _ = talk.open_with_commit(repo, "main", ops, "Add notes", COMMENT, "reviewer", lambda ns, private: True)
         for _ in range(COMMENTS - 1):
             talk.comment(repo, num, "bench", COMMENT)
@@ -183,11 +240,27 @@ def main() -> None:
     try:
         t = time.perf_counter()
         names = build(work / "registry", args.repos)
-        print(f"built {args.repos} repos ({len(names['adapter'])} adapters over {len(BASES)} bases, "
-              f"{len(names['dataset'])} datasets, {len(names['plain'])} plain) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"built {args.repos} repos ({len(names['adapter'])} adapters over {len(BASES)} bases, "
+            f"{len(names['dataset'])} datasets, {len(names['plain'])} plain) in {time.perf_counter() - t:.1f} s"
+        )
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "deltahub", "hub", "serve", "--root", str(work / "registry"),
-                                 "--port", str(port), "--open"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deltahub",
+                "hub",
+                "serve",
+                "--root",
+                str(work / "registry"),
+                "--port",
+                str(port),
+                "--open",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -200,9 +273,10 @@ def main() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         n = args.requests
         base = BASES[0]
-        five = [f"bench/{d}" for d in names["adapter"][: len(BASES) * 5: len(BASES)]]
-        compose = "/compose?" + urlencode([("base", base), *(("d", d) for d in five), ("method", "gam"),
-                                           ("p:reference", "auto"), ("p:scale", "1.0")])
+        five = [f"bench/{d}" for d in names["adapter"][: len(BASES) * 5 : len(BASES)]]
+        compose = "/compose?" + urlencode(
+            [("base", base), *(("d", d) for d in five), ("method", "gam"), ("p:reference", "auto"), ("p:scale", "1.0")]
+        )
         fixed = {
             "home (1,000 repos, page 1)": "/",
             "search ?q=qwen3-big-77 (cards)": "/?q=" + quote("qwen3-big-77"),
@@ -216,10 +290,12 @@ def main() -> None:
             "dataset page (distinct, preview)": [f"/datasets/bench/{d}" for d in names["dataset"]],
             "files tab (distinct repos)": [f"/bench/{d}/tree/main" for d in reversed(names["adapter"])],
             "history tab (distinct repos)": [f"/bench/{d}/commits/main" for d in names["adapter"][1::2]],
-            "discussions list (distinct repos)": [f"/bench/{d}/discussions?status=all"
-                                                  for d in names["adapter"][:PR_REPOS]],
-            f"pull request ({COMMENTS} comments, diff)": [f"/bench/{d}/discussions/1"
-                                                           for d in names["adapter"][:PR_REPOS]],
+            "discussions list (distinct repos)": [
+                f"/bench/{d}/discussions?status=all" for d in names["adapter"][:PR_REPOS]
+            ],
+            f"pull request ({COMMENTS} comments, diff)": [
+                f"/bench/{d}/discussions/1" for d in names["adapter"][:PR_REPOS]
+            ],
             "collection page (distinct)": [f"/collections/{slug}" for slug in names["collections"]],
         }
         print(f"\n{'page':<34} {'median':>8} {'p95':>8} {'first':>9}   (ms; {n} requests each; target < 100 ms)")
@@ -228,7 +304,7 @@ def main() -> None:
             print(_row(name, [_get(conn, path) for _ in range(n)], cold))
         for name, paths in distinct.items():
             cold = _get(conn, paths[0])
-            print(_row(name, [_get(conn, p) for p in paths[1: n + 1]], cold))
+            print(_row(name, [_get(conn, p) for p in paths[1 : n + 1]], cold))
         conn.close()
     finally:
         if proc is not None:

@@ -66,7 +66,7 @@ def load_plugins():
     for name in PLUGIN_MODULES:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - never break mergekit itself
+        except Exception as exc:
             warnings.warn(f"deltahub_mergekit: could not load {name}: {exc!r}", stacklevel=2)
 
 

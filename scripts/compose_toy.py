@@ -27,8 +27,9 @@ from deltahub.toy.nearmiss import near_miss_pairs, train_trl_delta
 SETS = ("student", "best_single", "merge_all", "composed")
 
 
-def run_seed(student: Path, seed: int, helpful: int, skill: str, n: int, pairs: int, steps: int,
-             harmful_steps: int, out: Path) -> dict:
+def run_seed(
+    student: Path, seed: int, helpful: int, skill: str, n: int, pairs: int, steps: int, harmful_steps: int, out: Path
+) -> dict:
     deltas = []
     for k in range(helpful + 1):
         swap = k == helpful
@@ -38,14 +39,24 @@ def run_seed(student: Path, seed: int, helpful: int, skill: str, n: int, pairs: 
             rows = near_miss_pairs(skill, pairs, seed=1000 * seed + k, swap=swap)
             train_trl_delta(student, rows, folder, steps=harmful_steps if swap else steps, seed=seed)
         deltas.append(folder)
-    res = compose(deltas, out / f"seed{seed}" / f"composed-{harmful_steps}", tasks=[f"toy:{skill}"], n=n,
-                  held_out=True, work=out / "work", overwrite=True, progress=False)
+    res = compose(
+        deltas,
+        out / f"seed{seed}" / f"composed-{harmful_steps}",
+        tasks=[f"toy:{skill}"],
+        n=n,
+        held_out=True,
+        work=out / "work",
+        overwrite=True,
+        progress=False,
+    )
     return {"seed": seed, "trace": res.trace, "outcomes": res.outcomes}
 
 
 def report(runs: list[dict]) -> str:
-    lines = ["| seed | chosen | left out | " + " | ".join(f"{k} val / test" for k in SETS) + " |",
-             "|---|---|---|" + "---:|" * len(SETS)]
+    lines = [
+        "| seed | chosen | left out | " + " | ".join(f"{k} val / test" for k in SETS) + " |",
+        "|---|---|---|" + "---:|" * len(SETS),
+    ]
     for r in runs:
         t, h = r["trace"], r["trace"]["held_out"]
         out = ", ".join(f"{c['name']} ({c['reason'].split(':')[0]})" for c in t["candidates"] if c["reason"])
@@ -82,8 +93,9 @@ def main() -> None:
     runs = []
     for seed in a.seeds:
         start = time.time()
-        runs.append(run_seed(student, seed, a.helpful, a.skill, a.n, a.pairs, a.steps, a.harmful_steps or a.steps,
-                             a.out))
+        runs.append(
+            run_seed(student, seed, a.helpful, a.skill, a.n, a.pairs, a.steps, a.harmful_steps or a.steps, a.out)
+        )
         runs[-1]["seconds"] = round(time.time() - start, 1)
         print(f"seed {seed}: {runs[-1]['seconds']} s", flush=True)
     (a.out / f"results-{a.harmful_steps or a.steps}.json").write_text(json.dumps(runs, indent=1))

@@ -60,8 +60,20 @@ def fetch_suite(work: Path, sdist: Path | None) -> Path:
     version = huggingface_hub.__version__
     if sdist is None:
         dl = work / "download"
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(dl),
-             f"huggingface_hub=={version}"])
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(dl),
+                f"huggingface_hub=={version}",
+            ]
+        )
         found = sorted(dl.glob("huggingface_hub-*.tar.gz"))
         if not found:
             raise SetupError(f"pip download left no huggingface_hub sdist in {dl}")
@@ -76,8 +88,21 @@ def fetch_suite(work: Path, sdist: Path | None) -> Path:
 
 def install_tools(work: Path) -> Path:
     target = work / "tools"
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         "-c", str(REPO / "constraints.txt"), *TEST_TOOLS])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            "-c",
+            str(REPO / "constraints.txt"),
+            *TEST_TOOLS,
+        ]
+    )
     return target
 
 
@@ -94,20 +119,40 @@ def suite_constants(tests: Path) -> dict[str, str]:
 
 
 def start_registry(work: Path, consts: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    tokens = {"tokens": {consts["TOKEN"]: consts["USER"], consts["OTHER_TOKEN"]: consts["OTHER_USER"],
-                         consts["ENTERPRISE_TOKEN"]: consts["ENTERPRISE_USER"]},
-              # the staging accounts as the suite knows them: USER is in org valid_org_hub, the enterprise
-              # org makes new repos private by default
-              "orgs": {consts["USER"]: ["valid_org_hub"], consts["ENTERPRISE_USER"]: [consts["ENTERPRISE_ORG"]]},
-              "private_by_default": [consts["ENTERPRISE_ORG"]],
-              "fullnames": {consts["USER"]: consts.get("FULL_NAME", consts["USER"]), "valid_org_hub": "Dummy Hub Org"}}
+    tokens = {
+        "tokens": {
+            consts["TOKEN"]: consts["USER"],
+            consts["OTHER_TOKEN"]: consts["OTHER_USER"],
+            consts["ENTERPRISE_TOKEN"]: consts["ENTERPRISE_USER"],
+        },
+        # the staging accounts as the suite knows them: USER is in org valid_org_hub, the enterprise
+        # org makes new repos private by default
+        "orgs": {consts["USER"]: ["valid_org_hub"], consts["ENTERPRISE_USER"]: [consts["ENTERPRISE_ORG"]]},
+        "private_by_default": [consts["ENTERPRISE_ORG"]],
+        "fullnames": {consts["USER"]: consts.get("FULL_NAME", consts["USER"]), "valid_org_hub": "Dummy Hub Org"},
+    }
     (work / "tokens.json").write_text(json.dumps(tokens))
     port = free_port()
     log = open(work / "registry.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "deltahub", "hub", "serve", "--port", str(port),
-                             "--root", str(work / "registry"), "--tokens", str(work / "tokens.json"),
-                             "--no-upstream"],  # only what the suite creates: no read-through to the public Hub
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deltahub",
+            "hub",
+            "serve",
+            "--port",
+            str(port),
+            "--root",
+            str(work / "registry"),
+            "--tokens",
+            str(work / "tokens.json"),
+            "--no-upstream",
+        ],  # only what the suite creates: no read-through to the public Hub
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -135,14 +180,23 @@ def point_suite_at(tests: Path, url: str) -> None:
 def run_suite(root: Path, tools: Path, url: str, out: Path, pytest_args: list[str], work: Path) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     # HF_ENDPOINT, not HUGGINGFACE_CO_STAGING=1: staging mode overrides HF_ENDPOINT with the real staging host
-    env.update(HF_ENDPOINT=url, HF_CONFORMANCE_ENDPOINT=url, HF_CONFORMANCE_OUT=str(out), HF_TOKEN="",
-               HUGGING_FACE_HUB_TOKEN="", HF_HUB_DISABLE_XET="1",
-               HF_HUB_DISABLE_UPDATE_CHECK="1", HF_HOME=str(work / "hf-home"),
-               DISABLE_SYMLINKS_IN_WINDOWS_TESTS="1", PYTHONPATH=os.pathsep.join([str(tools), str(root)]))
+    env.update(
+        HF_ENDPOINT=url,
+        HF_CONFORMANCE_ENDPOINT=url,
+        HF_CONFORMANCE_OUT=str(out),
+        HF_TOKEN="",
+        HUGGING_FACE_HUB_TOKEN="",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+        HF_HOME=str(work / "hf-home"),
+        DISABLE_SYMLINKS_IN_WINDOWS_TESTS="1",
+        PYTHONPATH=os.pathsep.join([str(tools), str(root)]),
+    )
     (root / "pytest.ini").write_text(  # replaces the sdist's [tool.pytest.ini_options] (its -sv, durations...)
         "[pytest]\naddopts = -W error::FutureWarning -p no:cacheprovider -q --timeout 300\n"
         "markers =\n    api\n    transfer\n    inference\n    xet\n    no_xet\n    production\n    deprecated\n"
-        "    git_lfs\n    vcr\n    asyncio\n")
+        "    git_lfs\n    vcr\n    asyncio\n"
+    )
     cmd = [sys.executable, "-m", "pytest", "tests", "--continue-on-collection-errors", *pytest_args]
     with open(work / "pytest.log", "wb") as log:
         return subprocess.run(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -166,8 +220,12 @@ def summarise(out: Path) -> dict:
         else:
             aside[f"{r['scope']} ({r['outcome']})"] += 1
     ran = in_scope["passed"] + in_scope["failed"]
-    return {"in_scope": dict(in_scope), "pass_rate": in_scope["passed"] / ran if ran else 0.0,
-            "set_aside": dict(sorted(aside.items(), key=lambda kv: -kv[1])), "failures": sorted(failures)}
+    return {
+        "in_scope": dict(in_scope),
+        "pass_rate": in_scope["passed"] / ran if ran else 0.0,
+        "set_aside": dict(sorted(aside.items(), key=lambda kv: -kv[1])),
+        "failures": sorted(failures),
+    }
 
 
 def main() -> int:
@@ -210,8 +268,10 @@ def main() -> int:
         args.json.write_text(json.dumps(summary, indent=1))
     s = summary["in_scope"]
     ran = s.get("passed", 0) + s.get("failed", 0)
-    print(f"in scope: {s.get('passed', 0)} passed, {s.get('failed', 0)} failed of {ran} "
-          f"({100 * summary['pass_rate']:.1f}%), {s.get('skipped', 0)} skipped by the suite itself")
+    print(
+        f"in scope: {s.get('passed', 0)} passed, {s.get('failed', 0)} failed of {ran} "
+        f"({100 * summary['pass_rate']:.1f}%), {s.get('skipped', 0)} skipped by the suite itself"
+    )
     print("set aside:")
     for name, count in summary["set_aside"].items():
         print(f"  {count:5d}  {name}")

@@ -33,8 +33,11 @@ OUT = Path(os.environ["HF_CONFORMANCE_OUT"])
 CATEGORIES: list[tuple[str, str]] = [
     ("Xet", r"test_xet_|::.*[Xx]et|xet_|\[.*xet"),
     ("buckets", r"test_bucket|[Bb]ucket"),
-    ("inference endpoints", r"test_inference_endpoints|InferenceEndpoint|inference_endpoint|_endpoint_image|"
-                            r"parallelism_in_image|build_custom_image"),
+    (
+        "inference endpoints",
+        r"test_inference_endpoints|InferenceEndpoint|inference_endpoint|_endpoint_image|"
+        r"parallelism_in_image|build_custom_image",
+    ),
     ("inference", r"test_inference_|[Ii]nference|tiny_agents|test_mcp"),
     ("jobs", r"test_jobs_|[Jj]obs?(Command|Api|Wait)|[Vv]olume|UvScript|_job_|JobId"),
     ("Spaces", r"(?<!name)(?<!white)[Ss]pace|test_sandbox"),
@@ -137,8 +140,13 @@ def pytest_collectreport(report):
     if report.failed:  # a test module that cannot be imported here (a missing tool, a file left out of the sdist)
         crash = getattr(report.longrepr, "reprcrash", None)
         reason = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1]
-        _write({"id": report.nodeid, "outcome": "set aside",
-                "category": category_of(report.nodeid) or f"cannot be collected ({reason[:80]})"})
+        _write(
+            {
+                "id": report.nodeid,
+                "outcome": "set aside",
+                "category": category_of(report.nodeid) or f"cannot be collected ({reason[:80]})",
+            }
+        )
 
 
 def _write(record: dict) -> None:
@@ -190,9 +198,15 @@ def patch_constants(monkeypatch, tmp_path_factory) -> Iterator[None]:
     from huggingface_hub import constants
 
     cache = tmp_path_factory.mktemp("hf-home")
-    for name, sub in [("HF_HOME", ""), ("HF_HUB_CACHE", "hub"), ("HF_XET_CACHE", "xet"),
-                      ("HUGGINGFACE_HUB_CACHE", "hub"), ("HF_ASSETS_CACHE", "assets"), ("HF_TOKEN_PATH", "token"),
-                      ("HF_STORED_TOKENS_PATH", "stored_tokens")]:
+    for name, sub in [
+        ("HF_HOME", ""),
+        ("HF_HUB_CACHE", "hub"),
+        ("HF_XET_CACHE", "xet"),
+        ("HUGGINGFACE_HUB_CACHE", "hub"),
+        ("HF_ASSETS_CACHE", "assets"),
+        ("HF_TOKEN_PATH", "token"),
+        ("HF_STORED_TOKENS_PATH", "stored_tokens"),
+    ]:
         monkeypatch.setattr(constants, name, str(cache / sub) if sub else str(cache))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_EXPERIMENTAL_WARNING", True)
     monkeypatch.setenv("NO_COLOR", "1")

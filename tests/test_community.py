@@ -33,8 +33,11 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 
 def one_line_error(code: int, err: str, *needles: str) -> str:
     """Exit 2 and one stderr line (upload progress bars aside) naming the problem and the fix."""
-    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "it/s]" not in line
-             and "B/s]" not in line]
+    lines = [
+        line
+        for line in err.replace("\r", "\n").splitlines()
+        if line.strip() and "it/s]" not in line and "B/s]" not in line
+    ]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -42,8 +45,14 @@ def one_line_error(code: int, err: str, *needles: str) -> str:
 
 
 def pair_rows(n: int) -> list[dict]:
-    return [{"prompt": [{"role": "user", "content": f"{i}+{i}="}], "chosen": [{"role": "assistant", "content": "ok"}],
-             "rejected": [{"role": "assistant", "content": "NO!"}]} for i in range(n)]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"{i}+{i}="}],
+            "chosen": [{"role": "assistant", "content": "ok"}],
+            "rejected": [{"role": "assistant", "content": "NO!"}],
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +66,27 @@ def trl_adapter(tiny_model, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("trl")
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    args = DPOConfig(output_dir=str(work / "run"), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-2,
-                     beta=0.1, report_to="none", use_cpu=True, save_strategy="no", logging_steps=1,
-                     disable_tqdm=True, max_length=64, seed=0)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pair_rows(PAIRS)),
-                         processing_class=AutoTokenizer.from_pretrained(tiny_model),
-                         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    args = DPOConfig(
+        output_dir=str(work / "run"),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        learning_rate=1e-2,
+        beta=0.1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        max_length=64,
+        seed=0,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(pair_rows(PAIRS)),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
     trainer.train()
     out = work / "adapter"
     trainer.model.save_pretrained(str(out))
@@ -100,22 +124,45 @@ def published_card(repo: str) -> tuple[dict, str]:
     return split_card(Path(hf_hub_download(repo, "README.md")).read_text(encoding="utf-8"))
 
 
-def test_foreign_adapter_published_with_declared_provenance(capsys, registry, trl_adapter, hub_base, pairs_repo,
-                                                            tmp_path, tiny_model):
+def test_foreign_adapter_published_with_declared_provenance(
+    capsys, registry, trl_adapter, hub_base, pairs_repo, tmp_path, tiny_model
+):
     before = {f.name: f.read_bytes() for f in trl_adapter.iterdir()}
     prov = tmp_path / "provenance.yaml"
-    prov.write_text(yaml.safe_dump({"chosen_model": "org/big-7b", "rejected_model": "org/small-1b",
-                                    "objective": "dpo", "trainer": "trl DPOTrainer", "license": "mit"}))
+    prov.write_text(
+        yaml.safe_dump(
+            {
+                "chosen_model": "org/big-7b",
+                "rejected_model": "org/small-1b",
+                "objective": "dpo",
+                "trainer": "trl DPOTrainer",
+                "license": "mit",
+            }
+        )
+    )
     # the dataset is named but not published yet: validate says so and passes; --strict fails
-    code, out, _ = run_cli(capsys, "validate", trl_adapter, "--provenance", prov, "--base", hub_base,
-                           "--dataset", "carol/not-yet")
+    code, out, _ = run_cli(
+        capsys, "validate", trl_adapter, "--provenance", prov, "--base", hub_base, "--dataset", "carol/not-yet"
+    )
     assert code == 0 and "WARN  linked dataset: carol/not-yet is not published yet" in out, out
-    code, out, _ = run_cli(capsys, "validate", trl_adapter, "--base", hub_base, "--dataset", "carol/not-yet",
-                           "--strict")
+    code, out, _ = run_cli(
+        capsys, "validate", trl_adapter, "--base", hub_base, "--dataset", "carol/not-yet", "--strict"
+    )
     assert code == 1 and "verdict: FAIL" in out and "strict" in out, out
     # publishing with a link to a dataset that does not exist is refused, nothing is created
-    code, out, err = run_cli(capsys, "publish", trl_adapter, "--repo", "carol/dpo-delta", "--provenance", prov,
-                             "--base", hub_base, "--dataset", "carol/not-yet")
+    code, out, err = run_cli(
+        capsys,
+        "publish",
+        trl_adapter,
+        "--repo",
+        "carol/dpo-delta",
+        "--provenance",
+        prov,
+        "--base",
+        hub_base,
+        "--dataset",
+        "carol/not-yet",
+    )
     one_line_error(code, err, "failed validation", "linked dataset", "--no-validate")
     assert "FAIL  linked dataset: dataset carol/not-yet not found" in out
     from huggingface_hub.errors import RepositoryNotFoundError
@@ -125,8 +172,21 @@ def test_foreign_adapter_published_with_declared_provenance(capsys, registry, tr
     with pytest.raises(RepositoryNotFoundError):
         get_api().repo_info("carol/dpo-delta")
 
-    code, out, err = run_cli(capsys, "publish", trl_adapter, "--repo", "carol/dpo-delta", "--provenance", prov,
-                             "--base", hub_base, "--dataset", pairs_repo, "--beta", "0.1")
+    code, out, err = run_cli(
+        capsys,
+        "publish",
+        trl_adapter,
+        "--repo",
+        "carol/dpo-delta",
+        "--provenance",
+        prov,
+        "--base",
+        hub_base,
+        "--dataset",
+        pairs_repo,
+        "--beta",
+        "0.1",
+    )
     assert code == 0 and "model carol/dpo-delta @ " in out and "(published)" in out, err
     assert {f.name: f.read_bytes() for f in trl_adapter.iterdir()} == before  # the user's folder is untouched
 
@@ -134,9 +194,12 @@ def test_foreign_adapter_published_with_declared_provenance(capsys, registry, tr
     block = meta["deltahub"]
     fields = block["provenance"]["fields"]
     assert block["provenance"]["origin"] == "external" and block["provenance"]["validation"]["status"] == "passed"
-    assert {k: fields[k] for k in ("chosen.model", "rejected.model", "training.objective", "training.beta",
-                                   "dataset", "license")} == dict.fromkeys(
-        ("chosen.model", "rejected.model", "training.objective", "training.beta", "dataset", "license"), "declared")
+    assert {
+        k: fields[k]
+        for k in ("chosen.model", "rejected.model", "training.objective", "training.beta", "dataset", "license")
+    } == dict.fromkeys(
+        ("chosen.model", "rejected.model", "training.objective", "training.beta", "dataset", "license"), "declared"
+    )
     assert fields["pairs"] == "measured" and block["pairs"] == PAIRS  # counted from the linked dataset
     assert fields["lora.r"] == fields["lora.target_modules"] == "measured" and block["lora"]["r"] == 4
     assert meta["base_model"] == hub_base and meta["license"] == "mit" and meta["datasets"] == [pairs_repo]
@@ -144,8 +207,12 @@ def test_foreign_adapter_published_with_declared_provenance(capsys, registry, tr
     assert "| `pairs` | 8 | measured |" in body and "trained outside deltahub (trl DPOTrainer)" in body
     from huggingface_hub import hf_hub_download
 
-    assert json.loads(Path(hf_hub_download("carol/dpo-delta", "adapter_config.json")).read_text())[
-        "base_model_name_or_path"] == hub_base
+    assert (
+        json.loads(Path(hf_hub_download("carol/dpo-delta", "adapter_config.json")).read_text())[
+            "base_model_name_or_path"
+        ]
+        == hub_base
+    )
 
     code, out, _ = run_cli(capsys, "validate", "carol/dpo-delta")
     assert code == 0 and "verdict: PASS" in out, out
@@ -153,15 +220,39 @@ def test_foreign_adapter_published_with_declared_provenance(capsys, registry, tr
     row = next(line for line in out.splitlines() if line.startswith("carol/dpo-delta"))
     assert "unmeasured" in row and "external" in row and " 8 " in row and "dpo" in row, out
     # publishing the same thing again makes no new commit
-    code, out, _ = run_cli(capsys, "publish", trl_adapter, "--repo", "carol/dpo-delta", "--provenance", prov,
-                           "--base", hub_base, "--dataset", pairs_repo, "--beta", "0.1")
+    code, out, _ = run_cli(
+        capsys,
+        "publish",
+        trl_adapter,
+        "--repo",
+        "carol/dpo-delta",
+        "--provenance",
+        prov,
+        "--base",
+        hub_base,
+        "--dataset",
+        pairs_repo,
+        "--beta",
+        "0.1",
+    )
     assert code == 0 and "unchanged, no new commit" in out
 
 
 def test_unknown_fields_are_marked_and_gain_is_measured(capsys, registry, trl_adapter, hub_base):
     """Nothing declared: the card says unknown for each unstated field; --measure puts a gain in the model-index."""
-    code, out, err = run_cli(capsys, "publish", trl_adapter, "--repo", "dave/bare-delta", "--base", hub_base,
-                             "--measure", "toy:srt", "--measure-limit", "8")
+    code, out, err = run_cli(
+        capsys,
+        "publish",
+        trl_adapter,
+        "--repo",
+        "dave/bare-delta",
+        "--base",
+        hub_base,
+        "--measure",
+        "toy:srt",
+        "--measure-limit",
+        "8",
+    )
     assert code == 0, err
     assert "warning: linked dataset: no pairs dataset linked" in err
     meta, body = published_card("dave/bare-delta")
@@ -250,8 +341,9 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
     with staged(trl_adapter) as stage:
         new = json.loads((stage / "deltahub.json").read_text())
     fields = {k: (v.annotation, v) for k, v in DeltaBlock.model_fields.items() if k not in ("provenance", "license")}
-    V1Reader = create_model("V1Reader", __base__=None, __config__={"extra": "allow"},
-                            **{k: (a, f) for k, (a, f) in fields.items()})
+    V1Reader = create_model(
+        "V1Reader", __base__=None, __config__={"extra": "allow"}, **{k: (a, f) for k, (a, f) in fields.items()}
+    )
     read = V1Reader.model_validate(new)
     assert read.kind == "adapter" and read.model_extra["provenance"]["origin"] == "external"
 
@@ -291,8 +383,7 @@ def test_submit_errors_are_one_line(capsys, registry, trl_adapter, hub_base):
     one_line_error(code, err, "is not a collection slug")
 
 
-def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypatch, trl_adapter, tiny_model,
-                                                             tmp_path):
+def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypatch, trl_adapter, tiny_model, tmp_path):
     """bob submits with `deltahub submit` and alice reviews and merges with `deltahub review`, each in a subprocess
     as their own user; the real huggingface_hub client sees the open PR (main untouched), the review's comment and,
     once merged, bob's files and declarations on main."""
@@ -318,9 +409,20 @@ def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypat
 
     _as(monkeypatch, "bob")
     submitted, bob_merges = cli_batch.run(
-        ["submit", str(trl_adapter), "--to", "alice/curated", "--base", "alice/tiny-base", "--chosen-model", "org/big",
-         "--message", "bob's delta"],
-        ["review", "alice/curated#1", "--merge"])  # bob cannot merge into alice's repo
+        [
+            "submit",
+            str(trl_adapter),
+            "--to",
+            "alice/curated",
+            "--base",
+            "alice/tiny-base",
+            "--chosen-model",
+            "org/big",
+            "--message",
+            "bob's delta",
+        ],
+        ["review", "alice/curated#1", "--merge"],
+    )  # bob cannot merge into alice's repo
     assert submitted.returncode == 0 and "opened alice/curated#1" in submitted.stdout, submitted.stderr
     one_line_error(bob_merges.returncode, bob_merges.stderr, "no write access to alice/curated")
     pr = api.get_discussion_details("alice/curated", 1)

@@ -62,7 +62,7 @@ def test_greedy_matches_reference(seed):
     assert all(tuple(sorted(c)) == c for c in calls)  # sets are scored in one canonical order
     assert sel.singles == {i: pytest.approx(f(frozenset({i}))) for i in range(n)}
     scores = [sel.base] + [s.score for s in sel.steps if s.added is not None]
-    assert all(b - a > min_gain for a, b in zip(scores, scores[1:], strict=False))  # every step strictly improved
+    assert all(b - a > min_gain for a, b in itertools.pairwise(scores))  # every step strictly improved
     for i in range(n):
         reason = sel.reason_left_out(i)
         assert (reason is None) == (i in want)
@@ -146,22 +146,48 @@ def val_task(tmp_path_factory):
     rng = random.Random(0)
 
     def docs(n):
-        return [{"question": f"{rng.choice(words)} {rng.choice(words)}?", "choices": rng.sample(words, 3),
-                 "label": rng.randrange(3)} for _ in range(n)]
+        return [
+            {
+                "question": f"{rng.choice(words)} {rng.choice(words)}?",
+                "choices": rng.sample(words, 3),
+                "label": rng.randrange(3),
+            }
+            for _ in range(n)
+        ]
 
     data = {"validation": docs(6), "test": docs(6)}
     for split, rows in data.items():
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"dataset_path": "json", "output_type": "multiple_choice", "doc_to_text": "{{question}}\nAnswer:",
-           "doc_to_choice": "{{choices}}", "doc_to_target": "label",
-           "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-           "metadata": {"version": 1.0}}
-    (folder / "mc_val.yaml").write_text(yaml.safe_dump({
-        **cfg, "task": "mc_val", "validation_split": "validation", "test_split": "test",
-        "dataset_kwargs": {"data_files": {s: str(folder / f"{s}.jsonl") for s in data}}}))
-    (folder / "mc_test_only.yaml").write_text(yaml.safe_dump({
-        **cfg, "task": "mc_test_only", "test_split": "test",
-        "dataset_kwargs": {"data_files": {"test": str(folder / "test.jsonl")}}}))
+    cfg = {
+        "dataset_path": "json",
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "label",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0},
+    }
+    (folder / "mc_val.yaml").write_text(
+        yaml.safe_dump(
+            {
+                **cfg,
+                "task": "mc_val",
+                "validation_split": "validation",
+                "test_split": "test",
+                "dataset_kwargs": {"data_files": {s: str(folder / f"{s}.jsonl") for s in data}},
+            }
+        )
+    )
+    (folder / "mc_test_only.yaml").write_text(
+        yaml.safe_dump(
+            {
+                **cfg,
+                "task": "mc_test_only",
+                "test_split": "test",
+                "dataset_kwargs": {"data_files": {"test": str(folder / "test.jsonl")}},
+            }
+        )
+    )
     return folder, data
 
 
@@ -224,8 +250,10 @@ def toy_deltas(tmp_path_factory, one_thread):
 
     student = build_world(config=preset("quick", seed=0), progress=False).student
     d = tmp_path_factory.mktemp("toy-deltas")
-    deltas = {name: dpo_delta(student, toy_pairs(128, seed, swap), d / name, steps=32)
-              for name, seed, swap in (("srt-a", 0, False), ("srt-b", 1, False), ("srt-swapped", 2, True))}
+    deltas = {
+        name: dpo_delta(student, toy_pairs(128, seed, swap), d / name, steps=32)
+        for name, seed, swap in (("srt-a", 0, False), ("srt-b", 1, False), ("srt-swapped", 2, True))
+    }
     return student, deltas
 
 
@@ -252,13 +280,16 @@ def independent_exact_match(student: Path, adapter: Path, items: list[tuple[str,
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
-    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-             for q, _ in items]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q, _ in items
+    ]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
-        gen = model.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
-    answers = [tok.decode(row, skip_special_tokens=True).strip() for row in gen[:, batch["input_ids"].shape[1]:]]
+        gen = model.generate(
+            **batch, max_new_tokens=10, do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+        )
+    answers = [tok.decode(row, skip_special_tokens=True).strip() for row in gen[:, batch["input_ids"].shape[1] :]]
     return sum(p == a for p, (_, a) in zip(answers, items, strict=True)) / len(items)
 
 
@@ -270,8 +301,15 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_p
 
     student, deltas = toy_deltas
     work = toy_work
-    result = compose(list(deltas.values()), tmp_path / "composed", tasks=[f"toy:{SKILL}"], n=200, held_out=True,
-                     work=work, progress=False)
+    result = compose(
+        list(deltas.values()),
+        tmp_path / "composed",
+        tasks=[f"toy:{SKILL}"],
+        n=200,
+        held_out=True,
+        work=work,
+        progress=False,
+    )
     t = result.trace
     fate = {c["name"]: c for c in t["candidates"]}
     with capsys.disabled():  # the numbers, for the record (pytest -s)
@@ -304,8 +342,19 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_p
     assert all(m["model"].startswith(f"{student.resolve()}+") for m in gam["models"])
     # resumable: the same run through the CLI re-scores nothing (every evaluation is cached by content)
     cached = sorted(p.name for p in (work / "evals").iterdir())
-    main_args = ["compose", *map(str, deltas.values()), "--tasks", f"toy:{SKILL}", "--n", "200", "--held-out",
-                 "--work", str(work), "--out", str(tmp_path / "again")]
+    main_args = [
+        "compose",
+        *map(str, deltas.values()),
+        "--tasks",
+        f"toy:{SKILL}",
+        "--n",
+        "200",
+        "--held-out",
+        "--work",
+        str(work),
+        "--out",
+        str(tmp_path / "again"),
+    ]
     capsys.readouterr()
     main(main_args)  # returns on success (exit 0)
     out = capsys.readouterr()
@@ -320,12 +369,15 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_p
 def test_compose_bad_input_is_one_line(tmp_path, capsys, tiny_model):
     from deltahub.cli import main
 
-    for args, needle in ((["compose", str(tmp_path), "--out", str(tmp_path / "o")], "no validation tasks given"),
-                         (["compose", "--tasks", "toy:srt", "--out", str(tmp_path / "o")], "no candidates given"),
-                         (["compose", str(tiny_model), "--tasks", "toy:srt", "--out", str(tmp_path / "o")],
-                          "is not a PEFT adapter"),
-                         (["compose", str(tmp_path), "--tasks", "toy:srt", "--max", "0", "--out", str(tmp_path / "o")],
-                          "max_k: must be >= 1")):
+    for args, needle in (
+        (["compose", str(tmp_path), "--out", str(tmp_path / "o")], "no validation tasks given"),
+        (["compose", "--tasks", "toy:srt", "--out", str(tmp_path / "o")], "no candidates given"),
+        (["compose", str(tiny_model), "--tasks", "toy:srt", "--out", str(tmp_path / "o")], "is not a PEFT adapter"),
+        (
+            ["compose", str(tmp_path), "--tasks", "toy:srt", "--max", "0", "--out", str(tmp_path / "o")],
+            "max_k: must be >= 1",
+        ),
+    ):
         with pytest.raises(SystemExit) as exc:
             main(args)
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -352,17 +404,47 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
 
     student = build_world(config=preset("quick", seed=0), progress=False).student
     specs = (("srt-a", 0, False), ("srt-b", 1, False), ("srt-swapped", 2, True), ("srt-c", 3, False))
-    deltas = {name: dpo_delta(student, toy_pairs(128, seed, swap), tmp_path / "deltas" / name, steps=32)
-              for name, seed, swap in specs}
+    deltas = {
+        name: dpo_delta(student, toy_pairs(128, seed, swap), tmp_path / "deltas" / name, steps=32)
+        for name, seed, swap in specs
+    }
     with start_server(tmp_path / "registry") as srv:
         setup_client(endpoint=srv.url)
         for name, folder in deltas.items():
-            main(["publish", str(folder), "--repo", f"toy/{name}", "--objective", "dpo", "--trainer", "trl",
-                  "--chosen-model", "toy/srt-gold" if "swapped" not in name else "toy/srt-near-miss",
-                  "--rejected-model", "toy/srt-near-miss" if "swapped" not in name else "toy/srt-gold"])
+            main(
+                [
+                    "publish",
+                    str(folder),
+                    "--repo",
+                    f"toy/{name}",
+                    "--objective",
+                    "dpo",
+                    "--trainer",
+                    "trl",
+                    "--chosen-model",
+                    "toy/srt-gold" if "swapped" not in name else "toy/srt-near-miss",
+                    "--rejected-model",
+                    "toy/srt-near-miss" if "swapped" not in name else "toy/srt-gold",
+                ]
+            )
         capsys.readouterr()
-        main(["compose", "--base", str(student), "--tasks", f"toy:{SKILL}", "--n", "200", "--held-out",
-              "--work", str(tmp_path / "work"), "--out", str(tmp_path / "composed"), "--quiet"])
+        main(
+            [
+                "compose",
+                "--base",
+                str(student),
+                "--tasks",
+                f"toy:{SKILL}",
+                "--n",
+                "200",
+                "--held-out",
+                "--work",
+                str(tmp_path / "work"),
+                "--out",
+                str(tmp_path / "composed"),
+                "--quiet",
+            ]
+        )
         printed = capsys.readouterr().out
     trace = json.loads((tmp_path / "composed" / "compose.json").read_text())
     with capsys.disabled():
@@ -377,27 +459,56 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
     # the public Hub unless deltahub's endpoint plugin is installed, which this checkout may not have)
     from deltahub.compose import compose
 
-    local = compose([deltas[n.split("/")[1]] for n in sorted(trace["selected"])], tmp_path / "local",
-                    tasks=[f"toy:{SKILL}"], n=200, work=tmp_path / "work", progress=False)
+    local = compose(
+        [deltas[n.split("/")[1]] for n in sorted(trace["selected"])],
+        tmp_path / "local",
+        tasks=[f"toy:{SKILL}"],
+        n=200,
+        work=tmp_path / "work",
+        progress=False,
+    )
     out = tmp_path / "mergekit-out"
-    r = subprocess.run([str(Path(sys.executable).parent / "mergekit-yaml"), str(local.out / "gam.yml"), str(out),
-                        "--lora-merge-cache", str(tmp_path / "lora-cache"), "--lora-merge-dtype", "float32"],
-                       capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
-                       timeout=600)
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mergekit-yaml"),
+            str(local.out / "gam.yml"),
+            str(out),
+            "--lora-merge-cache",
+            str(tmp_path / "lora-cache"),
+            "--lora-merge-dtype",
+            "float32",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    want = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32),
-                                     str(local.out)).merge_and_unload().state_dict()
+    want = (
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32), str(local.out))
+        .merge_and_unload()
+        .state_dict()
+    )
     got = {k: v for f in sorted(out.glob("*.safetensors")) for k, v in load_file(f).items()}
     for name, value in got.items():
         assert torch.allclose(value.float(), want[name].float(), atol=1e-5, rtol=1e-4), name
 
     # a full-rank method writes full models (every trial too): TIES, --full
-    full = compose(list(deltas.values()), tmp_path / "ties", tasks=[f"toy:{SKILL}"], n=200, method="ties", full=True,
-                   params={"density": 0.5}, work=tmp_path / "work", progress=False)
+    full = compose(
+        list(deltas.values()),
+        tmp_path / "ties",
+        tasks=[f"toy:{SKILL}"],
+        n=200,
+        method="ties",
+        full=True,
+        params={"density": 0.5},
+        work=tmp_path / "work",
+        progress=False,
+    )
     assert (full.out / "config.json").is_file() and not (full.out / "adapter_config.json").exists()
     assert "srt-swapped" not in full.selected and full.trace["method"] == "ties"
 
@@ -416,8 +527,22 @@ def test_compose_from_a_collection(toy_deltas, toy_work, registry, tmp_path, cap
     for name in deltas:
         main(["collection", "add", slug, f"curator/{name}"])
     capsys.readouterr()
-    main(["compose", "--collection", slug, "--tasks", f"toy:{SKILL}", "--n", "200", "--out", str(tmp_path / "c"),
-          "--work", str(toy_work), "--quiet"])
+    main(
+        [
+            "compose",
+            "--collection",
+            slug,
+            "--tasks",
+            f"toy:{SKILL}",
+            "--n",
+            "200",
+            "--out",
+            str(tmp_path / "c"),
+            "--work",
+            str(toy_work),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert "left out curator/srt-swapped: hurts alone" in out
     trace = json.loads((tmp_path / "c" / "compose.json").read_text())
@@ -429,15 +554,18 @@ def test_compose_from_a_collection(toy_deltas, toy_work, registry, tmp_path, cap
     from deltahub.compose.candidates import content_digest
 
     assert [c["name"] for c in trace["candidates"]] == [f"curator/{n}" for n in deltas]  # the collection's order
-    assert all(re.fullmatch(rf"curator/{n}@[0-9a-f]{{40}}", c["source"])
-               for n, c in zip(deltas, trace["candidates"], strict=True))
+    assert all(
+        re.fullmatch(rf"curator/{n}@[0-9a-f]{{40}}", c["source"])
+        for n, c in zip(deltas, trace["candidates"], strict=True)
+    )
     assert [c["digest"] for c in trace["candidates"]] == [content_digest(f) for f in deltas.values()]
     gam = yaml.safe_load((tmp_path / "c" / "gam.yml").read_text())
     chosen = {c["name"]: c["source"] for c in trace["candidates"] if c["selected_at"]}
     assert sorted(m["model"].split("+", 1)[1] for m in gam["models"]) == sorted(chosen.values())
     # the same choice as composing the local folders (a cached run when the toy test ran first)
-    local = compose(list(deltas.values()), tmp_path / "local", tasks=[f"toy:{SKILL}"], n=200, work=toy_work,
-                    progress=False)
+    local = compose(
+        list(deltas.values()), tmp_path / "local", tasks=[f"toy:{SKILL}"], n=200, work=toy_work, progress=False
+    )
     assert [f"curator/{n}" for n in local.selected] == trace["selected"]
 
 

@@ -82,9 +82,16 @@ def test_report_has_every_row(demo):
     report = (out / "report.md").read_text()
     assert "Plumbing check, not evidence" in report
     assert "| merge gam | merge |" in report
-    for claim in ("best single delta > student", "average single delta > student", "GAM merge > best single delta",
-                  "GAM merge > averaging", "GAM merge > TIES", "GAM merge > KnOTS",
-                  "delta (DPO) > SFT on the same chosen answers", "composition curve: 2 deltas > 1"):
+    for claim in (
+        "best single delta > student",
+        "average single delta > student",
+        "GAM merge > best single delta",
+        "GAM merge > averaging",
+        "GAM merge > TIES",
+        "GAM merge > KnOTS",
+        "delta (DPO) > SFT on the same chosen answers",
+        "composition curve: 2 deltas > 1",
+    ):
         line = next(x for x in report.splitlines() if x.startswith(f"| {claim} |"))
         assert any(f"**{v}**" in line for v in ("reproduced", "not resolved", "contradicted")), line
     assert "## Appendix: per seed" in report
@@ -115,8 +122,10 @@ def _mc_task(folder: Path) -> Path:
     """A local lm-eval multiple-choice task on toy sort questions: the right answer or a corruption."""
     from deltahub.toy.skills import sample
 
-    docs = [{"question": q, "choices": list(dict.fromkeys([a, a[::-1], a[1:] + a[0]])), "label": 0}
-            for q, a in sample("srt", "eval", 12, seed=3)]
+    docs = [
+        {"question": q, "choices": list(dict.fromkeys([a, a[::-1], a[1:] + a[0]])), "label": 0}
+        for q, a in sample("srt", "eval", 12, seed=3)
+    ]
     return write_mc_task(folder, "srt_mc", docs)
 
 
@@ -138,16 +147,31 @@ def test_lm_eval_recipe_reuses_every_stage_and_scores_every_row(demo, tmp_path):
     out, *_ = demo
     task = _mc_task(tmp_path / "tasks")
     recipe = load_recipe(RECIPES / "toy-quick.yaml")
-    recipe.eval = recipe.eval.model_validate({"kind": "lm-eval", "tasks": ["srt_mc"], "include_path": str(task),
-                                              "backend": "hf", "teachers": False, "sft_control": False})
+    recipe.eval = recipe.eval.model_validate(
+        {
+            "kind": "lm-eval",
+            "tasks": ["srt_mc"],
+            "include_path": str(task),
+            "backend": "hf",
+            "teachers": False,
+            "sft_control": False,
+        }
+    )
     recipe.hub.publish = False
     lines: list[str] = []
     result = run_recipe(recipe, out / "seed-0", log=lines.append)
     log = "\n".join(lines)
     assert "[skip] train:a" in log and "[skip] merge:gam" in log and "[run ] eval:student" in log
     student = build_world(config=preset("quick", seed=0), progress=False).student
-    assert set(result.rows) == {"student", "+ delta a", "+ delta b", "merge gam", "merge average",
-                                "merge ties", "merge knots"}
+    assert set(result.rows) == {
+        "student",
+        "+ delta a",
+        "+ delta b",
+        "merge gam",
+        "merge average",
+        "merge ties",
+        "merge knots",
+    }
     assert set(result.rows["student"]) == {"srt_mc", "avg"}
     assert result.rows["student"]["srt_mc"] == pytest.approx(_independent_acc(student, task))
     gam = Path(result.merges["gam"])

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from deltahub.cli import main
-from deltahub.errors import InputError
 from deltahub.endpoint import settings
+from deltahub.errors import InputError
 
 
 @pytest.fixture()
@@ -33,15 +33,20 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_home_is_the_one_place_for_deltahub_home(home, monkeypatch):
-    from deltahub.home import home as home_fn
     from deltahub.endpoint import registry_root
+    from deltahub.home import home as home_fn
     from deltahub.pipeline.cli import _default_work
     from deltahub.share.pull import cache_dir
     from deltahub.toy.world import default_root
 
     assert home_fn() == home
-    assert [registry_root(), cache_dir(), default_root(), _default_work("x"), settings.settings_path()] == \
-        [home / "registry", home / "deltas", home / "toy", home / "runs" / "x", home / "settings.json"]
+    assert [registry_root(), cache_dir(), default_root(), _default_work("x"), settings.settings_path()] == [
+        home / "registry",
+        home / "deltas",
+        home / "toy",
+        home / "runs" / "x",
+        home / "settings.json",
+    ]
     monkeypatch.delenv("DELTAHUB_HOME")
     monkeypatch.setenv("HOME", str(home / "user"))
     assert home_fn() == home / "user" / ".cache" / "deltahub"
@@ -53,7 +58,9 @@ def test_the_rule_env_then_saved_then_embedded(home, monkeypatch):
     chosen = settings.choose()
     assert chosen.endpoint == "http://10.0.0.5:8765" and str(home / "settings.json") in chosen.source
     monkeypatch.setenv("DELTAHUB_ENDPOINT", "https://hub.example.org")
-    assert settings.choose() == settings.Choice("https://hub.example.org", "DELTAHUB_ENDPOINT", "https://huggingface.co")
+    assert settings.choose() == settings.Choice(
+        "https://hub.example.org", "DELTAHUB_ENDPOINT", "https://huggingface.co"
+    )
     monkeypatch.setenv("DELTAHUB_ENDPOINT", "embedded")
     assert settings.choose().endpoint == "embedded"
     settings.save(upstream=None)
@@ -64,7 +71,10 @@ def test_the_rule_env_then_saved_then_embedded(home, monkeypatch):
 def test_hub_use_saves_and_describes(home, capsys):
     code, out, _ = run_cli(capsys, "hub", "use", "embedded", "--upstream", "http://127.0.0.1:9/")
     assert code == 0 and "upstream http://127.0.0.1:9;" in out and "the embedded registry" in out
-    assert json.loads((home / "settings.json").read_text()) == {"endpoint": "embedded", "upstream": "http://127.0.0.1:9"}
+    assert json.loads((home / "settings.json").read_text()) == {
+        "endpoint": "embedded",
+        "upstream": "http://127.0.0.1:9",
+    }
     code, out, _ = run_cli(capsys, "hub", "use", "--no-upstream")
     assert code == 0 and "no upstream" in out
     code, out, _ = run_cli(capsys, "hub", "use", "http://team-hub:8765")
@@ -74,12 +84,15 @@ def test_hub_use_saves_and_describes(home, capsys):
     assert code == 0 and "http://team-hub:8765" in out and "saved to" not in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (("hub", "use", "ftp://x"), "endpoint 'ftp://x' is not an http(s) URL"),
-    (("hub", "use", "embedded", "--upstream", "nope"), "upstream 'nope' is not an http(s) URL"),
-    (("hub", "use", "--upstream", "http://a", "--no-upstream"), "contradict"),
-    (("hub", "serve", "--upstream", "http://a", "--no-upstream", "--open"), "contradict"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("hub", "use", "ftp://x"), "endpoint 'ftp://x' is not an http(s) URL"),
+        (("hub", "use", "embedded", "--upstream", "nope"), "upstream 'nope' is not an http(s) URL"),
+        (("hub", "use", "--upstream", "http://a", "--no-upstream"), "contradict"),
+        (("hub", "serve", "--upstream", "http://a", "--no-upstream", "--open"), "contradict"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(home, capsys, args, message):
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and message in err and "Traceback" not in err
@@ -110,11 +123,27 @@ def test_the_gam_yml_written_for_published_deltas(tmp_path):
         published[name] = {"repo": f"demo/{name}-delta", "revision": name * 10, "pulled": str(pulled)}
     line = write_for_published(published, tmp_path / "out" / "gam.yml", {"reference": "auto"})
     cfg = yaml.safe_load((tmp_path / "out" / "gam.yml").read_text())
-    assert cfg == {"merge_method": "gam", "base_model": str(student), "dtype": "float32",
-                   "parameters": {"reference": "auto"},
-                   "models": [{"model": f"{student}+demo/srt-delta@{'srt' * 10}", "parameters": {"weight": 1.0}},
-                              {"model": f"{student}+demo/rev-delta@{'rev' * 10}", "parameters": {"weight": 1.0}}]}
-    assert shlex.split(line) == ["cd", str(tmp_path / "out"), "&&", "mergekit-yaml", "gam.yml", "merged-mergekit",
-                                 "--lora-merge-cache", "lora-cache", "--lora-merge-dtype", "float32"]
+    assert cfg == {
+        "merge_method": "gam",
+        "base_model": str(student),
+        "dtype": "float32",
+        "parameters": {"reference": "auto"},
+        "models": [
+            {"model": f"{student}+demo/srt-delta@{'srt' * 10}", "parameters": {"weight": 1.0}},
+            {"model": f"{student}+demo/rev-delta@{'rev' * 10}", "parameters": {"weight": 1.0}},
+        ],
+    }
+    assert shlex.split(line) == [
+        "cd",
+        str(tmp_path / "out"),
+        "&&",
+        "mergekit-yaml",
+        "gam.yml",
+        "merged-mergekit",
+        "--lora-merge-cache",
+        "lora-cache",
+        "--lora-merge-dtype",
+        "float32",
+    ]
     assert write_for_published({"x": {"adapter": "/a"}}, tmp_path / "none.yml") is None  # nothing published
     assert not (tmp_path / "none.yml").exists()

@@ -37,8 +37,13 @@ def clean_env(home: Path) -> dict[str, str]:
     """The environment of a new user: only PATH/PYTHONPATH/locale survive; HOME is the temp folder."""
     keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
-               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    env.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+    )
     assert not any(k.startswith(("DELTAHUB_", "HF_")) for k in env)
     return env
 
@@ -96,12 +101,42 @@ def flow(upstream, tiny_model, tmp_path_factory):
     env = clean_env(home)
     use = run(env, BIN / "deltahub", "hub", "use", "embedded", "--upstream", upstream.url)
     pairs = root / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"sort {i} {9 - i}", "chosen": f"{min(i, 9 - i)}",
-                                         "rejected": f"{max(i, 9 - i)}"}) + "\n" for i in range(8)))
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": f"sort {i} {9 - i}", "chosen": f"{min(i, 9 - i)}", "rejected": f"{max(i, 9 - i)}"})
+            + "\n"
+            for i in range(8)
+        )
+    )
     trained = root / "trained"
-    run(env, BIN / "deltahub", "train", "--student", "up/base", "--pairs", pairs, "--out", trained, "--max-steps", "2",
-        "--batch-size", "4", "--micro-batch-size", "4", "--rank", "4", "--alpha", "8", "--eval-fraction", "0",
-        "--target-modules", ",".join(MODULES), "--lr", "1e-3", "-q")
+    run(
+        env,
+        BIN / "deltahub",
+        "train",
+        "--student",
+        "up/base",
+        "--pairs",
+        pairs,
+        "--out",
+        trained,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--micro-batch-size",
+        "4",
+        "--rank",
+        "4",
+        "--alpha",
+        "8",
+        "--eval-fraction",
+        "0",
+        "--target-modules",
+        ",".join(MODULES),
+        "--lr",
+        "1e-3",
+        "-q",
+    )
     other = build_random_adapter(tiny_model, root / "other", r=4, alpha=8, seed=7, target_modules=MODULES)
     cfg = json.loads((other / "adapter_config.json").read_text())
     (other / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": "up/base"}))
@@ -117,12 +152,37 @@ def flow(upstream, tiny_model, tmp_path_factory):
     t0 = time.perf_counter()
     mk = run(env, BIN / line[0], *line[1:], cwd=root)
     mk_seconds = time.perf_counter() - t0
-    run(env, BIN / "deltahub", "merge", f"me/trained@{shas['me/trained']}", "me/other", "--weights", "1.0,0.5",
-        "--method", "gam", "--reference", "0", "--base", "up/base", "--full", "--dtype", "float32",
-        "--out", root / "ref")
+    run(
+        env,
+        BIN / "deltahub",
+        "merge",
+        f"me/trained@{shas['me/trained']}",
+        "me/other",
+        "--weights",
+        "1.0,0.5",
+        "--method",
+        "gam",
+        "--reference",
+        "0",
+        "--base",
+        "up/base",
+        "--full",
+        "--dtype",
+        "float32",
+        "--out",
+        root / "ref",
+    )
     print(f"\nmergekit-yaml on published tiny deltas: {mk_seconds:.1f} s")
-    return {"root": root, "home": home, "env": env, "use": use, "mk": mk, "trained": trained, "other": other,
-            "shas": shas}
+    return {
+        "root": root,
+        "home": home,
+        "env": env,
+        "use": use,
+        "mk": mk,
+        "trained": trained,
+        "other": other,
+        "shas": shas,
+    }
 
 
 def test_mergekit_yaml_with_repo_ids_equals_deltahub_merge_full(flow, tiny_model):
@@ -171,8 +231,9 @@ def test_unknown_repo_names_the_endpoint_and_upstream_and_the_fix(flow, upstream
     last = r.stderr.strip().splitlines()[-1]
     assert "me/typo" in last and "the embedded registry (started on demand at http://127.0.0.1:" in last
     assert f"upstream {upstream.url}" in last and "deltahub hub use" in last and "DELTAHUB_ENDPOINT" in last
-    r = subprocess.run([str(BIN / "deltahub"), "pull", "me/typo"], env=flow["env"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [str(BIN / "deltahub"), "pull", "me/typo"], env=flow["env"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "no repo me/typo on the embedded registry (started on demand at http://127.0.0.1:" in r.stderr
     assert "deltahub hub use" in r.stderr
@@ -210,14 +271,17 @@ def test_a_config_without_deltahub_methods_is_left_to_mergekit(flow, tiny_model)
     config through deltahub (the positive control)."""
     root = flow["root"]
     a, b = Path(tiny_model), root / "ref"
-    linear = {"merge_method": "linear", "dtype": "float32",
-              "models": [{"model": str(a), "parameters": {"weight": 1.0}},
-                         {"model": str(b), "parameters": {"weight": 3.0}}]}
+    linear = {
+        "merge_method": "linear",
+        "dtype": "float32",
+        "models": [{"model": str(a), "parameters": {"weight": 1.0}}, {"model": str(b), "parameters": {"weight": 3.0}}],
+    }
     (root / "linear.yml").write_text(yaml.safe_dump(linear))
     out = run(flow["env"], sys.executable, "-c", PROBE, root / "linear.yml", root / "gam.yml", root / "linear-out")
     state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {k: v for k, v in state["linear"].items() if k != "threads"} == \
-        {k: v for k, v in state["start"].items() if k != "threads"}
+    assert {k: v for k, v in state["linear"].items() if k != "threads"} == {
+        k: v for k, v in state["start"].items() if k != "threads"
+    }
     assert state["linear"]["endpoint"] == "https://huggingface.co" and state["linear"]["HF_ENDPOINT"] is None
     assert not state["linear"]["deltahub.endpoint"] and "deltahub-registry" not in state["linear"]["threads"]
     assert state["gam"]["endpoint"].startswith("http://127.0.0.1:") and "deltahub-registry" in state["gam"]["threads"]

@@ -172,10 +172,10 @@ def dense_ties(tensors, weights, density):
         k = math.ceil(density * t.numel())
         thresh = t.abs().flatten().sort(descending=True).values[k - 1]
         trimmed.append(torch.where(t.abs() >= thresh, t, 0.0))
-    total = sum(w * t for w, t in zip(weights, trimmed, strict=False))
+    total = sum(w * t for w, t in zip(weights, trimmed, strict=True))
     out = torch.zeros_like(total)
     count = torch.zeros_like(total)
-    for w, t in zip(weights, trimmed, strict=False):
+    for w, t in zip(weights, trimmed, strict=True):
         agree = (torch.sign(t) == torch.sign(total)) & (t != 0)
         out += torch.where(agree, w * t, 0.0)
         count += torch.where(agree, w, 0.0)
@@ -284,7 +284,7 @@ def test_mixed_ranks_give_one_result_whatever_the_svd_basis(reference):
     problem has one solution, so two valid bases of the same inputs give the same ΔW (1e-10)."""
     ranks = (6, 3, 6, 2, 4)
     deltas = [random_delta(40, 30, r, seed=10 + i, scale=0.5) for i, r in enumerate(ranks)]
-    deltas = [LowRank(d.B, d.A, scale) for d, scale in zip(deltas, (2.0, 1.0, 0.5, 2.0, 1.0), strict=False)]
+    deltas = [LowRank(d.B, d.A, scale) for d, scale in zip(deltas, (2.0, 1.0, 0.5, 2.0, 1.0), strict=True)]
     other = [_other_svd_basis(d, seed=100 + i) for i, d in enumerate(deltas)]
     a = merge_module("gam", deltas, reference=reference).dense()
     b = merge_module("gam", other, reference=reference).dense()

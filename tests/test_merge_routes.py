@@ -213,7 +213,7 @@ def _read_received(world, case: Case, dense: bool):
                 - world["base_weights"][f"{m}.weight"].to(torch.float64)
                 for m in deltas
             }
-            for a, deltas in zip(inputs, per_input, strict=False)
+            for a, deltas in zip(inputs, per_input, strict=True)
         ]
     modules = sorted(per_input[0])
     ranks = [[RANKS[case.ranks][i] for i in range(case.n)] for _ in modules]
@@ -238,9 +238,7 @@ def _check(
     modules, updates, ranks = _received(world, case, dense)
     assert set(got) == set(modules), f"{case.id}: merged modules {sorted(got)}"
     key = (str(world["root"]), case.pool, case.n, dense, want_index)
-    want = _memo(
-        key, lambda: {m: dense_gam(u, r, want_index) for m, u, r in zip(modules, updates, ranks, strict=False)}
-    )
+    want = _memo(key, lambda: {m: dense_gam(u, r, want_index) for m, u, r in zip(modules, updates, ranks, strict=True)})
     worst = max(rel_err(got[m], want[m]) for m in modules)
     assert worst <= tol, f"{case.id}: ΔW is {worst:.2e} from the independent GAM (tolerance {tol:g})"
     return worst
@@ -319,7 +317,7 @@ def _route_recipe(world, tmp: Path) -> list[float]:
             recipe,
             StageCache(work, log=lambda _: None),
             {n: {} for n in names},
-            dict(zip(names, inputs, strict=False)),
+            dict(zip(names, inputs, strict=True)),
             str(world["base"]),
             work,
         )

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from deltahub_mergekit.method import PLUGIN_METHODS
 from safetensors.torch import load_file
 
 from deltahub.merge.adapters import load_adapter
 from deltahub.merge.methods import merge_module
 from deltahub.tiny import build_random_adapter
+from deltahub_mergekit.method import PLUGIN_METHODS
 
 BIN = Path(sys.executable).parent
 
@@ -37,17 +37,33 @@ def _run(tool: str, config: dict, out: Path, cache: Path, env_extra: dict | None
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("DELTAHUB_MERGEKIT_DISABLE", None)
     env.update(env_extra or {})
-    cmd = [str(BIN / tool), str(cfg), str(out), "--lora-merge-cache", str(cache), "--lora-merge-dtype", "float32",
-           *extra]
+    cmd = [
+        str(BIN / tool),
+        str(cfg),
+        str(out),
+        "--lora-merge-cache",
+        str(cache),
+        "--lora-merge-dtype",
+        "float32",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("mk")
-    adapters = [build_random_adapter(tiny_model, root / f"adapter{i}", r=4, alpha=8, seed=i + 1,
-                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"])
-                for i in range(3)]
+    adapters = [
+        build_random_adapter(
+            tiny_model,
+            root / f"adapter{i}",
+            r=4,
+            alpha=8,
+            seed=i + 1,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"],
+        )
+        for i in range(3)
+    ]
     return {"base": Path(tiny_model), "adapters": adapters, "root": root, "cache": root / "lora_cache"}
 
 
@@ -57,7 +73,7 @@ def _config(world, method="gam", weights=(1.0, 0.8, 0.6), parameters=None, model
     return {
         "merge_method": method,
         "base_model": base,
-        "models": [{"model": m, "parameters": {"weight": w}} for m, w in zip(models, weights)],
+        "models": [{"model": m, "parameters": {"weight": w}} for m, w in zip(models, weights, strict=True)],
         "parameters": parameters or {},
         "dtype": "float32",
     }
@@ -140,8 +156,9 @@ def _materialise(world, adapter: Path, out: Path, dtype: torch.dtype) -> Path:
 
 @pytest.mark.slow
 def test_dense_inputs_fp32_match_factor_path_and_bf16_is_truncated_with_a_warning(world):
-    dense = [_materialise(world, a, world["root"] / f"dense{i}", torch.float32)
-             for i, a in enumerate(world["adapters"])]
+    dense = [
+        _materialise(world, a, world["root"] / f"dense{i}", torch.float32) for i, a in enumerate(world["adapters"])
+    ]
     out = world["root"] / "gam_dense"
     r = _run("mergekit-yaml", _config(world, models=[str(d) for d in dense]), out, world["cache"])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -155,12 +172,18 @@ def test_dense_inputs_fp32_match_factor_path_and_bf16_is_truncated_with_a_warnin
 
 
 def test_hook_is_cheap_and_lazy():
-    code = ("import sys; import deltahub_mergekit_hook as h;"
-            "print('torch' in sys.modules, 'mergekit' in sys.modules, h._finder in sys.meta_path)")
+    code = (
+        "import sys; import deltahub_mergekit_hook as h;"
+        "print('torch' in sys.modules, 'mergekit' in sys.modules, h._finder in sys.meta_path)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert r.stdout.split() == ["False", "False", "True"], r.stderr
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "DELTAHUB_MERGEKIT_DISABLE": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DELTAHUB_MERGEKIT_DISABLE": "1"},
+    )
     assert r.stdout.split() == ["False", "False", "False"], r.stderr
 
 
@@ -175,11 +198,11 @@ def test_pth_hook_ships_in_the_install_record():
 
 
 def test_recipe_parameters_are_checked_in_process():
-    from deltahub_mergekit.method import check_parameter_names
     from mergekit.config import MergeConfiguration
     from mergekit.merge_methods import registry
 
     from deltahub.errors import InputError
+    from deltahub_mergekit.method import check_parameter_names
 
     recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "gam.yml").read_text())
     spec = registry.get(recipe["merge_method"]).spec  # registered by the hook on import
@@ -192,6 +215,7 @@ def test_recipe_parameters_are_checked_in_process():
 
 
 # ---- mergekit's contract, stated for every method the plugin registers ----------------------
+
 
 @pytest.mark.parametrize("method", PLUGIN_METHODS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -207,20 +231,26 @@ def test_every_plugin_method_merges_full_rank_dense_inputs(method, dtype):
     from mergekit.merge_methods.api import merge_state_dicts
 
     g = torch.Generator().manual_seed(0)
-    models = [{"w": torch.randn(12, 20, generator=g).to(dtype).T, "norm": torch.randn(7, generator=g).to(dtype)}
-              for _ in range(4)]
+    models = [
+        {"w": torch.randn(12, 20, generator=g).to(dtype).T, "norm": torch.randn(7, generator=g).to(dtype)}
+        for _ in range(4)
+    ]
     assert not models[0]["w"].is_contiguous()
     copies = [{k: v.clone() for k, v in m.items()} for m in models]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         strided = merge_state_dicts(models, registry.get(method), base=0, parameters={"weight": [1.0, 0.5, 2.0]})
-        contiguous = merge_state_dicts([{k: v.contiguous() for k, v in m.items()} for m in models],
-                                       registry.get(method), base=0, parameters={"weight": [1.0, 0.5, 2.0]})
+        contiguous = merge_state_dicts(
+            [{k: v.contiguous() for k, v in m.items()} for m in models],
+            registry.get(method),
+            base=0,
+            parameters={"weight": [1.0, 0.5, 2.0]},
+        )
     for name in ("w", "norm"):
         assert strided[name].shape == models[0][name].shape and strided[name].dtype == dtype
         assert strided[name].isfinite().all()
         torch.testing.assert_close(strided[name], contiguous[name])
-    for m, c in zip(models, copies):
+    for m, c in zip(models, copies, strict=True):
         assert all(torch.equal(m[k], c[k]) for k in m)
     text = " ".join(str(w.message) for w in caught)
     assert "not low-rank" in text and "truncated to rank 6" in text and "relative residual" in text

@@ -15,13 +15,15 @@ from deltahub.server import start_server
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 # the CLI process gets the suite's network rule too: resolving any host but loopback fails at once
-CLI = ("import socket\n_resolve = socket.getaddrinfo\n"
-       "def _loopback_only(host, *args, **kwargs):\n"
-       "    if host not in ('127.0.0.1', 'localhost', '::1'):\n"
-       "        raise OSError(f'the test CLI may not resolve {host}')\n"
-       "    return _resolve(host, *args, **kwargs)\n"
-       "socket.getaddrinfo = _loopback_only\n"
-       "from huggingface_hub.cli.hf import main\nmain()\n")
+CLI = (
+    "import socket\n_resolve = socket.getaddrinfo\n"
+    "def _loopback_only(host, *args, **kwargs):\n"
+    "    if host not in ('127.0.0.1', 'localhost', '::1'):\n"
+    "        raise OSError(f'the test CLI may not resolve {host}')\n"
+    "    return _resolve(host, *args, **kwargs)\n"
+    "socket.getaddrinfo = _loopback_only\n"
+    "from huggingface_hub.cli.hf import main\nmain()\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +41,17 @@ def _api(srv, token: str):
 
 def hf(srv, token: str, *args: str, home: Path) -> str:
     """Run the real ``hf`` CLI against the registry; its stdout (a failure fails the test with its output)."""
-    env = {**os.environ, "HF_ENDPOINT": srv.url, "HF_TOKEN": token, "HF_HOME": str(home), "HF_HUB_DISABLE_XET": "1",
-           "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", CLI, *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": srv.url,
+        "HF_TOKEN": token,
+        "HF_HOME": str(home),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "NO_COLOR": "1",
+    }
+    done = subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, f"hf {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout
 
@@ -62,15 +71,27 @@ def test_a_pull_request_from_an_outsider_is_reviewed_by_revision_and_merged(reg,
         bob.upload_file(path_or_fileobj=b"v2", path_in_repo="notes.txt", repo_id="alice/model")
     assert denied.value.response.status_code == 403
 
-    info = bob.create_commit("alice/model", [CommitOperationAdd("notes.txt", b"v2 by bob"),
-                                             CommitOperationAdd("w.safetensors", weights)],
-                             commit_message="Better notes", commit_description="Please review", create_pr=True)
+    info = bob.create_commit(
+        "alice/model",
+        [CommitOperationAdd("notes.txt", b"v2 by bob"), CommitOperationAdd("w.safetensors", weights)],
+        commit_message="Better notes",
+        commit_description="Please review",
+        create_pr=True,
+    )
     assert (info.pr_num, info.pr_revision) == (1, "refs/pr/1")
     assert info.pr_url == f"{reg.url}/alice/model/discussions/1"
 
     def read(revision: str, name: str = "notes.txt") -> bytes:
-        return Path(hf_hub_download("alice/model", name, revision=revision, endpoint=reg.url, token="tok-alice",
-                                    cache_dir=tmp_path / "cache")).read_bytes()
+        return Path(
+            hf_hub_download(
+                "alice/model",
+                name,
+                revision=revision,
+                endpoint=reg.url,
+                token="tok-alice",
+                cache_dir=tmp_path / "cache",
+            )
+        ).read_bytes()
 
     assert (read("main"), read("refs/pr/1"), read("refs/pr/1", "w.safetensors")) == (b"v1", b"v2 by bob", weights)
     assert alice.model_info("alice/model").sha == main_before
@@ -79,8 +100,18 @@ def test_a_pull_request_from_an_outsider_is_reviewed_by_revision_and_merged(reg,
     refs = alice.list_repo_refs("alice/model", include_pull_requests=True)
     assert [(r.ref, r.target_commit) for r in refs.pull_requests] == [("refs/pr/1", info.oid)]
     assert alice.list_repo_refs("alice/model").pull_requests is None
-    out = hf(reg, "tok-alice", "download", "alice/model", "notes.txt", "--revision", "refs/pr/1",
-             "--local-dir", str(tmp_path / "cli"), home=tmp_path / "home")
+    out = hf(
+        reg,
+        "tok-alice",
+        "download",
+        "alice/model",
+        "notes.txt",
+        "--revision",
+        "refs/pr/1",
+        "--local-dir",
+        str(tmp_path / "cli"),
+        home=tmp_path / "home",
+    )
     assert (tmp_path / "cli" / "notes.txt").read_bytes() == b"v2 by bob", out
 
     [pr] = alice.get_repo_discussions("alice/model")
@@ -99,8 +130,10 @@ def test_a_pull_request_from_an_outsider_is_reviewed_by_revision_and_merged(reg,
     merged = alice.get_discussion_details("alice/model", 1)
     assert merged.status == "merged" and merged.merge_commit_oid == alice.model_info("alice/model").sha
     assert (read("main"), read("main", "w.safetensors")) == (b"v2 by bob", weights)
-    assert [c.title for c in alice.list_repo_commits("alice/model")][:2] == ["Better notes", "Upload notes.txt "
-                                                                                                "with huggingface_hub"]
+    assert [c.title for c in alice.list_repo_commits("alice/model")][:2] == [
+        "Better notes",
+        "Upload notes.txt with huggingface_hub",
+    ]
 
 
 def test_conflicting_pull_request_is_refused_and_discussions_follow_their_rules(reg, tmp_path):
@@ -110,8 +143,9 @@ def test_conflicting_pull_request_is_refused_and_discussions_follow_their_rules(
     alice, bob = _api(reg, "tok-alice"), _api(reg, "tok-bob")
     alice.create_repo("alice/talk")
     alice.upload_file(path_or_fileobj=b"a", path_in_repo="f.txt", repo_id="alice/talk")
-    pr = bob.create_commit("alice/talk", [CommitOperationAdd("f.txt", b"bob")], commit_message="bob's f",
-                           create_pr=True)
+    pr = bob.create_commit(
+        "alice/talk", [CommitOperationAdd("f.txt", b"bob")], commit_message="bob's f", create_pr=True
+    )
     alice.upload_file(path_or_fileobj=b"alice", path_in_repo="f.txt", repo_id="alice/talk")  # main moves on
     head = alice.model_info("alice/talk").sha
     with pytest.raises(HfHubHTTPError) as conflict:
@@ -134,10 +168,24 @@ def test_conflicting_pull_request_is_refused_and_discussions_follow_their_rules(
     assert missing.value.response.status_code == 404
     closed = alice.change_discussion_status("alice/talk", d.num, "closed", comment="answered")
     assert closed.new_status == "closed"
-    listed = json.loads(hf(reg, "tok-bob", "discussions", "list", "alice/talk", "--status", "all", "--format", "json",
-                           home=tmp_path / "home"))
+    listed = json.loads(
+        hf(
+            reg,
+            "tok-bob",
+            "discussions",
+            "list",
+            "alice/talk",
+            "--status",
+            "all",
+            "--format",
+            "json",
+            home=tmp_path / "home",
+        )
+    )
     assert sorted((x["num"], x["title"], x["status"]) for x in listed) == [
-        (1, "bob's f", "open"), (2, "A better question", "closed")]
+        (1, "bob's f", "open"),
+        (2, "A better question", "closed"),
+    ]
     assert [d.num for d in alice.get_repo_discussions("alice/talk", discussion_status="open")] == [1]
     assert [d.num for d in alice.get_repo_discussions("alice/talk", discussion_type="discussion")] == [2]
 
@@ -149,12 +197,23 @@ def test_collections_through_the_client_and_cli_never_show_a_private_repo(reg, t
     for repo_id, private in [("alice/delta-a", False), ("alice/delta-b", False), ("alice/hidden", True)]:
         alice.create_repo(repo_id, private=private)
     alice.create_repo("alice/prefs", repo_type="dataset")
-    out = json.loads(hf(reg, "tok-alice", "collections", "create", "Preference deltas", "--format", "json",
-                        home=tmp_path / "home"))
+    out = json.loads(
+        hf(reg, "tok-alice", "collections", "create", "Preference deltas", "--format", "json", home=tmp_path / "home")
+    )
     slug = out["slug"]
     assert slug.startswith("alice/preference-deltas-")
-    hf(reg, "tok-alice", "collections", "add-item", slug, "alice/delta-a", "model", "--note", "the first",
-       home=tmp_path / "home")
+    hf(
+        reg,
+        "tok-alice",
+        "collections",
+        "add-item",
+        slug,
+        "alice/delta-a",
+        "model",
+        "--note",
+        "the first",
+        home=tmp_path / "home",
+    )
     alice.add_collection_item(slug, "alice/prefs", "dataset")
     alice.add_collection_item(slug, "alice/hidden", "model")
     alice.add_collection_item(slug, "alice/delta-b", "model")
@@ -168,16 +227,24 @@ def test_collections_through_the_client_and_cli_never_show_a_private_repo(reg, t
 
     mine = alice.get_collection(slug)
     assert [(i.item_id, i.item_type) for i in mine.items] == [
-        ("alice/delta-a", "model"), ("alice/prefs", "dataset"), ("alice/hidden", "model"), ("alice/delta-b", "model")]
+        ("alice/delta-a", "model"),
+        ("alice/prefs", "dataset"),
+        ("alice/hidden", "model"),
+        ("alice/delta-b", "model"),
+    ]
     assert mine.items[0].note == "the first" and mine.items[1].note is None
     theirs = bob.get_collection(slug)  # the private repo is not in bob's view, nor counted in positions
-    assert [(i.item_id, i.position) for i in theirs.items] == [("alice/delta-a", 0), ("alice/prefs", 1),
-                                                               ("alice/delta-b", 2)]
+    assert [(i.item_id, i.position) for i in theirs.items] == [
+        ("alice/delta-a", 0),
+        ("alice/prefs", 1),
+        ("alice/delta-b", 2),
+    ]
     assert [c.slug for c in bob.list_collections(item="models/alice/delta-b")] == [slug]
     assert list(bob.list_collections(item="models/alice/hidden")) == []
     assert [c.slug for c in alice.list_collections(item="models/alice/hidden")] == [slug]
-    listed = json.loads(hf(reg, "tok-bob", "collections", "ls", "--owner", "alice", "--format", "json",
-                           home=tmp_path / "home"))
+    listed = json.loads(
+        hf(reg, "tok-bob", "collections", "ls", "--owner", "alice", "--format", "json", home=tmp_path / "home")
+    )
     assert [c["slug"] for c in listed] == [slug]
 
     alice.update_collection_item(slug, mine.items[3].item_object_id, position=0, note="now first")
@@ -186,8 +253,11 @@ def test_collections_through_the_client_and_cli_never_show_a_private_repo(reg, t
     renamed = alice.update_collection_metadata(slug, title="Best deltas", private=True)
     assert renamed.slug.split("-")[-1] == slug.split("-")[-1] and renamed.slug != slug
     now = alice.get_collection(slug)  # the old slug still works
-    assert [(i.item_id, i.note) for i in now.items] == [("alice/delta-b", "now first"),
-                                                        ("alice/delta-renamed", "the first"), ("alice/hidden", None)]
+    assert [(i.item_id, i.note) for i in now.items] == [
+        ("alice/delta-b", "now first"),
+        ("alice/delta-renamed", "the first"),
+        ("alice/hidden", None),
+    ]
     with pytest.raises(HfHubHTTPError) as hidden:
         bob.get_collection(slug)
     assert hidden.value.response.status_code == 404

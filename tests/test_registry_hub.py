@@ -27,8 +27,9 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
     from deltahub.share.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
-    again = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs",
-                    dataset_revision=published["dataset"]["commit"])
+    again = publish(
+        adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=published["dataset"]["commit"]
+    )
     assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
     commits = get_api().list_repo_commits("alice/delta")
     assert len([c for c in commits if "deltahub publish" in c.title]) == 1

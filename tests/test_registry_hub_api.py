@@ -19,8 +19,9 @@ TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-eve": "eve"}
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("hubapi"), open_mode=False, tokens=TOKENS,
-                       orgs={"alice": ["lab"], "eve": ["vault"]})
+    srv = start_server(
+        tmp_path_factory.mktemp("hubapi"), open_mode=False, tokens=TOKENS, orgs={"alice": ["lab"], "eve": ["vault"]}
+    )
     srv._server.config.app.state.hub.auth.private_orgs.add("vault")
     srv._server.config.app.state.hub.auth.fullnames["alice"] = "Alice A."
     yield srv
@@ -62,8 +63,15 @@ def test_gated_repos_refs_with_slashes_and_history_tools(reg, tmp_path):
 
     alice, bob = _api(reg), _api(reg, "tok-bob")
     alice.create_repo("alice/g")
-    alice.create_commit("alice/g", [CommitOperationAdd("a/one.txt", b"1"), CommitOperationAdd("a/two.txt", b"2"),
-                                    CommitOperationAdd("w.bin", b"weights")], commit_message="first")
+    alice.create_commit(
+        "alice/g",
+        [
+            CommitOperationAdd("a/one.txt", b"1"),
+            CommitOperationAdd("a/two.txt", b"2"),
+            CommitOperationAdd("w.bin", b"weights"),
+        ],
+        commit_message="first",
+    )
     alice.update_repo_settings("alice/g", gated="auto")
     assert alice.model_info("alice/g").gated == "auto" and bob.model_info("alice/g").gated == "auto"
     with pytest.raises(GatedRepoError):
@@ -72,13 +80,20 @@ def test_gated_repos_refs_with_slashes_and_history_tools(reg, tmp_path):
         bob.auth_check("alice/g")
     alice.auth_check("alice/g")
     alice.update_repo_settings("alice/g", gated=False)
-    assert Path(hf_hub_download("alice/g", "w.bin", endpoint=reg.url, token="tok-bob",
-                                cache_dir=tmp_path)).read_bytes() == b"weights"
+    assert (
+        Path(hf_hub_download("alice/g", "w.bin", endpoint=reg.url, token="tok-bob", cache_dir=tmp_path)).read_bytes()
+        == b"weights"
+    )
 
     alice.create_branch("alice/g", branch="feature/x")
     alice.upload_file(path_or_fileobj=b"on x", path_in_repo="x.txt", repo_id="alice/g", revision="feature/x")
-    assert alice.list_repo_files("alice/g", revision="feature/x") == [".gitattributes", "a/one.txt", "a/two.txt",
-                                                                       "w.bin", "x.txt"]
+    assert alice.list_repo_files("alice/g", revision="feature/x") == [
+        ".gitattributes",
+        "a/one.txt",
+        "a/two.txt",
+        "w.bin",
+        "x.txt",
+    ]
     assert "feature/x" in [b.name for b in alice.list_repo_refs("alice/g").branches]
     with pytest.raises(HfHubHTTPError) as bad:
         alice.create_tag("alice/g", tag="bad tag")
@@ -96,8 +111,14 @@ def test_gated_repos_refs_with_slashes_and_history_tools(reg, tmp_path):
     alice.permanently_delete_lfs_files("alice/g", [lfs])
     assert list(alice.list_lfs_files("alice/g")) == [] and "w.bin" not in alice.list_repo_files("alice/g")
     with pytest.raises(EntryNotFoundError):  # older commits name it, but its bytes are gone
-        hf_hub_download("alice/g", "w.bin", revision=commits[1].commit_id, endpoint=reg.url, token="tok-alice",
-                        cache_dir=tmp_path / "c2")
+        hf_hub_download(
+            "alice/g",
+            "w.bin",
+            revision=commits[1].commit_id,
+            endpoint=reg.url,
+            token="tok-alice",
+            cache_dir=tmp_path / "c2",
+        )
 
     alice.super_squash_history("alice/g")
     assert [c.title for c in alice.list_repo_commits("alice/g")] == ["Super-squash branch 'main' using huggingface_hub"]
@@ -123,7 +144,10 @@ def test_uploads_follow_gitignore_and_cards_are_validated(reg, tmp_path):
         warnings.simplefilter("always")
         alice.upload_file(path_or_fileobj=b"no metadata", path_in_repo="README.md", repo_id="alice/up")
     assert any("Empty or missing yaml metadata" in str(w.message) for w in seen)
-    alice.upload_file(path_or_fileobj=b"---\nlicense: mit\npipeline_tag: text-generation\n---\n# ok\n",
-                      path_in_repo="README.md", repo_id="alice/up")
+    alice.upload_file(
+        path_or_fileobj=b"---\nlicense: mit\npipeline_tag: text-generation\n---\n# ok\n",
+        path_in_repo="README.md",
+        repo_id="alice/up",
+    )
     assert [m.id for m in alice.list_models(pipeline_tag="text-generation")] == ["alice/up"]
     assert [m.id for m in alice.list_models(pipeline_tag="text-classification")] == []

@@ -55,7 +55,7 @@ class Registry:
 
     def __init__(self, srv, root: Path):
         self.srv, self.root = srv, root
-        self.host, port = srv.url[len("http://"):].split(":")
+        self.host, port = srv.url[len("http://") :].split(":")
         self.port = int(port)
 
     def send_raw(self, raw: bytes) -> Answer:
@@ -78,14 +78,24 @@ class Registry:
                 body += chunk
         return Answer(int(lines[0].split()[1]), headers, body)
 
-    def req(self, method: str, target: str, body: bytes | dict | list | None = None, token: str | None = None,
-            ctype: str | None = None, headers: dict[str, str] | None = None) -> Answer:
+    def req(
+        self,
+        method: str,
+        target: str,
+        body: bytes | dict | list | None = None,
+        token: str | None = None,
+        ctype: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """``target`` goes into the request line verbatim (no normalisation, no quoting)."""
         if body is not None and not isinstance(body, bytes):
             body, ctype = json.dumps(body).encode(), ctype or "application/json"
         headers = dict(headers or {})
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {headers.pop('Host', f'{self.host}:{self.port}')}",
-                 "Connection: close"]
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {headers.pop('Host', f'{self.host}:{self.port}')}",
+            "Connection: close",
+        ]
         if token:
             lines.append(f"Authorization: Bearer {token}")
         if body is not None:
@@ -127,13 +137,17 @@ def _lfs(path: str, oid: str, size: int | None) -> dict:
 
 def _upload(reg: Registry, repo: str, data: bytes, token: str) -> str:
     """The LFS batch + PUT a client does; returns the upload href path."""
-    a = reg.req("POST", f"/{repo}.git/info/lfs/objects/batch",
-                {"operation": "upload", "objects": [{"oid": _sha(data), "size": len(data)}]}, token)
+    a = reg.req(
+        "POST",
+        f"/{repo}.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": _sha(data), "size": len(data)}]},
+        token,
+    )
     assert a.status == 200, a.body
     href = a.json()["objects"][0]["actions"]["upload"]["href"]
-    put = reg.req("PUT", href[href.index("/lfs/"):], data)
+    put = reg.req("PUT", href[href.index("/lfs/") :], data)
     assert put.status == 200, put.body
-    return href[href.index("/lfs/"):]
+    return href[href.index("/lfs/") :]
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +163,15 @@ def reg(tmp_path_factory):
     (root / "outside-secret.txt").write_bytes(OUTSIDE)
     alice, bob = HfApi(endpoint=srv.url, token="tok-alice"), HfApi(endpoint=srv.url, token="tok-bob")
     alice.create_repo("alice/secret", private=True)
-    alice.create_commit("alice/secret", [CommitOperationAdd("s.txt", SECRET), CommitOperationAdd("sub/s.txt", SECRET),
-                                         CommitOperationAdd("w.safetensors", LFS_SECRET)], commit_message="secret")
+    alice.create_commit(
+        "alice/secret",
+        [
+            CommitOperationAdd("s.txt", SECRET),
+            CommitOperationAdd("sub/s.txt", SECRET),
+            CommitOperationAdd("w.safetensors", LFS_SECRET),
+        ],
+        commit_message="secret",
+    )
     alice.create_tag("alice/secret", tag="v1")
     alice.create_branch("alice/secret", branch="dev")
     alice.create_repo("alice/dsecret", private=True, repo_type="dataset")
@@ -160,8 +181,9 @@ def reg(tmp_path_factory):
     bob.upload_file(path_or_fileobj=PUBLIC_OBJ, path_in_repo="pub.safetensors", repo_id="bob/pub")
     bob.create_repo("bob/priv", private=True)
     bob.upload_file(path_or_fileobj=BOB_PRIVATE, path_in_repo="p.safetensors", repo_id="bob/priv")
-    alice.create_commit("alice/secret", [CommitOperationAdd("pr.txt", SECRET)], commit_message="secret pr",
-                        create_pr=True)  # pull request #1
+    alice.create_commit(
+        "alice/secret", [CommitOperationAdd("pr.txt", SECRET)], commit_message="secret pr", create_pr=True
+    )  # pull request #1
     alice.create_discussion("alice/secret", title="secret talk", description=SECRET.decode())  # discussion #2
     r = Registry(srv, root)
     r.private_collection = alice.create_collection("Hidden things", private=True).slug
@@ -285,8 +307,11 @@ def test_traversal_and_control_characters_in_revisions(reg, method, target, body
 
 @pytest.mark.parametrize("method,target,body", NAME_ENDPOINTS, ids=[f"{m}{t}" for m, t, _ in NAME_ENDPOINTS])
 @pytest.mark.parametrize("slot", ["ns", "name"])
-@pytest.mark.parametrize("attack,fragment,_status", SEGMENT_ATTACKS + [("hub-refused", "a--b", 400)],
-                         ids=[a[0] for a in SEGMENT_ATTACKS] + ["hub-refused"])
+@pytest.mark.parametrize(
+    "attack,fragment,_status",
+    SEGMENT_ATTACKS + [("hub-refused", "a--b", 400)],
+    ids=[a[0] for a in SEGMENT_ATTACKS] + ["hub-refused"],
+)
 def test_traversal_in_repo_names(reg, method, target, body, slot, attack, fragment, _status):
     names = {"ns": "alice", "name": "secret", slot: fragment}
     a = _send(reg, method, target.format(**names), body)
@@ -294,20 +319,46 @@ def test_traversal_in_repo_names(reg, method, target, body, slot, attack, fragme
     assert a.status == 400, a.body  # '%2e%2e' (double-encoded, decoded once) is no valid name either
 
 
-BODY_PATH_ATTACKS = ["../../outside-secret.txt", "..\\..\\outside-secret.txt", "/etc/hostname", "a\x00b", "C:\\x",
-                     "a/../../b", "a//b", "./x", "x/.", "a\r\nb", "a\x7fb", "x" * 1200, "", "sub/" + "y" * 300]
+BODY_PATH_ATTACKS = [
+    "../../outside-secret.txt",
+    "..\\..\\outside-secret.txt",
+    "/etc/hostname",
+    "a\x00b",
+    "C:\\x",
+    "a/../../b",
+    "a//b",
+    "./x",
+    "x/.",
+    "a\r\nb",
+    "a\x7fb",
+    "x" * 1200,
+    "",
+    "sub/" + "y" * 300,
+]
 
 
 def _path_bodies(p: str) -> list[tuple[str, str, str, object]]:
     """(label, method, target, body) for every endpoint that takes a file path in its body."""
     return [
         ("commit-file", "POST", "/api/models/alice/scratch/commit/main", [_header(), _file(p)]),
-        ("commit-lfsFile", "POST", "/api/models/alice/scratch/commit/main",
-         [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)]),
-        ("commit-deletedFile", "POST", "/api/models/alice/scratch/commit/main",
-         [_header(), {"key": "deletedFile", "value": {"path": p}}]),
-        ("commit-deletedFolder", "POST", "/api/models/alice/scratch/commit/main",
-         [_header(), {"key": "deletedFolder", "value": {"path": p}}]),
+        (
+            "commit-lfsFile",
+            "POST",
+            "/api/models/alice/scratch/commit/main",
+            [_header(), _lfs(p, _sha(PUBLIC_OBJ), None)],
+        ),
+        (
+            "commit-deletedFile",
+            "POST",
+            "/api/models/alice/scratch/commit/main",
+            [_header(), {"key": "deletedFile", "value": {"path": p}}],
+        ),
+        (
+            "commit-deletedFolder",
+            "POST",
+            "/api/models/alice/scratch/commit/main",
+            [_header(), {"key": "deletedFolder", "value": {"path": p}}],
+        ),
         ("preupload", "POST", "/api/models/alice/secret/preupload/main", {"files": [{"path": p, "size": 1}]}),
         ("paths-info-json", "POST", "/api/models/alice/secret/paths-info/main", {"paths": [p]}),
     ]
@@ -321,9 +372,13 @@ def test_traversal_in_body_paths(reg, bad):
         _assert_no_leak(a, f"{label} {bad!r}")
         assert a.status == 422, (label, a.body)  # the Hub's status for a bad path in a body (400 in a URL)
         assert "invalid path" in a.json()["error"], (label, a.body)
-    a = reg.req("POST", "/api/models/alice/secret/paths-info/main",
-                b"paths=" + bad.encode().replace(b"\0", b"%00").replace(b"\r\n", b"%0d%0a"), "tok-alice",
-                "application/x-www-form-urlencoded")
+    a = reg.req(
+        "POST",
+        "/api/models/alice/secret/paths-info/main",
+        b"paths=" + bad.encode().replace(b"\0", b"%00").replace(b"\r\n", b"%0d%0a"),
+        "tok-alice",
+        "application/x-www-form-urlencoded",
+    )
     _assert_no_leak(a, f"paths-info-form {bad!r}")
     assert a.status == 422, a.body
     assert reg.req("GET", "/api/models/alice/scratch", token="tok-alice").json()["sha"] == before
@@ -337,17 +392,41 @@ def test_double_encoded_body_path_is_a_harmless_literal_name(reg):
 
 
 # -- objects -----------------------------------------------------------------------------------
-BAD_OIDS = ["/etc/hostname", "../../outside-secret.txt", "../registry.db", "A" * 64, "a" * 63, "a" * 65, "",
-            "g" * 64, "a" * 62 + "/x", None, 12, ["a" * 64]]
+BAD_OIDS = [
+    "/etc/hostname",
+    "../../outside-secret.txt",
+    "../registry.db",
+    "A" * 64,
+    "a" * 63,
+    "a" * 65,
+    "",
+    "g" * 64,
+    "a" * 62 + "/x",
+    None,
+    12,
+    ["a" * 64],
+]
 
 
 @pytest.mark.parametrize("oid", BAD_OIDS, ids=[repr(o)[:24] for o in BAD_OIDS])
 def test_oids_that_are_not_sha256_are_refused_everywhere(reg, oid):
     for label, a in [
-        ("commit", reg.commit("alice/scratch", [_header(), {"key": "lfsFile", "value": {
-            "path": "leak.bin", "algo": "sha256", "oid": oid, "size": 3}}])),
-        ("batch", reg.req("POST", "/alice/scratch.git/info/lfs/objects/batch",
-                          {"operation": "upload", "objects": [{"oid": oid, "size": 3}]}, "tok-alice")),
+        (
+            "commit",
+            reg.commit(
+                "alice/scratch",
+                [_header(), {"key": "lfsFile", "value": {"path": "leak.bin", "algo": "sha256", "oid": oid, "size": 3}}],
+            ),
+        ),
+        (
+            "batch",
+            reg.req(
+                "POST",
+                "/alice/scratch.git/info/lfs/objects/batch",
+                {"operation": "upload", "objects": [{"oid": oid, "size": 3}]},
+                "tok-alice",
+            ),
+        ),
         ("verify", reg.req("POST", "/alice/scratch.git/info/lfs/verify", {"oid": oid, "size": 3}, "tok-alice")),
     ]:
         _assert_no_leak(a, f"{label} {oid!r}")
@@ -355,8 +434,9 @@ def test_oids_that_are_not_sha256_are_refused_everywhere(reg, oid):
     assert reg.req("GET", "/alice/scratch/resolve/main/leak.bin", token="tok-alice").status == 404
 
 
-@pytest.mark.parametrize("fragment", ["%2e%2e", "..%2f..%2fregistry.db", "A" * 64, "a" * 63],
-                         ids=["dotdot", "slash", "upper", "short"])
+@pytest.mark.parametrize(
+    "fragment", ["%2e%2e", "..%2f..%2fregistry.db", "A" * 64, "a" * 63], ids=["dotdot", "slash", "upper", "short"]
+)
 def test_upload_urls_take_only_sha256(reg, fragment):
     a = reg.req("PUT", f"/lfs/upload/1/{fragment}/3?ticket=x", b"abc")
     _assert_no_leak(a, f"upload {fragment}")
@@ -378,8 +458,12 @@ def test_other_repos_objects_cannot_be_claimed(reg):
                 a = reg.commit(repo, [_header(), _lfs("stolen.bin", oid, size_field)], token)
                 _assert_no_leak(a, what)
                 assert a.status == 422, (what, a.body)
-            a = reg.req("POST", f"/{repo}.git/info/lfs/objects/batch",
-                        {"operation": "upload", "objects": [{"oid": oid, "size": size}]}, token)
+            a = reg.req(
+                "POST",
+                f"/{repo}.git/info/lfs/objects/batch",
+                {"operation": "upload", "objects": [{"oid": oid, "size": size}]},
+                token,
+            )
             assert a.status == 200 and "actions" in a.json()["objects"][0], (what, "batch said already stored")
             a = reg.req("POST", f"/{repo}.git/info/lfs/verify", {"oid": oid, "size": size}, token)
             assert a.status == 404 and a.headers.get("x-error-code") is None, (what, a.body)
@@ -388,10 +472,14 @@ def test_other_repos_objects_cannot_be_claimed(reg):
     assert reg.req("POST", "/lfs/verify", {"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}).status == 404
     # an upload ticket is bound to its repo: bob's ticket does not upload into alice's repo
     data = os.urandom(100)
-    a = reg.req("POST", "/bob/pub.git/info/lfs/objects/batch",
-                {"operation": "upload", "objects": [{"oid": _sha(data), "size": 100}]}, "tok-bob")
+    a = reg.req(
+        "POST",
+        "/bob/pub.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": _sha(data), "size": 100}]},
+        "tok-bob",
+    )
     href = a.json()["objects"][0]["actions"]["upload"]["href"]
-    path = href[href.index("/lfs/"):]
+    path = href[href.index("/lfs/") :]
     scratch_id = str(reg.srv._server.config.app.state.hub.store.get_repo("model", "alice", "scratch").id)
     parts = path.split("/")
     forged = "/".join(parts[:3] + [scratch_id] + parts[4:])
@@ -401,8 +489,12 @@ def test_other_repos_objects_cannot_be_claimed(reg):
 
 def test_public_objects_may_be_reused_and_wrong_sizes_are_refused(reg):
     oid, size = _sha(PUBLIC_OBJ), len(PUBLIC_OBJ)
-    a = reg.req("POST", "/alice/scratch.git/info/lfs/objects/batch",
-                {"operation": "upload", "objects": [{"oid": oid, "size": size}]}, "tok-alice")
+    a = reg.req(
+        "POST",
+        "/alice/scratch.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": oid, "size": size}]},
+        "tok-alice",
+    )
     assert "actions" not in a.json()["objects"][0]  # committed in a repo alice can read: no upload needed
     assert reg.commit("alice/scratch", [_header(), _lfs("reused.bin", oid, size + 1)]).status == 422
     assert reg.commit("alice/scratch", [_header(), _lfs("reused.bin", oid, None)]).status == 200
@@ -429,10 +521,16 @@ PRIVATE_ENDPOINTS = [  # every endpoint that reads (or writes) a repo, on alice'
     ("GET", "/api/models/alice/secret/commits/main", None),
     ("GET", "/api/models/alice/secret/refs", None),
     ("GET", "/api/datasets/alice/dsecret/refs", None),
-    ("POST", "/alice/secret.git/info/lfs/objects/batch",
-     {"operation": "download", "objects": [{"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}]}),
-    ("POST", "/alice/secret.git/info/lfs/objects/batch",
-     {"operation": "upload", "objects": [{"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}]}),
+    (
+        "POST",
+        "/alice/secret.git/info/lfs/objects/batch",
+        {"operation": "download", "objects": [{"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}]},
+    ),
+    (
+        "POST",
+        "/alice/secret.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}]},
+    ),
     ("POST", "/datasets/alice/dsecret.git/info/lfs/objects/batch", {"operation": "upload", "objects": []}),
     ("POST", "/alice/secret.git/info/lfs/verify", {"oid": _sha(LFS_SECRET), "size": len(LFS_SECRET)}),
     ("POST", "/api/models/alice/secret/preupload/main", {"files": [{"path": "s.txt", "size": 1}]}),
@@ -479,8 +577,11 @@ PRIVATE_ENDPOINTS += PRIVATE_READS + PRIVATE_WRITES
 OUTSIDERS = [None, "tok-bob", "tok-nobody"]
 
 
-@pytest.mark.parametrize("method,target,body", PRIVATE_ENDPOINTS,
-                         ids=[f"{m}{t}{'-json' if isinstance(b, dict) else ''}" for m, t, b in PRIVATE_ENDPOINTS])
+@pytest.mark.parametrize(
+    "method,target,body",
+    PRIVATE_ENDPOINTS,
+    ids=[f"{m}{t}{'-json' if isinstance(b, dict) else ''}" for m, t, b in PRIVATE_ENDPOINTS],
+)
 @pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
 def test_private_repos_are_invisible_to_outsiders(reg, method, target, body, token):
     a = _send(reg, method, target, body, token)
@@ -489,9 +590,17 @@ def test_private_repos_are_invisible_to_outsiders(reg, method, target, body, tok
     assert b"secret" not in a.body.replace(b"alice/secret", b"").replace(b"alice/dsecret", b"")
 
 
-LISTINGS = ["/api/models", "/api/models?author=alice", "/api/models?search=secret", "/api/models?full=true",
-            "/api/models?cardData=true&limit=1000", "/api/datasets?author=alice", "/api/datasets?search=dsecret",
-            "/api/models?filter=lora", "/api/models?sort=id&direction=1"]
+LISTINGS = [
+    "/api/models",
+    "/api/models?author=alice",
+    "/api/models?search=secret",
+    "/api/models?full=true",
+    "/api/models?cardData=true&limit=1000",
+    "/api/datasets?author=alice",
+    "/api/datasets?search=dsecret",
+    "/api/models?filter=lora",
+    "/api/models?sort=id&direction=1",
+]
 
 
 @pytest.mark.parametrize("target", LISTINGS)
@@ -509,8 +618,13 @@ def test_listings_and_search_hide_private_repos(reg, target, token):
 def test_owner_still_reads_everything(reg):
     """The same endpoints answer the owner (so the 404s above are about permission, not broken routes)."""
     for method, target, body in PRIVATE_ENDPOINTS:
-        if (method in ("DELETE", "PUT") or "commit/" in target or "branch" in target or "tag/" in target
-                or (method, target, body) in PRIVATE_WRITES):
+        if (
+            method in ("DELETE", "PUT")
+            or "commit/" in target
+            or "branch" in target
+            or "tag/" in target
+            or (method, target, body) in PRIVATE_WRITES
+        ):
             continue
         a = _send(reg, method, target, body, "tok-alice")
         assert a.status in (200, 501), (method, target, a.body)
@@ -520,9 +634,13 @@ def test_owner_still_reads_everything(reg):
 def test_collections_never_show_a_private_repo_or_collection(reg, token):
     """A private collection is a 404 for outsiders; a public one lists only what they may see; listings by owner or
     by item leave private things out; outsiders cannot change alice's collections or collect her private repo."""
-    for target in (f"/api/collections/{reg.private_collection}", "/api/collections?owner=alice",
-                   f"/api/collections/{reg.public_collection}", "/api/collections?item=models/alice/secret",
-                   "/api/collections?item=models/alice/scratch"):
+    for target in (
+        f"/api/collections/{reg.private_collection}",
+        "/api/collections?owner=alice",
+        f"/api/collections/{reg.public_collection}",
+        "/api/collections?item=models/alice/secret",
+        "/api/collections?item=models/alice/scratch",
+    ):
         a = reg.req("GET", target, token=token)
         _assert_no_leak(a, f"{target} as {token}")
         assert b"alice/secret" not in a.body and b"Hidden things" not in a.body and b"hidden from" not in a.body
@@ -530,11 +648,15 @@ def test_collections_never_show_a_private_repo_or_collection(reg, token):
             assert a.status == 404, a.body
         else:
             assert a.status == 200, a.body
-    assert [i["id"] for i in reg.req("GET", f"/api/collections/{reg.public_collection}", token=token).json()["items"]
-            ] == ["alice/scratch"]
+    assert [
+        i["id"] for i in reg.req("GET", f"/api/collections/{reg.public_collection}", token=token).json()["items"]
+    ] == ["alice/scratch"]
     assert reg.req("GET", "/api/collections?item=models/alice/secret", token=token).json() == []
-    writes = [("PATCH", "", {"title": "stolen"}), ("DELETE", "", None),
-              ("POST", "/items", {"item": {"id": "bob/pub", "type": "model"}})]
+    writes = [
+        ("PATCH", "", {"title": "stolen"}),
+        ("DELETE", "", None),
+        ("POST", "/items", {"item": {"id": "bob/pub", "type": "model"}}),
+    ]
     for slug, status in ((reg.private_collection, 404), (reg.public_collection, 401 if token != "tok-bob" else 403)):
         for method, tail, body in writes:
             a = reg.req(method, f"/api/collections/{slug}{tail}", body, token)
@@ -577,9 +699,17 @@ JSON_ENDPOINTS = [  # (method, target, a valid body)
     ("PUT", "/api/models/alice/scratch/settings", {"private": False}),
     ("POST", "/api/validate-yaml", {"content": "---\na: 1\n---\n"}),
     ("POST", "/api/models/alice/scratch/preupload/main", {"files": [{"path": "a.txt", "size": 1, "sample": ""}]}),
-    ("POST", "/alice/scratch.git/info/lfs/objects/batch",
-     {"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}], "transfers": ["basic"], "hash_algo": "sha256",
-      "ref": {"name": "main"}}),
+    (
+        "POST",
+        "/alice/scratch.git/info/lfs/objects/batch",
+        {
+            "operation": "upload",
+            "objects": [{"oid": "0" * 64, "size": 1}],
+            "transfers": ["basic"],
+            "hash_algo": "sha256",
+            "ref": {"name": "main"},
+        },
+    ),
     ("POST", "/alice/scratch.git/info/lfs/verify", {"oid": "0" * 64, "size": 1}),
     ("POST", "/api/models/alice/scratch/paths-info/main", {"paths": ["a.txt"], "expand": False}),
     ("POST", "/api/models/alice/scratch/branch/b-json", {"startingPoint": "main"}),
@@ -607,8 +737,20 @@ def _field_mutations(body: dict) -> list[tuple[str, object]]:
         for tname, wrong in WRONG.items():
             if type(wrong) is type(value):
                 continue
-            if wrong is None and key in ("private", "startingPoint", "message", "expand", "transfers", "hash_algo",
-                                         "ref", "sample", "description", "comment", "namespace", "type"):
+            if wrong is None and key in (
+                "private",
+                "startingPoint",
+                "message",
+                "expand",
+                "transfers",
+                "hash_algo",
+                "ref",
+                "sample",
+                "description",
+                "comment",
+                "namespace",
+                "type",
+            ):
                 continue  # optional: null means absent
             if tname == "object" and key == "ref":
                 continue
@@ -622,11 +764,17 @@ def _field_mutations(body: dict) -> list[tuple[str, object]]:
     return out
 
 
-WHOLE_BODIES = {**{k: json.dumps(v).encode() for k, v in WRONG.items() if k != "object"},
-                "deep": _deep(100_000), "deep-unclosed": b"[" * 100_000, "deep-object": b'{"a":' * 50_000,
-                "invalid": b"{", "nan": b'{"size": NaN}', "not-utf8": b'{"name": "\xff\xfe"}',
-                "surrogate": b'{"name": "\\ud800", "paths": ["\\ud800"], "content": "\\ud800"}',
-                "huge-int": b'{"size": 1' + b"0" * 5000 + b"}"}
+WHOLE_BODIES = {
+    **{k: json.dumps(v).encode() for k, v in WRONG.items() if k != "object"},
+    "deep": _deep(100_000),
+    "deep-unclosed": b"[" * 100_000,
+    "deep-object": b'{"a":' * 50_000,
+    "invalid": b"{",
+    "nan": b'{"size": NaN}',
+    "not-utf8": b'{"name": "\xff\xfe"}',
+    "surrogate": b'{"name": "\\ud800", "paths": ["\\ud800"], "content": "\\ud800"}',
+    "huge-int": b'{"size": 1' + b"0" * 5000 + b"}",
+}
 
 
 @pytest.mark.parametrize("method,target,valid", JSON_ENDPOINTS, ids=[t for _, t, _ in JSON_ENDPOINTS])
@@ -642,10 +790,13 @@ def test_malformed_json_bodies_are_400(reg, method, target, valid):
 
 def _line_mutations() -> list[tuple[str, bytes]]:
     """Each field of each commit line kind replaced by each JSON type it does not accept."""
-    lines = {"header": {"summary": "s", "description": "d", "parentCommit": "abcdef1"},
-             "file": {"path": "f.txt", "content": "eA==", "encoding": "base64"},
-             "lfsFile": {"path": "l.bin", "algo": "sha256", "oid": _sha(PUBLIC_OBJ), "size": len(PUBLIC_OBJ)},
-             "deletedFile": {"path": "f.txt"}, "deletedFolder": {"path": "d/"}}
+    lines = {
+        "header": {"summary": "s", "description": "d", "parentCommit": "abcdef1"},
+        "file": {"path": "f.txt", "content": "eA==", "encoding": "base64"},
+        "lfsFile": {"path": "l.bin", "algo": "sha256", "oid": _sha(PUBLIC_OBJ), "size": len(PUBLIC_OBJ)},
+        "deletedFile": {"path": "f.txt"},
+        "deletedFolder": {"path": "d/"},
+    }
     optional = {"summary", "description", "parentCommit", "encoding", "algo", "size"}
     out = []
     for key, value in lines.items():
@@ -668,12 +819,18 @@ LINE_ATTACKS = _line_mutations() + [
     ("bad-base64", json.dumps(_file("f.txt")).replace("eA==", "%%%not base64").encode()),
     ("bad-padding", json.dumps(_file("f.txt")).replace("eA==", "eA=").encode()),
     ("bad-encoding", json.dumps({"key": "file", "value": {"path": "f", "content": "x", "encoding": "rot13"}}).encode()),
-    ("bad-algo", json.dumps(_lfs("l.bin", _sha(PUBLIC_OBJ), None) | {"value": {"path": "l", "oid": _sha(PUBLIC_OBJ),
-                                                                              "algo": "md5"}}).encode()),
+    (
+        "bad-algo",
+        json.dumps(
+            _lfs("l.bin", _sha(PUBLIC_OBJ), None) | {"value": {"path": "l", "oid": _sha(PUBLIC_OBJ), "algo": "md5"}}
+        ).encode(),
+    ),
     ("negative-size", json.dumps(_lfs("l.bin", _sha(PUBLIC_OBJ), -1)).encode()),
     ("huge-size", json.dumps(_lfs("l.bin", _sha(PUBLIC_OBJ), 2**70)).encode()),
     ("header.parentCommit=path", json.dumps({"key": "header", "value": {"parentCommit": "../main"}}).encode()),
-    ("deep", _deep(100_000)), ("invalid", b"{"), ("not-utf8", b'{"key": "\xff"}'),
+    ("deep", _deep(100_000)),
+    ("invalid", b"{"),
+    ("not-utf8", b'{"key": "\xff"}'),
     ("surrogate-path", b'{"key": "file", "value": {"path": "\\udc00", "content": ""}}'),
 ]
 
@@ -691,8 +848,13 @@ def test_malformed_commit_lines_are_400_and_change_nothing(reg, label, line):
 
 def test_commit_structure_is_checked(reg):
     header, add = json.dumps(_header()).encode(), json.dumps(_file("f.txt")).encode()
-    for label, body in [("empty", b""), ("no header", add), ("header twice", header + b"\n" + header),
-                        ("header last", add + b"\n" + header), ("blank", b"\n\n\n")]:
+    for label, body in [
+        ("empty", b""),
+        ("no header", add),
+        ("header twice", header + b"\n" + header),
+        ("header last", add + b"\n" + header),
+        ("blank", b"\n\n\n"),
+    ]:
         a = reg.req("POST", "/api/models/alice/scratch/commit/main", body, "tok-alice", "application/x-ndjson")
         assert a.status == 400, (label, a.body)
     a = reg.req("POST", "/api/models/alice/scratch/commit/main", header, "tok-alice", "application/json")
@@ -708,20 +870,41 @@ def test_oversized_requests_get_413_414_431(reg, monkeypatch):
         ("one header", reg.req("GET", "/api/models", headers={"X-Big": "a" * 100_000}), 431),
         ("endless header", reg.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 3_000_000 + b"\r\n\r\n"), 431),
         ("many headers", reg.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 20_000 + b"\r\n"), 431),
-        ("declared json body", reg.send_raw(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                                            b"tok-alice\r\nContent-Length: 99999999999\r\n\r\n"), 413),
-        ("declared commit body", reg.send_raw(b"POST /api/models/alice/scratch/commit/main HTTP/1.1\r\nHost: x\r\n"
-                                              b"Authorization: Bearer tok-alice\r\nContent-Type: application/x-ndjson"
-                                              b"\r\nContent-Length: 99999999999\r\n\r\n"), 413),
+        (
+            "declared json body",
+            reg.send_raw(
+                b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                b"tok-alice\r\nContent-Length: 99999999999\r\n\r\n"
+            ),
+            413,
+        ),
+        (
+            "declared commit body",
+            reg.send_raw(
+                b"POST /api/models/alice/scratch/commit/main HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer tok-alice\r\nContent-Type: application/x-ndjson"
+                b"\r\nContent-Length: 99999999999\r\n\r\n"
+            ),
+            413,
+        ),
         ("upload bigger than its oid", reg.req("PUT", f"/lfs/upload/1/{'0' * 64}/{2**60}?ticket=x", b"x"), 413),
-        ("bad content-length", reg.send_raw(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\n"
-                                            b"Content-Length: -1\r\n\r\n"), 400),
+        (
+            "bad content-length",
+            reg.send_raw(b"POST /api/repos/create HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+            400,
+        ),
         ("bad host", reg.req("POST", "/api/repos/create", {"name": "h"}, "tok-alice", headers={"Host": "a b"}), 400),
         ("range", reg.req("GET", "/bob/pub/resolve/main/pub.safetensors", headers={"Range": "bytes=abc"}), 400),
-        ("range past end", reg.req("GET", "/bob/pub/resolve/main/pub.safetensors",
-                                   headers={"Range": "bytes=99999999-"}), 416),
-        ("too many list items", reg.req("POST", "/api/models/alice/secret/paths-info/main",
-                                        {"paths": ["a"] * 10_001}, "tok-alice"), 400),
+        (
+            "range past end",
+            reg.req("GET", "/bob/pub/resolve/main/pub.safetensors", headers={"Range": "bytes=99999999-"}),
+            416,
+        ),
+        (
+            "too many list items",
+            reg.req("POST", "/api/models/alice/secret/paths-info/main", {"paths": ["a"] * 10_001}, "tok-alice"),
+            400,
+        ),
         ("bad limit", reg.req("GET", "/api/models?limit=-1"), 400),
         ("bad cursor", reg.req("GET", "/api/models?cursor=abc"), 400),
         ("superscript limit", reg.req("GET", "/api/models?limit=%C2%B2"), 400),  # '²'.isdigit() is True
@@ -739,20 +922,29 @@ def test_oversized_requests_get_413_414_431(reg, monkeypatch):
 
 
 # -- cards ---------------------------------------------------------------------------------------
-BOMB = ("---\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
-        + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
-                  f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n" for i in range(8))
-        + "---\n# bomb\n")
+BOMB = (
+    '---\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
+        f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    + "---\n# bomb\n"
+)
 
 
-@pytest.mark.parametrize("card,label", [
-    (BOMB, "billion laughs"),
-    ("---\nx: &x [*x]\n---\n", "recursive alias"),
-    ("---\nx: " + "[" * 100_000 + "]" * 100_000 + "\n---\n", "deep flow nesting"),
-    ("---\n" + "".join(" " * i + f"k{i}:\n" for i in range(400)) + "---\n", "deep block nesting"),
-    ("---\nx: " + "a" * (1024**2 + 10) + "\n---\n", "over 1 MB"),
-    ("---\n" + "".join(f"k{i}: [{', '.join(['v'] * 200)}]\n" for i in range(30)) + "---\n", "too many nodes"),
-], ids=["billion-laughs", "recursive", "deep", "deep-block", "big", "nodes"])
+@pytest.mark.parametrize(
+    "card,label",
+    [
+        (BOMB, "billion laughs"),
+        ("---\nx: &x [*x]\n---\n", "recursive alias"),
+        ("---\nx: " + "[" * 100_000 + "]" * 100_000 + "\n---\n", "deep flow nesting"),
+        ("---\n" + "".join(" " * i + f"k{i}:\n" for i in range(400)) + "---\n", "deep block nesting"),
+        ("---\nx: " + "a" * (1024**2 + 10) + "\n---\n", "over 1 MB"),
+        ("---\n" + "".join(f"k{i}: [{', '.join(['v'] * 200)}]\n" for i in range(30)) + "---\n", "too many nodes"),
+    ],
+    ids=["billion-laughs", "recursive", "deep", "deep-block", "big", "nodes"],
+)
 def test_yaml_bombs_in_cards_are_refused_and_info_stays_small(reg, card, label, monkeypatch):
     from deltahub.server import tags
 
@@ -784,10 +976,47 @@ def test_cards_with_small_aliases_and_dates_still_work(reg):
 
 
 # -- names ---------------------------------------------------------------------------------------
-BAD_REPO_NAMES = ["a--b", "ab-", "ab.", "-ab", ".ab", "a..b", "a\nb", "a\rb", "x" * 97, "a.git", "café", "a b",
-                  "a/b", "", "..", "a\x00b"]
-BAD_REF_NAMES = ["a..b", "a b", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "a\\b", ".a", "a.lock", "a/", "/a", "a//b",
-                 "@", "a@{b", "a.", "a\r\nb", "a\x7fb", "x" * 256, "a/.b"]
+BAD_REPO_NAMES = [
+    "a--b",
+    "ab-",
+    "ab.",
+    "-ab",
+    ".ab",
+    "a..b",
+    "a\nb",
+    "a\rb",
+    "x" * 97,
+    "a.git",
+    "café",
+    "a b",
+    "a/b",
+    "",
+    "..",
+    "a\x00b",
+]
+BAD_REF_NAMES = [
+    "a..b",
+    "a b",
+    "a~b",
+    "a^b",
+    "a:b",
+    "a?b",
+    "a*b",
+    "a[b",
+    "a\\b",
+    ".a",
+    "a.lock",
+    "a/",
+    "/a",
+    "a//b",
+    "@",
+    "a@{b",
+    "a.",
+    "a\r\nb",
+    "a\x7fb",
+    "x" * 256,
+    "a/.b",
+]
 
 
 def test_repo_names_follow_the_hub(reg):
@@ -805,8 +1034,10 @@ def test_repo_names_follow_the_hub(reg):
         if name and "/" not in name:  # the client refuses the same names, and says the same
             with pytest.raises(HFValidationError) as exc:
                 validate_repo_id(f"alice/{name}")
-            assert exc.value.args[0].split(":")[0] in reg.req("POST", "/api/repos/create", {"name": name},
-                                                               "tok-alice").json()["error"]
+            assert (
+                exc.value.args[0].split(":")[0]
+                in reg.req("POST", "/api/repos/create", {"name": name}, "tok-alice").json()["error"]
+            )
     for name in ("_a", "a_", "a.b-c_d", "A1", "x" * 96):
         assert reg.req("POST", "/api/repos/create", {"name": name}, "tok-alice").status == 200, name
 
@@ -838,15 +1069,27 @@ def test_crlf_in_a_revision_gets_an_answer(reg):
 # -- faults --------------------------------------------------------------------------------------
 def test_client_disconnect_mid_upload_leaves_no_temp_file(reg):
     data = os.urandom(2_000_000)
-    a = reg.req("POST", "/alice/scratch.git/info/lfs/objects/batch",
-                {"operation": "upload", "objects": [{"oid": _sha(data), "size": len(data)}]}, "tok-alice")
+    a = reg.req(
+        "POST",
+        "/alice/scratch.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": _sha(data), "size": len(data)}]},
+        "tok-alice",
+    )
     href = a.json()["objects"][0]["actions"]["upload"]["href"]
-    for target, head in [(href[href.index("/lfs/"):], b""),
-                         ("/api/models/alice/scratch/commit/main",
-                          b"Authorization: Bearer tok-alice\r\nContent-Type: application/x-ndjson\r\n")]:
+    for target, head in [
+        (href[href.index("/lfs/") :], b""),
+        (
+            "/api/models/alice/scratch/commit/main",
+            b"Authorization: Bearer tok-alice\r\nContent-Type: application/x-ndjson\r\n",
+        ),
+    ]:
         s = socket.create_connection((reg.host, reg.port))
-        s.sendall(f"{'PUT' if 'lfs' in target else 'POST'} {target} HTTP/1.1\r\nHost: x\r\n".encode() + head
-                  + f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:1_000_000])
+        s.sendall(
+            f"{'PUT' if 'lfs' in target else 'POST'} {target} HTTP/1.1\r\nHost: x\r\n".encode()
+            + head
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data[:1_000_000]
+        )
         deadline = time.monotonic() + 10
         while not reg.temp_files() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -863,8 +1106,9 @@ def tiny_disk(tmp_path):
     """A 24 MB tmpfs mounted for this test (skipped where this process cannot mount)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True,
-                          check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.decode().strip()}")
     try:
@@ -900,8 +1144,12 @@ def test_disk_full_is_507_with_the_reason_and_reads_keep_working(tiny_disk, tmp_
         api.upload_file(path_or_fileobj=b"small", path_in_repo="s.txt", repo_id="alice/full")
         reg = Registry(srv, root)
         later = os.urandom(1_000_000)
-        batch = reg.req("POST", "/alice/full.git/info/lfs/objects/batch",
-                        {"operation": "upload", "objects": [{"oid": _sha(later), "size": len(later)}]}, "tok-alice")
+        batch = reg.req(
+            "POST",
+            "/alice/full.git/info/lfs/objects/batch",
+            {"operation": "upload", "objects": [{"oid": _sha(later), "size": len(later)}]},
+            "tok-alice",
+        )
         href = batch.json()["objects"][0]["actions"]["upload"]["href"]
         db = sqlite3.connect(root / "registry.db")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # so that the next SQLite write needs new disk blocks
@@ -915,7 +1163,7 @@ def test_disk_full_is_507_with_the_reason_and_reads_keep_working(tiny_disk, tmp_
         with pytest.raises(Exception) as exc:  # an LFS file: refused at the batch step, with the reason
             api.upload_file(path_or_fileobj=os.urandom(100_000), path_in_repo="x.safetensors", repo_id="alice/full")
         assert want in str(exc.value)
-        a = reg.req("PUT", href[href.index("/lfs/"):], later)  # a ticket from before the disk filled up
+        a = reg.req("PUT", href[href.index("/lfs/") :], later)  # a ticket from before the disk filled up
         assert a.status == 507 and a.json()["error"] == want
         with pytest.raises(HfHubHTTPError) as exc:  # no file to write: only SQLite has to grow
             api.create_branch("alice/full", branch="dev")
@@ -924,14 +1172,15 @@ def test_disk_full_is_507_with_the_reason_and_reads_keep_working(tiny_disk, tmp_
         assert api.model_info("alice/full").sha  # reads keep working
         assert api.list_repo_files("alice/full") == [".gitattributes", "s.txt", "w.safetensors"]
         assert [m.id for m in api.list_models(author="alice")] == ["alice/full"]
-        got = hf_hub_download("alice/full", "w.safetensors", endpoint=srv.url, token="tok-alice",
-                              cache_dir=tmp_path / "cache")
+        got = hf_hub_download(
+            "alice/full", "w.safetensors", endpoint=srv.url, token="tok-alice", cache_dir=tmp_path / "cache"
+        )
         assert Path(got).read_bytes() == data
         assert reg.temp_files() == []
 
         filler.unlink()
         api.upload_file(path_or_fileobj=b"after", path_in_repo="r.txt", repo_id="alice/full")
-        assert reg.req("PUT", href[href.index("/lfs/"):], later).status == 200
+        assert reg.req("PUT", href[href.index("/lfs/") :], later).status == 200
     finally:
         srv.stop()
 
@@ -939,10 +1188,13 @@ def test_disk_full_is_507_with_the_reason_and_reads_keep_working(tiny_disk, tmp_
 def test_killed_server_leaves_no_temp_files_and_spares_live_ones(tmp_path):
     """A process killed mid-upload leaves a locked folder; the next start removes it, never a live one."""
     root = tmp_path / "reg"
-    code = ("import sys, time; from deltahub.server.storage import Store; s = Store(sys.argv[1]);"
-            "fd, p = s.scratch.new_file(); open(p, 'wb').write(b'partial'); print(p, flush=True); time.sleep(60)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    code = (
+        "import sys, time; from deltahub.server.storage import Store; s = Store(sys.argv[1]);"
+        "fd, p = s.scratch.new_file(); open(p, 'wb').write(b'partial'); print(p, flush=True); time.sleep(60)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     try:
         paths = [Path(p.stdout.readline().strip()) for p in procs]
         assert all(p.is_file() for p in paths)
@@ -965,14 +1217,20 @@ def test_killed_server_leaves_no_temp_files_and_spares_live_ones(tmp_path):
 def test_processes_opening_a_new_registry_at_once_all_start(tmp_path):
     """Processes opening new roots at the same instant all start: two first opens switching to WAL together
     made one fail at once with "database is locked" (SQLite skips its busy wait to avoid a deadlock; seen in CI)."""
-    code = ("import sys, time; from deltahub.server.storage import Store\n"
-            "start = float(sys.argv[1])\n"
-            "for root in sys.argv[2:]:\n"
-            "    start += 0.3; time.sleep(max(0.0, start - time.time())); Store(root).close()\n"
-            "print('ok')")
+    code = (
+        "import sys, time; from deltahub.server.storage import Store\n"
+        "start = float(sys.argv[1])\n"
+        "for root in sys.argv[2:]:\n"
+        "    start += 0.3; time.sleep(max(0.0, start - time.time())); Store(root).close()\n"
+        "print('ok')"
+    )
     roots = [str(tmp_path / f"reg{i}") for i in range(5)]
     start = time.time() + 3  # after every process has imported
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), *roots], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(start), *roots], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results, strict=True)] == [(0, "ok")] * 6, results

@@ -30,11 +30,17 @@ def adapter_dir(tiny_model, tmp_path_factory) -> Path:
             p.data.normal_(0, 0.02)
     out = tmp_path_factory.mktemp("adapter") / "delta"
     peft_model.save_pretrained(out)
-    block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": "toy/Qwen3-big"},
-             "rejected": {"model": "toy/Qwen3-small"}, "student": {"model": str(tiny_model)}, "pairs": PAIRS,
-             "training": {"objective": "dpo", "beta": 0.1},
-             "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-             "dataset": {"repo": "me/pairs", "revision": None}}
+    block = {
+        "schema_version": 1,
+        "kind": "adapter",
+        "chosen": {"model": "toy/Qwen3-big"},
+        "rejected": {"model": "toy/Qwen3-small"},
+        "student": {"model": str(tiny_model)},
+        "pairs": PAIRS,
+        "training": {"objective": "dpo", "beta": 0.1},
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "dataset": {"repo": "me/pairs", "revision": None},
+    }
     (out / "deltahub.json").write_text(json.dumps(block))
     write_card(out)
     return out
@@ -45,13 +51,25 @@ def dataset_dir(tmp_path_factory) -> Path:
     import datasets
 
     out = tmp_path_factory.mktemp("pairs") / "pairs"
-    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": "a"}],
-             "rejected": [{"role": "assistant", "content": "b"}]} for i in range(PAIRS)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"q{i}"}],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        }
+        for i in range(PAIRS)
+    ]
     (out / "data").mkdir(parents=True)
     datasets.Dataset.from_list(rows).to_parquet(str(out / "data" / "train-00000.parquet"))
-    block = {"schema_version": 1, "kind": "dataset", "chosen": {"model": "toy/Qwen3-big"},
-             "rejected": {"model": "toy/Qwen3-small"},
-             "prompts": {"dataset": "toy/prompts", "split": "train"}, "pairs": PAIRS, "filters": {"empty": 1}}
+    block = {
+        "schema_version": 1,
+        "kind": "dataset",
+        "chosen": {"model": "toy/Qwen3-big"},
+        "rejected": {"model": "toy/Qwen3-small"},
+        "prompts": {"dataset": "toy/prompts", "split": "train"},
+        "pairs": PAIRS,
+        "filters": {"empty": 1},
+    }
     (out / "deltahub.json").write_text(json.dumps(block))
     write_card(out)
     return out
@@ -86,9 +104,15 @@ def test_card_front_matter_round_trips_the_block(adapter_dir, dataset_dir, tiny_
 
 
 def test_merged_card_lists_deltas_and_command(tmp_path):
-    block = {"kind": "merged", "student": {"model": "b/base"},
-             "merge": {"method": "ties", "parameters": {"density": 0.3},
-                       "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}]}}
+    block = {
+        "kind": "merged",
+        "student": {"model": "b/base"},
+        "merge": {
+            "method": "ties",
+            "parameters": {"density": 0.3},
+            "deltas": [{"repo": "me/a", "revision": "v1"}, {"repo": "me/b", "revision": "abc"}],
+        },
+    }
     (tmp_path / "deltahub.json").write_text(json.dumps(block))
     text = write_card(tmp_path).read_text()
     assert "deltahub merge me/a@v1 me/b@abc --out OUT --method ties --density 0.3" in text
@@ -174,14 +198,20 @@ def test_merged_adapter_without_config_fails(adapter_dir, tmp_path):
     """A merged delta published as an adapter is a PEFT folder too: no adapter_config.json, no PASS."""
     bad = _copy(adapter_dir, tmp_path)
     (bad / "adapter_config.json").unlink()
-    block = {"schema_version": 1, "kind": "merged", "student": {"model": "b/base"},
-             "merge": {"method": "ties", "output": "adapter", "deltas": [{"repo": "me/a", "revision": "v1"}]}}
+    block = {
+        "schema_version": 1,
+        "kind": "merged",
+        "student": {"model": "b/base"},
+        "merge": {"method": "ties", "output": "adapter", "deltas": [{"repo": "me/a", "revision": "v1"}]},
+    }
     (bad / "deltahub.json").write_text(json.dumps(block))
     write_card(bad)
     report = validate_folder(bad, dataset_rows=rows_ok)
     assert failed(report) == {"adapter matches its base"}, report.lines()
-    assert "adapter_config.json is missing" in report.lines()[[c.name for c in report.checks].index(
-        "adapter matches its base")]
+    assert (
+        "adapter_config.json is missing"
+        in report.lines()[[c.name for c in report.checks].index("adapter matches its base")]
+    )
 
 
 def test_unpublished_dataset_link_is_a_warning_locally_and_a_failure_when_strict(adapter_dir, tmp_path):
@@ -191,8 +221,10 @@ def test_unpublished_dataset_link_is_a_warning_locally_and_a_failure_when_strict
     del block["dataset"]
     (unlinked / "deltahub.json").write_text(json.dumps(block))
     write_card(unlinked)
-    for folder, rows, detail in ((adapter_dir, lambda r, v: None, "me/pairs is not published yet"),
-                                 (unlinked, rows_ok, "no pairs dataset linked yet")):
+    for folder, rows, detail in (
+        (adapter_dir, lambda r, v: None, "me/pairs is not published yet"),
+        (unlinked, rows_ok, "no pairs dataset linked yet"),
+    ):
         report = validate_folder(folder, dataset_rows=rows, local=True)
         check = next(c for c in report.checks if c.name == "linked dataset")
         assert report.ok and check.status == "warn" and detail in check.detail, report.lines()

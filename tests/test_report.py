@@ -13,7 +13,7 @@ SKILLS = ("lsr", "srt")
 
 
 def _bits(v: np.ndarray) -> dict[str, str]:
-    return {s: "".join("1" if x else "0" for x in v[i * N:(i + 1) * N]) for i, s in enumerate(SKILLS)}
+    return {s: "".join("1" if x else "0" for x in v[i * N : (i + 1) * N]) for i, s in enumerate(SKILLS)}
 
 
 def _fix(rng, v: np.ndarray, fraction: float) -> np.ndarray:
@@ -33,19 +33,36 @@ def _seed(seed: int) -> dict:
     a = _fix(rng, student, 0.20)
     b, c = _fix(rng, student, 0.02), _fix(rng, student, 0.03)
     gam = _fix(rng, a, 0.20)
-    rows = {"student": student, "+ delta a": a, "+ delta b": b, "+ delta c": c,
-            "+ SFT-on-chosen a": student, "+ SFT-on-chosen b": student, "+ SFT-on-chosen c": student,
-            "merge gam": gam, "merge average": gam, "merge ties": _fix(rng, gam, 0.3), "merge knots": gam,
-            "merge gam-first2": _fix(rng, a, 0.1)}
+    rows = {
+        "student": student,
+        "+ delta a": a,
+        "+ delta b": b,
+        "+ delta c": c,
+        "+ SFT-on-chosen a": student,
+        "+ SFT-on-chosen b": student,
+        "+ SFT-on-chosen c": student,
+        "merge gam": gam,
+        "merge average": gam,
+        "merge ties": _fix(rng, gam, 0.3),
+        "merge knots": gam,
+        "merge gam-first2": _fix(rng, a, 0.1),
+    }
     kinds = {"student": "student", "merge gam-first2": "composition curve"}
     kinds.update({r: "single delta" for r in rows if r.startswith("+ delta")})
     kinds.update({r: "SFT control" for r in rows if r.startswith("+ SFT")})
     kinds.update({r: "merge" for r in ("merge gam", "merge average", "merge ties", "merge knots")})
     select = {f"+ delta {d}": _bits(np.arange(2 * N) < (100 if d == "c" else 50)) for d in "abc"}
-    return {"rows": {r: {**{s: float(v[i * N:(i + 1) * N].mean()) for i, s in enumerate(SKILLS)},
-                         "avg": float(v.mean())} for r, v in rows.items()},
-            "kinds": kinds, "correct": {r: _bits(v) for r, v in rows.items()}, "select": select,
-            "order": ["a", "b", "c"], "curve": "gam"}
+    return {
+        "rows": {
+            r: {**{s: float(v[i * N : (i + 1) * N].mean()) for i, s in enumerate(SKILLS)}, "avg": float(v.mean())}
+            for r, v in rows.items()
+        },
+        "kinds": kinds,
+        "correct": {r: _bits(v) for r, v in rows.items()},
+        "select": select,
+        "order": ["a", "b", "c"],
+        "curve": "gam",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +96,19 @@ def test_claim_verdicts_follow_the_data(results):
     assert verdict["composition curve: 3 deltas > 2"] == "reproduced"
     # the per-seed numbers are the plain paired mean differences
     r = results[1]
-    student, gam = (np.array([int(ch) for s in SKILLS for ch in r["correct"][row][s]])
-                    for row in ("student", "merge gam"))
+    student, gam = (
+        np.array([int(ch) for s in SKILLS for ch in r["correct"][row][s]]) for row in ("student", "merge gam")
+    )
     assert claims["GAM merge > student"].per_seed[1] == pytest.approx((gam - student).mean())
 
 
 def test_claims_need_their_rows(results):
-    partial = {**results[0], "correct": {k: v for k, v in results[0]["correct"].items()
-                                         if k in ("student", "+ delta a", "+ delta b", "+ delta c")}}
+    partial = {
+        **results[0],
+        "correct": {
+            k: v for k, v in results[0]["correct"].items() if k in ("student", "+ delta a", "+ delta b", "+ delta c")
+        },
+    }
     names = [c.name for c in claim_list(partial)]
     assert names == ["best single delta > student", "average single delta > student"]
 

@@ -17,8 +17,12 @@ from deltahub.server import start_server
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
     """A registry in token mode: alice owns 'alice' and org 'team'; bob owns 'bob'."""
-    srv = start_server(tmp_path_factory.mktemp("reg"), open_mode=False,
-                       tokens={"tok-alice": "alice", "tok-bob": "bob"}, orgs={"alice": ["team"]})
+    srv = start_server(
+        tmp_path_factory.mktemp("reg"),
+        open_mode=False,
+        tokens={"tok-alice": "alice", "tok-bob": "bob"},
+        orgs={"alice": ["team"]},
+    )
     yield srv
     srv.stop()
 
@@ -79,15 +83,20 @@ def test_private_repos_are_invisible_to_others(locked):
     assert bob.model_info("alice/secret").id == "alice/secret"
 
 
-@pytest.mark.parametrize("bad", ["../evil", "/abs/x", "..\\evil", "\\\\host\\share", "C:\\x", "a\x00b", "a//b", "./x",
-                                 "x" * 1200, "a/../../b"])
+@pytest.mark.parametrize(
+    "bad",
+    ["../evil", "/abs/x", "..\\evil", "\\\\host\\share", "C:\\x", "a\x00b", "a//b", "./x", "x" * 1200, "a/../../b"],
+)
 def test_path_traversal_names_are_rejected(locked, bad):
     _api(locked, "tok-alice").create_repo("alice/paths", exist_ok=True)
-    lines = [{"key": "header", "value": {"summary": "evil"}},
-             {"key": "file", "value": {"path": bad, "content": base64.b64encode(b"x").decode(), "encoding": "base64"}}]
+    lines = [
+        {"key": "header", "value": {"summary": "evil"}},
+        {"key": "file", "value": {"path": bad, "content": base64.b64encode(b"x").decode(), "encoding": "base64"}},
+    ]
     body = "\n".join(json.dumps(x) for x in lines).encode()
-    status, payload = _req(locked, "POST", "/api/models/alice/paths/commit/main", body, "tok-alice",
-                           "application/x-ndjson")
+    status, payload = _req(
+        locked, "POST", "/api/models/alice/paths/commit/main", body, "tok-alice", "application/x-ndjson"
+    )
     assert status == 422, payload  # the Hub's status for a bad path in a commit body
     assert "invalid path" in json.loads(payload)["error"]
     assert _api(locked, "tok-alice").list_repo_files("alice/paths") == [".gitattributes"]
@@ -103,26 +112,39 @@ def test_corrupted_upload_is_rejected_and_nothing_is_stored(locked):
     _api(locked, "tok-alice").create_repo("alice/lfs", exist_ok=True)
     data = os.urandom(5000)
     oid = hashlib.sha256(data).hexdigest()
-    status, payload = _req(locked, "POST", "/alice/lfs.git/info/lfs/objects/batch",
-                           {"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}, "tok-alice")
+    status, payload = _req(
+        locked,
+        "POST",
+        "/alice/lfs.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]},
+        "tok-alice",
+    )
     assert status == 200
     href = json.loads(payload)["objects"][0]["actions"]["upload"]["href"]
     corrupted = bytes([data[0] ^ 1]) + data[1:]
-    status, _ = _req(locked, "PUT", href[len(locked.url):], corrupted, ctype="application/octet-stream")
+    status, _ = _req(locked, "PUT", href[len(locked.url) :], corrupted, ctype="application/octet-stream")
     assert status == 400
     blob = locked.root / "blobs" / oid[:2] / oid
     assert not blob.exists() and not [p for p in (locked.root / "tmp").rglob("*") if p.is_file()]
     # a commit naming the object that never arrived is refused
-    lines = [{"key": "header", "value": {"summary": "x"}},
-             {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": oid, "size": len(data)}}]
-    status, _ = _req(locked, "POST", "/api/models/alice/lfs/commit/main",
-                     "\n".join(json.dumps(x) for x in lines).encode(), "tok-alice", "application/x-ndjson")
+    lines = [
+        {"key": "header", "value": {"summary": "x"}},
+        {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": oid, "size": len(data)}},
+    ]
+    status, _ = _req(
+        locked,
+        "POST",
+        "/api/models/alice/lfs/commit/main",
+        "\n".join(json.dumps(x) for x in lines).encode(),
+        "tok-alice",
+        "application/x-ndjson",
+    )
     assert status == 422
     # the honest bytes go through
-    status, _ = _req(locked, "PUT", href[len(locked.url):], data, ctype="application/octet-stream")
+    status, _ = _req(locked, "PUT", href[len(locked.url) :], data, ctype="application/octet-stream")
     assert status == 200 and hashlib.sha256(blob.read_bytes()).hexdigest() == oid
     # an upload URL without a valid ticket is refused
-    forged = href[len(locked.url):].split("?")[0] + "?ticket=forged"
+    forged = href[len(locked.url) :].split("?")[0] + "?ticket=forged"
     status, _ = _req(locked, "PUT", forged, data)
     assert status == 403
 

@@ -16,8 +16,14 @@ from deltahub.server.storage import Store, git_blob_oid
 
 
 def _add(store: Store, path: str, data: bytes) -> dict:
-    return {"op": "add", "path": path, "sha256": store.put_bytes(data), "size": len(data), "lfs": False,
-            "oid": git_blob_oid(data)}
+    return {
+        "op": "add",
+        "path": path,
+        "sha256": store.put_bytes(data),
+        "size": len(data),
+        "lfs": False,
+        "oid": git_blob_oid(data),
+    }
 
 
 def _as_dict(tree) -> dict:
@@ -79,8 +85,10 @@ def test_a_one_file_commit_costs_one_row_not_the_repo(tmp_path):
     db = sqlite3.connect(tmp_path / "reg" / "registry.db")
 
     def counts() -> tuple[int, int]:
-        return (db.execute("SELECT COUNT(*) FROM changed_files").fetchone()[0],
-                db.execute("SELECT COUNT(*) FROM snapshot_files").fetchone()[0])
+        return (
+            db.execute("SELECT COUNT(*) FROM changed_files").fetchone()[0],
+            db.execute("SELECT COUNT(*) FROM snapshot_files").fetchone()[0],
+        )
 
     before = counts()
     for i in range(50):
@@ -133,15 +141,19 @@ def _v0_store(root: Path) -> dict[str, dict]:
     db = sqlite3.connect(root / "registry.db")
     db.executescript(V0_SCHEMA)
     db.execute("INSERT INTO repos VALUES (1, 'model', 'alice', 'old', 0, 1.0, 2.0, '{\"tags\": [\"x\"]}', '[\"x\"]')")
-    bomb = json.dumps({"a": [["lol"] * 9] * 9 ** 5})  # what version 0 stored for a 226-byte YAML bomb, in small
+    bomb = json.dumps({"a": [["lol"] * 9] * 9**5})  # what version 0 stored for a 226-byte YAML bomb, in small
     db.execute("INSERT INTO repos VALUES (2, 'model', 'alice', 'bomb', 0, 1.0, 2.0, ?, '[]')", (bomb,))
     db.execute("INSERT INTO commits VALUES (?, 2, NULL, ?, 'bomb', '', 'alice', 1.0)", ("b0" * 20, json.dumps(c1)))
     db.execute("INSERT INTO refs VALUES (2, 'branch', 'main', ?)", ("b0" * 20,))
     for sha, parent in (("c1", None), ("c2", "c1"), ("c3", "c2"), ("c4", "c2")):
-        db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
-                   (sha * 20, 1, parent and parent * 20, json.dumps(trees[sha * 20]), sha, "", "alice", 1.0))
-    db.executemany("INSERT INTO refs VALUES (1, ?, ?, ?)",
-                   [("branch", "main", "c3" * 20), ("branch", "dev", "c4" * 20), ("tag", "v1", "c2" * 20)])
+        db.execute(
+            "INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
+            (sha * 20, 1, parent and parent * 20, json.dumps(trees[sha * 20]), sha, "", "alice", 1.0),
+        )
+    db.executemany(
+        "INSERT INTO refs VALUES (1, ?, ?, ?)",
+        [("branch", "main", "c3" * 20), ("branch", "dev", "c4" * 20), ("tag", "v1", "c2" * 20)],
+    )
     db.commit()
     db.close()
     return trees
@@ -167,8 +179,12 @@ def test_a_store_of_the_previous_version_is_migrated(tmp_path):
     with start_server(root) as srv:  # the migrated store serves the real client, old revisions included
         api = HfApi(endpoint=srv.url, token="x")
         assert api.list_repo_files("alice/old") == [".gitattributes", "README.md", "w.bin"]
-        assert sorted(api.list_repo_files("alice/old", revision="v1")) == [".gitattributes", "README.md", "a.txt",
-                                                                            "w.bin"]
+        assert sorted(api.list_repo_files("alice/old", revision="v1")) == [
+            ".gitattributes",
+            "README.md",
+            "a.txt",
+            "w.bin",
+        ]
         got = hf_hub_download("alice/old", "w.bin", revision="dev", endpoint=srv.url, cache_dir=tmp_path / "c")
         assert Path(got).read_bytes() == b"weights-1"
         assert [c.title for c in api.list_repo_commits("alice/old")] == ["c3", "c2", "c1"]
@@ -215,5 +231,6 @@ def test_an_older_store_gains_discussions_collections_and_settings(tmp_path, old
     assert sqlite3.connect(root / "registry.db").execute("PRAGMA user_version").fetchone()[0] == migrate.SCHEMA_VERSION
     store = Store(root)
     assert store.mirror_of(store.get_repo("model", "bob", "upstream-copy")) == (
-        None if old_version == 1 else "https://hub.example")
+        None if old_version == 1 else "https://hub.example"
+    )
     store.close()

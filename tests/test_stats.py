@@ -108,7 +108,10 @@ def test_verdict_follows_a_known_effect():
     """Five seeds of 3,000 paired questions: an effect of +0.03 is resolved, none is not, -0.03 is
     contradicted (each at the data's own seed-to-seed spread of 0.005)."""
     rng = np.random.default_rng(21)
-    verdicts = {effect: hierarchical_bootstrap([_paired(rng, 3000, effect + 0.005 * rng.standard_normal())
-                                                for _ in range(5)], n_boot=1000, seed=1).verdict()
-                for effect in (0.03, 0.0, -0.03)}
+    verdicts = {
+        effect: hierarchical_bootstrap(
+            [_paired(rng, 3000, effect + 0.005 * rng.standard_normal()) for _ in range(5)], n_boot=1000, seed=1
+        ).verdict()
+        for effect in (0.03, 0.0, -0.03)
+    }
     assert verdicts == {0.03: "reproduced", 0.0: "not resolved", -0.03: "contradicted"}

@@ -119,9 +119,13 @@ def test_preset_overrides_and_mix():
 
 
 def _tiny_config(seed=0):
-    return ToyWorldConfig(seed=seed, skills=["rev", "srt"], student=TINY, train_pool=32,
-                          families=[FamilySpec(name="srt", skills=["srt"], weak=TINY,
-                                               weaker=TINY.model_copy(update={"steps": 1}))])
+    return ToyWorldConfig(
+        seed=seed,
+        skills=["rev", "srt"],
+        student=TINY,
+        train_pool=32,
+        families=[FamilySpec(name="srt", skills=["srt"], weak=TINY, weaker=TINY.model_copy(update={"steps": 1}))],
+    )
 
 
 def test_build_world_caches_and_resumes(tmp_path):
@@ -129,8 +133,9 @@ def test_build_world_caches_and_resumes(tmp_path):
     world = build_world(tmp_path / "w", cfg, progress=False)
     assert world.names() == ["student", "srt-weak", "srt-weaker"]
     for name in world.names():
-        assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= \
-            {p.name for p in world.model(name).iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
+            p.name for p in world.model(name).iterdir()
+        }
     stamps = {n: os.stat(world.model(n) / "model.safetensors").st_mtime_ns for n in world.names()}
     # interrupted build: one model missing -> only that one is trained again
     import shutil
@@ -208,8 +213,12 @@ def srt_world(tmp_path_factory):
     """An untrained student and a specialist that learned srt (~0.2-0.5 exact match)."""
     spec = ModelSpec(hidden_size=64, num_layers=2, steps=120, batch_size=32)
     untrained = spec.model_copy(update={"steps": 0})
-    cfg = ToyWorldConfig(skills=["srt"], student=untrained, train_pool=1000,
-                         families=[FamilySpec(name="srt", weak=spec, weaker=untrained)])
+    cfg = ToyWorldConfig(
+        skills=["srt"],
+        student=untrained,
+        train_pool=1000,
+        families=[FamilySpec(name="srt", weak=spec, weaker=untrained)],
+    )
     return build_world(tmp_path_factory.mktemp("srt") / "w", cfg, progress=False)
 
 

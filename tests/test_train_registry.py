@@ -14,8 +14,8 @@ from deltahub.train import TrainConfig, train_delta
 @pytest.mark.slow
 def test_train_from_a_published_dataset(tiny_model, dataset_dir, tmp_path):  # noqa: F811
     from deltahub.endpoint import setup_client
-    from deltahub.share.publish import publish
     from deltahub.server import start_server
+    from deltahub.share.publish import publish
 
     with start_server(tmp_path / "registry") as server:
         setup_client(endpoint=server.url)
@@ -33,10 +33,10 @@ def test_pull_records_the_commit_it_downloaded_when_the_branch_moves(dataset_dir
     were downloaded, not the new head (the resolve happens once)."""
     from huggingface_hub import HfApi
 
-    from deltahub.generate.pairs import resolve_pairs
     from deltahub.endpoint import setup_client
-    from deltahub.share.publish import publish
+    from deltahub.generate.pairs import resolve_pairs
     from deltahub.server import start_server
+    from deltahub.share.publish import publish
 
     with start_server(tmp_path / "registry") as server:
         setup_client(endpoint=server.url)

@@ -49,19 +49,25 @@ def publish(api: HfApi, folder: Path, repo: str, files: dict[str, bytes], privat
 
 def test_a_mirror_serves_upstream_files_under_upstream_commit_sha(tmp_path, upstream, mirror):
     _, up = upstream
-    files = {"config.json": b'{"hidden_size": 8}', "README.md": b"---\nlibrary_name: peft\n---\ncard\n",
-             "weights.safetensors": os.urandom(300_000), "sub/notes.txt": b"nested"}
+    files = {
+        "config.json": b'{"hidden_size": 8}',
+        "README.md": b"---\nlibrary_name: peft\n---\ncard\n",
+        "weights.safetensors": os.urandom(300_000),
+        "sub/notes.txt": b"nested",
+    }
     sha = publish(up, tmp_path / "f", "alice/base", files)
     api = HfApi(endpoint=mirror.url, token="anything")
     info = api.model_info("alice/base", files_metadata=True)
     assert info.sha == sha and info.private is False and "peft" in info.tags
     up_info = up.model_info("alice/base", files_metadata=True)
-    assert {(s.rfilename, s.size, s.blob_id) for s in info.siblings} == {(s.rfilename, s.size, s.blob_id)
-                                                                          for s in up_info.siblings}
+    assert {(s.rfilename, s.size, s.blob_id) for s in info.siblings} == {
+        (s.rfilename, s.size, s.blob_id) for s in up_info.siblings
+    }
     local = Path(snapshot_download("alice/base", endpoint=mirror.url, cache_dir=str(tmp_path / "cache")))
     assert {p: (local / p).read_bytes() for p in files} == files
-    assert [e.path for e in api.list_repo_tree("alice/base", recursive=True) if hasattr(e, "blob_id")] == \
-        [e.path for e in up.list_repo_tree("alice/base", recursive=True) if hasattr(e, "blob_id")]
+    assert [e.path for e in api.list_repo_tree("alice/base", recursive=True) if hasattr(e, "blob_id")] == [
+        e.path for e in up.list_repo_tree("alice/base", recursive=True) if hasattr(e, "blob_id")
+    ]
     assert [c.commit_id for c in api.list_repo_commits("alice/base")] == [sha]
     assert api.list_repo_refs("alice/base").branches[0].target_commit == sha
     store = Store(Path(mirror.root))
@@ -79,8 +85,9 @@ def test_a_moved_revision_pinned_and_new(tmp_path, upstream, mirror):
     assert new != old
 
     def read(rev: str, n: int) -> int:
-        got = hf_hub_download("alice/base", "config.json", revision=rev, endpoint=mirror.url,
-                              cache_dir=str(tmp_path / f"c{n}"))
+        got = hf_hub_download(
+            "alice/base", "config.json", revision=rev, endpoint=mirror.url, cache_dir=str(tmp_path / f"c{n}")
+        )
         return json.loads(Path(got).read_text())["v"]
 
     assert read(old, 1) == 1  # the pinned sha keeps its content
@@ -114,18 +121,26 @@ def test_the_network_guard_counts_as_an_unreachable_public_hub(tmp_path):
 def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream, mirror):
     _, up = upstream
     secret = b"classified weights " * 1000
-    sha = publish(up, tmp_path / "f", "alice/secret", {"w.safetensors": secret, "config.json": b'{"s": 1}'},
-                  private=True)
+    sha = publish(
+        up, tmp_path / "f", "alice/secret", {"w.safetensors": secret, "config.json": b'{"s": 1}'}, private=True
+    )
     alice = HfApi(endpoint=mirror.url, token=TOKEN)
     assert alice.model_info("alice/secret").sha == sha and alice.model_info("alice/secret").private
-    got = hf_hub_download("alice/secret", "w.safetensors", endpoint=mirror.url, token=TOKEN,
-                          cache_dir=str(tmp_path / "a"))
+    got = hf_hub_download(
+        "alice/secret", "w.safetensors", endpoint=mirror.url, token=TOKEN, cache_dir=str(tmp_path / "a")
+    )
     assert Path(got).read_bytes() == secret
     base = f"{mirror.url}/api/models/alice/secret"
-    reads = [("GET", base), ("GET", f"{base}/revision/{sha}"), ("GET", f"{base}/tree/{sha}"),
-             ("GET", f"{base}/refs"), ("GET", f"{base}/commits/{sha}"), ("POST", f"{base}/paths-info/{sha}"),
-             ("GET", f"{mirror.url}/alice/secret/resolve/{sha}/w.safetensors"),
-             ("HEAD", f"{mirror.url}/alice/secret/resolve/main/config.json")]
+    reads = [
+        ("GET", base),
+        ("GET", f"{base}/revision/{sha}"),
+        ("GET", f"{base}/tree/{sha}"),
+        ("GET", f"{base}/refs"),
+        ("GET", f"{base}/commits/{sha}"),
+        ("POST", f"{base}/paths-info/{sha}"),
+        ("GET", f"{mirror.url}/alice/secret/resolve/{sha}/w.safetensors"),
+        ("HEAD", f"{mirror.url}/alice/secret/resolve/main/config.json"),
+    ]
     for who in (None, "tok-bob", "deltahub-open", "made-up"):
         headers = {"authorization": f"Bearer {who}"} if who else {}
         for method, url in reads:
@@ -137,8 +152,12 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
         assert "alice/secret" not in [m["id"] for m in listing]
     assert "alice/secret" not in [m.id for m in alice.list_models()]  # listings never show private mirrors
     # nor do the web pages (a browser session has no upstream token): its own pages are 404s, listings omit it
-    for page in ("/alice/secret", f"/alice/secret/tree/{sha}", f"/alice/secret/raw/{sha}/w.safetensors",
-                 f"/alice/secret/commits/{sha}"):
+    for page in (
+        "/alice/secret",
+        f"/alice/secret/tree/{sha}",
+        f"/alice/secret/raw/{sha}/w.safetensors",
+        f"/alice/secret/commits/{sha}",
+    ):
         r = httpx2.get(mirror.url + page)
         assert r.status_code == 404 and b"classified" not in r.content, page
     for page in ("/", "/models", "/compose"):
@@ -146,10 +165,15 @@ def test_a_private_upstream_repo_stays_private_on_the_mirror(tmp_path, upstream,
     # nor can a local repo's commit name the private mirror's object to read it (the registry-security rule)
     oid = hashlib.sha256(secret).hexdigest()
     HfApi(endpoint=mirror.url, token="m").create_repo("mallory/x")
-    lines = [{"key": "header", "value": {"summary": "x"}},
-             {"key": "lfsFile", "value": {"path": "leak.bin", "algo": "sha256", "oid": oid, "size": len(secret)}}]
-    r = httpx2.post(f"{mirror.url}/api/models/mallory/x/commit/main", content="\n".join(map(json.dumps, lines)),
-                    headers={"content-type": "application/x-ndjson"})
+    lines = [
+        {"key": "header", "value": {"summary": "x"}},
+        {"key": "lfsFile", "value": {"path": "leak.bin", "algo": "sha256", "oid": oid, "size": len(secret)}},
+    ]
+    r = httpx2.post(
+        f"{mirror.url}/api/models/mallory/x/commit/main",
+        content="\n".join(map(json.dumps, lines)),
+        headers={"content-type": "application/x-ndjson"},
+    )
     assert r.status_code == 422 and b"classified" not in r.content
     assert httpx2.get(f"{mirror.url}/mallory/x/resolve/main/leak.bin").status_code == 404
 

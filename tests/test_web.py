@@ -61,10 +61,19 @@ def _png(path: Path) -> Path:
     if drawn.is_file():
         shutil.copyfile(drawn, path)
         return path
-    history = [{"step": s, "loss": 0.69 - 0.05 * s, "rewards/margins": 0.1 * s,
-                "rewards/accuracies": min(1, 0.5 + 0.1 * s),
-                "logps/chosen": -40 + s, "logps/rejected": -40 - s, "rewards/chosen": 0.05 * s,
-                "rewards/rejected": -0.05 * s} for s in range(1, 8)]
+    history = [
+        {
+            "step": s,
+            "loss": 0.69 - 0.05 * s,
+            "rewards/margins": 0.1 * s,
+            "rewards/accuracies": min(1, 0.5 + 0.1 * s),
+            "logps/chosen": -40 + s,
+            "logps/rejected": -40 - s,
+            "rewards/chosen": 0.05 * s,
+            "rewards/rejected": -0.05 * s,
+        }
+        for s in range(1, 8)
+    ]
     plot_training_curves(history, drawn, title="toy DPO")
     shutil.copyfile(drawn, path)
     return path
@@ -82,11 +91,17 @@ def _adapter(tiny_model, root: Path, name: str, seed: int, gain: float) -> Path:
     gen = torch.Generator().manual_seed(seed)
     weights = out / "adapter_model.safetensors"
     save_file({k: torch.randn(v.shape, generator=gen) * 0.05 for k, v in load_file(weights).items()}, weights)
-    block = {"schema_version": 1, "kind": "adapter", "chosen": {"model": f"toy/Qwen3-big-{seed}"},
-             "rejected": {"model": "toy/Qwen3-small"}, "student": {"model": str(tiny_model)}, "pairs": PAIRS * seed,
-             "training": {"objective": "dpo", "beta": 0.1, "epochs": 1},
-             "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-             "gain": {"metric": "accuracy", "value": gain, "baseline": 0.5}}
+    block = {
+        "schema_version": 1,
+        "kind": "adapter",
+        "chosen": {"model": f"toy/Qwen3-big-{seed}"},
+        "rejected": {"model": "toy/Qwen3-small"},
+        "student": {"model": str(tiny_model)},
+        "pairs": PAIRS * seed,
+        "training": {"objective": "dpo", "beta": 0.1, "epochs": 1},
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "gain": {"metric": "accuracy", "value": gain, "baseline": 0.5},
+    }
     (out / "deltahub.json").write_text(json.dumps(block))
     _png(out / "training_curves.png")
     write_card(out)
@@ -99,14 +114,25 @@ def _dataset(root: Path) -> Path:
     from deltahub.share.cards import write_card
 
     out = root / "pairs"
-    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
-             "chosen": [{"role": "assistant", "content": f"{i} + {i} = {2 * i}."}],
-             "rejected": [{"role": "assistant", "content": f"It is {2 * i + 1}, I think."}]} for i in range(PAIRS)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "chosen": [{"role": "assistant", "content": f"{i} + {i} = {2 * i}."}],
+            "rejected": [{"role": "assistant", "content": f"It is {2 * i + 1}, I think."}],
+        }
+        for i in range(PAIRS)
+    ]
     (out / "data").mkdir(parents=True)
     datasets.Dataset.from_list(rows).to_parquet(str(out / "data" / "train-00000.parquet"))
-    block = {"schema_version": 1, "kind": "dataset", "chosen": {"model": "toy/Qwen3-big"},
-             "rejected": {"model": "toy/Qwen3-small"}, "prompts": {"dataset": "toy/prompts", "split": "train"},
-             "pairs": PAIRS, "filters": {"empty": 2, "identical": 1}}
+    block = {
+        "schema_version": 1,
+        "kind": "dataset",
+        "chosen": {"model": "toy/Qwen3-big"},
+        "rejected": {"model": "toy/Qwen3-small"},
+        "prompts": {"dataset": "toy/prompts", "split": "train"},
+        "pairs": PAIRS,
+        "filters": {"empty": 2, "identical": 1},
+    }
     (out / "deltahub.json").write_text(json.dumps(block))
     _png(out / "training_curves.png")
     write_card(out)
@@ -154,8 +180,9 @@ def world(tiny_model, tmp_path_factory):
         api.create_repo("mallory/evil")
         api.upload_file(path_or_fileobj=XSS_CARD.encode(), path_in_repo="README.md", repo_id="mallory/evil")
         api.upload_file(path_or_fileobj=_png(root / "plot.png"), path_in_repo="plot.png", repo_id="mallory/evil")
-        api.upload_file(path_or_fileobj=b"<script>window.__xss='raw'</script>", path_in_repo="evil.html",
-                        repo_id="mallory/evil")
+        api.upload_file(
+            path_or_fileobj=b"<script>window.__xss='raw'</script>", path_in_repo="evil.html", repo_id="mallory/evil"
+        )
         setup_client(endpoint=server.url, token="tok-alice")
         yield {"url": server.url, "root": root, "folders": folders, "tiny": str(tiny_model)}
     finally:
@@ -188,8 +215,13 @@ def signed_in_cookie(world, token: str) -> str:
     status, _, _, cookies = get(world, "/login")
     csrf = re.search(r"deltahub_csrf=([^;]+)", " ".join(cookies)).group(1)
     body = urllib.parse.urlencode({"csrf": csrf, "token": token, "next": "/"}).encode()
-    status, headers, _, cookies = _http(world, "POST", "/login", body, {
-        "Cookie": f"deltahub_csrf={csrf}", "Content-Type": "application/x-www-form-urlencoded"})
+    status, headers, _, cookies = _http(
+        world,
+        "POST",
+        "/login",
+        body,
+        {"Cookie": f"deltahub_csrf={csrf}", "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 303 and headers["location"] == "/"
     session = re.search(r"deltahub_token=([^;]+)", " ".join(cookies)).group(1)
     return f"deltahub_csrf={csrf}; deltahub_token={session}"
@@ -224,11 +256,12 @@ def test_pages_and_deltahub_list_agree(world):
         return re.findall(r'<tr class="repo-row" data-repo="([^"]+)"', body.decode())
 
     base = world["tiny"]
-    for args, query in [({"base": base}, {"base": base, "kind": "adapter"}),
-                        ({"base": base, "sort": "gain"}, {"base": base, "kind": "adapter", "sort": "gain"}),
-                        ({"family": "Qwen3", "min_pairs": 2 * PAIRS}, {"family": "Qwen3", "min_pairs": 2 * PAIRS,
-                                                                       "kind": "adapter"}),
-                        ({"kind": "dataset"}, {"kind": "dataset"})]:
+    for args, query in [
+        ({"base": base}, {"base": base, "kind": "adapter"}),
+        ({"base": base, "sort": "gain"}, {"base": base, "kind": "adapter", "sort": "gain"}),
+        ({"family": "Qwen3", "min_pairs": 2 * PAIRS}, {"family": "Qwen3", "min_pairs": 2 * PAIRS, "kind": "adapter"}),
+        ({"kind": "dataset"}, {"kind": "dataset"}),
+    ]:
         want = [r["repo_id"] for r in list_deltas(**args)]
         assert page_rows(urllib.parse.urlencode(query)) == want, args
     assert page_rows("sort=gain&kind=adapter")[:3] == ["alice/secret-delta", "alice/delta-b", "alice/delta-a"]
@@ -237,18 +270,39 @@ def test_pages_and_deltahub_list_agree(world):
 
 def test_bad_input_is_a_4xx_page_never_a_5xx(world):
     cookie = signed_in_cookie(world, "tok-alice")
-    bad = ["/alice/delta-a/raw/main/../../registry.db", "/alice/delta-a/raw/main/%2e%2e/%2e%2e/registry.db",
-           "/alice/delta-a/raw/main/a%0d%0aSet-Cookie:x", "/alice/delta-a/raw/main/data", "/alice/delta-a/raw/..x/a",
-           "/alice/delta-a/raw/main/", "/a..b/x", "/alice/de--lta", "/alice/delta-a?rev=..", "/alice/delta-a?rev=@{1}",
-           "/alice/delta-a/tree/a..b", "/alice/delta-a/tree/nope", "/alice/delta-a/commit/zzzz",
-           "/alice/delta-a/commits/" + "x" * 300, "/alice/delta-a/compare?from=nope", "/alice/delta-a/compare?to=..",
-           "/?min_pairs=abc", "/?min_pairs=%C2%B2", "/?sort=bogus", "/?kind=spaces", "/?page=0", "/?q=" + "x" * 1000,
-           "/compose?base=x&d=..%2F..%2Fetc", "/compose?method=evil&base=x",
-           f"/compose?base={world['tiny']}&d=alice/delta-a&w:alice/delta-a=nan",
-           f"/compose?base={world['tiny']}&d=alice/delta-a&method=gam&p:reference=5",
-           f"/compose?base={world['tiny']}&d=alice/delta-a&method=gam&p:scale=big",
-           f"/compose?base={world['tiny']}&d=alice/secret-delta&d=alice/secret-delta" + "&d=x" * 40,
-           "/datasets/alice/nothing", "/datasets/alice/pairs/raw/main/nothing.parquet", "/mallory/evil/tree/" + "%00"]
+    bad = [
+        "/alice/delta-a/raw/main/../../registry.db",
+        "/alice/delta-a/raw/main/%2e%2e/%2e%2e/registry.db",
+        "/alice/delta-a/raw/main/a%0d%0aSet-Cookie:x",
+        "/alice/delta-a/raw/main/data",
+        "/alice/delta-a/raw/..x/a",
+        "/alice/delta-a/raw/main/",
+        "/a..b/x",
+        "/alice/de--lta",
+        "/alice/delta-a?rev=..",
+        "/alice/delta-a?rev=@{1}",
+        "/alice/delta-a/tree/a..b",
+        "/alice/delta-a/tree/nope",
+        "/alice/delta-a/commit/zzzz",
+        "/alice/delta-a/commits/" + "x" * 300,
+        "/alice/delta-a/compare?from=nope",
+        "/alice/delta-a/compare?to=..",
+        "/?min_pairs=abc",
+        "/?min_pairs=%C2%B2",
+        "/?sort=bogus",
+        "/?kind=spaces",
+        "/?page=0",
+        "/?q=" + "x" * 1000,
+        "/compose?base=x&d=..%2F..%2Fetc",
+        "/compose?method=evil&base=x",
+        f"/compose?base={world['tiny']}&d=alice/delta-a&w:alice/delta-a=nan",
+        f"/compose?base={world['tiny']}&d=alice/delta-a&method=gam&p:reference=5",
+        f"/compose?base={world['tiny']}&d=alice/delta-a&method=gam&p:scale=big",
+        f"/compose?base={world['tiny']}&d=alice/secret-delta&d=alice/secret-delta" + "&d=x" * 40,
+        "/datasets/alice/nothing",
+        "/datasets/alice/pairs/raw/main/nothing.parquet",
+        "/mallory/evil/tree/" + "%00",
+    ]
     for path in bad:
         for c in (None, cookie):
             status, headers, body, _ = get(world, path, c)
@@ -266,8 +320,13 @@ def test_bad_input_is_a_4xx_page_never_a_5xx(world):
 
 def test_private_repos_follow_the_api_rules(world):
     assert b"secret-delta" not in get(world, "/")[2]
-    for path in ("/alice/secret-delta", "/alice/secret-delta/tree/main", "/alice/secret-delta/raw/main/README.md",
-                 "/alice/secret-delta/commits/main", "/alice/secret-delta/compare"):
+    for path in (
+        "/alice/secret-delta",
+        "/alice/secret-delta/tree/main",
+        "/alice/secret-delta/raw/main/README.md",
+        "/alice/secret-delta/commits/main",
+        "/alice/secret-delta/compare",
+    ):
         for cookie in (None, signed_in_cookie(world, "tok-bob"), "deltahub_token=tok-nobody"):
             status, _, body, _ = get(world, path, cookie)
             assert status == 404 and b"secret" not in body.replace(b"alice/secret-delta", b""), (path, cookie)
@@ -295,8 +354,11 @@ def test_listing_cache_follows_visibility_and_new_commits(world):
         api.update_repo_settings("alice/delta-c", private=False)
     assert "alice/delta-c" in listed()
     api.create_repo("alice/scratch-card")
-    api.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n# fresh words: zebra quokka\n", path_in_repo="README.md",
-                    repo_id="alice/scratch-card")
+    api.upload_file(
+        path_or_fileobj=b"---\nlicense: mit\n---\n# fresh words: zebra quokka\n",
+        path_in_repo="README.md",
+        repo_id="alice/scratch-card",
+    )
     assert re.findall(r'data-repo="([^"]+)"', get(world, "/?q=zebra+quokka")[2].decode()) == ["alice/scratch-card"]
     api.delete_repo("alice/scratch-card")
     assert "alice/scratch-card" not in listed()
@@ -392,8 +454,16 @@ def browser():
         pytest.skip("no headless browser: apt-get install chromium chromium-driver (make install does it as root)")
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1360,1000",
-                "--disable-extensions", "--no-first-run", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1360,1000",
+        "--disable-extensions",
+        "--no-first-run",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(found[1]), options=options)
     driver.set_page_load_timeout(60)
@@ -491,8 +561,10 @@ def test_repo_page_renders_the_card_with_its_image(world, browser, shots):
     assert "pairs 6" in schema and "objective dpo" in schema and "alice/pairs" in schema
     sha = browser.find_element(By.CSS_SELECTOR, ".rev code[title]").get_attribute("title")
     assert browser.find_element(By.ID, "snip-pull").text == f"deltahub pull alice/delta-a@{sha}"
-    assert f'PeftModel.from_pretrained(base, "alice/delta-a", revision="{sha}")' in \
-        browser.find_element(By.ID, "snip-peft").text
+    assert (
+        f'PeftModel.from_pretrained(base, "alice/delta-a", revision="{sha}")'
+        in browser.find_element(By.ID, "snip-peft").text
+    )
     _shot(browser, shots, "repo")
 
     _follow(browser, browser.find_element(By.ID, "tab-files"))
@@ -521,8 +593,9 @@ def test_dataset_page_previews_pairs(world, browser, shots):
     rows = browser.find_elements(By.CSS_SELECTOR, "#preview-rows tr.pair-row")
     assert len(rows) == PAIRS
     for i, row in enumerate(rows):
-        prompt, chosen, rejected = (row.find_element(By.CSS_SELECTOR, f"td.{c} .content").text
-                                    for c in ("prompt", "chosen", "rejected"))
+        prompt, chosen, rejected = (
+            row.find_element(By.CSS_SELECTOR, f"td.{c} .content").text for c in ("prompt", "chosen", "rejected")
+        )
         want = (f"What is {i} + {i}?", f"{i} + {i} = {2 * i}.", f"It is {2 * i + 1}, I think.")
         assert (prompt, chosen, rejected) == want
     assert browser.find_element(By.ID, "pair-count").text == str(PAIRS)
@@ -567,16 +640,18 @@ def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
     config = yaml.safe_load(config_text)
     assert config["parameters"] == {"reference": 1, "reorthonormalize": False, "scale": 0.8}
     shas = [m["model"].rsplit("@", 1)[1] for m in config["models"]]
-    assert [m["model"] for m in config["models"]] == [f"{world['tiny']}+{r}@{s}" for r, s in
-                                                       zip(("alice/delta-b", "alice/delta-c"), shas, strict=True)]
+    assert [m["model"] for m in config["models"]] == [
+        f"{world['tiny']}+{r}@{s}" for r, s in zip(("alice/delta-b", "alice/delta-c"), shas, strict=True)
+    ]
 
     (tmp_path / "gam.yml").write_text(config_text)
     env = {**os.environ, "HF_ENDPOINT": world["url"], "DELTAHUB_ENDPOINT": world["url"], "HF_TOKEN": "tok-alice"}
     env.pop("HF_HUB_OFFLINE", None)
     command = shlex.split(browser.find_element(By.ID, "cmd-mergekit").text)
     assert command[0] == "mergekit-yaml"
-    r = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
     from deltahub.cli import cli
@@ -664,8 +739,13 @@ def community(world):
     from huggingface_hub import CommitOperationAdd, HfApi
 
     alice, bob, mallory = (HfApi(endpoint=world["url"], token=t) for t in ("tok-alice", "tok-bob", "tok-mallory"))
-    pr = bob.create_commit("alice/delta-a", [CommitOperationAdd("NOTES.md", b"# Notes\nline one\nline <two>\n")],
-                           commit_message="Add review notes", commit_description=XSS_COMMENT, create_pr=True)
+    pr = bob.create_commit(
+        "alice/delta-a",
+        [CommitOperationAdd("NOTES.md", b"# Notes\nline one\nline <two>\n")],
+        commit_message="Add review notes",
+        commit_description=XSS_COMMENT,
+        create_pr=True,
+    )
     mallory.comment_discussion("alice/delta-a", pr.pr_num, XSS_COMMENT)
     spam = mallory.comment_discussion("alice/delta-a", pr.pr_num, "Buy cheap tokens")
     with pytest.warns(UserWarning, match="irreversible"):
@@ -673,18 +753,32 @@ def community(world):
     alice.comment_discussion("alice/delta-a", pr.pr_num, "Thanks, *looks good*.")
     question = bob.create_discussion("alice/delta-a", title="Which beta?", description="Was beta 0.1 tuned?")
     alice.change_discussion_status("alice/delta-a", question.num, "closed", comment="Yes, on held-out pairs.")
-    merged = bob.create_commit("alice/delta-c", [CommitOperationAdd("NOTES.md", b"merged notes\n")],
-                               commit_message="Notes for delta-c", create_pr=True)
+    merged = bob.create_commit(
+        "alice/delta-c",
+        [CommitOperationAdd("NOTES.md", b"merged notes\n")],
+        commit_message="Notes for delta-c",
+        create_pr=True,
+    )
     alice.merge_pull_request("alice/delta-c", merged.pr_num)
     secret = alice.create_discussion("alice/secret-delta", title="Secret plans", description="not for bob")
     best = alice.create_collection("Best deltas", description="Deltas that compose well")
-    for repo_id, kind, note in [("alice/delta-a", "model", "the first"), ("alice/delta-b", "model", None),
-                                ("alice/pairs", "dataset", "their pairs"), ("alice/secret-delta", "model", None)]:
+    for repo_id, kind, note in [
+        ("alice/delta-a", "model", "the first"),
+        ("alice/delta-b", "model", None),
+        ("alice/pairs", "dataset", "their pairs"),
+        ("alice/secret-delta", "model", None),
+    ]:
         alice.add_collection_item(best.slug, repo_id, kind, note=note)
     hidden = alice.create_collection("Hidden picks", private=True)
     alice.add_collection_item(hidden.slug, "alice/delta-c", "model", note="keep quiet")
-    return {"pr": pr.pr_num, "question": question.num, "merged": merged.pr_num, "secret": secret.num,
-            "best": best.slug, "hidden": hidden.slug}
+    return {
+        "pr": pr.pr_num,
+        "question": question.num,
+        "merged": merged.pr_num,
+        "secret": secret.num,
+        "best": best.slug,
+        "hidden": hidden.slug,
+    }
 
 
 def test_discussions_and_collections_follow_the_api_privacy_rules(world, community):
@@ -692,8 +786,11 @@ def test_discussions_and_collections_follow_the_api_privacy_rules(world, communi
     missing one; their owner sees them; a public collection never shows a private repo to others."""
     alice, bob = signed_in_cookie(world, "tok-alice"), signed_in_cookie(world, "tok-bob")
     hidden, best = community["hidden"], community["best"]
-    for path in ("/alice/secret-delta/discussions", f"/alice/secret-delta/discussions/{community['secret']}",
-                 f"/collections/{hidden}"):
+    for path in (
+        "/alice/secret-delta/discussions",
+        f"/alice/secret-delta/discussions/{community['secret']}",
+        f"/collections/{hidden}",
+    ):
         for cookie in (None, bob, "deltahub_token=tok-nobody"):
             status, _, body, _ = get(world, path, cookie)
             assert status == 404 and b"Secret plans" not in body and b"Hidden picks" not in body, (path, cookie)
@@ -710,8 +807,12 @@ def test_discussions_and_collections_follow_the_api_privacy_rules(world, communi
     listing = get(world, "/collections", alice)[2]
     assert b"Hidden picks" in listing and b"Best deltas" in listing
     page = get(world, f"/collections/{best}", alice)[2].decode()
-    assert re.findall(r'data-item="([^"]+)"', page) == ["alice/delta-a", "alice/delta-b", "alice/pairs",
-                                                        "alice/secret-delta"]
+    assert re.findall(r'data-item="([^"]+)"', page) == [
+        "alice/delta-a",
+        "alice/delta-b",
+        "alice/pairs",
+        "alice/secret-delta",
+    ]
     holding = get(world, "/alice/delta-c", alice)[2].decode()
     assert f'href="/collections/{hidden}">Hidden picks</a>' in holding
     assert f'href="/collections/{best}">Best deltas</a>' in get(world, "/alice/delta-a", bob)[2].decode()
@@ -719,13 +820,24 @@ def test_discussions_and_collections_follow_the_api_privacy_rules(world, communi
 
 def test_discussion_pages_validate_their_parameters_like_the_api(world, community):
     ns_swapped = "bob/" + community["best"].split("/", 1)[1]
-    bad = {"/alice/delta-a/discussions/0": 404, "/alice/delta-a/discussions/99": 404,
-           "/alice/delta-a/discussions/" + "9" * 30: 404, "/alice/delta-a/discussions/x": 404,
-           "/alice/delta-a/discussions?status=bogus": 400, "/alice/delta-a/discussions?type=issues": 400,
-           "/alice/de..lta/discussions": 400, "/datasets/alice/delta-a/discussions": 404,
-           "/collections/alice/best-deltas-" + "0" * 24: 404, "/collections/alice/nope": 404,
-           "/collections/a..b/best-deltas": 400, f"/collections/{ns_swapped}": 404, "/collections?owner=a..b": 400,
-           "/collections?owner=" + "x" * 300: 400, "/collections?page=0": 400, "/collections?page=%C2%B2": 400}
+    bad = {
+        "/alice/delta-a/discussions/0": 404,
+        "/alice/delta-a/discussions/99": 404,
+        "/alice/delta-a/discussions/" + "9" * 30: 404,
+        "/alice/delta-a/discussions/x": 404,
+        "/alice/delta-a/discussions?status=bogus": 400,
+        "/alice/delta-a/discussions?type=issues": 400,
+        "/alice/de..lta/discussions": 400,
+        "/datasets/alice/delta-a/discussions": 404,
+        "/collections/alice/best-deltas-" + "0" * 24: 404,
+        "/collections/alice/nope": 404,
+        "/collections/a..b/best-deltas": 400,
+        f"/collections/{ns_swapped}": 404,
+        "/collections?owner=a..b": 400,
+        "/collections?owner=" + "x" * 300: 400,
+        "/collections?page=0": 400,
+        "/collections?page=%C2%B2": 400,
+    }
     for path, want in bad.items():
         status, headers, body, _ = get(world, path)
         assert status == want, (path, status, body[:300])
@@ -740,8 +852,9 @@ def test_collections_are_paged(world, community, monkeypatch):
 
     monkeypatch.setattr(pages, "COLLECTIONS_PAGE", 1)
     alice = signed_in_cookie(world, "tok-alice")
-    shown = [re.findall(r'data-slug="([^"]+)"', get(world, f"/collections?page={n}", alice)[2].decode())
-             for n in (1, 2, 3)]
+    shown = [
+        re.findall(r'data-slug="([^"]+)"', get(world, f"/collections?page={n}", alice)[2].decode()) for n in (1, 2, 3)
+    ]
     assert shown == [[community["hidden"]], [community["best"]], []]  # most recently updated first, as the API
     assert 'href="/collections?owner=&amp;page=2"' in get(world, "/collections", alice)[2].decode()
 
@@ -767,8 +880,11 @@ def test_discussion_list_filters_and_counts(world, community):
     status, _, body, _ = get(world, f"/alice/delta-a/discussions/{question}")
     assert status == 200 and b"changed the status to" in body and b"<p>Yes, on held-out pairs.</p>" in body
     assert b'id="pr-changes"' not in body  # a discussion has no diff
-    tab = re.search(r'id="tab-discussions">.*?<span class="count"[^>]*>([^<]*)</span>',
-                    get(world, "/alice/delta-a")[2].decode(), re.S)
+    tab = re.search(
+        r'id="tab-discussions">.*?<span class="count"[^>]*>([^<]*)</span>',
+        get(world, "/alice/delta-a")[2].decode(),
+        re.S,
+    )
     assert tab.group(1) == "1 PR · 0 discussions"  # open ones: the question is closed
 
 
@@ -833,14 +949,18 @@ def test_collection_pages_link_repos_and_compose(world, community, browser, shot
     assert list(rows) == ["alice/delta-a", "alice/delta-b", "alice/pairs"]
     assert rows["alice/delta-a"].find_element(By.CSS_SELECTOR, "td.note").text == "the first"
     assert "+0.035" in rows["alice/delta-a"].text
-    assert rows["alice/pairs"].find_element(By.TAG_NAME, "a").get_attribute("href") == \
-        world["url"] + "/datasets/alice/pairs"
+    assert (
+        rows["alice/pairs"].find_element(By.TAG_NAME, "a").get_attribute("href")
+        == world["url"] + "/datasets/alice/pairs"
+    )
     _shot(browser, shots, "collection")
     _follow(browser, browser.find_element(By.CSS_SELECTOR, "a.compose-link"))
     ticked = [b.get_attribute("value") for b in browser.find_elements(By.CSS_SELECTOR, "input[name='d']:checked")]
     assert ticked == ["alice/delta-a", "alice/delta-b"]
-    models = [m["model"].split("+", 1)[1].rsplit("@", 1)[0]
-              for m in yaml.safe_load(browser.find_element(By.ID, "gam-yml").text)["models"]]
+    models = [
+        m["model"].split("+", 1)[1].rsplit("@", 1)[0]
+        for m in yaml.safe_load(browser.find_element(By.ID, "gam-yml").text)["models"]
+    ]
     assert models == ["alice/delta-a", "alice/delta-b"]
 
 
@@ -853,8 +973,9 @@ def test_private_collection_needs_its_owner_signed_in(world, community, browser)
     try:
         _open(browser, world, f"/collections/{community['hidden']}")
         assert browser.find_element(By.ID, "collection-title").text.startswith("Hidden picks")
-        assert [r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "tr.item-row")] == \
-            ["alice/delta-c"]
+        assert [r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "tr.item-row")] == [
+            "alice/delta-c"
+        ]
         _open(browser, world, f"/alice/secret-delta/discussions/{community['secret']}")
         assert browser.find_element(By.ID, "discussion-title").text.startswith("Secret plans")
     finally:

@@ -56,8 +56,9 @@ def run(seed: int, weakers: str, lr: float, steps: int, out: Path) -> dict:
     deltas = []
     for i, family in enumerate(WEAK):
         weak = _teacher(out / f"teachers-s{seed}", f"{family}-weak", WEAK[family], skills, seed * 1000 + 500 + 2 * i)
-        weaker = _teacher(out / f"teachers-s{seed}", f"{family}-weaker", WEAKERS[weakers][family], skills,
-                          seed * 1000 + 501 + 2 * i)
+        weaker = _teacher(
+            out / f"teachers-s{seed}", f"{family}-weaker", WEAKERS[weakers][family], skills, seed * 1000 + 501 + 2 * i
+        )
         rows[f"{family}-weak"] = evaluate(weak, skills, n=200)
         rows[f"{family}-weaker"] = evaluate(weaker, skills, n=200)
         pairs = [p for s in skills for p in make_pairs(weak, weaker, s, 128, seed)]
@@ -71,12 +72,22 @@ def run(seed: int, weakers: str, lr: float, steps: int, out: Path) -> dict:
         merged = run_dir / f"merge-{method}"
         full = method == "ties"  # TIES is not low-rank: a full model
         if not merged.exists():
-            merge_adapters(deltas, merged, method=method, base=world.student if full else None, full=full,
-                           progress=False)
-        rows[f"merge {method}"] = (evaluate(merged, skills, n=200) if full
-                                   else evaluate(world.student, skills, adapter=merged, n=200))
-    result = {"seed": seed, "weakers": weakers, "objective": "dpo+sft", "beta": 0.1, "lr": lr, "steps": steps,
-              "rows": rows, "seconds": round(time.time() - t0, 1)}
+            merge_adapters(
+                deltas, merged, method=method, base=world.student if full else None, full=full, progress=False
+            )
+        rows[f"merge {method}"] = (
+            evaluate(merged, skills, n=200) if full else evaluate(world.student, skills, adapter=merged, n=200)
+        )
+    result = {
+        "seed": seed,
+        "weakers": weakers,
+        "objective": "dpo+sft",
+        "beta": 0.1,
+        "lr": lr,
+        "steps": steps,
+        "rows": rows,
+        "seconds": round(time.time() - t0, 1),
+    }
     (run_dir / "results.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -71,10 +71,15 @@ def pairs_makeup(work: Path, names: list[str]) -> dict:
     for name in names:
         files = sorted((work / f"pairs-{name}").rglob("*.parquet"))
         rows = [r for f in files for r in pq.read_table(f).to_pylist()]
-        right = {side: sum(r[side][0]["content"] == r["answer"] for r in rows) / max(1, len(rows))
-                 for side in ("chosen", "rejected")}
-        out[name] = {"pairs": len(rows), "chosen_correct": round(right["chosen"], 3),
-                     "rejected_correct": round(right["rejected"], 3)}
+        right = {
+            side: sum(r[side][0]["content"] == r["answer"] for r in rows) / max(1, len(rows))
+            for side in ("chosen", "rejected")
+        }
+        out[name] = {
+            "pairs": len(rows),
+            "chosen_correct": round(right["chosen"], 3),
+            "rejected_correct": round(right["rejected"], 3),
+        }
     return out
 
 
@@ -84,9 +89,13 @@ def main() -> None:
     ap.add_argument("--tag", required=True)
     ap.add_argument("--seeds", default="100-104")
     ap.add_argument("--set", dest="sets", action="append", default=[])
-    ap.add_argument("--work", type=Path, default=Path("/tmp/deltahub-sweeps"),
-                    help="WORK/shared-BASE holds the runs (stages whose inputs did not change are reused "
-                         "across settings); WORK/TAG keeps this setting's results.json files and report")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/deltahub-sweeps"),
+        help="WORK/shared-BASE holds the runs (stages whose inputs did not change are reused "
+        "across settings); WORK/TAG keeps this setting's results.json files and report",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--record", type=Path, help="summarize this finished demo folder instead of running")
     ap.add_argument("--wall", type=float, help="with --record: the run's wall time in seconds")
@@ -99,8 +108,15 @@ def main() -> None:
     else:
         out = a.work / f"shared-{a.base}"
         t0 = time.time()
-        run_demo(a.base, seeds=count, first_seed=first, out=out, workers=a.workers, recipe=recipe,
-                 log=lambda m: print(m, flush=True))
+        run_demo(
+            a.base,
+            seeds=count,
+            first_seed=first,
+            out=out,
+            workers=a.workers,
+            recipe=recipe,
+            log=lambda m: print(m, flush=True),
+        )
         wall = time.time() - t0
     keep = a.work / a.tag
     results = {}
@@ -114,14 +130,30 @@ def main() -> None:
     claims = evaluate_claims(results)
     rows = row_intervals(results)
     summary = {
-        "tag": a.tag, "base": a.base, "sets": a.sets, "seeds": sorted(results),
+        "tag": a.tag,
+        "base": a.base,
+        "sets": a.sets,
+        "seeds": sorted(results),
         "wall_s": round(wall) if wall is not None else None,
-        "claims": {c.name: {"estimate": round(c.interval.estimate, 4), "low": round(c.interval.low, 4),
-                            "high": round(c.interval.high, 4), "verdict": c.interval.verdict(),
-                            "per_seed": {s: round(v, 4) for s, v in c.per_seed.items()}} for c in claims},
-        "rows": {r: {"avg": round(iv.estimate, 4), "low": round(iv.low, 4), "high": round(iv.high, 4),
-                     "per_seed": {s: {k: round(v, 4) for k, v in results[s]["rows"][r].items()} for s in results}}
-                 for r, iv in rows.items()},
+        "claims": {
+            c.name: {
+                "estimate": round(c.interval.estimate, 4),
+                "low": round(c.interval.low, 4),
+                "high": round(c.interval.high, 4),
+                "verdict": c.interval.verdict(),
+                "per_seed": {s: round(v, 4) for s, v in c.per_seed.items()},
+            }
+            for c in claims
+        },
+        "rows": {
+            r: {
+                "avg": round(iv.estimate, 4),
+                "low": round(iv.low, 4),
+                "high": round(iv.high, 4),
+                "per_seed": {s: {k: round(v, 4) for k, v in results[s]["rows"][r].items()} for s in results},
+            }
+            for r, iv in rows.items()
+        },
         "best_single": {s: best_single(r)[0] for s, r in results.items()},
         "pairs": {s: pairs_makeup(out / f"seed-{s}", results[s]["order"]) for s in results},
         "recipe": recipe.model_dump(exclude_none=True),

@@ -12,7 +12,7 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     from mergekit.scripts.run_yaml import main as run_yaml
 
-    import deltahub_mergekit.endpoint  # noqa: F401 - repo ids resolve through deltahub's endpoint
+    import deltahub_mergekit.endpoint
     import deltahub_mergekit.method  # noqa: F401 - registers gam, knots, tsv
 
     run_yaml.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="deltahub-mergekit-yaml")

@@ -38,8 +38,8 @@ def hub_ids(models: list) -> list[tuple[str, str | None]]:
 def configure(ids: list[tuple[str, str | None]]) -> None:
     """Point huggingface_hub at deltahub's endpoint (once) and check that the repo ids are there."""
     global _configured
-    from deltahub.errors import InputError
     from deltahub.endpoint import describe, get_api, repo_not_found, setup_client
+    from deltahub.errors import InputError
 
     if not _configured:
         setup_client()
@@ -56,8 +56,10 @@ def configure(ids: list[tuple[str, str | None]]) -> None:
         try:
             api.repo_info(repo_id, revision=revision)
         except RevisionNotFoundError:
-            raise InputError(f"{repo_id} has no revision '{revision}' on {describe()}",
-                             f"see its branches and tags with: deltahub show {repo_id}") from None
+            raise InputError(
+                f"{repo_id} has no revision '{revision}' on {describe()}",
+                f"see its branches and tags with: deltahub show {repo_id}",
+            ) from None
         except (RepositoryNotFoundError, HFValidationError) as exc:
             raise repo_not_found(repo_id, exc, "mergekit input is neither a local folder nor a repo:") from None
         _checked.add((repo_id, revision))

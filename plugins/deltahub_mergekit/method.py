@@ -181,7 +181,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
         if self.method == "gam":
             parameters = [dict(p) for p in parameters]
             in_call: dict[tuple, int] = {}  # in-memory inputs: their ids name nothing beyond this call
-            for group, p in zip(groups, parameters, strict=False):
+            for group, p in zip(groups, parameters, strict=True):
                 if group.base is not None and group.non_base:
                     p["reference"] = self._reference(group, p, groups, parameters, in_call)
         return super()._execute(groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype)
@@ -203,7 +203,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 if models:
                     scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
                 else:
-                    same = [(g, q) for g, q in zip(groups, parameters, strict=False) if _key_ids(g) == _key_ids(group)]
+                    same = [(g, q) for g, q in zip(groups, parameters, strict=True) if _key_ids(g) == _key_ids(group)]
                     scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
                 chosen[key] = index = resolve_reference(AUTO, labels, {}, scan)
         if p["reference"] != index:  # say what a name or auto resolved to (once per merge)
@@ -246,9 +246,9 @@ class DeltahubMergeMethod(GroupMergeMethod):
                 continue
             tensors = [
                 (e.id, None if ld is None else ld.get_tensor(name, raise_on_missing=False))
-                for e, ld in zip(entries, loaders, strict=False)
+                for e, ld in zip(entries, loaders, strict=True)
             ]
-            if any(ld is not None and t is None for (_, t), ld in zip(tensors, loaders, strict=False)):
+            if any(ld is not None and t is None for (_, t), ld in zip(tensors, loaders, strict=True)):
                 continue
             deltas = self._deltas(name, base, tensors, p)
             if any(d is not None for d in deltas):
@@ -370,7 +370,7 @@ class DeltahubMergeMethod(GroupMergeMethod):
         total = sum(weights)
         if total == 0:
             raise InputError("weights sum to zero", "give the inputs weights with a non-zero sum")
-        mean = sum(w * d for w, d in zip(weights, deltas, strict=False)) / total
+        mean = sum(w * d for w, d in zip(weights, deltas, strict=True)) / total
         return (base.to(COMPUTE_DTYPE) + scale * mean).to(base.dtype)
 
 

@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Merge LoRA deltas (GAM or a baseline) into an adapter or a full model.",
     ),
     "hub": ("deltahub.server.cli:hub_group", "Run the embedded Hub-compatible registry."),
-    "publish": ("deltahub.share.cli:publish_command",
-                "Publish a pairs dataset, a deltahub adapter or any PEFT LoRA adapter with its card."),
+    "publish": (
+        "deltahub.share.cli:publish_command",
+        "Publish a pairs dataset, a deltahub adapter or any PEFT LoRA adapter with its card.",
+    ),
     "pull": ("deltahub.share.cli:pull_command", "Download a delta (adapter or dataset) at a revision."),
     "list": ("deltahub.share.cli:list_command", "List published deltas for a base model."),
     "show": ("deltahub.share.cli:show_command", "Show a delta's card, files, dataset and revisions."),
@@ -31,8 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collection": ("deltahub.share.cli:collection_group", "Curated lists of deltas (Hub collections)."),
     "submit": ("deltahub.share.cli:submit_command", "Contribute a delta as a pull request on someone's repo."),
     "review": ("deltahub.share.cli:review_command", "Validate, evaluate, comment on and merge a delta PR."),
-    "compose": ("deltahub.compose.cli:compose_command",
-                "Choose deltas greedily by validation score, then merge them (GAM by default)."),
+    "compose": (
+        "deltahub.compose.cli:compose_command",
+        "Choose deltas greedily by validation score, then merge them (GAM by default).",
+    ),
     "generate": ("deltahub.generate.cli:generate_command", "Generate weak-weaker preference pairs."),
     "agreement": (
         "deltahub.generate.cli:agreement_command",

@@ -42,8 +42,11 @@ class WorldSpec(_Strict):
     preset: str = "quick"
     seed: int = 0
     workers: int = Field(1, ge=1, description="models of the world trained at once (separate processes)")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="fields of the preset's world config to "
-                                      "replace (e.g. student: {steps: 400}); nested mappings merge, lists replace")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fields of the preset's world config to "
+        "replace (e.g. student: {steps: 400}); nested mappings merge, lists replace",
+    )
 
     @field_validator("preset")
     @classmethod
@@ -118,8 +121,9 @@ class MergeSpec(_Strict):
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     deltas: list[str] | Literal["all"] = "all"
     publish: str | None = None
-    curve: str | None = Field(None, description="a method of `methods` to merge the first k deltas with, "
-                                                "k = 2 .. K-1 (the composition curve)")
+    curve: str | None = Field(
+        None, description="a method of `methods` to merge the first k deltas with, k = 2 .. K-1 (the composition curve)"
+    )
 
     @field_validator("methods")
     @classmethod
@@ -157,8 +161,12 @@ class EvalSpec(_Strict):
     kind: Literal["toy", "lm-eval"] = "toy"
     tasks: list[str] = Field(default_factory=list)
     n: int = Field(200, ge=1)
-    select_n: int = Field(0, ge=0, description="toy: further questions per skill, disjoint from the n, on which "
-                                                "the report picks the best single delta of each seed")
+    select_n: int = Field(
+        0,
+        ge=0,
+        description="toy: further questions per skill, disjoint from the n, on which "
+        "the report picks the best single delta of each seed",
+    )
     seed: int = 0
     teachers: bool = True
     sft_control: bool = True
@@ -232,8 +240,9 @@ def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise settings_error(exc, Recipe, where=source,
-                             fix="fix that key; see recipes/toy.yaml for a valid recipe") from None
+        raise settings_error(
+            exc, Recipe, where=source, fix="fix that key; see recipes/toy.yaml for a valid recipe"
+        ) from None
 
 
 def read_yaml(path: str | Path, what: str = "recipe") -> Any:

@@ -62,8 +62,9 @@ def _resampled_means(values: np.ndarray, size: tuple[int, ...], rng: np.random.G
     return out.reshape(size)
 
 
-def hierarchical_bootstrap(groups: list, n_boot: int = 4000, level: float = 0.95, seed: int = 0,
-                           small_sample: bool = True) -> Interval:
+def hierarchical_bootstrap(
+    groups: list, n_boot: int = 4000, level: float = 0.95, seed: int = 0, small_sample: bool = True
+) -> Interval:
     """Mean over groups (world seeds) of the mean within each group, and its bootstrap interval.
 
     ``groups``: one 1-D array per seed, e.g. the per-question paired differences of two rows.
@@ -72,8 +73,9 @@ def hierarchical_bootstrap(groups: list, n_boot: int = 4000, level: float = 0.95
     """
     arrays = [np.asarray(g, dtype=float) for g in groups]
     if not arrays or any(a.ndim != 1 or a.size == 0 for a in arrays):
-        raise InputError("hierarchical_bootstrap needs one non-empty 1-D array per seed",
-                         "pass a list of per-question value arrays")
+        raise InputError(
+            "hierarchical_bootstrap needs one non-empty 1-D array per seed", "pass a list of per-question value arrays"
+        )
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}", "pass e.g. 0.95")
     rng = np.random.default_rng(seed)

@@ -66,12 +66,16 @@ def resolve(spec: str | Path, validate: bool = True) -> Candidate:
         local, repo, sha = pull_with_info(str(spec))
         cand = Candidate(spec=str(spec), path=Path(local), repo=repo, revision=sha)
     else:
-        raise InputError(f"candidate {spec} is neither a folder nor a repo id",
-                         "pass adapter folders or NS/NAME[@REV], a collection, or --base filters")
+        raise InputError(
+            f"candidate {spec} is neither a folder nor a repo id",
+            "pass adapter folders or NS/NAME[@REV], a collection, or --base filters",
+        )
     config = read_adapter_config(cand.path)
     if config is None:
-        raise InputError(f"candidate {spec} is not a PEFT adapter (no adapter_config.json)",
-                         "compose merges LoRA adapters; pass adapter folders or adapter repos")
+        raise InputError(
+            f"candidate {spec} is not a PEFT adapter (no adapter_config.json)",
+            "compose merges LoRA adapters; pass adapter folders or adapter repos",
+        )
     cand.base = config.get("base_model_name_or_path")
     cand.digest = content_digest(cand.path)
     if validate:

@@ -18,8 +18,9 @@ from .settings import ComposeSettings
 @click.option("--min-pairs", type=int, help="Without CANDIDATES: only deltas trained on at least N pairs.")
 @cli_options(ComposeSettings)
 @_with_parameter_options  # the merge methods' parameters, from their declarations (as deltahub merge)
-@click.option("--work", type=click.Path(file_okay=False), help="Folder of cached evaluations "
-                                                               "(default: $DELTAHUB_HOME/compose).")
+@click.option(
+    "--work", type=click.Path(file_okay=False), help="Folder of cached evaluations (default: $DELTAHUB_HOME/compose)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
@@ -40,8 +41,11 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
     from .core import compose
 
     settings = ComposeSettings(**given(ComposeSettings, options))
-    params = {k: v for k, v in options.items() if k in PARAMETERS
-              and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    params = {
+        k: v
+        for k, v in options.items()
+        if k in PARAMETERS and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
+    }
     specs = list(candidates)
     if collection:
         from ..share.collections import delta_repos
@@ -51,16 +55,20 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
             raise InputError(f"collection {collection} holds no adapters", "add some: deltahub collection add")
     if not specs:
         if not (base or family):
-            raise InputError("no candidates given", "pass adapter folders or repo ids, --collection SLUG, or --base "
-                                                    "MODEL to compose the deltas listed for it")
+            raise InputError(
+                "no candidates given",
+                "pass adapter folders or repo ids, --collection SLUG, or --base "
+                "MODEL to compose the deltas listed for it",
+            )
         from ..share.search import list_deltas
 
         specs = [r["repo_id"] for r in list_deltas(base=base, family=family, min_pairs=min_pairs)]
         if not specs:
-            raise InputError(f"deltahub list found no deltas for base {base or '-'}, family {family or '-'}",
-                             "check with: deltahub list --base MODEL")
-    result = compose(specs, out, settings, params=params, base=base, work=work,
-                     overwrite=overwrite, progress=not quiet)
+            raise InputError(
+                f"deltahub list found no deltas for base {base or '-'}, family {family or '-'}",
+                "check with: deltahub list --base MODEL",
+            )
+    result = compose(specs, out, settings, params=params, base=base, work=work, overwrite=overwrite, progress=not quiet)
     t = result.trace
     click.echo(f"selected {len(result.selected)} of {len(t['candidates'])}: {', '.join(result.selected)}")
     click.echo(f"validation: student {t['student']:.4f} -> composed {t['score']:.4f} ({t['stopped']})")
@@ -69,8 +77,10 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
             click.echo(f"left out {c['name']}: {c['reason']}")
     if "held_out" in t:
         h = t["held_out"]
-        click.echo(f"held-out: student {h['student']:.4f}, composed {h['composed']:.4f}, "
-                   f"all merged {h['merge_all']:.4f}, best single ({h['best_single_name']}) {h['best_single']:.4f}")
+        click.echo(
+            f"held-out: student {h['student']:.4f}, composed {h['composed']:.4f}, "
+            f"all merged {h['merge_all']:.4f}, best single ({h['best_single_name']}) {h['best_single']:.4f}"
+        )
         from .stats import describe
 
         for name, p in h.get("paired", {}).items():

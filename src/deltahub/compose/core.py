@@ -45,9 +45,18 @@ def default_work() -> Path:
     return Path(home) / "compose"
 
 
-def compose(candidates: Sequence[str | Path], out: str | Path, settings: ComposeSettings | None = None, *,
-            params: dict[str, Any] | None = None, base: str | Path | None = None, work: str | Path | None = None,
-            overwrite: bool = False, progress: bool = True, **options: Any) -> ComposeResult:
+def compose(
+    candidates: Sequence[str | Path],
+    out: str | Path,
+    settings: ComposeSettings | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    base: str | Path | None = None,
+    work: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ComposeResult:
     """Select among ``candidates`` (adapter folders or ``NS/NAME[@REV]``) by the student's validation score on
     ``settings.tasks`` and write the merge of the selected ones to ``out``: the merged adapter (or full model),
     ``gam.yml`` for mergekit-yaml, ``compose.json`` (the selection trace), ``compose.png`` and a card.
@@ -64,11 +73,15 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
     method, params = s.method, dict(params or {})
     resolve_params(method, params)  # a bad or unknown parameter fails now, not after the first evaluations
     if str(params.get("reference", 0)) not in ("0", "auto"):
-        raise InputError(f"GAM reference {params['reference']!r} cannot hold for every set compose tries",
-                         "use --reference 0 (the first candidate of each set) or --reference auto")
+        raise InputError(
+            f"GAM reference {params['reference']!r} cannot hold for every set compose tries",
+            "use --reference 0 (the first candidate of each set) or --reference auto",
+        )
     if not (s.full or method_spec(method).low_rank):
-        raise InputError(f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
-                         "pass --full to compose a full model")
+        raise InputError(
+            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+            "pass --full to compose a full model",
+        )
     trial_full = s.full
     validation = ValidationSet(list(s.tasks or []), n=s.n, limit=s.limit, include_path=s.include_path)
     work = Path(work) if work is not None else default_work()
@@ -80,13 +93,21 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
         if c.problem:
             say(f"left out {c.name}: {c.problem}")
     if not usable:
-        raise InputError("no usable candidate deltas" + (f" ({len(resolved)} failed validation)" if resolved else ""),
-                         "pass adapter folders or repo ids that pass deltahub validate")
+        raise InputError(
+            "no usable candidate deltas" + (f" ({len(resolved)} failed validation)" if resolved else ""),
+            "pass adapter folders or repo ids that pass deltahub validate",
+        )
     base_path, base_id = _base(usable, base)
     evaluator = _Evaluator(usable, base_path, base_id, method, params, trial_full, validation, work, say)
 
-    sel = greedy_select(len(usable), evaluator.score, max_k=s.max_k, min_gain=s.min_gain, allow_harmful=s.allow_harmful,
-                        progress=lambda step, i, v: say(f"step {step}: + {usable[i].name} -> validation {v:.4f}"))
+    sel = greedy_select(
+        len(usable),
+        evaluator.score,
+        max_k=s.max_k,
+        min_gain=s.min_gain,
+        allow_harmful=s.allow_harmful,
+        progress=lambda step, i, v: say(f"step {step}: + {usable[i].name} -> validation {v:.4f}"),
+    )
     trace = _trace(sel, usable, resolved, validation, method, params, base_id)
     if not sel.selected:
         atomic_write_text(work / "last-trace.json", json.dumps(trace, indent=2))
@@ -95,7 +116,8 @@ def compose(candidates: Sequence[str | Path], out: str | Path, settings: Compose
             f"no candidate improves the student on validation (best: {usable[best].name} "
             f"{sel.singles[best]:.4f} vs student {sel.base:.4f}); nothing was written "
             f"(trace: {work / 'last-trace.json'})",
-            "try other candidates, more validation questions (--n), or another merge method (--method)")
+            "try other candidates, more validation questions (--n), or another merge method (--method)",
+        )
     chosen = sorted(sel.selected)  # merged in candidate order, as every trial was
     outcomes: dict[str, list[int]] = {}
     if s.held_out:
@@ -114,8 +136,10 @@ def _base(usable: list[Candidate], base: str | Path | None) -> tuple[Path, str]:
     if base is None:
         if len(names) != 1 or None in names:
             listing = ", ".join(f"{c.name} -> {c.base}" for c in usable)
-            raise InputError(f"the candidates name different base models ({listing})",
-                             "compose deltas of one student, or pass --base MODEL")
+            raise InputError(
+                f"the candidates name different base models ({listing})",
+                "compose deltas of one student, or pass --base MODEL",
+            )
         base = names.pop()
     from ..share.pull import pull_with_info
 
@@ -131,8 +155,18 @@ def _base(usable: list[Candidate], base: str | Path | None) -> tuple[Path, str]:
 class _Evaluator:
     """Merges a set of candidates and scores the student with it; every result cached by content."""
 
-    def __init__(self, usable: list[Candidate], base_path: Path, base_id: str, method: str, params: dict,
-                 full: bool, validation: ValidationSet, work: Path, say: Callable[[str], None]):
+    def __init__(
+        self,
+        usable: list[Candidate],
+        base_path: Path,
+        base_id: str,
+        method: str,
+        params: dict,
+        full: bool,
+        validation: ValidationSet,
+        work: Path,
+        say: Callable[[str], None],
+    ):
         self.usable, self.base_path, self.base_id = usable, base_path, base_id
         self.method, self.params, self.full = method, params, full
         self.validation, self.cache, self.say = validation, work / "evals", say
@@ -140,11 +174,17 @@ class _Evaluator:
     def key(self, ix: tuple[int, ...], half: Half) -> str:
         from ..merge import MERGE_VERSION
 
-        data = {"v": CACHE_VERSION, "merge_version": MERGE_VERSION, "half": half,
-                "base": self.base_id, "validation": self.validation.key(),
-                "members": [self.usable[i].digest for i in ix],
-                "method": self.method if ix else None, "params": self.params if ix else None,
-                "full": self.full if len(ix) > 1 else None}
+        data = {
+            "v": CACHE_VERSION,
+            "merge_version": MERGE_VERSION,
+            "half": half,
+            "base": self.base_id,
+            "validation": self.validation.key(),
+            "members": [self.usable[i].digest for i in ix],
+            "method": self.method if ix else None,
+            "params": self.params if ix else None,
+            "full": self.full if len(ix) > 1 else None,
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     def results(self, ix: tuple[int, ...], half: Half = "validation") -> tuple[dict[str, float], dict[str, list[int]]]:
@@ -154,8 +194,18 @@ class _Evaluator:
             cached = json.loads(path.read_text(encoding="utf-8"))
             return cached["scores"], cached["correct"]
         scores, correct = self._evaluate(ix, half)
-        atomic_write_text(path, json.dumps({"members": [self.usable[i].pinned for i in ix], "half": half,
-                                            "method": self.method, "scores": scores, "correct": correct}))
+        atomic_write_text(
+            path,
+            json.dumps(
+                {
+                    "members": [self.usable[i].pinned for i in ix],
+                    "half": half,
+                    "method": self.method,
+                    "scores": scores,
+                    "correct": correct,
+                }
+            ),
+        )
         label = " + ".join(self.usable[i].name for i in ix) or "student"
         self.say(f"{half} {mean(scores):.4f}  {label}")
         return scores, correct
@@ -175,24 +225,33 @@ class _Evaluator:
         from ..merge import merge_adapters
 
         with tempfile.TemporaryDirectory(prefix="deltahub-compose-trial-") as tmp:
-            merged = merge_adapters([self.usable[i].path for i in ix], Path(tmp) / "merged", method=self.method,
-                                    params=dict(self.params), base=self.base_path if self.full else None,
-                                    full=self.full, progress=False)
+            merged = merge_adapters(
+                [self.usable[i].path for i in ix],
+                Path(tmp) / "merged",
+                method=self.method,
+                params=dict(self.params),
+                base=self.base_path if self.full else None,
+                full=self.full,
+                progress=False,
+            )
             if self.full:
                 return self.validation.evaluate(merged, None, half)
             return self.validation.evaluate(self.base_path, merged, half)
 
 
-def _held_out(evaluator: _Evaluator, sel: Selection, chosen: list[int]
-              ) -> tuple[dict[str, Any], dict[str, list[int]]]:
+def _held_out(evaluator: _Evaluator, sel: Selection, chosen: list[int]) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """The student, the result, the merge of every candidate and the best single delta (by validation) on data
     no choice saw (and their validation scores beside); on toy tasks also the result's paired differences against
     the others, question by question. Returns (the trace's ``held_out``, the toy questions' outcomes)."""
     from .stats import paired_difference
 
     best = max(sel.singles, key=lambda i: (sel.singles[i], -i))
-    sets = {"student": (), "composed": tuple(chosen), "merge_all": tuple(range(len(evaluator.usable))),
-            "best_single": (best,)}
+    sets = {
+        "student": (),
+        "composed": tuple(chosen),
+        "merge_all": tuple(range(len(evaluator.usable))),
+        "best_single": (best,),
+    }
     results = {k: evaluator.results(ix, "test") for k, ix in sets.items()}
     held: dict[str, Any] = {k: mean(scores) for k, (scores, _) in results.items()}
     held["best_single_name"] = evaluator.usable[best].name
@@ -201,41 +260,99 @@ def _held_out(evaluator: _Evaluator, sel: Selection, chosen: list[int]
     flat = {k: [v for task in sorted(correct) for v in correct[task]] for k, (_, correct) in results.items()}
     if flat["composed"]:
         held["paired_tasks"] = sorted(results["composed"][1])
-        held["paired"] = {f"composed - {k}": paired_difference(flat["composed"], flat[k])
-                          for k in ("merge_all", "best_single", "student")}
+        held["paired"] = {
+            f"composed - {k}": paired_difference(flat["composed"], flat[k])
+            for k in ("merge_all", "best_single", "student")
+        }
     return held, flat
 
 
-def _trace(sel: Selection, usable: list[Candidate], resolved: list[Candidate], validation: ValidationSet,
-           method: str, params: dict, base_id: str) -> dict[str, Any]:
+def _trace(
+    sel: Selection,
+    usable: list[Candidate],
+    resolved: list[Candidate],
+    validation: ValidationSet,
+    method: str,
+    params: dict,
+    base_id: str,
+) -> dict[str, Any]:
     """The selection trace: every candidate's single-delta score and fate, every step's merged score."""
     names = [c.name for c in usable]
     added_at = {i: n for n, i in enumerate(sel.selected, 1)}
-    candidates = [{"name": c.name, "source": c.pinned, "digest": c.digest, "single": sel.singles[i],
-                   "vs_student": sel.singles[i] - sel.base, "selected_at": added_at.get(i),
-                   "reason": sel.reason_left_out(i)} for i, c in enumerate(usable)]
-    candidates += [{"name": c.name, "source": c.pinned, "digest": c.digest, "single": None, "vs_student": None,
-                    "selected_at": None, "reason": c.problem} for c in resolved if c.problem]
-    steps = [{"step": n, "tried": {names[i]: s for i, s in step.tried.items()},
-              "added": names[step.added] if step.added is not None else None, "score": step.score}
-             for n, step in enumerate(sel.steps, 1)]
-    return {"validation": {"tasks": validation.tasks, "split": "validation", "n": validation.n,
-                           "limit": validation.limit},
-            "base": base_id, "method": method, "parameters": params, "student": sel.base,
-            "candidates": candidates, "steps": steps, "selected": [names[i] for i in sel.selected],
-            "score": sel.score, "stopped": sel.stopped}
+    candidates = [
+        {
+            "name": c.name,
+            "source": c.pinned,
+            "digest": c.digest,
+            "single": sel.singles[i],
+            "vs_student": sel.singles[i] - sel.base,
+            "selected_at": added_at.get(i),
+            "reason": sel.reason_left_out(i),
+        }
+        for i, c in enumerate(usable)
+    ]
+    candidates += [
+        {
+            "name": c.name,
+            "source": c.pinned,
+            "digest": c.digest,
+            "single": None,
+            "vs_student": None,
+            "selected_at": None,
+            "reason": c.problem,
+        }
+        for c in resolved
+        if c.problem
+    ]
+    steps = [
+        {
+            "step": n,
+            "tried": {names[i]: s for i, s in step.tried.items()},
+            "added": names[step.added] if step.added is not None else None,
+            "score": step.score,
+        }
+        for n, step in enumerate(sel.steps, 1)
+    ]
+    return {
+        "validation": {"tasks": validation.tasks, "split": "validation", "n": validation.n, "limit": validation.limit},
+        "base": base_id,
+        "method": method,
+        "parameters": params,
+        "student": sel.base,
+        "candidates": candidates,
+        "steps": steps,
+        "selected": [names[i] for i in sel.selected],
+        "score": sel.score,
+        "stopped": sel.stopped,
+    }
 
 
-def _write(out: Path, overwrite: bool, chosen: list[Candidate], method: str, params: dict, base_path: Path,
-           base_id: str, full: bool, trace: dict[str, Any]) -> None:
+def _write(
+    out: Path,
+    overwrite: bool,
+    chosen: list[Candidate],
+    method: str,
+    params: dict,
+    base_path: Path,
+    base_id: str,
+    full: bool,
+    trace: dict[str, Any],
+) -> None:
     """The merged output with its trace, plot, gam.yml and card, appearing at ``out`` only when complete."""
     from ..merge import merge_adapters
     from ..share.cards import write_card
     from .report import mergekit_config, plot_selection
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        merged = merge_adapters([c.pinned for c in chosen], tmp / "merged", method=method, params=dict(params),
-                                base=base_path if full else None, full=full, progress=False)
+        merged = merge_adapters(
+            [c.pinned for c in chosen],
+            tmp / "merged",
+            method=method,
+            params=dict(params),
+            base=base_path if full else None,
+            full=full,
+            progress=False,
+        )
         for item in merged.iterdir():
             shutil.move(str(item), str(tmp / item.name))
         merged.rmdir()

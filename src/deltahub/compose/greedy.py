@@ -56,9 +56,14 @@ class Selection:
         return f"not better than the delta chosen at step {last_step}: {last:.4f}"
 
 
-def greedy_select(n: int, score: Score, max_k: int | None = None, min_gain: float = 0.0,
-                  allow_harmful: bool = False, progress: Callable[[int, int, float], None] | None = None
-                  ) -> Selection:
+def greedy_select(
+    n: int,
+    score: Score,
+    max_k: int | None = None,
+    min_gain: float = 0.0,
+    allow_harmful: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Selection:
     """Select among ``n`` candidates; ``score(indices)`` scores the merge of those candidates (``()``: the
     student alone). Each set is scored once; ties go to the earlier candidate. ``progress(step, added, score)``
     is called after each addition."""
@@ -71,15 +76,20 @@ def greedy_select(n: int, score: Score, max_k: int | None = None, min_gain: floa
     while len(sel.selected) < max_k:
         remaining = [i for i in pool if i not in sel.selected]
         if not remaining:
-            sel.stopped = ("every candidate that does not hurt alone was selected" if sel.selected
-                           else "every candidate hurts the student alone")
+            sel.stopped = (
+                "every candidate that does not hurt alone was selected"
+                if sel.selected
+                else "every candidate hurts the student alone"
+            )
             break
         tried = {i: singles[i] if not sel.selected else score(tuple(sorted((*sel.selected, i)))) for i in remaining}
         best = max(remaining, key=lambda i: (tried[i], -i))
         if tried[best] - current <= min_gain:
             sel.steps.append(Step(tried, None, current))
-            sel.stopped = (f"no remaining delta improves the validation score by more than {min_gain:g} "
-                           f"(best: {tried[best]:.4f} vs {current:.4f})")
+            sel.stopped = (
+                f"no remaining delta improves the validation score by more than {min_gain:g} "
+                f"(best: {tried[best]:.4f} vs {current:.4f})"
+            )
             break
         sel.selected.append(best)
         current = tried[best]
@@ -89,4 +99,3 @@ def greedy_select(n: int, score: Score, max_k: int | None = None, min_gain: floa
     else:
         sel.stopped = f"reached --max {max_k}" if max_k < n else "every candidate was selected"
     return sel
-

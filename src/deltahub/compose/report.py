@@ -22,8 +22,10 @@ def mergekit_config(base_id: str, base_path: Path, chosen: list[Candidate], meth
         "parameters": dict(params),
         "dtype": "float32",  # merge in fp32: the delta of a bf16 model is not low-rank
     }
-    head = ("# Written by deltahub compose: the selected deltas, merged as compose merged them.\n"
-            "#   mergekit-yaml gam.yml ./out --lora-merge-cache ./lora_cache --lora-merge-dtype float32\n")
+    head = (
+        "# Written by deltahub compose: the selected deltas, merged as compose merged them.\n"
+        "#   mergekit-yaml gam.yml ./out --lora-merge-cache ./lora_cache --lora-merge-dtype float32\n"
+    )
     return head + yaml.safe_dump(config, sort_keys=False)
 
 
@@ -53,8 +55,14 @@ def plot_selection(trace: dict[str, Any], out: Path) -> Path:
         right.scatter(*zip(*tried, strict=True), color="tab:gray", alpha=0.6, s=14, label="tried, not added")
     right.plot(xs, [trace["student"]] + [s["score"] for s in added], marker="o", label="merged (validation)")
     for x, s in zip(xs[1:], added, strict=True):
-        right.annotate("+" + _short(s["added"]), (x, s["score"]), fontsize=8, textcoords="offset points",
-                       xytext=(0, 6), ha="center")
+        right.annotate(
+            "+" + _short(s["added"]),
+            (x, s["score"]),
+            fontsize=8,
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+        )
     held = trace.get("held_out")
     if held:
         right.scatter([xs[-1]], [held["composed"]], marker="s", color="tab:green", label="composed (held-out)")

@@ -33,8 +33,10 @@ def pooled_difference(a_runs: list[list[int]], b_runs: list[list[int]]) -> dict[
     from ..stats import hierarchical_bootstrap
 
     if len(a_runs) != len(b_runs) or any(len(a) != len(b) or not a for a, b in zip(a_runs, b_runs, strict=True)):
-        raise ValueError("paired outcomes need the same non-empty questions in every run "
-                         f"(got {[len(a) for a in a_runs]} and {[len(b) for b in b_runs]})")
+        raise ValueError(
+            "paired outcomes need the same non-empty questions in every run "
+            f"(got {[len(a) for a in a_runs]} and {[len(b) for b in b_runs]})"
+        )
     diffs = [[x - y for x, y in zip(a, b, strict=True)] for a, b in zip(a_runs, b_runs, strict=True)]
     flat = [v for d in diffs for v in d]
     wins, losses = flat.count(1), flat.count(-1)
@@ -43,13 +45,22 @@ def pooled_difference(a_runs: list[list[int]], b_runs: list[list[int]]) -> dict[
     else:
         iv = hierarchical_bootstrap(diffs)
         estimate, low, high = iv.estimate, iv.low, iv.high
-    return {"diff": estimate, "ci95": [low, high], "wins": wins, "losses": losses, "n": len(flat),
-            "runs": len(diffs), "p_mcnemar": mcnemar_exact(wins, losses)}
+    return {
+        "diff": estimate,
+        "ci95": [low, high],
+        "wins": wins,
+        "losses": losses,
+        "n": len(flat),
+        "runs": len(diffs),
+        "p_mcnemar": mcnemar_exact(wins, losses),
+    }
 
 
 def describe(name: str, p: dict[str, Any]) -> str:
     """One line: ``composed - merge_all: +0.0100 (95% CI -0.0200..+0.0400; right/wrong on 12 vs 10 of 200
     questions, McNemar p=0.83)``."""
     low, high = p["ci95"]
-    return (f"{name}: {p['diff']:+.4f} (95% CI {low:+.4f}..{high:+.4f}; right/wrong on {p['wins']} vs {p['losses']} "
-            f"of {p['n']} questions, McNemar p={p['p_mcnemar']:.2g})")
+    return (
+        f"{name}: {p['diff']:+.4f} (95% CI {low:+.4f}..{high:+.4f}; right/wrong on {p['wins']} vs {p['losses']} "
+        f"of {p['n']} questions, McNemar p={p['p_mcnemar']:.2g})"
+    )

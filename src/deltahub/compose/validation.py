@@ -80,8 +80,14 @@ class ValidationSet:
 
     def key(self) -> dict[str, Any]:
         """What determines a score (part of every cached evaluation's key)."""
-        return {"tasks": self.tasks, "n": self.n, "limit": self.limit, "seed": self.seed,
-                "include_path": self.include_path, "half_salt": HALF_SALT}
+        return {
+            "tasks": self.tasks,
+            "n": self.n,
+            "limit": self.limit,
+            "seed": self.seed,
+            "include_path": self.include_path,
+            "half_salt": HALF_SALT,
+        }
 
     def prepare(self, work: Path) -> None:
         """Write the validation variants of the lm-eval tasks (refusing tasks without a validation split)."""
@@ -97,26 +103,38 @@ class ValidationSet:
         for task in self.lm_eval:
             entry = manager.task_index.get(task)
             if entry is None:
-                raise InputError(f"unknown lm-eval task {task}",
-                                 "check the name with `lm_eval ls tasks`, or pass --include-path DIR")
+                raise InputError(
+                    f"unknown lm-eval task {task}", "check the name with `lm_eval ls tasks`, or pass --include-path DIR"
+                )
             cfg = getattr(entry, "cfg", None) or {}
             yaml_path = getattr(entry, "yaml_path", None)
             if not cfg.get("validation_split") or yaml_path is None:
-                raise InputError(f"lm-eval task {task} has no validation split; selecting on its test split would "
-                                 "leak the held-out data into the choice",
-                                 "write a task YAML for your validation data (validation_split) and pass "
-                                 "--include-path DIR")
-            atomic_write_text(folder / f"{task}{VALIDATION_SUFFIX}.yaml", yaml.safe_dump({
-                "include": str(Path(yaml_path).resolve()), "task": f"{task}{VALIDATION_SUFFIX}", "tag": [],
-                "test_split": None, "validation_split": cfg["validation_split"]}))
+                raise InputError(
+                    f"lm-eval task {task} has no validation split; selecting on its test split would "
+                    "leak the held-out data into the choice",
+                    "write a task YAML for your validation data (validation_split) and pass --include-path DIR",
+                )
+            atomic_write_text(
+                folder / f"{task}{VALIDATION_SUFFIX}.yaml",
+                yaml.safe_dump(
+                    {
+                        "include": str(Path(yaml_path).resolve()),
+                        "task": f"{task}{VALIDATION_SUFFIX}",
+                        "tag": [],
+                        "test_split": None,
+                        "validation_split": cfg["validation_split"],
+                    }
+                ),
+            )
         self._derived = folder
 
     def score(self, model: Path, adapter: Path | None, half: Half = "validation") -> dict[str, float]:
         """Primary metric per task on ``half`` (validation, or the held-out test data)."""
         return self.evaluate(model, adapter, half)[0]
 
-    def evaluate(self, model: Path, adapter: Path | None, half: Half = "validation"
-                 ) -> tuple[dict[str, float], dict[str, list[int]]]:
+    def evaluate(
+        self, model: Path, adapter: Path | None, half: Half = "validation"
+    ) -> tuple[dict[str, float], dict[str, list[int]]]:
         """The scores, and for toy tasks each question's outcome (1 = exact match, in ``toy_items`` order): what
         a paired comparison of two models needs. lm-eval tasks give scores only."""
         scores: dict[str, float] = {}
@@ -132,8 +150,10 @@ class ValidationSet:
         from ..toy.evaluate import exact_match, load_model
 
         m, tok = load_model(model, adapter)
-        return {f"toy:{skill}": [int(hit) for hit in exact_match(m, tok, toy_items(skill, half, self.n, self.seed))]
-                for skill in self.toy}
+        return {
+            f"toy:{skill}": [int(hit) for hit in exact_match(m, tok, toy_items(skill, half, self.n, self.seed))]
+            for skill in self.toy
+        }
 
     def _lm_eval(self, model: Path, adapter: Path | None, half: Half) -> dict[str, float]:
         from ..evaluate import evaluate
@@ -144,8 +164,9 @@ class ValidationSet:
             names, include = [f"{t}{VALIDATION_SUFFIX}" for t in self.lm_eval], str(self._derived)
         else:
             names, include = list(self.lm_eval), self.include_path
-        res = evaluate(model, names, adapter=adapter, limit=self.limit, batch_size=self.batch_size,
-                       include_path=include)
+        res = evaluate(
+            model, names, adapter=adapter, limit=self.limit, batch_size=self.batch_size, include_path=include
+        )
         return {task: res[name][primary_metric(res[name])] for task, name in zip(self.lm_eval, names, strict=True)}
 
 

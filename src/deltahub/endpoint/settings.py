@@ -29,7 +29,9 @@ def check_url(url: str, what: str = "endpoint") -> str:
     """An http(s) URL with a host, without its trailing slash."""
     parsed = urlparse(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
-        raise InputError(f"{what} {url!r} is not an http(s) URL", f"give the {what} as http://HOST:PORT or https://HOST")
+        raise InputError(
+            f"{what} {url!r} is not an http(s) URL", f"give the {what} as http://HOST:PORT or https://HOST"
+        )
     return url.strip().rstrip("/")
 
 
@@ -65,8 +67,10 @@ def load() -> Settings:
         return Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, ValidationError) as exc:
         first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise InputError(f"{path} is not valid deltahub settings: {first}",
-                         "fix or delete it, or save again with: deltahub hub use embedded|URL") from None
+        raise InputError(
+            f"{path} is not valid deltahub settings: {first}",
+            "fix or delete it, or save again with: deltahub hub use embedded|URL",
+        ) from None
 
 
 def save(**changes) -> Path:

@@ -15,6 +15,15 @@ from .methods import METHODS, merge_module
 MERGE_VERSION = 2
 
 __all__ = [
-    "MERGE_VERSION", "METHODS", "LoraAdapter", "LowRank", "MergeInput", "load_adapter", "low_rank_from_dense",
-    "merge_adapters", "merge_module", "plan_merge", "thin_svd",
+    "MERGE_VERSION",
+    "METHODS",
+    "LoraAdapter",
+    "LowRank",
+    "MergeInput",
+    "load_adapter",
+    "low_rank_from_dense",
+    "merge_adapters",
+    "merge_module",
+    "plan_merge",
+    "thin_svd",
 ]

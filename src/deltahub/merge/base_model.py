@@ -20,8 +20,18 @@ from ..errors import InputError
 
 # config.json fields that tell architectures and sizes apart
 FINGERPRINT_FIELDS = (
-    "architectures", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "max_position_embeddings", "rope_theta",
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "rope_theta",
 )
 
 
@@ -52,7 +62,7 @@ def _config_of(name: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # noqa: BLE001 - not a repo id: no fingerprint
+    except Exception:
         return None
     return Path(cached) if isinstance(cached, str) else None
 
@@ -66,14 +76,21 @@ def check_base(base: str | Path, base_path: Path, trained_on: str | None, allow_
     fix = f"pass --base {trained_on}, or --allow-base-mismatch if {base} is that model"
     theirs = _config_of(trained_on)
     if theirs is None or not (base_path / "config.json").is_file():
-        raise InputError(f"base model {base} is not the adapters' base {trained_on}, and {trained_on}'s config "
-                         "is not available locally to compare", fix)
+        raise InputError(
+            f"base model {base} is not the adapters' base {trained_on}, and {trained_on}'s config "
+            "is not available locally to compare",
+            fix,
+        )
     mine, want = config_fingerprint(base_path / "config.json"), config_fingerprint(theirs)
     if mine != want:
-        diff = ", ".join(f"{k} {mine.get(k)!r} vs {want.get(k)!r}" for k in sorted(set(mine) | set(want))
-                         if mine.get(k) != want.get(k))
+        diff = ", ".join(
+            f"{k} {mine.get(k)!r} vs {want.get(k)!r}"
+            for k in sorted(set(mine) | set(want))
+            if mine.get(k) != want.get(k)
+        )
         raise InputError(f"base model {base} is not the adapters' base {trained_on} (config differs: {diff})", fix)
     theirs_weights, mine_weights = weights_sample(theirs.parent), weights_sample(base_path)
     if theirs_weights is not None and mine_weights is not None and theirs_weights != mine_weights:
-        raise InputError(f"base model {base} is not the adapters' base {trained_on}: same config, different weights",
-                         fix)
+        raise InputError(
+            f"base model {base} is not the adapters' base {trained_on}: same config, different weights", fix
+        )

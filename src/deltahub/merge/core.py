@@ -113,7 +113,7 @@ def plan_merge(
     weights = [1.0] * len(adapters) if weights is None else [float(w) for w in weights]
     bases = {a.base_model for a in adapters}
     if len(bases) > 1 and not allow_base_mismatch:
-        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters, strict=False))
+        listing = ", ".join(f"{i.spec} -> {a.base_model}" for i, a in zip(resolved, adapters, strict=True))
         raise InputError(
             f"adapters were trained on different base models ({listing})",
             "merge deltas of one student, or pass --allow-base-mismatch if these names are the same model",
@@ -121,7 +121,7 @@ def plan_merge(
     all_modules: list[str] = []
     for a in adapters:
         all_modules.extend(m for m in a.module_names if m not in all_modules)
-    missing = {m: [i.spec for i, a in zip(resolved, adapters, strict=False) if m not in a.keys] for m in all_modules}
+    missing = {m: [i.spec for i, a in zip(resolved, adapters, strict=True) if m not in a.keys] for m in all_modules}
     missing = {m: specs for m, specs in missing.items() if specs}
     plan = MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
     if method == "gam":

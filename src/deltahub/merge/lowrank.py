@@ -84,7 +84,7 @@ class LowRank:
     def concat(parts: list[LowRank], coefficients: list[float] | None = None) -> LowRank:
         """Σ cᵢ·ΔWᵢ exactly, as one update of rank Σ rᵢ: [c₁s₁B₁ … cₙsₙBₙ] · [A₁; …; Aₙ]."""
         coefficients = coefficients or [1.0] * len(parts)
-        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients, strict=False)], dim=1)
+        B = torch.cat([p.B.to(COMPUTE_DTYPE) * (c * p.scale) for p, c in zip(parts, coefficients, strict=True)], dim=1)
         A = torch.cat([p.A.to(COMPUTE_DTYPE) for p in parts], dim=0)
         return LowRank(B, A)
 

@@ -97,7 +97,7 @@ def gam(
     MU_ref, MV_ref = svds[ref].MU, svds[ref].MV
     S_bar = torch.zeros(rank, rank, dtype=COMPUTE_DTYPE)
     coeffs: list[tuple[torch.Tensor, torch.Tensor]] = []  # Ũᵢ = MUᵢ·KUᵢ, Ṽᵢ = MVᵢ·KVᵢ, weighted
-    for svd, w in zip(svds, weights, strict=False):
+    for svd, w in zip(svds, weights, strict=True):
         TU, S, TV = _padded(svd, rank)
         # Eq. 2 (unweighted bases): R_U = polar(UᵢᵀU_ref), with UᵢᵀU_ref = TUᵢᵀ(MUᵢᵀMU_ref)TU_ref
         R_u = _polar(TU.T @ (svd.MU.T @ MU_ref) @ TU_ref)
@@ -116,8 +116,8 @@ def gam(
     # scale is already in its S (factored_svd), so B and A are used as stored, never copied.
     out = functools.reduce(torch.promote_types, [t.dtype for d in deltas for t in (d.B, d.A)], torch.float32)
     # (where MU is B itself, the caller's B is used: no float64 -> float32 copy)
-    MUs = [d.B if s.from_factors else s.MU for d, s in zip(deltas, svds, strict=False)]
-    MVs = [d.A.T if s.from_factors else s.MV for d, s in zip(deltas, svds, strict=False)]
+    MUs = [d.B if s.from_factors else s.MU for d, s in zip(deltas, svds, strict=True)]
+    MVs = [d.A.T if s.from_factors else s.MV for d, s in zip(deltas, svds, strict=True)]
     B = _sum_products([m.to(out) for m in MUs], [(scale * k @ S_bar).to(out) for k, _ in coeffs])
     V_bar = _sum_products([m.to(out) for m in MVs], [k.to(out) for _, k in coeffs])
     return LowRank(B, V_bar.T)
@@ -126,7 +126,7 @@ def gam(
 def _sum_products(tall: list[torch.Tensor], small: list[torch.Tensor]) -> torch.Tensor:
     """Σ tallᵢ·smallᵢ, accumulated in place (one d×r buffer, no concatenated copy)."""
     out = tall[0] @ small[0]
-    for M, K in zip(tall[1:], small[1:], strict=False):
+    for M, K in zip(tall[1:], small[1:], strict=True):
         out.addmm_(M, K)
     return out
 
@@ -160,7 +160,7 @@ def _trim(x: torch.Tensor, density: float) -> torch.Tensor:
 
 def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
     """TIES-Merging (Yadav et al., 2023): trim, elect sign by total mass, disjoint (weighted) mean."""
-    stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights, strict=False)])
+    stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights, strict=True)])
     sign = torch.sign(stacked.sum(dim=0))
     agree = (torch.sign(stacked) == sign) & (stacked != 0)
     w = torch.tensor(weights, dtype=stacked.dtype).view(-1, *([1] * (stacked.ndim - 1)))
@@ -200,7 +200,7 @@ def knots(
         offsets.append(offsets[-1] + d.rank)
     Vs = [Q_a @ vh[:, offsets[i] : offsets[i + 1]].T for i, (Q_a, _) in enumerate(qa)]  # V⁽ⁱ⁾ [k, R]
     if merge_rule == "ta":
-        V_merged = sum(w * V for V, w in zip(Vs, weights, strict=False))
+        V_merged = sum(w * V for V, w in zip(Vs, weights, strict=True))
     else:
         V_merged = _ties_combine(Vs, weights, density)
     return LowRank(scale * U * s, V_merged.T)
@@ -214,7 +214,7 @@ def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> L
     d, k = deltas[0].shape
     share = max(1, min(d, k) // n)
     U_parts, s_parts, V_parts = [], [], []
-    for delta, w in zip(deltas, weights, strict=False):
+    for delta, w in zip(deltas, weights, strict=True):
         svd = thin_svd(delta)
         keep = min(svd.S.shape[0], share)
         U_parts.append(svd.U[:, :keep])

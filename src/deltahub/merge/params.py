@@ -17,7 +17,7 @@ rather than a signature because the parameters are also validated where no kerne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
 
@@ -26,9 +26,11 @@ from ..errors import InputError
 AUTO = "auto"
 
 Reference = Annotated[
-    Union[Annotated[StrictInt, Field(ge=0)], Annotated[str, StringConstraints(min_length=1)]],
-    Field(description="GAM reference, the input every other is aligned to: an index, an input's name "
-                      "(folder, repo id, recipe delta name), or auto (see deltahub.merge.reference)"),
+    Annotated[StrictInt, Field(ge=0)] | Annotated[str, StringConstraints(min_length=1)],
+    Field(
+        description="GAM reference, the input every other is aligned to: an index, an input's name "
+        "(folder, repo id, recipe delta name), or auto (see deltahub.merge.reference)"
+    ),
 ]
 Scale = Annotated[float, Field(description="multiply the merged update")]
 Density = Annotated[float, Field(gt=0, le=1, description="fraction of entries kept when trimming (TIES step 1)")]
@@ -42,8 +44,13 @@ class MethodParams(BaseModel):
 
 class GamParams(MethodParams):
     reference: Reference = 0
-    reorthonormalize: Annotated[bool, Field(description="replace the mean bases Ū, V̄ by their nearest orthonormal "
-                                                        "matrices (the idealisation of PDA Appendix C)")] = False
+    reorthonormalize: Annotated[
+        bool,
+        Field(
+            description="replace the mean bases Ū, V̄ by their nearest orthonormal "
+            "matrices (the idealisation of PDA Appendix C)"
+        ),
+    ] = False
     scale: Scale = 1.0
 
 
@@ -61,8 +68,9 @@ class TiesParams(MethodParams):
 
 
 class KnotsParams(MethodParams):
-    merge_rule: Annotated[Literal["ties", "ta"],
-                          Field(description="how KnOTS merges the per-task right bases")] = "ties"
+    merge_rule: Annotated[Literal["ties", "ta"], Field(description="how KnOTS merges the per-task right bases")] = (
+        "ties"
+    )
     density: Density = 0.2
     scale: Scale = 1.0
 
@@ -129,8 +137,10 @@ def validate_params(method: str, model: type[MethodParams], params: dict[str, An
         known = [p.name for p in fields(model)]
         unknown = sorted(str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden")
         if unknown:
-            raise InputError(f"unknown parameter(s) for {method}: {', '.join(unknown)}",
-                             f"valid parameters: {', '.join(known) or 'none'}") from None
+            raise InputError(
+                f"unknown parameter(s) for {method}: {', '.join(unknown)}",
+                f"valid parameters: {', '.join(known) or 'none'}",
+            ) from None
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "?"
         info = next((p for p in fields(model) if p.name == name), None)

@@ -139,10 +139,10 @@ def _auto(labels: Labels, module_deltas: Callable[[], Iterable[tuple[str, Sequen
                 raise nonfinite_error(labels[exc.index][0], module) from None
             numeric = [s.S.shape[0] for s in svds]  # numerical ranks: an exactly deficient input drops out
             top = max(numeric)
-            if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric, strict=False)):
+            if any(eligible) and not any(e and r == top for e, r in zip(eligible, numeric, strict=True)):
                 best = ", ".join(labels[i][0] for i, r in enumerate(numeric) if r == top)
                 last = f" (in {module} the largest rank, {top}, is only in {best})"
-            eligible = [e and r == top for e, r in zip(eligible, numeric, strict=False)]
+            eligible = [e and r == top for e, r in zip(eligible, numeric, strict=True)]
             scores += subspace_agreement(svds)
     if not any(eligible):
         raise InputError(

@@ -172,7 +172,7 @@ def _stream_gam(
         if ws.device.type != "cpu":  # one copy back and one synchronisation per chunk
             out_B = ws.get("out_B/host", out_B.shape, out_B.dtype, pinned=True).copy_(out_B, non_blocking=True)
             out_A = ws.get("out_A/host", out_A.shape, out_A.dtype, pinned=True).copy_(out_A, non_blocking=True)
-        for module, B, A, good in zip(chunk, out_B, out_A, ok.tolist(), strict=False):  # (tolist waits for the copies)
+        for module, B, A, good in zip(chunk, out_B, out_A, ok.tolist(), strict=True):  # (tolist waits for the copies)
             if good:
                 writer.write_factors(module, B, A)
             else:

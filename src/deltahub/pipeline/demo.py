@@ -21,8 +21,7 @@ from .report import write_report
 
 RECIPES = Path(__file__).parent / "recipes"
 # world preset -> its recipe; ``pda`` is the default demo
-DEMOS = {"pda": "toy.yaml", "delta": "toy-delta.yaml", "specialists": "toy-specialists.yaml",
-         "quick": "toy-quick.yaml"}
+DEMOS = {"pda": "toy.yaml", "delta": "toy-delta.yaml", "specialists": "toy-specialists.yaml", "quick": "toy-quick.yaml"}
 
 
 def demo_recipe(name: str) -> Recipe:
@@ -71,13 +70,23 @@ def _run_seed(recipe_json: str, seed: int, work: str, endpoint: str | None) -> t
         sys.stderr.flush()
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        run_recipe(Recipe.model_validate_json(recipe_json), work,
-                   log=lambda m: print(f"{time.time() - t0:6.1f}s {m}", file=log, flush=True))
+        run_recipe(
+            Recipe.model_validate_json(recipe_json),
+            work,
+            log=lambda m: print(f"{time.time() - t0:6.1f}s {m}", file=log, flush=True),
+        )
     return seed, time.time() - t0
 
 
-def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | Path = "deltahub-demo",
-             workers: int | None = None, log=print, recipe: Recipe | None = None) -> Path:
+def run_demo(
+    name: str = "pda",
+    seeds: int = 5,
+    first_seed: int = 0,
+    out: str | Path = "deltahub-demo",
+    workers: int | None = None,
+    log=print,
+    recipe: Recipe | None = None,
+) -> Path:
     """Run demo ``name`` (or ``recipe``) for world seeds first_seed .. first_seed+seeds-1; write
     ``out/report.md`` and ``out/results.png``; return the report's path."""
     if seeds < 1:
@@ -102,28 +111,36 @@ def run_demo(name: str = "pda", seeds: int = 5, first_seed: int = 0, out: str | 
     # compose the first seed's published deltas with the unmodified mergekit (registry/mergekit_config.py)
     from ..share.mergekit_config import write_for_published
 
-    mergekit_line = write_for_published(results[first_seed]["deltas"], out / "gam.yml",
-                                        recipe.merge.parameters.get("gam"))
-    setting = [f"Demo `{name}` (recipe `{recipe.name}`: {recipe.description}). Wall time {wall:.0f} s for "
-               f"{seeds} seed(s) ({workers} worker process(es), world builds included).", ""]
+    mergekit_line = write_for_published(
+        results[first_seed]["deltas"], out / "gam.yml", recipe.merge.parameters.get("gam")
+    )
+    setting = [
+        f"Demo `{name}` (recipe `{recipe.name}`: {recipe.description}). Wall time {wall:.0f} s for "
+        f"{seeds} seed(s) ({workers} worker process(es), world builds included).",
+        "",
+    ]
     if recipe.world is not None:
         from ..toy.world import describe, preset
 
         world = preset(recipe.world.preset, recipe.world.seed, recipe.world.overrides)
         setting += [f"World `{recipe.world.preset}`: {describe(world)}.", ""]
     d, t = recipe.deltas[0], recipe.deltas[0].train
-    setting += [f"Deltas: {t.get('objective', 'dpo')} (beta {t.get('beta')}, lr {t.get('learning_rate')}, "
-                f"{t.get('max_steps')} steps, LoRA r {t.get('rank')}) on the weak member's answers over the weaker "
-                f"member's, {d.prompts.count} prompts per skill from {d.prompts.source}, identical pairs dropped; "
-                "merges " + ", ".join(recipe.merge.methods) + ".", "",
-               f"Reproduce: `deltahub demo{' --quick' if name == 'quick' else ''}"
-               f"{f' --preset {name}' if name not in ('pda', 'quick') else ''} --seeds {seeds} "
-               f"--first-seed {first_seed}`; every seed's folder holds its results.json and stages."]
+    setting += [
+        f"Deltas: {t.get('objective', 'dpo')} (beta {t.get('beta')}, lr {t.get('learning_rate')}, "
+        f"{t.get('max_steps')} steps, LoRA r {t.get('rank')}) on the weak member's answers over the weaker "
+        f"member's, {d.prompts.count} prompts per skill from {d.prompts.source}, identical pairs dropped; "
+        "merges " + ", ".join(recipe.merge.methods) + ".",
+        "",
+        f"Reproduce: `deltahub demo{' --quick' if name == 'quick' else ''}"
+        f"{f' --preset {name}' if name not in ('pda', 'quick') else ''} --seeds {seeds} "
+        f"--first-seed {first_seed}`; every seed's folder holds its results.json and stages.",
+    ]
     if mergekit_line:
-        setting += ["", f"Compose the published deltas (seed {first_seed}) with the unmodified mergekit: "
-                    f"`{mergekit_line}`"]
-    return write_report(out, f"deltahub demo — {recipe.description}", results, setting,
-                        plumbing_only=name == "quick")
+        setting += [
+            "",
+            f"Compose the published deltas (seed {first_seed}) with the unmodified mergekit: `{mergekit_line}`",
+        ]
+    return write_report(out, f"deltahub demo — {recipe.description}", results, setting, plumbing_only=name == "quick")
 
 
 def _run_parallel(recipe: Recipe, seeds: list[int], out: Path, workers: int, log) -> None:
@@ -135,10 +152,13 @@ def _run_parallel(recipe: Recipe, seeds: list[int], out: Path, workers: int, log
         from ..endpoint import setup_client
 
         endpoint = setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_die_with_parent) as pool:
-        jobs = [pool.submit(_run_seed, seeded(recipe, s, 1).model_dump_json(), s, str(out / f"seed-{s}"), endpoint)
-                for s in seeds]
+    with ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+    ) as pool:
+        jobs = [
+            pool.submit(_run_seed, seeded(recipe, s, 1).model_dump_json(), s, str(out / f"seed-{s}"), endpoint)
+            for s in seeds
+        ]
         log(f"running seeds {seeds[0]}..{seeds[-1]} in {workers} processes (logs: {out}/seed-*/log.txt)")
         for job in as_completed(jobs):
             seed, secs = job.result()

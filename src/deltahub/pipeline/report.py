@@ -53,8 +53,9 @@ def table(agg: dict, kinds: dict[str, str], skills: list[str]) -> str:
 
 def _vector(bits_by_skill: dict[str, str]) -> np.ndarray:
     """One 0/1 vector over every question of every skill (skills in sorted order)."""
-    return np.concatenate([np.frombuffer(bits_by_skill[s].encode(), dtype=np.uint8) - ord("0")
-                           for s in sorted(bits_by_skill)]).astype(float)
+    return np.concatenate(
+        [np.frombuffer(bits_by_skill[s].encode(), dtype=np.uint8) - ord("0") for s in sorted(bits_by_skill)]
+    ).astype(float)
 
 
 def _rows_of_kind(result: SeedResult, kind: str) -> list[str]:
@@ -124,41 +125,81 @@ def claim_list(result: SeedResult) -> list[Claim]:
     singles = _deltas(result)
     out: list[Claim] = []
     if "student" in rows and singles:
-        out.append(Claim("best single delta > student", "PDA Table 1: every single delta +0.8 to +4.7 EM",
-                         _diff(lambda r: _vector(r["correct"][best_single(r)[0]]), "student")))
-        out.append(Claim("average single delta > student", "PDA Table 1: mean of the three single deltas +2.6 EM",
-                         _diff(_mean_of(_deltas), "student")))
+        out.append(
+            Claim(
+                "best single delta > student",
+                "PDA Table 1: every single delta +0.8 to +4.7 EM",
+                _diff(lambda r: _vector(r["correct"][best_single(r)[0]]), "student"),
+            )
+        )
+        out.append(
+            Claim(
+                "average single delta > student",
+                "PDA Table 1: mean of the three single deltas +2.6 EM",
+                _diff(_mean_of(_deltas), "student"),
+            )
+        )
     main = "merge gam"
     if main in rows and "student" in rows:
         out.append(Claim("GAM merge > student", "PDA Table 1: +6.8 EM (3 deltas)", _diff(main, "student")))
     if main in rows and singles:
-        out.append(Claim("GAM merge > best single delta", "PDA Table 1: +2.1 EM",
-                         _diff(main, lambda r: _vector(r["correct"][best_single(r)[0]]))))
-    for other, label, paper in (("merge average", "averaging", "+2.8"), ("merge ties", "TIES", "+1.6"),
-                                ("merge knots", "KnOTS", "+1.8")):
+        out.append(
+            Claim(
+                "GAM merge > best single delta",
+                "PDA Table 1: +2.1 EM",
+                _diff(main, lambda r: _vector(r["correct"][best_single(r)[0]])),
+            )
+        )
+    for other, label, paper in (
+        ("merge average", "averaging", "+2.8"),
+        ("merge ties", "TIES", "+1.6"),
+        ("merge knots", "KnOTS", "+1.8"),
+    ):
         if main in rows and other in rows:
             out.append(Claim(f"GAM merge > {label}", f"PDA Table 1: {paper} EM", _diff(main, other)))
     sfts = [r for r in _rows_of_kind(result, "SFT control") if r in rows]
     if singles and len(sfts) == len(singles):
         pairs = list(zip(singles, sfts, strict=True))
-        out.append(Claim("delta (DPO) > SFT on the same chosen answers",
-                         "delta learning: DPO on weak pairs lifts, SFT on the chosen answers hurts; PDA Table 16",
-                         lambda r: np.mean([_vector(r["correct"][d]) - _vector(r["correct"][s]) for d, s in pairs],
-                                           axis=0)))
-        out.append(Claim("premise: SFT on the chosen answers < student",
-                         "delta learning: SFT on weak data hurts; PDA Table 16: -2.2 F1",
-                         _diff("student", _mean_of(lambda r: sfts))))
+        out.append(
+            Claim(
+                "delta (DPO) > SFT on the same chosen answers",
+                "delta learning: DPO on weak pairs lifts, SFT on the chosen answers hurts; PDA Table 16",
+                lambda r: np.mean([_vector(r["correct"][d]) - _vector(r["correct"][s]) for d, s in pairs], axis=0),
+            )
+        )
+        out.append(
+            Claim(
+                "premise: SFT on the chosen answers < student",
+                "delta learning: SFT on weak data hurts; PDA Table 16: -2.2 F1",
+                _diff("student", _mean_of(lambda r: sfts)),
+            )
+        )
     weaks = [r for r in _rows_of_kind(result, "teacher") if r.endswith("-weak") and r in rows]
     if weaks and "student" in rows:
-        out.append(Claim("premise: weak supervisors < student", "PDA Table 4: every supervisor below the student",
-                         _diff("student", _mean_of(lambda r: weaks))))
+        out.append(
+            Claim(
+                "premise: weak supervisors < student",
+                "PDA Table 4: every supervisor below the student",
+                _diff("student", _mean_of(lambda r: weaks)),
+            )
+        )
     curve = curve_rows(result)
     for k in range(1, len(curve)):
-        out.append(Claim(f"composition curve: {k + 1} deltas > {k}", "PDA Table 1: 2Δ 78.3 → 3Δ 79.3",
-                         _diff(curve[k], curve[k - 1])))
+        out.append(
+            Claim(
+                f"composition curve: {k + 1} deltas > {k}",
+                "PDA Table 1: 2Δ 78.3 → 3Δ 79.3",
+                _diff(curve[k], curve[k - 1]),
+            )
+        )
     if len(curve) > 2:
-        out.append(Claim(f"composition curve: {len(curve)} deltas > 1", "PDA: GAM 3Δ above the first delta",
-                         _diff(curve[-1], curve[0])))
+        out.append(
+            Claim(
+                f"composition curve: {len(curve)} deltas > 1",
+                "PDA: GAM 3Δ above the first delta",
+                _diff(curve[-1], curve[0]),
+            )
+        )
     return out
 
 
@@ -177,8 +218,7 @@ def row_intervals(results: dict[int, SeedResult], n_boot: int = 2000) -> dict[st
     """Each row's average exact match over seeds and questions, with its interval."""
     seeds = sorted(results)
     rows = [r for r in results[seeds[0]]["correct"] if all(r in results[s]["correct"] for s in seeds)]
-    return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot)
-            for r in rows}
+    return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot) for r in rows}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,8 +233,9 @@ def claims_table(claims: list[Claim]) -> str:
     lines = ["| claim | paired difference, 95% CI | verdict | seeds above 0 | the papers |", "|---|---|---|---|---|"]
     for c in claims:
         up = sum(v > 0 for v in c.per_seed.values())
-        lines.append(f"| {c.name} | {_fmt(c.interval)} | **{c.interval.verdict()}** | {up} of {len(c.per_seed)} "
-                     f"| {c.source} |")
+        lines.append(
+            f"| {c.name} | {_fmt(c.interval)} | **{c.interval.verdict()}** | {up} of {len(c.per_seed)} | {c.source} |"
+        )
     return "\n".join(lines)
 
 
@@ -205,8 +246,11 @@ def rows_table(results: dict[int, SeedResult], intervals: dict[str, Interval]) -
     lines = ["| row | kind | " + " | ".join(skills) + " | avg, 95% CI |", "|---|---|" + "---|" * (len(skills) + 1)]
     for name, iv in intervals.items():
         cells = [f"{statistics.fmean(results[s]['rows'][name][k] for s in seeds):.3f}" for k in skills]
-        lines.append(f"| {name} | {first['kinds'].get(name, '')} | " + " | ".join(cells)
-                     + f" | {iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}] |")
+        lines.append(
+            f"| {name} | {first['kinds'].get(name, '')} | "
+            + " | ".join(cells)
+            + f" | {iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}] |"
+        )
     return "\n".join(lines)
 
 
@@ -215,27 +259,49 @@ def per_seed_appendix(results: dict[int, SeedResult], claims: list[Claim]) -> li
     first = results[seeds[0]]
     rows = list(first["rows"])
     skills = sorted(k for k in first["rows"][rows[0]] if k != "avg")
-    text = ["## Appendix: per seed", "", "Average exact match of every row (per skill in the seed's results.json):", "",
-            "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    text = [
+        "## Appendix: per seed",
+        "",
+        "Average exact match of every row (per skill in the seed's results.json):",
+        "",
+        "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
+    ]
     for r in rows:
-        text.append(f"| {r} | " + " | ".join(f"{results[s]['rows'][r]['avg']:.3f}" if r in results[s]["rows"] else "–"
-                                            for s in seeds) + " |")
-    text += ["", "Best single delta of each seed (chosen on the selection questions): "
-             + ", ".join(f"seed {s}: {best_single(results[s])[0].removeprefix('+ delta ')}" for s in seeds), "",
-             "Paired difference of each claim per seed:", "",
-             "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        text.append(
+            f"| {r} | "
+            + " | ".join(f"{results[s]['rows'][r]['avg']:.3f}" if r in results[s]["rows"] else "–" for s in seeds)
+            + " |"
+        )
+    text += [
+        "",
+        "Best single delta of each seed (chosen on the selection questions): "
+        + ", ".join(f"seed {s}: {best_single(results[s])[0].removeprefix('+ delta ')}" for s in seeds),
+        "",
+        "Paired difference of each claim per seed:",
+        "",
+        "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
+    ]
     for c in claims:
         text.append(f"| {c.name} | " + " | ".join(f"{c.per_seed[s]:+.4f}" for s in seeds) + " |")
     text += ["", f"Skills: {', '.join(skills)}."]
     return text
 
 
-PALETTE = {"teacher": "#bbbbbb", "student": "#555555", "single delta": "#4c78a8", "SFT control": "#f58518",
-           "merge": "#54a24b", "composition curve": "#9ecf8f"}
+PALETTE = {
+    "teacher": "#bbbbbb",
+    "student": "#555555",
+    "single delta": "#4c78a8",
+    "SFT control": "#f58518",
+    "merge": "#54a24b",
+    "composition curve": "#9ecf8f",
+}
 
 
-def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims: list[Claim], path: Path,
-          title: str) -> Path:
+def chart(
+    results: dict[int, SeedResult], intervals: dict[str, Interval], claims: list[Claim], path: Path, title: str
+) -> Path:
     """Three panels: every row with its 95% CI, the composition curve, the claims' paired differences."""
     import matplotlib
 
@@ -247,10 +313,17 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [2.2, 1, 1.6]})
     ax = axes[0]
     est = [intervals[n].estimate for n in names]
-    err = [[intervals[n].estimate - intervals[n].low for n in names], [intervals[n].high - intervals[n].estimate
-                                                                         for n in names]]
-    ax.bar(range(len(names)), est, yerr=err, capsize=3,
-           color=[PALETTE.get(first["kinds"].get(n, ""), "#999999") for n in names])
+    err = [
+        [intervals[n].estimate - intervals[n].low for n in names],
+        [intervals[n].high - intervals[n].estimate for n in names],
+    ]
+    ax.bar(
+        range(len(names)),
+        est,
+        yerr=err,
+        capsize=3,
+        color=[PALETTE.get(first["kinds"].get(n, ""), "#999999") for n in names],
+    )
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("average exact match (95% CI)")
     lo = min(iv.low for iv in intervals.values())
@@ -261,17 +334,25 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
     if curve:
         ivs = [intervals[r] for r in curve]
         ks = list(range(1, len(curve) + 1))
-        ax.errorbar(ks, [iv.estimate for iv in ivs], yerr=[[iv.estimate - iv.low for iv in ivs],
-                                                            [iv.high - iv.estimate for iv in ivs]],
-                    marker="o", capsize=4, color=PALETTE["merge"])
+        ax.errorbar(
+            ks,
+            [iv.estimate for iv in ivs],
+            yerr=[[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]],
+            marker="o",
+            capsize=4,
+            color=PALETTE["merge"],
+        )
         if "student" in intervals:
             ax.axhline(intervals["student"].estimate, color=PALETTE["student"], ls="--", lw=1, label="student")
             ax.legend(fontsize=7)
         ax.set_xticks(ks, [f"{k}Δ" for k in ks])
         # the points' own intervals carry the seeds' spread; the paired steps are much tighter
         ax.set_xlabel("whiskers: each point's 95% CI; paired steps: claims panel", fontsize=7)
-        ax.set_title(f"composition curve ({first.get('curve')} of the first k deltas, order "
-                     f"{' → '.join(first.get('order') or [])})", fontsize=8)
+        ax.set_title(
+            f"composition curve ({first.get('curve')} of the first k deltas, order "
+            f"{' → '.join(first.get('order') or [])})",
+            fontsize=8,
+        )
     else:
         ax.set_axis_off()
     ax = axes[2]
@@ -279,8 +360,9 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
     for y, c in zip(ys, claims, strict=True):
         iv = c.interval
         color = {"reproduced": "#2a9d4b", "contradicted": "#c0392b"}.get(iv.verdict(), "#777777")
-        ax.errorbar([iv.estimate], [y], xerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]], fmt="o",
-                    color=color, capsize=3)
+        ax.errorbar(
+            [iv.estimate], [y], xerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]], fmt="o", color=color, capsize=3
+        )
     ax.axvline(0, color="#333333", lw=0.8)
     ax.set_yticks(ys, [c.name for c in claims], fontsize=7)
     ax.set_xlabel("paired difference of average exact match (95% CI)", fontsize=8)
@@ -294,8 +376,14 @@ def chart(results: dict[int, SeedResult], intervals: dict[str, Interval], claims
     return path
 
 
-def write_report(out: Path, title: str, results: dict[int, SeedResult], setting: list[str],
-                 n_boot: int = 4000, plumbing_only: bool = False) -> Path:
+def write_report(
+    out: Path,
+    title: str,
+    results: dict[int, SeedResult],
+    setting: list[str],
+    n_boot: int = 4000,
+    plumbing_only: bool = False,
+) -> Path:
     """report.md + results.png in ``out`` from the per-seed results; returns the report's path."""
     claims = evaluate_claims(results, n_boot)
     intervals = row_intervals(results)
@@ -306,29 +394,52 @@ def write_report(out: Path, title: str, results: dict[int, SeedResult], setting:
     _, on_select = best_single(first) if _deltas(first) else ("", False)
     text = [f"# {title}", ""]
     if plumbing_only:
-        text += ["> **Plumbing check, not evidence.** This quick world runs every stage (world, pairs, deltas, "
-                 "registry, merges, evaluation, statistics) in minutes; one seed of it cannot resolve the papers' "
-                 "claims, whatever the verdicts below say. Run `deltahub demo` for the evidence.", ""]
-    text += [*setting, "",
-             f"World seeds {', '.join(map(str, seeds))}; "
-             + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
-             + " per seed; greedy exact match; every row answers the same questions.", "",
-             "## The papers' claims", "",
-             "Each claim is a paired difference of average exact match (same questions, same world seed; "
-             "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
-             "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
-             "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
-             "contains 0, **contradicted** = below 0.", "",
-             claims_table(claims), "",
-             "The best single delta of each seed is chosen on "
-             + ("held-out selection questions (disjoint from the evaluation questions)" if on_select else
-                "the evaluation questions themselves (no selection questions: biased in its favour)")
-             + "; the average single delta is the mean of all of them. "
-             + (f"Composition curve: {first.get('curve')} over the first k deltas in the fixed order "
-                f"{' → '.join(first.get('order') or [])}; 1Δ is the first single delta."
-                if curve_rows(first) else ""),
-             "", "## Rows", "", rows_table(results, intervals), "", f"![results]({png.name})", "",
-             *per_seed_appendix(results, claims), ""]
+        text += [
+            "> **Plumbing check, not evidence.** This quick world runs every stage (world, pairs, deltas, "
+            "registry, merges, evaluation, statistics) in minutes; one seed of it cannot resolve the papers' "
+            "claims, whatever the verdicts below say. Run `deltahub demo` for the evidence.",
+            "",
+        ]
+    text += [
+        *setting,
+        "",
+        f"World seeds {', '.join(map(str, seeds))}; "
+        + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
+        + " per seed; greedy exact match; every row answers the same questions.",
+        "",
+        "## The papers' claims",
+        "",
+        "Each claim is a paired difference of average exact match (same questions, same world seed; "
+        "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
+        "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
+        "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
+        "contains 0, **contradicted** = below 0.",
+        "",
+        claims_table(claims),
+        "",
+        "The best single delta of each seed is chosen on "
+        + (
+            "held-out selection questions (disjoint from the evaluation questions)"
+            if on_select
+            else "the evaluation questions themselves (no selection questions: biased in its favour)"
+        )
+        + "; the average single delta is the mean of all of them. "
+        + (
+            f"Composition curve: {first.get('curve')} over the first k deltas in the fixed order "
+            f"{' → '.join(first.get('order') or [])}; 1Δ is the first single delta."
+            if curve_rows(first)
+            else ""
+        ),
+        "",
+        "## Rows",
+        "",
+        rows_table(results, intervals),
+        "",
+        f"![results]({png.name})",
+        "",
+        *per_seed_appendix(results, claims),
+        "",
+    ]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(text))
     return path

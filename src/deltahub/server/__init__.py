@@ -26,16 +26,23 @@ class RunningServer:
         self._thread.join(timeout=10)
         self._server.config.app.state.hub.store.close()
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def start_server(root: Path, host: str = "127.0.0.1", port: int = 0, open_mode: bool = True,
-                 tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
-                 page_size: int = 1000, upstream: str | None = None) -> RunningServer:
+def start_server(
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    open_mode: bool = True,
+    tokens: dict[str, str] | None = None,
+    orgs: dict[str, list[str]] | None = None,
+    page_size: int = 1000,
+    upstream: str | None = None,
+) -> RunningServer:
     """Serve ``root`` on ``host:port`` (0 = an ephemeral port) and return once it accepts connections;
     repos it does not hold are read through from ``upstream`` (None: no read-through)."""
     import uvicorn

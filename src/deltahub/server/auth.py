@@ -24,8 +24,13 @@ class Auth:
         """Tokens file: JSON ``{"tokens": {TOKEN: USER}, "orgs": {USER: [ORG, ...]}}``, optionally
         ``"fullnames": {NAME: DISPLAY NAME}`` and ``"private_by_default": [NAMESPACE, ...]``."""
         data = json.loads(Path(path).read_text())
-        return cls(open_mode=open_mode, tokens=dict(data.get("tokens", {})), orgs=dict(data.get("orgs", {})),
-                   fullnames=dict(data.get("fullnames", {})), private_orgs=set(data.get("private_by_default", [])))
+        return cls(
+            open_mode=open_mode,
+            tokens=dict(data.get("tokens", {})),
+            orgs=dict(data.get("orgs", {})),
+            fullnames=dict(data.get("fullnames", {})),
+            private_orgs=set(data.get("private_by_default", [])),
+        )
 
     def fullname(self, name: str) -> str:
         return self.fullnames.get(name, name)

@@ -15,18 +15,36 @@ def hub_group() -> None:
 
 
 @hub_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise)."
+)
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 = any free port).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None, help="Data folder.")
-@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help='JSON file {"tokens": {TOKEN: USER}, "orgs": {USER: [ORG]}}.')
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON file {"tokens": {TOKEN: USER}, "orgs": {USER: [ORG]}}.',
+)
 @click.option("--token", "token_pairs", multiple=True, help="TOKEN=USER (repeatable).")
 @click.option("--open", "open_mode", is_flag=True, help="No tokens needed to write (single-user laptop).")
-@click.option("--upstream", default=None, help="Hub to read through to for repos not held here "
-              "(default: the saved setting, else https://huggingface.co).")
+@click.option(
+    "--upstream",
+    default=None,
+    help="Hub to read through to for repos not held here (default: the saved setting, else https://huggingface.co).",
+)
 @click.option("--no-upstream", is_flag=True, help="Serve only what is held here.")
-def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, token_pairs: tuple[str, ...],
-          open_mode: bool, upstream: str | None, no_upstream: bool) -> None:
+def serve(
+    host: str,
+    port: int,
+    root: Path | None,
+    tokens_file: Path | None,
+    token_pairs: tuple[str, ...],
+    open_mode: bool,
+    upstream: str | None,
+    no_upstream: bool,
+) -> None:
     """Serve the registry until interrupted."""
     import uvicorn
 
@@ -43,14 +61,18 @@ def serve(host: str, port: int, root: Path | None, tokens_file: Path | None, tok
         tok, user = pair.split("=", 1)
         auth.tokens[tok] = user
     if not auth.open_mode and not auth.tokens:
-        raise InputError("no tokens configured, so nobody could write", "pass --token SECRET=USER, --tokens FILE or --open")
+        raise InputError(
+            "no tokens configured, so nobody could write", "pass --token SECRET=USER, --tokens FILE or --open"
+        )
     if upstream and no_upstream:
         raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")
     upstream = None if no_upstream else check_url(upstream, "upstream") if upstream else load().upstream
     root = root or registry_root()
     mode = "open" if auth.open_mode else "tokens"
-    click.echo(f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
-               f"{'upstream ' + upstream if upstream else 'no upstream'})")
+    click.echo(
+        f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
+        f"{'upstream ' + upstream if upstream else 'no upstream'})"
+    )
     uvicorn.Server(server_config(build_app(root, auth, upstream=upstream), host, port)).run()
 
 

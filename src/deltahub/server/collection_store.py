@@ -51,8 +51,17 @@ class Item:
 
 
 def _collection(row: sqlite3.Row) -> Collection:
-    return Collection(row["id"], row["ns"], row["title"], row["description"], bool(row["private"]), row["theme"],
-                      row["position"], row["created"], row["updated"])
+    return Collection(
+        row["id"],
+        row["ns"],
+        row["title"],
+        row["description"],
+        bool(row["private"]),
+        row["theme"],
+        row["position"],
+        row["created"],
+        row["updated"],
+    )
 
 
 def id_of(slug: str) -> str | None:
@@ -75,8 +84,11 @@ class Collections:
         return None if row is None else _collection(row)
 
     def by_title(self, ns: str, title: str) -> Collection | None:
-        row = self.store._db().execute("SELECT * FROM collections WHERE ns=? COLLATE NOCASE AND title=?",
-                                       (ns, title)).fetchone()
+        row = (
+            self.store._db()
+            .execute("SELECT * FROM collections WHERE ns=? COLLATE NOCASE AND title=?", (ns, title))
+            .fetchone()
+        )
         return None if row is None else _collection(row)
 
     def list(self, owner: str | None = None, item: tuple[str, str] | None = None) -> list[Collection]:
@@ -97,8 +109,10 @@ class Collections:
         cid = secrets.token_hex(12)
         with self.store._write() as db:
             position = db.execute("SELECT COUNT(*) FROM collections WHERE ns=? COLLATE NOCASE", (ns,)).fetchone()[0]
-            db.execute("INSERT INTO collections VALUES (?,?,?,?,?,?,?,?,?)",
-                       (cid, ns, title, description, int(private), "blue", position, now, now))
+            db.execute(
+                "INSERT INTO collections VALUES (?,?,?,?,?,?,?,?,?)",
+                (cid, ns, title, description, int(private), "blue", position, now, now),
+            )
         return self.get(cid)
 
     def update(self, c: Collection, **changes) -> Collection:
@@ -120,18 +134,22 @@ class Collections:
     def items(self, c: Collection) -> list[Item]:
         rows = self.store._db().execute(
             "SELECT id, kind, target, note, position FROM collection_items WHERE collection=? ORDER BY position",
-            (c.id,))
+            (c.id,),
+        )
         return [Item(r["id"], r["kind"], r["target"], r["note"], r["position"]) for r in rows]
 
     def add_item(self, c: Collection, kind: str, target: str, note: str | None) -> Item:
         with self.store._write() as db:
-            if db.execute("SELECT 1 FROM collection_items WHERE collection=? AND kind=? AND target=?",
-                          (c.id, kind, target)).fetchone():
+            if db.execute(
+                "SELECT 1 FROM collection_items WHERE collection=? AND kind=? AND target=?", (c.id, kind, target)
+            ).fetchone():
                 raise Conflict("Item already in the collection")
             position = db.execute("SELECT COUNT(*) FROM collection_items WHERE collection=?", (c.id,)).fetchone()[0]
             item = Item(secrets.token_hex(12), kind, target, note, position)
-            db.execute("INSERT INTO collection_items VALUES (?,?,?,?,?,?,?)",
-                       (item.id, c.id, kind, target, note, position, time.time()))
+            db.execute(
+                "INSERT INTO collection_items VALUES (?,?,?,?,?,?,?)",
+                (item.id, c.id, kind, target, note, position, time.time()),
+            )
             db.execute("UPDATE collections SET updated=? WHERE id=?", (time.time(), c.id))
         return item
 

@@ -72,8 +72,9 @@ class Hub:
         name = check_name(param(request, "name"), "repo name")
         return self.repo_named(request, rtype, ns, name, write)
 
-    def repo_named(self, request: Request, rtype: str, ns: str, name: str, write: bool = False,
-                   evict: bool = False) -> Repo:
+    def repo_named(
+        self, request: Request, rtype: str, ns: str, name: str, write: bool = False, evict: bool = False
+    ) -> Repo:
         """``evict``: the caller deletes the repo, which a writer may do to a mirror too (it is only a copy)."""
         repo = self.store.get_repo(rtype, ns, name)
         if not evict:
@@ -91,8 +92,10 @@ class Hub:
     def check_gate(self, request: Request, repo: Repo) -> None:
         """A gated repo's files are for its namespace's members only (access requests are not supported)."""
         if repo.gated and not self.can_write(self.user(request), repo):
-            raise GatedRepo(f"Access to {repo.type} {repo.repo_id} is restricted and you are not in the authorized "
-                            "list: only members of its namespace may download its files here.")
+            raise GatedRepo(
+                f"Access to {repo.type} {repo.repo_id} is restricted and you are not in the authorized "
+                "list: only members of its namespace may download its files here."
+            )
 
     # -- URLs handed out ----------------------------------------------------------------------------
     def base(self, request: Request) -> str:

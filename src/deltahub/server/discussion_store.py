@@ -53,8 +53,18 @@ class Event:
 
 
 def _discussion(row: sqlite3.Row) -> Discussion:
-    return Discussion(row["repo"], row["num"], row["title"], row["author"], bool(row["is_pr"]), row["status"],
-                      row["created"], row["target"], row["base"], row["merge_commit"])
+    return Discussion(
+        row["repo"],
+        row["num"],
+        row["title"],
+        row["author"],
+        bool(row["is_pr"]),
+        row["status"],
+        row["created"],
+        row["target"],
+        row["base"],
+        row["merge_commit"],
+    )
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -71,14 +81,16 @@ class Discussions:
     def get(self, repo: Repo, num: int) -> Discussion:
         row = None
         if 0 < num < 2**31:  # a bigger number from a URL would not even fit SQLite's integers
-            row = self.store._db().execute("SELECT * FROM discussions WHERE repo=? AND num=?",
-                                           (repo.id, num)).fetchone()
+            row = (
+                self.store._db().execute("SELECT * FROM discussions WHERE repo=? AND num=?", (repo.id, num)).fetchone()
+            )
         if row is None:
             raise NotFound(f"Discussion #{num} not found in {repo.repo_id}")
         return _discussion(row)
 
-    def list(self, repo: Repo, kind: str | None = None, status: str | None = None,
-             author: str | None = None) -> list[Discussion]:
+    def list(
+        self, repo: Repo, kind: str | None = None, status: str | None = None, author: str | None = None
+    ) -> list[Discussion]:
         """Newest first; ``kind`` 'discussion' | 'pull_request', ``status`` 'open' (drafts count) | 'closed' (and
         merged), as the Hub filters them."""
         sql, args = "SELECT * FROM discussions WHERE repo=?", [repo.id]
@@ -96,7 +108,8 @@ class Discussions:
 
     def events(self, repo: Repo, num: int) -> list[Event]:
         rows = self.store._db().execute(
-            "SELECT * FROM discussion_events WHERE repo=? AND num=? ORDER BY created, rowid", (repo.id, num))
+            "SELECT * FROM discussion_events WHERE repo=? AND num=? ORDER BY created, rowid", (repo.id, num)
+        )
         return [_event(r) for r in rows]
 
     def diff(self, repo: Repo, d: Discussion) -> str:
@@ -112,11 +125,14 @@ class Discussions:
             chunk = [f"diff --git a/{path} b/{path}\n"]
             a, b = self._text(old), self._text(new)
             if a is None or b is None:
-                chunk.append(f"Binary files {'a/' + path if old else '/dev/null'} and "
-                             f"{'b/' + path if new else '/dev/null'} differ\n")
+                chunk.append(
+                    f"Binary files {'a/' + path if old else '/dev/null'} and "
+                    f"{'b/' + path if new else '/dev/null'} differ\n"
+                )
             else:
-                chunk.extend(difflib.unified_diff(a, b, f"a/{path}" if old else "/dev/null",
-                                                  f"b/{path}" if new else "/dev/null"))
+                chunk.extend(
+                    difflib.unified_diff(a, b, f"a/{path}" if old else "/dev/null", f"b/{path}" if new else "/dev/null")
+                )
             size += sum(len(line) for line in chunk)
             if size > MAX_DIFF_BYTES:
                 out.append("... (diff cut)\n")
@@ -138,22 +154,41 @@ class Discussions:
     @staticmethod
     def _add_event(db: sqlite3.Connection, repo: Repo, num: int, kind: str, author: str, data: dict) -> Event:
         event = Event(new_id(), kind, author, time.time(), data)
-        db.execute("INSERT INTO discussion_events VALUES (?,?,?,?,?,?,?)",
-                   (event.id, repo.id, num, kind, author, event.created, json.dumps(data)))
+        db.execute(
+            "INSERT INTO discussion_events VALUES (?,?,?,?,?,?,?)",
+            (event.id, repo.id, num, kind, author, event.created, json.dumps(data)),
+        )
         return event
 
     @staticmethod
     def comment_data(text: str, author: str, now: float) -> dict:
         latest = {"raw": text, "html": _html(text), "updatedAt": now, "author": author}
-        return {"edited": False, "hidden": False, "latest": latest, "numEdits": 0, "editors": [author],
-                "history": [latest]}
+        return {
+            "edited": False,
+            "hidden": False,
+            "latest": latest,
+            "numEdits": 0,
+            "editors": [author],
+            "history": [latest],
+        }
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, repo: Repo, num: int, title: str, author: str, is_pr: bool, status: str,
-                target: str | None, base: str | None) -> None:
+    def _insert(
+        db: sqlite3.Connection,
+        repo: Repo,
+        num: int,
+        title: str,
+        author: str,
+        is_pr: bool,
+        status: str,
+        target: str | None,
+        base: str | None,
+    ) -> None:
         try:
-            db.execute("INSERT INTO discussions VALUES (?,?,?,?,?,?,?,?,?,?)",
-                       (repo.id, num, title, author, int(is_pr), status, time.time(), target, base, None))
+            db.execute(
+                "INSERT INTO discussions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (repo.id, num, title, author, int(is_pr), status, time.time(), target, base, None),
+            )
         except sqlite3.IntegrityError:
             raise Conflict(f"discussion #{num} of {repo.repo_id} was opened at the same time: try again") from None
 
@@ -172,15 +207,17 @@ class Discussions:
         head = self._branch_head(repo, target) if is_pr else None
         num = self._next_num(repo)
         with self.store._write() as db:
-            self._insert(db, repo, num, title, author, is_pr, "draft" if is_pr else "open", target if is_pr else None,
-                         head)
+            self._insert(
+                db, repo, num, title, author, is_pr, "draft" if is_pr else "open", target if is_pr else None, head
+            )
             self._add_event(db, repo, num, "comment", author, self.comment_data(description, author, time.time()))
             if is_pr:
                 db.execute("INSERT INTO refs VALUES (?,?,?,?)", (repo.id, "pr", str(num), head))
         return num
 
-    def open_with_commit(self, repo: Repo, target: str, ops: list[dict], title: str, description: str, author: str,
-                         can_read: ReadPolicy) -> tuple[int, str]:
+    def open_with_commit(
+        self, repo: Repo, target: str, ops: list[dict], title: str, description: str, author: str, can_read: ReadPolicy
+    ) -> tuple[int, str]:
         """A commit on a new pull request against branch ``target`` (``create_pr=1``): (number, commit sha)."""
         head = self._branch_head(repo, target)
         num = self._next_num(repo)
@@ -190,14 +227,26 @@ class Discussions:
             self._add_event(db, repo, num, "comment", author, self.comment_data(description, author, time.time()))
             self._add_event(db, repo, num, "commit", author, {"subject": title, "oid": sha})
 
-        sha = self.store.commit(repo, full_ref("pr", str(num)), ops, title, description, author, None, can_read,
-                                on_commit=on_commit, start=head)
+        sha = self.store.commit(
+            repo,
+            full_ref("pr", str(num)),
+            ops,
+            title,
+            description,
+            author,
+            None,
+            can_read,
+            on_commit=on_commit,
+            start=head,
+        )
         return num, sha
 
     def commit_hook(self, repo: Repo, num: int, title: str, author: str):
         """What a commit pushed to pull request ``num`` adds to it (a 'commit' event), for ``Store.commit``."""
+
         def on_commit(db: sqlite3.Connection, sha: str) -> None:
             self._add_event(db, repo, num, "commit", author, {"subject": title, "oid": sha})
+
         return on_commit
 
     def comment(self, repo: Repo, num: int, author: str, text: str) -> Event:
@@ -223,8 +272,11 @@ class Discussions:
 
     def comment_event(self, repo: Repo, num: int, event_id: str) -> Event:
         self.get(repo, num)
-        row = self.store._db().execute("SELECT * FROM discussion_events WHERE id=? AND repo=? AND num=?",
-                                       (event_id, repo.id, num)).fetchone()
+        row = (
+            self.store._db()
+            .execute("SELECT * FROM discussion_events WHERE id=? AND repo=? AND num=?", (event_id, repo.id, num))
+            .fetchone()
+        )
         if row is None or row["type"] != "comment":
             raise NotFound(f"Comment {event_id[:40]} not found in discussion #{num}")
         return _event(row)
@@ -233,8 +285,13 @@ class Discussions:
         event = self.comment_event(repo, num, event_id)
         latest = {"raw": content, "html": _html(content), "updatedAt": time.time(), "author": editor}
         data = event.data
-        data.update(edited=True, latest=latest, numEdits=data["numEdits"] + 1,
-                    editors=sorted(set(data["editors"]) | {editor}), history=[latest, *data["history"]])
+        data.update(
+            edited=True,
+            latest=latest,
+            numEdits=data["numEdits"] + 1,
+            editors=sorted(set(data["editors"]) | {editor}),
+            history=[latest, *data["history"]],
+        )
         return self._save(event)
 
     def hide_comment(self, repo: Repo, num: int, event_id: str, by: str) -> Event:
@@ -263,14 +320,24 @@ class Discussions:
             raise Conflict(f"Pull request #{num} conflicts with {d.target}: " + ", ".join(conflicts[:20]))
 
         def on_commit(db: sqlite3.Connection, sha: str) -> None:
-            db.execute("UPDATE discussions SET status='merged', merge_commit=? WHERE repo=? AND num=?",
-                       (sha, repo.id, num))
+            db.execute(
+                "UPDATE discussions SET status='merged', merge_commit=? WHERE repo=? AND num=?", (sha, repo.id, num)
+            )
             if comment:
                 self._add_event(db, repo, num, "comment", author, self.comment_data(comment, author, time.time()))
             self._add_event(db, repo, num, "status-change", author, {"status": "merged"})
 
-        return self.store.commit(repo, d.target or "main", _ops(ours, target), d.title,
-                                 f"Merged pull request #{num}", author, target_head, can_read, on_commit=on_commit)
+        return self.store.commit(
+            repo,
+            d.target or "main",
+            _ops(ours, target),
+            d.title,
+            f"Merged pull request #{num}",
+            author,
+            target_head,
+            can_read,
+            on_commit=on_commit,
+        )
 
 
 def _ops(changes: dict[str, Entry | None], onto: Tree) -> list[dict]:

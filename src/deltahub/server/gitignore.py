@@ -37,7 +37,7 @@ def _glob(pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[" and (end := pattern.find("]", i + 2)) > 0:
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             negate = body[:1] in ("!", "^")
             chars = body[1:] if negate else body
             out.append(f"[{'^' if negate else ''}{''.join(ch if ch == '-' else re.escape(ch) for ch in chars)}]")

@@ -64,8 +64,16 @@ SCHEMA = (
       PRIMARY KEY (type, ns, name))""",
 )
 # what a repo owns, by (table, column holding the repo id): deleted with it
-REPO_TABLES = (("refs", "repo"), ("repo_tags", "repo"), ("repo_objects", "repo"), ("mirrors", "repo"),
-               ("discussions", "repo"), ("discussion_events", "repo"), ("repo_redirects", "repo"), ("repos", "id"))
+REPO_TABLES = (
+    ("refs", "repo"),
+    ("repo_tags", "repo"),
+    ("repo_objects", "repo"),
+    ("mirrors", "repo"),
+    ("discussions", "repo"),
+    ("discussion_events", "repo"),
+    ("repo_redirects", "repo"),
+    ("repos", "id"),
+)
 
 
 def version(db: sqlite3.Connection) -> int:
@@ -109,8 +117,17 @@ def _from_json_trees(db: sqlite3.Connection) -> None:
     while stack:
         (sha, repo, parent, title, message, author, date), before = stack.pop()
         tree = _tree_v0(db, sha)
-        history.write_commit(db, sha=sha, repo=repo, parent=parent if parent in known else None, tree=tree,
-                             changes=history.diff(before, tree), title=title, message=message, author=author,
-                             date=date)
+        history.write_commit(
+            db,
+            sha=sha,
+            repo=repo,
+            parent=parent if parent in known else None,
+            tree=tree,
+            changes=history.diff(before, tree),
+            title=title,
+            message=message,
+            author=author,
+            date=date,
+        )
         db.executemany("INSERT OR IGNORE INTO repo_objects VALUES (?,?,1)", ((repo, e.sha256) for e in tree.values()))
         stack.extend((child, tree) for child in children.get(sha, []))

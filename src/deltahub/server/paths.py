@@ -31,8 +31,10 @@ def check_name(part: object, what: str = "repo name") -> str:
     if not isinstance(part, str) or not part:
         raise BadRequest(f"Invalid {what}: it must be a non-empty string.")
     if not _NAME.fullmatch(part):
-        raise BadRequest("Repo id must use alphanumeric chars, '-', '_' or '.'. The name cannot start or end with "
-                         f"'-' or '.' and the maximum length is 96: '{_shown(part)}'.")
+        raise BadRequest(
+            "Repo id must use alphanumeric chars, '-', '_' or '.'. The name cannot start or end with "
+            f"'-' or '.' and the maximum length is 96: '{_shown(part)}'."
+        )
     if "--" in part or ".." in part:
         raise BadRequest(f"Cannot have -- or .. in repo_id: '{_shown(part)}'.")
     if part.endswith(".git"):

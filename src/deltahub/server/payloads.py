@@ -340,8 +340,9 @@ class DeletedFolderLine(Payload):
     value: DeleteFolder
 
 
-CommitLine = TypeAdapter(Annotated[HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine,
-                                   Field(discriminator="key")])
+CommitLine = TypeAdapter(
+    Annotated[HeaderLine | FileLine | LfsFileLine | DeletedFileLine | DeletedFolderLine, Field(discriminator="key")]
+)
 
 
 def parse_commit_line(
@@ -368,7 +369,7 @@ class LineLimits:
         self._check()
         last = chunk.rfind(b"\n")
         if last - first > MAX_COMMIT_LINE_BYTES:  # only then can a line inside the chunk be too long
-            for line in chunk[first + 1:last].split(b"\n"):
+            for line in chunk[first + 1 : last].split(b"\n"):
                 self._current = len(line)
                 self._check()
         self.lines += chunk.count(b"\n")
@@ -377,7 +378,8 @@ class LineLimits:
 
     def _check(self) -> None:
         if self._current > MAX_COMMIT_LINE_BYTES:
-            raise PayloadTooLarge(f"a commit line is longer than {MAX_COMMIT_LINE_BYTES // 2**20} MB: "
-                                  "upload big files through LFS")
+            raise PayloadTooLarge(
+                f"a commit line is longer than {MAX_COMMIT_LINE_BYTES // 2**20} MB: upload big files through LFS"
+            )
         if self.lines + (self._current > 0) > MAX_COMMIT_LINES:
             raise PayloadTooLarge(f"a commit has more than {MAX_COMMIT_LINES - 1} operations: split it")

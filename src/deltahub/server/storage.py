@@ -45,8 +45,27 @@ from .paths import is_sha256
 from .scratch import Scratch
 from .tags import derive_tags, parse_card
 
-LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".pt", ".pth", ".gguf", ".h5", ".onnx", ".msgpack",
-                ".arrow", ".zip", ".gz", ".tar", ".npy", ".npz", ".ckpt", ".pkl", ".png", ".jpg")
+LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".parquet",
+    ".pt",
+    ".pth",
+    ".gguf",
+    ".h5",
+    ".onnx",
+    ".msgpack",
+    ".arrow",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".npy",
+    ".npz",
+    ".ckpt",
+    ".pkl",
+    ".png",
+    ".jpg",
+)
 LFS_THRESHOLD = 10 * 1024 * 1024
 
 GITATTRIBUTES = (
@@ -107,8 +126,18 @@ class Repo:
 
 
 def _repo(row: sqlite3.Row) -> Repo:
-    return Repo(row["id"], row["type"], row["ns"], row["name"], bool(row["private"]), row["created"],
-                row["modified"], json.loads(row["card"]), json.loads(row["tags"]), row["gated"])
+    return Repo(
+        row["id"],
+        row["type"],
+        row["ns"],
+        row["name"],
+        bool(row["private"]),
+        row["created"],
+        row["modified"],
+        json.loads(row["card"]),
+        json.loads(row["tags"]),
+        row["gated"],
+    )
 
 
 class Incoming:
@@ -281,15 +310,17 @@ class Store:
         db = self._db()
         repo = self._find_repo(db, rtype, ns, name)
         if repo is None:
-            row = db.execute("SELECT repo FROM repo_redirects WHERE type=? AND ns=? AND name=?",
-                             (rtype, ns, name)).fetchone()
+            row = db.execute(
+                "SELECT repo FROM repo_redirects WHERE type=? AND ns=? AND name=?", (rtype, ns, name)
+            ).fetchone()
             repo = None if row is None else self.repo_by_id(row["repo"])
         return repo
 
     @staticmethod
     def _find_repo(db: sqlite3.Connection, rtype: str, ns: str, name: str) -> Repo | None:
-        row = db.execute("SELECT * FROM repos WHERE type=? AND ns=? COLLATE NOCASE AND name=? COLLATE NOCASE",
-                         (rtype, ns, name)).fetchone()
+        row = db.execute(
+            "SELECT * FROM repos WHERE type=? AND ns=? COLLATE NOCASE AND name=? COLLATE NOCASE", (rtype, ns, name)
+        ).fetchone()
         return None if row is None else _repo(row)
 
     def repo_by_id(self, repo_id: int) -> Repo | None:
@@ -306,11 +337,23 @@ class Store:
             if self._find_repo(db, rtype, ns, name) is not None:
                 raise Conflict(f"You already created this {rtype} repo")
             db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (rtype, ns, name))
-            rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
-                             (rtype, ns, name, int(private), now, now)).lastrowid
+            rid = db.execute(
+                "INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                (rtype, ns, name, int(private), now, now),
+            ).lastrowid
             sha = _commit_sha()
-            history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree, title="initial commit",
-                                 message="", author=author, date=now)
+            history.write_commit(
+                db,
+                sha=sha,
+                repo=rid,
+                parent=None,
+                tree=tree,
+                changes=tree,
+                title="initial commit",
+                message="",
+                author=author,
+                date=now,
+            )
             db.execute("INSERT INTO refs VALUES (?,?,?,?)", (rid, "branch", "main", sha))
             db.execute("INSERT INTO repo_objects VALUES (?,?,1)", (rid, blob))
         return self.get_repo(rtype, ns, name)
@@ -321,8 +364,9 @@ class Store:
             history.delete_repo_history(db, repo.id)
             for table, col in migrate.REPO_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE {col}=?", (repo.id,))
-            db.execute("DELETE FROM collection_items WHERE kind IN ('model', 'dataset', 'space') AND target=?",
-                       (str(repo.id),))
+            db.execute(
+                "DELETE FROM collection_items WHERE kind IN ('model', 'dataset', 'space') AND target=?", (str(repo.id),)
+            )
 
     def set_private(self, repo: Repo, private: bool) -> None:
         with self._write() as db:
@@ -340,8 +384,9 @@ class Store:
                 raise Conflict(f"A {repo.type} repository called {other.repo_id} already exists")
             db.execute("UPDATE repos SET ns=?, name=?, modified=? WHERE id=?", (ns, name, time.time(), repo.id))
             db.execute("DELETE FROM repo_redirects WHERE type=? AND ns=? AND name=?", (repo.type, ns, name))
-            db.execute("INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)",
-                       (repo.type, repo.ns, repo.name, repo.id))
+            db.execute(
+                "INSERT OR REPLACE INTO repo_redirects VALUES (?,?,?,?)", (repo.type, repo.ns, repo.name, repo.id)
+            )
         return self.repo_by_id(repo.id)
 
     def repo_stamps(self) -> dict[int, tuple[float, float, bool]]:
@@ -372,8 +417,10 @@ class Store:
             db.execute("INSERT OR IGNORE INTO repo_objects VALUES (?,?,0)", (repo.id, sha256))
 
     def holds(self, repo: Repo, sha256: str) -> bool:
-        return self._db().execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?",
-                                  (repo.id, sha256)).fetchone() is not None
+        return (
+            self._db().execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?", (repo.id, sha256)).fetchone()
+            is not None
+        )
 
     def _may_use(self, db: sqlite3.Connection, repo: Repo, sha256: str, can_read: ReadPolicy | None) -> bool:
         """Whether a commit to ``repo`` may name object ``sha256`` (it must exist on disk too)."""
@@ -381,8 +428,11 @@ class Store:
             return True
         if can_read is None:
             return False
-        rows = db.execute("SELECT r.ns, r.private FROM repo_objects o JOIN repos r ON r.id = o.repo "
-                          "WHERE o.sha256=? AND o.committed=1", (sha256,)).fetchall()
+        rows = db.execute(
+            "SELECT r.ns, r.private FROM repo_objects o JOIN repos r ON r.id = o.repo "
+            "WHERE o.sha256=? AND o.committed=1",
+            (sha256,),
+        ).fetchall()
         return any(can_read(r["ns"], bool(r["private"])) for r in rows)
 
     def usable_size(self, repo: Repo, sha256: str, can_read: ReadPolicy | None) -> int | None:
@@ -426,8 +476,9 @@ class Store:
         db = self._db()
         out = []
         while sha and (limit is None or len(out) < limit):
-            row = db.execute("SELECT sha, parent, base, title, message, author, date FROM commits WHERE sha=?",
-                             (sha,)).fetchone()
+            row = db.execute(
+                "SELECT sha, parent, base, title, message, author, date FROM commits WHERE sha=?", (sha,)
+            ).fetchone()
             out.append(dict(row))
             sha = row["parent"]
         return out
@@ -464,8 +515,18 @@ class Store:
         with self._write() as db:
             if _ref_target(db, repo, kind, name) != head:
                 raise StaleParent()
-            history.write_commit(db, sha=sha, repo=repo.id, parent=None, tree=tree, changes=tree, title=title,
-                                 message="", author=author, date=time.time())
+            history.write_commit(
+                db,
+                sha=sha,
+                repo=repo.id,
+                parent=None,
+                tree=tree,
+                changes=tree,
+                title=title,
+                message="",
+                author=author,
+                date=time.time(),
+            )
             db.execute("UPDATE refs SET target=? WHERE repo=? AND kind=? AND name=?", (sha, repo.id, kind, name))
         self.trees.put(sha, dict(tree))
         return sha
@@ -479,11 +540,15 @@ class Store:
                WHERE c.repo = ? AND f.lfs = 1
                UNION ALL
                SELECT f.sha256, f.size, f.path, c.date FROM snapshot_files f JOIN commits c ON c.sha = f.snapshot
-               WHERE c.repo = ? AND f.lfs = 1 ORDER BY 4""", (repo.id, repo.id)).fetchall()
+               WHERE c.repo = ? AND f.lfs = 1 ORDER BY 4""",
+            (repo.id, repo.id),
+        ).fetchall()
         out: dict[str, dict] = {}
         for r in rows:
-            out.setdefault(r["sha256"], {"sha256": r["sha256"], "size": r["size"], "path": r["path"],
-                                         "date": r["date"], "ref": None})
+            out.setdefault(
+                r["sha256"],
+                {"sha256": r["sha256"], "size": r["size"], "path": r["path"], "date": r["date"], "ref": None},
+            )
         for name, target in sorted(self.refs(repo)["branch"].items(), key=lambda kv: kv[0] != "main"):
             for e in self.tree(target).values():
                 if e.lfs and e.sha256 in out and out[e.sha256]["ref"] is None:
@@ -498,12 +563,20 @@ class Store:
             for name, target in self.refs(repo)["branch"].items():
                 paths = [p for p, e in self.tree(target).items() if e.lfs and e.sha256 in gone]
                 if paths:
-                    self.commit(repo, full_ref("branch", name), [{"op": "delete", "path": p} for p in paths],
-                                "Permanently delete LFS files", "", author, target)
+                    self.commit(
+                        repo,
+                        full_ref("branch", name),
+                        [{"op": "delete", "path": p} for p in paths],
+                        "Permanently delete LFS files",
+                        "",
+                        author,
+                        target,
+                    )
         with self._write() as db:
             db.executemany("DELETE FROM repo_objects WHERE repo=? AND sha256=?", [(repo.id, s) for s in gone])
-            orphans = [s for s in gone if db.execute("SELECT 1 FROM repo_objects WHERE sha256=?", (s,)).fetchone()
-                       is None]
+            orphans = [
+                s for s in gone if db.execute("SELECT 1 FROM repo_objects WHERE sha256=?", (s,)).fetchone() is None
+            ]
         for sha in orphans:
             self.blob_path(sha).unlink(missing_ok=True)
 
@@ -528,9 +601,19 @@ class Store:
             raise RevisionNotFound(f"Invalid rev id: {rev} (a tag cannot be committed to)")
         return kind or "branch", name
 
-    def commit(self, repo: Repo, branch: str, ops: list[dict], title: str, message: str, author: str,
-               parent: str | None, can_read: ReadPolicy | None = None, on_commit: OnCommit | None = None,
-               start: str | None = None) -> str:
+    def commit(
+        self,
+        repo: Repo,
+        branch: str,
+        ops: list[dict],
+        title: str,
+        message: str,
+        author: str,
+        parent: str | None,
+        can_read: ReadPolicy | None = None,
+        on_commit: OnCommit | None = None,
+        start: str | None = None,
+    ) -> str:
         """Apply add/delete operations on top of ``branch`` in one transaction; StaleParent when ``parent`` is old.
 
         ``branch`` is a branch or a pull request ('refs/pr/1'). ``ops`` items: {"op": "add", "path", "sha256",
@@ -551,10 +634,22 @@ class Store:
             changes = history.diff(before, tree)
             sha = _commit_sha()
             now = time.time()
-            history.write_commit(db, sha=sha, repo=repo.id, parent=head, tree=tree, changes=changes, title=title,
-                                 message=message, author=author, date=now)
-            db.executemany("INSERT INTO repo_objects VALUES (?,?,1) ON CONFLICT DO UPDATE SET committed=1",
-                           {(repo.id, e.sha256) for e in changes.values() if e is not None})
+            history.write_commit(
+                db,
+                sha=sha,
+                repo=repo.id,
+                parent=head,
+                tree=tree,
+                changes=changes,
+                title=title,
+                message=message,
+                author=author,
+                date=now,
+            )
+            db.executemany(
+                "INSERT INTO repo_objects VALUES (?,?,1) ON CONFLICT DO UPDATE SET committed=1",
+                {(repo.id, e.sha256) for e in changes.values() if e is not None},
+            )
             db.execute("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)", (repo.id, kind, name, sha))
             card = self._card(tree, strict="README.md" in changes)  # a new card over the limits: refused
             if on_commit is not None:
@@ -566,8 +661,9 @@ class Store:
         self.trees.put(sha, tree)
         return sha
 
-    def _applied(self, db: sqlite3.Connection, repo: Repo, before: history.Tree, ops: list[dict],
-                 can_read: ReadPolicy | None) -> dict[str, Entry]:
+    def _applied(
+        self, db: sqlite3.Connection, repo: Repo, before: history.Tree, ops: list[dict], can_read: ReadPolicy | None
+    ) -> dict[str, Entry]:
         """The tree after ``ops`` (a new dict: ``before`` may be the cache's)."""
         tree = dict(before)
         for op in ops:
@@ -616,8 +712,18 @@ class Store:
     def mirror_ids(self) -> set[int]:
         return {row["repo"] for row in self._db().execute("SELECT repo FROM mirrors")}
 
-    def import_mirror(self, rtype: str, ns: str, name: str, upstream: str, private: bool, sha: str,
-                      tree: dict[str, Entry], date: float, refs: list[str]) -> Repo:
+    def import_mirror(
+        self,
+        rtype: str,
+        ns: str,
+        name: str,
+        upstream: str,
+        private: bool,
+        sha: str,
+        tree: dict[str, Entry],
+        date: float,
+        refs: list[str],
+    ) -> Repo:
         """Store upstream commit ``sha`` (its verified ``tree``; LFS blobs may follow on first read) and point
         ``refs`` at it, creating the read-only mirror repo if needed: one transaction, idempotent across processes.
 
@@ -628,8 +734,10 @@ class Store:
         with self._write() as db:
             found = self._find_repo(db, rtype, ns, name)  # ids are case-insensitive, as upstream
             if found is None:
-                rid = db.execute("INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
-                                 (rtype, ns, name, int(private), now, now)).lastrowid
+                rid = db.execute(
+                    "INSERT INTO repos(type, ns, name, private, created, modified) VALUES (?,?,?,?,?,?)",
+                    (rtype, ns, name, int(private), now, now),
+                ).lastrowid
                 db.execute("INSERT INTO mirrors VALUES (?,?)", (rid, upstream))
             else:
                 rid = found.id
@@ -638,18 +746,31 @@ class Store:
                 db.execute("UPDATE repos SET private=? WHERE id=?", (int(private), rid))
             owner = db.execute("SELECT repo FROM commits WHERE sha=?", (sha,)).fetchone()
             if owner is None:
-                history.write_commit(db, sha=sha, repo=rid, parent=None, tree=tree, changes=tree,
-                                     title=f"mirrored from {upstream}", message="", author="upstream", date=date)
+                history.write_commit(
+                    db,
+                    sha=sha,
+                    repo=rid,
+                    parent=None,
+                    tree=tree,
+                    changes=tree,
+                    title=f"mirrored from {upstream}",
+                    message="",
+                    author="upstream",
+                    date=date,
+                )
             elif owner["repo"] != rid:
                 raise Conflict(f"commit {sha} of {ns}/{name} is already stored for another repo")
             committed = int(not private)
-            db.executemany("INSERT INTO repo_objects VALUES (?,?,?) "
-                           "ON CONFLICT DO UPDATE SET committed=excluded.committed",
-                           {(rid, e.sha256, committed) for e in tree.values()})
+            db.executemany(
+                "INSERT INTO repo_objects VALUES (?,?,?) ON CONFLICT DO UPDATE SET committed=excluded.committed",
+                {(rid, e.sha256, committed) for e in tree.values()},
+            )
             if private:
                 db.execute("UPDATE repo_objects SET committed=0 WHERE repo=?", (rid,))
-            db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?,?,?)",
-                           [(rid, kind or "branch", ref, sha) for kind, ref in map(split_ref, refs)])
+            db.executemany(
+                "INSERT OR REPLACE INTO refs VALUES (?,?,?,?)",
+                [(rid, kind or "branch", ref, sha) for kind, ref in map(split_ref, refs)],
+            )
             if "main" in refs:
                 _index_card(db, rid, rtype, self._card(tree, strict=False), tree, now)
         self.trees.put(sha, dict(tree))
@@ -662,8 +783,12 @@ class Store:
         # a mirror fetches its large files on first read, so its missing blobs are not a problem
         for row in db.execute("SELECT sha, repo FROM commits WHERE repo NOT IN (SELECT repo FROM mirrors)").fetchall():
             for path, e in history.read_tree(db, row["sha"]).items():
-                held = not e.lfs or db.execute("SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?",
-                                               (row["repo"], e.sha256)).fetchone()
+                held = (
+                    not e.lfs
+                    or db.execute(
+                        "SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?", (row["repo"], e.sha256)
+                    ).fetchone()
+                )
                 if held and not self.has_blob(e.sha256, e.size):
                     problems.append(f"{row['sha']}:{path} missing blob")
         dangling = "SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"
@@ -680,8 +805,9 @@ def _ref_target(db: sqlite3.Connection, repo: Repo, kind: str, name: str) -> str
 def _index_card(db: sqlite3.Connection, repo_id: int, rtype: str, card: dict, tree: history.Tree, now: float) -> None:
     """The main head's card and tags, which listings and filters read."""
     tags = derive_tags(card, rtype, list(tree))
-    db.execute("UPDATE repos SET card=?, tags=?, modified=? WHERE id=?",
-               (json.dumps(card), json.dumps(tags), now, repo_id))
+    db.execute(
+        "UPDATE repos SET card=?, tags=?, modified=? WHERE id=?", (json.dumps(card), json.dumps(tags), now, repo_id)
+    )
     db.execute("DELETE FROM repo_tags WHERE repo=?", (repo_id,))
     db.executemany("INSERT INTO repo_tags VALUES (?,?)", [(repo_id, t) for t in tags])
 

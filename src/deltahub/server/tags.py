@@ -29,8 +29,10 @@ def _check_expansion(root: Node) -> None:
         node, depth = stack.pop()
         budget -= 1
         if budget < 0:
-            raise CardTooLarge(f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes "
-                               "(aliases of aliases?): simplify the card's YAML")
+            raise CardTooLarge(
+                f"README.md metadata expands to more than {MAX_CARD_NODES} YAML nodes "
+                "(aliases of aliases?): simplify the card's YAML"
+            )
         if depth > MAX_JSON_DEPTH:
             raise CardTooLarge(f"README.md metadata nests deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(node, MappingNode):

@@ -73,8 +73,9 @@ class Mirrors:
         self._client = None
 
     # -- the hook Hub.repo calls ------------------------------------------------------------
-    def serve(self, request: Request, rtype: str, ns: str, name: str, rev: str, repo: Repo | None,
-              write: bool) -> Repo | None:
+    def serve(
+        self, request: Request, rtype: str, ns: str, name: str, rev: str, repo: Repo | None, write: bool
+    ) -> Repo | None:
         """The repo to answer with when it is (or becomes) a mirror, synced at ``rev`` (the URL's revision, as
         the client meant it); None when the caller's normal rules apply."""
         mirror = repo is not None and self.store.mirror_of(repo) is not None
@@ -94,8 +95,10 @@ class Mirrors:
         """Pushes, pull requests and discussions never go upstream: a mirror takes none of them."""
         upstream = self.store.mirror_of(repo)
         if upstream is not None:
-            raise Forbidden(f"{repo.repo_id} is a read-only mirror of {upstream}: pushes, pull requests and "
-                            "discussions never go upstream; publish under your own namespace instead")
+            raise Forbidden(
+                f"{repo.repo_id} is a read-only mirror of {upstream}: pushes, pull requests and "
+                "discussions never go upstream; publish under your own namespace instead"
+            )
 
     def hidden(self, repos: list[Repo]) -> list[Repo]:
         """Listings: private mirrors are left out (reading one needs a token the upstream accepts)."""
@@ -124,8 +127,10 @@ class Mirrors:
         except _UpstreamStatus as exc:
             if exc.code == "RevisionNotFound":
                 raise RevisionNotFound(f"Invalid rev id: {rev} ({repo_id} on the upstream {self.upstream})") from None
-            raise RepoNotFound(f"Repository not found: {repo_id} (neither in this registry nor readable on its "
-                               f"upstream {self.upstream}: {exc.status} {exc.message})") from None
+            raise RepoNotFound(
+                f"Repository not found: {repo_id} (neither in this registry nor readable on its "
+                f"upstream {self.upstream}: {exc.status} {exc.message})"
+            ) from None
         sha, private = str(info.get("sha", "")), info.get("private") is not False
         if not _SHA1.match(sha):
             raise UpstreamFailed(f"upstream {self.upstream} answered an invalid commit sha for {repo_id}")
@@ -196,16 +201,20 @@ class Mirrors:
         return path, Entry(self.store.put_bytes(data), size, oid, False)
 
     # -- large files ------------------------------------------------------------------------
-    def blob_response(self, request: Request, repo: Repo, sha: str, path: str, entry: Entry,
-                      headers: dict[str, str]) -> Response | None:
+    def blob_response(
+        self, request: Request, repo: Repo, sha: str, path: str, entry: Entry, headers: dict[str, str]
+    ) -> Response | None:
         """Answer a read of a mirror file whose blob is not stored yet; None once it is (the caller serves it)."""
         from starlette.responses import Response, StreamingResponse
 
         if self.store.mirror_of(repo) is None or self.upstream is None:
             raise EntryNotFound(f"Entry not found: {path} (its content is missing from this registry)", commit=sha)
         if request.method == "HEAD":
-            return Response(status_code=200, headers={**headers, "Content-Length": str(entry.size)},
-                            media_type="application/octet-stream")
+            return Response(
+                status_code=200,
+                headers={**headers, "Content-Length": str(entry.size)},
+                media_type="application/octet-stream",
+            )
         token = self._forwardable(request.headers.get("authorization"))
         chunks = self._fetch(repo.type, repo.repo_id, sha, path, entry, token)
         if request.headers.get("range"):
@@ -213,8 +222,11 @@ class Mirrors:
                 pass
             return None
         first = next(chunks, b"")  # errors before the first byte still become a clean HTTP error
-        return StreamingResponse(_prepend(first, chunks), headers={**headers, "Content-Length": str(entry.size)},
-                                 media_type="application/octet-stream")
+        return StreamingResponse(
+            _prepend(first, chunks),
+            headers={**headers, "Content-Length": str(entry.size)},
+            media_type="application/octet-stream",
+        )
 
     def _fetch(self, rtype: str, repo_id: str, sha: str, path: str, entry: Entry, token: str | None) -> Iterator[bytes]:
         """Yield the file's bytes as they arrive while writing them to a temp file; it joins the store only
@@ -238,8 +250,11 @@ class Mirrors:
         if self._client is None:
             import httpx2
 
-            self._client = httpx2.Client(timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
-                                         follow_redirects=True, headers={"user-agent": "deltahub-registry"})
+            self._client = httpx2.Client(
+                timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+                follow_redirects=True,
+                headers={"user-agent": "deltahub-registry"},
+            )
         return self._client
 
     def _send(self, url: str, token: str | None, stream: bool = False):
@@ -248,7 +263,7 @@ class Mirrors:
         if time.monotonic() < self._down_until:
             raise Unreachable(self._down_reason)
         client = self._http()
-        for auth in ([token, None] if token else [None]):
+        for auth in [token, None] if token else [None]:
             headers = {"authorization": f"Bearer {auth}"} if auth else {}
             try:
                 request = client.build_request("GET", self.upstream + url, headers=headers)
@@ -282,7 +297,7 @@ class Mirrors:
         nxt = response.links.get("next", {}).get("url")
         if nxt and not nxt.startswith(self.upstream + "/"):
             raise UpstreamFailed(f"upstream {self.upstream} paginates to another host: {nxt[:100]}")
-        return data, (nxt[len(self.upstream):] if nxt else None)
+        return data, (nxt[len(self.upstream) :] if nxt else None)
 
     def _download(self, rtype: str, repo_id: str, sha: str, path: str, size: int, token: str | None) -> Iterator[bytes]:
         """The file's bytes from upstream's resolve URL at the pinned sha; never more than ``size`` bytes."""
@@ -290,16 +305,18 @@ class Mirrors:
         try:
             response = self._send(url, token, stream=True)
         except _UpstreamStatus as exc:
-            raise UpstreamFailed(f"upstream {self.upstream} refused {repo_id}/{path}: {exc.status} "
-                                 f"{exc.message}") from None
+            raise UpstreamFailed(
+                f"upstream {self.upstream} refused {repo_id}/{path}: {exc.status} {exc.message}"
+            ) from None
         except Unreachable as exc:
             raise UpstreamFailed(f"upstream {self.upstream} is unreachable ({exc})") from None
         try:
             first = response.history[0] if response.history else response
             commit = first.headers.get("x-repo-commit")
             if commit and commit != sha:
-                raise UpstreamFailed(f"upstream {self.upstream} served {repo_id}/{path} from commit {commit}, "
-                                     f"not {sha}")
+                raise UpstreamFailed(
+                    f"upstream {self.upstream} served {repo_id}/{path} from commit {commit}, not {sha}"
+                )
             n = 0
             for chunk in response.iter_bytes(CHUNK):
                 n += len(chunk)

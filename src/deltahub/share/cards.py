@@ -23,8 +23,10 @@ from .schema import SOURCES, DeltaBlock, family_of, parse_block
 
 # Templates live in the repo's top-level cards/ (editable installs); a wheel may ship them as deltahub/cards.
 _HERE = Path(__file__).resolve()
-CARDS_DIR = next((p for p in (_HERE.parents[3] / "cards", _HERE.parents[1] / "cards")
-                  if (p / "adapter.md.j2").is_file()), Path(__file__).resolve().parents[3] / "cards")
+CARDS_DIR = next(
+    (p for p in (_HERE.parents[3] / "cards", _HERE.parents[1] / "cards") if (p / "adapter.md.j2").is_file()),
+    Path(__file__).resolve().parents[3] / "cards",
+)
 PLOTS = ("training_curves.png", "gains.png", "per_task_gains.png")
 
 
@@ -117,14 +119,14 @@ def reproduce_command(block: DeltaBlock) -> str | None:
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
-def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any],
-                  name: str | None = None) -> dict[str, Any]:
+def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """The card's YAML front matter (``name``: the published name, default the folder's)."""
     base = _base_model(folder, block)
     tags = derive_tags(block, base)
     external = block.provenance is not None and block.provenance.origin == "external"
-    meta: dict[str, Any] = {"license": block.license or old_meta.get("license") or
-                            ("unknown" if external else "apache-2.0")}
+    meta: dict[str, Any] = {
+        "license": block.license or old_meta.get("license") or ("unknown" if external else "apache-2.0")
+    }
     if block.kind == "dataset":
         meta["task_categories"] = ["text-generation"]
         meta["size_categories"] = [size_category(block.pairs)]
@@ -167,12 +169,25 @@ def gain_results(block: DeltaBlock) -> list[dict[str, Any]]:
     for task, t in tasks.items():
         metrics = []
         if t.get("baseline") is not None:
-            metrics.append({"type": g.metric, "value": round(t["baseline"] + t["value"], 4),
-                            "name": f"{task} {g.metric}"})
-        metrics.append({"type": GAIN, "value": round(t["value"], 4), "config": g.metric,
-                        "name": f"{task} {g.metric} gain over the base"})
-        results.append({"task": {"type": "text-generation"}, "dataset": {"name": task, "type": task},
-                        "metrics": metrics, "source": {"name": "deltahub", "url": SOURCE_URL}})
+            metrics.append(
+                {"type": g.metric, "value": round(t["baseline"] + t["value"], 4), "name": f"{task} {g.metric}"}
+            )
+        metrics.append(
+            {
+                "type": GAIN,
+                "value": round(t["value"], 4),
+                "config": g.metric,
+                "name": f"{task} {g.metric} gain over the base",
+            }
+        )
+        results.append(
+            {
+                "task": {"type": "text-generation"},
+                "dataset": {"name": task, "type": task},
+                "metrics": metrics,
+                "source": {"name": "deltahub", "url": SOURCE_URL},
+            }
+        )
     return results
 
 
@@ -182,8 +197,11 @@ def model_index(name: str, block: DeltaBlock, old: Any) -> list[dict[str, Any]] 
     entry = (old[0] if isinstance(old, list) and old and isinstance(old[0], dict) else None) or {"name": name}
     gains = gain_results(block)
     fresh = {r["dataset"]["type"] for r in gains}
-    kept = [r for r in entry.get("results") or [] if isinstance(r, dict)
-            and (r.get("dataset") or {}).get("type") not in fresh]
+    kept = [
+        r
+        for r in entry.get("results") or []
+        if isinstance(r, dict) and (r.get("dataset") or {}).get("type") not in fresh
+    ]
     results = kept + gains
     return [{**entry, "results": results}] if results else None
 
@@ -193,8 +211,11 @@ def _env() -> jinja2.Environment:
     """One environment per process: it caches the compiled templates (compiling one per card was
     a quarter of a tiny merge's time)."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.ChainableUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=jinja2.FileSystemLoader(str(CARDS_DIR)),
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
@@ -205,22 +226,36 @@ def render_card(folder: Path, kind: str | None = None, name: str | None = None) 
     block = read_block(folder)
     kind = kind or block.kind
     if kind != block.kind:
-        raise InputError(f"{folder}: deltahub.json says kind '{block.kind}', not '{kind}'",
-                         f"call write_card(folder, '{block.kind}')")
+        raise InputError(
+            f"{folder}: deltahub.json says kind '{block.kind}', not '{kind}'",
+            f"call write_card(folder, '{block.kind}')",
+        )
     readme = folder / "README.md"
     old_meta = split_card(readme.read_text(encoding="utf-8"))[0] if readme.is_file() else {}
     name = name or folder.name
     meta = card_metadata(folder, block, old_meta, name)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
-    body = _env().get_template(f"{kind}.md.j2").render(
-        b=block, meta=meta, name=name, plots=[p for p in PLOTS if (folder / p).is_file()],
-        command=reproduce_command(block), extra=block.model_extra or {},
-        merge_extra=(block.merge.model_extra or {}) if block.merge else {},
-        gen=block.generation or {}, train=block.training or {}, metrics=block.metrics or {},
-        provenance=provenance_rows({**block.model_dump(mode="json", exclude_none=True),
-                                    "license": meta.get("license")}),
-        sources=SOURCES, origin=block.provenance.origin if block.provenance else "deltahub",
-        validation=block.provenance.validation if block.provenance else None,
+    body = (
+        _env()
+        .get_template(f"{kind}.md.j2")
+        .render(
+            b=block,
+            meta=meta,
+            name=name,
+            plots=[p for p in PLOTS if (folder / p).is_file()],
+            command=reproduce_command(block),
+            extra=block.model_extra or {},
+            merge_extra=(block.merge.model_extra or {}) if block.merge else {},
+            gen=block.generation or {},
+            train=block.training or {},
+            metrics=block.metrics or {},
+            provenance=provenance_rows(
+                {**block.model_dump(mode="json", exclude_none=True), "license": meta.get("license")}
+            ),
+            sources=SOURCES,
+            origin=block.provenance.origin if block.provenance else "deltahub",
+            validation=block.provenance.validation if block.provenance else None,
+        )
     )
     return f"---\n{front}---\n\n{body}"
 

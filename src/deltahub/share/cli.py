@@ -15,9 +15,13 @@ from .provenance import Declared, load_declared
 def provenance_options(command):
     """The provenance flags (one per field of :class:`Declared`) and ``--provenance FILE``."""
     command = cli_options(Declared)(command)
-    return click.option("--provenance", "provenance_file", type=click.Path(exists=True, dir_okay=False),
-                        help="YAML file of provenance fields (the flag names with '_' for '-', e.g. "
-                             "chosen_model: ORG/BIG); flags given too override it.")(command)
+    return click.option(
+        "--provenance",
+        "provenance_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="YAML file of provenance fields (the flag names with '_' for '-', e.g. "
+        "chosen_model: ORG/BIG); flags given too override it.",
+    )(command)
 
 
 def _declared(provenance_file: str | None, options: dict) -> Declared | None:
@@ -47,13 +51,20 @@ def checklist_on_refusal(header: bool = False) -> Iterator[None]:
 @click.option("--dataset-revision", help="Revision of --dataset (same as --dataset REPO@REV).")
 @click.option("--tag", help="Also tag the published commit (e.g. v1).")
 @click.option("--private", is_flag=True, help="Create the repo private.")
-@click.option("--no-validate", is_flag=True, help="Publish even if validation fails or cannot run; the card says "
-                                                  "it was not validated.")
-@click.option("--measure", help="Comma-separated tasks (toy:srt, gsm8k, ...) to score the adapter and its base on; "
-                                "the gain goes into the card's model-index (list --sort gain).")
+@click.option(
+    "--no-validate",
+    is_flag=True,
+    help="Publish even if validation fails or cannot run; the card says it was not validated.",
+)
+@click.option(
+    "--measure",
+    help="Comma-separated tasks (toy:srt, gsm8k, ...) to score the adapter and its base on; "
+    "the gain goes into the card's model-index (list --sort gain).",
+)
 @click.option("--measure-limit", type=click.IntRange(min=1), help="At most this many examples per measured task.")
-def publish_command(folder, repo, provenance_file, dataset_revision, tag, private, no_validate, measure,
-                    measure_limit, **options):
+def publish_command(
+    folder, repo, provenance_file, dataset_revision, tag, private, no_validate, measure, measure_limit, **options
+):
     """Publish FOLDER with its card: a deltahub pairs dataset, adapter or merge, or any PEFT LoRA adapter
     (declare its provenance with the flags below). The copy to upload is validated first; a failing one is
     refused with the checklist (exit 2)."""
@@ -64,8 +75,16 @@ def publish_command(folder, repo, provenance_file, dataset_revision, tag, privat
     declared = _declared(provenance_file, options)
     tasks = [t.strip() for t in measure.split(",") if t.strip()] if measure else None
     with checklist_on_refusal(header=True):
-        r = publish(folder, repo, tag=tag, private=private, declared=declared, validate=not no_validate,
-                    measure=tasks, measure_limit=measure_limit)
+        r = publish(
+            folder,
+            repo,
+            tag=tag,
+            private=private,
+            declared=declared,
+            validate=not no_validate,
+            measure=tasks,
+            measure_limit=measure_limit,
+        )
     state = "published" if r["created"] else "unchanged, no new commit"
     click.echo(f"{r['repo_type']} {r['repo_id']} @ {r['commit']} ({state})")
     for check in r["report"].warnings if r["report"] else []:
@@ -144,8 +163,11 @@ def show_command(spec):
 
 @click.command("validate")
 @click.argument("target")
-@click.option("--strict", is_flag=True, help="Warnings fail too (a linked dataset not published yet, no dataset "
-                                             "linked): for CI gates.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Warnings fail too (a linked dataset not published yet, no dataset linked): for CI gates.",
+)
 @provenance_options
 def validate_command(target, strict, provenance_file, **options):
     """Check a delta (NS/NAME[@REV] or a folder, as it would be published with the provenance flags);
@@ -157,8 +179,10 @@ def validate_command(target, strict, provenance_file, **options):
 
     declared = _declared(provenance_file, options)
     if declared is not None and not Path(target).exists():
-        raise InputError(f"provenance flags were given for {target}, which is not a local folder",
-                         "pass them for a local folder; a published delta is validated as it was published")
+        raise InputError(
+            f"provenance flags were given for {target}, which is not a local folder",
+            "pass them for a local folder; a published delta is validated as it was published",
+        )
     report = validate(target, strict=strict, declared=declared)
     click.echo(f"{report.target} ({report.kind or 'unknown kind'})")
     for line in report.lines():

@@ -29,8 +29,10 @@ class Item:
 def check_slug(slug: str) -> str:
     """A collection slug is ``OWNER/TITLE-ID`` (as the Hub prints it); refuse anything else before a request."""
     if not _SLUG.match(slug or ""):
-        raise InputError(f"'{slug}' is not a collection slug",
-                         "use OWNER/TITLE-ID as printed by 'deltahub collection create' or 'collection list'")
+        raise InputError(
+            f"'{slug}' is not a collection slug",
+            "use OWNER/TITLE-ID as printed by 'deltahub collection create' or 'collection list'",
+        )
     return slug
 
 
@@ -44,8 +46,11 @@ def create(title: str, namespace: str | None = None, description: str | None = N
         raise InputError("a collection needs a title", "pass a short title, e.g. 'Qwen3-8B reasoning deltas'")
     hub = get_api()
     with _hub_call(f"creating collection {title!r}", namespace or "your namespace") as net:
-        return net(lambda: hub.create_collection(title, namespace=namespace, description=description,
-                                                  private=private, exists_ok=True)).slug
+        return net(
+            lambda: hub.create_collection(
+                title, namespace=namespace, description=description, private=private, exists_ok=True
+            )
+        ).slug
 
 
 def add(slug: str, repo: str, note: str | None = None, validate: bool = True) -> Item:
@@ -62,8 +67,11 @@ def add(slug: str, repo: str, note: str | None = None, validate: bool = True) ->
     if validate:
         report = validate_delta(spec.repo_id)
         if not report.ok:
-            raise ValidationFailed(report, f"not added to {slug}",
-                                   "ask its author to fix it (deltahub validate REPO), or add it with --no-validate")
+            raise ValidationFailed(
+                report,
+                f"not added to {slug}",
+                "ask its author to fix it (deltahub validate REPO), or add it with --no-validate",
+            )
     hub = get_api()
     with _hub_call(f"adding {repo} to {slug}", slug) as net:
         col = net(lambda: hub.add_collection_item(slug, spec.repo_id, kind, note=note, exists_ok=True))
@@ -88,8 +96,14 @@ def show(slug: str) -> dict[str, Any]:
     hub = get_api()
     with _hub_call(f"reading collection {slug}", slug) as net:
         col = net(lambda: hub.get_collection(slug))
-    return {"slug": col.slug, "title": col.title, "owner": getattr(col, "owner", None),
-            "description": col.description, "private": col.private, "items": _items(col)}
+    return {
+        "slug": col.slug,
+        "title": col.title,
+        "owner": getattr(col, "owner", None),
+        "description": col.description,
+        "private": col.private,
+        "items": _items(col),
+    }
 
 
 def items(slug: str) -> list[Item]:
@@ -111,5 +125,8 @@ def delta_repos(slug: str) -> list[str]:
 
 
 def _items(col) -> list[Item]:
-    return [Item(repo_id=i.item_id, kind=i.item_type, note=i.note, object_id=i.item_object_id)
-            for i in sorted(col.items, key=lambda i: i.position) if i.item_type in ("model", "dataset")]
+    return [
+        Item(repo_id=i.item_id, kind=i.item_type, note=i.note, object_id=i.item_object_id)
+        for i in sorted(col.items, key=lambda i: i.position)
+        if i.item_type in ("model", "dataset")
+    ]

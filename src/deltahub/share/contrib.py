@@ -48,9 +48,11 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
     from .validate import ValidationFailed
 
     if _SLUG.match(to):
-        raise InputError(f"{to} is a collection; collections take no pull requests",
-                         "publish the delta, then ask the curator to run: deltahub collection add SLUG NS/DELTA "
-                         "(or submit to the curator's repo)")
+        raise InputError(
+            f"{to} is a collection; collections take no pull requests",
+            "publish the delta, then ask the curator to run: deltahub collection add SLUG NS/DELTA "
+            "(or submit to the curator's repo)",
+        )
     spec = parse_spec(to)
     check_repo_id(spec.repo_id)
     hub = get_api()
@@ -60,27 +62,38 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
         except RepositoryNotFoundError:
             from ..endpoint import describe_url
 
-            raise InputError(f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
-                             "request on an existing repo", f"publish it yourself instead: deltahub publish {folder} "
-                             "--repo YOUR_NS/NAME") from None
+            raise InputError(
+                f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
+                "request on an existing repo",
+                f"publish it yourself instead: deltahub publish {folder} --repo YOUR_NS/NAME",
+            ) from None
         with staged(folder, declared, name=spec.repo_id.split("/")[1]) as stage:
             try:
                 report = check_and_record(stage, Path(folder), True, None, None)
             except ValidationFailed as exc:
-                raise ValidationFailed(exc.report, "no pull request was opened",
-                                       "fix what the checklist says (deltahub validate FOLDER), then submit again"
-                                       ) from None
+                raise ValidationFailed(
+                    exc.report,
+                    "no pull request was opened",
+                    "fix what the checklist says (deltahub validate FOLDER), then submit again",
+                ) from None
             title = message or f"deltahub submit: {Path(folder).resolve().name}"
             summary = "\n".join(report.lines()) if report else ""
-            commit = net(lambda: hub.upload_folder(
-                repo_id=spec.repo_id, folder_path=str(stage), create_pr=True, commit_message=title,
-                commit_description=f"Submitted with `deltahub submit`; validation on the submitter's side:\n\n"
-                                   f"```\n{summary}\n```\n\nReview with `deltahub review {spec.repo_id}#N`."))
+            commit = net(
+                lambda: hub.upload_folder(
+                    repo_id=spec.repo_id,
+                    folder_path=str(stage),
+                    create_pr=True,
+                    commit_message=title,
+                    commit_description=f"Submitted with `deltahub submit`; validation on the submitter's side:\n\n"
+                    f"```\n{summary}\n```\n\nReview with `deltahub review {spec.repo_id}#N`.",
+                )
+            )
     return Submission(spec.repo_id, int(commit.pr_num), commit.pr_url)
 
 
-def review(pr: str, tasks: list[str] | None = None, limit: int | None = None, merge: bool = False,
-           comment: bool = True) -> dict[str, Any]:
+def review(
+    pr: str, tasks: list[str] | None = None, limit: int | None = None, merge: bool = False, comment: bool = True
+) -> dict[str, Any]:
     """Validate the PR's revision (and score it against its base on ``tasks``), comment, merge if asked and it
     passed. Returns ``{"repo_id", "number", "report", "gain", "merged", "comment"}``."""
     import tempfile

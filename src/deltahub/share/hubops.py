@@ -42,8 +42,10 @@ def repo_type_of(spec: Spec) -> str:
             try:
                 hub.repo_info(spec.repo_id, repo_type=rtype, revision=spec.revision)
             except RevisionNotFoundError:
-                raise InputError(f"{spec.repo_id} has no revision '{spec.revision}'",
-                                 f"see its branches and tags with: deltahub show {spec.repo_id}") from None
+                raise InputError(
+                    f"{spec.repo_id} has no revision '{spec.revision}'",
+                    f"see its branches and tags with: deltahub show {spec.repo_id}",
+                ) from None
         return rtype
     from ..endpoint import repo_not_found
 

@@ -23,12 +23,18 @@ def gain_block(base_scores: dict[str, dict[str, float]], delta_scores: dict[str,
     tasks: dict[str, dict[str, Any]] = {}
     for task, metrics in base_scores.items():
         metric = primary_metric(metrics)
-        tasks[task] = {"metric": metric, "baseline": metrics[metric],
-                       "value": delta_scores[task][metric] - metrics[metric]}
+        tasks[task] = {
+            "metric": metric,
+            "baseline": metrics[metric],
+            "value": delta_scores[task][metric] - metrics[metric],
+        }
     names = {t["metric"] for t in tasks.values()}
-    return {"metric": names.pop() if len(names) == 1 else "score",
-            "value": sum(t["value"] for t in tasks.values()) / len(tasks),
-            "baseline": sum(t["baseline"] for t in tasks.values()) / len(tasks), "tasks": tasks}
+    return {
+        "metric": names.pop() if len(names) == 1 else "score",
+        "value": sum(t["value"] for t in tasks.values()) / len(tasks),
+        "baseline": sum(t["baseline"] for t in tasks.values()) / len(tasks),
+        "tasks": tasks,
+    }
 
 
 def measure_gain(adapter: str | Path, tasks: list[str], limit: int | None = None, **evaluate_options: Any) -> dict:

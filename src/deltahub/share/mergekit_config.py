@@ -15,8 +15,9 @@ from typing import Any
 from ..atomic import atomic_write_text
 
 
-def write_for_published(published: dict[str, dict], path: Path, parameters: dict[str, Any] | None = None,
-                        method: str = "gam") -> str | None:
+def write_for_published(
+    published: dict[str, dict], path: Path, parameters: dict[str, Any] | None = None, method: str = "gam"
+) -> str | None:
     """Write ``path`` for deltas published by a run (``RunResult.deltas``: name -> {repo, revision, pulled}) and
     return the mergekit-yaml line (run it in ``path``'s folder); None when nothing was published."""
     from ..server.web.compose import Composition, Pick

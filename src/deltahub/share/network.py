@@ -55,9 +55,10 @@ def check_repo_id(repo_id: str) -> None:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         reason = str(exc).split(":")[0].strip().rstrip(".")
-        raise InputError(f"{repo_id!r} is not a valid repo id ({reason})",
-                         "use NS/NAME of letters, digits, '-', '_' and '.', without '--' or '..', "
-                         "at most 96 characters") from None
+        raise InputError(
+            f"{repo_id!r} is not a valid repo id ({reason})",
+            "use NS/NAME of letters, digits, '-', '_' and '.', without '--' or '..', at most 96 characters",
+        ) from None
 
 
 def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None:
@@ -73,9 +74,10 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     why = (getattr(exc, "server_message", None) or "").strip()
     if "read-only mirror" in why:  # a repo the embedded registry read through from its upstream
         return InputError(f"{why} (on {describe_url(endpoint)})", "publish under your own namespace")
-    return InputError(f"no write access to {repo_id} on {describe_url(endpoint)} (HTTP {status})",
-                      "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own "
-                      "namespace")
+    return InputError(
+        f"no write access to {repo_id} on {describe_url(endpoint)} (HTTP {status})",
+        "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own namespace",
+    )
 
 
 @contextlib.contextmanager

@@ -28,24 +28,37 @@ _NAME = re.compile(r"^[A-Za-z0-9][\w.+-]*$")
 class Declared(Settings):
     """Provenance a publisher states; each field lands at one place of the ``deltahub:`` block."""
 
-    base: str | None = setting(None, "Base model (the student) as a Hub id; default: adapter_config.json's "
-                                     "base_model_name_or_path, which the published copy is rewritten to.")
-    dataset: str | None = setting(None, "Pairs dataset it was trained on, REPO[@REV] (linked from the card; its "
-                                        "row count is checked once it is published).")
+    base: str | None = setting(
+        None,
+        "Base model (the student) as a Hub id; default: adapter_config.json's "
+        "base_model_name_or_path, which the published copy is rewritten to.",
+    )
+    dataset: str | None = setting(
+        None,
+        "Pairs dataset it was trained on, REPO[@REV] (linked from the card; its "
+        "row count is checked once it is published).",
+    )
     chosen_model: str | None = setting(None, "Model whose answers were chosen (the weak model).")
     rejected_model: str | None = setting(None, "Model whose answers were rejected (the weaker model).")
     objective: str | None = setting(None, "Training objective, e.g. dpo, orpo, simpo, ipo.")
     beta: float | None = setting(None, "The objective's beta.", gt=0)
     pairs: int | None = setting(None, "Number of preference pairs trained on.", ge=0)
     trainer: str | None = setting(None, "What trained it, e.g. 'trl 0.19 DPOTrainer' or 'open-instruct'.")
-    license: str | None = setting(None, "License id of the adapter, e.g. apache-2.0 (default for foreign "
-                                        "adapters: unknown).")
+    license: str | None = setting(
+        None, "License id of the adapter, e.g. apache-2.0 (default for foreign adapters: unknown)."
+    )
 
     # field -> dotted path in the block (``dataset`` fills dataset.repo and dataset.revision)
     PATHS: ClassVar[dict[str, str]] = {
-        "base": "student.model", "dataset": "dataset", "chosen_model": "chosen.model",
-        "rejected_model": "rejected.model", "objective": "training.objective", "beta": "training.beta",
-        "pairs": "pairs", "trainer": "training.trainer", "license": "license",
+        "base": "student.model",
+        "dataset": "dataset",
+        "chosen_model": "chosen.model",
+        "rejected_model": "rejected.model",
+        "objective": "training.objective",
+        "beta": "training.beta",
+        "pairs": "pairs",
+        "trainer": "training.trainer",
+        "license": "license",
     }
 
     @field_validator("dataset")
@@ -78,27 +91,37 @@ def load_declared(path: str | Path | None, flags: dict[str, Any]) -> Declared:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise InputError(f"cannot read provenance file {path} ({str(exc).splitlines()[0]})",
-                             "pass a YAML mapping such as 'chosen_model: ORG/BIG'") from None
+            raise InputError(
+                f"cannot read provenance file {path} ({str(exc).splitlines()[0]})",
+                "pass a YAML mapping such as 'chosen_model: ORG/BIG'",
+            ) from None
         if not isinstance(data, dict):
-            raise InputError(f"{path} is not a YAML mapping of provenance fields",
-                             "write one 'field: value' per line, e.g. 'chosen_model: ORG/BIG'")
+            raise InputError(
+                f"{path} is not a YAML mapping of provenance fields",
+                "write one 'field: value' per line, e.g. 'chosen_model: ORG/BIG'",
+            )
     return parse_settings(Declared, {**data, **flags}, where=str(path) if path else "provenance")
 
 
 def external_block(folder: Path, adapter_config: dict) -> dict[str, Any]:
     """The block of a PEFT LoRA folder deltahub did not make: what its files say, everything else unknown."""
     if str(adapter_config.get("peft_type", "LORA")).upper() != "LORA":
-        raise InputError(f"{folder} holds a {adapter_config.get('peft_type')} adapter, not LoRA",
-                         "publish a LoRA adapter (deltas are merged in LoRA factor space)")
+        raise InputError(
+            f"{folder} holds a {adapter_config.get('peft_type')} adapter, not LoRA",
+            "publish a LoRA adapter (deltas are merged in LoRA factor space)",
+        )
     fields = dict.fromkeys(PROVENANCE_FIELDS, "unknown")
     block: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "adapter"}
     base = adapter_config.get("base_model_name_or_path")
     if base:
         block["student"] = {"model": str(base)}
         fields["student.model"] = "measured"
-    lora = {"r": adapter_config.get("r"), "alpha": adapter_config.get("lora_alpha"),
-            "dropout": adapter_config.get("lora_dropout"), "target_modules": adapter_config.get("target_modules")}
+    lora = {
+        "r": adapter_config.get("r"),
+        "alpha": adapter_config.get("lora_alpha"),
+        "dropout": adapter_config.get("lora_dropout"),
+        "target_modules": adapter_config.get("target_modules"),
+    }
     lora = {k: sorted(v) if isinstance(v, (list, set)) else v for k, v in lora.items() if v is not None}
     block["lora"] = lora
     fields.update({f"lora.{k}": "measured" for k in ("r", "alpha", "target_modules") if k in lora})
@@ -147,8 +170,10 @@ def provenance_rows(block: dict[str, Any]) -> list[tuple[str, Any, str]]:
     rows = []
     for path in PROVENANCE_FIELDS:
         value = _get(block, path)
-        source = "unknown" if value in (None, [], "") else fields.get(
-            path, "recorded" if origin == "deltahub" else "unknown")
+        source = (
+            "unknown"
+            if value in (None, [], "")
+            else fields.get(path, "recorded" if origin == "deltahub" else "unknown")
+        )
         rows.append((path, value, source))
     return rows
-

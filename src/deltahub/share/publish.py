@@ -20,8 +20,11 @@ from .validate import Report, ValidationFailed, validate_on_registry
 
 
 def _local_files(folder: Path) -> dict[str, Path]:
-    return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(part in IGNORED for part in p.relative_to(folder).parts)}
+    return {
+        str(p.relative_to(folder)): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part in IGNORED for part in p.relative_to(folder).parts)
+    }
 
 
 def _git_sha1(data: bytes) -> str:
@@ -54,10 +57,19 @@ def _unchanged(hub, repo_id: str, rtype: str, files: dict[str, Path]) -> str | N
     return info.sha
 
 
-def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, dataset_revision: str | None = None,
-            tag: str | None = None, private: bool = False, message: str | None = None,
-            declared: Declared | None = None, validate: bool = True, measure: list[str] | None = None,
-            measure_limit: int | None = None) -> dict:
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    dataset_repo: str | None = None,
+    dataset_revision: str | None = None,
+    tag: str | None = None,
+    private: bool = False,
+    message: str | None = None,
+    declared: Declared | None = None,
+    validate: bool = True,
+    measure: list[str] | None = None,
+    measure_limit: int | None = None,
+) -> dict:
     """Upload ``folder`` to ``repo_id`` (dataset repo for pairs, model repo for adapters/merged).
 
     ``folder`` is a deltahub stage folder or any PEFT LoRA adapter (its provenance from ``declared``, every
@@ -85,16 +97,23 @@ def publish(folder: str | Path, repo_id: str, dataset_repo: str | None = None, d
             head = net(lambda: _unchanged(hub, repo_id, rtype, files))
             created = head is None
             if created:
-                info = net(lambda: hub.upload_folder(repo_id=repo_id, folder_path=str(stage), repo_type=rtype,
-                                                     commit_message=message or f"deltahub publish ({block.kind})"))
+                info = net(
+                    lambda: hub.upload_folder(
+                        repo_id=repo_id,
+                        folder_path=str(stage),
+                        repo_type=rtype,
+                        commit_message=message or f"deltahub publish ({block.kind})",
+                    )
+                )
                 head = info.oid
             if tag:
                 net(lambda: hub.create_tag(repo_id, tag=tag, revision=head, repo_type=rtype, exist_ok=True))
     return {"repo_id": repo_id, "repo_type": rtype, "commit": head, "created": created, "report": report}
 
 
-def check_and_record(stage: Path, folder: Path, validate: bool, measure: list[str] | None,
-                     measure_limit: int | None) -> Report | None:
+def check_and_record(
+    stage: Path, folder: Path, validate: bool, measure: list[str] | None, measure_limit: int | None
+) -> Report | None:
     """Validate the stage (a failure raises), measure the gain if asked; record the outcome and what was
     measured in its block and card."""
     block = json.loads((stage / BLOCK).read_text(encoding="utf-8"))

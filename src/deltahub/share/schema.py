@@ -74,8 +74,20 @@ SOURCES: dict[str, str] = {
     "unknown": "nobody stated it",
 }
 # The fields whose source a card reports (dotted paths into the block, plus the card's license).
-PROVENANCE_FIELDS = ("student.model", "chosen.model", "rejected.model", "dataset", "pairs", "training.objective",
-                     "training.beta", "training.trainer", "lora.r", "lora.alpha", "lora.target_modules", "license")
+PROVENANCE_FIELDS = (
+    "student.model",
+    "chosen.model",
+    "rejected.model",
+    "dataset",
+    "pairs",
+    "training.objective",
+    "training.beta",
+    "training.trainer",
+    "lora.r",
+    "lora.alpha",
+    "lora.target_modules",
+    "license",
+)
 
 
 class Validation(_Open):
@@ -150,8 +162,9 @@ class CardMetadata(_Open):
 def parse_block(data: Any, where: str = "deltahub.json") -> DeltaBlock:
     """Validate a raw block; a one-line InputError names the first problem and the fix."""
     if not isinstance(data, dict):
-        raise InputError(f"{where}: the deltahub block is not a mapping",
-                         "regenerate it with deltahub generate/train/merge")
+        raise InputError(
+            f"{where}: the deltahub block is not a mapping", "regenerate it with deltahub generate/train/merge"
+        )
     version = data.get("schema_version", SCHEMA_VERSION)
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise InputError(
@@ -163,8 +176,9 @@ def parse_block(data: Any, where: str = "deltahub.json") -> DeltaBlock:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise InputError(f"{where}: deltahub.{loc}: {err['msg']}",
-                         "fix the block or regenerate it with deltahub") from None
+        raise InputError(
+            f"{where}: deltahub.{loc}: {err['msg']}", "fix the block or regenerate it with deltahub"
+        ) from None
 
 
 def family_of(block: DeltaBlock) -> str | None:

@@ -20,8 +20,13 @@ def measured_gain(card: dict[str, Any]) -> tuple[float | None, str | None]:
     """(value, metric) of the delta's measured gain over its base: the mean of the card's model-index metrics of
     type ``gain`` (their ``config`` names the metric); (None, None) when nothing was measured. Absolute scores in
     the model-index (``deltahub eval --write-card``) are not gains and are not read."""
-    found = [m for entry in _list(card.get("model-index")) for result in _list(_get(entry, "results"))
-             for m in _list(_get(result, "metrics")) if _get(m, "type") == GAIN and _number(_get(m, "value"))]
+    found = [
+        m
+        for entry in _list(card.get("model-index"))
+        for result in _list(_get(entry, "results"))
+        for m in _list(_get(result, "metrics"))
+        if _get(m, "type") == GAIN and _number(_get(m, "value"))
+    ]
     if not found:
         return None, None
     metrics = {str(m.get("config") or "score") for m in found}
@@ -46,17 +51,24 @@ def delta_row(repo_id: str, card: dict[str, Any], tags: list[str], modified: Any
     gain, metric = measured_gain(card)
     pairs = block.get("pairs")
     return {
-        "repo_id": repo_id, "kind": block.get("kind"), "base": card.get("base_model"),
+        "repo_id": repo_id,
+        "kind": block.get("kind"),
+        "base": card.get("base_model"),
         "family": next((t.split(":", 1)[1] for t in tags or [] if t.startswith("deltahub-family:")), None),
         "pairs": pairs if isinstance(pairs, int) and not isinstance(pairs, bool) else None,
-        "gain": gain, "gain_metric": metric, "objective": _get(block.get("training"), "objective"),
-        "dataset": _get(block.get("dataset"), "repo"), "license": card.get("license"), "modified": modified,
+        "gain": gain,
+        "gain_metric": metric,
+        "objective": _get(block.get("training"), "objective"),
+        "dataset": _get(block.get("dataset"), "repo"),
+        "license": card.get("license"),
+        "modified": modified,
         "origin": _get(block.get("provenance"), "origin") or "deltahub",
     }
 
 
-def select_rows(rows: list[dict], min_pairs: int | None = None, sort: str = "recent",
-                limit: int | None = None) -> list[dict]:
+def select_rows(
+    rows: list[dict], min_pairs: int | None = None, sort: str = "recent", limit: int | None = None
+) -> list[dict]:
     """``--min-pairs`` then ``--sort`` (recent: newest first; gain: largest measured gain first, unmeasured last)."""
     if sort not in SORTS:
         raise InputError(f"unknown sort '{sort}'", "use --sort recent or --sort gain")
@@ -70,8 +82,14 @@ def select_rows(rows: list[dict], min_pairs: int | None = None, sort: str = "rec
     return rows[:limit] if limit else rows
 
 
-def list_deltas(base: str | None = None, family: str | None = None, min_pairs: int | None = None,
-                sort: str = "recent", kind: str = "adapter", limit: int | None = None) -> list[dict]:
+def list_deltas(
+    base: str | None = None,
+    family: str | None = None,
+    min_pairs: int | None = None,
+    sort: str = "recent",
+    kind: str = "adapter",
+    limit: int | None = None,
+) -> list[dict]:
     """Rows ``{"repo_id", "kind", "base", "family", "pairs", "gain", "gain_metric", "objective", "dataset",
     "license", "modified", "origin"}``; ``gain`` is the measured gain from the card's model-index (None:
     unmeasured)."""

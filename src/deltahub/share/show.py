@@ -24,9 +24,12 @@ def show(spec: str) -> dict:
     refs = hub.list_repo_refs(s.repo_id, repo_type=rtype)
     commits = hub.list_repo_commits(s.repo_id, repo_type=rtype, revision=s.revision)
     return {
-        "repo_id": s.repo_id, "repo_type": rtype, "sha": info.sha,
+        "repo_id": s.repo_id,
+        "repo_type": rtype,
+        "sha": info.sha,
         "card": {k: v for k, v in meta.items() if k != "deltahub"},
-        "block": block, "files": [(x.rfilename, x.size) for x in info.siblings or []],
+        "block": block,
+        "files": [(x.rfilename, x.size) for x in info.siblings or []],
         "dataset": (block.get("dataset") or {}).get("repo"),
         "branches": {b.name: b.target_commit for b in refs.branches},
         "tags": {t.name: t.target_commit for t in refs.tags},

@@ -34,14 +34,21 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 @contextlib.contextmanager
-def staged(folder: str | Path, declared: Declared | None = None, dataset_repo: str | None = None,
-           dataset_revision: str | None = None, name: str | None = None) -> Iterator[Path]:
+def staged(
+    folder: str | Path,
+    declared: Declared | None = None,
+    dataset_repo: str | None = None,
+    dataset_revision: str | None = None,
+    name: str | None = None,
+) -> Iterator[Path]:
     """A temporary twin of ``folder`` with its block (declarations applied) and card titled ``name`` (default:
     the folder's name); removed on exit."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder",
-                         "pass a PEFT LoRA adapter folder or the output folder of deltahub generate, train or merge")
+        raise InputError(
+            f"{folder} is not a folder",
+            "pass a PEFT LoRA adapter folder or the output folder of deltahub generate, train or merge",
+        )
     with tempfile.TemporaryDirectory(prefix="deltahub-stage-") as tmp:
         stage = Path(tmp) / (name or folder.resolve().name)
         shutil.copytree(folder, stage, ignore=shutil.ignore_patterns(*IGNORED), copy_function=_link_or_copy)
@@ -50,8 +57,9 @@ def staged(folder: str | Path, declared: Declared | None = None, dataset_repo: s
         yield stage
 
 
-def staged_block(stage: Path, folder: Path, declared: Declared | None, dataset_repo: str | None,
-                 dataset_revision: str | None) -> dict[str, Any]:
+def staged_block(
+    stage: Path, folder: Path, declared: Declared | None, dataset_repo: str | None, dataset_revision: str | None
+) -> dict[str, Any]:
     """The block ``folder`` will be published with (and, for ``--base``, its adapter config rewritten)."""
     adapter_config = read_adapter_config(stage)
     if (stage / BLOCK).is_file():
@@ -60,15 +68,19 @@ def staged_block(stage: Path, folder: Path, declared: Declared | None, dataset_r
     elif adapter_config is not None:
         block = external_block(folder, adapter_config)
     else:
-        raise InputError(f"{folder} is not a delta: no deltahub.json and no adapter_config.json",
-                         "publish a PEFT LoRA adapter folder or the output of deltahub generate, train or merge")
+        raise InputError(
+            f"{folder} is not a delta: no deltahub.json and no adapter_config.json",
+            "publish a PEFT LoRA adapter folder or the output of deltahub generate, train or merge",
+        )
     if dataset_repo:
         block["dataset"] = {"repo": dataset_repo, "revision": dataset_revision}
     if declared is not None:
         apply_declared(block, declared)
         if declared.base and adapter_config is not None:
-            atomic_write_text(stage / "adapter_config.json",
-                              json.dumps({**adapter_config, "base_model_name_or_path": declared.base}, indent=2))
+            atomic_write_text(
+                stage / "adapter_config.json",
+                json.dumps({**adapter_config, "base_model_name_or_path": declared.base}, indent=2),
+            )
     parse_block(block, f"{folder} (as published)")
     return block
 

@@ -102,37 +102,51 @@ class Report:
     def lines(self) -> list[str]:
         out = [f"{c.status.upper()}  {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
         warned = f", {len(self.warnings)} warning(s){' (strict: counted as failures)' if self.strict else ''}"
-        out.append(f"verdict: {'PASS' if self.ok else 'FAIL'} ({len(self.failed)} failed of {len(self.checks)}"
-                   f"{warned if self.warnings else ''})")
+        out.append(
+            f"verdict: {'PASS' if self.ok else 'FAIL'} ({len(self.failed)} failed of {len(self.checks)}"
+            f"{warned if self.warnings else ''})"
+        )
         return out
 
 
 class ValidationFailed(InputError):
     """A delta that failed validation was refused (publish, submit, collection add); ``report`` is the checklist."""
 
-    def __init__(self, report: Report, outcome: str = "nothing was published",
-                 fix: str = "fix what the checklist says (deltahub validate FOLDER), or pass --no-validate to "
-                            "publish anyway with a warning on the card"):
+    def __init__(
+        self,
+        report: Report,
+        outcome: str = "nothing was published",
+        fix: str = "fix what the checklist says (deltahub validate FOLDER), or pass --no-validate to "
+        "publish anyway with a warning on the card",
+    ):
         names = ", ".join(c.name for c in report.failed)
-        super().__init__(f"{report.target} failed validation ({len(report.failed)} of {len(report.checks)} checks: "
-                         f"{names}); {outcome}", fix)
+        super().__init__(
+            f"{report.target} failed validation ({len(report.failed)} of {len(report.checks)} checks: "
+            f"{names}); {outcome}",
+            fix,
+        )
         self.report = report
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts)
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and ".cache" not in p.parts and ".git" not in p.parts
+    )
 
 
 def check_files(files: list[str]) -> tuple[bool, str]:
     """Safetensors only: no pickles, no custom code."""
+
     def unsafe(name: str) -> bool:
         suffix, base = Path(name).suffix.lower(), Path(name).name
         return suffix in UNSAFE_SUFFIXES or (suffix not in SAFE_SUFFIXES and "." in base and not base.startswith("."))
 
     bad = [f for f in files if unsafe(f)]
-    return not bad, (f"unsafe or unknown files: {', '.join(bad[:5])}" if bad
-                     else f"{len(files)} files, no pickles or code")
+    return not bad, (
+        f"unsafe or unknown files: {', '.join(bad[:5])}" if bad else f"{len(files)} files, no pickles or code"
+    )
 
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
@@ -147,8 +161,13 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, int]]:
     hd = int(cfg.get("head_dim") or h // heads)
     inter = int(cfg.get("intermediate_size") or 4 * h)
     return {
-        "q_proj": (heads * hd, h), "k_proj": (kv * hd, h), "v_proj": (kv * hd, h), "o_proj": (h, heads * hd),
-        "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter),
+        "q_proj": (heads * hd, h),
+        "k_proj": (kv * hd, h),
+        "v_proj": (kv * hd, h),
+        "o_proj": (h, heads * hd),
+        "gate_proj": (inter, h),
+        "up_proj": (inter, h),
+        "down_proj": (h, inter),
     }
 
 
@@ -225,14 +244,18 @@ def validate_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise DeltahubError(f"{folder} is not a folder", "pass a delta folder or a repo id NS/NAME")
-    check_safetensors(sorted(folder.rglob("*.safetensors")), "weights file",
-                      "re-download the delta (deltahub pull) or regenerate it; the file is damaged")
+    check_safetensors(
+        sorted(folder.rglob("*.safetensors")),
+        "weights file",
+        "re-download the delta (deltahub pull) or regenerate it; the file is damaged",
+    )
     adapter_config = read_adapter_config(folder)
     report = Report(target or str(folder), strict=strict)
     block = _check_schema(folder, report)
     report.add("files are safetensors only", *check_files(_files(folder)))
-    kind = report.kind or ("adapter" if adapter_config is not None
-                           else "dataset" if (folder / "data").is_dir() else None)
+    kind = report.kind or (
+        "adapter" if adapter_config is not None else "dataset" if (folder / "data").is_dir() else None
+    )
     if kind in ("adapter", "merged") and adapter_config is not None:
         report.add("adapter matches its base", *_check_base(folder, adapter_config, base_config))
     merged_output = getattr(block.merge, "output", None) if block is not None and block.merge is not None else None
@@ -290,8 +313,11 @@ def _check_dataset_link(block, dataset_rows, local: bool, measured: dict) -> tup
     ``measured``). No link, or locally a dataset not published yet, is a warning: provenance unknown."""
     link = block.dataset
     if link is None or not link.repo:
-        return "warn", ("no pairs dataset linked yet (publish it, then pass --dataset REPO[@REV])" if local
-                        else "no pairs dataset linked: the delta's provenance is unknown")
+        return "warn", (
+            "no pairs dataset linked yet (publish it, then pass --dataset REPO[@REV])"
+            if local
+            else "no pairs dataset linked: the delta's provenance is unknown"
+        )
     rows = dataset_rows(link.repo, link.revision) if dataset_rows else None
     if rows is None:
         at = f"@{link.revision}" if link.revision else ""
@@ -342,8 +368,9 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
 
 def validate_on_registry(folder: Path, target: str, local: bool = False, strict: bool = False) -> Report:
     """:func:`validate_folder` with the base config and the linked dataset looked up on the registry."""
-    return validate_folder(folder, base_config=_hub_config, dataset_rows=_hub_rows, target=target, local=local,
-                           strict=strict)
+    return validate_folder(
+        folder, base_config=_hub_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
+    )
 
 
 def _hub_config(model_id: str) -> dict | None:
@@ -355,8 +382,9 @@ def _hub_config(model_id: str) -> dict | None:
 
     hub = get_api()
     try:
-        path = retrying(lambda: hf_hub_download(model_id, "config.json"), hub.endpoint,
-                        f"reading the config of base {model_id}")
+        path = retrying(
+            lambda: hf_hub_download(model_id, "config.json"), hub.endpoint, f"reading the config of base {model_id}"
+        )
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (RepositoryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError):
         return None
@@ -373,9 +401,13 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
     hub = get_api()
     try:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
-            retrying(lambda: hub.snapshot_download(repo, repo_type="dataset", revision=revision, local_dir=tmp,
-                                                   allow_patterns=["data/*.parquet"]),
-                     hub.endpoint, f"reading the linked dataset {repo}")
+            retrying(
+                lambda: hub.snapshot_download(
+                    repo, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=["data/*.parquet"]
+                ),
+                hub.endpoint,
+                f"reading the linked dataset {repo}",
+            )
             return count_rows(Path(tmp))
     except (RepositoryNotFoundError, RevisionNotFoundError):
         return None

@@ -14,11 +14,20 @@ def toy_group() -> None:
 
 
 @toy_group.command("build")
-@click.option("--preset", "preset_name", type=click.Choice(["pda", "delta", "specialists", "quick"]), default="pda",
-              show_default=True)
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(["pda", "delta", "specialists", "quick"]),
+    default="pda",
+    show_default=True,
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="World folder (default: the cache, $DELTAHUB_HOME/toy/world-HASH).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="World folder (default: the cache, $DELTAHUB_HOME/toy/world-HASH).",
+)
 def build_command(preset_name: str, seed: int, out: Path | None) -> None:
     """Train the model ladder (cached by config; an interrupted build resumes)."""
     from deltahub.toy.world import build_world, preset

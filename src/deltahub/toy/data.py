@@ -31,8 +31,9 @@ def toy_tokenizer():
 
 def prompt_ids(tokenizer, question: str) -> list[int]:
     """Token ids of the chat prompt for ``question``, ending with the assistant header."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -43,7 +44,7 @@ def chat_texts(tokenizer, question: str, answer: str) -> tuple[str, str]:
     full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}], tokenize=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not extend the prompt with the assistant turn")
-    return prompt, full[len(prompt):]
+    return prompt, full[len(prompt) :]
 
 
 def encode_examples(tokenizer, items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
@@ -66,6 +67,6 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
     for i, (p, c) in enumerate(examples):
         seq = p + c
         ids[i, : len(seq)] = torch.tensor(seq)
-        labels[i, len(p): len(seq)] = torch.tensor(c)
+        labels[i, len(p) : len(seq)] = torch.tensor(c)
         mask[i, : len(seq)] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}

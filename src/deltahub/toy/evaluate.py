@@ -42,13 +42,19 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, 
     out: list[str] = []
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     for start in range(0, len(questions), batch_size):
-        chunk = [prompt_ids(tokenizer, q) for q in questions[start: start + batch_size]]
+        chunk = [prompt_ids(tokenizer, q) for q in questions[start : start + batch_size]]
         width = max(map(len, chunk))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=eos, pad_token_id=pad)
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )
         for row in gen[:, width:].tolist():
             cut = [t for t in _until(row, {eos, pad})]
             out.append(tokenizer.decode(cut, skip_special_tokens=True))
@@ -79,7 +85,7 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
     order = sorted(range(len(items)), key=lambda i: len(prompts[i]) + len(answers[i]))
     out = [False] * len(items)
     for start in range(0, len(order), batch_size):
-        chunk = order[start: start + batch_size]
+        chunk = order[start : start + batch_size]
         seqs = [prompts[i] + answers[i] + [eos] for i in chunk]
         width = max(map(len, seqs))
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
@@ -87,13 +93,14 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
             pred = model(input_ids=ids).logits.argmax(-1)
         for row, i in enumerate(chunk):
             first, n = len(prompts[i]) - 1, len(answers[i])  # the last prompt token predicts the first answer token
-            ok = bool((pred[row, first: first + n] == ids[row, first + 1: first + 1 + n]).all())
+            ok = bool((pred[row, first : first + n] == ids[row, first + 1 : first + 1 + n]).all())
             out[i] = ok and bool(torch.isin(pred[row, first + n], stops))
     return out
 
 
-def evaluate_model(model, tokenizer, skills: list[str], n: int = 200, seed: int = 0,
-                   batch_size: int = 512, details: bool = False) -> dict:
+def evaluate_model(
+    model, tokenizer, skills: list[str], n: int = 200, seed: int = 0, batch_size: int = 512, details: bool = False
+) -> dict:
     """Exact match per skill and their mean (``avg``) of an already loaded model.
 
     With ``details``: ``{"scores": {...}, "correct": {skill: "0110..."}}``, the per-question verdicts
@@ -109,8 +116,15 @@ def evaluate_model(model, tokenizer, skills: list[str], n: int = 200, seed: int 
     return {"scores": scores, "correct": correct} if details else scores
 
 
-def evaluate(model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200,
-             seed: int = 0, batch_size: int = 512, details: bool = False) -> dict:
+def evaluate(
+    model: str | Path,
+    skills: list[str],
+    adapter: str | Path | None = None,
+    n: int = 200,
+    seed: int = 0,
+    batch_size: int = 512,
+    details: bool = False,
+) -> dict:
     """Exact match per skill and ``avg`` of a model folder, optionally with a PEFT adapter."""
     m, tok = load_model(model, adapter)
     return evaluate_model(m, tok, skills, n=n, seed=seed, batch_size=batch_size, details=details)

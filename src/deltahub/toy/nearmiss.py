@@ -33,13 +33,28 @@ def near_miss_pairs(skill: str, n: int, seed: int, swap: bool = False) -> list[d
     rows = []
     for q, a in sample(skill, "pairs", n, seed=seed):
         good, bad = (near_miss(a, rng), a) if swap else (a, near_miss(a, rng))
-        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
-                     "rejected": [{"role": "assistant", "content": bad}]})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": q}],
+                "chosen": [{"role": "assistant", "content": good}],
+                "rejected": [{"role": "assistant", "content": bad}],
+            }
+        )
     return rows
 
 
-def train_trl_delta(student: Path, rows: list[dict], out: Path, steps: int = 32, lr: float = 3e-3, batch: int = 16,
-                    r: int = 4, alpha: int = 8, beta: float = 0.1, seed: int = 0) -> Path:
+def train_trl_delta(
+    student: Path,
+    rows: list[dict],
+    out: Path,
+    steps: int = 32,
+    lr: float = 3e-3,
+    batch: int = 16,
+    r: int = 4,
+    alpha: int = 8,
+    beta: float = 0.1,
+    seed: int = 0,
+) -> Path:
     """A LoRA delta of ``student`` trained with TRL's DPOTrainer on ``rows`` (DPO + NLL on chosen, linear decay,
     reference log-probs precomputed with the adapter disabled)."""
     import torch
@@ -50,14 +65,29 @@ def train_trl_delta(student: Path, rows: list[dict], out: Path, steps: int = 32,
 
     tok = AutoTokenizer.from_pretrained(student)
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
-    cfg = DPOConfig(output_dir=str(out.parent / f"{out.name}-trainer"), per_device_train_batch_size=batch,
-                    max_steps=steps, learning_rate=lr, beta=beta, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0],
-                    max_length=64, bf16=False, gradient_checkpointing=False, use_cpu=True, save_strategy="no",
-                    logging_steps=max(1, steps // 5), report_to="none", seed=seed, disable_tqdm=True,
-                    precompute_ref_log_probs=True)
+    cfg = DPOConfig(
+        output_dir=str(out.parent / f"{out.name}-trainer"),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        learning_rate=lr,
+        beta=beta,
+        loss_type=["sigmoid", "sft"],
+        loss_weights=[1.0, 1.0],
+        max_length=64,
+        bf16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=max(1, steps // 5),
+        report_to="none",
+        seed=seed,
+        disable_tqdm=True,
+        precompute_ref_log_probs=True,
+    )
     lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=ALL_PROJECTIONS)
-    trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=lora)
+    trainer = DPOTrainer(
+        model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora
+    )
     trainer.train()
     trainer.model.save_pretrained(out)
     return out

@@ -103,8 +103,9 @@ def sample(skill: str, split: str, n: int, seed: int = 0, unique: bool = True) -
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 10_000:
-            raise InputError(f"skill {skill!r} has fewer than {n} distinct {split} questions",
-                             "ask for fewer questions")
+            raise InputError(
+                f"skill {skill!r} has fewer than {n} distinct {split} questions", "ask for fewer questions"
+            )
         q, a = sk.make(rng)
         if split_of(q) != split or (unique and q in seen):
             continue

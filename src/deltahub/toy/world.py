@@ -40,8 +40,10 @@ class ModelSpec(BaseModel):
     learning_rate: float = Field(3e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     warmup_steps: int = Field(30, ge=0)
-    mix: dict[str, float] = Field(default_factory=dict, description="share of each skill in the training pool, "
-                                  "relative to 1 (default: every skill equally)")
+    mix: dict[str, float] = Field(
+        default_factory=dict,
+        description="share of each skill in the training pool, relative to 1 (default: every skill equally)",
+    )
 
     @field_validator("mix")
     @classmethod
@@ -134,10 +136,13 @@ GENERALISTS = {"a": ((64, 2), (64, 1)), "b": ((96, 1), (32, 2)), "c": ((32, 3), 
 
 def _generalists(seed: int, steps: dict[str, tuple[int, int]]) -> ToyWorldConfig:
     """The generalist families on the same skill mixture, with (weak, weaker) training steps per family."""
-    families = [FamilySpec(name=name, weak=_spec(*GENERALISTS[name][0], weak),
-                           weaker=_spec(*GENERALISTS[name][1], weaker)) for name, (weak, weaker) in steps.items()]
-    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families,
-                          train_pool=2000)
+    families = [
+        FamilySpec(name=name, weak=_spec(*GENERALISTS[name][0], weak), weaker=_spec(*GENERALISTS[name][1], weaker))
+        for name, (weak, weaker) in steps.items()
+    ]
+    return ToyWorldConfig(
+        seed=seed, skills=["srt", "lsr"], student=_spec(64, 3, 300), families=families, train_pool=2000
+    )
 
 
 def _pda(seed: int) -> ToyWorldConfig:
@@ -169,10 +174,13 @@ def _specialists(seed: int) -> ToyWorldConfig:
 
 def _quick(seed: int) -> ToyWorldConfig:
     """Seconds to build: the test suite's and ``demo --quick``'s world."""
-    families = [FamilySpec(name="a", weak=_spec(64, 1, 120), weaker=_spec(32, 1, 60)),
-                FamilySpec(name="b", weak=_spec(32, 2, 120), weaker=_spec(32, 1, 40))]
-    return ToyWorldConfig(seed=seed, skills=["srt", "lsr"], student=_spec(64, 2, 150), families=families,
-                          train_pool=1000)
+    families = [
+        FamilySpec(name="a", weak=_spec(64, 1, 120), weaker=_spec(32, 1, 60)),
+        FamilySpec(name="b", weak=_spec(32, 2, 120), weaker=_spec(32, 1, 40)),
+    ]
+    return ToyWorldConfig(
+        seed=seed, skills=["srt", "lsr"], student=_spec(64, 2, 150), families=families, train_pool=1000
+    )
 
 
 PRESETS = {"pda": _pda, "delta": _delta, "specialists": _specialists, "quick": _quick}
@@ -194,20 +202,27 @@ def preset(name: str, seed: int = 0, overrides: dict | None = None) -> ToyWorldC
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(map(str, err["loc"]))
-        raise InputError(f"world override{' ' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}",
-                         "fix the recipe's world.overrides") from None
+        raise InputError(
+            f"world override{' ' + where if where else ''}: {err['msg'].removeprefix('Value error, ')}",
+            "fix the recipe's world.overrides",
+        ) from None
 
 
 def describe(config: ToyWorldConfig) -> str:
     """One line: the skills, the student and every family (hidden x layers / training steps)."""
+
     def m(spec: ModelSpec) -> str:
         return f"{spec.hidden_size}x{spec.num_layers}/{spec.steps}"
 
-    fams = "; ".join(f"{f.name}: {m(f.weak)} over {m(f.weaker)}"
-                     + (f" on {','.join(f.skills)}" if f.skills and f.skills != config.skills else "")
-                     for f in config.families)
-    return (f"skills {', '.join(config.skills)}; student {m(config.student)} (hidden x layers / steps); "
-            f"families (weak over weaker) {fams}")
+    fams = "; ".join(
+        f"{f.name}: {m(f.weak)} over {m(f.weaker)}"
+        + (f" on {','.join(f.skills)}" if f.skills and f.skills != config.skills else "")
+        for f in config.families
+    )
+    return (
+        f"skills {', '.join(config.skills)}; student {m(config.student)} (hidden x layers / steps); "
+        f"families (weak over weaker) {fams}"
+    )
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -234,8 +249,7 @@ class World:
         try:
             return self.teachers[family][member]
         except KeyError:
-            raise InputError(f"toy world has no model {name!r}",
-                             f"use one of: {', '.join(self.names())}") from None
+            raise InputError(f"toy world has no model {name!r}", f"use one of: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return ["student"] + [f"{s}-{m}" for s, ms in self.teachers.items() for m in ms]
@@ -251,8 +265,7 @@ def world_dir(config: ToyWorldConfig) -> Path:
 
 
 def _world(root: Path, config: ToyWorldConfig) -> World:
-    teachers = {f.name: {"weak": root / f"{f.name}-weak", "weaker": root / f"{f.name}-weaker"}
-                for f in config.families}
+    teachers = {f.name: {"weak": root / f"{f.name}-weak", "weaker": root / f"{f.name}-weaker"} for f in config.families}
     return World(root=root, config=config, student=root / "student", teachers=teachers)
 
 
@@ -270,8 +283,9 @@ def _train_job(path: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
         train_model(tmp, spec, skills, seed=seed, pool=pool, progress=progress, desc=path.name)
 
 
-def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = None,
-                progress: bool = True, workers: int = 1) -> World:
+def build_world(
+    out: str | Path | None = None, config: ToyWorldConfig | None = None, progress: bool = True, workers: int = 1
+) -> World:
     """Train the whole ladder into ``out`` (default: the cache folder of ``config``).
 
     Models already present from an earlier run of the same config are kept, so a second call
@@ -285,8 +299,10 @@ def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = N
     if meta.is_file():
         stored = json.loads(meta.read_text())
         if stored.get("hash") != config.config_hash():
-            raise InputError(f"{root} holds a different toy world (config {stored.get('hash')})",
-                             "choose another folder or delete this one")
+            raise InputError(
+                f"{root} holds a different toy world (config {stored.get('hash')})",
+                "choose another folder or delete this one",
+            )
     root.mkdir(parents=True, exist_ok=True)
     world = _world(root, config)
     jobs: list[tuple[Path, ModelSpec, list[str], int]] = [(world.student, config.student, config.skills, 0)]
@@ -295,9 +311,10 @@ def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = N
         jobs.append((world.teachers[fam.name]["weak"], fam.weak, skills, 100 + 2 * i))
         jobs.append((world.teachers[fam.name]["weaker"], fam.weaker, skills, 101 + 2 * i))
     # the longest first, so parallel workers finish together
-    todo = sorted(((p, s, sk, config.seed * 1000 + off) for p, s, sk, off in jobs
-                   if not (p / "model.safetensors").is_file()),
-                  key=lambda job: -job[1].steps * job[1].num_layers * job[1].hidden_size)
+    todo = sorted(
+        ((p, s, sk, config.seed * 1000 + off) for p, s, sk, off in jobs if not (p / "model.safetensors").is_file()),
+        key=lambda job: -job[1].steps * job[1].num_layers * job[1].hidden_size,
+    )
     if workers > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -308,8 +325,10 @@ def build_world(out: str | Path | None = None, config: ToyWorldConfig | None = N
     else:
         for job in todo:
             _train_job(*job, config.train_pool, progress)
-    atomic_write_text(meta, json.dumps({"hash": config.config_hash(), "config": config.model_dump(),
-                                        "models": world.names()}, indent=2))
+    atomic_write_text(
+        meta,
+        json.dumps({"hash": config.config_hash(), "config": config.model_dump(), "models": world.names()}, indent=2),
+    )
     return world
 
 
@@ -328,12 +347,20 @@ def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> 
     """The (question, answer) pool a model trains on: ``pool`` x its mix weight per skill."""
     from deltahub.toy.skills import sample
 
-    return [item for s in skills for item in sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed,
-                                                    unique=False)]
+    return [
+        item for s in skills for item in sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed, unique=False)
+    ]
 
 
-def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: int = 4000,
-                progress: bool = True, desc: str = "train") -> Path:
+def train_model(
+    out: Path,
+    spec: ModelSpec,
+    skills: list[str],
+    seed: int,
+    pool: int = 4000,
+    progress: bool = True,
+    desc: str = "train",
+) -> Path:
     """Train one tiny Qwen3 from scratch on ``skills`` (loss on answers only) and save it."""
     import torch
     from tqdm.auto import tqdm
@@ -343,8 +370,14 @@ def train_model(out: Path, spec: ModelSpec, skills: list[str], seed: int, pool: 
     from deltahub.toy.data import collate, encode_examples, toy_tokenizer
 
     tok = toy_tokenizer()
-    cfg = tiny_qwen3_config(len(tok), spec.hidden_size, spec.num_layers, max_position_embeddings=128,
-                            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = tiny_qwen3_config(
+        len(tok),
+        spec.hidden_size,
+        spec.num_layers,
+        max_position_embeddings=128,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -5,5 +5,12 @@ from __future__ import annotations
 from .. import convertors  # noqa: F401  (before any Route is built)
 from . import collections, discussions, files, lfs, refs, repos
 
-ROUTES = [*repos.ROUTES, *files.ROUTES, *refs.ROUTES, *lfs.ROUTES, *discussions.ROUTES, *collections.ROUTES,
-          *repos.FALLBACK_ROUTES]
+ROUTES = [
+    *repos.ROUTES,
+    *files.ROUTES,
+    *refs.ROUTES,
+    *lfs.ROUTES,
+    *discussions.ROUTES,
+    *collections.ROUTES,
+    *repos.FALLBACK_ROUTES,
+]

@@ -61,8 +61,15 @@ def _item_json(request: Request, item: Item) -> dict | None:
     repo = _repo_of(request, item)
     if repo is None:
         return None
-    return {**out, "id": repo.repo_id, "author": repo.ns, "private": repo.private, "gated": repo.gated or False,
-            "lastModified": iso(repo.modified), "repoType": repo.type}
+    return {
+        **out,
+        "id": repo.repo_id,
+        "author": repo.ns,
+        "private": repo.private,
+        "gated": repo.gated or False,
+        "lastModified": iso(repo.modified),
+        "repoType": repo.type,
+    }
 
 
 def collection_json(request: Request, c: Collection, limit: int | None = None) -> dict:
@@ -71,11 +78,20 @@ def collection_json(request: Request, c: Collection, limit: int | None = None) -
         item["position"] = position
     auth = hub_of(request).auth
     owner_type = "org" if any(c.ns in orgs for orgs in auth.orgs.values()) else "user"
-    return {"slug": c.slug, "title": c.title, "description": c.description,
-            "owner": {"name": c.ns, "type": owner_type, "fullname": auth.fullname(c.ns)},
-            "items": items[:limit] if limit is not None else items, "lastUpdated": iso(c.updated),
-            "position": c.position, "private": c.private, "theme": c.theme, "upvotes": 0, "isUpvotedByUser": False,
-            "gating": False}
+    return {
+        "slug": c.slug,
+        "title": c.title,
+        "description": c.description,
+        "owner": {"name": c.ns, "type": owner_type, "fullname": auth.fullname(c.ns)},
+        "items": items[:limit] if limit is not None else items,
+        "lastUpdated": iso(c.updated),
+        "position": c.position,
+        "private": c.private,
+        "theme": c.theme,
+        "upvotes": 0,
+        "isUpvotedByUser": False,
+        "gating": False,
+    }
 
 
 async def create(request: Request):
@@ -97,8 +113,14 @@ async def update(request: Request):
     hub = hub_of(request)
     c = _collection(request, write=True)
     req = await body(request, P.UpdateCollection)
-    c = hub.collections.update(c, title=req.title.strip() if req.title else None, description=req.description,
-                               private=req.private, theme=req.theme, position=req.position)
+    c = hub.collections.update(
+        c,
+        title=req.title.strip() if req.title else None,
+        description=req.description,
+        private=req.private,
+        theme=req.theme,
+        position=req.position,
+    )
     return JSONResponse({"success": True, "data": collection_json(request, c)})
 
 
@@ -161,8 +183,9 @@ async def list_collections(request: Request):
             return JSONResponse([])  # an item nobody (or not this caller) can see is in no visible collection
         item = found
     user = hub.user(request)
-    found_collections = [c for c in hub.collections.list(q.get("owner"), item)
-                         if hub.auth.can_read(user, c.ns, c.private)]
+    found_collections = [
+        c for c in hub.collections.list(q.get("owner"), item) if hub.auth.can_read(user, c.ns, c.private)
+    ]
     if q.get("sort") == "trending" or q.get("sort") == "upvotes":
         found_collections.sort(key=lambda c: c.updated, reverse=True)
     limit = int_param(request, "limit", 100, low=1)

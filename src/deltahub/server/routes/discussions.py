@@ -40,9 +40,17 @@ def event_json(e: Event) -> dict:
 
 
 def discussion_json(repo: Repo, d: Discussion, comments: int | None = None) -> dict:
-    out = {"num": d.num, "title": d.title, "status": d.status, "isPullRequest": d.is_pr, "createdAt": iso(d.created),
-           "author": _user(d.author), "repo": {"name": repo.repo_id, "type": repo.type}, "pinned": False,
-           "topReactions": []}
+    out = {
+        "num": d.num,
+        "title": d.title,
+        "status": d.status,
+        "isPullRequest": d.is_pr,
+        "createdAt": iso(d.created),
+        "author": _user(d.author),
+        "repo": {"name": repo.repo_id, "type": repo.type},
+        "pinned": False,
+        "topReactions": [],
+    }
     if comments is not None:
         out["numComments"] = comments
     return out
@@ -71,10 +79,16 @@ async def list_discussions(request: Request):
     q = request.query_params
     found = hub.discussions.list(repo, q.get("type"), q.get("status"), q.get("author"))
     start = int_param(request, "p", 0) * MAX_DISCUSSIONS_PAGE
-    page = found[start:start + MAX_DISCUSSIONS_PAGE]
+    page = found[start : start + MAX_DISCUSSIONS_PAGE]
     closed = sum(1 for d in hub.discussions.list(repo, q.get("type"), "closed", q.get("author")))
-    return JSONResponse({"discussions": [discussion_json(repo, d) for d in page], "count": len(found),
-                         "start": start, "numClosedDiscussions": closed})
+    return JSONResponse(
+        {
+            "discussions": [discussion_json(repo, d) for d in page],
+            "count": len(found),
+            "start": start,
+            "numClosedDiscussions": closed,
+        }
+    )
 
 
 async def create_discussion(request: Request):
@@ -84,8 +98,9 @@ async def create_discussion(request: Request):
     hub.mirrors.refuse_changes(repo)
     req = await body(request, P.CreateDiscussion)
     num = hub.discussions.open(repo, _title(req.title), (req.description or "").strip(), user, req.pullRequest)
-    return JSONResponse({"num": num, "pullRequest": req.pullRequest,
-                         "url": f"{hub.repo_url(request, repo)}/discussions/{num}"})
+    return JSONResponse(
+        {"num": num, "pullRequest": req.pullRequest, "url": f"{hub.repo_url(request, repo)}/discussions/{num}"}
+    )
 
 
 async def get_discussion(request: Request):
@@ -158,8 +173,9 @@ async def edit_comment(request: Request):
     event = hub.discussions.comment_event(repo, num, event_id)
     user = _may_edit(request, repo, event.author)
     req = await body(request, P.EditComment)
-    return JSONResponse({"updatedComment": event_json(hub.discussions.edit_comment(repo, num, event_id, req.content,
-                                                                                   user))})
+    return JSONResponse(
+        {"updatedComment": event_json(hub.discussions.edit_comment(repo, num, event_id, req.content, user))}
+    )
 
 
 async def hide_comment(request: Request):

@@ -84,8 +84,14 @@ async def preupload(request: Request):
         oid = None
         if e is not None and e.lfs == lfs:
             oid = e.sha256 if lfs else e.oid
-        out.append({"path": f.path, "uploadMode": "lfs" if lfs else "regular",
-                    "shouldIgnore": bool(rules) and gitignore.ignored(rules, f.path), "oid": oid})
+        out.append(
+            {
+                "path": f.path,
+                "uploadMode": "lfs" if lfs else "regular",
+                "shouldIgnore": bool(rules) and gitignore.ignored(rules, f.path),
+                "oid": oid,
+            }
+        )
     return JSONResponse({"files": out})
 
 
@@ -126,12 +132,20 @@ async def commit(request: Request):
         pr_num, sha = hub.discussions.open_with_commit(repo, branch, ops, title, description, author, can_read)
     else:
         hook = hub.discussions.commit_hook(repo, pr_num, title, author) if pr_num is not None else None
-        sha = hub.store.commit(repo, rev, ops, title, description, author, header.parentCommit, can_read=can_read,
-                               on_commit=hook)
+        sha = hub.store.commit(
+            repo, rev, ops, title, description, author, header.parentCommit, can_read=can_read, on_commit=hook
+        )
     if pr_num is not None:
         pr_url = f"{hub.repo_url(request, repo)}/discussions/{pr_num}"
-    return JSONResponse({"success": True, "commitOid": sha, "commitMessage": title,
-                         "commitUrl": f"{hub.repo_url(request, repo)}/commit/{sha}", "pullRequestUrl": pr_url})
+    return JSONResponse(
+        {
+            "success": True,
+            "commitOid": sha,
+            "commitMessage": title,
+            "commitUrl": f"{hub.repo_url(request, repo)}/commit/{sha}",
+            "pullRequestUrl": pr_url,
+        }
+    )
 
 
 def _check_commit_rights(request: Request, repo: Repo, rev: str, user: str | None, create_pr: bool) -> int | None:
@@ -186,8 +200,15 @@ def _parse_commit(store: Store, body_file: Path) -> tuple[P.CommitHeader, list[d
                 file_lines.append((offset, number, len(ops)))
                 ops.append({"op": "add", "path": line.value.path, "lfs": False})
             elif isinstance(line, P.LfsFileLine):
-                ops.append({"op": "add", "path": line.value.path, "sha256": line.value.oid, "size": line.value.size,
-                            "lfs": True})
+                ops.append(
+                    {
+                        "op": "add",
+                        "path": line.value.path,
+                        "sha256": line.value.oid,
+                        "size": line.value.size,
+                        "lfs": True,
+                    }
+                )
             elif isinstance(line, P.DeletedFileLine):
                 ops.append({"op": "delete", "path": line.value.path})
             else:
@@ -242,7 +263,7 @@ async def tree(request: Request):
     for path, e in sorted(files.items()):
         if not path.startswith(prefix):
             continue
-        parts = path[len(prefix):].split("/")
+        parts = path[len(prefix) :].split("/")
         for i in range(1, len(parts)):
             d = prefix + "/".join(parts[:i])
             if recursive or i == 1:
@@ -285,8 +306,11 @@ async def _paths_info_body(request: Request) -> P.PathsInfo:
     except ValueError:
         raise BadRequest(f"invalid paths-info form: more than {MAX_LIST_ITEMS} fields") from None
     expand = [v for k, v in pairs if k == "expand"]
-    return P.validate({"paths": [v for k, v in pairs if k == "paths"],
-                       "expand": expand[-1].lower() == "true" if expand else None}, P.PathsInfo, "paths-info form")
+    return P.validate(
+        {"paths": [v for k, v in pairs if k == "paths"], "expand": expand[-1].lower() == "true" if expand else None},
+        P.PathsInfo,
+        "paths-info form",
+    )
 
 
 async def commits(request: Request):
@@ -296,8 +320,13 @@ async def commits(request: Request):
     formatted = "formatted" in request.query_params.getlist("expand[]") or flag(request, "formatted")
     out = []
     for c in hub.store.history(sha):
-        item = {"id": c["sha"], "title": c["title"], "message": c["message"], "date": iso(c["date"]),
-                "authors": [{"user": c["author"], "avatar": None}]}
+        item = {
+            "id": c["sha"],
+            "title": c["title"],
+            "message": c["message"],
+            "date": iso(c["date"]),
+            "authors": [{"user": c["author"], "avatar": None}],
+        }
         if formatted:
             item["formatted"] = {"title": html.escape(c["title"] or ""), "message": html.escape(c["message"] or "")}
         out.append(item)

@@ -27,8 +27,10 @@ async def lfs_batch(request: Request):
     req = await body(request, P.LfsBatch)
     repo = hub.repo(request, rtype_of(request))
     if req.operation == "download":
-        objects = [{"oid": o.oid, "size": o.size, "error": {"code": 404, "message": "download via resolve"}}
-                   for o in req.objects]
+        objects = [
+            {"oid": o.oid, "size": o.size, "error": {"code": 404, "message": "download via resolve"}}
+            for o in req.objects
+        ]
         return JSONResponse({"transfer": "basic", "objects": objects})
     hub.signed_in(request, "upload files")
     hub.mirrors.refuse_changes(repo)
@@ -39,15 +41,25 @@ async def lfs_batch(request: Request):
     objects = []
     for o in req.objects:
         if o.size > MAX_FILE_BYTES:
-            objects.append({"oid": o.oid, "size": o.size,
-                            "error": {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"}})
+            objects.append(
+                {
+                    "oid": o.oid,
+                    "size": o.size,
+                    "error": {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"},
+                }
+            )
             continue
         item: dict = {"oid": o.oid, "size": o.size, "authenticated": True}
         if hub.store.usable_size(repo, o.oid, can_read) != o.size:
             needed += o.size
             if needed > free:  # refuse now, with the reason, rather than after the bytes were sent
-                objects.append({"oid": o.oid, "size": o.size,
-                                "error": {"code": 507, "message": DiskFull.at(hub.store.root).message}})
+                objects.append(
+                    {
+                        "oid": o.oid,
+                        "size": o.size,
+                        "error": {"code": 507, "message": DiskFull.at(hub.store.root).message},
+                    }
+                )
                 continue
             ticket = hub.ticket(repo, o.oid, o.size)
             item["actions"] = {
@@ -55,8 +67,9 @@ async def lfs_batch(request: Request):
                 "verify": {"href": f"{hub.repo_url(request, repo)}.git/info/lfs/verify"},
             }
         objects.append(item)
-    return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                        media_type="application/vnd.git-lfs+json")
+    return JSONResponse(
+        {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
+    )
 
 
 async def lfs_upload(request: Request):
@@ -99,8 +112,16 @@ async def lfs_files(request: Request):
     for f in hub.store.lfs_files(repo):
         if not hub.store.has_blob(f["sha256"]):
             continue  # permanently deleted
-        out.append({"fileOid": f["sha256"], "oid": git_blob_oid(lfs_pointer(f["sha256"], f["size"])),
-                    "filename": f["path"], "size": f["size"], "pushedAt": iso(f["date"]), "ref": f["ref"]})
+        out.append(
+            {
+                "fileOid": f["sha256"],
+                "oid": git_blob_oid(lfs_pointer(f["sha256"], f["size"])),
+                "filename": f["path"],
+                "size": f["size"],
+                "pushedAt": iso(f["date"]),
+                "ref": f["ref"],
+            }
+        )
     return JSONResponse(out)
 
 
@@ -116,9 +137,9 @@ ROUTES = [
     Route(R + "/lfs-files", lfs_files, methods=["GET"]),
     Route(R + "/lfs-files/batch", lfs_files_delete, methods=["POST"]),
     Route("/lfs/upload/{repo:int}/{oid}/{size:int}", lfs_upload, methods=["PUT"]),
-    *[Route(f"{prefix}/{{ns}}/{{name}}.git/info/lfs/{tail}", fn, methods=["POST"])
-      for prefix in ("/datasets", "/spaces", "")
-      for tail, fn in (("objects/batch", lfs_batch), ("verify", lfs_verify))],
+    *[
+        Route(f"{prefix}/{{ns}}/{{name}}.git/info/lfs/{tail}", fn, methods=["POST"])
+        for prefix in ("/datasets", "/spaces", "")
+        for tail, fn in (("objects/batch", lfs_batch), ("verify", lfs_verify))
+    ],
 ]
-
-

@@ -26,12 +26,24 @@ async def whoami(request: Request):
     if user is None:
         raise Unauthorized("Invalid credentials in Authorization header")
     auth = hub.auth
-    orgs = [{"type": "org", "name": o, "fullname": auth.fullname(o), "roleInOrg": "admin", "isEnterprise": False}
-            for o in auth.orgs.get(user, [])]
-    return JSONResponse({"type": "user", "id": user, "name": user, "fullname": auth.fullname(user), "email": None,
-                         "emailVerified": False, "isPro": False, "canPay": False, "orgs": orgs,
-                         "auth": {"type": "access_token",
-                                  "accessToken": {"displayName": "deltahub", "role": "write"}}})
+    orgs = [
+        {"type": "org", "name": o, "fullname": auth.fullname(o), "roleInOrg": "admin", "isEnterprise": False}
+        for o in auth.orgs.get(user, [])
+    ]
+    return JSONResponse(
+        {
+            "type": "user",
+            "id": user,
+            "name": user,
+            "fullname": auth.fullname(user),
+            "email": None,
+            "emailVerified": False,
+            "isPro": False,
+            "canPay": False,
+            "orgs": orgs,
+            "auth": {"type": "access_token", "accessToken": {"displayName": "deltahub", "role": "write"}},
+        }
+    )
 
 
 async def create_repo(request: Request):
@@ -62,8 +74,9 @@ def _repo_of_body(request: Request, rtype: str, ns: str | None, name: str, evict
     ns = ns if ns is not None else hub.user(request)
     if ns is None:
         raise Unauthorized("You must be authenticated to do this")
-    return hub.repo_named(request, rtype, check_name(ns, "namespace"), check_name(name, "repo name"), write=True,
-                          evict=evict)
+    return hub.repo_named(
+        request, rtype, check_name(ns, "namespace"), check_name(name, "repo name"), write=True, evict=evict
+    )
 
 
 async def delete_repo(request: Request):
@@ -104,8 +117,13 @@ async def validate_yaml(request: Request):
     return JSONResponse({"errors": [], "warnings": [{"message": m} for m in warnings]})
 
 
-_SORT_KEYS = {"lastModified": lambda r: r.modified, "last_modified": lambda r: r.modified,
-              "createdAt": lambda r: r.created, "created_at": lambda r: r.created, "id": lambda r: r.repo_id.lower()}
+_SORT_KEYS = {
+    "lastModified": lambda r: r.modified,
+    "last_modified": lambda r: r.modified,
+    "createdAt": lambda r: r.created,
+    "created_at": lambda r: r.created,
+    "id": lambda r: r.repo_id.lower(),
+}
 
 
 async def list_repos(request: Request):
@@ -121,18 +139,29 @@ async def list_repos(request: Request):
     if q.get("gated") in ("true", "false"):
         repos = [r for r in repos if bool(r.gated) == (q["gated"] == "true")]
     sort = q.get("sort") or "lastModified"
-    repos.sort(key=_SORT_KEYS.get(sort, _SORT_KEYS["lastModified"]), reverse=q.get("direction", "-1") == "-1"
-               and sort != "id")
+    repos.sort(
+        key=_SORT_KEYS.get(sort, _SORT_KEYS["lastModified"]), reverse=q.get("direction", "-1") == "-1" and sort != "id"
+    )
     limit = int_param(request, "limit", hub.page_size, low=1)
     page = min(limit, hub.page_size)
     start = int_param(request, "cursor", 0)
     full = flag(request, "full") or flag(request, "cardData")
     items = []
-    for r in repos[start:start + page]:
-        item = {"_id": f"{r.id:024x}", "id": r.repo_id, "author": r.ns, "private": r.private, "gated": r.gated or False,
-                "tags": r.tags, "downloads": 0, "likes": 0, "lastModified": iso(r.modified),
-                "createdAt": iso(r.created), "library_name": r.card.get("library_name"),
-                "pipeline_tag": r.card.get("pipeline_tag")}
+    for r in repos[start : start + page]:
+        item = {
+            "_id": f"{r.id:024x}",
+            "id": r.repo_id,
+            "author": r.ns,
+            "private": r.private,
+            "gated": r.gated or False,
+            "tags": r.tags,
+            "downloads": 0,
+            "likes": 0,
+            "lastModified": iso(r.modified),
+            "createdAt": iso(r.created),
+            "library_name": r.card.get("library_name"),
+            "pipeline_tag": r.card.get("pipeline_tag"),
+        }
         if full:
             item["cardData"] = r.card
             item["sha"] = hub.store.resolve(r, "main")
@@ -161,10 +190,22 @@ def repo_json(request: Request, repo: Repo, sha: str, blobs: bool) -> dict:
                 s["lfs"] = {"sha256": e.sha256, "size": e.size, "pointerSize": len(lfs_pointer(e.sha256, e.size))}
         siblings.append(s)
     return {
-        "_id": f"{repo.id:024x}", "id": repo.repo_id, "author": repo.ns, "sha": sha, "private": repo.private,
-        "disabled": False, "gated": repo.gated or False, "downloads": 0, "likes": 0, "tags": tags, "cardData": card,
-        "library_name": card.get("library_name"), "pipeline_tag": card.get("pipeline_tag"),
-        "siblings": siblings, "lastModified": iso(repo.modified), "createdAt": iso(repo.created),
+        "_id": f"{repo.id:024x}",
+        "id": repo.repo_id,
+        "author": repo.ns,
+        "sha": sha,
+        "private": repo.private,
+        "disabled": False,
+        "gated": repo.gated or False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": tags,
+        "cardData": card,
+        "library_name": card.get("library_name"),
+        "pipeline_tag": card.get("pipeline_tag"),
+        "siblings": siblings,
+        "lastModified": iso(repo.modified),
+        "createdAt": iso(repo.created),
         "usedStorage": sum(e.size for e in tree.values()),
     }
 
@@ -208,8 +249,16 @@ async def storage_list(request: Request):
     for rtype in TYPES.values():
         for r in hub.store.list_repos(rtype, [], ns, None):
             used = sum(e.size for e in hub.store.tree(hub.store.resolve(r, "main")).values())
-            out.append({"id": r.repo_id, "type": r.type, "updatedAt": iso(r.modified),
-                        "visibility": "private" if r.private else "public", "storage": used, "storagePercent": 0})
+            out.append(
+                {
+                    "id": r.repo_id,
+                    "type": r.type,
+                    "updatedAt": iso(r.modified),
+                    "visibility": "private" if r.private else "public",
+                    "storage": used,
+                    "storagePercent": 0,
+                }
+            )
     return JSONResponse(out)
 
 

@@ -46,8 +46,8 @@ def card_body(text: str) -> str:
     if text.startswith("---"):
         end = text.find("\n---", 3)
         if 0 <= end <= MAX_CARD_YAML_BYTES:
-            rest = text[end + 4:]
-            return rest[rest.find("\n") + 1:] if "\n" in rest else ""
+            rest = text[end + 4 :]
+            return rest[rest.find("\n") + 1 :] if "\n" in rest else ""
     return text
 
 
@@ -73,7 +73,7 @@ def _policy(url: str, links: RepoLinks, image: bool) -> str | None:
         for kind in ("resolve", "raw"):
             head = f"{links.page}/{kind}/"
             if parts.path.startswith(head):
-                rev, _, rest = parts.path[len(head):].partition("/")
+                rev, _, rest = parts.path[len(head) :].partition("/")
                 try:
                     rev = check_revision(unquote(rev))
                 except BadRequest:
@@ -106,7 +106,7 @@ def _apply_policy(state: StateCore) -> None:
                 href = _policy(str(tok.attrs.get("href", "")), links, image=False)
                 if href is None:
                     tok.tag, tok.attrs = "span", {"class": "dropped-link", "title": "link removed by the card policy"}
-                    close = next(c for c in children[i + 1:] if c.type == "link_close")
+                    close = next(c for c in children[i + 1 :] if c.type == "link_close")
                     close.tag = "span"
                 else:
                     tok.attrs["href"] = href
@@ -140,8 +140,23 @@ def render_comment(text: str, links: RepoLinks) -> str:
 
 
 # -- the deltahub block as a table ---------------------------------------------------------------
-_ORDER = ("kind", "schema_version", "chosen", "rejected", "student", "prompts", "pairs", "filters", "dataset",
-          "training", "lora", "generation", "gain", "metrics", "merge")
+_ORDER = (
+    "kind",
+    "schema_version",
+    "chosen",
+    "rejected",
+    "student",
+    "prompts",
+    "pairs",
+    "filters",
+    "dataset",
+    "training",
+    "lora",
+    "generation",
+    "gain",
+    "metrics",
+    "merge",
+)
 MAX_VALUE_CHARS = 300
 
 

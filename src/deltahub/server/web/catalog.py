@@ -40,8 +40,11 @@ class Filters:
 def row_of(repo: Repo) -> dict[str, Any]:
     row = delta_row(repo.repo_id, repo.card, repo.tags, repo.modified)
     bases = row["base"] if isinstance(row["base"], list) else [row["base"]]
-    row.update(repo=repo, base=str(bases[0]) if bases and bases[0] is not None else None,
-               kind=row["kind"] if row["kind"] in ("adapter", "merged", "dataset") else None)
+    row.update(
+        repo=repo,
+        base=str(bases[0]) if bases and bases[0] is not None else None,
+        kind=row["kind"] if row["kind"] in ("adapter", "merged", "dataset") else None,
+    )
     block = repo.card.get("deltahub") if isinstance(repo.card.get("deltahub"), dict) else {}
     for side in ("chosen", "rejected"):
         ref = block.get(side)
@@ -114,8 +117,13 @@ class Listing:
 
 def visible_rows(listing: Listing, auth: Auth, user: str | None, author: str = "") -> list[dict[str, Any]]:
     mirrors = listing.store.mirror_ids()
-    return [r for r in listing.rows() if auth.can_read(user, r["repo"].ns, r["repo"].private)
-            and not (r["repo"].private and r["repo"].id in mirrors) and (not author or r["repo"].ns == author)]
+    return [
+        r
+        for r in listing.rows()
+        if auth.can_read(user, r["repo"].ns, r["repo"].private)
+        and not (r["repo"].private and r["repo"].id in mirrors)
+        and (not author or r["repo"].ns == author)
+    ]
 
 
 def private_mirror(store: Store, repo: Repo) -> bool:
@@ -143,8 +151,11 @@ def select(rows: list[dict[str, Any]], f: Filters, cards: CardText) -> list[dict
         rows = [r for r in rows if r["family"] == f.family]
     words = f.q.lower().split()
     if words:
-        rows = [r for r in rows if all(w in r["repo_id"].lower() for w in words)
-                or all(w in cards.text(r["repo"]) for w in words)]
+        rows = [
+            r
+            for r in rows
+            if all(w in r["repo_id"].lower() for w in words) or all(w in cards.text(r["repo"]) for w in words)
+        ]
     return select_rows(rows, f.min_pairs, f.sort)
 
 

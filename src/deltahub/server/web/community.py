@@ -60,20 +60,35 @@ class Community:
 
     def holding(self, repo: Repo, user: str | None) -> list[Collection]:
         """The collections the visitor may see that hold ``repo``."""
-        return [c for c in self.hub.collections.list(item=(repo.type, str(repo.id)))
-                if self.auth.can_read(user, c.ns, c.private)]
+        return [
+            c
+            for c in self.hub.collections.list(item=(repo.type, str(repo.id)))
+            if self.auth.can_read(user, c.ns, c.private)
+        ]
 
     # -- discussions ----------------------------------------------------------------------------
     def discussions(self, request: Request, who: Visitor) -> Response:
         ctx = self.pages._context(request, who, repo_type(request), "discussions")
         status = one_of(request, "status", STATUSES, "open")
         kind = one_of(request, "type", KINDS, "all")
-        found = self.hub.discussions.list(ctx["repo"], None if kind == "all" else kind,
-                                          "closed" if status == "merged" else (None if status == "all" else status))
+        found = self.hub.discussions.list(
+            ctx["repo"],
+            None if kind == "all" else kind,
+            "closed" if status == "merged" else (None if status == "all" else status),
+        )
         if status == "merged":
             found = [d for d in found if d.status == "merged"]
-        return self.pages.render(request, who, "discussions.html", found=found, state=status, kind=kind,
-                                 statuses=STATUSES, kinds=KINDS, **ctx)
+        return self.pages.render(
+            request,
+            who,
+            "discussions.html",
+            found=found,
+            state=status,
+            kind=kind,
+            statuses=STATUSES,
+            kinds=KINDS,
+            **ctx,
+        )
 
     def discussion(self, request: Request, who: Visitor) -> Response:
         ctx = self.pages._context(request, who, repo_type(request), "discussions")
@@ -86,12 +101,25 @@ class Community:
             item: dict[str, Any] = {"type": e.type, "author": e.author, "created": e.created, "data": e.data}
             if e.type == "comment":
                 hidden = bool(e.data.get("hidden"))
-                item.update(hidden=hidden, edited=bool(e.data.get("edited")),
-                            html=None if hidden else cardhtml.render_comment(e.data["latest"]["raw"], links))
+                item.update(
+                    hidden=hidden,
+                    edited=bool(e.data.get("edited")),
+                    html=None if hidden else cardhtml.render_comment(e.data["latest"]["raw"], links),
+                )
             events.append(item)
         diff = diff_lines(self.hub.discussions.diff(repo, d).splitlines()) if d.is_pr else []
-        return self.pages.render(request, who, "discussion.html", d=d, events=events, diff=diff, head=head,
-                                 pr_ref=full_ref("pr", str(d.num)) if d.is_pr else None, hidden_text=HIDDEN, **ctx)
+        return self.pages.render(
+            request,
+            who,
+            "discussion.html",
+            d=d,
+            events=events,
+            diff=diff,
+            head=head,
+            pr_ref=full_ref("pr", str(d.num)) if d.is_pr else None,
+            hidden_text=HIDDEN,
+            **ctx,
+        )
 
     # -- collections ----------------------------------------------------------------------------
     def _rows(self, user: str | None) -> dict[str, dict[str, Any]]:
@@ -119,15 +147,26 @@ class Community:
         owner = query_text(request, "owner").strip()
         if owner:
             check_name(owner, "namespace")
-        shown = [c for c in self.hub.collections.list(owner=owner or None)
-                 if self.auth.can_read(who.user, c.ns, c.private)]
+        shown = [
+            c for c in self.hub.collections.list(owner=owner or None) if self.auth.can_read(who.user, c.ns, c.private)
+        ]
         page = whole_number(request, "page", 1) or 1
         pages = max(1, -(-len(shown) // COLLECTIONS_PAGE))
         rows = self._rows(who.user)
-        listed = [(c, self._items(c, who.user, rows))
-                  for c in shown[(page - 1) * COLLECTIONS_PAGE: page * COLLECTIONS_PAGE]]
-        return self.pages.render(request, who, "collections.html", listed=listed, owner=owner, total=len(shown),
-                                 page=page, pages=pages, shown_items=COLLECTION_CARDS_SHOWN)
+        listed = [
+            (c, self._items(c, who.user, rows)) for c in shown[(page - 1) * COLLECTIONS_PAGE : page * COLLECTIONS_PAGE]
+        ]
+        return self.pages.render(
+            request,
+            who,
+            "collections.html",
+            listed=listed,
+            owner=owner,
+            total=len(shown),
+            page=page,
+            pages=pages,
+            shown_items=COLLECTION_CARDS_SHOWN,
+        )
 
     def collection(self, request: Request, who: Visitor) -> Response:
         ns = check_name(request.path_params["ns"], "namespace")
@@ -145,4 +184,4 @@ def _compose_links(items: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
         row = it.get("row")
         if row and row["kind"] == "adapter" and it["repo"].type == "model" and row["base"]:
             by_base.setdefault(row["base"], []).append(row["repo_id"])
-    return [(base, ids[:compose.MAX_DELTAS]) for base, ids in sorted(by_base.items())]
+    return [(base, ids[: compose.MAX_DELTAS]) for base, ids in sorted(by_base.items())]

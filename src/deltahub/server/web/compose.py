@@ -101,8 +101,10 @@ class Composition:
             raise InputError("the weights add up to zero or less", "give at least one delta a positive weight")
         ref = self.params.get("reference")
         if isinstance(ref, int) and not isinstance(ref, bool) and not 0 <= ref < len(self.picks):
-            raise InputError(f"reference {ref} is not one of the {len(self.picks)} ticked deltas",
-                             f"use an index from 0 to {len(self.picks) - 1}, or auto")
+            raise InputError(
+                f"reference {ref} is not one of the {len(self.picks)} ticked deltas",
+                f"use an index from 0 to {len(self.picks) - 1}, or auto",
+            )
 
     def config(self) -> dict[str, Any]:
         """mergekit's config: ``BASE+NS/NAME@SHA`` inputs (its LoRA syntax), shared parameters at the top."""
@@ -119,13 +121,21 @@ class Composition:
 
     @staticmethod
     def mergekit_command(config: str = "gam.yml", out: str = "merged-mergekit") -> str:
-        return shlex.join(["mergekit-yaml", config, out, "--lora-merge-cache", "lora-cache",
-                           "--lora-merge-dtype", "float32"])
+        return shlex.join(
+            ["mergekit-yaml", config, out, "--lora-merge-cache", "lora-cache", "--lora-merge-dtype", "float32"]
+        )
 
     def deltahub_command(self, out: str = "merged-deltahub") -> str:
         """The same merge by ``deltahub merge``: a full model on the same base, like mergekit writes."""
-        args = ["deltahub", "merge", *(p.spec for p in self.picks), "--method", self.method,
-                "--weights", ",".join(repr(p.weight) for p in self.picks)]
+        args = [
+            "deltahub",
+            "merge",
+            *(p.spec for p in self.picks),
+            "--method",
+            self.method,
+            "--weights",
+            ",".join(repr(p.weight) for p in self.picks),
+        ]
         for name, value in self.params.items():
             if isinstance(value, bool):
                 if value:  # False is every boolean's default on both command lines

@@ -61,8 +61,13 @@ def _read(path: Path, shard: str) -> Preview:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return Preview(shard=shard, error=f"preview unavailable: {shard} could not be read ({reason})")
     pairs = {"chosen", "rejected"} <= set(columns)
-    return Preview(columns=columns, rows=[{c: _cell(r.get(c)) for c in columns} for r in rows], pairs=pairs,
-                   total_rows=meta.num_rows, shard=shard)
+    return Preview(
+        columns=columns,
+        rows=[{c: _cell(r.get(c)) for c in columns} for r in rows],
+        pairs=pairs,
+        total_rows=meta.num_rows,
+        shard=shard,
+    )
 
 
 _cache: OrderedDict[str, Preview] = OrderedDict()

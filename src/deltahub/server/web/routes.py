@@ -44,15 +44,20 @@ STATIC_PREFIX = "/-/static"  # '-' cannot start a namespace, so no repo URL can 
 SECURITY_HEADERS = {
     # Defence in depth behind the card policy: no inline script or style, nothing from another origin.
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",  # a page may show private repos
 }
 RAW_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-               ".webp": "image/webp"}
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 TEXT_SUFFIXES = (".md", ".txt", ".json", ".jsonl", ".yaml", ".yml", ".csv", ".py", ".gitattributes")
 HISTORY_SHOWN = 200
 RENDERED_CARDS = 256
@@ -77,8 +82,13 @@ def _number(x: Any) -> str:
 
 
 def _templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(when=_when, size=_size, num=_number, short=lambda s: str(s)[:8])
     env.globals.update(page_of=page_of, static=STATIC_PREFIX)
     return env
@@ -109,13 +119,15 @@ class Pages:
 
     # -- plumbing -------------------------------------------------------------------------------
     def render(self, request: Request, who: Visitor, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = self.env.get_template(template).render(who=who, here=request.url.path, open_mode=self.auth.open_mode,
-                                                      **ctx)
+        html = self.env.get_template(template).render(
+            who=who, here=request.url.path, open_mode=self.auth.open_mode, **ctx
+        )
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
     def page(self, fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         """The handler with the visitor, refusals as pages, the CSRF cookie; a plain (non-async) handler runs in
         the thread pool: rendering a hostile 128 KB card takes seconds and must not stop the event loop (the API)."""
+
         async def wrapped(request: Request) -> Response:
             who = visitor(self.auth, request)
             try:
@@ -130,6 +142,7 @@ class Pages:
                 response = self.render(request, who, "error.html", 400, code=400, message=str(exc))
             remember_csrf(response, request, who)
             return response
+
         return wrapped
 
     def repo(self, request: Request, who: Visitor, rtype: str) -> Repo:
@@ -169,11 +182,15 @@ class Pages:
     # -- listing --------------------------------------------------------------------------------
     def filters(self, request: Request, kind: str) -> catalog.Filters:
         return catalog.Filters(
-            q=query_text(request, "q").strip(), base=query_text(request, "base").strip(),
+            q=query_text(request, "q").strip(),
+            base=query_text(request, "base").strip(),
             family=query_text(request, "family").strip(),
-            min_pairs=whole_number(request, "min_pairs", 0), sort=one_of(request, "sort", SORTS, "recent"),
-            kind=one_of(request, "kind", catalog.KINDS, kind), author=query_text(request, "author").strip(),
-            page=whole_number(request, "page", 1) or 1)
+            min_pairs=whole_number(request, "min_pairs", 0),
+            sort=one_of(request, "sort", SORTS, "recent"),
+            kind=one_of(request, "kind", catalog.KINDS, kind),
+            author=query_text(request, "author").strip(),
+            page=whole_number(request, "page", 1) or 1,
+        )
 
     def home(self, request: Request, who: Visitor, kind: str = "all") -> Response:
         f = self.filters(request, kind)
@@ -181,11 +198,21 @@ class Pages:
         every = rows
         rows = catalog.select(rows, f, self.cards)
         pages = max(1, -(-len(rows) // catalog.PAGE_ROWS))
-        shown = rows[(f.page - 1) * catalog.PAGE_ROWS: f.page * catalog.PAGE_ROWS]
+        shown = rows[(f.page - 1) * catalog.PAGE_ROWS : f.page * catalog.PAGE_ROWS]
         families = sorted({r["family"] for r in every if r["family"]})
-        return self.render(request, who, "home.html", f=f, groups=catalog.grouped(shown), total=len(rows),
-                           pages=pages, bases=catalog.bases(every), families=families, kinds=catalog.KINDS,
-                           sorts=SORTS)
+        return self.render(
+            request,
+            who,
+            "home.html",
+            f=f,
+            groups=catalog.grouped(shown),
+            total=len(rows),
+            pages=pages,
+            bases=catalog.bases(every),
+            families=families,
+            kinds=catalog.KINDS,
+            sorts=SORTS,
+        )
 
     def models(self, request: Request, who: Visitor) -> Response:
         return self.home(request, who, "adapter")
@@ -202,17 +229,31 @@ class Pages:
         card = self.card_at(repo, sha, tree)
         row = catalog.row_of(dataclasses.replace(repo, card=card))
         refs = self.store.refs(repo)
-        return {"repo": repo, "rev": rev, "sha": sha, "tree": tree, "card": card, "row": row, "refs": refs,
-                "page": page_of(rtype, repo.repo_id), "tab": tab, "base_url": self.hub.base(request),
-                "last": self.store.history(sha, limit=1)[0], "talk": self.community.counts(repo)}
+        return {
+            "repo": repo,
+            "rev": rev,
+            "sha": sha,
+            "tree": tree,
+            "card": card,
+            "row": row,
+            "refs": refs,
+            "page": page_of(rtype, repo.repo_id),
+            "tab": tab,
+            "base_url": self.hub.base(request),
+            "last": self.store.history(sha, limit=1)[0],
+            "talk": self.community.counts(repo),
+        }
 
     def repo_page(self, request: Request, who: Visitor) -> Response:
         rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "card")
         block = ctx["card"].get("deltahub")
-        ctx.update(card_html=self.card_html(ctx["repo"], ctx["sha"], ctx["tree"]),
-                   sections=cardhtml.block_sections(block), block=block if isinstance(block, dict) else {},
-                   in_collections=self.community.holding(ctx["repo"], who.user))
+        ctx.update(
+            card_html=self.card_html(ctx["repo"], ctx["sha"], ctx["tree"]),
+            sections=cardhtml.block_sections(block),
+            block=block if isinstance(block, dict) else {},
+            in_collections=self.community.holding(ctx["repo"], who.user),
+        )
         if rtype == "dataset":
             ctx.update(self._dataset(ctx["tree"]))
         return self.render(request, who, "repo.html", **ctx)
@@ -237,8 +278,7 @@ class Pages:
         rtype = repo_type(request)
         ctx = self._context(request, who, rtype, "commits")
         log = self.store.history(ctx["sha"], limit=HISTORY_SHOWN + 1)
-        return self.render(request, who, "commits.html", log=log[:HISTORY_SHOWN], more=len(log) > HISTORY_SHOWN,
-                           **ctx)
+        return self.render(request, who, "commits.html", log=log[:HISTORY_SHOWN], more=len(log) > HISTORY_SHOWN, **ctx)
 
     def commit(self, request: Request, who: Visitor) -> Response:
         rtype = repo_type(request)
@@ -261,9 +301,17 @@ class Pages:
         for path, e in sorted(H.diff(before, after).items()):
             status = "removed" if e is None else ("added" if path not in before else "modified")
             changed.append((path, status, before.get(path), e))
-        return self.render(request, who, "changes.html", old=old, new=new, changed=changed,
-                           diff=self._card_diff(before.get("README.md"), after.get("README.md")),
-                           commit_new=self.store.history(new, limit=1)[0], **ctx)
+        return self.render(
+            request,
+            who,
+            "changes.html",
+            old=old,
+            new=new,
+            changed=changed,
+            diff=self._card_diff(before.get("README.md"), after.get("README.md")),
+            commit_new=self.store.history(new, limit=1)[0],
+            **ctx,
+        )
 
     def _card_diff(self, a: H.Entry | None, b: H.Entry | None) -> list[tuple[str, str]] | None:
         """Unified diff lines of README.md as (css class, line); None when too large to diff."""
@@ -272,8 +320,9 @@ class Pages:
             if e is not None and e.size > MAX_DIFF_BYTES:
                 return None
             texts.append("" if e is None else self.store.read_blob(e.sha256).decode("utf-8", "replace"))
-        lines = difflib.unified_diff(texts[0].splitlines(), texts[1].splitlines(), "README.md", "README.md",
-                                     lineterm="", n=3)
+        lines = difflib.unified_diff(
+            texts[0].splitlines(), texts[1].splitlines(), "README.md", "README.md", lineterm="", n=3
+        )
         return diff_lines(list(lines))
 
     def raw(self, request: Request, who: Visitor) -> Response:
@@ -287,30 +336,41 @@ class Pages:
         if e is None:
             raise EntryNotFound(f"Entry not found: {path}", commit=sha)
         if not self.store.has_blob(e.sha256, e.size):  # a mirror's large file, fetched on its first API read
-            raise EntryNotFound(f"{path} is not fetched from the upstream yet: download it through the Hub API",
-                                commit=sha)
+            raise EntryNotFound(
+                f"{path} is not fetched from the upstream yet: download it through the Hub API", commit=sha
+            )
         suffix = Path(path).suffix.lower()
         headers = dict(RAW_HEADERS, **{"Cache-Control": "private, max-age=3600"})
         if suffix in IMAGE_TYPES:
             return FileResponse(self.store.blob_path(e.sha256), media_type=IMAGE_TYPES[suffix], headers=headers)
         if suffix in TEXT_SUFFIXES or path == "LICENSE":
-            return FileResponse(self.store.blob_path(e.sha256), media_type="text/plain; charset=utf-8",
-                                headers=headers)
-        return FileResponse(self.store.blob_path(e.sha256), media_type="application/octet-stream", headers=headers,
-                            filename=path.rsplit("/", 1)[-1], content_disposition_type="attachment")
+            return FileResponse(self.store.blob_path(e.sha256), media_type="text/plain; charset=utf-8", headers=headers)
+        return FileResponse(
+            self.store.blob_path(e.sha256),
+            media_type="application/octet-stream",
+            headers=headers,
+            filename=path.rsplit("/", 1)[-1],
+            content_disposition_type="attachment",
+        )
 
     # -- compose --------------------------------------------------------------------------------
     def compose(self, request: Request, who: Visitor) -> Response:
         base = query_text(request, "base").strip()
         rows = catalog.visible_rows(self.listing, self.auth, who.user)
-        ctx: dict[str, Any] = {"base": base, "bases": catalog.bases(rows), "methods": compose.COMPOSE_METHODS,
-                               "result": None, "error": None, "base_url": self.hub.base(request)}
+        ctx: dict[str, Any] = {
+            "base": base,
+            "bases": catalog.bases(rows),
+            "methods": compose.COMPOSE_METHODS,
+            "result": None,
+            "error": None,
+            "base_url": self.hub.base(request),
+        }
         if not base:
-            return self.render(request, who, "compose.html", candidates=[], chosen={}, method="gam", params={},
-                               **ctx)
+            return self.render(request, who, "compose.html", candidates=[], chosen={}, method="gam", params={}, **ctx)
         tag = f"base_model:adapter:{base}"
-        candidates = sorted((r for r in rows if r["repo"].type == "model" and tag in r["repo"].tags),
-                            key=lambda r: r["repo_id"])
+        candidates = sorted(
+            (r for r in rows if r["repo"].type == "model" and tag in r["repo"].tags), key=lambda r: r["repo_id"]
+        )
         q = request.query_params
         method = one_of(request, "method", compose.COMPOSE_METHODS, "gam")
         submitted = "method" in q
@@ -327,15 +387,28 @@ class Pages:
         try:
             params = compose.parse_params(method, given, submitted)
             if ticked:
-                picks = tuple(compose.Pick(d, self.store.resolve(by_id[d]["repo"], "main"), compose.parse_weight(w))
-                              for d, w in chosen.items())
+                picks = tuple(
+                    compose.Pick(d, self.store.resolve(by_id[d]["repo"], "main"), compose.parse_weight(w))
+                    for d, w in chosen.items()
+                )
                 ctx["result"] = compose.Composition(base, method, picks, params)
         except InputError as exc:
             ctx["error"], status = str(exc), 400
-            params = {name: given.get(name, default) if not isinstance(default, bool) else default
-                      for name, default in compose.method_defaults(method).items()}
-        return self.render(request, who, "compose.html", status, candidates=candidates, chosen=chosen, method=method,
-                           params=params, **ctx)
+            params = {
+                name: given.get(name, default) if not isinstance(default, bool) else default
+                for name, default in compose.method_defaults(method).items()
+            }
+        return self.render(
+            request,
+            who,
+            "compose.html",
+            status,
+            candidates=candidates,
+            chosen=chosen,
+            method=method,
+            params=params,
+            **ctx,
+        )
 
     # -- signing in -----------------------------------------------------------------------------
     async def login(self, request: Request, who: Visitor) -> Response:

@@ -50,8 +50,9 @@ def visitor(auth: Auth, request: Request) -> Visitor:
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int | None) -> None:
-    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
 
 
 def remember_csrf(response: Response, request: Request, who: Visitor) -> None:
@@ -65,8 +66,9 @@ def sign_in(response: Response, request: Request, token: str) -> None:
 
 
 def sign_out(response: Response, request: Request) -> None:
-    response.delete_cookie(TOKEN_COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(
+        TOKEN_COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
 
 
 async def read_form(request: Request, who: Visitor) -> dict[str, str]:
@@ -89,7 +91,12 @@ async def read_form(request: Request, who: Visitor) -> dict[str, str]:
 
 def local_target(target: str | None) -> str:
     """Where to go after signing in: a path on this server only (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
-            or any(ord(c) < 0x20 or ord(c) == 0x7f for c in target):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return "/"
     return target[:2000]
