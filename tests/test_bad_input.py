@@ -130,6 +130,31 @@ def test_validate_damaged_safetensors_subprocess(bad):
 
 
 # ----------------------------------------------------------------------------------------------
+# merge: the same damaged adapters as the second input; nothing may be written
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("truncated", "is not a readable safetensors file (incomplete metadata"),
+        ("empty", "is not a readable safetensors file (header too small"),
+        ("oversized-header", "is not a readable safetensors file (header too large"),
+        ("config-list", "adapter_config.json holds a JSON list"),
+        ("config-malformed", "adapter_config.json is not valid JSON"),
+    ],
+)
+def test_merge_damaged_adapter(bad, adapter_dir, tmp_path, capsys, name, problem):  # noqa: F811
+    err = in_process(capsys, "merge", adapter_dir, bad[name], "--out", tmp_path / "merged")
+    assert problem in err and str(bad[name]) in err
+    assert leftovers(tmp_path, "merged") == []
+
+
+def test_merge_damaged_adapter_subprocess(bad, adapter_dir, tmp_path):  # noqa: F811
+    assert "header too small" in subprocess_cli("merge", adapter_dir, bad["empty"], "--out", tmp_path / "merged")
+    assert leftovers(tmp_path, "merged") == []
+
+
+# ----------------------------------------------------------------------------------------------
 # train
 
 

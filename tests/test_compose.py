@@ -312,10 +312,6 @@ def test_compose_on_toy_leaves_out_the_harmful_delta(toy_deltas, toy_work, tmp_p
     )
     t = result.trace
     fate = {c["name"]: c for c in t["candidates"]}
-    with capsys.disabled():  # the numbers, for the record (pytest -s)
-        print("\nvalidation: student", t["student"], {n: (c["single"], c["reason"]) for n, c in fate.items()})
-        print("steps:", [(s["tried"], s["added"], s["score"]) for s in t["steps"]])
-        print("held-out:", {k: v for k, v in t["held_out"].items() if k != "scores"})
     assert "srt-swapped" not in result.selected and result.selected
     assert fate["srt-swapped"]["reason"].startswith("hurts alone") and fate["srt-swapped"]["vs_student"] < 0
     assert t["score"] > t["student"]

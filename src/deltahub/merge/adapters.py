@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import AdapterError
+from ..weights import check_safetensors, read_adapter_config
 from .lowrank import LowRank
 
 CONFIG_NAME = "adapter_config.json"
@@ -225,16 +226,12 @@ def load_adapter(path: str | Path) -> LoraAdapter:
     path = Path(path)
     if not path.is_dir():
         raise AdapterError(f"adapter folder {path} does not exist", "pass a PEFT adapter folder or a Hub repo id")
-    config_file = path / CONFIG_NAME
-    if not config_file.exists():
+    config = read_adapter_config(path)  # malformed JSON or a JSON list: a one-line error
+    if config is None:
         raise AdapterError(
             f"{path} has no {CONFIG_NAME}: not a PEFT adapter folder",
             "pass the folder written by save_pretrained() of a PeftModel",
         )
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterError(f"{config_file} is not valid JSON ({exc.msg})", "re-export the adapter") from exc
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type != "LORA":
         raise AdapterError(
@@ -264,6 +261,7 @@ def load_adapter(path: str | Path) -> LoraAdapter:
                 "convert the adapter to safetensors (save_pretrained(..., safe_serialization=True))",
             )
         raise AdapterError(f"{path} has no {WEIGHTS_NAME}", "pass a complete PEFT adapter folder")
+    check_safetensors([weights], "adapter weights", "re-download or re-export the adapter (the file is damaged)")
     from safetensors import safe_open
 
     parts: dict[str, dict[str, str]] = {}

@@ -262,32 +262,28 @@ def _write_provenance(
     """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
     (the output folder's name: ``out`` is still the temporary folder here)."""
     from ..atomic import atomic_write_text
+    from ..share.schema import SCHEMA_VERSION, DeltaBlock, MergeDelta, MergeInfo, ModelRef
 
     student = plan.adapters[0].base_model
-    block = {
-        "schema_version": 1,
-        "kind": "merged",
-        "student": {"model": str(base) if base is not None else student, "revision": None},
-        "merge": {
-            "method": plan.method,
-            "pretty_name": METHODS[plan.method].pretty_name,
-            "reference_url": METHODS[plan.method].reference_url,
-            # as requested, plus the reference input GAM used (auto and names resolve to an index)
-            "parameters": {
-                **plan.params,
-                **({"reference_index": plan.reference} if plan.reference is not None else {}),
-            },
-            "weights": plan.weights,
-            "output": "full-model" if full else "adapter",
-            "deltas": [
-                {"repo": i.repo, "revision": i.revision, "path": None if i.repo else str(i.path), "spec": i.spec}
-                for i in plan.inputs
-            ],
-            "missing_modules": plan.missing,
-            "device": device.type if plan.method == "gam" and not full else "cpu",
-            "command": reproduce_command(plan, base, full),
-        },
-    }
+    merge = MergeInfo(
+        method=plan.method,
+        pretty_name=METHODS[plan.method].pretty_name,
+        reference_url=METHODS[plan.method].reference_url,
+        # as requested, plus the reference input GAM used (auto and names resolve to an index)
+        parameters={**plan.params, **({"reference_index": plan.reference} if plan.reference is not None else {})},
+        weights=plan.weights,
+        output="full-model" if full else "adapter",
+        deltas=[
+            MergeDelta(repo=i.repo, revision=i.revision, path=None if i.repo else str(i.path), spec=i.spec)
+            for i in plan.inputs
+        ],
+        missing_modules=plan.missing,
+        device=device.type if plan.method == "gam" and not full else "cpu",
+        command=reproduce_command(plan, base, full),
+    )
+    student_ref = ModelRef(model=str(base) if base is not None else student, revision=None)
+    block = DeltaBlock(schema_version=SCHEMA_VERSION, kind="merged", student=student_ref, merge=merge)
+    block = block.model_dump(mode="json", exclude_unset=True)  # the keys given here, None values included
     atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
     from ..share.cards import write_card
 

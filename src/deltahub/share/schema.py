@@ -58,12 +58,20 @@ class MergeDelta(_Open):
     repo: str | None = None
     path: str | None = None
     revision: str | None = None
+    spec: str | None = None  # as the user named it (a folder, NS/NAME or NS/NAME@REV)
 
 
 class MergeInfo(_Open):
     method: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    pretty_name: str | None = None
+    reference_url: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)  # as requested, plus GAM's reference_index
+    weights: list[float] | None = None
+    output: Literal["adapter", "full-model"] | None = None
     deltas: list[MergeDelta] = Field(default_factory=list)
+    missing_modules: dict[str, list[str]] | None = None  # module -> the inputs without it (a zero delta there)
+    device: str | None = None
+    command: str | None = None  # the deltahub command line that reproduces the merge
 
 
 Source = Literal["recorded", "declared", "measured", "unknown"]
