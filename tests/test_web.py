@@ -471,6 +471,15 @@ def browser():
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def _each_browser_test_starts_signed_out(request):
+    """The browser is shared by the module's tests: a test that fails while signed in must not leave the
+    next test (which expects a signed-out visitor) looking at private pages."""
+    if "browser" in request.fixturenames:
+        request.getfixturevalue("browser").delete_all_cookies()
+    yield
+
+
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> list[Path]:
     dirs = [tmp_path_factory.mktemp("screenshots")]
@@ -511,14 +520,26 @@ def _follow(browser, element) -> None:
     """Click an element that loads a new page and wait until the new page has loaded (a click alone may
     return before the navigation, and the next lookup would read the old page)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     element.click()
     wait = WebDriverWait(browser, 60)
-    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda _: _is_gone(old))
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _is_gone(element) -> bool:
+    """Whether the page that held ``element`` has been replaced. Besides "stale element", Chromium may
+    answer a query on the old page's node mid-navigation with "Node with given id does not belong to the
+    document" (a WebDriverException; seen once in a full run): that, too, means the old page is gone."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False
 
 
 def _sign_in(browser, world, token: str) -> None:
