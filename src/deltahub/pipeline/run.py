@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,7 @@ class _Run:
     recipe: Recipe
     work: Path
     cache: StageCache
-    log: Any
+    log: Callable[[str], None]
     res: _Resolver
     student: str
     student_key: str
