@@ -88,8 +88,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
 @contextlib.contextmanager
 def held(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (an :func:`atomic_dir` temporary folder) while the block runs:
-    :func:`remove_stale_partials` leaves a held folder alone."""
+    """An exclusive lock on ``folder`` while the block runs (blocking until it is free). On an
+    :func:`atomic_dir` temporary folder it tells :func:`remove_stale_partials` to leave the folder alone."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

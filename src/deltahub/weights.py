@@ -12,24 +12,22 @@ from pathlib import Path
 from .errors import InputError
 
 
-def unreadable_reason(path: Path) -> str | None:
-    """Why ``path`` is not a usable safetensors file, or None when its header is sound."""
+def tensor_names(path: Path, what: str, fix: str) -> list[str]:
+    """The tensor names in ``path`` (one header read); an unreadable file is a one-line InputError naming it."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
-            f.keys()
+            return list(f.keys())
     except (SafetensorError, OSError) as exc:
-        return str(exc).removeprefix("Error while deserializing header: ").splitlines()[0] or type(exc).__name__
-    return None
+        reason = str(exc).removeprefix("Error while deserializing header: ").splitlines()[0] or type(exc).__name__
+        raise InputError(f"{what} {path} is not a readable safetensors file ({reason})", fix) from None
 
 
 def check_safetensors(paths: list[Path], what: str, fix: str) -> None:
     """Raise a one-line InputError naming the first unreadable file among ``paths``."""
     for path in paths:
-        reason = unreadable_reason(path)
-        if reason is not None:
-            raise InputError(f"{what} {path} is not a readable safetensors file ({reason})", fix)
+        tensor_names(path, what, fix)
 
 
 def read_adapter_config(folder: Path) -> dict | None:

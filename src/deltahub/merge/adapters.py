@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import AdapterError
-from ..weights import check_safetensors, read_adapter_config
+from ..weights import read_adapter_config, tensor_names
 from .lowrank import LowRank
 
 CONFIG_NAME = "adapter_config.json"
@@ -261,12 +261,8 @@ def load_adapter(path: str | Path) -> LoraAdapter:
                 "convert the adapter to safetensors (save_pretrained(..., safe_serialization=True))",
             )
         raise AdapterError(f"{path} has no {WEIGHTS_NAME}", "pass a complete PEFT adapter folder")
-    check_safetensors([weights], "adapter weights", "re-download or re-export the adapter (the file is damaged)")
-    from safetensors import safe_open
-
+    names = tensor_names(weights, "adapter weights", "re-download or re-export the adapter (the file is damaged)")
     parts: dict[str, dict[str, str]] = {}
-    with safe_open(weights, framework="pt") as f:
-        names = list(f.keys())
     for key in names:
         m = _KEY.match(key)
         if m is None:

@@ -8,7 +8,6 @@ killed merge's temporary sibling is removed by the next merge to the same output
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -283,8 +282,8 @@ def _write_provenance(
     )
     student_ref = ModelRef(model=str(base) if base is not None else student, revision=None)
     block = DeltaBlock(schema_version=SCHEMA_VERSION, kind="merged", student=student_ref, merge=merge)
-    block = block.model_dump(mode="json", exclude_unset=True)  # the keys given here, None values included
-    atomic_write_text(out / "deltahub.json", json.dumps(block, indent=2) + "\n")
+    # the keys given here, None values included
+    atomic_write_text(out / "deltahub.json", block.model_dump_json(indent=2, exclude_unset=True) + "\n")
     from ..share.cards import write_card
 
     write_card(out, kind="merged", name=title)

@@ -214,7 +214,7 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
     if recipe.eval.sft_control:
         for d in recipe.deltas:
             _sft_control_stage(run, d)
-    _evaluate_all(run.cache, recipe, run.res, run.student, run.student_key, run.skills, run.result, run.work)
+    _evaluate_all(run)
     if recipe.hub.publish and recipe.merge.publish:
         _publish_merged_stage(run)
     run.result.seconds = time.time() - t0
@@ -285,7 +285,7 @@ def _delta_stages(run: _Run, d: DeltaSpec) -> None:
     )
     info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
     if run.recipe.hub.publish:
-        info.update(_publish_delta(cache, run.recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work))
+        info.update(_publish_delta(run, d, pairs_dir, pairs_key, delta_dir, train_key))
         run.adapters[d.name] = Path(info["pulled"])
     else:
         run.adapters[d.name] = delta_dir
@@ -379,10 +379,12 @@ def _publish(folder: Path, repo: str, **links) -> str:
     return publish(folder, repo, **links)["commit"]
 
 
-def _publish_delta(cache, recipe, d, pairs_dir, pairs_key, delta_dir, train_key, work) -> dict:
+def _publish_delta(run: _Run, d: DeltaSpec, pairs_dir: Path, pairs_key: str, delta_dir: Path, train_key: str) -> dict:
     """Publish the pairs and the delta (linked to the pairs' commit), then pull the delta back: merges read
     what the registry serves."""
     from ..share.pull import pull
+
+    cache, recipe, work = run.cache, run.recipe, run.work
 
     ds_repo = d.repo.dataset or _default_repo(recipe, d, "pairs")
     ad_repo = d.repo.adapter or _default_repo(recipe, d, "delta")
@@ -465,7 +467,10 @@ def primary_metric(metrics: dict[str, float]) -> str:
     return next(iter(metrics))
 
 
-def _evaluate_all(cache, recipe, res, student, student_key, skills, result: RunResult, work: Path) -> None:
+def _evaluate_all(run: _Run) -> None:
+    """A row per model the report compares: teachers, the student, each delta, each SFT control, each merge."""
+    cache, recipe, res, result, work = run.cache, run.recipe, run.res, run.result, run.work
+    student, student_key, skills = run.student, run.student_key, run.skills
     spec = recipe.eval
     score = _scorer(spec, skills)
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key

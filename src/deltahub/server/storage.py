@@ -13,7 +13,6 @@ while the disk is full; any ENOSPC while writing becomes ``DiskFull``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import held
 from . import history, migrate
 from .errors import (
     Conflict,
@@ -212,24 +212,15 @@ class Store:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, Store._release, self.scratch, self._conns)
-        with self._init_lock():
+        # First opens one at a time: switching a new database to WAL takes an exclusive lock without waiting on
+        # SQLite's busy handler, so two processes starting on a new root at once failed with "database is locked"
+        with held(self.root):
             db = self._db()
             if migrate.version(db) != migrate.SCHEMA_VERSION:
                 with disk_guard(self.root):
                     db.execute("PRAGMA journal_mode=WAL")
                 with self._write() as db:
                     migrate.upgrade(db)
-
-    @contextmanager
-    def _init_lock(self) -> Iterator[None]:
-        """Serialise first opens: switching to WAL takes an exclusive lock without waiting on SQLite's busy
-        handler, so two processes starting on a new root at once failed with "database is locked" (seen in CI)."""
-        fd = os.open(self.root / "init.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     @staticmethod
     def _release(scratch: Scratch, conns: list[sqlite3.Connection]) -> None:

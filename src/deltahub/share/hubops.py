@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..endpoint import get_api
 from ..errors import InputError
 
 _SPEC = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(.+))?$")
@@ -27,8 +28,6 @@ def parse_spec(spec: str) -> Spec:
 def repo_type_of(spec: Spec) -> str:
     """'model' or 'dataset': whichever exists (models first); unknown repo -> InputError."""
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    from ..endpoint import get_api
 
     hub = get_api()
     missing: RepositoryNotFoundError | None = None
