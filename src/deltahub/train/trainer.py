@@ -339,7 +339,7 @@ def _add_lengths(trainer) -> None:
 
 
 def _build_trainer(
-    cfg: TrainConfig, work: Path, cuda: bool, world_size: int, model, tok, data: tuple, callbacks: Sequence
+    cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: tuple, callbacks: Sequence, world_size: int = 1
 ):
     """The TRL trainer for ``cfg.objective`` with our callbacks (and without its printers)."""
     from peft import LoraConfig
@@ -578,17 +578,13 @@ def train_delta(
         )
         set_seed(cfg.seed)
         trainer = _build_trainer(
-            cfg, work, cuda, launch.world_size, model, tok, data, [monitor, _progress_callback(progress), *callbacks]
+            cfg, work, cuda, model, tok, data, [monitor, _progress_callback(progress), *callbacks], launch.world_size
         )
         launch = launch.with_trainer(trainer)
         if log is not None and launch.is_main:
             steps = f"{accumulation} accumulation step" + ("s" if accumulation != 1 else "")
-            log(
-                launch.line(
-                    "training",
-                    f"micro-batch {cfg.micro_batch_size} x {steps} x {launch.world_size} = batch {cfg.batch_size}",
-                )
-            )
+            detail = f"micro-batch {cfg.micro_batch_size} x {steps} x {launch.world_size} = batch {cfg.batch_size}"
+            log(launch.line("training", detail + (f"; resuming from {checkpoint}" if checkpoint else "")))
         _fit(trainer, checkpoint, cfg, monitor, work)
         history, metrics = _run_metrics(trainer, data[1] is not None, monitor)
         trainer.save_model(str(work / FINAL_DIR))  # every process: FSDP/ZeRO-3 gather the adapter to the main one
