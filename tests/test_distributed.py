@@ -532,3 +532,12 @@ def test_each_launched_process_takes_a_gpu_of_its_own():
     assert where(gpus=4, bf16_capable=True, local_rank=2) == ("cuda", "cuda:2")
     assert where(gpus=4, bf16_capable=True) == ("cuda:auto", "auto")  # one process: device_map=auto
     assert where(gpus=0, bf16_capable=False, local_rank=1) == ("cpu", None)  # CPU processes
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the script would run its rows")
+def test_gpu_script_without_a_gpu_is_one_line():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "scale_gpu.py")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: no CUDA GPU is visible")

@@ -1,8 +1,8 @@
 """GPU rows of issue #23, prepared for one GPU (no downloads; about 12 minutes on one 80 GB GPU, all rows).
 
-    python bench/gpu_scale.py                       # every row
-    python bench/gpu_scale.py --rows memory         # one row group (memory, generate, train)
-    python bench/gpu_scale.py --plumbing            # the script itself on the CPU with tiny shapes (no figures)
+    python bench/scale_gpu.py                       # every row
+    python bench/scale_gpu.py --rows memory         # one row group (memory, generate, train)
+    python bench/scale_gpu.py --plumbing            # the script itself on the CPU with tiny shapes (no figures)
 
 Rows:
   memory    The papers' Qwen3-8B recipe shape on ONE GPU with gradient checkpointing (the GPU default): a
@@ -15,6 +15,9 @@ Rows:
   generate  bench/generate_bench.py at its GPU sizes: `deltahub generate` vs raw transformers `generate`.
   train     bench/train_bench.py at its GPU sizes: `deltahub train` vs raw TRL `train()` (352M-class student),
             and the Qwen3-8B shape at 2,048 tokens, r 64.
+  processes with more than one GPU: `torchrun --standalone --nproc_per_node N -m deltahub.train` against one
+            process on the same pairs and global batch (wall times, and the adapters' largest difference; bf16,
+            so the float32 tolerance of tests/test_distributed.py does not apply).
 Exits 2 with one line where no GPU is visible (``--plumbing`` runs anyway, on the CPU).
 """
 
@@ -35,7 +38,7 @@ sys.path.insert(0, str(HERE))
 from _shapes import build, text  # noqa: E402
 from train_memory_estimate import QWEN3_8B, estimate  # noqa: E402
 
-ROWS = ("memory", "generate", "train")
+ROWS = ("memory", "generate", "train", "processes")
 MEMORY_CASES = [  # (recipe, micro-batch pairs, max_length), the README's memory table's Qwen3-8B rows
     ("pda-reasoning.yaml", 2, 8192),
     ("accelerate/train-pda-reasoning.yaml", 4, 4096),
@@ -126,6 +129,39 @@ def sibling(script: str, args: list[str]) -> None:
     print(f"(exit {proc.returncode}, {time.perf_counter() - t0:.0f} s)", flush=True)
 
 
+def processes_row(tmp: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    n = torch.cuda.device_count()
+    if n < 2:
+        print(f"processes: one GPU visible ({torch.cuda.get_device_name()}): no multi-process row")
+        return
+    sys.path.insert(0, str(HERE))
+    from _shapes import build
+    from train_bench import make_pairs
+
+    student = build(tmp / "s350m", "350m", max_positions=1024)
+    pairs, _ = make_pairs(tmp / "pairs.jsonl", 256, 200, 200)
+    common = ["--student", str(student), "--pairs", str(pairs), "--batch-size", str(8 * n), "--micro-batch-size"]
+    common += ["4", "--max-steps", "8", "--rank", "16", "--alpha", "32", "--dropout", "0", "--eval-fraction", "0"]
+    common += ["-q", "--overwrite"]
+    bin_dir = Path(sys.executable).parent
+    times = {}
+    for label, launcher in (("1", [sys.executable]), (str(n), [str(bin_dir / "torchrun"), "--standalone"])):
+        cmd = launcher + ([] if label == "1" else ["--nproc_per_node", str(n)]) + ["-m", "deltahub.train"]
+        t0 = time.perf_counter()
+        subprocess.run([*cmd, *common, "--out", str(tmp / f"delta-{label}")], check=True)
+        times[label] = time.perf_counter() - t0
+    a, b = (load_file(tmp / f"delta-{k}" / "adapter_model.safetensors") for k in times)
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    scale = max(a[k].float().abs().max().item() for k in a if "lora_B" in k)
+    print(
+        f"processes: 1 -> {n} GPUs, 350M student, 8 steps of {8 * n}: {times['1']:.0f} s vs {times[str(n)]:.0f} s "
+        f"({times['1'] / times[str(n)]:.2f}x); adapters' max |difference| {diff:.2e} (max |B| {scale:.2e})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join(ROWS)}")
@@ -160,6 +196,9 @@ def main() -> None:
         )
         for run in runs:
             sibling("train_bench.py", run)
+    if "processes" in rows and not args.plumbing:  # needs several GPUs
+        with tempfile.TemporaryDirectory(prefix="gpu-scale-") as d:
+            processes_row(Path(d))
 
 
 if __name__ == "__main__":
