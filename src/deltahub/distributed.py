@@ -57,6 +57,11 @@ class Launch:
         return self.world_size > 1
 
     @property
+    def launched(self) -> bool:
+        """Started by torchrun / accelerate launch, or on several processes: then the commands say how."""
+        return self.launcher is not None or self.distributed
+
+    @property
     def strategy_not_applied(self) -> bool:
         """True when an accelerate config asked for FSDP/DeepSpeed and the processes run something else."""
         return self.requested_type is not None and self.distributed_type not in ("NO", self.requested_type)

@@ -56,7 +56,7 @@ def eval_command(
     from .core import launch_line, resolve_model
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
-    if current().is_main:
+    if current().is_main and current().launched:  # a plain run prints its table only
         click.echo(launch_line(names), err=True)
     res = evaluate(
         model,

@@ -194,7 +194,7 @@ def generate_pairs(
         "backend": backend_name,
         "settings": fingerprint(settings),
     }
-    if log is not None and launch.is_main:
+    if log is not None and launch.is_main and launch.launched:  # a plain run: errors stay one line
         batches = -(-len(prompts) // settings.batch_size)
         log(launch.line("generating", f"{batches} batches of up to {settings.batch_size} prompts per model"))
     # the main process checks and prepares the work folder; the others then open it as it is

@@ -581,7 +581,7 @@ def train_delta(
             cfg, work, cuda, model, tok, data, [monitor, _progress_callback(progress), *callbacks], launch.world_size
         )
         launch = launch.with_trainer(trainer)
-        if log is not None and launch.is_main:
+        if log is not None and launch.is_main and launch.launched:  # a plain run: errors stay one line
             steps = f"{accumulation} accumulation step" + ("s" if accumulation != 1 else "")
             detail = f"micro-batch {cfg.micro_batch_size} x {steps} x {launch.world_size} = batch {cfg.batch_size}"
             log(launch.line("training", detail + (f"; resuming from {checkpoint}" if checkpoint else "")))
