@@ -30,6 +30,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from test_toy import srt_world  # noqa: F401  (a fixture)
 from test_train import separable_pairs, write_jsonl
 
 from deltahub.cli import main
@@ -269,19 +270,9 @@ def test_a_launch_that_got_one_process_says_so(tiny_model, pairs, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def srt_weak(tmp_path_factory):
-    """A tiny model that learned the toy skill srt (about 40% exact match): its answers and verdicts vary."""
-    from deltahub.toy import FamilySpec, ModelSpec, ToyWorldConfig, build_world
-
-    spec = ModelSpec(hidden_size=64, num_layers=2, steps=120, batch_size=32)
-    untrained = spec.model_copy(update={"steps": 0})
-    cfg = ToyWorldConfig(
-        skills=["srt"],
-        student=untrained,
-        train_pool=1000,
-        families=[FamilySpec(name="srt", weak=spec, weaker=untrained)],
-    )
-    return build_world(tmp_path_factory.mktemp("srt") / "w", cfg, progress=False).model("srt-weak")
+def srt_weak(srt_world):  # noqa: F811
+    """A tiny model that learned the toy skill srt (test_toy's world): its answers and verdicts vary."""
+    return srt_world.model("srt-weak")
 
 
 @pytest.mark.slow
