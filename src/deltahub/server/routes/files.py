@@ -19,7 +19,6 @@ from ..errors import (
     BadRequest,
     EntryNotFound,
     Forbidden,
-    NotSupported,
     PayloadTooLarge,
     RevisionNotFound,
     Unprocessable,
@@ -28,6 +27,7 @@ from ..history import Entry, Tree
 from ..limits import MAX_COMMIT_BYTES, MAX_JSON_BYTES, MAX_LIST_ITEMS, MAX_TEXT
 from ..paths import check_path, check_revision
 from ..storage import Repo, Store, git_blob_oid, lfs_pointer, split_ref, wants_lfs
+from ..xet import serve
 
 R = "/api/{t:repotype}/{ns}/{name}"
 
@@ -240,7 +240,12 @@ async def resolve(request: Request):
         headers["ETag"] = f'"{e.sha256}"'
     else:
         headers["ETag"] = f'"{e.oid}"'
+    xet = hub.store.xet.file_for(e.sha256) if e.lfs else None
+    if xet is not None:  # content uploaded through Xet: hf_xet downloads it natively, anyone else gets the bytes
+        headers.update(serve.xet_headers(request, hub, repo, sha, xet))
     if not hub.store.has_blob(e.sha256, e.size):
+        if xet is not None:
+            return serve.file_response(request, hub, xet, headers)
         # a mirror's large file is fetched on first read; any other missing blob (an LFS file deleted for good): 404
         streamed = hub.mirrors.blob_response(request, repo, sha, path, e, headers)
         if streamed is not None:
@@ -344,12 +349,6 @@ async def super_squash(request: Request):
     return JSONResponse({"commitId": sha})
 
 
-async def no_xet(request: Request):
-    hub_of(request).repo(request, rtype_of(request))
-    check_revision(param(request, "rev"))
-    raise NotSupported("this registry speaks git-LFS only: set HF_HUB_DISABLE_XET=1 on the client")
-
-
 ROUTES = [
     Route(R + "/preupload/{rev}", preupload, methods=["POST"]),
     Route(R + "/commit/{rev}", commit, methods=["POST"]),
@@ -358,8 +357,6 @@ ROUTES = [
     Route(R + "/paths-info/{rev}", paths_info, methods=["POST"]),
     Route(R + "/commits/{rev}", commits, methods=["GET"]),
     Route(R + "/super-squash/{rev}", super_squash, methods=["POST"]),
-    Route(R + "/xet-write-token/{rev}", no_xet, methods=["GET"]),
-    Route(R + "/xet-read-token/{rev}", no_xet, methods=["GET"]),
     Route("/datasets/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),
     Route("/spaces/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),
     Route("/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),
