@@ -281,6 +281,18 @@ class Store:
         size = self.blob_size(sha256)
         return self.xet.size_of(sha256) if size is None else size
 
+    def local_blob(self, sha256: str) -> Path:
+        """A file holding the content (for readers that need a path: the web pages' previews and raw views);
+        content held only as a Xet reconstruction is written out as a blob first, once."""
+        path = self.blob_path(sha256)
+        if not path.exists() and (f := self.xet.file_for(sha256)) is not None:
+            with self.incoming(f.size) as up:
+                for piece in self.xet.read(f):
+                    up.write(piece)
+                if up.finish() == sha256:
+                    up.adopt(sha256)
+        return path
+
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
         found = self.blob_size(sha256)
         return found is not None and (size is None or found == size)
