@@ -123,6 +123,8 @@ def pytest_collection_modifyitems(config, items):
     kept, aside = [], []
     for item in items:
         category = category_of(item.nodeid)
+        if category is None and any("bucket" in name for name in getattr(item, "fixturenames", ())):
+            category = "buckets"  # (hf cp tests of storage buckets, named after the command)
         if category is None and item.get_closest_marker("production") is not None:
             category = "needs public-Hub content"
         if category is None and not XET and item.get_closest_marker("xet") is not None:

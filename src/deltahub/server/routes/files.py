@@ -38,10 +38,13 @@ class BlobResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
-def tree_item(path: str, e: Entry) -> dict:
+def tree_item(path: str, e: Entry, xet_hash: str | None = None) -> dict:
+    """A listing's file item; ``xetHash`` for content held through Xet (hf_xet then downloads it natively)."""
     item = {"type": "file", "path": path, "size": e.size, "oid": e.oid}
     if e.lfs:
         item["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": len(lfs_pointer(e.sha256, e.size))}
+        if xet_hash is not None:
+            item["xetHash"] = xet_hash
     return item
 
 
@@ -265,6 +268,8 @@ async def tree(request: Request):
     recursive = flag(request, "recursive")
     prefix = sub + "/" if sub else ""
     items: dict[str, dict] = {}
+    wanted = [e.sha256 for p, e in files.items() if e.lfs and p.startswith(prefix)]
+    xet = hub.store.xet.hashes_of(wanted)
     for path, e in sorted(files.items()):
         if not path.startswith(prefix):
             continue
@@ -274,7 +279,7 @@ async def tree(request: Request):
             if recursive or i == 1:
                 items.setdefault(d, dir_item(d))
         if recursive or len(parts) == 1:
-            items[path] = tree_item(path, e)
+            items[path] = tree_item(path, e, xet.get(e.sha256))
     if sub and not items:
         raise EntryNotFound(f"Entry not found: {sub}", commit=sha)
     out = list(items.values())
@@ -288,10 +293,11 @@ async def paths_info(request: Request):
     req = await _paths_info_body(request)
     files = hub.store.tree(sha)
     folders = folders_of(files) if req.paths else set()
+    xet = hub.store.xet.hashes_of([files[p].sha256 for p in req.paths if p in files and files[p].lfs])
     out = []
     for p in req.paths:
         if p in files:
-            out.append(tree_item(p, files[p]))
+            out.append(tree_item(p, files[p], xet.get(files[p].sha256)))
         elif p in folders:
             out.append(dir_item(p))
     return JSONResponse(_with_last_commits(hub.store, sha, out) if req.expand else out)
