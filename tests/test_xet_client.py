@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_registry_security import _fill, tiny_disk  # noqa: F401  (a fixture)
 from test_xet_formats import file_shard, ref_chunk_hash, ref_hex, shard_bytes, xorb_bytes
 
 from deltahub.server import start_server
@@ -312,6 +313,11 @@ def req(srv, method, path, body=None, token=None, headers=None):
         return e.code, e.read()
 
 
+def create_repo(srv, name: str, hub_token: str, private: bool = False) -> None:
+    body = json.dumps({"name": name, "private": private}).encode()
+    assert req(srv, "POST", "/api/repos/create", body, hub_token, {"Content-Type": "application/json"})[0] == 200
+
+
 def xet_token(srv, repo: str, scope: str, hub_token: str, rev: str = "main") -> tuple[str, str]:
     status, body = req(srv, "GET", f"/api/models/{repo}/xet-{scope}-token/{rev}", token=hub_token)
     assert status == 200, body
@@ -321,15 +327,7 @@ def xet_token(srv, repo: str, scope: str, hub_token: str, rev: str = "main") -> 
 
 def _publish(srv, repo: str, hub_token: str, chunks: list[bytes], private: bool = False) -> tuple[str, str, str]:
     """Upload one file through the CAS API by hand and commit it: (xorb hex, file hex, sha256)."""
-    status, _ = req(
-        srv,
-        "POST",
-        "/api/repos/create",
-        json.dumps({"name": repo.split("/")[1], "private": private}).encode(),
-        hub_token,
-        {"Content-Type": "application/json"},
-    )
-    assert status == 200
+    create_repo(srv, repo.split("/")[1], hub_token, private)
     tok, cas = xet_token(srv, repo, "write", hub_token)
     body, name = xorb_bytes(chunks)
     assert req(srv, "POST", f"{cas}/v1/xorbs/default/{name}", body, tok)[0] == 200
@@ -351,8 +349,7 @@ def _publish(srv, repo: str, hub_token: str, chunks: list[bytes], private: bool 
 def test_forged_and_unusable_uploads_are_refused_and_nothing_is_kept(hub):
     private = [os.urandom(3000), os.urandom(2000)]
     alice_xorb, _, _ = _publish(hub, "alice/private", "tok-alice", private, True)
-    create = json.dumps({"name": "pub"}).encode()
-    req(hub, "POST", "/api/repos/create", create, "tok-bob", {"Content-Type": "application/json"})
+    create_repo(hub, "pub", "tok-bob")
     tok, cas = xet_token(hub, "bob/pub", "write", "tok-bob")
     chunks = [os.urandom(1000)]
     body, name = xorb_bytes(chunks)
@@ -465,14 +462,7 @@ def test_kill_9_mid_xorb_upload_leaves_nothing_partial(tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
         srv = type("S", (), {"url": url})
-        req(
-            srv,
-            "POST",
-            "/api/repos/create",
-            json.dumps({"name": "k"}).encode(),
-            "tok-alice",
-            {"Content-Type": "application/json"},
-        )
+        create_repo(srv, "k", "tok-alice")
         tok, cas = xet_token(srv, "alice/k", "write", "tok-alice")
         body, name = xorb_bytes([os.urandom(100_000) for _ in range(30)], [0] * 30)
         path = cas[len(url) :] + f"/v1/xorbs/default/{name}"
@@ -498,43 +488,21 @@ def test_kill_9_mid_xorb_upload_leaves_nothing_partial(tmp_path):
         store.close()
 
 
-def test_disk_full_refuses_a_xorb_with_507_and_keeps_nothing(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+def test_disk_full_refuses_a_xorb_with_507_and_keeps_nothing(tiny_disk):  # noqa: F811  (the imported fixture)
+    srv = start_server(tiny_disk / "reg", open_mode=False, tokens=TOKENS)
     try:
-        srv = start_server(mnt / "reg", open_mode=False, tokens=TOKENS)
-        try:
-            req(
-                srv,
-                "POST",
-                "/api/repos/create",
-                json.dumps({"name": "f"}).encode(),
-                "tok-alice",
-                {"Content-Type": "application/json"},
-            )
-            tok, cas = xet_token(srv, "alice/f", "write", "tok-alice")
-            db = sqlite3.connect(mnt / "reg" / "registry.db")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            db.close()
-            filler = mnt / "filler"
-            with open(filler, "wb", buffering=0) as f:
-                for size in (1 << 20, 1 << 12, 1):
-                    try:
-                        while True:
-                            f.write(b"\0" * size)
-                    except OSError:
-                        pass
-            body, name = xorb_bytes([os.urandom(60_000) for _ in range(20)], [0] * 20)
-            status, payload = req(srv, "POST", f"{cas}/v1/xorbs/default/{name}", body, tok)
-            assert status == 507 and b"registry disk full" in payload
-            assert [p for p in (mnt / "reg" / "xorbs").rglob("*") if p.is_file()] == []
-            assert [p for p in (mnt / "reg" / "tmp").rglob("up-*")] == []
-            filler.unlink()
-            assert req(srv, "POST", f"{cas}/v1/xorbs/default/{name}", body, tok)[0] == 200
-        finally:
-            srv.stop()
+        create_repo(srv, "f", "tok-alice")
+        tok, cas = xet_token(srv, "alice/f", "write", "tok-alice")
+        db = sqlite3.connect(tiny_disk / "reg" / "registry.db")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        filler = _fill(tiny_disk)
+        body, name = xorb_bytes([os.urandom(60_000) for _ in range(20)], [0] * 20)
+        status, payload = req(srv, "POST", f"{cas}/v1/xorbs/default/{name}", body, tok)
+        assert status == 507 and b"registry disk full" in payload
+        assert [p for p in (tiny_disk / "reg" / "xorbs").rglob("*") if p.is_file()] == []
+        assert list((tiny_disk / "reg" / "tmp").rglob("up-*")) == []
+        filler.unlink()
+        assert req(srv, "POST", f"{cas}/v1/xorbs/default/{name}", body, tok)[0] == 200
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
+        srv.stop()
