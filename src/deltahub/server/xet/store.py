@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BadRequest, disk_guard
+from ..limits import MAX_FILE_BYTES
 from . import hashing, xorb
 from .shard import DedupXorb, Shard
 
@@ -199,6 +200,8 @@ class XetStore:
                 raise XetRejected(f"file {name} names xorb {xorb_hex}, which is not available to this upload")
             leaves += [(h, c.size) for h, c in zip(raw, span, strict=True)]
             terms.append(FileTerm(xorb_hex, t.first, t.last, t.size))
+        if sum(t.size for t in terms) > MAX_FILE_BYTES:  # (its sha256 is hashed from the bytes: bound the work)
+            raise XetRejected(f"file {name} is larger than {MAX_FILE_BYTES} bytes")
         if hashing.file_hash(leaves) != entry.hash:
             raise XetRejected(f"file {name}: its chunks hash to another file hash")
         f = XetFile(name, entry.sha256, sum(t.size for t in terms), tuple(terms))
