@@ -27,7 +27,7 @@ from .protocol import MergeMethod, merge_method
 
 ENTRY_POINT_GROUP = "deltahub.merge_methods"
 # deltahub's own methods: each module's BUILTIN tuple, in this order (the order of --method's choices)
-_BUILTIN_MODULES = ("deltahub.merge.methods",)
+_BUILTIN_MODULES = ("deltahub.merge.methods", "deltahub.merge.core_space", "deltahub.merge.iso")
 # names the routes around a method use themselves: a parameter may not take one
 RESERVED = frozenset(
     {"adapters", "out", "method", "weights", "weight", "base", "full", "dtype", "device", "overwrite", "quiet"}
