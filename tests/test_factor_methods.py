@@ -27,7 +27,8 @@ import torch
 import yaml
 from factor_reference import F64, iso_c, reference
 from gam_reference import peft_deltas, rel_err
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from synthetic_adapters import merge_stage, peft_template, write_adapter
 
 from deltahub.errors import InputError
 from deltahub.merge import LowRank, merge_module
@@ -154,32 +155,17 @@ def test_non_finite_factors_are_refused():
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
     """PEFT adapters on the tiny model: float32 and bf16, equal and mixed ranks, α = 2r (scale 2)."""
-    from deltahub.tiny import build_random_adapter
-
     root = tmp_path_factory.mktemp("factor-routes")
-    template = build_random_adapter(tiny_model, root / "template", r=4, alpha=4, target_modules=list(TARGETS))
-    config = json.loads((template / "adapter_config.json").read_text())
-    base = load_file(Path(tiny_model) / "model.safetensors")
-    shapes = {m: tuple(base[f"{m}.weight"].shape) for m in peft_deltas(template)}
+    config, shapes = peft_template(tiny_model, root, TARGETS)
     g = torch.Generator().manual_seed(7)
-    pools = {}
-    for dtype, ranks in itertools.product(DTYPES, RANKS):
-        folders = []
-        for i, r in enumerate(RANKS[ranks]):
-            folder = root / "pool" / f"{dtype}-{ranks}" / f"a{i}"
-            folder.mkdir(parents=True)
-            tensors = {}
-            for module, (d, k) in shapes.items():
-                tensors[f"base_model.model.{module}.lora_A.weight"] = (0.2 * torch.randn(r, k, generator=g)).to(
-                    getattr(torch, dtype)
-                )
-                tensors[f"base_model.model.{module}.lora_B.weight"] = (0.2 * torch.randn(d, r, generator=g)).to(
-                    getattr(torch, dtype)
-                )
-            save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-            (folder / "adapter_config.json").write_text(json.dumps({**config, "r": r, "lora_alpha": 2 * r}))
-            folders.append(folder)
-        pools[f"{dtype}-{ranks}"] = folders
+    pools = {
+        f"{dtype}-{ranks}": [
+            write_adapter(root / "pool" / f"{dtype}-{ranks}" / f"a{i}", config, shapes, r, g, dtype=dtype, alpha=2 * r)
+            for i, r in enumerate(RANKS[ranks])
+        ]
+        for dtype, ranks in itertools.product(DTYPES, RANKS)
+    }
+    base = load_file(Path(tiny_model) / "model.safetensors")
     return {"root": root, "base": Path(tiny_model), "base_weights": base, "pools": pools}
 
 
@@ -304,40 +290,16 @@ def _route_api(world, tmp: Path) -> list[float]:
 
 
 def _route_recipe(world, tmp: Path) -> list[float]:
-    from deltahub.pipeline.cache import StageCache
-    from deltahub.pipeline.run import run_merges
-    from deltahub.recipe import parse_recipe
-
     errors = []
     for dtype, ranks in (("bfloat16", "mixed"), ("float32", "equal")):
         pool = f"{dtype}-{ranks}"
         inputs = world["pools"][pool]
-        names = [p.name for p in inputs]
         for configs in (("core-ties", "iso_c", "iso_cts-half"), ("core-tsv-iso",)):
-            recipe = parse_recipe(
-                {
-                    "name": "factor-routes",
-                    "hub": {"publish": False},
-                    "student": {"model": str(world["base"])},
-                    "deltas": [
-                        {"name": n, "chosen": "weak", "rejected": "weaker", "prompts": {"source": "p.jsonl"}}
-                        for n in names
-                    ],
-                    "merge": {
-                        "methods": [CONFIGS[c][0] for c in configs],
-                        "parameters": {CONFIGS[c][0]: CONFIGS[c][1] for c in configs},
-                    },
-                }
-            )
-            work = tmp / f"{pool}-{len(configs)}"
-            merges = run_merges(
-                recipe,
-                StageCache(work, log=lambda _: None),
-                {n: {} for n in names},
-                dict(zip(names, inputs, strict=True)),
-                str(world["base"]),
-                work,
-            )
+            merge = {
+                "methods": [CONFIGS[c][0] for c in configs],
+                "parameters": {CONFIGS[c][0]: CONFIGS[c][1] for c in configs},
+            }
+            merges = merge_stage(world["base"], inputs, merge, tmp / f"{pool}-{len(configs)}")
             for config in configs:
                 got = peft_deltas(Path(merges[CONFIGS[config][0]]))  # written in the inputs' dtype
                 tol = TOL if dtype == "float32" else TOL_BF16_OUTPUT
@@ -378,14 +340,15 @@ def _route_mergekit(world, background) -> list[float]:
     return errors
 
 
-@pytest.mark.parametrize("route", ["api", "recipe", "cli", "mergekit"])
+ROUTES = {
+    "api": lambda world, background, tmp: _route_api(world, tmp),
+    "recipe": lambda world, background, tmp: _route_recipe(world, tmp),
+    "cli": lambda world, background, tmp: _route_cli(world, background),
+    "mergekit": lambda world, background, tmp: _route_mergekit(world, background),
+}
+
+
+@pytest.mark.parametrize("route", ROUTES)
 def test_factor_methods_equal_their_references_on_every_route(route, world, background, tmp_path):
-    if route == "api":
-        errors = _route_api(world, tmp_path)
-    elif route == "recipe":
-        errors = _route_recipe(world, tmp_path)
-    elif route == "cli":
-        errors = _route_cli(world, background)
-    else:
-        errors = _route_mergekit(world, background)
+    errors = ROUTES[route](world, background, tmp_path)
     print(f"\n{route}: {len(errors)} merges, worst relative error {max(errors):.2e}")

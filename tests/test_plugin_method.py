@@ -23,7 +23,9 @@ import pytest
 import torch
 import yaml
 from gam_reference import peft_deltas, rel_err
-from safetensors.torch import load_file, save_file
+from lm_eval_tasks import reference_picks, write_mc_task
+from safetensors.torch import load_file
+from synthetic_adapters import peft_template, write_adapter
 
 PACKAGE = Path(__file__).parent / "plugin_pkg"
 BIN = Path(sys.executable).parent
@@ -60,52 +62,18 @@ def installed(tmp_path_factory) -> dict[str, str]:
 def world(tiny_model, tmp_path_factory):
     """Three float32 adapters of mixed ranks (α = 2r), large enough to move the tiny model's answers, and a
     two-choice lm-eval task on which the student is always wrong (so compose can only improve on it)."""
-    from lm_eval_tasks import reference_picks
-
-    from deltahub.tiny import build_random_adapter
-
     root = tmp_path_factory.mktemp("plugin")
-    template = build_random_adapter(tiny_model, root / "template", r=2, alpha=2, target_modules=list(TARGETS))
-    config = json.loads((template / "adapter_config.json").read_text())
-    base = load_file(Path(tiny_model) / "model.safetensors")
-    shapes = {m: tuple(base[f"{m}.weight"].shape) for m in peft_deltas(template)}
+    config, shapes = peft_template(tiny_model, root, TARGETS)
     g = torch.Generator().manual_seed(11)
-    adapters = []
-    for i, r in enumerate(RANKS):
-        folder = root / f"a{i}"
-        folder.mkdir()
-        tensors = {}
-        for module, (d, k) in shapes.items():
-            tensors[f"base_model.model.{module}.lora_A.weight"] = 0.5 * torch.randn(r, k, generator=g)
-            tensors[f"base_model.model.{module}.lora_B.weight"] = 0.5 * torch.randn(d, r, generator=g)
-        save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (folder / "adapter_config.json").write_text(json.dumps({**config, "r": r, "lora_alpha": 2 * r}))
-        adapters.append(folder)
+    adapters = [write_adapter(root / f"a{i}", config, shapes, r, g, std=0.5, alpha=2 * r) for i, r in enumerate(RANKS)]
+    base = load_file(Path(tiny_model) / "model.safetensors")
     words = ["red", "blue", "green", "stone", "water", "light", "seven", "quiet", "north", "salt"]
     rng = random.Random(3)
     questions = [f"{rng.choice(words)} {rng.choice(words)}?" for _ in range(16)]
     docs = [{"question": q, "choices": rng.sample(words, 2)} for q in questions]
     picks = reference_picks(tiny_model, [{**d, "label": 0} for d in docs])
     docs = [{**d, "label": 1 - p} for d, p in zip(docs, picks, strict=True)]  # the student's pick is wrong
-    tasks = root / "tasks"
-    tasks.mkdir()
-    (tasks / "val.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tasks / "plugin_mc.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "task": "plugin_mc",
-                "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {"validation": str(tasks / "val.jsonl")}},
-                "validation_split": "validation",
-                "output_type": "multiple_choice",
-                "doc_to_text": "{{question}}\nAnswer:",
-                "doc_to_choice": "{{choices}}",
-                "doc_to_target": "label",
-                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-                "metadata": {"version": 1.0},
-            }
-        )
-    )
+    tasks = write_mc_task(root / "tasks", "plugin_mc", docs, split="validation")
     return {"root": root, "base": Path(tiny_model), "base_weights": base, "adapters": adapters, "tasks": tasks}
 
 
