@@ -7,13 +7,14 @@ What it does, in a work folder (a temp folder unless --workdir):
 3. starts ``deltahub hub serve --no-upstream`` on a free loopback port with the suite's users and tokens
    (USER/TOKEN, OTHER_USER/OTHER_TOKEN, ENTERPRISE_*; the enterprise org private by default);
 4. points the suite at it: ENDPOINT_STAGING in tests/testing_constants.py and every hard-coded
-   staging URL rewritten to the local URL, HF_ENDPOINT set, Xet off; installs
+   staging URL rewritten to the local URL, HF_ENDPOINT set, Xet on as in a default install (``--no-xet``:
+   off, the suite's Xet tests set aside, as before the registry spoke Xet); installs
    scripts/hf_conformance_conftest.py as the suite's conftest.py (fixtures, set-aside table,
    network guard, per-test record);
 5. runs pytest and prints passed / failed of the in-scope tests and every set-aside category with
    its count (``--json`` writes the whole record).
 
-Usage: python scripts/hf-conformance.py [--workdir DIR] [--keep] [--sdist FILE] [--json OUT] [-- PYTEST ARGS]
+Usage: python scripts/hf-conformance.py [--workdir DIR] [--keep] [--sdist FILE] [--json OUT] [--no-xet] [-- PYTEST ARGS]
 Exit code: 0 when the pass rate of in-scope tests reaches --target (default 0.98), 1 otherwise, 2 on a setup error.
 """
 
@@ -177,7 +178,7 @@ def point_suite_at(tests: Path, url: str) -> None:
     shutil.copy(CONFTEST, tests / "conftest.py")
 
 
-def run_suite(root: Path, tools: Path, url: str, out: Path, pytest_args: list[str], work: Path) -> int:
+def run_suite(root: Path, tools: Path, url: str, out: Path, pytest_args: list[str], work: Path, xet: bool) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     # HF_ENDPOINT, not HUGGINGFACE_CO_STAGING=1: staging mode overrides HF_ENDPOINT with the real staging host
     env.update(
@@ -186,12 +187,14 @@ def run_suite(root: Path, tools: Path, url: str, out: Path, pytest_args: list[st
         HF_CONFORMANCE_OUT=str(out),
         HF_TOKEN="",
         HUGGING_FACE_HUB_TOKEN="",
-        HF_HUB_DISABLE_XET="1",
+        HF_CONFORMANCE_XET="1" if xet else "0",
         HF_HUB_DISABLE_UPDATE_CHECK="1",
         HF_HOME=str(work / "hf-home"),
         DISABLE_SYMLINKS_IN_WINDOWS_TESTS="1",
         PYTHONPATH=os.pathsep.join([str(tools), str(root)]),
     )
+    if not xet:
+        env["HF_HUB_DISABLE_XET"] = "1"
     (root / "pytest.ini").write_text(  # replaces the sdist's [tool.pytest.ini_options] (its -sv, durations...)
         "[pytest]\naddopts = -W error::FutureWarning -p no:cacheprovider -q --timeout 300\n"
         "markers =\n    api\n    transfer\n    inference\n    xet\n    no_xet\n    production\n    deprecated\n"
@@ -234,6 +237,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, registry, suite)")
     parser.add_argument("--sdist", type=Path, help="use this huggingface_hub sdist instead of downloading it")
     parser.add_argument("--json", type=Path, help="write the summary and every failure here")
+    parser.add_argument("--no-xet", action="store_true", help="run with Xet off (git-LFS), its tests set aside")
     parser.add_argument("--target", type=float, default=0.98, help="pass rate of in-scope tests to reach")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
@@ -250,7 +254,7 @@ def main() -> int:
         point_suite_at(root / "tests", url)
         out = work / "results.jsonl"
         out.unlink(missing_ok=True)
-        run_suite(root, tools, url, out, args.pytest_args, work)
+        run_suite(root, tools, url, out, args.pytest_args, work, xet=not args.no_xet)
         if not out.is_file():
             raise SetupError(f"pytest recorded nothing: see {work / 'pytest.log'}")
         summary = summarise(out)

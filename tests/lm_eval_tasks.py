@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 
-def write_mc_task(folder: Path, name: str, docs: list[dict]) -> Path:
-    """``folder/NAME.yaml`` over ``folder/docs.jsonl``; each doc has question, choices and label.
+def write_mc_task(folder: Path, name: str, docs: list[dict], split: str = "test") -> Path:
+    """``folder/NAME.yaml`` over ``folder/docs.jsonl``, as the task's ``split`` (test, or validation for
+    compose); each doc has question, choices and label.
 
     The prompt is ``question + "\\nAnswer:"`` and each choice is scored as `` " " + choice`` (lm-eval's
     default target delimiter), metric ``acc``.
@@ -18,8 +19,8 @@ def write_mc_task(folder: Path, name: str, docs: list[dict]) -> Path:
     data.write_text("".join(json.dumps(d) + "\n" for d in docs))
     (folder / f"{name}.yaml").write_text(f"""task: {name}
 dataset_path: json
-dataset_kwargs: {{data_files: {{test: {data}}}}}
-test_split: test
+dataset_kwargs: {{data_files: {{{split}: {data}}}}}
+{split}_split: {split}
 output_type: multiple_choice
 doc_to_text: "{{{{question}}}}\\nAnswer:"
 doc_to_choice: "{{{{choices}}}}"

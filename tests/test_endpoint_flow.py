@@ -1,5 +1,5 @@
 """One endpoint everywhere, as a new user meets it: fresh processes, HOME in a temp folder, no
-DELTAHUB_* or HF_* variables (not even HF_HUB_DISABLE_XET).
+DELTAHUB_* or HF_* variables (so uploads and downloads go through Xet, as with any default client).
 
 An upstream Hub (a second embedded registry on loopback, tokens mode) holds the base model only.
 ``deltahub hub use embedded --upstream URL`` is the one step of set-up. Then ``deltahub train

@@ -32,7 +32,8 @@ def _probe(env_extra: dict[str, str], home) -> dict:
 def test_default_is_embedded_registry_under_deltahub_home(tmp_path):
     r = _probe({}, tmp_path)
     assert r["url"].startswith("http://127.0.0.1:") and r["const"] == r["url"] == r["api"]
-    assert r["xet"] is True and r["parquet_export"] is False and r["counts"] == "0"
+    assert r["xet"] is False  # Xet stays on: the registry speaks it
+    assert r["parquet_export"] is False and r["counts"] == "0"
     assert r["root"] == str(tmp_path / "registry") and r["db"]
     assert r["repos"] == ["me/probe"]
     # a second process shares the same root (SQLite WAL): it sees the first one's repo

@@ -51,6 +51,7 @@ import torch
 import yaml
 from gam_reference import auto_reference, dense_gam, peft_deltas, rel_err
 from safetensors.torch import load_file, save_file
+from synthetic_adapters import merge_stage, peft_template, write_adapter
 
 DTYPES = ("float32", "bfloat16")
 ALPHAS = ("r", "2r", "rslora")
@@ -141,30 +142,25 @@ assert _covers(COVERING) and _covers(COVERING_DENSE) and len(FULL_PRODUCT) == 18
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
-    from deltahub.tiny import build_random_adapter
-
     root = tmp_path_factory.mktemp("routes")
-    template = build_random_adapter(tiny_model, root / "template", r=4, alpha=4, target_modules=list(TARGETS))
-    config = json.loads((template / "adapter_config.json").read_text())
-    base = load_file(Path(tiny_model) / "model.safetensors")
-    shapes = {m: tuple(base[f"{m}.weight"].shape) for m in peft_deltas(template)}
+    config, shapes = peft_template(tiny_model, root, TARGETS)
     g = torch.Generator().manual_seed(0)
     pools: dict[str, list[Path]] = {}
     for dtype, alpha, ranks in itertools.product(DTYPES, ALPHAS, RANKS):
-        folders = []
-        for i, r in enumerate(RANKS[ranks]):
-            folder = root / "pool" / f"{dtype}-{alpha}-{ranks}" / f"a{i}"
-            folder.mkdir(parents=True)
-            tensors = {}
-            for module, (d, k) in shapes.items():
-                A, B = 0.2 * torch.randn(r, k, generator=g), 0.2 * torch.randn(d, r, generator=g)
-                tensors[f"base_model.model.{module}.lora_A.weight"] = A.to(getattr(torch, dtype))
-                tensors[f"base_model.model.{module}.lora_B.weight"] = B.to(getattr(torch, dtype))
-            save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-            cfg = {**config, "r": r, "lora_alpha": r if alpha == "r" else 2 * r, "use_rslora": alpha == "rslora"}
-            (folder / "adapter_config.json").write_text(json.dumps(cfg))
-            folders.append(folder)
-        pools[f"{dtype}-{alpha}-{ranks}"] = folders
+        pools[f"{dtype}-{alpha}-{ranks}"] = [
+            write_adapter(
+                root / "pool" / f"{dtype}-{alpha}-{ranks}" / f"a{i}",
+                config,
+                shapes,
+                r,
+                g,
+                dtype=dtype,
+                alpha=r if alpha == "r" else 2 * r,
+                rslora=alpha == "rslora",
+            )
+            for i, r in enumerate(RANKS[ranks])
+        ]
+    base = load_file(Path(tiny_model) / "model.safetensors")
     return {"root": root, "base": Path(tiny_model), "base_weights": base, "pools": pools}
 
 
@@ -293,34 +289,11 @@ def _route_api(world, tmp: Path) -> list[float]:
 
 
 def _route_recipe(world, tmp: Path) -> list[float]:
-    from deltahub.pipeline.cache import StageCache
-    from deltahub.pipeline.run import run_merges
-    from deltahub.recipe import parse_recipe
-
     errors = []
     for case in FULL_PRODUCT:
-        inputs = _inputs(world, case)
-        names = [p.name for p in inputs]  # each delta's recipe name is its folder's: a0, a1, ...
-        recipe = parse_recipe(
-            {
-                "name": "routes",
-                "hub": {"publish": False},
-                "student": {"model": str(world["base"])},
-                "deltas": [
-                    {"name": n, "chosen": "weak", "rejected": "weaker", "prompts": {"source": "p.jsonl"}} for n in names
-                ],
-                "merge": {"methods": ["gam"], "parameters": {"gam": {"reference": case.value()}}},
-            }
-        )
-        work = tmp / case.id
-        merges = run_merges(
-            recipe,
-            StageCache(work, log=lambda _: None),
-            {n: {} for n in names},
-            dict(zip(names, inputs, strict=True)),
-            str(world["base"]),
-            work,
-        )
+        merge = {"methods": ["gam"], "parameters": {"gam": {"reference": case.value()}}}
+        # each delta's recipe name is its folder's: a0, a1, ...
+        merges = merge_stage(world["base"], _inputs(world, case), merge, tmp / case.id)
         got, reported = _adapter_output(Path(merges["gam"]))
         # the stage writes the adapter in the inputs' dtype: bf16 inputs give a bf16 adapter
         errors.append(_check(world, case, got, reported, TOL if case.dtype == "float32" else TOL_BF16_OUTPUT))

@@ -149,9 +149,11 @@ def test_corrupted_upload_is_rejected_and_nothing_is_stored(locked):
     assert status == 403
 
 
-def test_xet_token_says_how_to_fix(locked):
+def test_xet_write_token_only_for_writers(locked):
     status, payload = _req(locked, "GET", "/api/models/alice/m/xet-write-token/main", token="tok-alice")
-    assert status == 501 and b"HF_HUB_DISABLE_XET" in payload
+    assert status == 200 and set(json.loads(payload)) == {"accessToken", "exp", "casUrl"}
+    status, _ = _req(locked, "GET", "/api/models/alice/m/xet-write-token/main", token="tok-bob")
+    assert status == 403
 
 
 def test_serve_refuses_token_mode_without_tokens(tmp_path):

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     from mergekit.scripts.run_yaml import main as run_yaml
 
     import deltahub_mergekit.endpoint
-    import deltahub_mergekit.method  # noqa: F401 - registers gam, knots, tsv
+    import deltahub_mergekit.method  # noqa: F401 - registers deltahub's methods (plugins' included)
 
     run_yaml.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="deltahub-mergekit-yaml")
 

@@ -1,4 +1,8 @@
-"""GAM, KnOTS and TSV-M registered as mergekit merge methods (the math is ``deltahub.merge``).
+"""deltahub's merge methods registered as mergekit merge methods (the math is ``deltahub.merge``).
+
+Every method of ``deltahub.merge.METHODS`` that is offered to mergekit (``MergeMethod.mergekit``:
+deltahub's own GAM, KnOTS, TSV-M, Core Space, Iso-C/CTS, and any a plugin package declares in the
+``deltahub.merge_methods`` entry points) is registered under its name, with no per-method code here.
 
 mergekit hands a method one output weight at a time, as dense tensors. For ``BASE+ADAPTER``
 inputs the method ignores the dense copy mergekit materialised and reads the adapter's LoRA
@@ -11,12 +15,13 @@ dense delta that is not low-rank (a full fine-tune, random tensors, or a LoRA me
 weights, whose rounding noise is full rank) is therefore truncated, at ``rank`` or at half the
 full rank, with a warning naming the relative residual and the fix, never refused.
 
-The parameters are the ``deltahub.merge.params`` declarations of each method (one source for
-the CLI, recipes and this plugin) plus the per-input ``weight`` and the dense-input settings
-below. GAM's reference is resolved by ``deltahub.merge.reference.resolve_reference``, once per
-merge as ``deltahub merge`` does: ``auto`` scores every adapted weight of every input before the
-first tensor is merged (under ``mergekit-yaml`` it reads the other weights through mergekit's
-loaders; through the in-memory API it uses the tensors of that call).
+The parameters are each method's declaration (its signature: one source for the CLI, recipes and
+this plugin) plus the per-input ``weight`` and the dense-input settings below. A method's
+whole-merge choices (``MergeMethod.prepare``, e.g. GAM's reference) are made once per merge, as
+``deltahub merge`` makes them: a choice that reads the inputs (``auto``) sees every adapted weight of
+every input before the first tensor is merged (under ``mergekit-yaml`` it reads the other weights
+through mergekit's loaders; through the in-memory API it uses the tensors of that call). A method
+with a batched kernel runs it where mergekit's tensors are (``--cuda``); the others merge on the CPU.
 
 Rules for the tensors a method cannot merge as a low-rank update:
 - every input leaves the tensor equal to the base -> the base value (norms, embeddings, lm_head
@@ -52,14 +57,14 @@ from mergekit.merge_methods.base import (
 from pydantic import Field
 
 from deltahub.errors import InputError
+from deltahub.merge import MergeMethod, get_method, merge_module
 from deltahub.merge.adapters import LoraAdapter, load_adapter, nonfinite_error
-from deltahub.merge.batched import gam_on_device
 from deltahub.merge.lowrank import COMPUTE_DTYPE, LowRank, NonFiniteFactors, low_rank_from_dense
-from deltahub.merge.methods import METHODS, merge_module
-from deltahub.merge.params import AUTO, MethodParams, fields
-from deltahub.merge.reference import ReferenceRankError, rank_error, resolve_reference
+from deltahub.merge.params import MethodParams, fields
+from deltahub.merge.protocol import InputIndexError, Inputs
+from deltahub.merge.registry import mergekit_methods
 
-PLUGIN_METHODS = ("gam", "knots", "tsv")
+PLUGIN_METHODS = mergekit_methods()  # every method offered to mergekit, plugins' included
 LOG = logging.getLogger("deltahub_mergekit")
 
 
@@ -91,14 +96,14 @@ _BF16_FIX = (
 )
 
 
-def parameter_specs(method: str) -> tuple[ParameterSpec, ...]:
+def parameter_specs(method: MergeMethod) -> tuple[ParameterSpec, ...]:
     """mergekit's ParameterSpecs, derived from the deltahub declarations (plus ``weight``)."""
     weight = ParameterSpec(
-        "weight", float, ParameterScope.NON_BASE, default=1.0, description="per-input weight (normalised for gam)"
+        "weight", float, ParameterScope.NON_BASE, default=1.0, description="per-input weight (see the method)"
     )
     shared = [
         ParameterSpec(p.name, p.annotation, ParameterScope.SHARED, default=p.default, description=p.help)
-        for model in (METHODS[method].params, DenseInputParams)
+        for model in (method.params, DenseInputParams)
         for p in fields(model)
     ]
     return (weight, *shared)
@@ -120,8 +125,8 @@ def _lora(input_id: Hashable):
 
 
 def _labels(input_id: Hashable) -> tuple[str, ...]:
-    """The names a mergekit input answers to as GAM's reference: the reference as written, and
-    the adapter's (or, for a plain model, the model's) path and folder name."""
+    """The names a mergekit input answers to (for a parameter naming an input): the reference as
+    written, and the adapter's (or, for a plain model, the model's) path and folder name."""
     own = (_lora(input_id) or input_id.model) if isinstance(input_id, ModelReference) else None
     names = [str(input_id)] + ([own.path, Path(own.path).name] if own is not None else [])
     return tuple(dict.fromkeys(names))
@@ -156,59 +161,60 @@ def _dense_to_factors(delta: torch.Tensor, rank: int, start: int, max_residual: 
 
 
 class DeltahubMergeMethod(GroupMergeMethod):
-    """One ``deltahub.merge.methods`` method behind mergekit's ``GroupMergeMethod`` interface."""
+    """One ``deltahub.merge`` method behind mergekit's ``GroupMergeMethod`` interface."""
 
-    def __init__(self, name: str):
-        spec = METHODS[name]
-        self.method = name
-        self.method_params = [p.name for p in fields(spec.params)]
+    def __init__(self, method: MergeMethod):
+        self.method = method
+        self.method_params = [p.name for p in fields(method.params)]
         self.spec = MergeMethodSpec(
-            name=name,
-            parameters=parameter_specs(name),
+            name=method.name,
+            parameters=parameter_specs(method),
             contract=InputContract(base=BasePolicy.REQUIRED, min_non_base=1),
-            pretty_name=spec.pretty_name,
-            reference_url=spec.reference_url,
+            pretty_name=method.pretty_name,
+            reference_url=method.reference_url,
             optional_tensor_policy=OptionalTensorPolicy.ERROR,
-            # with mergekit's --cuda the tensors arrive on the GPU and GAM computes there (see merge_group)
+            # with mergekit's --cuda the tensors arrive on the GPU; a batched kernel computes there
             uses_accelerator=True,
         )
-        self._references: dict[tuple, int] = {}  # GAM auto, chosen once per merge (its inputs)
+        self._choices: dict[tuple, dict[str, int]] = {}  # the method's whole-merge choices, per merge
         self._warned: set[Hashable] = set()
         self._lock = threading.Lock()
 
-    # -- GAM's reference: one index for the whole merge ----------------------------------------
+    # -- the method's whole-merge choices (prepare), made once per merge -----------------------
     def _execute(self, groups, parameters, options, *, input_dtypes, out_dtype=None):
-        if self.method == "gam":
+        if self.method.prepare is not None:
             parameters = [dict(p) for p in parameters]
-            in_call: dict[tuple, int] = {}  # in-memory inputs: their ids name nothing beyond this call
+            in_call: dict[tuple, dict[str, int]] = {}  # in-memory inputs: their ids name nothing beyond this call
             for group, p in zip(groups, parameters, strict=True):
                 if group.base is not None and group.non_base:
-                    p["reference"] = self._reference(group, p, groups, parameters, in_call)
+                    p.update(self._prepared(group, p, groups, parameters, in_call))
         return super()._execute(groups, parameters, options, input_dtypes=input_dtypes, out_dtype=out_dtype)
 
-    def _reference(
-        self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters, in_call: dict[tuple, int]
-    ) -> int:
-        """GAM's reference index for the merge this group belongs to, resolved once per merge."""
+    def _prepared(
+        self, group: TensorGroup, p: dict, groups: Sequence[TensorGroup], parameters, in_call: dict
+    ) -> dict[str, int]:
+        """The method's choices for the merge this group belongs to, made once per merge."""
         labels = [_labels(e.id) for e in group.non_base]
         models = all(isinstance(e.id, ModelReference) for e in group.entries)  # mergekit-yaml: files
-        chosen = self._references if models else in_call
-        key = (*_key_ids(group), p["reference"], p["rank"], p["max_residual"])
+        chosen = self._choices if models else in_call
+        params = self.method.resolve({k: p[k] for k in self.method_params})
+        key = (*_key_ids(group), tuple(sorted(params.items(), key=str)), p["rank"], p["max_residual"])
         with self._lock:
             if key in chosen:
                 return chosen[key]
-            if p["reference"] != AUTO:  # an index or a name; the rank rule is checked per tensor
-                chosen[key] = index = resolve_reference(p["reference"], labels, {})
+            if models:
+                scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
             else:
-                if models:
-                    scan = lambda: self._scan_models(group, p)  # noqa: E731 - every weight of the models
-                else:
-                    same = [(g, q) for g, q in zip(groups, parameters, strict=True) if _key_ids(g) == _key_ids(group)]
-                    scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
-                chosen[key] = index = resolve_reference(AUTO, labels, {}, scan)
-        if p["reference"] != index:  # say what a name or auto resolved to (once per merge)
-            LOG.warning("deltahub gam: reference %s -> input %d (%s)", p["reference"], index, labels[index][0])
-        return index
+                same = [(g, q) for g, q in zip(groups, parameters, strict=True) if _key_ids(g) == _key_ids(group)]
+                scan = lambda: self._scan_groups(same)  # noqa: E731 - this call's tensors
+            # ranks are checked per tensor (merge_module); a choice that reads the inputs scans them
+            chosen[key] = choice = self.method.choices(params, Inputs(labels, {}, scan))
+        for name, index in choice.items():  # say what a name or auto resolved to (once per merge)
+            if params[name] != index:
+                LOG.warning(
+                    "deltahub %s: %s %s -> input %d (%s)", self.method.name, name, params[name], index, labels[index][0]
+                )
+        return choice
 
     def _scan_groups(self, groups) -> Iterator[tuple[str, list[LowRank]]]:
         for group, p in groups:
@@ -314,12 +320,13 @@ class DeltahubMergeMethod(GroupMergeMethod):
     # -- the merge of one output tensor -------------------------------------------------------
     def merge_group(self, group: TensorGroup, /, **p: Any) -> torch.Tensor:
         """The merged tensor, on the inputs' device. With mergekit's ``--cuda`` (or GPU tensors
-        handed over in memory) GAM runs where the tensors are, through the batched path
-        (:func:`deltahub.merge.batched.gam_on_device`: the adapter factors are copied there in their
-        stored dtype); KnOTS and TSV-M, and any module the batched path declines, are merged on the
-        CPU and the result comes back to the device."""
+        handed over in memory) a method with a batched kernel runs where the tensors are (e.g.
+        :func:`deltahub.merge.batched.gam_on_device`: the adapter factors are copied there in their
+        stored dtype); other methods, and any module the kernel declines, are merged on the CPU and
+        the result comes back to the device."""
         device = group.base.tensor.device
-        if device.type != "cpu" and self.method != "gam":
+        kernel = self.method.batched
+        if device.type != "cpu" and kernel is None:
             return self.merge_group(_on_cpu(group), **p).to(device)
         base = group.base.tensor
         entries = group.non_base
@@ -333,8 +340,10 @@ class DeltahubMergeMethod(GroupMergeMethod):
             return base.clone()
         deltas = [_zero(tuple(base.shape)) if d is None else d for d in deltas]
         merged = None
-        if device.type != "cpu" and not params["reorthonormalize"]:
-            merged = gam_on_device(deltas, weights, params["reference"], params["scale"], device)
+        if device.type != "cpu":
+            resolved = self.method.resolve(params)
+            if kernel.accepts(weights, resolved):
+                merged = kernel.on_device(deltas, weights, resolved, device)
         if merged is None:
             merged = self._merge_module([d.on("cpu") for d in deltas], weights, params, entries, name)
         # base + ΔW in float32 (float64 only for float64 inputs): the result is stored in base.dtype,
@@ -350,8 +359,8 @@ class DeltahubMergeMethod(GroupMergeMethod):
         """:func:`merge_module` of one tensor, its errors naming the tensor and the input."""
         try:
             return merge_module(self.method, deltas, weights, **params)
-        except ReferenceRankError as exc:
-            raise rank_error(exc.index, exc.ranks, [_labels(e.id) for e in entries], name) from None
+        except InputIndexError as exc:
+            raise exc.relabel([_labels(e.id) for e in entries], name) from None
         except NonFiniteFactors as exc:
             raise nonfinite_error(_labels(entries[exc.index].id)[0], name) from None
 
@@ -428,11 +437,14 @@ def check_parameter_names(spec: MergeMethodSpec, config: Any) -> None:
 
 
 def register_all() -> tuple[str, ...]:
-    """Register the plugin methods with mergekit (idempotent); returns their names."""
-    present = {m.spec.name for m in registry.registered_methods()}
+    """Register the plugin methods with mergekit (idempotent); returns their names. A name mergekit
+    already has for a method of its own is left to mergekit, with a warning."""
+    present = {m.spec.name: m for m in registry.registered_methods()}
     for name in PLUGIN_METHODS:
         if name not in present:
-            registry.register(DeltahubMergeMethod(name))
+            registry.register(DeltahubMergeMethod(get_method(name)))
+        elif not isinstance(present[name], DeltahubMergeMethod):
+            warnings.warn(f"deltahub merge method {name}: mergekit has its own method of that name", stacklevel=2)
     return PLUGIN_METHODS
 
 

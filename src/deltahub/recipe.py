@@ -116,8 +116,14 @@ class DeltaSpec(_Strict):
         return TrainConfig(**{**self.train, **overrides})
 
 
+def _default_methods() -> list[str]:
+    from .merge.registry import default_method
+
+    return [default_method()]
+
+
 class MergeSpec(_Strict):
-    methods: list[str] = Field(default_factory=lambda: ["gam"])
+    methods: list[str] = Field(default_factory=_default_methods)
     parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     deltas: list[str] | Literal["all"] = "all"
     publish: str | None = None
@@ -128,7 +134,7 @@ class MergeSpec(_Strict):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        from .merge.methods import METHODS
+        from .merge.registry import METHODS
 
         bad = [m for m in v if m not in METHODS]
         if bad or not v:
@@ -143,13 +149,13 @@ class MergeSpec(_Strict):
 
     @model_validator(mode="after")
     def _params(self) -> MergeSpec:
-        from .merge.methods import resolve_params
+        from .merge.registry import METHODS
 
         for method, params in self.parameters.items():
             if method not in self.methods:
                 raise ValueError(f"parameters given for {method!r}, which is not in methods")
             try:
-                resolve_params(method, params)
+                METHODS[method].resolve(params)
             except InputError as exc:
                 raise ValueError(f"{exc.message} ({exc.fix})") from None
         return self
@@ -263,14 +269,16 @@ class Recipe(_Strict):
             unknown = [d for d in self.merge.deltas if d not in names]
             if unknown:
                 raise ValueError(f"merge.deltas names unknown deltas {unknown}; defined: {', '.join(names)}")
-        reference = self.merge.parameters.get("gam", {}).get("reference", "auto")
-        if reference != "auto":  # an index or a delta's name, checked as every route checks it
-            from .merge.reference import resolve_reference
+        from .merge.protocol import Inputs
+        from .merge.registry import METHODS
 
+        labels = [(d.name,) for d in self.merge_deltas()]
+        for method in self.merge.methods if labels else ():  # a parameter naming an input: an index or a name
+            spec = METHODS[method]
             try:
-                resolve_reference(reference, [(d.name,) for d in self.merge_deltas()], {})
+                spec.choices(spec.resolve(self.merge.parameters.get(method)), Inputs(labels, {}))
             except InputError as exc:
-                raise ValueError(f"merge.parameters.gam: {exc.message} ({exc.fix})") from None
+                raise ValueError(f"merge.parameters.{method}: {exc.message} ({exc.fix})") from None
         uses_toy = any(ref.startswith("toy:") for d in self.deltas for ref in (d.chosen, d.rejected, d.prompts.source))
         uses_toy = uses_toy or self.student.model.startswith("toy:")
         if uses_toy and self.world is None:

@@ -161,18 +161,44 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def settings_error(
-    exc: ValidationError, cls: type[BaseModel], where: str = "", at: tuple = (), fix: str | None = None
+    exc: ValidationError,
+    cls: type[BaseModel],
+    where: str = "",
+    at: tuple = (),
+    fix: str | None = None,
+    *,
+    subject: str | None = None,
 ) -> InputError:
-    """The first error of ``exc`` as one line: ``WHERE: AT.KEY: PROBLEM (and N more)`` plus a fix."""
+    """The first error of ``exc`` as one line: ``WHERE: AT.KEY: PROBLEM (and N more)`` plus a fix.
+
+    ``subject`` names whose parameters a flat model holds (a merge method): unknown names are then all
+    listed, ``unknown parameter(s) for ties: densty (did you mean 'density'?)``, and a bad value reads
+    ``ties parameter density: must be <= 1 (got 1.5)`` (a value of neither type of a union: in pydantic's
+    words for the closest type)."""
     errors = exc.errors()
     err = errors[0]
     key = location(at + tuple(err["loc"])) or "(top level)"
     owner = model_at(cls, err["loc"])
     text = describe_error(err, lambda: list(owner.model_fields))
+    if subject is not None:
+        unknown = [location(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+        if unknown:
+            hint = describe_error(
+                next(e for e in errors if e["type"] == "extra_forbidden"), lambda: list(owner.model_fields)
+            )
+            return InputError(
+                f"unknown parameter(s) for {subject}: {', '.join(unknown)}{hint.removeprefix('unknown setting')}",
+                fix or f"valid parameters: {', '.join(owner.model_fields) or 'none'}",
+            )
+        where = where or f"{subject} parameter"
+        errors = list({e["loc"][:1]: e for e in reversed(errors)}.values())[::-1]  # one per parameter
+        if len(err["loc"]) > 1:  # a value of neither type of a union: pydantic names the closest branch
+            key = str(err["loc"][0])
+            text = f"{err['msg']} (got {_shown(err.get('input'))})"
     if err["type"] == "extra_forbidden" and not issubclass(owner, Settings):
         text = text.replace("unknown setting", "unknown key")  # a recipe's structure, not a setting
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    prefix = f"{where}: " if where else ""
+    prefix = (f"{where} " if subject is not None else f"{where}: ") if where else ""
     if fix is None and err["type"] == "extra_forbidden":
         fix = f"remove or rename it; valid: {', '.join(owner.model_fields)}"
     return InputError(f"{prefix}{key}: {text}{more}", fix or f"correct the value of {key}")
@@ -211,14 +237,20 @@ def _split_list(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def option_for(name: str, field) -> Callable | None:
-    """A ``click.option`` for one settings field (default None: 'not given', so recipes are not overridden)."""
+def option_for(name: str, field, help: str | None = None) -> Callable | None:
+    """A ``click.option`` for one settings field (default None: 'not given', so recipes are not overridden).
+
+    ``help`` replaces the field's description; a union of several types (an index or a name) is read as
+    text, which the model then parses."""
     extra = field.json_schema_extra or {}
     if not extra.get("cli", True):
         return None
     kind = _base_type(field.annotation)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = str
     names = [extra.get("flag") or "--" + name.replace("_", "-"), *extra.get("flags", ())]
-    help_text = (field.description or "") + _show_default(field)
+    help_text = (field.description if help is None else help) or ""
+    help_text += _show_default(field)
     if kind is bool:
         off = extra.get("off_flag")
         if off is None and field.default is False:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..merge.cli import _with_parameter_options
+from ..merge.cli import given_parameters, with_parameter_options
 from ..settings import cli_options, given
 from .settings import ComposeSettings
 
@@ -17,14 +17,13 @@ from .settings import ComposeSettings
 @click.option("--family", help="Without CANDIDATES: only deltas of this model family (as deltahub list).")
 @click.option("--min-pairs", type=int, help="Without CANDIDATES: only deltas trained on at least N pairs.")
 @cli_options(ComposeSettings)
-@_with_parameter_options  # the merge methods' parameters, from their declarations (as deltahub merge)
+@with_parameter_options  # the merge methods' parameters, from their declarations (as deltahub merge)
 @click.option(
     "--work", type=click.Path(file_okay=False), help="Folder of cached evaluations (default: $DELTAHUB_HOME/compose)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-@click.pass_context
-def compose_command(ctx, candidates, out, collection, base, family, min_pairs, work, overwrite, quiet, **options):
+def compose_command(candidates, out, collection, base, family, min_pairs, work, overwrite, quiet, **options):
     """Choose deltas greedily by the student's validation score, then merge them.
 
     CANDIDATES are adapter folders or NS/NAME[@REV], plus the adapters of --collection; without either, the
@@ -37,15 +36,10 @@ def compose_command(ctx, candidates, out, collection, base, family, min_pairs, w
     deltahub compose --base Qwen/Qwen3-8B --tasks arc_easy --limit 200 --max 3 --out composed
     """
     from ..errors import InputError
-    from ..merge.cli import PARAMETERS
     from .core import compose
 
     settings = ComposeSettings(**given(ComposeSettings, options))
-    params = {
-        k: v
-        for k, v in options.items()
-        if k in PARAMETERS and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
-    }
+    params = given_parameters(options)
     specs = list(candidates)
     if collection:
         from ..share.collections import delta_repos

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..atomic import atomic_dir, atomic_write_text, check_output_dir
 from ..errors import DeltahubError, InputError
+from ..share.mergekit_config import MERGEKIT_CONFIG
 from .candidates import Candidate, dedupe, resolve
 from .greedy import Selection, greedy_select
 from .settings import ComposeSettings
@@ -28,7 +29,6 @@ from .validation import Half, ValidationSet, mean
 CACHE_VERSION = 3  # 2: toy outcomes per question (paired comparisons); 3: the toy world's teacher-forced exact match
 TRACE = "compose.json"
 PLOT = "compose.png"
-MERGEKIT_CONFIG = "gam.yml"
 
 
 @dataclass
@@ -68,20 +68,8 @@ def compose(
     s = settings if settings is not None else ComposeSettings(**options)
     out = check_output_dir(out, overwrite)
     say = _say if progress else (lambda _msg: None)
-    from ..merge.methods import method_spec, resolve_params
-
     method, params = s.method, dict(params or {})
-    resolve_params(method, params)  # a bad or unknown parameter fails now, not after the first evaluations
-    if str(params.get("reference", 0)) not in ("0", "auto"):
-        raise InputError(
-            f"GAM reference {params['reference']!r} cannot hold for every set compose tries",
-            "use --reference 0 (the first candidate of each set) or --reference auto",
-        )
-    if not (s.full or method_spec(method).low_rank):
-        raise InputError(
-            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
-            "pass --full to compose a full model",
-        )
+    _check_method(method, params, s.full)  # a bad or unknown parameter fails now, not after the first evaluations
     trial_full = s.full
     validation = ValidationSet(list(s.tasks or []), n=s.n, limit=s.limit, include_path=s.include_path)
     work = Path(work) if work is not None else default_work()
@@ -124,6 +112,27 @@ def compose(
         trace["held_out"], outcomes = _held_out(evaluator, sel, chosen)
     _write(out, overwrite, [usable[i] for i in chosen], method, params, base_path, base_id, s.full, trace)
     return ComposeResult(out=out, selected=[usable[i].name for i in sel.selected], trace=trace, outcomes=outcomes)
+
+
+def _check_method(method: str, params: dict[str, Any], full: bool) -> None:
+    """The method's parameters are valid, any that names an input holds for every set compose tries (the
+    first of each, or the method's own choice), and the result fits the output kind."""
+    from ..merge.protocol import Inputs
+    from ..merge.registry import get_method
+
+    spec = get_method(method)
+    try:
+        spec.choices(spec.resolve(params), Inputs([("the first candidate",)], {}))
+    except InputError as exc:
+        raise InputError(
+            f"{exc.message}: a parameter naming an input cannot hold for every set compose tries",
+            "name the first candidate of each set (index 0), or let the method choose (auto)",
+        ) from None
+    if not (full or spec.low_rank):
+        raise InputError(
+            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+            "pass --full to compose a full model",
+        )
 
 
 def _say(msg: str) -> None:

@@ -6,27 +6,20 @@ import io
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ..share.mergekit_config import MERGEKIT_CONFIG, MergekitConfig, Pick
 from .candidates import Candidate
 
 
 def mergekit_config(base_id: str, base_path: Path, chosen: list[Candidate], method: str, params: dict) -> str:
-    """``gam.yml`` for ``mergekit-yaml``: ``BASE+ADAPTER`` inputs (registry deltas pinned to their commit,
-    local ones by absolute path; mergekit reads relative names as Hub ids)."""
+    """``gam.yml`` for ``mergekit-yaml`` (the one writer, :mod:`deltahub.share.mergekit_config`): registry
+    deltas pinned to their commit, local ones by absolute path, as compose merged them."""
     base = str(base_path.resolve()) if "#" in base_id else base_id
-    config = {
-        "merge_method": method,
-        "base_model": base,
-        "models": [{"model": f"{base}+{c.pinned}", "parameters": {"weight": 1.0}} for c in chosen],
-        "parameters": dict(params),
-        "dtype": "float32",  # merge in fp32: the delta of a bf16 model is not low-rank
-    }
-    head = (
+    header = (
         "# Written by deltahub compose: the selected deltas, merged as compose merged them.\n"
-        "#   mergekit-yaml gam.yml ./out --lora-merge-cache ./lora_cache --lora-merge-dtype float32\n"
+        f"#   {MergekitConfig.mergekit_command(MERGEKIT_CONFIG, './out')}\n"
     )
-    return head + yaml.safe_dump(config, sort_keys=False)
+    picks = tuple(Pick(c.repo, c.revision) if c.repo and c.revision else Pick(c.pinned, None) for c in chosen)
+    return MergekitConfig(base, method, picks, dict(params), header).yaml()
 
 
 def plot_selection(trace: dict[str, Any], out: Path) -> Path:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..merge.methods import METHODS
+from ..merge.registry import METHODS, default_method
 from ..settings import Settings, setting
 
-Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]  (the merge package's registry)
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]  (the merge package's registry, plugins' included)
 
 
 class ComposeSettings(Settings):
@@ -19,7 +19,7 @@ class ComposeSettings(Settings):
         "that have a validation split (never their test split).",
         min_length=1,
     )
-    method: Method = setting("gam", "Merge method; its parameters are the merge options below.")
+    method: Method = setting(default_method(), "Merge method; its parameters are the merge options below.")
     max_k: int | None = setting(None, "Select at most K deltas.", flag="--max", ge=1)
     min_gain: float = setting(0.0, "Add a delta only if it raises the validation score by more than this.", ge=0)
     allow_harmful: bool = setting(

@@ -1,6 +1,6 @@
 """Hub client set-up in one place.
 
-huggingface_hub and datasets read their endpoint and Xet switch at import time, so
+huggingface_hub and datasets read their endpoint at import time, so
 ``setup_client`` sets the environment before either is first imported (project code imports
 them lazily, after calling it), and patches the constants of modules already imported (the
 mergekit plugin runs after mergekit imported huggingface_hub). Which endpoint: see
@@ -52,7 +52,6 @@ def setup_client(endpoint: str | None = None, token: str | None = None) -> str:
         else:
             url = choice.endpoint.rstrip("/")
         os.environ["HF_ENDPOINT"] = url
-        os.environ["HF_HUB_DISABLE_XET"] = "1"
         os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         if token:
@@ -108,7 +107,6 @@ def _patch_loaded(endpoint: str) -> None:
     hh = sys.modules.get("huggingface_hub.constants")
     if hh is not None:
         hh.ENDPOINT = endpoint
-        hh.HF_HUB_DISABLE_XET = True
         hh.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
         hh.HF_URL_HOSTS = frozenset(hh.HF_URL_HOSTS | {urlparse(endpoint).hostname or ""})
     hub = sys.modules.get("huggingface_hub.hf_api")

@@ -273,3 +273,20 @@ def gam_on_device(
         return None
     B, A, ok = gam_chunk([deltas], weights, reference, scale, Workspace(device))
     return LowRank(B[0], A[0]) if bool(ok[0]) else None
+
+
+class GamKernel:
+    """:func:`gam_chunk` as GAM's :class:`~deltahub.merge.protocol.BatchKernel`: the batched path takes
+    two or more inputs whose weights sum to a positive number, without re-orthonormalisation (the rest
+    merge module by module)."""
+
+    def accepts(self, weights: Sequence[float], params) -> bool:
+        return len(weights) > 1 and sum(weights) > 0 and not params["reorthonormalize"]
+
+    def chunk(self, deltas, weights, params, workspace, out_dtype, out_rank):
+        return gam_chunk(deltas, weights, params["reference"], params["scale"], workspace, out_dtype, out_rank)
+
+    def on_device(self, deltas, weights, params, device) -> LowRank | None:
+        if params["reorthonormalize"]:
+            return None
+        return gam_on_device(deltas, weights, params["reference"], params["scale"], device)

@@ -1,24 +1,27 @@
 """``deltahub merge``: a thin layer over :func:`deltahub.merge.merge_adapters`.
 
-The method-parameter options are not written here: each is built from the parameter declarations
-in :mod:`deltahub.merge.params` (type, choices, default, help), one option per parameter name.
+The method-parameter options are not written here: each is built from the methods' declarations
+(their signatures, :mod:`deltahub.merge.params`) by :func:`deltahub.settings.option_for`, one option per
+parameter name, so a method added by a plugin gets its options with no change here.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
-import typing
 
 import click
 
 from ..errors import InputError
-from .methods import METHODS
-from .params import ParamInfo, option_name, parameter_options
+from ..settings import option_for
+from .params import parameter_options
+from .registry import METHODS, default_method
 from .streaming import DEVICES
 
-PARAMETERS = parameter_options({name: spec.params for name, spec in METHODS.items()})
+
+def parameters() -> dict:
+    """Every method's parameters, one entry per name (see :func:`~deltahub.merge.params.parameter_options`)."""
+    return parameter_options({name: m.params for name, m in METHODS.items()})
 
 
 def _parse_weights(text: str | None) -> list[float] | None:
@@ -32,29 +35,19 @@ def _parse_weights(text: str | None) -> list[float] | None:
         ) from exc
 
 
-def _parameter_option(info: ParamInfo, methods: list[str]):
-    """A click option for one declared parameter, default shown in --help. Only what the user typed
-    reaches the method (``merge_command`` drops defaults): a parameter another method does not
-    take is then an error only when given."""
-    label = f"[{', '.join(methods)}] {info.help}" if len(methods) < len(METHODS) else info.help
-    kwargs: dict = {"default": info.default, "show_default": True, "help": label}
-    annotated = typing.get_origin(info.annotation) is typing.Annotated
-    base = typing.get_args(info.annotation)[0] if annotated else info.annotation
-    if base is bool:
-        decls = [f"{option_name(info.name)}/--no-{info.name.replace('_', '-')}"]
-    elif info.choices:
-        decls, kwargs["type"] = [option_name(info.name)], click.Choice([str(c) for c in info.choices])
-    elif base in (int, float):
-        decls, kwargs["type"] = [option_name(info.name)], base
-    else:  # GAM's reference: an index, a name or auto, read by deltahub.merge.reference
-        decls, kwargs["type"] = [option_name(info.name)], str
-    return click.option(*decls, info.name, **kwargs)
-
-
-def _with_parameter_options(command):
-    for info, methods in reversed(list(PARAMETERS.values())):
-        command = _parameter_option(info, methods)(command)
+def with_parameter_options(command):
+    """Add one option per method parameter (default None: only what the user typed reaches the method,
+    so a parameter another method does not take is an error only when given)."""
+    for name, (_, field, methods) in reversed(list(parameters().items())):
+        label = f"[{', '.join(methods)}] " if len(methods) < len(METHODS) else ""
+        command = option_for(name, field, help=label + (field.description or ""))(command)
     return command
+
+
+def given_parameters(options: dict) -> dict:
+    """The method parameters among click's ``options`` that the user gave (popped from ``options``)."""
+    picked = {k: options.pop(k) for k in list(options) if k in parameters()}
+    return {k: v for k, v in picked.items() if v is not None}
 
 
 @click.command("merge")
@@ -62,9 +55,9 @@ def _with_parameter_options(command):
 @click.option(
     "--out", "out", required=True, type=click.Path(), help="Output folder (a PEFT adapter, or a model with --full)."
 )
-@click.option("--method", type=click.Choice(list(METHODS)), default="gam", show_default=True)
-@click.option("--weights", help="Comma-separated weight per adapter (GAM: weighted means; default equal).")
-@_with_parameter_options
+@click.option("--method", type=click.Choice(list(METHODS)), default=default_method(), show_default=True)
+@click.option("--weights", help="Comma-separated weight per adapter (default equal; see each method).")
+@with_parameter_options
 @click.option("--base", help="Base model folder or repo id (needed for --full); must be the adapters' base.")
 @click.option("--full", is_flag=True, help="Write base + merged update as a full model instead of an adapter.")
 @click.option(
@@ -77,7 +70,7 @@ def _with_parameter_options(command):
     type=click.Choice(list(DEVICES)),
     default="auto",
     show_default=True,
-    help="Where GAM's factor-space merge runs: auto = the GPU when one is visible, else the CPU.",
+    help="Where a method's batched factor-space kernel runs: auto = the GPU when one is visible, else the CPU.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option(
@@ -86,9 +79,7 @@ def _with_parameter_options(command):
     help="Merge adapters whose configs name different base models, or onto a --base that is not theirs.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.pass_context
 def merge_command(
-    ctx: click.Context,
     adapters,
     out,
     method,
@@ -112,9 +103,7 @@ def merge_command(
 
     from .core import merge_adapters
 
-    params = {
-        k: v for k, v in method_params.items() if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
-    }
+    params = given_parameters(method_params)
     result = merge_adapters(
         list(adapters),
         out,
@@ -131,7 +120,6 @@ def merge_command(
         command=shlex.join(["deltahub", *sys.argv[1:]]),
     )
     click.echo(f"wrote {'model' if full else 'adapter'} to {result}")
-    if method == "gam":  # say which input the reference resolved to (auto and names)
-        merge = json.loads((result / "deltahub.json").read_text())["merge"]
-        index = merge["parameters"]["reference_index"]
-        click.echo(f"GAM reference: input {index} ({merge['deltas'][index]['spec']})")
+    label = METHODS[method].label
+    for name, index in result.choices.items():  # what auto or a name resolved to
+        click.echo(f"{label} {name}: input {index} ({result.inputs[index]})")

@@ -22,9 +22,9 @@ from ..errors import InputError
 from .adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter, load_adapter, nonfinite_error
 from .base_model import check_base
 from .lowrank import LowRank, NonFiniteFactors
-from .methods import METHODS, merge_module, method_spec, resolve_params
 from .params import fields, option_args
-from .reference import ReferenceRankError, rank_error, resolve_reference
+from .protocol import InputIndexError, Inputs, MergeMethod
+from .registry import default_method, get_method
 from .streaming import module_deltas, resolve_device, write_merged_adapter
 from .writers import write_full_model
 
@@ -32,7 +32,7 @@ from .writers import write_full_model
 @dataclass
 class MergeInput:
     """One delta to merge: where it came from (for the card), its local folder, and the name a
-    recipe gives it (any of these names it as GAM's reference)."""
+    recipe gives it (a parameter naming an input may use any of these)."""
 
     spec: str
     path: Path
@@ -42,7 +42,7 @@ class MergeInput:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The names this input answers to as a reference; the display name first."""
+        """The names this input answers to; the display name first."""
         names = [
             self.name,
             self.spec,
@@ -60,20 +60,39 @@ class MergePlan:
 
     inputs: list[MergeInput]
     adapters: list[LoraAdapter]
-    method: str
+    method: MergeMethod
     weights: list[float]
-    params: dict[str, Any]  # validated, as requested (GAM's reference may be a name or auto)
+    params: dict[str, Any]  # validated, as requested (a parameter naming an input may be a name or auto)
     modules: list[str]
     missing: dict[str, list[str]] = field(default_factory=dict)  # module -> specs of adapters that lack it
-    reference: int | None = None  # GAM: the reference input, resolved once for the whole merge
+    choices: dict[str, int] = field(default_factory=dict)  # the method's prepare: parameter -> input index
 
     @property
     def labels(self) -> list[tuple[str, ...]]:
         return [i.labels for i in self.inputs]
 
     def merge_params(self) -> dict[str, Any]:
-        """The parameters every module is merged with (GAM's reference as the resolved index)."""
-        return {**self.params, "reference": self.reference} if self.reference is not None else dict(self.params)
+        """The parameters every module is merged with (a parameter naming an input as its index)."""
+        return {**self.params, **self.choices}
+
+
+class MergeResult(type(Path())):
+    """The output folder of a merge (a ``Path``), carrying what the merge decided: ``method``, the
+    ``parameters`` every module was merged with, the ``choices`` the method's ``prepare`` made
+    (parameter -> input index), the ``inputs`` (as given) and the ``device`` it ran on."""
+
+    method: str
+    parameters: dict[str, Any]
+    choices: dict[str, int]
+    inputs: list[str]
+    device: str
+
+    @classmethod
+    def of(cls, path: Path, plan: MergePlan, device: str) -> MergeResult:
+        result = cls(path)
+        result.method, result.parameters, result.choices = plan.method.name, plan.merge_params(), dict(plan.choices)
+        result.inputs, result.device = [i.spec for i in plan.inputs], device
+        return result
 
 
 def resolve_input(spec: str | Path) -> MergeInput:
@@ -94,17 +113,17 @@ def resolve_input(spec: str | Path) -> MergeInput:
 
 def plan_merge(
     inputs: list[str | Path | MergeInput],
-    method: str = "gam",
+    method: str | MergeMethod | None = None,
     weights: list[float] | None = None,
     params: dict[str, Any] | None = None,
     allow_base_mismatch: bool = False,
 ) -> MergePlan:
-    """Check the inputs and parameters, decide which modules to merge and resolve GAM's reference
-    (an index or a name costs nothing; ``auto`` reads every module's factors once)."""
+    """Check the inputs and parameters, decide which modules to merge and make the method's
+    whole-merge choices (an index or a name costs nothing; ``auto`` may read every module's factors)."""
     if not inputs:
         raise InputError("no adapters to merge", "pass one or more adapter folders or repo ids")
-    method_spec(method)
-    params = resolve_params(method, params)
+    spec = get_method(method or default_method())
+    params = spec.resolve(params)
     resolved = [i if isinstance(i, MergeInput) else resolve_input(i) for i in inputs]
     adapters = [load_adapter(i.path) for i in resolved]
     if weights is not None and len(weights) != len(adapters):
@@ -122,24 +141,20 @@ def plan_merge(
         all_modules.extend(m for m in a.module_names if m not in all_modules)
     missing = {m: [i.spec for i, a in zip(resolved, adapters, strict=True) if m not in a.keys] for m in all_modules}
     missing = {m: specs for m, specs in missing.items() if specs}
-    plan = MergePlan(resolved, adapters, method, weights, params, all_modules, missing)
-    if method == "gam":
+    plan = MergePlan(resolved, adapters, spec, weights, params, all_modules, missing)
+    if spec.prepare is not None:
         ranks = {m: [a.rank(m) if m in a.keys else 0 for a in adapters] for m in all_modules}
-        plan.reference = resolve_reference(
-            params["reference"],
-            plan.labels,
-            ranks,
-            lambda: ((m, module_deltas(plan, m)) for m in plan.modules),
-        )
+        deltas = lambda: ((m, module_deltas(plan, m)) for m in plan.modules)  # noqa: E731 - read only if needed
+        plan.choices = spec.choices(params, Inputs(plan.labels, ranks, deltas))
     return plan
 
 
 def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank | torch.Tensor:
-    """One module merged by the per-module method, its errors naming the module and the input."""
+    """One module merged by the method, its errors naming the module and the input."""
     try:
-        return merge_module(plan.method, module_deltas(plan, module), list(plan.weights), **params)
-    except ReferenceRankError as exc:
-        raise rank_error(exc.index, exc.ranks, plan.labels, module) from None
+        return plan.method.merge(module_deltas(plan, module), plan.weights, params)
+    except InputIndexError as exc:
+        raise exc.relabel(plan.labels, module) from None
     except NonFiniteFactors as exc:
         raise nonfinite_error(plan.adapters[exc.index].path, module) from None
 
@@ -147,7 +162,7 @@ def _merge_one(plan: MergePlan, module: str, params: dict[str, Any]) -> LowRank 
 def merge_adapters(
     inputs: list[str | Path | MergeInput],
     out: str | Path,
-    method: str = "gam",
+    method: str | MergeMethod | None = None,
     weights: list[float] | None = None,
     params: dict[str, Any] | None = None,
     base: str | Path | None = None,
@@ -158,45 +173,43 @@ def merge_adapters(
     progress: bool = True,
     command: str | None = None,
     device: str | torch.device | None = "auto",
-) -> Path:
-    """Merge LoRA adapters with ``method`` and write a PEFT adapter (default) or, with
-    ``base`` and ``full``, a full model. Returns the output folder.
+) -> MergeResult:
+    """Merge LoRA adapters with ``method`` (default: deltahub's first, see :mod:`deltahub.merge.methods`)
+    and write a PEFT adapter (default) or, with ``base`` and ``full``, a full model. Returns the output
+    folder with what the merge decided (:class:`MergeResult`).
 
-    ``device`` (cpu, cuda, or auto: the GPU when one is visible) is where GAM's batched
-    factor-space merge runs; the other methods and the full-model sums run on the CPU."""
+    ``device`` (cpu, cuda, or auto: the GPU when one is visible) is where a method's batched kernel
+    runs; module-by-module merges and the full-model sums run on the CPU."""
     out = check_output_dir(out, overwrite)
     device = resolve_device(device)
-    spec = method_spec(method)
+    spec = get_method(method or default_method())
     if full and base is None:
         raise InputError("--full needs the base model", "pass --base MODEL_FOLDER")
     if not full and not spec.low_rank:
         raise InputError(
-            f"{method} produces a full-rank update that a LoRA adapter cannot hold exactly",
+            f"{spec.name} produces a full-rank update that a LoRA adapter cannot hold exactly",
             "pass --base MODEL --full to write a merged full model",
         )
-    plan = plan_merge(inputs, method, weights, params, allow_base_mismatch)
+    plan = plan_merge(inputs, spec, weights, params, allow_base_mismatch)
     base_path = Path(base) if base is not None else None
     if base_path is not None and not base_path.is_dir():
         base_path = resolve_input(str(base)).path
     if full:
         check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
+    ran_on = device.type if spec.batched is not None and not full else "cpu"
     remove_stale_partials(out)  # what a killed merge to this output left
     # the temporary folder is held until after the rename, so no concurrent cleanup takes a live merge
     with contextlib.ExitStack() as stack, atomic_dir(out, overwrite=overwrite) as tmp:
         stack.enter_context(held(tmp))
-        if (
-            len(plan.adapters) == 1
-            and not full
-            and method in ("gam", "average")
-            and plan.weights[0] > 0
-            and plan.params.get("scale", 1.0) == 1.0
-        ):
+        params = plan.merge_params()
+        alone = spec.unchanged_alone
+        if len(plan.adapters) == 1 and not full and alone is not None and alone(params, plan.weights[0]):
             # One adapter in, the same adapter out (bit for bit).
             shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
             shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
         elif full:
-            params = plan.merge_params()
-            with tqdm(total=len(plan.modules), desc=f"merging ({method})", unit="module", disable=not progress) as bar:
+            desc = f"merging ({spec.name})"
+            with tqdm(total=len(plan.modules), desc=desc, unit="module", disable=not progress) as bar:
                 missing = write_full_model(
                     tmp,
                     base_path,
@@ -210,12 +223,11 @@ def merge_adapters(
                     "merge adapters trained on this base model",
                 )
         else:
-            params = plan.merge_params()
             write_merged_adapter(
                 plan, tmp, dtype or _input_dtype(plan), device, progress, lambda m: _merge_one(plan, m, params)
             )
-        _write_provenance(tmp, plan, base, full, command, title=out.name, device=device)
-    return out
+        _write_provenance(tmp, plan, base, full, command, title=out.name, device=ran_on)
+    return MergeResult.of(out, plan, ran_on)
 
 
 def _dense(result: LowRank | torch.Tensor) -> torch.Tensor:
@@ -240,10 +252,10 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
     parts = ["deltahub", "merge"]
     for i in plan.inputs:
         parts.append(f"{i.repo}@{i.revision}" if i.repo and i.revision else i.spec)
-    parts += ["--method", plan.method]
+    parts += ["--method", plan.method.name]
     if any(w != 1.0 for w in plan.weights):
         parts += ["--weights", ",".join(f"{w:g}" for w in plan.weights)]
-    for p in fields(METHODS[plan.method].params):
+    for p in fields(plan.method.params):
         value = plan.merge_params()[p.name]
         if value != p.default:
             parts += option_args(p.name, value)
@@ -256,7 +268,7 @@ def reproduce_command(plan: MergePlan, base: str | Path | None, full: bool) -> s
 
 
 def _write_provenance(
-    out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str, device: torch.device
+    out: Path, plan: MergePlan, base, full: bool, command: str | None, title: str, device: str
 ) -> None:
     """``deltahub.json`` (the card's machine-readable block) and the README card, titled ``title``
     (the output folder's name: ``out`` is still the temporary folder here)."""
@@ -265,11 +277,11 @@ def _write_provenance(
 
     student = plan.adapters[0].base_model
     merge = MergeInfo(
-        method=plan.method,
-        pretty_name=METHODS[plan.method].pretty_name,
-        reference_url=METHODS[plan.method].reference_url,
-        # as requested, plus the reference input GAM used (auto and names resolve to an index)
-        parameters={**plan.params, **({"reference_index": plan.reference} if plan.reference is not None else {})},
+        method=plan.method.name,
+        pretty_name=plan.method.pretty_name,
+        reference_url=plan.method.reference_url,
+        # as requested, plus the input each input-naming parameter resolved to (auto and names: an index)
+        parameters={**plan.params, **{f"{name}_index": index for name, index in plan.choices.items()}},
         weights=plan.weights,
         output="full-model" if full else "adapter",
         deltas=[
@@ -277,7 +289,7 @@ def _write_provenance(
             for i in plan.inputs
         ],
         missing_modules=plan.missing,
-        device=device.type if plan.method == "gam" and not full else "cpu",
+        device=device,
         command=reproduce_command(plan, base, full),
     )
     student_ref = ModelRef(model=str(base) if base is not None else student, revision=None)

@@ -1,38 +1,38 @@
-"""Merge methods over the LoRA factors of ONE adapted weight.
+"""deltahub's merge methods over the LoRA factors of ONE adapted weight.
 
-Each method is a pure function ``fn(deltas, weights, **params)`` over the low-rank updates
-ΔWᵢ = Bᵢ·Aᵢ of one module; it returns a :class:`LowRank` where the result is exactly low-rank
-(GAM, averaging, task arithmetic, KnOTS, TSV-M) and a dense tensor where it is not (TIES).
-A new method is one function, one parameter model in ``params`` and one ``MethodSpec`` line in ``METHODS``.
-
-``weights`` always arrives as a list with one float per delta (all 1.0 by default).
+Each method is one typed function ``fn(deltas, weights, *, parameters...)`` over the low-rank updates
+ΔWᵢ = Bᵢ·Aᵢ of one module, made a method by :func:`~deltahub.merge.merge_method` (see
+:mod:`deltahub.merge.protocol`): it returns a :class:`LowRank` where the result is exactly low-rank
+(GAM, averaging, task arithmetic, KnOTS, TSV-M) and a dense tensor where it is not (TIES). Its
+parameters are its keyword arguments; ``weights`` always arrives as one float per delta (all 1.0 by
+default). ``BUILTIN`` lists them for the registry; its first is the method deltahub merges with when
+none is named.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
 from ..errors import InputError
-from .adapters import check_finite
+from .batched import GamKernel
 from .lowrank import (
     COMPUTE_DTYPE,
     FactoredSVD,
     LowRank,
-    NonFiniteFactors,
     factored_svd,
     nearest_orthonormal,
     orthonormal_basis,
-    single_thread,
     thin_svd,
 )
-from .params import GamParams, KnotsParams, MethodParams, NoParams, ScaleParams, TiesParams, validate_params
-from .reference import default_labels, rank_error, single_module_reference
+from .params import AUTO, Density, Input, Scale
+from .protocol import Inputs, MergeMethod, default_labels, merge_method
+from .reference import rank_error, resolve_reference
+from .registry import get_method
 
 Result = LowRank | torch.Tensor
 
@@ -61,13 +61,42 @@ def _polar(X: torch.Tensor) -> torch.Tensor:
     return P @ Qt
 
 
+Reference = Annotated[
+    Input,
+    Field(
+        description="GAM reference, the input every other is aligned to: an index, an input's name "
+        "(folder, repo id, recipe delta name), or auto (see deltahub.merge.reference)"
+    ),
+]
+
+
+def _gam_reference(params: dict[str, Any], inputs: Inputs) -> dict[str, int]:
+    """GAM's reference, one input for the whole merge (:func:`~deltahub.merge.reference.resolve_reference`);
+    ``auto`` waits until the inputs can be read."""
+    if params["reference"] == AUTO and inputs.deltas is None:
+        return {}
+    return {"reference": resolve_reference(params["reference"], inputs.labels, inputs.ranks, inputs.deltas)}
+
+
+@merge_method(
+    "gam",
+    pretty_name="GAM (Geometric Alignment Merging)",
+    reference_url="https://arxiv.org/abs/2606.00357",
+    prepare=_gam_reference,
+    batched=GamKernel(),
+    output_rank=lambda ranks, shape: max(ranks),  # the reference's rank, the largest
+    unchanged_alone=lambda params, weight: weight > 0 and params["scale"] == 1.0,
+    checks_finite=True,  # NaN/Inf shows in the Gram matrices it computes anyway
+)
 def gam(
     deltas: list[LowRank],
     weights: list[float],
     *,
-    reference: int = 0,
-    reorthonormalize: bool = False,
-    scale: float = 1.0,
+    reference: Reference = 0,
+    reorthonormalize: Annotated[
+        bool, "replace the mean bases Ū, V̄ by their nearest orthonormal matrices (the idealisation of PDA Appendix C)"
+    ] = False,
+    scale: Scale = 1.0,
 ) -> LowRank:
     """GAM: align every delta's U and V to a reference by orthogonal Procrustes, then average
     Ũ, S̃ and Ṽ separately and multiply back: ΔW = Ū·S̄·V̄ᵀ (rank ≤ max rᵢ).
@@ -136,6 +165,14 @@ def _sum_products(tall: list[torch.Tensor], small: list[torch.Tensor]) -> torch.
 # --------------------------------------------------------------------------------------------
 
 
+@merge_method(
+    "average",
+    pretty_name="Averaging",
+    reference_url="https://arxiv.org/abs/2203.05482",
+    output_rank=lambda ranks, shape: sum(ranks),  # the concatenated factors
+    unchanged_alone=lambda params, weight: weight > 0,
+    mergekit=False,  # mergekit's linear
+)
 def average(deltas: list[LowRank], weights: list[float]) -> LowRank:
     """(Weighted) mean Σ wᵢΔWᵢ / Σ wᵢ, exact, by concatenating the factors (rank Σ rᵢ)."""
     total = float(sum(weights))
@@ -144,7 +181,14 @@ def average(deltas: list[LowRank], weights: list[float]) -> LowRank:
     return LowRank.concat(deltas, [w / total for w in weights])
 
 
-def task_arithmetic(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> LowRank:
+@merge_method(
+    "task_arithmetic",
+    pretty_name="Task Arithmetic",
+    reference_url="https://arxiv.org/abs/2212.04089",
+    output_rank=lambda ranks, shape: sum(ranks),  # the concatenated factors
+    mergekit=False,  # mergekit has its own of this name
+)
+def task_arithmetic(deltas: list[LowRank], weights: list[float], *, scale: Scale = 1.0) -> LowRank:
     """Task arithmetic: λ·Σ wᵢΔWᵢ, exact, by concatenating the factors (rank Σ rᵢ)."""
     return LowRank.concat(deltas, [scale * w for w in weights])
 
@@ -158,7 +202,7 @@ def _trim(x: torch.Tensor, density: float) -> torch.Tensor:
     return torch.where(x.abs() >= threshold, x, torch.zeros_like(x))
 
 
-def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
+def ties_combine(tensors: list[torch.Tensor], weights: list[float], density: float) -> torch.Tensor:
     """TIES-Merging (Yadav et al., 2023): trim, elect sign by total mass, disjoint (weighted) mean."""
     stacked = torch.stack([w * _trim(t, density) for t, w in zip(tensors, weights, strict=True)])
     sign = torch.sign(stacked.sum(dim=0))
@@ -168,18 +212,20 @@ def _ties_combine(tensors: list[torch.Tensor], weights: list[float], density: fl
     return (stacked * agree).sum(dim=0) / torch.where(divisor == 0, torch.ones_like(divisor), divisor)
 
 
-def ties(deltas: list[LowRank], weights: list[float], *, density: float = 0.2, scale: float = 1.0) -> torch.Tensor:
+@merge_method("ties", pretty_name="TIES", reference_url="https://arxiv.org/abs/2306.01708", mergekit=False)
+def ties(deltas: list[LowRank], weights: list[float], *, density: Density = 0.2, scale: Scale = 1.0) -> torch.Tensor:
     """TIES on the dense updates of one module; the result is not low-rank."""
-    return scale * _ties_combine([d.dense(COMPUTE_DTYPE) for d in deltas], weights, density)
+    return scale * ties_combine([d.dense(COMPUTE_DTYPE) for d in deltas], weights, density)
 
 
+@merge_method("knots", pretty_name="KnOTS", reference_url="https://arxiv.org/abs/2410.19735")
 def knots(
     deltas: list[LowRank],
     weights: list[float],
     *,
-    merge_rule: str = "ties",
-    density: float = 0.2,
-    scale: float = 1.0,
+    merge_rule: Annotated[Literal["ties", "ta"], "how KnOTS merges the per-task right bases"] = "ties",
+    density: Density = 0.2,
+    scale: Scale = 1.0,
 ) -> LowRank:
     """KnOTS (Stoica et al., ICLR 2025): one SVD of the concatenated updates [ΔW₁ … ΔWₙ] =
     U·Σ·[V⁽¹⁾ᵀ … V⁽ⁿ⁾ᵀ] gives a shared left basis; the per-task V⁽ⁱ⁾ are merged with
@@ -202,11 +248,12 @@ def knots(
     if merge_rule == "ta":
         V_merged = sum(w * V for V, w in zip(Vs, weights, strict=True))
     else:
-        V_merged = _ties_combine(Vs, weights, density)
+        V_merged = ties_combine(Vs, weights, density)
     return LowRank(scale * U * s, V_merged.T)
 
 
-def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> LowRank:
+@merge_method("tsv", pretty_name="TSV-M (Task Singular Vectors)", reference_url="https://arxiv.org/abs/2412.00081")
+def tsv(deltas: list[LowRank], weights: list[float], *, scale: Scale = 1.0) -> LowRank:
     """TSV-M (Gargiulo et al., CVPR 2025): keep each task's top singular triplets (a 1/T share
     of the layer's rank, which for LoRA deltas is usually all r of them), decorrelate the
     concatenated bases by their nearest orthonormal matrices, ΔW = U⊥·diag(σ)·V⊥ᵀ."""
@@ -225,56 +272,14 @@ def tsv(deltas: list[LowRank], weights: list[float], *, scale: float = 1.0) -> L
     return LowRank(scale * U_perp * torch.cat(s_parts), V_perp.T)
 
 
-# --------------------------------------------------------------------------------------------
-# Registry
-# --------------------------------------------------------------------------------------------
+BUILTIN: tuple[MergeMethod, ...] = (gam, average, task_arithmetic, ties, knots, tsv)
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """A merge method: its function, its parameter model (see ``params``), whether it is low-rank."""
-
-    name: str
-    fn: Callable[..., Result]
-    params: type[MethodParams] = NoParams
-    low_rank: bool = True
-    pretty_name: str = ""
-    reference_url: str = ""
-
-
-METHODS: dict[str, MethodSpec] = {
-    spec.name: spec
-    for spec in (
-        MethodSpec(
-            "gam", gam, GamParams, True, "GAM (Geometric Alignment Merging)", "https://arxiv.org/abs/2606.00357"
-        ),
-        MethodSpec("average", average, NoParams, True, "Averaging", "https://arxiv.org/abs/2203.05482"),
-        MethodSpec(
-            "task_arithmetic", task_arithmetic, ScaleParams, True, "Task Arithmetic", "https://arxiv.org/abs/2212.04089"
-        ),
-        MethodSpec("ties", ties, TiesParams, False, "TIES", "https://arxiv.org/abs/2306.01708"),
-        MethodSpec("knots", knots, KnotsParams, True, "KnOTS", "https://arxiv.org/abs/2410.19735"),
-        MethodSpec("tsv", tsv, ScaleParams, True, "TSV-M (Task Singular Vectors)", "https://arxiv.org/abs/2412.00081"),
-    )
-}
-
-
-def method_spec(method: str) -> MethodSpec:
-    if method not in METHODS:
-        raise InputError(f"unknown merge method {method!r}", f"choose one of: {', '.join(METHODS)}")
-    return METHODS[method]
-
-
-def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """The method's parameters validated against its declaration, defaults filled in; an unknown
-    name or a bad value is an error, not ignored. GAM's reference stays as given (an index, a name
-    or auto): it needs the inputs, see :mod:`deltahub.merge.reference`."""
-    spec = method_spec(method)
-    return validate_params(method, spec.params, params)
-
-
-def merge_module(method: str, deltas: list[LowRank], weights: list[float] | None = None, **params: Any) -> Result:
-    """Merge the updates of one module with ``method``; see ``METHODS`` for the parameters."""
+def merge_module(
+    method: str | MergeMethod, deltas: list[LowRank], weights: list[float] | None = None, **params: Any
+) -> Result:
+    """Merge the updates of one module with ``method`` (a name or a :class:`MergeMethod`) and its
+    parameters; one module is the whole merge here, so a ``prepare`` choice is made on it."""
     if not deltas:
         raise InputError("nothing to merge: no deltas given", "pass at least one adapter")
     shapes = {d.shape for d in deltas}
@@ -286,15 +291,7 @@ def merge_module(method: str, deltas: list[LowRank], weights: list[float] | None
     weights = [1.0] * len(deltas) if weights is None else [float(w) for w in weights]
     if len(weights) != len(deltas):
         raise InputError(f"{len(weights)} weights for {len(deltas)} deltas", "give one weight per delta")
-    spec = method_spec(method)
-    params = resolve_params(method, params)
-    if method == "gam":  # one module is the whole merge here
-        params["reference"] = single_module_reference(params["reference"], deltas)
-    else:  # GAM sees NaN/Inf in the Gram matrices it computes anyway; the others are checked here
-        bad = next((i for i, d in enumerate(deltas) if not check_finite(d)), None)
-        if bad is not None:
-            raise NonFiniteFactors(bad)
-    if not spec.low_rank:
-        return spec.fn(list(deltas), weights, **params)
-    with single_thread():
-        return spec.fn(list(deltas), weights, **params)
+    spec = get_method(method)
+    params = spec.resolve(params)
+    params.update(spec.choices(params, Inputs.of_module(deltas)))
+    return spec.merge(deltas, weights, params)

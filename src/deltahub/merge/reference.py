@@ -1,9 +1,9 @@
 """GAM's reference input: one rule, one function, every route.
 
 :func:`resolve_reference` turns what the user wrote (an index, an input's name, or ``auto``) into
-ONE input index for the whole merge. ``deltahub merge``, ``merge_adapters``, recipes,
-``merge_module`` (a merge of one module) and the mergekit plugin all call it; nothing else parses
-a reference. A reference is one adapter, as in the paper (PDA §4, footnote 2: the adapter with the
+ONE input index for the whole merge. It is GAM's ``prepare``, so every route calls it (``deltahub
+merge``, ``merge_adapters``, recipes, ``merge_module`` on one module, the mergekit plugin); nothing
+else parses a reference. A reference is one adapter, as in the paper (PDA §4, footnote 2: the adapter with the
 best validation score), never a per-module choice.
 
 **Mixed ranks.** Inputs of different ranks are zero-padded to the largest rank r before the
@@ -30,16 +30,20 @@ from ..errors import InputError
 from .adapters import nonfinite_error
 from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, NonFiniteFactors, ThinSVD, factored_svd, single_thread
 from .params import AUTO
+from .protocol import InputIndexError
 
 Labels = Sequence[Sequence[str]]  # per input: the names it answers to, the display name first
 
 
-class ReferenceRankError(InputError):
+class ReferenceRankError(InputIndexError):
     """An explicit reference whose rank is below the largest input rank (see the module doc)."""
 
     def __init__(self, message: str, fix: str, index: int, ranks: Sequence[int]):
         super().__init__(message, fix)
         self.index, self.ranks = index, list(ranks)
+
+    def relabel(self, labels: Labels, module: str | None) -> InputError:
+        return rank_error(self.index, self.ranks, labels, module)
 
 
 def subspace_agreement(svds: Sequence[ThinSVD] | Sequence[FactoredSVD]) -> torch.Tensor:
@@ -71,10 +75,6 @@ def rank_error(index: int, ranks: Sequence[int], labels: Labels, module: str | N
         index,
         ranks,
     )
-
-
-def default_labels(n: int) -> list[tuple[str, ...]]:
-    return [(f"input {i}",) for i in range(n)]
 
 
 def resolve_reference(
@@ -153,10 +153,3 @@ def _auto(labels: Labels, module_deltas: Callable[[], Iterable[tuple[str, Sequen
         )
     masked = torch.where(torch.tensor(eligible), scores, torch.full_like(scores, -torch.inf))
     return int(torch.argmax(masked))
-
-
-def single_module_reference(reference: int | str, deltas: Sequence[LowRank]) -> int:
-    """:func:`resolve_reference` for a merge of one module (``merge_module``): inputs are named by index."""
-    return resolve_reference(
-        reference, default_labels(len(deltas)), {"": [d.rank for d in deltas]}, lambda: [("", deltas)]
-    )

@@ -1,12 +1,13 @@
 """Merging a set of adapters into an adapter file, module group by module group, as results appear.
 
-GAM runs batched (:mod:`deltahub.merge.batched`): modules of one shape and the same input ranks are
-merged in chunks, each chunk's results written at once to their place in the output file
-(:class:`~deltahub.merge.writers.AdapterWriter`) and the input pages it read handed back, so memory
-stays a few chunks whatever the model size. On the CPU, chunks run on worker threads, each with one
-intra-op thread (see :func:`cpu_workers`); on a GPU they run one after the other on the device.
-The other low-rank methods stream module by module; KnOTS and TSV-M, whose output rank is known
-only after the merge, are collected and then written.
+A method with a batched kernel (``MergeMethod.batched``, e.g. :mod:`deltahub.merge.batched`) runs
+batched: modules of one shape and the same input ranks are merged in chunks, each chunk's results
+written at once to their place in the output file (:class:`~deltahub.merge.writers.AdapterWriter`)
+and the input pages it read handed back, so memory stays a few chunks whatever the model size. On
+the CPU, chunks run on worker threads, each with one intra-op thread (see :func:`cpu_workers`); on a
+GPU they run one after the other on the device. The other methods stream module by module where
+their output rank is known before merging (``MergeMethod.output_rank``), and are collected and then
+written where it is not.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .batched import Workspace, gam_chunk
+from .batched import Workspace
 from .lowrank import LowRank
 from .writers import AdapterWriter, write_adapter
 
@@ -75,13 +76,12 @@ def _shape(plan: MergePlan, module: str) -> tuple[int, int]:
     return shapes.pop()
 
 
-def output_rank(method: str, ranks: dict[str, list[int]]) -> int | None:
-    """The merged adapter's rank, from the input ranks, where the method fixes it (else None)."""
-    if method == "gam":  # the reference's rank, the largest of each module
-        return max(1, max(max(r) for r in ranks.values()))
-    if method in ("average", "task_arithmetic"):  # the concatenated factors
-        return max(1, max(sum(r) for r in ranks.values()))
-    return None
+def output_rank(plan: MergePlan, shapes: dict[str, tuple[int, int]], ranks: dict[str, list[int]]) -> int | None:
+    """The merged adapter's rank (the largest module's), where the method fixes it before merging."""
+    rule = plan.method.output_rank
+    if rule is None:
+        return None
+    return max(1, max(rule(ranks[m], shapes[m]) for m in plan.modules))
 
 
 def write_merged_adapter(
@@ -97,9 +97,10 @@ def write_merged_adapter(
     the per-module merge (errors named by module and input)."""
     shapes = module_shapes(plan)
     ranks = {m: [a.rank(m) if m in a.keys else 0 for a in plan.adapters] for m in plan.modules}
-    rank = output_rank(plan.method, ranks)
+    rank = output_rank(plan, shapes, ranks)
     config = plan.adapters[0].config
-    bar = tqdm(total=len(plan.modules), desc=f"merging ({plan.method})", unit="module", disable=not progress)
+    kernel = plan.method.batched
+    bar = tqdm(total=len(plan.modules), desc=f"merging ({plan.method.name})", unit="module", disable=not progress)
     with bar:
         if rank is None:
             modules = {}
@@ -109,8 +110,8 @@ def write_merged_adapter(
             write_adapter(out, modules, config, dtype)
             return
         with AdapterWriter(out, shapes, rank, config, dtype) as writer:
-            if plan.method == "gam" and _batchable(plan):
-                _stream_gam(
+            if kernel is not None and kernel.accepts(plan.weights, plan.merge_params()):
+                _stream_batched(
                     plan,
                     writer,
                     shapes,
@@ -124,12 +125,6 @@ def write_merged_adapter(
             for module in plan.modules:
                 writer.write(module, merge_one(module))
                 bar.update()
-
-
-def _batchable(plan: MergePlan) -> bool:
-    """GAM inputs the batched path takes; the rest (one input, weights that do not sum to a positive
-    number, re-orthonormalisation) merge module by module."""
-    return len(plan.adapters) > 1 and sum(plan.weights) > 0 and not plan.params.get("reorthonormalize")
 
 
 def _chunks(plan: MergePlan, shapes, ranks, device: torch.device) -> list[list[str]]:
@@ -146,7 +141,7 @@ def _chunks(plan: MergePlan, shapes, ranks, device: torch.device) -> list[list[s
     return [c for _, c in sorted(chunks, key=lambda pc: -pc[0] * len(pc[1]))]
 
 
-def _stream_gam(
+def _stream_batched(
     plan: MergePlan,
     writer: AdapterWriter,
     shapes,
@@ -166,9 +161,7 @@ def _stream_gam(
             local.ws = Workspace(device)
         ws = local.ws
         deltas = [module_deltas(plan, m) for m in chunk]
-        out_B, out_A, ok = gam_chunk(
-            deltas, plan.weights, plan.reference, params["scale"], ws, writer.dtype, writer.rank
-        )
+        out_B, out_A, ok = plan.method.batched.chunk(deltas, plan.weights, params, ws, writer.dtype, writer.rank)
         if ws.device.type != "cpu":  # one copy back and one synchronisation per chunk
             out_B = ws.get("out_B/host", out_B.shape, out_B.dtype, pinned=True).copy_(out_B, non_blocking=True)
             out_A = ws.get("out_A/host", out_A.shape, out_A.dtype, pinned=True).copy_(out_A, non_blocking=True)

@@ -146,10 +146,10 @@ def run_merges(
     recipe: Recipe, cache: StageCache, deltas: dict[str, dict], adapters: dict[str, Path], student: str, work: Path
 ) -> dict[str, str]:
     """The merge stage: every method of ``recipe.merge`` over its deltas, with its parameters
-    (GAM's reference may name a delta: each input answers to its recipe name), and the composition
+    (a parameter naming an input may name a delta: each input answers to its recipe name), and the composition
     curve's merges. Returns the output folder of each merge by name."""
     from ..merge import MERGE_VERSION, MergeInput, merge_adapters
-    from ..merge.methods import METHODS
+    from ..merge.registry import METHODS
 
     merge_inputs = []
     for d in recipe.merge_deltas():
@@ -586,7 +586,7 @@ def _evaluate_all(run: _Run) -> None:
                 student,
                 str(work / f"sft-{d.name}"),
             )
-    from ..merge.methods import METHODS
+    from ..merge.registry import METHODS
 
     for name, out in result.merges.items():
         method = name.split("-first")[0]

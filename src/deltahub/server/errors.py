@@ -102,6 +102,10 @@ class ObjectNotUploaded(RegistryError):
     """A commit names an LFS object that was not uploaded to this repo (nor is readable elsewhere)."""
 
 
+class RangeNotSatisfiable(RegistryError):
+    """A byte range that starts at or past the end of the file (Xet reconstructions, resolve of Xet files)."""
+
+
 class NotSupported(RegistryError):
     """A Hub feature this registry does not have (Xet)."""
 
@@ -139,6 +143,7 @@ HTTP_STATUS: dict[type[RegistryError], tuple[int, str | None]] = {
     PayloadTooLarge: (413, None),
     ObjectNotUploaded: (422, None),
     Unprocessable: (422, None),
+    RangeNotSatisfiable: (416, None),
     NotSupported: (501, None),
     UpstreamFailed: (502, None),
     DiskFull: (507, None),

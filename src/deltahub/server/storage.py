@@ -44,6 +44,7 @@ from .limits import MAX_CARD_YAML_BYTES
 from .paths import is_sha256
 from .scratch import Scratch
 from .tags import derive_tags, parse_card
+from .xet.store import XetStore
 
 LFS_SUFFIXES = (
     ".safetensors",
@@ -208,6 +209,7 @@ class Store:
         self.scratch = Scratch(self.root / "tmp")
         self.db_path = self.root / "registry.db"
         self.trees = history.TreeCache()
+        self.xet = XetStore(self)  # content uploaded through Xet: chunks in xorbs, not blobs (xet/store.py)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -273,6 +275,23 @@ class Store:
             return self.blob_path(sha256).stat().st_size
         except FileNotFoundError:
             return None
+
+    def content_size(self, sha256: str) -> int | None:
+        """The size of the content with this sha256, held as a blob or as a Xet file reconstruction."""
+        size = self.blob_size(sha256)
+        return self.xet.size_of(sha256) if size is None else size
+
+    def local_blob(self, sha256: str) -> Path:
+        """A file holding the content (for readers that need a path: the web pages' previews and raw views);
+        content held only as a Xet reconstruction is written out as a blob first, once."""
+        path = self.blob_path(sha256)
+        if not path.exists() and (f := self.xet.file_for(sha256)) is not None:
+            with self.incoming(f.size) as up:
+                for piece in self.xet.read(f):
+                    up.write(piece)
+                if up.finish() == sha256:
+                    up.adopt(sha256)
+        return path
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
         found = self.blob_size(sha256)
@@ -430,7 +449,7 @@ class Store:
         """The object's size when ``repo`` may use it without an upload (LFS batch: 'already stored'), else None."""
         if not self._may_use(self._db(), repo, sha256, can_read):
             return None
-        return self.blob_size(sha256)
+        return self.content_size(sha256)
 
     # -- revisions ------------------------------------------------------------------------
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
@@ -568,6 +587,8 @@ class Store:
             orphans = [
                 s for s in gone if db.execute("SELECT 1 FROM repo_objects WHERE sha256=?", (s,)).fetchone() is None
             ]
+            for sha in orphans:
+                self.xet.forget(db, sha)
         for sha in orphans:
             self.blob_path(sha).unlink(missing_ok=True)
 
@@ -675,7 +696,7 @@ class Store:
     def _checked_entry(self, db: sqlite3.Connection, repo: Repo, op: dict, can_read: ReadPolicy | None) -> Entry:
         sha, path = op["sha256"], op["path"]
         if op["lfs"]:
-            size = self.blob_size(sha) if self._may_use(db, repo, sha, can_read) else None
+            size = self.content_size(sha) if self._may_use(db, repo, sha, can_read) else None
             if size is None or (op["size"] is not None and op["size"] != size):
                 raise ObjectNotUploaded(f"LFS object {sha} for {path} was not uploaded to {repo.repo_id}")
             return Entry(sha, size, git_blob_oid(lfs_pointer(sha, size)), True)
@@ -780,7 +801,7 @@ class Store:
                         "SELECT 1 FROM repo_objects WHERE repo=? AND sha256=?", (row["repo"], e.sha256)
                     ).fetchone()
                 )
-                if held and not self.has_blob(e.sha256, e.size):
+                if held and self.content_size(e.sha256) != e.size:
                     problems.append(f"{row['sha']}:{path} missing blob")
         dangling = "SELECT r.name, r.target FROM refs r LEFT JOIN commits c ON c.sha=r.target WHERE c.sha IS NULL"
         for row in db.execute(dangling):

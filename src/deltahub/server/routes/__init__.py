@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import convertors  # noqa: F401  (before any Route is built)
+from ..xet import routes as xet
 from . import collections, discussions, files, lfs, refs, repos
 
 ROUTES = [
@@ -10,6 +11,7 @@ ROUTES = [
     *files.ROUTES,
     *refs.ROUTES,
     *lfs.ROUTES,
+    *xet.ROUTES,
     *discussions.ROUTES,
     *collections.ROUTES,
     *repos.FALLBACK_ROUTES,

@@ -19,7 +19,6 @@ from ..errors import (
     BadRequest,
     EntryNotFound,
     Forbidden,
-    NotSupported,
     PayloadTooLarge,
     RevisionNotFound,
     Unprocessable,
@@ -28,6 +27,7 @@ from ..history import Entry, Tree
 from ..limits import MAX_COMMIT_BYTES, MAX_JSON_BYTES, MAX_LIST_ITEMS, MAX_TEXT
 from ..paths import check_path, check_revision
 from ..storage import Repo, Store, git_blob_oid, lfs_pointer, split_ref, wants_lfs
+from ..xet import serve
 
 R = "/api/{t:repotype}/{ns}/{name}"
 
@@ -38,10 +38,13 @@ class BlobResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
-def tree_item(path: str, e: Entry) -> dict:
+def tree_item(path: str, e: Entry, xet_hash: str | None = None) -> dict:
+    """A listing's file item; ``xetHash`` for content held through Xet (hf_xet then downloads it natively)."""
     item = {"type": "file", "path": path, "size": e.size, "oid": e.oid}
     if e.lfs:
         item["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": len(lfs_pointer(e.sha256, e.size))}
+        if xet_hash is not None:
+            item["xetHash"] = xet_hash
     return item
 
 
@@ -240,7 +243,12 @@ async def resolve(request: Request):
         headers["ETag"] = f'"{e.sha256}"'
     else:
         headers["ETag"] = f'"{e.oid}"'
+    xet = hub.store.xet.file_for(e.sha256) if e.lfs else None
+    if xet is not None:  # content uploaded through Xet: hf_xet downloads it natively, anyone else gets the bytes
+        headers.update(serve.xet_headers(request, hub, repo, sha, xet))
     if not hub.store.has_blob(e.sha256, e.size):
+        if xet is not None:
+            return serve.file_response(request, hub, xet, headers)
         # a mirror's large file is fetched on first read; any other missing blob (an LFS file deleted for good): 404
         streamed = hub.mirrors.blob_response(request, repo, sha, path, e, headers)
         if streamed is not None:
@@ -260,6 +268,8 @@ async def tree(request: Request):
     recursive = flag(request, "recursive")
     prefix = sub + "/" if sub else ""
     items: dict[str, dict] = {}
+    wanted = [e.sha256 for p, e in files.items() if e.lfs and p.startswith(prefix)]
+    xet = hub.store.xet.hashes_of(wanted)
     for path, e in sorted(files.items()):
         if not path.startswith(prefix):
             continue
@@ -269,7 +279,7 @@ async def tree(request: Request):
             if recursive or i == 1:
                 items.setdefault(d, dir_item(d))
         if recursive or len(parts) == 1:
-            items[path] = tree_item(path, e)
+            items[path] = tree_item(path, e, xet.get(e.sha256))
     if sub and not items:
         raise EntryNotFound(f"Entry not found: {sub}", commit=sha)
     out = list(items.values())
@@ -283,10 +293,11 @@ async def paths_info(request: Request):
     req = await _paths_info_body(request)
     files = hub.store.tree(sha)
     folders = folders_of(files) if req.paths else set()
+    xet = hub.store.xet.hashes_of([files[p].sha256 for p in req.paths if p in files and files[p].lfs])
     out = []
     for p in req.paths:
         if p in files:
-            out.append(tree_item(p, files[p]))
+            out.append(tree_item(p, files[p], xet.get(files[p].sha256)))
         elif p in folders:
             out.append(dir_item(p))
     return JSONResponse(_with_last_commits(hub.store, sha, out) if req.expand else out)
@@ -344,12 +355,6 @@ async def super_squash(request: Request):
     return JSONResponse({"commitId": sha})
 
 
-async def no_xet(request: Request):
-    hub_of(request).repo(request, rtype_of(request))
-    check_revision(param(request, "rev"))
-    raise NotSupported("this registry speaks git-LFS only: set HF_HUB_DISABLE_XET=1 on the client")
-
-
 ROUTES = [
     Route(R + "/preupload/{rev}", preupload, methods=["POST"]),
     Route(R + "/commit/{rev}", commit, methods=["POST"]),
@@ -358,8 +363,6 @@ ROUTES = [
     Route(R + "/paths-info/{rev}", paths_info, methods=["POST"]),
     Route(R + "/commits/{rev}", commits, methods=["GET"]),
     Route(R + "/super-squash/{rev}", super_squash, methods=["POST"]),
-    Route(R + "/xet-write-token/{rev}", no_xet, methods=["GET"]),
-    Route(R + "/xet-read-token/{rev}", no_xet, methods=["GET"]),
     Route("/datasets/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),
     Route("/spaces/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),
     Route("/{ns}/{name}/resolve/{rev}/{path:anypath}", resolve, methods=["GET", "HEAD"]),

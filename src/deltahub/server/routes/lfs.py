@@ -110,7 +110,7 @@ async def lfs_files(request: Request):
     repo = hub.repo(request, rtype_of(request), write=True)
     out = []
     for f in hub.store.lfs_files(repo):
-        if not hub.store.has_blob(f["sha256"]):
+        if hub.store.content_size(f["sha256"]) is None:
             continue  # permanently deleted
         out.append(
             {

@@ -2,35 +2,53 @@
 
 Nothing runs on the server. The deltas are pinned to the commit each one's main branch points at
 when the page is drawn, so the config and the command merge exactly what the page showed. Only
-the methods that both routes run with the same code are offered: deltahub's own, which the
-plugin registers in mergekit (``deltahub_mergekit.method.PLUGIN_METHODS``; a test keeps the two
-lists equal). Parameter names and defaults come from ``deltahub.merge.methods``, the one
-declaration both routes read.
+the methods that both routes run with the same code are offered: those the mergekit plugin
+registers (``deltahub.merge.registry.mergekit_methods``, plugins' included). Parameter names,
+types and defaults come from each method's declaration; the config is written by the one
+``gam.yml`` writer (:mod:`deltahub.share.mergekit_config`).
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from ...errors import InputError
+from ...share.mergekit_config import MergekitConfig, Pick
 
-COMPOSE_METHODS = ("gam", "knots", "tsv")
+__all__ = ["MAX_DELTAS", "Composition", "Pick", "default_method", "method_defaults", "parse_params", "parse_weight"]
+
 MAX_DELTAS = 32
 _TRUE = ("on", "true", "1", "yes")
 
 
+def __getattr__(name: str):
+    if name == "COMPOSE_METHODS":  # read on first use: the merge code (and torch) loads then
+        from ...merge.registry import mergekit_methods
+
+        return mergekit_methods()
+    raise AttributeError(name)
+
+
+def default_method() -> str:
+    """The method the page shows first (deltahub's default, when the plugin offers it)."""
+    from ...merge.registry import default_method as first
+
+    return first() if first() in __getattr__("COMPOSE_METHODS") else __getattr__("COMPOSE_METHODS")[0]
+
+
+def _method(name: str):
+    from ...merge.registry import METHODS, mergekit_methods
+
+    if name not in mergekit_methods():
+        raise InputError(f"unknown method '{name[:40]}'", f"choose one of: {', '.join(mergekit_methods())}")
+    return METHODS[name]
+
+
 def method_defaults(method: str) -> dict[str, Any]:
     """The method's parameters with their defaults (imports torch on first use: the merge code's)."""
-    if method not in COMPOSE_METHODS:
-        raise InputError(f"unknown method '{method[:40]}'", f"choose one of: {', '.join(COMPOSE_METHODS)}")
-    from ...merge.methods import resolve_params
-
-    return resolve_params(method, {})
+    return _method(method).resolve({})
 
 
 def _number(text: str, what: str) -> float:
@@ -49,23 +67,23 @@ def parse_params(method: str, given: dict[str, str], submitted: bool) -> dict[st
     An unticked checkbox sends nothing, so a boolean is False once the form was ``submitted`` and its
     default before that.
     """
-    from ...merge.methods import resolve_params
-
+    spec = _method(method)
+    inputs = spec.input_parameters
     params: dict[str, Any] = {}
-    for name, default in method_defaults(method).items():
+    for name, default in spec.resolve({}).items():
         raw = given.get(name)
         if isinstance(default, bool):
             params[name] = (raw or "").lower() in _TRUE if submitted else default
         elif raw is None or raw.strip() == "":
             params[name] = default
+        elif name in inputs or isinstance(default, int):  # an input's index (or auto, a name)
+            text = raw.strip()
+            params[name] = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else text[:100]
         elif isinstance(default, float):
             params[name] = _number(raw.strip(), name)
-        elif isinstance(default, int):  # GAM's reference: an input index or "auto"
-            text = raw.strip()
-            params[name] = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else text
         else:
             params[name] = raw.strip()[:100]
-    return resolve_params(method, params)
+    return spec.resolve(params)
 
 
 def parse_weight(text: str | None) -> float:
@@ -73,24 +91,9 @@ def parse_weight(text: str | None) -> float:
 
 
 @dataclass(frozen=True)
-class Pick:
-    """One ticked delta, pinned to a commit."""
-
-    repo_id: str
-    revision: str
-    weight: float
-
-    @property
-    def spec(self) -> str:
-        return f"{self.repo_id}@{self.revision}"
-
-
-@dataclass(frozen=True)
-class Composition:
-    base: str
-    method: str
-    picks: tuple[Pick, ...]
-    params: dict[str, Any]
+class Composition(MergekitConfig):
+    """The page's merge: at most ``MAX_DELTAS`` ticked deltas, weights with a positive sum, every
+    parameter that names an input naming a ticked one."""
 
     def __post_init__(self) -> None:
         if not self.picks:
@@ -99,47 +102,10 @@ class Composition:
             raise InputError(f"{len(self.picks)} deltas ticked (at most {MAX_DELTAS})", "tick fewer deltas")
         if sum(p.weight for p in self.picks) <= 0:
             raise InputError("the weights add up to zero or less", "give at least one delta a positive weight")
-        ref = self.params.get("reference")
-        if isinstance(ref, int) and not isinstance(ref, bool) and not 0 <= ref < len(self.picks):
-            raise InputError(
-                f"reference {ref} is not one of the {len(self.picks)} ticked deltas",
-                f"use an index from 0 to {len(self.picks) - 1}, or auto",
-            )
-
-    def config(self) -> dict[str, Any]:
-        """mergekit's config: ``BASE+NS/NAME@SHA`` inputs (its LoRA syntax), shared parameters at the top."""
-        return {
-            "merge_method": self.method,
-            "base_model": self.base,
-            "models": [{"model": f"{self.base}+{p.spec}", "parameters": {"weight": p.weight}} for p in self.picks],
-            "parameters": dict(self.params),
-            "dtype": "float32",  # merge in fp32: the delta of a bf16 model is not low-rank
-        }
-
-    def yaml(self) -> str:
-        return yaml.safe_dump(self.config(), sort_keys=False, allow_unicode=True)
-
-    @staticmethod
-    def mergekit_command(config: str = "gam.yml", out: str = "merged-mergekit") -> str:
-        return shlex.join(
-            ["mergekit-yaml", config, out, "--lora-merge-cache", "lora-cache", "--lora-merge-dtype", "float32"]
-        )
-
-    def deltahub_command(self, out: str = "merged-deltahub") -> str:
-        """The same merge by ``deltahub merge``: a full model on the same base, like mergekit writes."""
-        args = [
-            "deltahub",
-            "merge",
-            *(p.spec for p in self.picks),
-            "--method",
-            self.method,
-            "--weights",
-            ",".join(repr(p.weight) for p in self.picks),
-        ]
-        for name, value in self.params.items():
-            if isinstance(value, bool):
-                if value:  # False is every boolean's default on both command lines
-                    args.append("--" + name.replace("_", "-"))
-            else:
-                args += ["--" + name.replace("_", "-"), str(value)]
-        return shlex.join([*args, "--base", self.base, "--full", "--out", out])
+        for name in _method(self.method).input_parameters:
+            value = self.params.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < len(self.picks):
+                raise InputError(
+                    f"{name} {value} is not one of the {len(self.picks)} ticked deltas",
+                    f"use an index from 0 to {len(self.picks) - 1}, or auto",
+                )

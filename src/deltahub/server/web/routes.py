@@ -264,8 +264,8 @@ class Pages:
         if not shards:
             return {"preview": None, "shard_rows": None, "shards": 0}
         first = tree[shards[0]]
-        got = preview.preview(self.store.blob_path(first.sha256), first.sha256, shards[0])
-        rows = preview.count_rows(tuple(self.store.blob_path(tree[p].sha256) for p in shards))
+        got = preview.preview(self.store.local_blob(first.sha256), first.sha256, shards[0])
+        rows = preview.count_rows(tuple(self.store.local_blob(tree[p].sha256) for p in shards))
         return {"preview": got, "shard_rows": rows, "shards": len(shards)}
 
     def files(self, request: Request, who: Visitor) -> Response:
@@ -335,18 +335,19 @@ class Pages:
         e = self.store.entry(sha, path)
         if e is None:
             raise EntryNotFound(f"Entry not found: {path}", commit=sha)
-        if not self.store.has_blob(e.sha256, e.size):  # a mirror's large file, fetched on its first API read
+        if self.store.content_size(e.sha256) != e.size:  # a mirror's large file, fetched on its first API read
             raise EntryNotFound(
                 f"{path} is not fetched from the upstream yet: download it through the Hub API", commit=sha
             )
+        blob = self.store.local_blob(e.sha256)
         suffix = Path(path).suffix.lower()
         headers = dict(RAW_HEADERS, **{"Cache-Control": "private, max-age=3600"})
         if suffix in IMAGE_TYPES:
-            return FileResponse(self.store.blob_path(e.sha256), media_type=IMAGE_TYPES[suffix], headers=headers)
+            return FileResponse(blob, media_type=IMAGE_TYPES[suffix], headers=headers)
         if suffix in TEXT_SUFFIXES or path == "LICENSE":
-            return FileResponse(self.store.blob_path(e.sha256), media_type="text/plain; charset=utf-8", headers=headers)
+            return FileResponse(blob, media_type="text/plain; charset=utf-8", headers=headers)
         return FileResponse(
-            self.store.blob_path(e.sha256),
+            blob,
             media_type="application/octet-stream",
             headers=headers,
             filename=path.rsplit("/", 1)[-1],
