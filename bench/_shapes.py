@@ -18,9 +18,12 @@ SHAPES = {
 }
 
 
-def build(path: Path, shape: str, max_positions: int = 4096, seed: int = 0) -> Path:
+def build(
+    path: Path, shape: str, max_positions: int = 4096, seed: int = 0, vocab_size: int | None = None, tied: bool = True
+) -> Path:
     """Save a random model of ``shape``: built on the GPU in bf16 when there is one (an 8B model in seconds),
-    else on the CPU in fp32."""
+    else on the CPU in fp32. ``vocab_size`` (default: the character tokenizer's) and ``tied`` give a real
+    model's embedding and head, for memory figures (the tokenizer uses the first ids only)."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -29,7 +32,7 @@ def build(path: Path, shape: str, max_positions: int = 4096, seed: int = 0) -> P
     hidden, layers, inter, heads, kv, head_dim = SHAPES[shape]
     tok = char_tokenizer()
     cfg = Qwen3Config(
-        vocab_size=len(tok),
+        vocab_size=max(vocab_size or 0, len(tok)),
         hidden_size=hidden,
         intermediate_size=inter,
         num_hidden_layers=layers,
@@ -37,7 +40,7 @@ def build(path: Path, shape: str, max_positions: int = 4096, seed: int = 0) -> P
         num_key_value_heads=kv,
         head_dim=head_dim,
         max_position_embeddings=max_positions,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,

@@ -8,6 +8,7 @@ dependency does not take the whole CLI down.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -95,12 +96,24 @@ def error_line(message: str, fix: str | None) -> str:
     return f"error: {message}" + (f" (fix: {fix})" if fix else "")
 
 
+def _launched_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when launched alone)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
         cli.main(args=argv, prog_name="deltahub", standalone_mode=False)
     except DeltahubError as exc:
-        click.secho(error_line(exc.message, exc.fix), fg="red", err=True)
+        rank = _launched_rank()
+        if rank == 0:
+            click.secho(error_line(exc.message, exc.fix), fg="red", err=True)
+        elif not getattr(exc, "same_on_every_rank", False):  # a launch error: rank 0 has said it already
+            click.secho(f"[rank {rank}] " + error_line(exc.message, exc.fix), fg="red", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -198,6 +198,55 @@ class Resources(_Strict):
     notes: str | None = None
 
 
+STAGES = ("generate", "train", "eval")
+
+
+class LaunchSpec(_Strict):
+    """How ``deltahub run`` starts its GPU stages: each stage named in ``stages`` runs as
+    ``LAUNCHER ... -m deltahub.pipeline.stage`` with ``processes`` processes on this node (one per GPU), the
+    rest (world, publish, pull, merges) in ``deltahub run``'s own process. vLLM generation and evaluation
+    never run under a launcher: vLLM parallelises inside one process (``tensor_parallel_size`` ...)."""
+
+    launcher: Literal["none", "torchrun", "accelerate"] = "none"
+    processes: int = Field(1, ge=1, description="processes on this node, one per GPU")
+    config: str | None = Field(
+        None,
+        description="accelerate: its config file (DDP, FSDP, DeepSpeed: recipes/accelerate/*.yaml); a relative "
+        "path is read from the recipe's folder, else from the working directory",
+    )
+    stages: list[Literal[STAGES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(STAGES), description="the stages that run under the launcher"
+    )
+    args: list[str] = Field(default_factory=list, description="further arguments for the launcher")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchSpec:
+        if self.launcher == "none" and (self.processes > 1 or self.config):
+            raise ValueError("processes > 1 and config need a launcher (torchrun or accelerate)")
+        if self.config and self.launcher != "accelerate":
+            raise ValueError("config is an accelerate config file: set launcher: accelerate")
+        return self
+
+    def runs(self, stage: str) -> bool:
+        """Whether ``stage`` runs under the launcher."""
+        return self.launcher != "none" and stage in self.stages
+
+    def command(self) -> list[str]:
+        """The launcher's command line up to the module it runs (the launcher of this Python's environment)."""
+        import sys
+
+        def tool(name: str, module: list[str]) -> list[str]:
+            exe = Path(sys.executable).with_name(name)
+            return [str(exe)] if exe.exists() else [sys.executable, "-m", *module]
+
+        n = str(self.processes)
+        if self.launcher == "torchrun":
+            return [*tool("torchrun", ["torch.distributed.run"]), "--standalone", "--nproc_per_node", n, *self.args]
+        launch = [*tool("accelerate", ["accelerate.commands.accelerate_cli"]), "launch"]
+        config = ["--config_file", self.config] if self.config else []
+        return [*launch, *config, "--num_processes", n, *self.args]
+
+
 class Recipe(_Strict):
     name: str
     description: str = ""
@@ -208,6 +257,7 @@ class Recipe(_Strict):
     merge: MergeSpec = Field(default_factory=MergeSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     resources: Resources = Field(default_factory=Resources)
+    launch: LaunchSpec = Field(default_factory=LaunchSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -233,6 +283,12 @@ class Recipe(_Strict):
         uses_toy = uses_toy or self.student.model.startswith("toy:")
         if uses_toy and self.world is None:
             raise ValueError("the recipe uses toy: references but has no 'world:' section")
+        if self.launch.runs("train"):  # a batch that does not divide fails here, not an hour into a GPU job
+            for i, d in enumerate(self.deltas):
+                try:
+                    d.train_config().resolved(self.launch.processes).accumulation_steps(self.launch.processes)
+                except InputError as exc:
+                    raise ValueError(f"deltas[{i}].train: {exc.message} under launch.processes ({exc.fix})") from None
         return self
 
     def merge_deltas(self) -> list[DeltaSpec]:
@@ -271,4 +327,16 @@ def read_yaml(path: str | Path, what: str = "recipe") -> Any:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    return parse_recipe(read_yaml(path), str(path))
+    """The validated recipe at ``path``; a relative ``launch.config`` is found beside the recipe first."""
+    recipe = parse_recipe(read_yaml(path), str(path))
+    config = recipe.launch.config
+    if config and not Path(config).is_absolute():
+        beside = Path(path).parent / config
+        found = beside if beside.is_file() else Path(config)
+        if not found.is_file():
+            raise InputError(
+                f"{path}: launch.config {config} not found (looked beside the recipe and in {Path.cwd()})",
+                "give the path of an accelerate config, e.g. accelerate/deepspeed_zero2.yaml beside recipes/",
+            )
+        recipe.launch.config = str(found.resolve())
+    return recipe

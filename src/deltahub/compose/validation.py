@@ -147,11 +147,12 @@ class ValidationSet:
         return scores, correct
 
     def _toy(self, model: Path, adapter: Path | None, half: Half) -> dict[str, list[int]]:
-        from ..toy.evaluate import exact_match, load_model
+        from ..evaluate.core import toy_exact_match  # divided across processes under torchrun/accelerate launch
+        from ..toy.evaluate import load_model
 
         m, tok = load_model(model, adapter)
         return {
-            f"toy:{skill}": [int(hit) for hit in exact_match(m, tok, toy_items(skill, half, self.n, self.seed))]
+            f"toy:{skill}": [int(hit) for hit in toy_exact_match(m, tok, toy_items(skill, half, self.n, self.seed))]
             for skill in self.toy
         }
 

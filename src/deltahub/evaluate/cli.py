@@ -51,10 +51,13 @@ def eval_command(
 ) -> None:
     """Evaluate MODEL (a model or adapter folder, or a repo id) and print a table."""
     from ..atomic import atomic_write_text
+    from ..distributed import current
     from . import comparison_table, evaluate, write_model_index
-    from .core import resolve_model
+    from .core import launch_line, resolve_model
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if current().is_main and current().launched:  # a plain run prints its table only
+        click.echo(launch_line(names), err=True)
     res = evaluate(
         model,
         names,
@@ -65,6 +68,8 @@ def eval_command(
         include_path=include_path,
         chat_template=chat_template,
     )
+    if not current().is_main:  # every process has the scores; the main one reports and writes them
+        return
     click.echo(comparison_table({model if adapter is None else f"{model} + {adapter}": res}))
     if output:
         atomic_write_text(output, json.dumps(res, indent=2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from ..distributed import LaunchError, broadcast, current, gather, main_first, split
 from ..errors import InputError
 from ..share.pull import resolve_local
 from ..weights import read_adapter_config
@@ -99,7 +100,11 @@ def _lm_eval(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    # indexing lm-eval's own ~15,000 task files takes ~11 s (in every process of a launch): skip it when
+    # include_path holds every task
+    manager = TaskManager(include_path=str(include_path), include_defaults=False) if include_path else None
+    if manager is None or any(t not in manager.all_tasks for t in tasks):
+        manager = TaskManager(include_path=str(include_path) if include_path else None)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         raise InputError(
@@ -112,6 +117,9 @@ def _lm_eval(
             args += f",enable_lora=True,lora_local_path={adapter}"
         else:
             args += f",peft={adapter}"
+    # Under torchrun / accelerate launch every process runs this: lm-eval's HF backend then divides the requests
+    # across the processes itself (one GPU each) and returns the results on rank 0 only; on CPU processes it
+    # evaluates everything in each. vLLM parallelises inside one process (see evaluate()).
     res = lm_eval.simple_evaluate(
         model=backend,
         model_args=args,
@@ -122,6 +130,7 @@ def _lm_eval(
         limit=limit,
         apply_chat_template=chat_template,
     )
+    res = broadcast(res if current().is_main else None)
     out: dict[str, dict[str, float]] = {}
     for task, metrics in res["results"].items():
         out[task] = {
@@ -130,6 +139,26 @@ def _lm_eval(
             if isinstance(v, (int, float)) and not k.split(",")[0].endswith("_stderr") and k != "sample_len"
         }
     return out
+
+
+def toy_verdicts(
+    model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200, seed: int = 0
+) -> dict[str, list[bool]]:
+    """Per skill, whether each of the ``n`` evaluation questions (``sample(skill, "eval", n, seed)``) is answered
+    exactly; under several processes each scores a contiguous share of the questions, all get every verdict."""
+    from ..toy.evaluate import load_model
+    from ..toy.skills import sample
+
+    m, tok = load_model(model, adapter)
+    return {skill: toy_exact_match(m, tok, sample(skill, "eval", n, seed=seed)) for skill in skills}
+
+
+def toy_exact_match(model, tokenizer, items: list[tuple[str, str]]) -> list[bool]:
+    """The toy evaluator's exact match of ``items``, divided across the launched processes and gathered in order
+    (each verdict depends on its own question only, so the division does not change it)."""
+    from ..toy.evaluate import exact_match
+
+    return gather(exact_match(model, tokenizer, split(items)))
 
 
 def evaluate(
@@ -141,26 +170,48 @@ def evaluate(
     backend: str = "auto",
     include_path: str | Path | None = None,
     chat_template: bool = False,
-    device: str = "cpu",
+    device: str | None = None,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Scores of MODEL (+ ADAPTER) per task: ``{task: {metric: value}}``; toy skills report ``exact_match``."""
+    """Scores of MODEL (+ ADAPTER) per task: ``{task: {metric: value}}``; toy skills report ``exact_match``.
+
+    ``device``: where lm-eval's HF backend runs (default: the GPU when one is visible). Under ``torchrun`` /
+    ``accelerate launch`` every process calls this and gets the same scores: toy questions are divided across
+    the processes, lm-eval tasks are divided by lm-eval itself."""
     if not tasks:
         raise InputError("no tasks given", "pass --tasks, e.g. --tasks gsm8k or --tasks toy:srt,toy:cnt")
-    base, adapter_path = resolve_model(model, adapter)
+    base, adapter_path = main_first(lambda: resolve_model(model, adapter))  # a repo id is pulled once
     toy = [t for t in tasks if is_toy_task(t)]
     other = [t for t in tasks if not is_toy_task(t)]
     results: dict[str, dict[str, float]] = {}
     if toy:
-        from ..toy.evaluate import evaluate as toy_evaluate
-
         skills = [_toy_name(t) for t in toy]
-        scores = toy_evaluate(base, skills, adapter=adapter_path, n=limit or 200, seed=seed)
-        results.update({f"{TOY_PREFIX}{s}": {"exact_match": scores[s]} for s in skills})
+        verdicts = toy_verdicts(base, skills, adapter=adapter_path, n=limit or 200, seed=seed)
+        results.update({f"{TOY_PREFIX}{s}": {"exact_match": sum(v) / len(v)} for s, v in verdicts.items()})
     if other:
-        results.update(
-            _lm_eval(
-                base, adapter_path, other, limit, batch_size, pick_backend(backend), include_path, chat_template, device
+        chosen = pick_backend(backend)
+        if chosen == "vllm" and current().distributed:
+            raise LaunchError(
+                f"lm-eval's vLLM backend was launched on {current().world_size} processes; vLLM parallelises "
+                "inside one process",
+                "run 'deltahub eval --backend vllm' without torchrun / accelerate launch, or use --backend hf",
             )
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        results.update(
+            _lm_eval(base, adapter_path, other, limit, batch_size, chosen, include_path, chat_template, device)
         )
     return results
+
+
+def launch_line(tasks: list[str]) -> str:
+    """What ``deltahub eval`` prints before it starts: how many processes, and how the work is divided."""
+    toy = [t for t in tasks if is_toy_task(t)]
+    how = []
+    if toy:
+        how.append("toy questions divided across processes")
+    if len(toy) < len(tasks):
+        how.append("lm-eval tasks divided by lm-eval (across GPUs; each CPU process evaluates all)")
+    return current().line("evaluating", "; ".join(how))

@@ -76,7 +76,12 @@ def generate_command(
         overwrite=overwrite,
         restart=restart,
         progress=not no_progress,
+        log=lambda line: click.echo(line, err=True),
     )
+    from ..distributed import current
+
+    if not current().is_main:  # the main process reports
+        return
     prov = json.loads((path / "deltahub.json").read_text())
     removed = ", ".join(f"{k}={v}" for k, v in prov["filters"].items()) or "no filters"
     click.echo(f"wrote {prov['pairs']} pairs to {path} ({removed})")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic import atomic_dir, check_output_dir
+from ..distributed import Launch, current, main_first, on_main, wait_for_everyone
 from .backends import make_backend, resolve_backend
 from .filters import FilterSettings, apply_filters
 from .pairs import write_pairs_folder
@@ -36,28 +38,33 @@ def _run_role(
     backend_name: str,
     progress: bool,
 ) -> None:
+    """Answer every unfinished batch of ``role``; under several processes each takes a contiguous share of
+    the batches (the batches themselves do not change, so the answers are those of one process)."""
     from tqdm.auto import tqdm
+
+    from ..distributed import broadcast, current, split
 
     bs = settings.batch_size
     starts = list(range(0, len(prompts), bs))
     done = work.done(role)
-    pending = [s for s in starts if s not in done]
-    if not pending:
+    pending = broadcast([s for s in starts if s not in done])  # listed before any process writes a shard
+    mine = split(pending)
+    if not mine:
         return
     backend = make_backend(backend_name, settings)
     info = backend.load(model)
     work.write_model(role, asdict(info))
+    launch = current()
     bar = tqdm(
-        total=len(prompts),
-        initial=len(prompts) - sum(min(bs, len(prompts) - s) for s in pending),
-        desc=f"{role}: {model}",
+        total=sum(min(bs, len(prompts) - s) for s in mine),
+        desc=f"{role}: {model}" + (f" (rank {launch.rank} of {launch.world_size})" if launch.distributed else ""),
         unit="prompt",
-        disable=not progress,
+        disable=not progress or not launch.is_main,
         dynamic_ncols=True,
     )
     tokens, t0 = 0, time.perf_counter()
     try:
-        for start in pending:
+        for start in mine:
             batch = prompts.conversations[start : start + bs]
             responses = backend.generate(batch, start)
             work.write_shard(role, start, [dict(index=start + j, **asdict(r)) for j, r in enumerate(responses)])
@@ -109,6 +116,7 @@ def _provenance(
     rows: list[dict],
     kept: int,
     removed: dict[str, int],
+    launch: Launch,
 ) -> dict:
     """The pairs' ``deltahub.json``: both models as loaded, the prompt source, every setting, the counts."""
     return {
@@ -120,7 +128,7 @@ def _provenance(
         "prompts": {k: prompts.source.get(k) for k in ("dataset", "split", "revision", "column", "count")},
         "pairs": kept,
         "filters": removed,
-        "generation": settings.provenance(backend),
+        "generation": {**settings.provenance(backend), "launch": launch.provenance()},
         "metrics": {
             "chosen_finish_length": sum(r["chosen_finish_reason"] == "length" for r in rows),
             "rejected_finish_length": sum(r["rejected_finish_reason"] == "length" for r in rows),
@@ -149,25 +157,35 @@ def generate_pairs(
     restart: bool = False,
     keep_work: bool = False,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Write a pairs dataset folder at ``out`` and return it (resuming an unfinished run of the same settings).
 
     A run that fails before any answer is on disk (e.g. a model does not load) leaves nothing behind;
     one that fails later keeps its finished batches in ``.OUT.work/`` for the rerun.
+
+    Under ``torchrun`` / ``accelerate launch`` (transformers backend) every process calls this: each answers a
+    contiguous share of the batches into the shared work folder (and resumes its own share), and the main
+    process writes the pairs in prompt order. ``log`` (main process only) gets the line that says how many
+    processes generate.
     """
     settings = settings or GenerationSettings()
     filters = filters or FilterSettings()
     out = check_output_dir(Path(out), overwrite)
-    if not isinstance(prompts, Prompts):
-        prompts = load_prompts(
-            prompts,
-            split=split,
-            prompt_column=prompt_column,
-            messages_column=messages_column,
-            system_prompt=settings.system_prompt,
-            limit=limit,
-        )
     backend_name = resolve_backend(backend)
+    launch = _launch(backend_name)
+    if not isinstance(prompts, Prompts):
+        source = prompts
+        prompts = main_first(  # a dataset repo is pulled once, by the main process
+            lambda: load_prompts(
+                source,
+                split=split,
+                prompt_column=prompt_column,
+                messages_column=messages_column,
+                system_prompt=settings.system_prompt,
+                limit=limit,
+            )
+        )
     run = {
         "chosen": chosen,
         "rejected": rejected,
@@ -176,19 +194,44 @@ def generate_pairs(
         "backend": backend_name,
         "settings": fingerprint(settings),
     }
-    work = WorkDir(out, run, restart=restart)
+    if log is not None and launch.is_main and launch.launched:  # a plain run: errors stay one line
+        batches = -(-len(prompts) // settings.batch_size)
+        log(launch.line("generating", f"{batches} batches of up to {settings.batch_size} prompts per model"))
+    # the main process checks and prepares the work folder; the others then open it as it is
+    work = main_first(lambda: WorkDir(out, run, restart=restart and current().is_main))
     try:
         for role, model in zip(ROLES, (chosen, rejected), strict=True):
             _run_role(work, role, model, prompts, settings, backend_name, progress)
     except BaseException:
-        work.remove_if_unstarted()
+        if current().is_main:
+            work.remove_if_unstarted()
         raise
-    rows = _pair_rows(work, prompts, settings)
-    kept, removed = apply_filters(rows, filters)
-    kept = [{k: v for k, v in row.items() if k not in ("chosen_text", "rejected_text")} for row in kept]
-    provenance = _provenance(work, prompts, settings, backend_name, rows, len(kept), removed)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_pairs_folder(tmp, kept, provenance)
-    if not keep_work:
-        work.remove()
+    wait_for_everyone()  # every process's shards are on disk
+
+    def write() -> None:
+        rows = _pair_rows(work, prompts, settings)
+        kept, removed = apply_filters(rows, filters)
+        kept = [{k: v for k, v in row.items() if k not in ("chosen_text", "rejected_text")} for row in kept]
+        provenance = _provenance(work, prompts, settings, backend_name, rows, len(kept), removed, launch)
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            write_pairs_folder(tmp, kept, provenance)
+        if not keep_work:
+            work.remove()
+
+    on_main(write, share=False)  # the pairs, in prompt order, by the main process alone
     return out
+
+
+def _launch(backend: str):
+    """The processes this run divides its batches over; vLLM parallelises inside one process instead."""
+    from ..distributed import LaunchError, launch_state
+
+    launch = launch_state()
+    if launch.distributed and backend == "vllm":
+        raise LaunchError(
+            f"the vLLM backend was launched on {launch.world_size} processes; vLLM runs its own tensor and data "
+            "parallelism from one process",
+            "run 'deltahub generate --backend vllm --tensor-parallel-size N / --data-parallel-size N' without "
+            "torchrun or accelerate launch",
+        )
+    return launch

@@ -27,7 +27,7 @@ class GenerationSettings(Settings):
     device: Literal["auto", "cpu", "cuda"] = setting(
         "auto",
         "transformers backend: where the model runs; auto = the GPU when one is visible (several: "
-        "device_map=auto spreads the model over them).",
+        "device_map=auto spreads the model over them; under torchrun/accelerate launch each process takes one).",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
         "auto",

@@ -8,6 +8,9 @@ lm-eval runner), and is skipped when its output exists for the same inputs (see 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from typing import Any
 import click
 
 from ..atomic import atomic_write_text
+from ..errors import DeltahubError
 from ..recipe import DeltaSpec, Recipe, load_recipe
 from .cache import StageCache
 
@@ -110,6 +114,13 @@ def plan_lines(recipe: Recipe) -> list[str]:
     )
     if recipe.merge.publish and recipe.hub.publish:
         lines.append(f"publish the merged student to {recipe.merge.publish}")
+    launch = recipe.launch
+    if launch.launcher != "none":
+        lines.append(
+            f"launch: {', '.join(launch.stages)} under {launch.launcher} with {launch.processes} processes: "
+            + shlex.join([Path(launch.command()[0]).name, *launch.command()[1:]])
+            + " -m deltahub.pipeline.stage SPEC (vLLM stages run in this process: vLLM parallelises itself)"
+        )
     r = recipe.resources
     if r.gpus or r.launch:
         lines.append(
@@ -202,6 +213,7 @@ class _Run:
 def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = False, log=_echo) -> RunResult:
     """Run (or, with ``dry_run``, only plan) a recipe; resumable through ``work``."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    _refuse_launched()
     if dry_run:
         for line in plan_lines(recipe):
             log(line)
@@ -220,6 +232,20 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
     run.result.seconds = time.time() - t0
     _write_summary(run)
     return run.result
+
+
+def _refuse_launched() -> None:
+    """``deltahub run`` drives the stages from one process; under a launcher every process would run all of
+    them (and publish, merge ...) at once."""
+    from ..distributed import LaunchError, current
+
+    launch = current()
+    if launch.distributed:
+        raise LaunchError(
+            f"deltahub run was started on {launch.world_size} processes (by {launch.launcher or 'a launcher'})",
+            "run 'deltahub run RECIPE' in one process; the recipe's launch: section starts its GPU stages under "
+            "torchrun / accelerate launch",
+        )
 
 
 def _start(recipe: Recipe, work: Path, log) -> _Run:
@@ -244,9 +270,6 @@ def _start(recipe: Recipe, work: Path, log) -> _Run:
 
 def _delta_stages(run: _Run, d: DeltaSpec) -> None:
     """One delta: its pairs, its DPO delta, and (when the recipe publishes) publish + pull back."""
-    from ..generate import generate_pairs
-    from ..train import train_delta
-
     run.log(f"delta {d.name}")
     res, cache, work = run.res, run.cache, run.work
     prompts, split = res.prompts(d)
@@ -258,29 +281,33 @@ def _delta_stages(run: _Run, d: DeltaSpec) -> None:
         "generation": d.generation,
         "filters": d.filters,
     }
+    generate = {
+        "chosen": res.model(d.chosen),
+        "rejected": res.model(d.rejected),
+        "prompts": prompts,
+        "out": str(pairs_dir),
+        "settings": d.generation_settings().to_dict(),
+        "filters": d.filter_settings().to_dict(),
+        "split": split,
+        "overwrite": True,
+        "progress": True,
+    }
     pairs_key, _ = cache.run(
-        f"generate:{d.name}",
-        gen_inputs,
-        lambda: str(
-            generate_pairs(
-                res.model(d.chosen),
-                res.model(d.rejected),
-                prompts,
-                pairs_dir,
-                d.generation_settings(),
-                d.filter_settings(),
-                split=split,
-                overwrite=True,
-                progress=True,
-            )
-        ),
-        pairs_dir,
+        f"generate:{d.name}", gen_inputs, lambda: _stage(run, "generate", f"generate-{d.name}", generate), pairs_dir
     )
     delta_dir = work / f"delta-{d.name}"
+    train = {
+        "student": run.student,
+        "pairs": str(pairs_dir),
+        "out": str(delta_dir),
+        "config": d.train_config().to_dict(),
+        "overwrite": True,
+        "progress": True,
+    }
     train_key, _ = cache.run(
         f"train:{d.name}",
         {"student": run.student_key, "pairs": pairs_key, "train": d.train},
-        lambda: str(train_delta(run.student, pairs_dir, delta_dir, d.train_config(), overwrite=True, progress=True)),
+        lambda: _stage(run, "train", f"train-{d.name}", train),
         delta_dir,
     )
     info: dict[str, Any] = {"adapter": str(delta_dir), "dataset": str(pairs_dir)}
@@ -294,22 +321,19 @@ def _delta_stages(run: _Run, d: DeltaSpec) -> None:
 
 def _sft_control_stage(run: _Run, d: DeltaSpec) -> None:
     """SFT on the same chosen answers, the control the delta is compared with."""
-    from ..train import train_delta
-
     sft_dir = run.work / f"sft-{d.name}"
+    train = {
+        "student": run.student,
+        "pairs": str(run.work / f"pairs-{d.name}"),
+        "out": str(sft_dir),
+        "config": d.train_config(objective="sft").to_dict(),
+        "overwrite": True,
+        "progress": True,
+    }
     run.cache.run(
         f"sft:{d.name}",
         {"student": run.student_key, "pairs": run.cache.key(f"generate:{d.name}"), "train": d.train},
-        lambda: str(
-            train_delta(
-                run.student,
-                run.work / f"pairs-{d.name}",
-                sft_dir,
-                d.train_config(objective="sft"),
-                overwrite=True,
-                progress=True,
-            )
-        ),
+        lambda: _stage(run, "train", f"sft-{d.name}", train),
         sft_dir,
     )
 
@@ -334,6 +358,47 @@ def _publish_merged_stage(run: _Run) -> None:
         lambda: _publish(folder, recipe.merge.publish),
     )
     result.published[recipe.merge.publish] = rev
+
+
+def _stage(run: _Run, kind: str, label: str, kwargs: dict) -> Any:
+    """A generate/train/eval stage: in this process, or under the recipe's launcher when ``launch:`` names it
+    (one spec, :mod:`.stage`, for both). vLLM stages stay here: vLLM parallelises inside one process."""
+    from .stage import run_stage
+
+    spec = {"stage": kind, "kwargs": kwargs}
+    launch = run.recipe.launch
+    if not launch.runs(kind) or _uses_vllm(run.recipe, kind):
+        return run_stage(spec, log=run.log)
+    folder = run.work / "launch"
+    spec_file, result_file = folder / f"{label}.json", folder / f"{label}.result.json"
+    result_file.unlink(missing_ok=True)
+    atomic_write_text(spec_file, json.dumps({**spec, "result": str(result_file)}, indent=1))
+    cmd = [*launch.command(), "-m", "deltahub.pipeline.stage", str(spec_file)]
+    run.log("$ " + shlex.join(cmd))
+    env = dict(os.environ)
+    if "HF_ENDPOINT" in env:  # the registry this run set up (an embedded one lives in this process)
+        env["DELTAHUB_ENDPOINT"] = env["HF_ENDPOINT"]
+    code = subprocess.call(cmd, env=env)
+    if code != 0 or not result_file.is_file():
+        raise DeltahubError(
+            f"stage {label} failed under {launch.launcher} with {launch.processes} processes (exit {code}; "
+            "its output is above)",
+            "fix what it reported and run the recipe again: finished stages are kept",
+        )
+    return json.loads(result_file.read_text(encoding="utf-8"))["value"]
+
+
+def _uses_vllm(recipe: Recipe, kind: str) -> bool:
+    """Whether a stage would run on vLLM (generation on a GPU machine with vLLM; lm-eval's vllm backend)."""
+    if kind == "generate":
+        from ..generate.backends import resolve_backend
+
+        return resolve_backend("auto") == "vllm"
+    if kind == "eval" and recipe.eval.kind == "lm-eval":
+        from ..evaluate.core import pick_backend
+
+        return pick_backend(recipe.eval.backend) == "vllm"
+    return False
 
 
 def _write_summary(run: _Run) -> None:
@@ -416,14 +481,15 @@ def _scorer(spec, skills: list[str]):
     """``score(model, adapter) -> {"scores": {column: value, "avg": mean}, "metrics": {column: metric}}``
     for the recipe's evaluation kind."""
     if spec.kind == "toy":
-        from ..toy import evaluate as toy_evaluate
+        from ..evaluate.core import toy_verdicts
 
         def score_toy(model, adapter, select: bool = False) -> dict:
             """Scores on the ``n`` evaluation questions; per-question verdicts for paired statistics;
             with ``select``, also the verdicts on ``select_n`` further questions (to choose a row by)."""
             extra = spec.select_n if select else 0
-            res = toy_evaluate(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed, details=True)
-            correct = {s: bits[: spec.n] for s, bits in res["correct"].items()}
+            verdicts = toy_verdicts(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed)
+            bits_of = {s: "".join("1" if hit else "0" for hit in v) for s, v in verdicts.items()}
+            correct = {s: bits[: spec.n] for s, bits in bits_of.items()}
             scores = {s: bits.count("1") / spec.n for s, bits in correct.items()}
             out = {
                 "scores": {**scores, "avg": sum(scores.values()) / len(scores)},
@@ -431,7 +497,7 @@ def _scorer(spec, skills: list[str]):
                 "metrics": {s: "exact_match" for s in skills},
             }
             if extra:
-                out["select"] = {s: bits[spec.n :] for s, bits in res["correct"].items()}
+                out["select"] = {s: bits[spec.n :] for s, bits in bits_of.items()}
             return out
 
         return score_toy
@@ -472,7 +538,11 @@ def _evaluate_all(run: _Run) -> None:
     cache, recipe, res, result, work = run.cache, run.recipe, run.res, run.result, run.work
     student, student_key, skills = run.student, run.student_key, run.skills
     spec = recipe.eval
-    score = _scorer(spec, skills)
+
+    def score(model, adapter, select: bool) -> dict:
+        kwargs = {"eval": spec.model_dump(), "skills": skills, "model": model, "adapter": adapter, "select": select}
+        return _stage(run, "eval", f"eval-{len(result.rows)}", kwargs)
+
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key
     eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n"})
 

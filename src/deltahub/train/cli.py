@@ -68,15 +68,32 @@ def train_command(student, pairs, out, recipe, fresh, overwrite, quiet, **option
     missing = [name for name, v in (("--student", student), ("--pairs", pairs), ("--out", out)) if not v]
     if missing:
         raise InputError(f"missing {', '.join(missing)}", "pass them as flags or in the recipe's train: section")
+    from ..distributed import current
     from .health import DeltaHealthWarning  # transformers loads only once the settings are known to be good
     from .trainer import train_delta
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeltaHealthWarning)
-        path = train_delta(student, pairs, out, cfg, overwrite=overwrite, resume=not fresh, progress=not quiet)
+        path = train_delta(
+            student,
+            pairs,
+            out,
+            cfg,
+            overwrite=overwrite,
+            resume=not fresh,
+            progress=not quiet,
+            log=_say,
+        )
+    if not current().is_main:  # the main process reports; the others only trained
+        return
     for w in caught:
         if issubclass(w.category, DeltaHealthWarning):
             click.secho(f"warning: {w.message}", fg="yellow", err=True)
     metrics = json.loads((path / "deltahub.json").read_text(encoding="utf-8"))["metrics"]
     acc = metrics.get("heldout_reward_accuracy")
     click.echo(f"adapter written to {path}" + (f" (held-out reward accuracy {acc:.3f})" if acc is not None else ""))
+
+
+def _say(line: str) -> None:
+    """The launch line on stderr, in yellow when the launcher started fewer processes than it was asked for."""
+    click.secho(line, err=True, fg="yellow" if "WARNING" in line else None)

@@ -45,8 +45,12 @@ class TrainConfig(Settings):
     weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0)
     epochs: float = setting(1.0, "Passes over the training pairs.", gt=0)
     max_steps: int | None = setting(None, "Optimizer steps (overrides epochs).", ge=1)
-    batch_size: int = setting(128, "Effective pairs per optimizer step (gradient accumulation fills it).", ge=1)
-    micro_batch_size: int = setting(8, "Pairs per forward pass per device.", ge=1)
+    batch_size: int = setting(
+        128,
+        "Pairs per optimizer step over all processes: gradient accumulation = batch / (micro-batch x processes).",
+        ge=1,
+    )
+    micro_batch_size: int = setting(8, "Pairs per forward pass per process (device).", ge=1)
     rank: int = setting(64, "LoRA rank r.", ge=1)
     alpha: float = setting(128.0, "LoRA alpha (scale = alpha / r).", gt=0)
     dropout: float = setting(0.05, "LoRA dropout.", ge=0, lt=1)
@@ -85,19 +89,21 @@ class TrainConfig(Settings):
     min_margin_nats: float = setting(0.1, "Health: margin (nats) below which there is 'no delta'.", ge=0)
     health_after: float = setting(0.5, "Health: fraction of the steps before 'no delta' may fire.", ge=0, le=1)
 
-    def resolved(self) -> TrainConfig:
-        """A copy with the device-independent defaults filled in (beta per objective, micro-batch <= batch)."""
+    def resolved(self, world_size: int = 1) -> TrainConfig:
+        """A copy with the device-independent defaults filled in (beta per objective; the micro-batch at
+        most the batch's share of one of ``world_size`` processes)."""
+        share = max(1, self.batch_size // world_size)
         return self.model_copy(
             update={
                 "beta": self.beta if self.beta is not None else DEFAULT_BETA[self.objective],
-                "micro_batch_size": min(self.micro_batch_size, self.batch_size),
+                "micro_batch_size": min(self.micro_batch_size, share),
                 "target_modules": list(self.target_modules),
             }
         )
 
-    def for_device(self, cuda: bool, bf16_capable: bool) -> TrainConfig:
+    def for_device(self, cuda: bool, bf16_capable: bool, world_size: int = 1) -> TrainConfig:
         """A resolved copy with the device-dependent defaults filled in (precision, gradient checkpointing)."""
-        cfg = self.resolved()
+        cfg = self.resolved(world_size)
         return cfg.model_copy(
             update={
                 "bf16": cfg.bf16 if cfg.bf16 is not None else bool(cuda and bf16_capable),
@@ -106,6 +112,13 @@ class TrainConfig(Settings):
                 else cuda,
             }
         )
+
+    def accumulation_steps(self, world_size: int = 1) -> int:
+        """Micro-batches per optimizer step and process, so that every step sees ``batch_size`` pairs
+        whatever the number of processes; a batch that does not divide is a one-line error."""
+        from ..distributed import accumulation_steps
+
+        return accumulation_steps(self.batch_size, self.micro_batch_size, world_size)
 
     def provenance(self) -> tuple[dict, dict]:
         """The ``training`` and ``lora`` blocks of ``deltahub.json``: every setting, once."""

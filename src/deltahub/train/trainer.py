@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..atomic import atomic_dir, atomic_write_text, check_output_dir
+from ..distributed import Launch
 from ..errors import DeltahubError, InputError
 from ..share.cards import write_card
 from ..weights import check_safetensors
@@ -27,6 +28,9 @@ from .objectives import OBJECTIVES, trl_loss_kwargs
 from .plots import plot_training_curves
 
 REQUEST_FILE = "deltahub-request.json"
+DATA_DIR = "data"  # the split pairs every process reads (inside OUT.partial/)
+FINAL_DIR = "final"  # the trained adapter as the Trainer saves it, before it is renamed into OUT
+TRAINER_ONLY_FILES = {"training_args.bin", "README.md"}  # a pickle, and PEFT's placeholder card (ours replaces it)
 OPTIMIZER = "adamw_torch"
 LENGTH_COLUMN = "length"
 CURVE_KEYS = (
@@ -198,13 +202,22 @@ def _progress_callback(enabled: bool):
     return DeltaProgress()
 
 
-def _request(cfg: TrainConfig, student: str, pairs: Pairs) -> dict:
-    """What must match for a partial run to be resumed rather than restarted."""
-    return {"student": student, "pairs": pairs.source, "n_pairs": len(pairs.dataset), "config": cfg.to_dict()}
+def _request(cfg: TrainConfig, student: str, pairs: Pairs, world_size: int) -> dict:
+    """What must match for a partial run to be resumed rather than restarted (the number of processes too:
+    each process's checkpointed random state and share of the data belong to that launch)."""
+    return {
+        "student": student,
+        "pairs": pairs.source,
+        "n_pairs": len(pairs.dataset),
+        "world_size": world_size,
+        "config": cfg.to_dict(),
+    }
 
 
 def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
-    """Return the checkpoint to resume from (None for a fresh start); refuse mismatched partials."""
+    """Return the checkpoint to resume from (None for a fresh start); refuse mismatched partials.
+
+    A fresh start (re)creates ``work``; the caller writes the training data into it."""
     from transformers.trainer_utils import get_last_checkpoint
 
     req_file = work / REQUEST_FILE
@@ -217,12 +230,14 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
                 if old["config"].get(k) != request["config"].get(k)
             )
             changed += [k for k in ("student", "pairs", "n_pairs") if old.get(k) != request.get(k)]
+            if old.get("world_size", 1) != request["world_size"]:
+                changed.append(f"processes: {old.get('world_size', 1)} then, {request['world_size']} now")
             raise InputError(
                 f"{work} holds a partial run with other settings ({', '.join(changed)})",
-                "pass --fresh to discard it, or rerun with the same settings to resume",
+                "pass --fresh to discard it, or rerun with the same settings (and processes) to resume",
             )
         last = get_last_checkpoint(str(work))
-        if last:
+        if last and (work / DATA_DIR).is_dir():
             return last
     if work.exists():
         shutil.rmtree(work)
@@ -231,29 +246,41 @@ def _prepare_work(work: Path, request: dict, resume: bool) -> str | None:
     return None
 
 
-def _prepare_work_all_ranks(work: Path, request: dict, resume: bool) -> str | None:
-    """Under ``accelerate launch`` only the main process touches the work folder; the rest wait."""
-    from accelerate import PartialState
-    from transformers.trainer_utils import get_last_checkpoint
+def _prepare_data(work: Path, request: dict, resume: bool, pairs: Pairs, cfg: TrainConfig) -> tuple[str | None, tuple]:
+    """(checkpoint to resume from, (train, held-out) datasets), the same on every process.
 
-    state = PartialState()
-    if state.num_processes == 1:
-        return _prepare_work(work, request, resume)
-    if state.is_main_process:
-        _prepare_work(work, request, resume)
-    state.wait_for_everyone()
-    return get_last_checkpoint(str(work)) if resume else None
+    The main process prepares the work folder and writes the split pairs into ``work/data`` once
+    (``datasets.save_to_disk``); every process then reads that copy. So the caches TRL's tokenisation and
+    reference log-probs write beside a dataset's files are in one folder all processes see (an in-memory
+    dataset would cache in a temporary folder of its own process, which the other processes cannot open)."""
+    from datasets import load_from_disk
+
+    from ..distributed import on_main
+
+    data = work / DATA_DIR
+
+    def prepare() -> str | None:
+        checkpoint = _prepare_work(work, request, resume)
+        if checkpoint is None:
+            train, heldout = split_heldout(pairs.dataset, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
+            train.save_to_disk(str(data / "train"))
+            if heldout is not None:
+                heldout.save_to_disk(str(data / "heldout"))
+        return checkpoint
+
+    checkpoint = on_main(prepare)
+    heldout = load_from_disk(str(data / "heldout")) if (data / "heldout").is_dir() else None
+    return checkpoint, (load_from_disk(str(data / "train")), heldout)
 
 
-def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool):
-    """DPOConfig / ORPOConfig for a device-resolved ``cfg`` (see :meth:`TrainConfig.for_device`)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world))
+def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool, world_size: int = 1):
+    """DPOConfig / ORPOConfig for a device-resolved ``cfg`` (see :meth:`TrainConfig.for_device`) on
+    ``world_size`` processes (transformers' Trainer and accelerate run DDP/FSDP/DeepSpeed from there)."""
     common = dict(
         output_dir=str(work),
         per_device_train_batch_size=cfg.micro_batch_size,
         per_device_eval_batch_size=cfg.micro_batch_size,
-        gradient_accumulation_steps=accum,
+        gradient_accumulation_steps=cfg.accumulation_steps(world_size),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
@@ -281,6 +308,7 @@ def _trainer_args(cfg: TrainConfig, work: Path, cuda: bool):
         disable_tqdm=True,
         log_level="error",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every LoRA factor is in every forward pass
     )
     if OBJECTIVES[cfg.objective].trainer == "orpo":
         from trl.experimental.orpo import ORPOConfig
@@ -310,7 +338,9 @@ def _add_lengths(trainer) -> None:
     trainer._signature_columns = [*trainer._signature_columns, LENGTH_COLUMN]
 
 
-def _build_trainer(cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: tuple, callbacks: Sequence):
+def _build_trainer(
+    cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: tuple, callbacks: Sequence, world_size: int = 1
+):
     """The TRL trainer for ``cfg.objective`` with our callbacks (and without its printers)."""
     from peft import LoraConfig
     from transformers import PrinterCallback, ProgressCallback
@@ -329,7 +359,7 @@ def _build_trainer(cfg: TrainConfig, work: Path, cuda: bool, model, tok, data: t
     train_ds, eval_ds = data
     trainer = Trainer(
         model=model,
-        args=_trainer_args(cfg, work, cuda),
+        args=_trainer_args(cfg, work, cuda, world_size),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tok,
@@ -399,15 +429,19 @@ def _version(name: str) -> str:
 # the steps of one run
 
 
-def _placement(cfg: TrainConfig) -> tuple[TrainConfig, bool]:
-    """``cfg`` with the device-dependent defaults filled in, and whether a GPU is used."""
+def _placement(cfg: TrainConfig) -> tuple[TrainConfig, bool, Launch]:
+    """``cfg`` with the device- and launch-dependent defaults filled in, whether a GPU is used, and the launch
+    (accelerate's process state is set up here, with the gloo backend on CPU processes)."""
     import torch
 
+    from ..distributed import launch_state
+
     cuda = torch.cuda.is_available()
-    cfg = cfg.for_device(cuda, bool(cuda and torch.cuda.is_bf16_supported()))
+    launch = launch_state(cpu=not cuda)
+    cfg = cfg.for_device(cuda, bool(cuda and torch.cuda.is_bf16_supported()), launch.world_size)
     if cfg.bf16 and not cuda:
         raise InputError("bf16 training needs a GPU here", "drop --bf16 (CPU trains in fp32)")
-    return cfg, cuda
+    return cfg, cuda, launch
 
 
 def _load_student(student: str, path: str, revision: str | None, cfg: TrainConfig, pairs: Pairs):
@@ -475,12 +509,14 @@ def _run_metrics(trainer, has_eval: bool, monitor: HealthMonitor) -> tuple[list[
 
 
 def _write_adapter(
-    out: Path, overwrite: bool, trainer, tok, student: str, title: str, history: list[dict], block: dict
+    out: Path, overwrite: bool, saved: Path, student: str, title: str, history: list[dict], block: dict
 ) -> None:
-    """Adapter, tokenizer, provenance, curves and card, renamed into place only when all are written."""
+    """Adapter and tokenizer as the Trainer saved them (``saved``), provenance, curves and card, renamed into
+    place only when all are written. The Trainer's pickled training arguments are not part of an adapter."""
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        for f in sorted(saved.iterdir()):
+            if f.is_file() and f.name not in TRAINER_ONLY_FILES:
+                shutil.copy2(f, tmp / f.name)
         _set_base_model(tmp / "adapter_config.json", student)
         atomic_write_text(tmp / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history))
         plot_training_curves(history, tmp / "training_curves.png", title=title)
@@ -500,6 +536,7 @@ def train_delta(
     quiet: bool = True,
     student_revision: str | None = None,
     callbacks: Sequence = (),
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a preference delta (PEFT LoRA adapter) of ``student`` on ``pairs``; return ``out``.
 
@@ -511,19 +548,26 @@ def train_delta(
     A killed run restarted with the same arguments resumes from its last checkpoint in
     ``OUT.partial/``; ``resume=False`` discards it. Health warnings are ``DeltaHealthWarning``s;
     with ``config.strict`` a fired check stops training and raises ``DeltahubError``.
+
+    Under ``torchrun`` / ``accelerate launch`` every process calls this; ``batch_size`` stays the global batch
+    (accumulation = batch / (micro-batch x processes)), the main process alone writes ``out``, and ``log``
+    (main process only) gets the line that says how many processes train.
     """
+    from ..distributed import main_first, wait_for_everyone
+
     out = check_output_dir(Path(out), overwrite)
-    pairs_data = load_training_pairs(pairs)
-    student_path = resolve_student(student)
-    cfg, cuda = _placement(config or TrainConfig())
+    cfg, cuda, launch = _placement(config or TrainConfig())
+    accumulation = cfg.accumulation_steps(launch.world_size)
+    # a repo id is pulled once, by the main process; the others then read the cache
+    pairs_data, student_path = main_first(lambda: (load_training_pairs(pairs), resolve_student(student)))
     check_fits(student_path, cuda)
     with _quiet(quiet, progress):
         from transformers import set_seed
 
         tok, model = _load_student(str(student), student_path, student_revision, cfg, pairs_data)
-        data = split_heldout(pairs_data.dataset, cfg.eval_fraction, cfg.max_eval_pairs, cfg.seed)
         work = work_dir(out)
-        checkpoint = _prepare_work_all_ranks(work, _request(cfg, str(student), pairs_data), resume)
+        request = _request(cfg, str(student), pairs_data, launch.world_size)
+        checkpoint, data = _prepare_data(work, request, resume, pairs_data, cfg)
         monitor = HealthMonitor(
             cfg.beta,
             OBJECTIVES[cfg.objective].uses_reference,
@@ -533,30 +577,40 @@ def train_delta(
             cfg.health_after,
         )
         set_seed(cfg.seed)
-        trainer = _build_trainer(cfg, work, cuda, model, tok, data, [monitor, _progress_callback(progress), *callbacks])
+        trainer = _build_trainer(
+            cfg, work, cuda, model, tok, data, [monitor, _progress_callback(progress), *callbacks], launch.world_size
+        )
+        launch = launch.with_trainer(trainer)
+        if log is not None and launch.is_main and launch.launched:  # a plain run: errors stay one line
+            steps = f"{accumulation} accumulation step" + ("s" if accumulation != 1 else "")
+            detail = f"micro-batch {cfg.micro_batch_size} x {steps} x {launch.world_size} = batch {cfg.batch_size}"
+            log(launch.line("training", detail + (f"; resuming from {checkpoint}" if checkpoint else "")))
         _fit(trainer, checkpoint, cfg, monitor, work)
         history, metrics = _run_metrics(trainer, data[1] is not None, monitor)
-        if not trainer.accelerator.is_main_process:
-            return out
-        run = {
-            "precision": "bf16" if cfg.bf16 else "fp32",
-            "device": "cuda" if cuda else "cpu",
-            "steps": trainer.state.global_step,
-            "train_pairs": len(data[0]),
-            "heldout_pairs": 0 if data[1] is None else len(data[1]),
-        }
-        block = _provenance(cfg, pairs_data, {"model": str(student), "revision": student_revision}, run, metrics)
-        _write_adapter(
-            out,
-            overwrite,
-            trainer,
-            tok,
-            str(student),
-            f"{cfg.objective} delta on {Path(str(student)).name}",
-            history,
-            block,
-        )
-    shutil.rmtree(work, ignore_errors=True)
+        trainer.save_model(str(work / FINAL_DIR))  # every process: FSDP/ZeRO-3 gather the adapter to the main one
+        if launch.is_main:
+            run = {
+                "precision": "bf16" if cfg.bf16 else "fp32",
+                "device": "cuda" if cuda else "cpu",
+                "steps": trainer.state.global_step,
+                "train_pairs": len(data[0]),
+                "heldout_pairs": 0 if data[1] is None else len(data[1]),
+                "gradient_accumulation_steps": accumulation,
+                **launch.provenance(),
+            }
+            block = _provenance(cfg, pairs_data, {"model": str(student), "revision": student_revision}, run, metrics)
+            _write_adapter(
+                out,
+                overwrite,
+                work / FINAL_DIR,
+                str(student),
+                f"{cfg.objective} delta on {Path(str(student)).name}",
+                history,
+                block,
+            )
+    wait_for_everyone()  # the adapter is in place before any process returns
+    if launch.is_main:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

@@ -28,25 +28,32 @@ class Placement:
     dtype: str  # "auto" (the checkpoint's) or one of DTYPES
 
 
-def placement(device: str, dtype: str, gpus: int, bf16_capable: bool) -> Placement:
-    """Resolve the ``device``/``dtype`` settings for a machine with ``gpus`` visible GPUs."""
+def placement(device: str, dtype: str, gpus: int, bf16_capable: bool, local_rank: int | None = None) -> Placement:
+    """Resolve the ``device``/``dtype`` settings for a machine with ``gpus`` visible GPUs; ``local_rank``: this
+    process's index on its node when a launcher started several (each then takes one GPU of its own)."""
     if device == "cuda" and gpus == 0:
         raise InputError("device is 'cuda' but no GPU is visible here", "use --device cpu (or auto)")
     if device == "cpu" or (device == "auto" and gpus == 0):
         return Placement("cpu", None, dtype)
     if dtype == "auto":
         dtype = "bfloat16" if bf16_capable else "float16"
+    if local_rank is not None:
+        return Placement("cuda", f"cuda:{local_rank % gpus}", dtype)
     if gpus > 1:
         return Placement("cuda:auto", "auto", dtype)
     return Placement("cuda", "cuda:0", dtype)
 
 
 def machine_placement(device: str, dtype: str) -> Placement:
-    """:func:`placement` for this machine."""
+    """:func:`placement` for this machine and launch."""
     import torch
 
+    from ...distributed import current
+
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return placement(device, dtype, gpus, bool(gpus and torch.cuda.is_bf16_supported()))
+    launch = current()
+    rank = launch.local_rank if launch.distributed else None
+    return placement(device, dtype, gpus, bool(gpus and torch.cuda.is_bf16_supported()), rank)
 
 
 def _first_line(exc: BaseException) -> str:
