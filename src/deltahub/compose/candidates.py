@@ -55,21 +55,13 @@ def content_digest(folder: Path) -> str:
 
 def resolve(spec: str | Path, validate: bool = True) -> Candidate:
     """A local adapter folder or a registry delta (pulled, pinned to the commit that was downloaded)."""
+    from ..share.source import resolve_source
     from ..share.validate import validate_on_registry
 
-    path = Path(spec)
-    if path.exists():
-        cand = Candidate(spec=str(spec), path=path)
-    elif str(spec).count("/") == 1:
-        from ..share.pull import pull_with_info
-
-        local, repo, sha = pull_with_info(str(spec))
-        cand = Candidate(spec=str(spec), path=Path(local), repo=repo, revision=sha)
-    else:
-        raise InputError(
-            f"candidate {spec} is neither a folder nor a repo id",
-            "pass adapter folders or NS/NAME[@REV], a collection, or --base filters",
-        )
+    s = resolve_source(
+        spec, what="candidate", fix="pass adapter folders or NS/NAME[@REV], a collection, or --base filters"
+    )
+    cand = Candidate(spec=s.spec, path=s.path, repo=s.repo, revision=s.revision)
     config = read_adapter_config(cand.path)
     if config is None:
         raise InputError(

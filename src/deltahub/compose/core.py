@@ -150,15 +150,14 @@ def _base(usable: list[Candidate], base: str | Path | None) -> tuple[Path, str]:
                 "compose deltas of one student, or pass --base MODEL",
             )
         base = names.pop()
-    from ..share.pull import pull_with_info
+    from ..share.source import resolve_source
 
-    path = Path(str(base))
-    if path.is_dir():
-        weights = sorted(path.glob("*.safetensors"))
-        stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
-        return path, f"{path.resolve()}#{hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]}"
-    local, repo, sha = pull_with_info(str(base))
-    return Path(local), f"{repo}@{sha}"
+    s = resolve_source(base, what="base model", fix="pass the base model's folder or its repo id NS/NAME[@REV]")
+    if s.repo is not None:
+        return s.path, f"{s.repo}@{s.revision}"
+    weights = sorted(s.path.glob("*.safetensors"))
+    stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+    return s.path, f"{s.path.resolve()}#{hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]}"
 
 
 class _Evaluator:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..distributed import LaunchError, broadcast, current, gather, main_first, split
 from ..errors import InputError
-from ..share.pull import resolve_local
+from ..share.source import resolve_source
 from ..weights import read_adapter_config
 
 TOY_PREFIX = "toy:"
@@ -35,12 +35,7 @@ def resolve_model(model: str | Path, adapter: str | Path | None = None) -> tuple
     ``adapter_config.json``); a repo id ``NS/NAME[@REV]`` is pulled from the registry."""
 
     def local(spec: str | Path) -> Path:
-        path = Path(spec)
-        if path.exists():
-            return path
-        if str(spec).count("/") != 1:
-            raise InputError(f"model not found: {spec}", "pass a local folder or a repo id NS/NAME[@REV]")
-        return Path(resolve_local(str(spec)))
+        return resolve_source(spec, what="model", fix="pass a local folder or a repo id NS/NAME[@REV]").path
 
     path = local(model)
     if not path.is_dir():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
+PAIRS_SUFFIXES = (".jsonl", ".json", ".parquet")  # the pairs files deltahub reads
+
 SHARD_ROWS = 10_000
 
 
@@ -52,19 +54,16 @@ def _folder_files(path: Path) -> list[Path]:
 def resolve_pairs(spec: str | Path) -> tuple[Path, str | None, str | None]:
     """``(local path, repo, commit)``: a local path passes through; ``NS/NAME[@REV]`` is pulled from the
     registry as a dataset, pinned to the commit it resolved to (what the provenance records)."""
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path, None, None
-    text = str(spec)
-    if text.count("/") != 1 or path.suffix in (".jsonl", ".json", ".parquet"):
-        raise InputError(
-            f"pairs {text!r} not found",
-            "give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]",
-        )
-    from ..share.pull import pull_with_info
+    from ..share.source import resolve_source
 
-    local, repo, sha = pull_with_info(text, repo_type="dataset")
-    return Path(local), repo, sha
+    s = resolve_source(
+        spec,
+        what="pairs",
+        fix="give a 'deltahub generate' folder, a .jsonl/.parquet file, or a dataset repo id NS/NAME[@REV]",
+        repo_type="dataset",
+        file_suffixes=PAIRS_SUFFIXES,
+    )
+    return s.path, s.repo, s.revision
 
 
 def read_pairs(path: Path):
@@ -73,7 +72,7 @@ def read_pairs(path: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if path.is_file() and path.suffix not in (".jsonl", ".json", ".parquet"):
+    if path.is_file() and path.suffix not in PAIRS_SUFFIXES:
         raise InputError(f"pairs file {path} is not .jsonl or .parquet", "convert it to JSONL or parquet")
     files = [path] if path.is_file() else _folder_files(path)
     if not files:

@@ -74,7 +74,9 @@ def _read_rows(spec: str, split: str | None, revision: str | None) -> tuple[list
     path = Path(name)
     if path.exists():
         return _read_local(path), {"dataset": str(path), "split": split, "revision": None}
-    if path.suffix in (".jsonl", ".json", ".parquet") or name.startswith((".", "/")) or "/" not in name:
+    from ..share.source import is_repo_spec
+
+    if not is_repo_spec(name, (".jsonl", ".json", ".parquet")):  # the rules of every input (share.source)
         raise InputError(
             f"prompts {spec!r} not found", "give a local .jsonl/.parquet file or a dataset repo NS/NAME[@REV][:SPLIT]"
         )

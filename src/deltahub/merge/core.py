@@ -96,19 +96,18 @@ class MergeResult(type(Path())):
 
 
 def resolve_input(spec: str | Path) -> MergeInput:
-    """A local adapter folder, or ``NS/NAME[@REV]`` pulled from the registry."""
-    path = Path(spec)
-    if path.exists():
-        return MergeInput(spec=str(spec), path=path)
-    text = str(spec)
-    if text.count("/") == 1 and not text.startswith((".", "/")):
-        from ..share.pull import pull_with_info
+    """A local adapter folder, or ``NS/NAME[@REV]`` pulled from the registry (:mod:`deltahub.share.source`)."""
+    from ..share.source import resolve_source
 
-        local, repo, revision = pull_with_info(text)
-        return MergeInput(spec=text, path=Path(local), repo=repo, revision=revision)
-    raise InputError(
-        f"adapter {text} not found", "pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]"
-    )
+    s = resolve_source(spec, what="adapter", fix="pass a local PEFT adapter folder or a Hub repo id NS/NAME[@REVISION]")
+    return MergeInput(spec=s.spec, path=s.path, repo=s.repo, revision=s.revision)
+
+
+def resolve_base(base: str | Path) -> Path:
+    """The base model's local folder: a folder, or ``NS/NAME[@REV]`` pulled from the registry."""
+    from ..share.source import resolve_source
+
+    return resolve_source(base, what="base model", fix="pass the base model's folder or its repo id NS/NAME[@REV]").path
 
 
 def plan_merge(
@@ -193,7 +192,7 @@ def merge_adapters(
     plan = plan_merge(inputs, spec, weights, params, allow_base_mismatch)
     base_path = Path(base) if base is not None else None
     if base_path is not None and not base_path.is_dir():
-        base_path = resolve_input(str(base)).path
+        base_path = resolve_base(base)
     if full:
         check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
     ran_on = device.type if spec.batched is not None and not full else "cpu"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..endpoint import get_api
 from ..errors import InputError
-
-_SPEC = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(.+))?$")
+from .source import SPEC as _SPEC
 
 
 @dataclass(frozen=True)

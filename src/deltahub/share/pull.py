@@ -100,8 +100,7 @@ def _download(hub, repo_id: str, rtype: str, sha: str, out: Path, overwrite: boo
 
 
 def resolve_local(spec: str | Path) -> Path:
-    """A local folder passes through; ``NS/NAME[@REV]`` is pulled into the cache."""
-    p = Path(spec)
-    if p.exists():
-        return p
-    return pull(str(spec))
+    """A local folder passes through; ``NS/NAME[@REV]`` is pulled into the cache (:mod:`.source`'s rules)."""
+    from .source import resolve_source
+
+    return resolve_source(spec, what="delta", fix="pass a local folder or a repo id NS/NAME[@REV]").path
