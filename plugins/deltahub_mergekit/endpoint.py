@@ -38,14 +38,13 @@ def hub_ids(models: list) -> list[tuple[str, str | None]]:
 def configure(ids: list[tuple[str, str | None]]) -> None:
     """Point huggingface_hub at deltahub's endpoint (once) and check that the repo ids are there."""
     global _configured
-    from deltahub.endpoint import describe, get_api, repo_not_found, setup_client
-    from deltahub.errors import InputError
+    from deltahub.endpoint import get_api, setup_client
+    from deltahub.share.hub_errors import hub_errors
 
     if not _configured:
         setup_client()
         _configured = True
     import huggingface_hub.constants
-    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         return  # HF_HUB_OFFLINE=1: mergekit reads the local cache; nothing can be checked
@@ -53,15 +52,9 @@ def configure(ids: list[tuple[str, str | None]]) -> None:
     for repo_id, revision in ids:
         if (repo_id, revision) in _checked:
             continue
-        try:
+        what = "mergekit input is neither a local folder nor a repo:"
+        with hub_errors(repo_id, revision=revision, what=what, invalid_is_missing=True):
             api.repo_info(repo_id, revision=revision)
-        except RevisionNotFoundError:
-            raise InputError(
-                f"{repo_id} has no revision '{revision}' on {describe()}",
-                f"see its branches and tags with: deltahub show {repo_id}",
-            ) from None
-        except (RepositoryNotFoundError, HFValidationError) as exc:
-            raise repo_not_found(repo_id, exc, "mergekit input is neither a local folder nor a repo:") from None
         _checked.add((repo_id, revision))
 
 

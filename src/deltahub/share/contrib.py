@@ -14,6 +14,7 @@ from typing import Any
 
 from ..endpoint import get_api
 from ..errors import InputError
+from .hub_errors import hub_errors
 from .hubops import parse_spec
 from .network import check_repo_id
 from .provenance import Declared
@@ -39,8 +40,6 @@ def parse_pr(text: str) -> tuple[str, int]:
 
 def submit(folder: str | Path, to: str, declared: Declared | None = None, message: str | None = None) -> Submission:
     """Open a pull request on ``to`` (an existing repo) with the delta in ``folder`` as it would be published."""
-    from huggingface_hub.errors import RepositoryNotFoundError
-
     from .collections import _SLUG
     from .network import remote_calls
     from .publish import check_and_record
@@ -57,16 +56,15 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
     check_repo_id(spec.repo_id)
     hub = get_api()
     with remote_calls(hub, spec.repo_id, f"submitting to {spec.repo_id}") as net:
-        try:
-            net(lambda: hub.repo_info(spec.repo_id))
-        except RepositoryNotFoundError:
-            from ..endpoint import describe_url
+        from ..endpoint import describe_url
 
-            raise InputError(
-                f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
-                "request on an existing repo",
-                f"publish it yourself instead: deltahub publish {folder} --repo YOUR_NS/NAME",
-            ) from None
+        no_repo = InputError(
+            f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
+            "request on an existing repo",
+            f"publish it yourself instead: deltahub publish {folder} --repo YOUR_NS/NAME",
+        )
+        with hub_errors(spec.repo_id, endpoint=hub.endpoint, missing_repo=no_repo):
+            net(lambda: hub.repo_info(spec.repo_id))
         with staged(folder, declared, name=spec.repo_id.split("/")[1]) as stage:
             try:
                 report = check_and_record(stage, Path(folder), True, None, None)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..endpoint import get_api
 from ..errors import InputError
+from .hub_errors import hub_errors, if_exists
 from .source import SPEC as _SPEC
 
 
@@ -25,25 +26,12 @@ def parse_spec(spec: str) -> Spec:
 
 def repo_type_of(spec: Spec) -> str:
     """'model' or 'dataset': whichever exists (models first); unknown repo -> InputError."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
     hub = get_api()
-    missing: RepositoryNotFoundError | None = None
-    for rtype in ("model", "dataset"):
-        try:
-            hub.repo_info(spec.repo_id, repo_type=rtype)
-        except RepositoryNotFoundError as exc:
-            missing = missing or exc
-            continue
+    with hub_errors(spec.repo_id, revision=spec.revision, endpoint=hub.endpoint):
+        rtype = "model"
+        if if_exists(lambda: hub.repo_info(spec.repo_id, repo_type="model")) is None:
+            rtype = "dataset"
+            hub.repo_info(spec.repo_id, repo_type=rtype)  # neither: the dataset's answer says so
         if spec.revision:
-            try:
-                hub.repo_info(spec.repo_id, repo_type=rtype, revision=spec.revision)
-            except RevisionNotFoundError:
-                raise InputError(
-                    f"{spec.repo_id} has no revision '{spec.revision}'",
-                    f"see its branches and tags with: deltahub show {spec.repo_id}",
-                ) from None
-        return rtype
-    from ..endpoint import repo_not_found
-
-    raise repo_not_found(spec.repo_id, missing)
+            hub.repo_info(spec.repo_id, repo_type=rtype, revision=spec.revision)
+    return rtype

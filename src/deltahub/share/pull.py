@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..atomic import atomic_dir, held, remove_stale_partials
 from ..endpoint import get_api
-from ..errors import InputError
 from ..home import home
+from .hub_errors import hub_errors
 from .hubops import parse_spec, repo_type_of
 from .network import BACKOFF, RETRIES, check_repo_id, retrying
 
@@ -67,21 +66,9 @@ def pull_with_info(
     return out, s.repo_id, sha
 
 
-@contextlib.contextmanager
-def _known_repo(hub, repo_id: str, rtype: str, revision: str | None) -> Iterator[None]:
-    """Turn 'no such repo / revision' from the client into one-line InputErrors."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        yield
-    except RevisionNotFoundError:
-        raise InputError(
-            f"{repo_id} has no revision '{revision}'", f"see its branches and tags with: deltahub show {repo_id}"
-        ) from None
-    except RepositoryNotFoundError as exc:
-        from ..endpoint import repo_not_found
-
-        raise repo_not_found(repo_id, exc, f"no {rtype} repo") from None
+def _known_repo(hub, repo_id: str, rtype: str, revision: str | None):
+    """'no such repo / revision' from the client as one-line InputErrors."""
+    return hub_errors(repo_id, revision=revision, endpoint=hub.endpoint, what=f"no {rtype} repo")
 
 
 def _commit_of(hub, repo_id: str, rtype: str, revision: str | None) -> str:

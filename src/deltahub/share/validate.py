@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ..errors import DeltahubError, InputError
 from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
+from .hub_errors import if_exists
 from .network import retrying
 from .provenance import Declared
 from .schema import parse_block
@@ -376,30 +377,29 @@ def validate_on_registry(folder: Path, target: str, local: bool = False, strict:
 def _hub_config(model_id: str) -> dict | None:
     """The base's config.json from the registry (no weights); None when the registry does not have it."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 
     from ..endpoint import get_api
 
     hub = get_api()
-    try:
+
+    def read() -> dict:
         path = retrying(
             lambda: hf_hub_download(model_id, "config.json"), hub.endpoint, f"reading the config of base {model_id}"
         )
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (RepositoryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError):
-        return None
+
+    return if_exists(read, unreadable=(OSError, ValueError))  # any HTTP error is an OSError: unreadable
 
 
 def _hub_rows(repo: str, revision: str | None) -> int | None:
     """Rows of a published pairs dataset (its parquet shards' metadata), None when it does not exist."""
     import tempfile
 
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
     from ..endpoint import get_api
 
     hub = get_api()
-    try:
+
+    def rows() -> int | None:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:
             retrying(
                 lambda: hub.snapshot_download(
@@ -409,5 +409,5 @@ def _hub_rows(repo: str, revision: str | None) -> int | None:
                 f"reading the linked dataset {repo}",
             )
             return count_rows(Path(tmp))
-    except (RepositoryNotFoundError, RevisionNotFoundError):
-        return None
+
+    return if_exists(rows)
