@@ -18,6 +18,7 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..errors import InputError
+from ..listing import GAIN
 from .provenance import provenance_rows
 from .schema import SOURCES, DeltaBlock, family_of, parse_block
 
@@ -155,7 +156,6 @@ def card_metadata(folder: Path, block: DeltaBlock, old_meta: dict[str, Any], nam
     return meta
 
 
-GAIN = "gain"  # the model-index metric type of a measured gain over the base (value = delta score - base score)
 SOURCE_URL = "https://github.com/deltahub/deltahub"
 
 

@@ -2,7 +2,7 @@
 sorted and grouped by base model; full-text search over names and cards.
 
 Rows come from the store's per-repo card metadata and tags (one SQL query, no card parsing per
-request); the row itself and the ``--min-pairs``/``--sort`` rules are ``deltahub.share.search``'s.
+request); the row itself and the ``--min-pairs``/``--sort`` rules are :mod:`deltahub.listing`'s.
 Card text for the full-text search is read once per repo head and kept (``CardText``).
 """
 
@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ...share.search import delta_row, select_rows
+from ...listing import delta_row, select_rows
 from ..auth import Auth
 from ..storage import Repo, Store
 
@@ -87,8 +87,8 @@ class CardText:
 class Listing:
     """Every repo's listing row, kept between requests and re-read only for repos whose stamp moved.
 
-    Why: building the rows of 1,000 repos (their card JSON parsed, a row made) costs ~50 ms, more than
-    a page may take; reading the stamps costs ~1 ms. Rows are shared: treat them as read-only.
+    Why: building every repo's row (its card JSON parsed, a row made) costs more than a page may take;
+    reading the stamps is cheap (the figures: docs/measurements.md). Rows are shared: treat them as read-only.
     """
 
     REFRESH_ONE_BY_ONE = 64  # more stale repos than this: one query for all instead

@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from ...errors import InputError
-from ...share.search import SORTS
+from ...listing import SORTS
 from .. import history as H
 from ..errors import BadRequest, EntryNotFound, RegistryError, RepoNotFound, status_of
 from ..limits import MAX_CARD_YAML_BYTES
