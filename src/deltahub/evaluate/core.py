@@ -95,8 +95,8 @@ def _lm_eval(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    # indexing lm-eval's own ~15,000 task files takes ~11 s (in every process of a launch): skip it when
-    # include_path holds every task
+    # indexing lm-eval's own task files takes seconds (in every process of a launch; docs/measurements.md):
+    # skip it when include_path holds every task
     manager = TaskManager(include_path=str(include_path), include_defaults=False) if include_path else None
     if manager is None or any(t not in manager.all_tasks for t in tasks):
         manager = TaskManager(include_path=str(include_path) if include_path else None)

@@ -16,8 +16,7 @@ from .protocol import Inputs, MergeMethod, merge_method
 from .registry import ENTRY_POINT_GROUP, METHODS, get_method, register
 
 # Bumped when the same inputs and parameters merge to a different result, so cached merges
-# (``deltahub run``'s stage cache) are redone: 2 = issue #13 (auto no longer applies each LoRA
-# scale twice to float32 adapters; one whole-merge reference on every route; the rank rule).
+# (``deltahub run``'s stage cache) are redone.
 MERGE_VERSION = 2
 
 __all__ = [

@@ -55,9 +55,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def cpu_workers() -> int:
     """Worker threads for a CPU merge: one per thread torch may use, each running its chunks with a
     single intra-op thread. Independent chunks on separate threads never wait for each other, where
-    OpenMP threads inside one small operation do: on this shared 2-core machine (load ~7) a
-    bf16→float32 conversion ran 85x slower on 2 OpenMP threads than on 1, and the GPU machine's 16
-    cores made the old per-module merge slower than 2 did (#16)."""
+    OpenMP threads inside one small operation do, and on a loaded machine they wait for each other
+    far longer than the operation takes (the figures: docs/measurements.md)."""
     return max(1, torch.get_num_threads())
 
 

@@ -1,4 +1,4 @@
-"""Web pages for people on the registry's own port: browse, inspect and compose deltas (issue #19).
+"""Web pages for people on the registry's own port: browse, inspect and compose deltas.
 
 ``install`` appends the page routes after the API's. Starlette takes the first route that matches,
 so every API URL keeps its handler (``/NS/NAME/resolve/...``, ``/api/...``, the LFS endpoints) and

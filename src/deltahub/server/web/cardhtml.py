@@ -24,8 +24,8 @@ from ..errors import BadRequest
 from ..limits import MAX_CARD_YAML_BYTES
 from ..paths import check_path, check_revision
 
-# Card text rendered. Measured: 256 KB of hostile markdown (40,000 table rows, 36,000 links) took 2-6 s in
-# markdown-it, a 10 KB card ~5 ms; pages render in the thread pool and cache by README blob.
+# Card text rendered: hostile markdown (huge tables, many links) costs markdown-it time in proportion to its
+# size (the figures: docs/measurements.md); pages render in the thread pool and cache by README blob.
 MAX_RENDER_BYTES = 128 * 1024
 _LINK_SCHEMES = ("http", "https", "mailto")
 

@@ -1,4 +1,4 @@
-"""Pages for a repo's pull requests and discussions, and for collections (the API of issue #17, for people).
+"""Pages for a repo's pull requests and discussions, and for collections (the community API, for people).
 
 Read-only: opening, commenting, merging stay with the API, the ``hf``/``deltahub`` CLIs. The rules are
 the API's: a private repo's discussions answer 404 like the repo (``Pages.repo``); a private collection
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 STATUSES = ("open", "closed", "merged", "all")  # the list page's filter: open counts drafts, closed counts merged
 KINDS = ("all", "pull_request", "discussion")
 COLLECTION_CARDS_SHOWN = 4  # items previewed per collection on /collections, as the Hub's listing
-COLLECTIONS_PAGE = 24  # collections a /collections page shows: 60 of 20 repos each took 64 ms (p95 104 ms) in bench
+COLLECTIONS_PAGE = 24  # collections a /collections page shows: a page stays fast (docs/measurements.md)
 
 
 def diff_lines(lines: list[str]) -> list[tuple[str, str]]:
@@ -124,8 +124,8 @@ class Community:
     # -- collections ----------------------------------------------------------------------------
     def _rows(self, user: str | None) -> dict[str, dict[str, Any]]:
         """The listing rows of the models and datasets the visitor may see (the home page's rule), by internal id
-        as an item names them. From the listing's cache: reading and parsing each item's card instead took 0.6 s
-        for 60 collections of 20 repos."""
+        as an item names them. From the listing's cache: reading and parsing each item's card per request would
+        cost more than the page may take."""
         return {str(r["repo"].id): r for r in catalog.visible_rows(self.pages.listing, self.auth, user)}
 
     def _items(self, c: Collection, user: str | None, rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
