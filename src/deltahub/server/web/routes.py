@@ -367,13 +367,14 @@ class Pages:
             "base_url": self.hub.base(request),
         }
         if not base:
-            return self.render(request, who, "compose.html", candidates=[], chosen={}, method="gam", params={}, **ctx)
+            method = compose.default_method()
+            return self.render(request, who, "compose.html", candidates=[], chosen={}, method=method, params={}, **ctx)
         tag = f"base_model:adapter:{base}"
         candidates = sorted(
             (r for r in rows if r["repo"].type == "model" and tag in r["repo"].tags), key=lambda r: r["repo_id"]
         )
         q = request.query_params
-        method = one_of(request, "method", compose.COMPOSE_METHODS, "gam")
+        method = one_of(request, "method", compose.COMPOSE_METHODS, compose.default_method())
         submitted = "method" in q
         ticked = q.getlist("d")
         if len(ticked) > compose.MAX_DELTAS:
