@@ -117,6 +117,21 @@ def test_missing_modules_are_zero_deltas_and_recorded(adapters, tmp_path):
     assert str(adapters[2]) in (out / "README.md").read_text()
 
 
+def test_the_result_says_what_the_merge_decided(adapters, tmp_path):
+    """merge_adapters returns the folder with the reference it used, the device and the inputs, the same as
+    it records in deltahub.json: a caller (the CLI) needs no second read of the provenance."""
+    a, b = map(str, adapters[:2])
+    named = merge_adapters([a, b], tmp_path / "named", method="gam", params={"reference": b}, progress=False)
+    assert named.choices == {"reference": 1} and named.inputs == [a, b] and named.device == "cpu"
+    assert named.method == "gam" and named.parameters["reference"] == 1 and named == tmp_path / "named"
+    auto = merge_adapters([a, b], tmp_path / "auto", method="gam", params={"reference": "auto"}, progress=False)
+    recorded = json.loads((auto / "deltahub.json").read_text())["merge"]
+    assert auto.choices == {"reference": recorded["parameters"]["reference_index"]}
+    assert auto.device == recorded["device"] and [d["spec"] for d in recorded["deltas"]] == auto.inputs
+    plain = merge_adapters([a, b], tmp_path / "avg", method="average", progress=False)
+    assert plain.choices == {} and plain.method == "average"
+
+
 def test_card_names_inputs_method_and_parameters(adapters, tmp_path):
     out = merge_adapters(
         adapters[:2],
