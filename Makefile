@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deltahub-installed
 
-.PHONY: install browser demo demo-quick lint test test-vllm bench clean-venv
+.PHONY: install browser demo demo-quick lint docs test test-vllm bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) browser lint
+# the manual (docs/, mkdocs.yml): a strict build, so a broken link or anchor fails `make test` (not --quiet:
+# it hides the warnings that --strict counts)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+test: $(STAMP) browser lint docs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # vLLM's CPU build pins an older transformers: its tests run in their own environment (.venv-vllm)
