@@ -30,18 +30,14 @@ DEFERRED_CYCLE_EDGES = {
     ("share", "endpoint"): "every registry call goes to the configured endpoint",
     ("share", "evaluate"): "publish --measure evaluates the delta against its base",
     ("evaluate", "share"): "eval pulls NS/NAME models (share/source.py)",
-    ("evaluate", "toy"): "eval scores the toy world's skills",
-    ("toy", "merge"): "the toy world's one-thread switch covers the merges' thin matrices too",
-    ("recipe", "train"): "a recipe's train: section is checked against train's typed config",
-    ("train", "recipe"): "deltahub train --recipe reads the recipe's YAML with recipe.read_yaml",
 }
 
 
-def _nodes() -> dict[str, tuple[Path, bool]]:
+def _nodes(src: Path = SRC) -> dict[str, tuple[Path, bool]]:
     """Every module ``deltahub.x.y`` -> (file, is a package's __init__)."""
     out = {}
-    for path in SRC.rglob("*.py"):
-        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    for path in src.rglob("*.py"):
+        parts = list(path.relative_to(src.parent).with_suffix("").parts)
         is_pkg = parts[-1] == "__init__"
         out[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
     return out
@@ -80,9 +76,9 @@ def _imports(tree: ast.Module, deferred: bool) -> list[ast.Import | ast.ImportFr
     return found
 
 
-def module_graph(deferred: bool) -> dict[str, set[str]]:
-    """Module -> the deltahub modules it imports (and their packages)."""
-    nodes = _nodes()
+def module_graph(deferred: bool, src: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the deltahub modules it imports (and their packages); ``src``: a deltahub package folder."""
+    nodes = _nodes(src)
     graph: dict[str, set[str]] = {m: set() for m in nodes}
     for module, (path, is_pkg) in nodes.items():
         for node in _imports(ast.parse(path.read_text(encoding="utf-8")), deferred):
@@ -104,10 +100,10 @@ def top(module: str) -> str:
     return module.split(".")[1] if module.count(".") else module
 
 
-def package_graph(deferred: bool) -> dict[str, dict[str, list[str]]]:
+def package_graph(deferred: bool, src: Path = SRC) -> dict[str, dict[str, list[str]]]:
     """Top-level subpackage or module -> {the one it imports: the importing modules}."""
     out: dict[str, dict[str, list[str]]] = {}
-    for module, targets in module_graph(deferred).items():
+    for module, targets in module_graph(deferred, src).items():
         for target in targets:
             a, b = top(module), top(target)
             if a != b and module != "deltahub":

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
@@ -21,6 +20,7 @@ from .generate.filters import FilterSettings
 from .generate.settings import GenerationSettings
 from .settings import section, settings_error
 from .train.config import TrainConfig
+from .yamlfile import read_yaml
 
 
 class _Strict(BaseModel):
@@ -307,23 +307,6 @@ def parse_recipe(data: dict, source: str = "recipe") -> Recipe:
         raise settings_error(
             exc, Recipe, where=source, fix="fix that key; see recipes/toy.yaml for a valid recipe"
         ) from None
-
-
-def read_yaml(path: str | Path, what: str = "recipe") -> Any:
-    """The parsed YAML of ``path``; a missing, unreadable, binary or malformed file is one InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {path} not found", "pass a recipe YAML file, e.g. recipes/toy.yaml")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(
-            f"{what} {path} is not a text file (not UTF-8)", "pass a YAML recipe, e.g. recipes/toy.yaml"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror}", "check the path and its permissions") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

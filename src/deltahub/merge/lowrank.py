@@ -8,7 +8,6 @@ returned in the dtype the caller asks for.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -253,19 +252,3 @@ def low_rank_from_dense(
     norm = torch.linalg.matrix_norm(M)
     residual = float(torch.linalg.matrix_norm(M - B @ A) / norm) if norm > 0 else 0.0
     return LowRank(B, A), residual
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run factor-space linear algebra on one thread.
-
-    Its matrices are thin (d×r, r×r): LAPACK on several OpenMP threads spends more time
-    synchronising than computing (measured: QR of 3072×64 took 0.28 s on 2 threads of a busy
-    machine, 0.012 s on one), and a merge runs thousands of them.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

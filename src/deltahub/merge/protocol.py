@@ -25,8 +25,9 @@ from typing import Any, Protocol, get_type_hints
 import torch
 
 from ..errors import InputError
+from ..threads import single_thread
 from .adapters import check_finite
-from .lowrank import LowRank, NonFiniteFactors, single_thread
+from .lowrank import LowRank, NonFiniteFactors
 from .params import MethodParams, fields, params_model, validate_params
 
 Result = LowRank | torch.Tensor

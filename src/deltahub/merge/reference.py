@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InputError
+from ..threads import single_thread
 from .adapters import nonfinite_error
-from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, NonFiniteFactors, ThinSVD, factored_svd, single_thread
+from .lowrank import COMPUTE_DTYPE, FactoredSVD, LowRank, NonFiniteFactors, ThinSVD, factored_svd
 from .params import AUTO
 from .protocol import InputIndexError
 

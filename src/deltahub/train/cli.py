@@ -22,7 +22,7 @@ def recipe_section(recipe: Path | None) -> tuple[dict, dict]:
     """``(run keys, validated settings)`` from a YAML recipe's ``train:`` section (or a flat mapping)."""
     if recipe is None:
         return {}, {}
-    from ..recipe import read_yaml
+    from ..yamlfile import read_yaml
 
     data = read_yaml(recipe) or {}
     if not isinstance(data, dict):
