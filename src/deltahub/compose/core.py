@@ -75,16 +75,7 @@ def compose(
     work = Path(work) if work is not None else default_work()
     validation.prepare(work)
 
-    resolved = dedupe([resolve(c) for c in candidates])
-    usable = [c for c in resolved if c.problem is None]
-    for c in resolved:
-        if c.problem:
-            say(f"left out {c.name}: {c.problem}")
-    if not usable:
-        raise InputError(
-            "no usable candidate deltas" + (f" ({len(resolved)} failed validation)" if resolved else ""),
-            "pass adapter folders or repo ids that pass deltahub validate",
-        )
+    resolved, usable = _usable(candidates, say)
     base_path, base_id = _base(usable, base)
     evaluator = _Evaluator(usable, base_path, base_id, method, params, trial_full, validation, work, say)
 
@@ -112,6 +103,21 @@ def compose(
         trace["held_out"], outcomes = _held_out(evaluator, sel, chosen)
     _write(out, overwrite, [usable[i] for i in chosen], method, params, base_path, base_id, s.full, trace)
     return ComposeResult(out=out, selected=[usable[i].name for i in sel.selected], trace=trace, outcomes=outcomes)
+
+
+def _usable(candidates: Sequence[str | Path], say) -> tuple[list[Candidate], list[Candidate]]:
+    """(every candidate resolved, once each; those that passed validation); none usable is one line."""
+    resolved = dedupe([resolve(c) for c in candidates])
+    usable = [c for c in resolved if c.problem is None]
+    for c in resolved:
+        if c.problem:
+            say(f"left out {c.name}: {c.problem}")
+    if not usable:
+        raise InputError(
+            "no usable candidate deltas" + (f" ({len(resolved)} failed validation)" if resolved else ""),
+            "pass adapter folders or repo ids that pass deltahub validate",
+        )
+    return resolved, usable
 
 
 def _check_method(method: str, params: dict[str, Any], full: bool) -> None:

@@ -190,9 +190,7 @@ def merge_adapters(
             "pass --base MODEL --full to write a merged full model",
         )
     plan = plan_merge(inputs, spec, weights, params, allow_base_mismatch)
-    base_path = Path(base) if base is not None else None
-    if base_path is not None and not base_path.is_dir():
-        base_path = resolve_base(base)
+    base_path = None if base is None else Path(base) if Path(base).is_dir() else resolve_base(base)
     if full:
         check_base(base, base_path, plan.adapters[0].base_model, allow_base_mismatch)
     ran_on = device.type if spec.batched is not None and not full else "cpu"
@@ -207,26 +205,25 @@ def merge_adapters(
             shutil.copy2(plan.adapters[0].path / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
             shutil.copy2(plan.adapters[0].path / CONFIG_NAME, tmp / CONFIG_NAME)
         elif full:
-            desc = f"merging ({spec.name})"
-            with tqdm(total=len(plan.modules), desc=desc, unit="module", disable=not progress) as bar:
-                missing = write_full_model(
-                    tmp,
-                    base_path,
-                    lambda m: _dense(_merge_one(plan, m, params)),
-                    plan.modules,
-                    on_module=bar.update,
-                )
-            if missing:
-                raise InputError(
-                    f"base model {base_path} has no weight for module {missing[0]}",
-                    "merge adapters trained on this base model",
-                )
+            _write_full(plan, tmp, base_path, params, progress)
         else:
             write_merged_adapter(
                 plan, tmp, dtype or _input_dtype(plan), device, progress, lambda m: _merge_one(plan, m, params)
             )
         _write_provenance(tmp, plan, base, full, command, title=out.name, device=ran_on)
     return MergeResult.of(out, plan, ran_on)
+
+
+def _write_full(plan: MergePlan, tmp: Path, base_path: Path, params: dict[str, Any], progress: bool) -> None:
+    """The base model plus every module's merged update, in ``tmp``."""
+    desc = f"merging ({plan.method.name})"
+    with tqdm(total=len(plan.modules), desc=desc, unit="module", disable=not progress) as bar:
+        merged = lambda m: _dense(_merge_one(plan, m, params))  # noqa: E731
+        missing = write_full_model(tmp, base_path, merged, plan.modules, on_module=bar.update)
+    if missing:
+        raise InputError(
+            f"base model {base_path} has no weight for module {missing[0]}", "merge adapters trained on this base model"
+        )
 
 
 def _dense(result: LowRank | torch.Tensor) -> torch.Tensor:
