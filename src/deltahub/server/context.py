@@ -27,6 +27,7 @@ from .discussion_store import Discussions
 from .errors import BadRequest, DiskFull, Forbidden, GatedRepo, PayloadTooLarge, RepoNotFound, Unauthorized
 from .limits import MAX_JSON_BYTES
 from .paths import check_name
+from .quota import DEFAULT_LIMIT, Quotas
 from .storage import Incoming, ReadPolicy, Repo, Store
 from .upstream import Mirrors
 
@@ -38,9 +39,16 @@ _DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() also takes '²', which int
 
 class Hub:
     """The application state: one store (with its discussions and collections), one auth policy, the
-    read-through policy for repos not held here, a secret for LFS upload tickets."""
+    read-through policy for repos not held here, a secret for LFS upload tickets, the upload quotas."""
 
-    def __init__(self, root: Path, auth: Auth, page_size: int = 1000, upstream: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        auth: Auth,
+        page_size: int = 1000,
+        upstream: str | None = None,
+        upload_quota: int | None = DEFAULT_LIMIT,
+    ):
         self.store = Store(root)
         self.discussions = Discussions(self.store)
         self.collections = Collections(self.store)
@@ -48,6 +56,7 @@ class Hub:
         self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
+        self.quotas = Quotas(self.store, auth, upload_quota, self.secret)  # bytes into others' repos (quota.py)
 
     # -- who is asking ------------------------------------------------------------------------------
     def user(self, request: Request) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..weights import read_adapter_config
+from .bases import resolve_base
 from .cards import read_block, write_card
 from .provenance import Declared, apply_declared, external_block
 from .schema import parse_block
@@ -76,13 +77,27 @@ def staged_block(
         block["dataset"] = {"repo": dataset_repo, "revision": dataset_revision}
     if declared is not None:
         apply_declared(block, declared)
-        if declared.base and adapter_config is not None:
-            atomic_write_text(
-                stage / "adapter_config.json",
-                json.dumps({**adapter_config, "base_model_name_or_path": declared.base}, indent=2),
-            )
+    _publish_base(stage, block, adapter_config, declared.base if declared is not None else None)
     parse_block(block, f"{folder} (as published)")
     return block
+
+
+def _publish_base(stage: Path, block: dict[str, Any], adapter_config: dict | None, declared: str | None) -> None:
+    """Name the base by a repo id (``--base``, or the id its local folder records) in the block and, where that id
+    resolves through a registry, in the published adapter config; a base only this machine has is refused."""
+    if block.get("kind") == "dataset":
+        return
+    student = block.get("student") if isinstance(block.get("student"), dict) else {}
+    named = (adapter_config or {}).get("base_model_name_or_path") or student.get("model")
+    if not named and not declared:
+        return
+    base = resolve_base(str(named or declared), declared)
+    block["student"] = {**student, "model": base.repo_id}
+    if adapter_config is not None and base.on_hub and adapter_config.get("base_model_name_or_path") != base.repo_id:
+        atomic_write_text(
+            stage / "adapter_config.json",
+            json.dumps({**adapter_config, "base_model_name_or_path": base.repo_id}, indent=2),
+        )
 
 
 def write_block(stage: Path, block: dict[str, Any]) -> None:

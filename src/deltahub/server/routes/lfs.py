@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import payloads as P
+from .. import quota
 from ..context import body, content_length, hub_of, iso, param, receive, rtype_of
 from ..errors import BadRequest, DiskFull, Forbidden, ObjectNotFound, PayloadTooLarge
 from ..limits import MAX_FILE_BYTES
@@ -32,13 +33,14 @@ async def lfs_batch(request: Request):
             for o in req.objects
         ]
         return JSONResponse({"transfer": "basic", "objects": objects})
-    hub.signed_in(request, "upload files")
+    user = hub.signed_in(request, "upload files")
     hub.mirrors.refuse_changes(repo)
     can_read = hub.read_policy(hub.user(request))
     base = hub.base(request)
     free = shutil.disk_usage(hub.store.root).free
     needed = 0
     objects = []
+    uploads = []
     for o in req.objects:
         if o.size > MAX_FILE_BYTES:
             objects.append(
@@ -66,7 +68,12 @@ async def lfs_batch(request: Request):
                 "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}"},
                 "verify": {"href": f"{hub.repo_url(request, repo)}.git/info/lfs/verify"},
             }
+            uploads.append((item, quota.lfs_key(o.oid), o.size))
         objects.append(item)
+    # the quota refuses the whole batch before any byte is sent, or reserves every upload it announces
+    if hub.quotas.reserve(user, repo, [(key, size) for _, key, size in uploads]):
+        for item, key, _ in uploads:
+            item["actions"]["upload"]["href"] += hub.quotas.charge_param(user, repo, key)
     return JSONResponse(
         {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
     )
@@ -83,6 +90,7 @@ async def lfs_upload(request: Request):
     declared = content_length(request)
     if declared is not None and declared != size:
         raise BadRequest(f"Content-Length {declared} does not match the object size {size}")
+    charged = hub.quotas.charged_user(request.query_params.get("charge"), repo, quota.lfs_key(oid))
     stored = hub.store.has_blob(oid, size)  # then the bytes are checked, not kept: they prove possession
     with hub.store.incoming(size, keep=not stored) as up:
         await receive(request, up)
@@ -92,6 +100,8 @@ async def lfs_upload(request: Request):
         if not stored:
             up.adopt(oid)
     hub.store.record_upload(repo, oid)
+    if charged is not None:  # bytes already stored (dedup) are not charged again
+        hub.quotas.settle(charged, quota.lfs_key(oid), None if stored else size)
     return Response(status_code=200)
 
 
