@@ -56,7 +56,7 @@ class Hub:
         self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
-        self.quotas = Quotas(self.store, auth, upload_quota, self.secret)  # bytes into others' repos (quota.py)
+        self.quotas = Quotas(self.store, auth, upload_quota)  # bytes into others' repos (quota.py)
 
     # -- who is asking ------------------------------------------------------------------------------
     def user(self, request: Request) -> str | None:
@@ -119,18 +119,23 @@ class Hub:
         return f"{self.base(request)}/{prefix}{repo.repo_id}"
 
     # -- LFS upload tickets --------------------------------------------------------------------------
-    def _ticket(self, repo: Repo, oid: str, size: int, day: int) -> str:
+    def _ticket(self, repo: Repo, oid: str, size: int, day: int, charge: str | None) -> str:
         msg = f"{repo.id}:{repo.created!r}:{oid}:{size}:{day}".encode()
+        if charge is not None:
+            msg += b"\0charge\0" + charge.encode()
         return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()
 
-    def ticket(self, repo: Repo, oid: str, size: int) -> str:
-        """An upload permit for one object into one repo (the PUT carries no token), valid 1-2 days."""
-        return self._ticket(repo, oid, size, int(time.time()) // 86400)
+    def ticket(self, repo: Repo, oid: str, size: int, charge: str | None = None) -> str:
+        """An upload permit for one object into one repo (the PUT carries no token), valid 1-2 days; ``charge``:
+        the user whose quota reserved it (quota.py), who is charged when the bytes are stored."""
+        return self._ticket(repo, oid, size, int(time.time()) // 86400, charge)
 
-    def ticket_ok(self, repo: Repo, oid: str, size: int, ticket: str) -> bool:
+    def ticket_ok(self, repo: Repo, oid: str, size: int, ticket: str, charge: str | None = None) -> bool:
         day = int(time.time()) // 86400
         given = ticket.encode()  # bytes: compare_digest refuses non-ASCII str with a TypeError
-        return any(hmac.compare_digest(self._ticket(repo, oid, size, d).encode(), given) for d in (day, day - 1))
+        return any(
+            hmac.compare_digest(self._ticket(repo, oid, size, d, charge).encode(), given) for d in (day, day - 1)
+        )
 
 
 def hub_of(request: Request) -> Hub:

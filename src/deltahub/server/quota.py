@@ -17,8 +17,6 @@ no content (metadata rows bounded by ``shard.MAX_SHARD_BYTES``) and are not char
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import time
 from collections.abc import Iterable
@@ -91,8 +89,8 @@ def xorb_key(xorb_hex: str) -> str:
 class Quotas:
     """The per-user limit (``None``: unlimited) over ``store``'s ``quota_charges``."""
 
-    def __init__(self, store: Store, auth: Auth, limit: int | None, secret: bytes):
-        self.store, self.auth, self.limit, self._secret = store, auth, limit, secret
+    def __init__(self, store: Store, auth: Auth, limit: int | None):
+        self.store, self.auth, self.limit = store, auth, limit
 
     def exempt(self, user: str | None, repo: Repo) -> bool:
         """Owners and members (whoever may write the repo's namespace) are not limited."""
@@ -120,10 +118,7 @@ class Quotas:
         now = time.time()
         with self.store._write() as db:
             db.execute("DELETE FROM quota_charges WHERE until IS NOT NULL AND until <= ?", (now,))
-            held = {
-                r[0]
-                for r in db.execute("SELECT object FROM quota_charges WHERE user=?", (user,)).fetchall()
-            }
+            held = {r[0] for r in db.execute("SELECT object FROM quota_charges WHERE user=?", (user,)).fetchall()}
             new = {key: size for key, size in objects if key not in held}
             need = sum(new.values())
             used = int(
@@ -157,22 +152,3 @@ class Quotas:
                     "UPDATE quota_charges SET bytes=?, until=NULL WHERE user=? AND object=? AND until IS NOT NULL",
                     (stored, user, key),
                 )
-
-    # -- LFS: the upload PUT carries no token, so the batch answer's URL names who reserved ----------
-    def _sig(self, user: str, repo: Repo, key: str) -> str:
-        msg = f"{user}\0{repo.id}:{repo.created!r}\0{key}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
-
-    def charge_param(self, user: str, repo: Repo, key: str) -> str:
-        """The query parameter the LFS upload URL carries for a reserved object."""
-        from urllib.parse import quote
-
-        return f"&charge={quote(user, safe='')}:{self._sig(user, repo, key)}"
-
-    def charged_user(self, value: str | None, repo: Repo, key: str) -> str | None:
-        """Who reserved this upload, from its URL (None: an exempt upload, or a forged parameter)."""
-        if not value or ":" not in value:
-            return None
-        user, _, sig = value.rpartition(":")
-        ok = hmac.compare_digest(self._sig(user, repo, key).encode(), sig.encode("ascii", "replace"))
-        return user if ok else None

@@ -4,6 +4,7 @@ LFS files."""
 from __future__ import annotations
 
 import shutil
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,43 +38,36 @@ async def lfs_batch(request: Request):
     hub.mirrors.refuse_changes(repo)
     can_read = hub.read_policy(hub.user(request))
     base = hub.base(request)
+    too_large = {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"}
+    wanted = [
+        o for o in req.objects if o.size <= MAX_FILE_BYTES and hub.store.usable_size(repo, o.oid, can_read) != o.size
+    ]
+    # over the user's quota (quota.py): the whole batch is refused here, before any byte is sent
+    charged = hub.quotas.reserve(user, repo, [(quota.lfs_key(o.oid), o.size) for o in wanted])
     free = shutil.disk_usage(hub.store.root).free
     needed = 0
     objects = []
-    uploads = []
     for o in req.objects:
+        item: dict = {"oid": o.oid, "size": o.size}
         if o.size > MAX_FILE_BYTES:
-            objects.append(
-                {
-                    "oid": o.oid,
-                    "size": o.size,
-                    "error": {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"},
-                }
-            )
+            objects.append({**item, "error": too_large})
             continue
-        item: dict = {"oid": o.oid, "size": o.size, "authenticated": True}
-        if hub.store.usable_size(repo, o.oid, can_read) != o.size:
+        item["authenticated"] = True
+        if o in wanted:
             needed += o.size
             if needed > free:  # refuse now, with the reason, rather than after the bytes were sent
-                objects.append(
-                    {
-                        "oid": o.oid,
-                        "size": o.size,
-                        "error": {"code": 507, "message": DiskFull.at(hub.store.root).message},
-                    }
-                )
+                if charged:
+                    hub.quotas.settle(user, quota.lfs_key(o.oid), None)
+                objects.append({**item, "error": {"code": 507, "message": DiskFull.at(hub.store.root).message}})
                 continue
-            ticket = hub.ticket(repo, o.oid, o.size)
+            charge = user if charged else None  # bound into the ticket: an upload cannot shed its charge
+            ticket = hub.ticket(repo, o.oid, o.size, charge)
+            by = f"&charge={quote(charge, safe='')}" if charge else ""
             item["actions"] = {
-                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}"},
+                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}{by}"},
                 "verify": {"href": f"{hub.repo_url(request, repo)}.git/info/lfs/verify"},
             }
-            uploads.append((item, quota.lfs_key(o.oid), o.size))
         objects.append(item)
-    # the quota refuses the whole batch before any byte is sent, or reserves every upload it announces
-    if hub.quotas.reserve(user, repo, [(key, size) for _, key, size in uploads]):
-        for item, key, _ in uploads:
-            item["actions"]["upload"]["href"] += hub.quotas.charge_param(user, repo, key)
     return JSONResponse(
         {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
     )
@@ -85,12 +79,12 @@ async def lfs_upload(request: Request):
     if size > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"object too large (limit {MAX_FILE_BYTES} bytes)")
     repo = hub.store.repo_by_id(request.path_params["repo"])
-    if repo is None or not hub.ticket_ok(repo, oid, size, request.query_params.get("ticket", "")):
+    charged = request.query_params.get("charge")  # who reserved the bytes, bound into the ticket
+    if repo is None or not hub.ticket_ok(repo, oid, size, request.query_params.get("ticket", ""), charged):
         raise Forbidden("missing or invalid upload ticket: ask the batch endpoint first")
     declared = content_length(request)
     if declared is not None and declared != size:
         raise BadRequest(f"Content-Length {declared} does not match the object size {size}")
-    charged = hub.quotas.charged_user(request.query_params.get("charge"), repo, quota.lfs_key(oid))
     stored = hub.store.has_blob(oid, size)  # then the bytes are checked, not kept: they prove possession
     with hub.store.incoming(size, keep=not stored) as up:
         await receive(request, up)

@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import convertors  # noqa: F401  (before any Route is built)
-from .. import quota
 from ..context import Hub, content_length, flag, hub_of, param, read_body, receive, rtype_of
 from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..paths import check_revision
+from ..quota import xorb_key
 from ..storage import Repo
 from . import hashing, reconstruction, shard, tokens, xorb
 from .serve import byte_range
@@ -114,7 +114,7 @@ async def upload_xorb(request: Request):
     declared = content_length(request)
     if declared is not None and declared > MAX_XORB_UPLOAD:
         raise PayloadTooLarge(f"a xorb is at most {xorb.MAX_XORB_BYTES} bytes")
-    key = quota.xorb_key(name)
+    key = xorb_key(name)
     # over the quota: refused on the headers, before the body is read
     charged = hub.quotas.reserve(grant.user, repo, [(key, MAX_XORB_UPLOAD if declared is None else declared)])
     try:
