@@ -124,6 +124,23 @@ def resolve_base(name: str, declared: str | None = None) -> Base:
     return found
 
 
+def trained_on(folder: Path) -> Path | None:
+    """The local base folder a delta folder was trained on (its adapter config's, else its block's), if any."""
+    from ..weights import read_adapter_config
+
+    named = (read_adapter_config(folder) or {}).get("base_model_name_or_path")
+    if not named and (folder / "deltahub.json").is_file():
+        try:
+            student = json.loads((folder / "deltahub.json").read_text(encoding="utf-8")).get("student") or {}
+        except (OSError, ValueError, AttributeError):
+            student = {}
+        named = student.get("model") if isinstance(student, dict) else None
+    if not isinstance(named, str) or not looks_local(named):
+        return None
+    path = Path(named).expanduser()
+    return path if path.is_dir() else None
+
+
 def base_filter(name: str) -> str:
     """``list --base``: a repo id as given; a local folder as the id it records."""
     if not looks_local(name):

@@ -357,8 +357,12 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
     from .stage import staged
 
     if Path(target).exists():
+        from .bases import trained_on
+
         with staged(Path(target), declared) as stage:
-            return validate_on_registry(stage, str(target), local=True, strict=strict)
+            return validate_on_registry(
+                stage, str(target), local=True, strict=strict, base_folder=trained_on(Path(target))
+            )
     from .pull import pull
 
     with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
@@ -366,10 +370,21 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
         return validate_on_registry(folder, str(target), strict=strict)
 
 
-def validate_on_registry(folder: Path, target: str, local: bool = False, strict: bool = False) -> Report:
-    """:func:`validate_folder` with the base config and the linked dataset looked up on the registry."""
+def validate_on_registry(
+    folder: Path, target: str, local: bool = False, strict: bool = False, base_folder: Path | None = None
+) -> Report:
+    """:func:`validate_folder` with the base config and the linked dataset looked up on the registry;
+    ``base_folder``: the local copy the adapter was trained on, whose config.json answers when the registry
+    does not hold the base it is published for (bases.py)."""
+
+    def base_config(model_id: str) -> dict | None:
+        found = _hub_config(model_id)
+        if found is None and base_folder is not None and (base_folder / "config.json").is_file():
+            return json.loads((base_folder / "config.json").read_text(encoding="utf-8"))
+        return found
+
     return validate_folder(
-        folder, base_config=_hub_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
+        folder, base_config=base_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
     )
 
 
