@@ -119,7 +119,7 @@ def resolve_base(name: str, declared: str | None = None) -> Base:
         what = "a local folder that records no repo id" if folder is not None else "a local path"
         raise InputError(
             f"the adapter's base {name} is {what}, which nobody else can resolve",
-            "pass --base NS/NAME, the repo id of the model it is a copy of (or train on a folder deltahub pull wrote)",
+            "pass --base NS/NAME, the repo id of the model it is a copy of, or train on a folder deltahub pull wrote",
         )
     return found
 
@@ -139,6 +139,15 @@ def trained_on(folder: Path) -> Path | None:
         return None
     path = Path(named).expanduser()
     return path if path.is_dir() else None
+
+
+def base_problem(stage: Path) -> str | None:
+    """What publishing would refuse about a staged delta's base (None: it names one others can resolve)."""
+    block = json.loads((stage / "deltahub.json").read_text(encoding="utf-8"))
+    named = (block.get("student") or {}).get("model") if isinstance(block.get("student"), dict) else None
+    if not isinstance(named, str) or not looks_local(named) or recorded_id(Path(named)) is not None:
+        return None
+    return f"base {named} is a local folder or path nobody else can resolve (publish with --base NS/NAME)"
 
 
 def base_filter(name: str) -> str:

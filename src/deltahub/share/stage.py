@@ -41,9 +41,11 @@ def staged(
     dataset_repo: str | None = None,
     dataset_revision: str | None = None,
     name: str | None = None,
+    refuse_local_base: bool = True,
 ) -> Iterator[Path]:
     """A temporary twin of ``folder`` with its block (declarations applied) and card titled ``name`` (default:
-    the folder's name); removed on exit."""
+    the folder's name); removed on exit. ``refuse_local_base=False`` (validate) keeps a base only this machine
+    has, for the checklist to report, instead of refusing it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(
@@ -53,13 +55,18 @@ def staged(
     with tempfile.TemporaryDirectory(prefix="deltahub-stage-") as tmp:
         stage = Path(tmp) / (name or folder.resolve().name)
         shutil.copytree(folder, stage, ignore=shutil.ignore_patterns(*IGNORED), copy_function=_link_or_copy)
-        block = staged_block(stage, folder, declared, dataset_repo, dataset_revision)
+        block = staged_block(stage, folder, declared, dataset_repo, dataset_revision, refuse_local_base)
         write_block(stage, block)
         yield stage
 
 
 def staged_block(
-    stage: Path, folder: Path, declared: Declared | None, dataset_repo: str | None, dataset_revision: str | None
+    stage: Path,
+    folder: Path,
+    declared: Declared | None,
+    dataset_repo: str | None,
+    dataset_revision: str | None,
+    refuse_local_base: bool = True,
 ) -> dict[str, Any]:
     """The block ``folder`` will be published with (and, for ``--base``, its adapter config rewritten)."""
     adapter_config = read_adapter_config(stage)
@@ -77,7 +84,11 @@ def staged_block(
         block["dataset"] = {"repo": dataset_repo, "revision": dataset_revision}
     if declared is not None:
         apply_declared(block, declared)
-    _publish_base(stage, block, adapter_config, declared.base if declared is not None else None)
+    try:
+        _publish_base(stage, block, adapter_config, declared.base if declared is not None else None)
+    except InputError:
+        if refuse_local_base:
+            raise
     parse_block(block, f"{folder} (as published)")
     return block
 

@@ -357,12 +357,16 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
     from .stage import staged
 
     if Path(target).exists():
-        from .bases import trained_on
+        from .bases import base_problem, trained_on
 
-        with staged(Path(target), declared) as stage:
-            return validate_on_registry(
+        with staged(Path(target), declared, refuse_local_base=False) as stage:
+            report = validate_on_registry(
                 stage, str(target), local=True, strict=strict, base_folder=trained_on(Path(target))
             )
+            problem = base_problem(stage)
+            if report.kind in ("adapter", "merged"):
+                report.add("base named by a repo id", problem is None, problem or "the card names a repo id")
+            return report
     from .pull import pull
 
     with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
