@@ -312,3 +312,40 @@ def test_a_bad_upload_quota_is_one_line_and_exit_2(bad, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--upload-quota" in lines[0] and "10GB" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_hub_serve_enforces_the_quota_it_is_given(tmp_path):
+    """``deltahub hub serve --upload-quota 1kB`` in its own process: it says the limit, and enforces it."""
+    import socket
+    import time
+
+    from huggingface_hub import HfApi
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "deltahub.cli", "hub", "serve", "--root", str(tmp_path / "reg"), "--port", str(port)]
+    cmd += ["--token", "tok-alice=alice", "--token", "tok-bob=bob", "--no-upstream", "--upload-quota", "1kB"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "upload quota 1 kB" in proc.stdout.readline()
+
+        class Srv:
+            url = f"http://127.0.0.1:{port}"
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                HfApi(endpoint=Srv.url, token="tok-alice").create_repo("alice/pub")
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert _batch(Srv, "tok-bob", "alice/pub", [("a" * 64, 1000)])[0] == 200
+        status, answer = _batch(Srv, "tok-bob", "alice/pub", [("b" * 64, 1)])
+        assert status == 413 and "bob has used 1 kB of its 1 kB" in answer["error"]
+        assert _batch(Srv, "tok-alice", "alice/pub", [("c" * 64, 10**6)])[0] == 200  # the owner
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from .quota import DEFAULT_QUOTA
 
 
 @click.group("hub")
@@ -37,7 +38,7 @@ def hub_group() -> None:
 @click.option("--no-upstream", is_flag=True, help="Serve only what is held here.")
 @click.option(
     "--upload-quota",
-    default="10GB",
+    default=DEFAULT_QUOTA,
     show_default=True,
     help="Bytes each user may upload into repos it cannot write (pull requests): e.g. 500MB, 2GiB, 0, unlimited.",
 )

@@ -28,7 +28,7 @@ from .errors import PayloadTooLarge
 if TYPE_CHECKING:  # storage imports migrate, which imports this module's SCHEMA
     from .storage import Repo, Store
 
-DEFAULT_LIMIT = 10 * 10**9  # 10 GB: pull requests of a few adapters, never a stranger's disk-filling run
+DEFAULT_QUOTA = "10GB"  # pull requests of a few adapters (or one small model), not a stranger's disk-filling run
 RESERVATION_SECONDS = 2 * 86400  # as long as an LFS upload ticket stays valid (context.Hub.ticket)
 
 SCHEMA = (
@@ -65,6 +65,9 @@ def parse_size(text: str) -> int | None:
     if m is None or m.group(2) not in _UNITS:
         raise ValueError(f"{text!r} is not a size")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+DEFAULT_LIMIT = parse_size(DEFAULT_QUOTA)
 
 
 def format_size(n: int) -> str:
