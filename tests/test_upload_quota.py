@@ -68,7 +68,7 @@ def hub(tmp_path):
 
     alice = HfApi(endpoint=srv.url, token="tok-alice")
     alice.create_repo("alice/pub")
-    alice.upload_file(path_or_fileobj=b"# a public repo\n", path_in_repo="README.md", repo_id="alice/pub")
+    alice.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n# a public repo\n", path_in_repo="README.md", repo_id="alice/pub")
     HfApi(endpoint=srv.url, token="tok-carol").create_repo("team/shared")
     yield srv
     srv.stop()
@@ -349,3 +349,26 @@ def test_hub_serve_enforces_the_quota_it_is_given(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_xorb_already_stored_is_not_charged_and_a_new_one_is_charged_its_stored_bytes(hub):
+    from test_xet_client import req, xet_token
+    from test_xet_formats import xorb_bytes
+
+    stored, stored_name = xorb_bytes([os.urandom(5000), os.urandom(4000)])
+    tok, cas = xet_token(hub, "alice/pub", "write", "tok-alice")
+    assert req(hub, "POST", f"{cas}/v1/xorbs/default/{stored_name}", stored, tok) == (200, b'{"was_inserted":true}')
+    status, body = req(hub, "GET", "/api/models/alice/pub/xet-write-token/None?create_pr=1", token="tok-bob")
+    assert status == 200, body
+    bob = json.loads(body)["accessToken"]
+    assert req(hub, "POST", f"{cas}/v1/xorbs/default/{stored_name}", stored, bob) == (200, b'{"was_inserted":false}')
+    assert used(hub, "bob") == 0
+    fresh, fresh_name = xorb_bytes([os.urandom(7000)])
+    assert req(hub, "POST", f"{cas}/v1/xorbs/default/{fresh_name}", fresh, bob) == (200, b'{"was_inserted":true}')
+    db = sqlite3.connect(hub.root / "registry.db")
+    try:
+        (kept,) = db.execute("SELECT stored_bytes FROM xet_xorbs WHERE hash=?", (fresh_name,)).fetchone()
+        rows = db.execute("SELECT object, bytes, until FROM quota_charges WHERE user='bob'").fetchall()
+    finally:
+        db.close()
+    assert rows == [(f"xorb:{fresh_name}", kept, None)] and kept >= 7000
