@@ -68,7 +68,9 @@ def hub(tmp_path):
 
     alice = HfApi(endpoint=srv.url, token="tok-alice")
     alice.create_repo("alice/pub")
-    alice.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n# a public repo\n", path_in_repo="README.md", repo_id="alice/pub")
+    alice.upload_file(
+        path_or_fileobj=b"---\nlicense: mit\n---\n# a public repo\n", path_in_repo="README.md", repo_id="alice/pub"
+    )
     HfApi(endpoint=srv.url, token="tok-carol").create_repo("team/shared")
     yield srv
     srv.stop()
