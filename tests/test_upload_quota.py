@@ -374,3 +374,14 @@ def test_a_xorb_already_stored_is_not_charged_and_a_new_one_is_charged_its_store
     finally:
         db.close()
     assert rows == [(f"xorb:{fresh_name}", kept, None)] and kept >= 7000
+
+
+def test_open_mode_has_no_quota_since_anyone_may_write_anywhere(tmp_path):
+    """--open means writes need no token: every repo is the caller's to write, so nothing is limited."""
+    from huggingface_hub import HfApi
+
+    with start_server(tmp_path / "reg", open_mode=True, upload_quota=10) as srv:
+        HfApi(endpoint=srv.url).create_repo("alice/pub")
+        status, answer = _batch(srv, "any", "alice/pub", [("a" * 64, 10**6)])
+        assert status == 200 and "charge=" not in answer["objects"][0]["actions"]["upload"]["href"]
+        assert used(srv, "local") == 0
