@@ -338,7 +338,7 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
     assert parse_block(old).provenance is None
     rows = {f: (v, s) for f, v, s in provenance_rows(old)}
     assert rows["chosen.model"] == ("a/big", "recorded") and rows["rejected.model"] == (None, "unknown")
-    with staged(trl_adapter) as stage:
+    with staged(trl_adapter, refuse_local_base=False) as stage:  # its base is a local folder
         new = json.loads((stage / "deltahub.json").read_text())
     fields = {k: (v.annotation, v) for k, v in DeltaBlock.model_fields.items() if k not in ("provenance", "license")}
     V1Reader = create_model(

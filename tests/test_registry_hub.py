@@ -12,13 +12,26 @@ from test_registry_validate import PAIRS, adapter_dir, dataset_dir  # noqa: F401
 
 from deltahub.errors import InputError
 
+BASE = "tinyorg/tiny-qwen3"  # the repo id the adapters' local base (tiny_model) is published as (bases.py)
+
 
 @pytest.fixture(scope="module")
 def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
+    from deltahub.endpoint import get_api
+    from deltahub.share.provenance import Declared
     from deltahub.share.publish import publish
 
+    get_api().create_repo(BASE, exist_ok=True)  # the base is on the registry: validating a pulled delta reads it
+    get_api().upload_folder(repo_id=BASE, folder_path=str(tiny_model))
     d = publish(dataset_dir, "alice/pairs")
-    a = publish(adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=d["commit"], tag="v1")
+    a = publish(
+        adapter_dir,
+        "alice/delta",
+        dataset_repo="alice/pairs",
+        dataset_revision=d["commit"],
+        tag="v1",
+        declared=Declared(base=BASE),
+    )
     return {"dataset": d, "adapter": a}
 
 
@@ -27,8 +40,14 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
     from deltahub.share.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
+    from deltahub.share.provenance import Declared
+
     again = publish(
-        adapter_dir, "alice/delta", dataset_repo="alice/pairs", dataset_revision=published["dataset"]["commit"]
+        adapter_dir,
+        "alice/delta",
+        dataset_repo="alice/pairs",
+        dataset_revision=published["dataset"]["commit"],
+        declared=Declared(base=BASE),
     )
     assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
     commits = get_api().list_repo_commits("alice/delta")
@@ -38,7 +57,7 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
 def test_list_finds_by_base_and_family(published, tiny_model):
     from deltahub.share.search import list_deltas
 
-    rows = list_deltas(base=str(tiny_model))
+    rows = list_deltas(base=BASE)
     assert [r["repo_id"] for r in rows] == ["alice/delta"]
     assert rows[0]["pairs"] == PAIRS and rows[0]["dataset"] == "alice/pairs"
     assert list_deltas(base="someone/else") == []
@@ -55,6 +74,7 @@ def test_show_links_dataset_and_revisions(published):
 
 
 def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir, tmp_path):  # noqa: F811
+    from deltahub.share.provenance import Declared
     from deltahub.share.publish import publish
     from deltahub.share.validate import ValidationFailed, validate
 
@@ -63,8 +83,8 @@ def test_validate_repo_passes_and_catches_missing_dataset(published, adapter_dir
     bad = tmp_path / "bad"
     shutil.copytree(adapter_dir, bad)
     with pytest.raises(ValidationFailed, match="linked dataset"):
-        publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs")
-    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", validate=False)
+        publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", declared=Declared(base=BASE))
+    publish(bad, "mallory/delta", dataset_repo="mallory/missing-pairs", validate=False, declared=Declared(base=BASE))
     report = validate("mallory/delta")
     assert {c.name for c in report.checks if not c.ok} == {"linked dataset"}
     result = CliRunner().invoke(__import__("deltahub.share.cli", fromlist=["x"]).validate_command, ["mallory/delta"])
@@ -129,7 +149,7 @@ def test_cli_publish_list_show(published, dataset_dir, tiny_model):  # noqa: F81
     runner = CliRunner()
     r = runner.invoke(cli.publish_command, [str(dataset_dir), "--repo", "alice/pairs"])
     assert r.exit_code == 0 and "no new commit" in r.output, r.output
-    r = runner.invoke(cli.list_command, ["--base", str(tiny_model), "--sort", "gain"])
+    r = runner.invoke(cli.list_command, ["--base", BASE, "--sort", "gain"])
     assert r.exit_code == 0 and "alice/delta" in r.output and "alice/pairs" in r.output
     r = runner.invoke(cli.show_command, ["alice/delta@v1"])
     assert r.exit_code == 0 and "dataset: alice/pairs" in r.output and "v1=" in r.output

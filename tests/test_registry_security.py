@@ -1233,3 +1233,115 @@ def test_processes_opening_a_new_registry_at_once_all_start(tmp_path):
     ]
     results = [p.communicate(timeout=120) for p in procs]
     assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, results, strict=True)] == [(0, "ok")] * 6, results
+
+
+# -- upload quotas (#25) -------------------------------------------------------------------------
+# A user may store QUOTA bytes in repos it cannot write (pull requests into public repos); its own namespace
+# and its organisations' are unlimited. Each case is tried on the LFS batch and on a Xet xorb upload whose
+# headers arrive with "Expect: 100-continue": a refusal must come before the server asks for the body.
+QUOTA = 10_000
+QUOTA_TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-carol": "carol"}
+QUOTA_CASES = [  # (who, token, repo, LFS batch status, Xet: write-token status, xorb status)
+    ("outsider-into-public", "tok-bob", "alice/pub", 413, 200, 413),
+    ("owner", "tok-alice", "alice/pub", 200, 200, 200),
+    ("org-member", "tok-carol", "team/shared", 200, 200, 200),
+    ("outsider-into-own-namespace", "tok-bob", "bob/own", 200, 200, 200),
+    ("outsider-into-private", "tok-bob", "alice/hidden", 404, 404, None),
+    ("anonymous", None, "alice/pub", 401, 401, None),
+]
+
+
+@pytest.fixture(scope="module")
+def quota_reg(tmp_path_factory):
+    from huggingface_hub import HfApi
+
+    root = tmp_path_factory.mktemp("quota") / "reg"
+    srv = start_server(root, open_mode=False, tokens=QUOTA_TOKENS, orgs={"carol": ["team"]}, upload_quota=QUOTA)
+    HfApi(endpoint=srv.url, token="tok-alice").create_repo("alice/pub")
+    HfApi(endpoint=srv.url, token="tok-alice").create_repo("alice/hidden", private=True)
+    HfApi(endpoint=srv.url, token="tok-carol").create_repo("team/shared")
+    HfApi(endpoint=srv.url, token="tok-bob").create_repo("bob/own")
+    yield Registry(srv, root)
+    srv.stop()
+
+
+def _quota_used(root: Path, user: str) -> int:
+    db = sqlite3.connect(root / "registry.db")
+    try:
+        return db.execute("SELECT COALESCE(SUM(bytes), 0) FROM quota_charges WHERE user=?", (user,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def _assert_quota_message(answer: Answer, user: str) -> None:
+    message = answer.json()["error"]
+    assert message.startswith("upload quota exceeded") and f"{user} has used 0 bytes of its 10 kB" in message
+    assert f"({user}/...)" in message and "--upload-quota" in message, message
+    assert answer.headers["x-error-message"] == message
+
+
+@pytest.mark.parametrize("who,token,repo,lfs,_t,_x", QUOTA_CASES, ids=[c[0] for c in QUOTA_CASES])
+def test_lfs_batch_quota_by_who_uploads_where(quota_reg, who, token, repo, lfs, _t, _x):
+    """Objects summing past the quota, each below it: refused as a whole (nothing reserved) or all granted."""
+    objects = [{"oid": _sha(b"%s-%d" % (who.encode(), i)), "size": QUOTA // 2} for i in range(3)]
+    user = QUOTA_TOKENS.get(token or "", "nobody")
+    before = _quota_used(quota_reg.root, user)
+    a = quota_reg.req("POST", f"/{repo}.git/info/lfs/objects/batch", {"operation": "upload", "objects": objects}, token)
+    _assert_no_leak(a, who)
+    assert a.status == lfs, a.body
+    if lfs == 413:
+        _assert_quota_message(a, user)
+        assert _quota_used(quota_reg.root, user) == before
+    if lfs == 200:
+        hrefs = [o["actions"]["upload"]["href"] for o in a.json()["objects"]]
+        assert len(hrefs) == 3 and not any("charge=" in h for h in hrefs)  # unlimited: nothing reserved
+        assert _quota_used(quota_reg.root, user) == before == 0
+
+
+@pytest.mark.parametrize("who,token,repo,_l,tok_status,xorb_status", QUOTA_CASES, ids=[c[0] for c in QUOTA_CASES])
+def test_xet_xorb_quota_is_decided_on_the_headers(quota_reg, who, token, repo, _l, tok_status, xorb_status):
+    from test_xet_formats import xorb_bytes
+
+    create_pr = "main" if who in ("owner", "org-member", "outsider-into-own-namespace") else "None?create_pr=1"
+    t = quota_reg.req("GET", f"/api/models/{repo}/xet-write-token/{create_pr}", token=token)
+    _assert_no_leak(t, who)
+    assert t.status == tok_status, t.body
+    if xorb_status is None:
+        return
+    cas_token = t.json()["accessToken"]
+    body, name = xorb_bytes([os.urandom(QUOTA // 2 + 1), os.urandom(QUOTA // 2 + 1)])  # past the quota
+    head = (
+        f"POST /api/xet-cas/v1/xorbs/default/{name} HTTP/1.1\r\nHost: {quota_reg.host}:{quota_reg.port}\r\n"
+        f"Authorization: Bearer {cas_token}\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((quota_reg.host, quota_reg.port), timeout=30) as s:
+        s.sendall(head)
+        first = s.recv(1 << 16)
+        if first.startswith(b"HTTP/1.1 100"):  # the server asks for the body: only an unlimited uploader
+            assert xorb_status == 200, f"{who}: asked for the body of an upload past the quota"
+            s.sendall(body)
+            rest = b""
+            while chunk := s.recv(1 << 16):
+                rest += chunk
+            first = first.partition(b"\r\n\r\n")[2] + rest
+            first = first if first.startswith(b"HTTP/") else rest
+        else:
+            while chunk := s.recv(1 << 16):
+                first += chunk
+    status = int(first.split(b" ", 2)[1])
+    head_part, _, payload = first.partition(b"\r\n\r\n")
+    assert status == xorb_status, first[:300]
+    stored = any(p.name == name for p in (quota_reg.root / "xorbs").rglob("*"))
+    if status == 413:
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (x.partition(":") for x in head_part.decode("latin-1").split("\r\n")[1:])
+        }
+        _assert_quota_message(Answer(status, headers, payload), QUOTA_TOKENS[token])
+        assert not any(p.name == name for p in (quota_reg.root / "xorbs").rglob("*"))
+        assert _quota_used(quota_reg.root, QUOTA_TOKENS[token]) == 0
+    else:
+        assert json.loads(payload) == {"was_inserted": True} and stored
+        assert _quota_used(quota_reg.root, QUOTA_TOKENS[token]) == 0
+    assert quota_reg.temp_files() == []

@@ -139,6 +139,9 @@ def _dataset(root: Path) -> Path:
     return out
 
 
+TINY_BASE = "alice/tiny-base"
+
+
 def _publish(*args: str) -> None:
     from deltahub.cli import cli
 
@@ -157,6 +160,11 @@ def world(tiny_model, tmp_path_factory):
     try:
         setup_client(endpoint=server.url, token="tok-alice")
         folders = {}
+        from deltahub.endpoint import get_api
+
+        # the adapters' local base is on the registry under this id, which publish names (share/bases.py)
+        get_api().create_repo(TINY_BASE)
+        get_api().upload_folder(repo_id=TINY_BASE, folder_path=str(tiny_model))
         data = _dataset(root / "src")
         _publish(str(data), "--repo", "alice/pairs")
         for i, (repo, gain) in enumerate(zip(DELTAS, GAINS, strict=True)):
@@ -164,14 +172,16 @@ def world(tiny_model, tmp_path_factory):
             tag = ["--tag", "v1"] if i == 0 else []
             # publish validates: only delta-a's pair count (PAIRS) matches the linked dataset's rows
             link = ["--dataset", "alice/pairs"] if i == 0 else []
-            _publish(str(folders[repo]), "--repo", repo, *link, *tag)
+            _publish(str(folders[repo]), "--repo", repo, "--base", TINY_BASE, *link, *tag)
         # a second version of delta-a: its card changes (the gain), so the history has a card diff
         block = json.loads((folders["alice/delta-a"] / "deltahub.json").read_text())
         block["gain"]["value"] = 0.035
         (folders["alice/delta-a"] / "deltahub.json").write_text(json.dumps(block))
-        _publish(str(folders["alice/delta-a"]), "--repo", "alice/delta-a", "--dataset", "alice/pairs")
+        _publish(
+            str(folders["alice/delta-a"]), "--repo", "alice/delta-a", "--base", TINY_BASE, "--dataset", "alice/pairs"
+        )
         secret = _adapter(tiny_model, root / "src", "secret-delta", 9, 0.2)
-        _publish(str(secret), "--repo", "alice/secret-delta", "--private")
+        _publish(str(secret), "--repo", "alice/secret-delta", "--base", TINY_BASE, "--private")
 
         setup_client(endpoint=server.url, token="tok-mallory")
         from deltahub.endpoint import get_api
@@ -184,7 +194,7 @@ def world(tiny_model, tmp_path_factory):
             path_or_fileobj=b"<script>window.__xss='raw'</script>", path_in_repo="evil.html", repo_id="mallory/evil"
         )
         setup_client(endpoint=server.url, token="tok-alice")
-        yield {"url": server.url, "root": root, "folders": folders, "tiny": str(tiny_model)}
+        yield {"url": server.url, "root": root, "folders": folders, "tiny": TINY_BASE, "tiny_dir": str(tiny_model)}
     finally:
         server.stop()
         for k, v in saved.items():
@@ -375,7 +385,8 @@ def test_card_text_cache_is_bounded(world):
         for _ in range(2):
             for r in repos:
                 text = cards.text(r)
-                assert text.startswith(r.repo_id) and (r.repo_id == "mallory/evil" or "deltahub" in text)
+                plain = r.repo_id in ("mallory/evil", TINY_BASE)  # repos without a deltahub card
+                assert text.startswith(r.repo_id) and (plain or "deltahub" in text)
                 assert cards._chars <= 3000 and cards._chars == sum(len(t) for _, t in cards._text.values())
     finally:
         store.close()
@@ -561,7 +572,7 @@ def test_home_lists_the_published_deltas_by_base(world, browser, shots):
 
     _open(browser, world, "/")
     rows = [r.get_attribute("data-repo") for r in browser.find_elements(By.CSS_SELECTOR, "tr.repo-row")]
-    assert set(rows) == {*DELTAS, "alice/pairs", "mallory/evil"}
+    assert set(rows) == {*DELTAS, "alice/pairs", "mallory/evil", TINY_BASE}
     group = browser.find_element(By.CSS_SELECTOR, f"section.group[data-group='{world['tiny']}']")
     listed = [r.get_attribute("data-repo") for r in group.find_elements(By.CSS_SELECTOR, "tr.repo-row")]
     assert listed == ["alice/delta-a", "alice/delta-c", "alice/delta-b"]  # newest first: delta-a was republished
@@ -683,7 +694,7 @@ def test_compose_writes_a_config_mergekit_runs(world, browser, shots, tmp_path):
     assert result.exit_code == 0, result.output
 
     got, other = _weights(tmp_path / "merged-mergekit"), _weights(tmp_path / "merged-deltahub")
-    base = _weights(Path(world["tiny"]))
+    base = _weights(Path(world["tiny_dir"]))
     adapters = [load_adapter(world["folders"][r]) for r in ("alice/delta-b", "alice/delta-c")]
     for module in adapters[0].module_names:
         merged = merge_module("gam", [a.modules[module] for a in adapters], [1.0, 0.5], reference=1, scale=0.8)

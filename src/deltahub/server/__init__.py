@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .auth import Auth
+from .quota import DEFAULT_LIMIT
 
 __all__ = ["RunningServer", "start_server", "Auth"]
 
@@ -42,16 +43,18 @@ def start_server(
     orgs: dict[str, list[str]] | None = None,
     page_size: int = 1000,
     upstream: str | None = None,
+    upload_quota: int | None = DEFAULT_LIMIT,
 ) -> RunningServer:
     """Serve ``root`` on ``host:port`` (0 = an ephemeral port) and return once it accepts connections;
-    repos it does not hold are read through from ``upstream`` (None: no read-through)."""
+    repos it does not hold are read through from ``upstream`` (None: no read-through); ``upload_quota``:
+    bytes each user may store in repos it cannot write (None: unlimited, see quota.py)."""
     import uvicorn
 
     from .app import build_app
     from .protocol import server_config
 
     auth = Auth(open_mode=open_mode, tokens=dict(tokens or {}), orgs=dict(orgs or {}))
-    app = build_app(Path(root), auth, page_size, upstream)
+    app = build_app(Path(root), auth, page_size, upstream, upload_quota)
     server = uvicorn.Server(server_config(app, host, port))
     thread = threading.Thread(target=server.run, name="deltahub-registry", daemon=True)
     thread.start()

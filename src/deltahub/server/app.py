@@ -20,6 +20,7 @@ from .asgi import Framing
 from .auth import Auth
 from .context import Hub
 from .errors import RegistryError, error_response
+from .quota import DEFAULT_LIMIT
 from .routes import ROUTES  # (registers the URL convertors the routes and pages use)
 from .web import install as install_pages
 
@@ -32,10 +33,17 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
     return Response(status_code=400)  # nobody is left to read it; the temp file is already gone
 
 
-def build_app(root: Path, auth: Auth | None = None, page_size: int = 1000, upstream: str | None = None) -> Framing:
+def build_app(
+    root: Path,
+    auth: Auth | None = None,
+    page_size: int = 1000,
+    upstream: str | None = None,
+    upload_quota: int | None = DEFAULT_LIMIT,
+) -> Framing:
     """The ASGI app serving one registry root (``.state.hub`` holds its state); repos it does not hold are
-    read through from ``upstream`` (upstream.py)."""
+    read through from ``upstream`` (upstream.py); ``upload_quota``: bytes per user into repos it cannot write
+    (quota.py; None: unlimited)."""
     app = Starlette(routes=ROUTES, exception_handlers={RegistryError: _refused, ClientDisconnect: _client_gone})
-    app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream)
+    app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream, upload_quota)
     install_pages(app)  # after the API routes: the API keeps every URL it matches
     return Framing(app)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from .quota import DEFAULT_QUOTA
 
 
 @click.group("hub")
@@ -35,6 +36,12 @@ def hub_group() -> None:
     help="Hub to read through to for repos not held here (default: the saved setting, else https://huggingface.co).",
 )
 @click.option("--no-upstream", is_flag=True, help="Serve only what is held here.")
+@click.option(
+    "--upload-quota",
+    default=DEFAULT_QUOTA,
+    show_default=True,
+    help="Bytes each user may upload into repos it cannot write (pull requests): e.g. 500MB, 2GiB, 0, unlimited.",
+)
 def serve(
     host: str,
     port: int,
@@ -44,6 +51,7 @@ def serve(
     open_mode: bool,
     upstream: str | None,
     no_upstream: bool,
+    upload_quota: str,
 ) -> None:
     """Serve the registry until interrupted."""
     import uvicorn
@@ -53,7 +61,15 @@ def serve(
     from .app import build_app
     from .auth import Auth
     from .protocol import server_config
+    from .quota import format_size, parse_size
 
+    try:
+        quota = parse_size(upload_quota)
+    except ValueError:
+        raise InputError(
+            f"--upload-quota {upload_quota!r} is not a size",
+            "write it as a number with a unit (500MB, 10GB, 2GiB), 0, or unlimited",
+        ) from None
     auth = Auth.from_file(tokens_file, open_mode) if tokens_file else Auth(open_mode=open_mode)
     for pair in token_pairs:
         if "=" not in pair:
@@ -71,9 +87,10 @@ def serve(
     mode = "open" if auth.open_mode else "tokens"
     click.echo(
         f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
-        f"{'upstream ' + upstream if upstream else 'no upstream'})"
+        f"{'upstream ' + upstream if upstream else 'no upstream'}, "
+        f"upload quota {'unlimited' if quota is None else format_size(quota)})"
     )
-    uvicorn.Server(server_config(build_app(root, auth, upstream=upstream), host, port)).run()
+    uvicorn.Server(server_config(build_app(root, auth, upstream=upstream, upload_quota=quota), host, port)).run()
 
 
 @hub_group.command("use")

@@ -27,6 +27,7 @@ from .discussion_store import Discussions
 from .errors import BadRequest, DiskFull, Forbidden, GatedRepo, PayloadTooLarge, RepoNotFound, Unauthorized
 from .limits import MAX_JSON_BYTES
 from .paths import check_name
+from .quota import DEFAULT_LIMIT, Quotas
 from .storage import Incoming, ReadPolicy, Repo, Store
 from .upstream import Mirrors
 
@@ -38,9 +39,16 @@ _DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() also takes '²', which int
 
 class Hub:
     """The application state: one store (with its discussions and collections), one auth policy, the
-    read-through policy for repos not held here, a secret for LFS upload tickets."""
+    read-through policy for repos not held here, a secret for LFS upload tickets, the upload quotas."""
 
-    def __init__(self, root: Path, auth: Auth, page_size: int = 1000, upstream: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        auth: Auth,
+        page_size: int = 1000,
+        upstream: str | None = None,
+        upload_quota: int | None = DEFAULT_LIMIT,
+    ):
         self.store = Store(root)
         self.discussions = Discussions(self.store)
         self.collections = Collections(self.store)
@@ -48,6 +56,7 @@ class Hub:
         self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
+        self.quotas = Quotas(self.store, auth, upload_quota)  # bytes into others' repos (quota.py)
 
     # -- who is asking ------------------------------------------------------------------------------
     def user(self, request: Request) -> str | None:
@@ -110,18 +119,23 @@ class Hub:
         return f"{self.base(request)}/{prefix}{repo.repo_id}"
 
     # -- LFS upload tickets --------------------------------------------------------------------------
-    def _ticket(self, repo: Repo, oid: str, size: int, day: int) -> str:
+    def _ticket(self, repo: Repo, oid: str, size: int, day: int, charge: str | None) -> str:
         msg = f"{repo.id}:{repo.created!r}:{oid}:{size}:{day}".encode()
+        if charge is not None:
+            msg += b"\0charge\0" + charge.encode()
         return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()
 
-    def ticket(self, repo: Repo, oid: str, size: int) -> str:
-        """An upload permit for one object into one repo (the PUT carries no token), valid 1-2 days."""
-        return self._ticket(repo, oid, size, int(time.time()) // 86400)
+    def ticket(self, repo: Repo, oid: str, size: int, charge: str | None = None) -> str:
+        """An upload permit for one object into one repo (the PUT carries no token), valid 1-2 days; ``charge``:
+        the user whose quota reserved it (quota.py), who is charged when the bytes are stored."""
+        return self._ticket(repo, oid, size, int(time.time()) // 86400, charge)
 
-    def ticket_ok(self, repo: Repo, oid: str, size: int, ticket: str) -> bool:
+    def ticket_ok(self, repo: Repo, oid: str, size: int, ticket: str, charge: str | None = None) -> bool:
         day = int(time.time()) // 86400
         given = ticket.encode()  # bytes: compare_digest refuses non-ASCII str with a TypeError
-        return any(hmac.compare_digest(self._ticket(repo, oid, size, d).encode(), given) for d in (day, day - 1))
+        return any(
+            hmac.compare_digest(self._ticket(repo, oid, size, d, charge).encode(), given) for d in (day, day - 1)
+        )
 
 
 def hub_of(request: Request) -> Hub:

@@ -5,7 +5,8 @@ Version 0 (before ``PRAGMA user_version`` was set) kept each commit's whole tree
 objects (``repo_objects``); version 2 adds ``mirrors`` (repos read through from an upstream Hub,
 see upstream.py), created empty; version 3 adds discussions and pull requests, collections, the ``gated``
 setting, old names of moved repos and a case-insensitive index of repo ids; version 4 adds the Xet tables
-(xorbs, their chunks and file reconstructions, see xet/schema.py). Every step only adds tables,
+(xorbs, their chunks and file reconstructions, see xet/schema.py); version 5 adds ``quota_charges``
+(bytes each user stored in repos it cannot write, see quota.py), created empty. Every step only adds tables,
 indexes and a nullable column, so one idempotent pass brings any older version to the latest. Migration
 runs once, inside the first writer's transaction, so a crash leaves the old store untouched and a second
 process waits and then finds it done.
@@ -16,12 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from . import history
+from . import history, quota
 from .history import Entry
 from .limits import MAX_CARD_JSON_BYTES
 from .xet import schema as xet_schema
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS repos (
@@ -65,6 +66,7 @@ SCHEMA = (
       type TEXT NOT NULL, ns TEXT NOT NULL COLLATE NOCASE, name TEXT NOT NULL COLLATE NOCASE, repo INTEGER NOT NULL,
       PRIMARY KEY (type, ns, name))""",
     *xet_schema.SCHEMA,
+    *quota.SCHEMA,
 )
 # what a repo owns, by (table, column holding the repo id): deleted with it
 REPO_TABLES = (

@@ -69,6 +69,9 @@ def size_category(n: int | None) -> str:
 
 
 def _base_model(folder: Path, block: DeltaBlock) -> str | None:
+    """The base's id: the block's (a staged block names a repo id, see bases.py), else the adapter config's."""
+    if block.student and block.student.model:
+        return block.student.model
     cfg = folder / "adapter_config.json"
     if cfg.is_file():
         try:

@@ -105,7 +105,9 @@ def pull_command(spec, out, overwrite):
 
 
 @click.command("list")
-@click.option("--base", help="Base model id the adapters are for.")
+@click.option(
+    "--base", help="Base model the adapters are for: a repo id, or a local folder that records one (docs/bases.md)."
+)
 @click.option("--family", help="Model family of the chosen model (e.g. Qwen3).")
 @click.option("--min-pairs", type=int, help="Only deltas trained on at least N pairs.")
 @click.option("--sort", type=click.Choice(["recent", "gain"]), default="recent", show_default=True)

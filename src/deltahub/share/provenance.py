@@ -30,8 +30,8 @@ class Declared(Settings):
 
     base: str | None = setting(
         None,
-        "Base model (the student) as a Hub id; default: adapter_config.json's "
-        "base_model_name_or_path, which the published copy is rewritten to.",
+        "Base model (the student) as a Hub id, which the published copy is rewritten to; default: "
+        "adapter_config.json's base_model_name_or_path, or the id a local base folder records (docs/bases.md).",
     )
     dataset: str | None = setting(
         None,

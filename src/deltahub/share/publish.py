@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..endpoint import get_api
 from ..errors import InputError
+from .bases import trained_on
 from .cards import read_block
 from .hubops import parse_spec
 from .network import check_repo_id, remote_calls
@@ -120,7 +121,7 @@ def check_and_record(
     prov = block.setdefault("provenance", {"origin": "deltahub", "fields": {}})
     report = None
     if validate:
-        report = validate_on_registry(stage, str(folder))
+        report = validate_on_registry(stage, str(folder), base_folder=trained_on(folder))
         if not report.ok:
             raise ValidationFailed(report)
         if "pairs" in report.measured:

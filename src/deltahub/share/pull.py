@@ -15,6 +15,7 @@ from pathlib import Path
 from ..atomic import atomic_dir, held, remove_stale_partials
 from ..endpoint import get_api
 from ..home import home
+from .bases import record_source
 from .hub_errors import hub_errors
 from .hubops import parse_spec, repo_type_of
 from .network import BACKOFF, RETRIES, check_repo_id, retrying
@@ -84,6 +85,7 @@ def _download(hub, repo_id: str, rtype: str, sha: str, out: Path, overwrite: boo
             with _known_repo(hub, repo_id, rtype, sha):
                 hub.snapshot_download(repo_id, repo_type=rtype, revision=sha, local_dir=str(tmp))
             shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)
+            record_source(Path(tmp), repo_id, rtype, sha)  # a base pulled here is published by its repo id
 
 
 def resolve_local(spec: str | Path) -> Path:

@@ -26,6 +26,9 @@ def list_deltas(
         raise InputError(f"unknown sort '{sort}'", "use --sort recent or --sort gain")
     filters = ["deltahub", "preference-delta"]
     if base:
+        from .bases import base_filter
+
+        base = base_filter(base)
         filters.append(f"base_model:adapter:{base}" if kind == "adapter" else f"deltahub-base:{base}")
     if family:
         filters.append(f"deltahub-family:{family}")

@@ -358,8 +358,16 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
     from .stage import staged
 
     if Path(target).exists():
-        with staged(Path(target), declared) as stage:
-            return validate_on_registry(stage, str(target), local=True, strict=strict)
+        from .bases import base_problem, trained_on
+
+        with staged(Path(target), declared, refuse_local_base=False) as stage:
+            report = validate_on_registry(
+                stage, str(target), local=True, strict=strict, base_folder=trained_on(Path(target))
+            )
+            problem = base_problem(stage)
+            if report.kind in ("adapter", "merged"):
+                report.add("base named by a repo id", problem is None, problem or "the card names a repo id")
+            return report
     from .pull import pull
 
     with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
@@ -367,10 +375,21 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
         return validate_on_registry(folder, str(target), strict=strict)
 
 
-def validate_on_registry(folder: Path, target: str, local: bool = False, strict: bool = False) -> Report:
-    """:func:`validate_folder` with the base config and the linked dataset looked up on the registry."""
+def validate_on_registry(
+    folder: Path, target: str, local: bool = False, strict: bool = False, base_folder: Path | None = None
+) -> Report:
+    """:func:`validate_folder` with the base config and the linked dataset looked up on the registry;
+    ``base_folder``: the local copy the adapter was trained on, whose config.json answers when the registry
+    does not hold the base it is published for (bases.py)."""
+
+    def base_config(model_id: str) -> dict | None:
+        found = _hub_config(model_id)
+        if found is None and base_folder is not None and (base_folder / "config.json").is_file():
+            return json.loads((base_folder / "config.json").read_text(encoding="utf-8"))
+        return found
+
     return validate_folder(
-        folder, base_config=_hub_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
+        folder, base_config=base_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
     )
 
 

@@ -4,12 +4,14 @@ LFS files."""
 from __future__ import annotations
 
 import shutil
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import payloads as P
+from .. import quota
 from ..context import body, content_length, hub_of, iso, param, receive, rtype_of
 from ..errors import BadRequest, DiskFull, Forbidden, ObjectNotFound, PayloadTooLarge
 from ..limits import MAX_FILE_BYTES
@@ -32,38 +34,37 @@ async def lfs_batch(request: Request):
             for o in req.objects
         ]
         return JSONResponse({"transfer": "basic", "objects": objects})
-    hub.signed_in(request, "upload files")
+    user = hub.signed_in(request, "upload files")
     hub.mirrors.refuse_changes(repo)
     can_read = hub.read_policy(hub.user(request))
     base = hub.base(request)
+    too_large = {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"}
+    wanted = [
+        o for o in req.objects if o.size <= MAX_FILE_BYTES and hub.store.usable_size(repo, o.oid, can_read) != o.size
+    ]
+    # over the user's quota (quota.py): the whole batch is refused here, before any byte is sent
+    charged = hub.quotas.reserve(user, repo, [(quota.lfs_key(o.oid), o.size) for o in wanted])
     free = shutil.disk_usage(hub.store.root).free
     needed = 0
     objects = []
     for o in req.objects:
+        item: dict = {"oid": o.oid, "size": o.size}
         if o.size > MAX_FILE_BYTES:
-            objects.append(
-                {
-                    "oid": o.oid,
-                    "size": o.size,
-                    "error": {"code": 422, "message": f"object too large (limit {MAX_FILE_BYTES} bytes)"},
-                }
-            )
+            objects.append({**item, "error": too_large})
             continue
-        item: dict = {"oid": o.oid, "size": o.size, "authenticated": True}
-        if hub.store.usable_size(repo, o.oid, can_read) != o.size:
+        item["authenticated"] = True
+        if o in wanted:
             needed += o.size
             if needed > free:  # refuse now, with the reason, rather than after the bytes were sent
-                objects.append(
-                    {
-                        "oid": o.oid,
-                        "size": o.size,
-                        "error": {"code": 507, "message": DiskFull.at(hub.store.root).message},
-                    }
-                )
+                if charged:
+                    hub.quotas.settle(user, quota.lfs_key(o.oid), None)
+                objects.append({**item, "error": {"code": 507, "message": DiskFull.at(hub.store.root).message}})
                 continue
-            ticket = hub.ticket(repo, o.oid, o.size)
+            charge = user if charged else None  # bound into the ticket: an upload cannot shed its charge
+            ticket = hub.ticket(repo, o.oid, o.size, charge)
+            by = f"&charge={quote(charge, safe='')}" if charge else ""
             item["actions"] = {
-                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}"},
+                "upload": {"href": f"{base}/lfs/upload/{repo.id}/{o.oid}/{o.size}?ticket={ticket}{by}"},
                 "verify": {"href": f"{hub.repo_url(request, repo)}.git/info/lfs/verify"},
             }
         objects.append(item)
@@ -78,7 +79,8 @@ async def lfs_upload(request: Request):
     if size > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"object too large (limit {MAX_FILE_BYTES} bytes)")
     repo = hub.store.repo_by_id(request.path_params["repo"])
-    if repo is None or not hub.ticket_ok(repo, oid, size, request.query_params.get("ticket", "")):
+    charged = request.query_params.get("charge")  # who reserved the bytes, bound into the ticket
+    if repo is None or not hub.ticket_ok(repo, oid, size, request.query_params.get("ticket", ""), charged):
         raise Forbidden("missing or invalid upload ticket: ask the batch endpoint first")
     declared = content_length(request)
     if declared is not None and declared != size:
@@ -92,6 +94,8 @@ async def lfs_upload(request: Request):
         if not stored:
             up.adopt(oid)
     hub.store.record_upload(repo, oid)
+    if charged is not None:  # bytes already stored (dedup) are not charged again
+        hub.quotas.settle(charged, quota.lfs_key(oid), None if stored else size)
     return Response(status_code=200)
 
 

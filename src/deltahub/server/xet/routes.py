@@ -25,6 +25,7 @@ from .. import convertors  # noqa: F401  (before any Route is built)
 from ..context import Hub, content_length, flag, hub_of, param, read_body, receive, rtype_of
 from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..paths import check_revision
+from ..quota import xorb_key
 from ..storage import Repo
 from . import hashing, reconstruction, shard, tokens, xorb
 from .serve import byte_range
@@ -107,16 +108,26 @@ def _readable(hub: Hub, grant: tokens.Grant, repo: Repo, file_id: str) -> XetFil
 
 # -- CAS: uploads -----------------------------------------------------------------------------------
 async def upload_xorb(request: Request):
-    hub, _, repo = _caller(request, "write")
+    hub, grant, repo = _caller(request, "write")
     _prefix(request, "default")
     name = _hash(request)
     declared = content_length(request)
     if declared is not None and declared > MAX_XORB_UPLOAD:
         raise PayloadTooLarge(f"a xorb is at most {xorb.MAX_XORB_BYTES} bytes")
-    with hub.store.incoming(MAX_XORB_UPLOAD, hashed=False) as up:
-        await receive(request, up)
-        up.finish(sync=False)  # put_xorb syncs what it keeps
-        inserted = await run_in_threadpool(hub.store.xet.put_xorb, repo, name, up.path, up.size)
+    key = xorb_key(name)
+    # over the quota: refused on the headers, before the body is read
+    charged = hub.quotas.reserve(grant.user, repo, [(key, MAX_XORB_UPLOAD if declared is None else declared)])
+    try:
+        with hub.store.incoming(MAX_XORB_UPLOAD, hashed=False) as up:
+            await receive(request, up)
+            up.finish(sync=False)  # put_xorb syncs what it keeps
+            inserted = await run_in_threadpool(hub.store.xet.put_xorb, repo, name, up.path, up.size)
+    except BaseException:
+        if charged:
+            hub.quotas.settle(grant.user, key, None)
+        raise
+    if charged:  # a xorb already stored (dedup) is not charged again
+        hub.quotas.settle(grant.user, key, hub.store.xet.stored_bytes(name) if inserted else None)
     return JSONResponse({"was_inserted": inserted})
 
 
