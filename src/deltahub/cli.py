@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deltahub.compose.cli:compose_command",
         "Choose deltas greedily by validation score, then merge them (GAM by default).",
     ),
+    "diagnose": (
+        "deltahub.diagnostic.cli:diagnose_command",
+        "Cosine of each delta's update with an oracle's (per module and overall).",
+    ),
     "generate": ("deltahub.generate.cli:generate_command", "Generate weak-weaker preference pairs."),
     "agreement": (
         "deltahub.generate.cli:agreement_command",
