@@ -329,8 +329,8 @@ def _bad(capsys, *args) -> str:
 
 def test_bad_inputs(adapters, tiny_model, tmp_path, capsys):
     oracle, near = adapters["oracle/alpha=r"], adapters["near/alpha=r"]
-    assert "does-not-exist not found" in _bad(capsys, tmp_path / "does-not-exist", "--oracle", oracle)
-    assert "does-not-exist not found" in _bad(capsys, near, "--oracle", tmp_path / "does-not-exist")
+    assert "does-not-exist' not found" in _bad(capsys, tmp_path / "does-not-exist", "--oracle", oracle)
+    assert "does-not-exist' not found" in _bad(capsys, near, "--oracle", tmp_path / "does-not-exist")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "has no adapter_config.json" in _bad(capsys, near, "--oracle", empty)
@@ -351,7 +351,7 @@ def test_bad_inputs(adapters, tiny_model, tmp_path, capsys):
 
 def test_bad_input_subprocess(adapters, tmp_path):
     err = subprocess_cli("diagnose", adapters["near/alpha=r"], "--oracle", tmp_path / "nowhere")
-    assert "nowhere not found" in err
+    assert "nowhere' not found" in err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import torch
 from ..errors import InputError
 from ..merge.adapters import LoraAdapter, check_finite, load_adapter, nonfinite_error
 from ..merge.core import MergeInput, resolve_input
-from ..merge.lowrank import COMPUTE_DTYPE, LowRank, single_thread
+from ..merge.lowrank import COMPUTE_DTYPE, LowRank
+from ..threads import single_thread
 
 BOTH, DELTA_ONLY, ORACLE_ONLY = "both", "delta only", "oracle only"
 
