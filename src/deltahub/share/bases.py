@@ -44,7 +44,11 @@ def looks_local(name: str) -> bool:
     """A name that is a folder here or can only be a path (a repo id is NAME or NS/NAME)."""
     if Path(name).expanduser().is_dir():
         return True
-    return name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name.count("/") > 1 or name in (".", "..")
+    from .source import is_repo_spec
+
+    if name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name in (".", ".."):
+        return True
+    return "/" in name and not is_repo_spec(name)
 
 
 def record_source(folder: Path, repo_id: str, repo_type: str, revision: str) -> None:
@@ -86,14 +90,14 @@ def recorded_id(folder: Path) -> Base | None:
 
 
 def _valid_id(repo_id) -> bool:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    """Whether ``repo_id`` is a name the Hub accepts (its refusal worded once, in hub_errors)."""
+    from .network import check_repo_id
 
     if not isinstance(repo_id, str) or not repo_id:
         return False
     try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
+        check_repo_id(repo_id)
+    except InputError:
         return False
     return True
 
