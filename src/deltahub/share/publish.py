@@ -13,6 +13,7 @@ from ..endpoint import get_api
 from ..errors import InputError
 from .bases import trained_on
 from .cards import read_block
+from .hub_errors import if_exists
 from .hubops import parse_spec
 from .network import check_repo_id, remote_calls
 from .provenance import Declared
@@ -34,15 +35,15 @@ def _git_sha1(data: bytes) -> str:
 
 def _unchanged(hub, repo_id: str, rtype: str, files: dict[str, Path]) -> str | None:
     """The head commit sha when the repo's head already holds exactly these files, else None."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        info = hub.repo_info(repo_id, repo_type=rtype)
-        remote = {
-            e.path: e for e in hub.list_repo_tree(repo_id, repo_type=rtype, recursive=True) if hasattr(e, "blob_id")
-        }
-    except (RepositoryNotFoundError, RevisionNotFoundError):
+    head = if_exists(
+        lambda: (
+            hub.repo_info(repo_id, repo_type=rtype),
+            {e.path: e for e in hub.list_repo_tree(repo_id, repo_type=rtype, recursive=True) if hasattr(e, "blob_id")},
+        )
+    )
+    if head is None:
         return None
+    info, remote = head
     remote.pop(".gitattributes", None)
     if set(remote) != set(files):
         return None
