@@ -95,10 +95,10 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """An open embedded registry on loopback for one test module, with the Hub clients pointed at it."""
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.server import start_server
 
     server = start_server(tmp_path_factory.mktemp("registry"))
-    setup_client(endpoint=server.url)
+    connect(endpoint=server.url)
     yield server
     server.stop()

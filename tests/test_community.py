@@ -97,10 +97,10 @@ def trl_adapter(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub_base(registry, tiny_model) -> str:
     """The tiny base model on the registry, so the adapter can name a Hub id as its base."""
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
-    get_api().create_repo("toy/tiny-base", exist_ok=True)
-    get_api().upload_folder(repo_id="toy/tiny-base", folder_path=str(tiny_model))
+    connect().api().create_repo("toy/tiny-base", exist_ok=True)
+    connect().api().upload_folder(repo_id="toy/tiny-base", folder_path=str(tiny_model))
     return "toy/tiny-base"
 
 
@@ -167,10 +167,10 @@ def test_foreign_adapter_published_with_declared_provenance(
     assert "FAIL  linked dataset: dataset carol/not-yet not found" in out
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
     with pytest.raises(RepositoryNotFoundError):
-        get_api().repo_info("carol/dpo-delta")
+        connect().api().repo_info("carol/dpo-delta")
 
     code, out, err = run_cli(
         capsys,
@@ -356,16 +356,16 @@ def test_old_blocks_read_and_new_blocks_stay_readable_by_v1_readers(trl_adapter,
 def two_users(tmp_path, monkeypatch):
     """A registry with two users: alice curates, bob contributes. HF_TOKEN says who is calling."""
     import deltahub.endpoint as hub_mod
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.server import start_server
 
-    previous = hub_mod._endpoint
+    previous = hub_mod._current
     with start_server(tmp_path / "registry", open_mode=False, tokens={"tok-alice": "alice", "tok-bob": "bob"}) as srv:
-        setup_client(endpoint=srv.url)
+        connect(endpoint=srv.url)
         monkeypatch.setenv("HF_TOKEN", "tok-alice")
         yield srv
     if previous:
-        setup_client(endpoint=previous)  # back to the module's open registry
+        connect(endpoint=previous.url)  # back to the module's open registry
 
 
 def _as(monkeypatch, user: str) -> None:
@@ -391,11 +391,11 @@ def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypat
     from huggingface_hub import hf_hub_download
     from safetensors.torch import load_file, save_file
 
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
     from deltahub.share.provenance import Declared
     from deltahub.share.publish import publish
 
-    api = get_api()
+    api = connect().api()
     api.create_repo("alice/tiny-base", exist_ok=True)
     api.upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
     seed = copy_of(trl_adapter, tmp_path / "seed")  # alice's own delta: other weights than bob's
@@ -443,12 +443,12 @@ def test_pull_request_submitted_and_merged_by_a_second_user(two_users, monkeypat
 
 
 def test_collection_create_add_remove_show_list(capsys, two_users, monkeypatch, trl_adapter, tiny_model, tmp_path):
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
     from deltahub.share.provenance import Declared
     from deltahub.share.publish import publish
 
-    get_api().create_repo("alice/tiny-base", exist_ok=True)
-    get_api().upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
+    connect().api().create_repo("alice/tiny-base", exist_ok=True)
+    connect().api().upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
     for name in ("one", "two"):
         publish(trl_adapter, f"alice/{name}", declared=Declared(base="alice/tiny-base", objective=name))
     bad = copy_of(trl_adapter, tmp_path / "bad")

@@ -394,7 +394,7 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
     from safetensors.torch import load_file
 
     from deltahub.cli import main
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.server import start_server
     from deltahub.toy import build_world, preset
 
@@ -405,7 +405,7 @@ def test_compose_full_on_published_deltas_and_mergekit(one_thread, tmp_path, cap
         for name, seed, swap in specs
     }
     with start_server(tmp_path / "registry") as srv:
-        setup_client(endpoint=srv.url)
+        connect(endpoint=srv.url)
         for name, folder in deltas.items():
             main(
                 [

@@ -293,9 +293,9 @@ def test_cli_equals_api(adapters, capsys):
 
 
 def test_cli_on_registry_repo_ids(adapters, registry, capsys):
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
-    api = get_api()
+    api = connect().api()
     names = {"near": "alice/near", "mixed": "alice/mixed", "oracle": "alice/oracle"}
     for key, repo in names.items():
         api.create_repo(repo, exist_ok=True)

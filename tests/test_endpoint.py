@@ -16,9 +16,8 @@ from deltahub.errors import InputError
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DELTAHUB_HOME", str(tmp_path))
     monkeypatch.delenv("DELTAHUB_ENDPOINT", raising=False)
-    # an endpoint an earlier test set in this process (setup_client(endpoint=...)) is not this test's choice
-    monkeypatch.setattr("deltahub.endpoint._choice", None)
-    monkeypatch.setattr("deltahub.endpoint._endpoint", None)
+    # an endpoint an earlier test set in this process (connect(endpoint=...)) is not this test's choice
+    monkeypatch.setattr("deltahub.endpoint._current", None)
     return tmp_path
 
 

@@ -521,8 +521,8 @@ def test_hub_dataset_prompts_and_pairs_are_pinned(tmp_path, world, sampled):
 
     d, weak, weaker, prompts = world
     with start_server(tmp_path / "registry") as srv:
-        hub.setup_client(srv.url)
-        api = hub.get_api()
+        hub.connect(srv.url)
+        api = hub.connect().api()
         api.create_repo("alice/prompts", repo_type="dataset", exist_ok=True)
         first = api.upload_file(
             path_or_fileobj=str(prompts), path_in_repo="data/train.jsonl", repo_id="alice/prompts", repo_type="dataset"

@@ -9,9 +9,9 @@ import sys
 
 _PROBE = """
 import json, os, sys
-from deltahub.endpoint import setup_client, get_api, registry_root
-url = setup_client()
-api = get_api()
+from deltahub.endpoint import connect, registry_root
+url = connect().url
+api = connect().api()
 import huggingface_hub.constants as c, datasets.config as d
 api.create_repo("me/probe", exist_ok=True)
 print(json.dumps({"url": url, "const": c.ENDPOINT, "xet": c.HF_HUB_DISABLE_XET, "parquet_export": d.USE_PARQUET_EXPORT,

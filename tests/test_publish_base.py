@@ -37,10 +37,10 @@ def _adapter_on(adapter_dir: Path, base: str, dest: Path) -> Path:
 def _exists(repo: str) -> bool:
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
     try:
-        get_api().repo_info(repo)
+        connect().api().repo_info(repo)
         return True
     except RepositoryNotFoundError:
         return False
@@ -113,9 +113,9 @@ def test_base_names_a_local_base_and_list_finds_it_by_id(
 def test_a_pulled_base_is_published_by_the_id_it_records(
     registry, adapter_dir, tiny_model, tmp_path, capsys, monkeypatch
 ):
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
-    api = get_api()
+    api = connect().api()
     api.create_repo("alice/tiny-base", exist_ok=True)
     api.upload_folder(repo_id="alice/tiny-base", folder_path=str(tiny_model))
     monkeypatch.chdir(tmp_path)

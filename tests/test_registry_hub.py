@@ -17,12 +17,12 @@ BASE = "tinyorg/tiny-qwen3"  # the repo id the adapters' local base (tiny_model)
 
 @pytest.fixture(scope="module")
 def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
     from deltahub.share.provenance import Declared
     from deltahub.share.publish import publish
 
-    get_api().create_repo(BASE, exist_ok=True)  # the base is on the registry: validating a pulled delta reads it
-    get_api().upload_folder(repo_id=BASE, folder_path=str(tiny_model))
+    connect().api().create_repo(BASE, exist_ok=True)  # the base is on the registry: validating a pulled delta reads it
+    connect().api().upload_folder(repo_id=BASE, folder_path=str(tiny_model))
     d = publish(dataset_dir, "alice/pairs")
     a = publish(
         adapter_dir,
@@ -36,7 +36,7 @@ def published(registry, adapter_dir, dataset_dir, tiny_model):  # noqa: F811
 
 
 def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_dir):  # noqa: F811
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
     from deltahub.share.publish import publish
 
     assert published["dataset"]["repo_type"] == "dataset" and published["adapter"]["repo_type"] == "model"
@@ -50,7 +50,7 @@ def test_publish_detects_kind_and_is_idempotent(published, adapter_dir, dataset_
         declared=Declared(base=BASE),
     )
     assert again["created"] is False and again["commit"] == published["adapter"]["commit"]
-    commits = get_api().list_repo_commits("alice/delta")
+    commits = connect().api().list_repo_commits("alice/delta")
     assert len([c for c in commits if "deltahub publish" in c.title]) == 1
 
 
@@ -153,3 +153,31 @@ def test_cli_publish_list_show(published, dataset_dir, tiny_model):  # noqa: F81
     assert r.exit_code == 0 and "alice/delta" in r.output and "alice/pairs" in r.output
     r = runner.invoke(cli.show_command, ["alice/delta@v1"])
     assert r.exit_code == 0 and "dataset: alice/pairs" in r.output and "v1=" in r.output
+
+
+def test_an_endpoint_passed_is_the_one_used(registry, dataset_dir, tmp_path):  # noqa: F811
+    """publish, list, show and pull talk to the Endpoint they are given, not to the process's one."""
+    from deltahub.endpoint import Endpoint, connect
+    from deltahub.endpoint.settings import Choice
+    from deltahub.server import start_server
+    from deltahub.share.hub_errors import if_exists
+    from deltahub.share.publish import publish
+    from deltahub.share.pull import pull
+    from deltahub.share.search import list_deltas
+    from deltahub.share.show import show
+
+    process = connect()
+    assert connect() is process and process.url == registry.url  # made once, the same value every time
+    with start_server(tmp_path / "other") as other:
+        elsewhere = Endpoint(other.url, Choice(other.url, "the caller", None))
+        assert publish(dataset_dir, "bob/elsewhere-pairs", endpoint=elsewhere)["created"]
+        assert elsewhere.api().repo_info("bob/elsewhere-pairs", repo_type="dataset").id == "bob/elsewhere-pairs"
+        assert if_exists(lambda: process.api().repo_info("bob/elsewhere-pairs", repo_type="dataset")) is None
+        assert "bob/elsewhere-pairs" in [r["repo_id"] for r in list_deltas(kind="dataset", endpoint=elsewhere)]
+        assert "bob/elsewhere-pairs" not in [r["repo_id"] for r in list_deltas(kind="dataset")]
+        assert show("bob/elsewhere-pairs", endpoint=elsewhere)["repo_type"] == "dataset"
+        folder = pull("bob/elsewhere-pairs", out=tmp_path / "pulled", endpoint=elsewhere)
+        assert sorted(p.name for p in folder.glob("data/*.parquet")) == sorted(
+            p.name for p in (dataset_dir / "data").glob("*.parquet")
+        )
+    assert connect() is process  # passing another endpoint did not change the process's

@@ -15,11 +15,11 @@ from deltahub.server import start_server
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """A registry on an ephemeral loopback port, with the client pointed at it."""
-    from deltahub.endpoint import get_api, setup_client
+    from deltahub.endpoint import connect
 
     srv = start_server(tmp_path_factory.mktemp("registry"), page_size=2)
-    setup_client(srv.url)
-    yield srv, get_api()
+    connect(srv.url)
+    yield srv, connect().api()
     srv.stop()
 
 

@@ -120,9 +120,9 @@ def test_unknown_repo_and_revision_are_one_line(repos):
 
 def test_an_invalid_name_fails_before_any_request(registry, repos):
     """Pointed at a closed port, a valid name ends in a network error; an invalid one never asks."""
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
 
-    setup_client(endpoint="http://127.0.0.1:9")
+    connect(endpoint="http://127.0.0.1:9")
     try:
         for text in ("alice/bad--name", "alice/bad..name", "alice/" + "x" * 100):
             with pytest.raises(InputError, match="is not a valid repo id") as exc:
@@ -133,7 +133,7 @@ def test_an_invalid_name_fails_before_any_request(registry, repos):
 
             pull_with_info("alice/delta", retries=1, backoff=0)
     finally:
-        setup_client(endpoint=registry.url)
+        connect(endpoint=registry.url)
 
 
 def test_every_command_resolves_the_same_way(repos, tmp_path):

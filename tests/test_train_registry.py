@@ -13,12 +13,12 @@ from deltahub.train import TrainConfig, train_delta
 
 @pytest.mark.slow
 def test_train_from_a_published_dataset(tiny_model, dataset_dir, tmp_path):  # noqa: F811
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.server import start_server
     from deltahub.share.publish import publish
 
     with start_server(tmp_path / "registry") as server:
-        setup_client(endpoint=server.url)
+        connect(endpoint=server.url)
         commit = publish(dataset_dir, "alice/pairs")["commit"]
         cfg = TrainConfig(max_steps=2, batch_size=4, micro_batch_size=4, rank=4, alpha=8, eval_fraction=0.0)
         out = train_delta(tiny_model, "alice/pairs", tmp_path / "adapter", cfg, progress=False)
@@ -33,13 +33,13 @@ def test_pull_records_the_commit_it_downloaded_when_the_branch_moves(dataset_dir
     were downloaded, not the new head (the resolve happens once)."""
     from huggingface_hub import HfApi
 
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.generate.pairs import resolve_pairs
     from deltahub.server import start_server
     from deltahub.share.publish import publish
 
     with start_server(tmp_path / "registry") as server:
-        setup_client(endpoint=server.url)
+        connect(endpoint=server.url)
         first = publish(dataset_dir, "alice/pairs")["commit"]
         api = HfApi(endpoint=server.url, token="deltahub-open")
         real = HfApi.snapshot_download

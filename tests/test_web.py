@@ -151,20 +151,20 @@ def _publish(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
-    from deltahub.endpoint import setup_client
+    from deltahub.endpoint import connect
     from deltahub.server import start_server
 
     root = tmp_path_factory.mktemp("web")
     saved = {k: os.environ.get(k) for k in ("HF_TOKEN", "HF_ENDPOINT")}
     server = start_server(root / "registry", open_mode=False, tokens=TOKENS)
     try:
-        setup_client(endpoint=server.url, token="tok-alice")
+        connect(endpoint=server.url, token="tok-alice")
         folders = {}
-        from deltahub.endpoint import get_api
+        from deltahub.endpoint import connect
 
         # the adapters' local base is on the registry under this id, which publish names (share/bases.py)
-        get_api().create_repo(TINY_BASE)
-        get_api().upload_folder(repo_id=TINY_BASE, folder_path=str(tiny_model))
+        connect().api().create_repo(TINY_BASE)
+        connect().api().upload_folder(repo_id=TINY_BASE, folder_path=str(tiny_model))
         data = _dataset(root / "src")
         _publish(str(data), "--repo", "alice/pairs")
         for i, (repo, gain) in enumerate(zip(DELTAS, GAINS, strict=True)):
@@ -183,17 +183,17 @@ def world(tiny_model, tmp_path_factory):
         secret = _adapter(tiny_model, root / "src", "secret-delta", 9, 0.2)
         _publish(str(secret), "--repo", "alice/secret-delta", "--base", TINY_BASE, "--private")
 
-        setup_client(endpoint=server.url, token="tok-mallory")
-        from deltahub.endpoint import get_api
+        connect(endpoint=server.url, token="tok-mallory")
+        from deltahub.endpoint import connect
 
-        api = get_api()
+        api = connect().api()
         api.create_repo("mallory/evil")
         api.upload_file(path_or_fileobj=XSS_CARD.encode(), path_in_repo="README.md", repo_id="mallory/evil")
         api.upload_file(path_or_fileobj=_png(root / "plot.png"), path_in_repo="plot.png", repo_id="mallory/evil")
         api.upload_file(
             path_or_fileobj=b"<script>window.__xss='raw'</script>", path_in_repo="evil.html", repo_id="mallory/evil"
         )
-        setup_client(endpoint=server.url, token="tok-alice")
+        connect(endpoint=server.url, token="tok-alice")
         yield {"url": server.url, "root": root, "folders": folders, "tiny": TINY_BASE, "tiny_dir": str(tiny_model)}
     finally:
         server.stop()
@@ -349,13 +349,13 @@ def test_private_repos_follow_the_api_rules(world):
 
 def test_listing_cache_follows_visibility_and_new_commits(world):
     """Rows are cached per repo stamp: making a repo private hides it at once, a new card shows at once."""
-    from deltahub.endpoint import get_api
+    from deltahub.endpoint import connect
 
     def listed() -> set[str]:
         return set(re.findall(r'data-repo="([^"]+)"', get(world, "/")[2].decode()))
 
     assert "alice/delta-c" in listed()
-    api = get_api()
+    api = connect().api()
     api.update_repo_settings("alice/delta-c", private=True)
     try:
         assert "alice/delta-c" not in listed()

@@ -4,7 +4,7 @@ mergekit turns every model id into files with huggingface_hub, first in ``run_me
 ``get_architecture_info`` → ``MergeConfiguration.referenced_models()``, before any download and
 long before the merge method is looked up. So this module wraps ``referenced_models``: when the
 config's ``merge_method`` is one of deltahub's and some input is not a local folder, the first call
-points huggingface_hub at deltahub's endpoint (``deltahub.endpoint.setup_client``: ``DELTAHUB_ENDPOINT``,
+points huggingface_hub at deltahub's endpoint (``deltahub.endpoint.connect``: ``DELTAHUB_ENDPOINT``,
 else ``deltahub hub use``, else the embedded registry, started in this process) and checks that
 every repo id exists there, naming the endpoint when one does not. Any other config goes straight
 to mergekit's own method: same endpoint, same environment, nothing started.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-_configured = False
 _checked: set[tuple[str, str | None]] = set()  # referenced_models() runs several times per merge
 
 
@@ -36,19 +35,16 @@ def hub_ids(models: list) -> list[tuple[str, str | None]]:
 
 
 def configure(ids: list[tuple[str, str | None]]) -> None:
-    """Point huggingface_hub at deltahub's endpoint (once) and check that the repo ids are there."""
-    global _configured
-    from deltahub.endpoint import get_api, setup_client
+    """Point huggingface_hub at deltahub's endpoint and check that the repo ids are there."""
+    from deltahub.endpoint import connect
     from deltahub.share.hub_errors import hub_errors
 
-    if not _configured:
-        setup_client()
-        _configured = True
+    endpoint = connect()  # mergekit's own downloads read the endpoint from huggingface_hub's constants
     import huggingface_hub.constants
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         return  # HF_HUB_OFFLINE=1: mergekit reads the local cache; nothing can be checked
-    api = get_api()
+    api = endpoint.api()
     for repo_id, revision in ids:
         if (repo_id, revision) in _checked:
             continue

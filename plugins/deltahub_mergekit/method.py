@@ -114,9 +114,9 @@ def _adapter(path: str, revision: str | None) -> LoraAdapter:
     """The adapter folder behind a ``BASE+ADAPTER`` reference (a Hub id is fetched like mergekit does)."""
     folder = Path(path)
     if not folder.is_dir():
-        from huggingface_hub import snapshot_download
+        from deltahub.endpoint import api
 
-        folder = Path(snapshot_download(path, revision=revision))
+        folder = Path(api().snapshot_download(path, revision=revision))
     return load_adapter(folder)
 
 

@@ -1,7 +1,8 @@
-"""Hub client set-up in one place.
+"""The endpoint as one value, and the Hub clients pointed at it, in one place.
 
-huggingface_hub and datasets read their endpoint at import time, so
-``setup_client`` sets the environment before either is first imported (project code imports
+:func:`connect` makes the :class:`Endpoint` (URL, the caller's token, how it was chosen) that
+deltahub's own code passes on. huggingface_hub and datasets read their endpoint at import time, so
+``connect`` also sets the environment before either is first imported (project code imports
 them lazily, after calling it), and patches the constants of modules already imported (the
 mergekit plugin runs after mergekit imported huggingface_hub). Which endpoint: see
 ``settings.choose`` (``DELTAHUB_ENDPOINT``, else ``deltahub hub use``, else the embedded registry
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -21,9 +23,42 @@ from .settings import CHANGE_HINT, EMBEDDED, Choice, choose
 
 OPEN_TOKEN = "deltahub-open"
 _lock = threading.Lock()
-_endpoint: str | None = None
-_choice: Choice | None = None
+_current: Endpoint | None = None
 _server = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The registry deltahub's own code talks to, as one value: its URL, the token the caller gave, and
+    how it was chosen. Made once by :func:`connect` and passed on; huggingface_hub and datasets get it
+    through the environment only because their own code reads it there."""
+
+    url: str
+    choice: Choice
+    token: str | None = None  # given by the caller; None: the client's own rule (HF_TOKEN, else `hf auth login`)
+
+    def api(self):
+        """An ``HfApi`` bound to this endpoint."""
+        import datasets.config
+
+        datasets.config.USE_PARQUET_EXPORT = False
+        datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.url, token=self.token or os.environ.get("HF_TOKEN"))
+
+    def describe(self) -> str:
+        """This endpoint in words, for messages: which registry, how it was chosen, its upstream."""
+        if self.choice.endpoint == EMBEDDED:
+            where = f"started on demand at {self.url}" if self.url else "started on demand"
+            upstream = f"upstream {self.choice.upstream}" if self.choice.upstream else "no upstream"
+            source = self.choice.source
+            return f"the embedded registry ({where}; data in {registry_root()}; {upstream}; chosen by {source})"
+        return f"{self.choice.endpoint} (chosen by {self.choice.source})"
+
+    def describe_url(self, url: str) -> str:
+        """``url``, or the embedded registry in words when it is this one (never a bare ephemeral port)."""
+        return self.describe() if self.choice.endpoint == EMBEDDED and url.rstrip("/") == self.url else url
 
 
 def registry_root() -> Path:
@@ -31,18 +66,18 @@ def registry_root() -> Path:
     return home() / "registry"
 
 
-def setup_client(endpoint: str | None = None, token: str | None = None) -> str:
-    """Point huggingface_hub/datasets at ``endpoint`` (a URL or ``"embedded"``; default: the configured
-    one) and return the endpoint URL."""
-    global _endpoint, _server, _choice
+def connect(endpoint: str | None = None, token: str | None = None) -> Endpoint:
+    """The endpoint this process uses: ``endpoint`` (a URL or ``"embedded"``) when given, else the one
+    already made (unless ``DELTAHUB_ENDPOINT`` is set: then its rule again), else :func:`settings.choose`.
+    Points huggingface_hub/datasets at it, starting the embedded registry on first use."""
+    global _server, _current
     with _lock:
-        env = os.environ.get("DELTAHUB_ENDPOINT")
         if endpoint:
             choice = Choice(endpoint, "the caller", choose().upstream if endpoint == EMBEDDED else None)
-        elif env or not _endpoint:
+        elif os.environ.get("DELTAHUB_ENDPOINT") or _current is None:
             choice = choose()
         else:
-            choice = _choice
+            choice = _current.choice
         if choice.endpoint == EMBEDDED:
             if _server is None:
                 from ..server import start_server
@@ -60,23 +95,26 @@ def setup_client(endpoint: str | None = None, token: str | None = None) -> str:
             # huggingface_hub refuses whoami/create without some token; the open local registry ignores it.
             os.environ["HF_TOKEN"] = OPEN_TOKEN
         _patch_loaded(url)
-        _endpoint, _choice = url, choice
-        return url
+        if token is None and _current is not None and _current.choice == choice:
+            token = _current.token  # the same registry, asked again without a token: the one given before
+        if _current is None or (_current.url, _current.choice, _current.token) != (url, choice, token):
+            _current = Endpoint(url, choice, token)
+        return _current
+
+
+def api(endpoint: Endpoint | None = None):
+    """An ``HfApi`` for ``endpoint``, else for this process's endpoint (the Python API, told nothing)."""
+    return (endpoint or connect()).api()
 
 
 def describe() -> str:
-    """The configured endpoint in words, for messages: which registry, how it was chosen, its upstream."""
-    choice = _choice or choose()
-    if choice.endpoint == EMBEDDED:
-        where = f"started on demand at {_server.url}" if _server is not None else "started on demand"
-        upstream = f"upstream {choice.upstream}" if choice.upstream else "no upstream"
-        return f"the embedded registry ({where}; data in {registry_root()}; {upstream}; chosen by {choice.source})"
-    return f"{choice.endpoint} (chosen by {choice.source})"
+    """The configured endpoint in words, without starting anything (``deltahub hub use``)."""
+    return (_current or Endpoint("", choose())).describe()
 
 
 def describe_url(url: str) -> str:
-    """``url``, or the embedded registry in words when it is that one (never a bare ephemeral port)."""
-    return describe() if _server is not None and url.rstrip("/") == _server.url else url
+    """``url``, or the endpoint in words when it is this process's one."""
+    return _current.describe_url(url) if _current is not None else url
 
 
 def repo_not_found(repo_id: str, exc: BaseException | None = None, what: str = "no repo") -> InputError:
@@ -120,23 +158,10 @@ def _patch_loaded(endpoint: str) -> None:
         dc.HF_UPDATE_DOWNLOAD_COUNTS = False
 
 
-def get_api(token: str | None = None):
-    """An ``HfApi`` bound to the configured endpoint (setting the client up first if needed)."""
-    endpoint = _endpoint or setup_client(token=token)
-    import datasets.config
-
-    datasets.config.USE_PARQUET_EXPORT = False
-    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-    from huggingface_hub import HfApi
-
-    return HfApi(endpoint=endpoint, token=token or os.environ.get("HF_TOKEN"))
-
-
 def stop_embedded() -> None:
     """Stop the on-demand registry started by this process, if any (tests)."""
-    global _server, _endpoint, _choice
+    global _server, _current
     if _server is not None:
         _server.stop()
         _server = None
-        _endpoint = None
-        _choice = None
+        _current = None

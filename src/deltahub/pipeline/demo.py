@@ -149,9 +149,9 @@ def _run_parallel(recipe: Recipe, seeds: list[int], out: Path, workers: int, log
 
     endpoint = None
     if recipe.hub.publish:
-        from ..endpoint import setup_client
+        from ..endpoint import connect
 
-        endpoint = setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
+        endpoint = connect(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint).url
     with ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
     ) as pool:

@@ -137,9 +137,9 @@ def _default_repo(recipe: Recipe, d: DeltaSpec, kind: str) -> str:
 
 def _setup_hub(recipe: Recipe) -> None:
     if recipe.hub.publish:
-        from ..endpoint import setup_client
+        from ..endpoint import connect
 
-        setup_client(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
+        connect(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
 
 
 def run_merges(

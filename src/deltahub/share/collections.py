@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api
 from ..errors import InputError
 from .hubops import parse_spec, repo_type_of
 from .network import check_repo_id, remote_calls
@@ -36,16 +36,22 @@ def check_slug(slug: str) -> str:
     return slug
 
 
-def _hub_call(what: str, target: str):
-    return remote_calls(get_api(), target, what, missing="check the slug with: deltahub collection list --owner NS")
+def _hub_call(hub, what: str, target: str):
+    return remote_calls(hub, target, what, missing="check the slug with: deltahub collection list --owner NS")
 
 
-def create(title: str, namespace: str | None = None, description: str | None = None, private: bool = False) -> str:
+def create(
+    title: str,
+    namespace: str | None = None,
+    description: str | None = None,
+    private: bool = False,
+    endpoint: Endpoint | None = None,
+) -> str:
     """Create a collection (idempotent on its title) and return its slug."""
     if not title.strip():
         raise InputError("a collection needs a title", "pass a short title, e.g. 'Qwen3-8B reasoning deltas'")
-    hub = get_api()
-    with _hub_call(f"creating collection {title!r}", namespace or "your namespace") as net:
+    hub = api(endpoint)
+    with _hub_call(hub, f"creating collection {title!r}", namespace or "your namespace") as net:
         return net(
             lambda: hub.create_collection(
                 title, namespace=namespace, description=description, private=private, exists_ok=True
@@ -53,7 +59,7 @@ def create(title: str, namespace: str | None = None, description: str | None = N
         ).slug
 
 
-def add(slug: str, repo: str, note: str | None = None, validate: bool = True) -> Item:
+def add(slug: str, repo: str, note: str | None = None, validate: bool = True, endpoint: Endpoint | None = None) -> Item:
     """Add a published delta (validated first, pinned revisions are not allowed: a collection lists repos)."""
     from .validate import ValidationFailed
     from .validate import validate as validate_delta
@@ -63,38 +69,38 @@ def add(slug: str, repo: str, note: str | None = None, validate: bool = True) ->
     check_repo_id(spec.repo_id)
     if spec.revision:
         raise InputError(f"{repo}: a collection lists repos, not revisions", f"add {spec.repo_id}")
-    kind = repo_type_of(spec)
+    hub = api(endpoint)
+    kind = repo_type_of(spec, hub)
     if validate:
-        report = validate_delta(spec.repo_id)
+        report = validate_delta(spec.repo_id, endpoint=endpoint)
         if not report.ok:
             raise ValidationFailed(
                 report,
                 f"not added to {slug}",
                 "ask its author to fix it (deltahub validate REPO), or add it with --no-validate",
             )
-    hub = get_api()
-    with _hub_call(f"adding {repo} to {slug}", slug) as net:
+    with _hub_call(hub, f"adding {repo} to {slug}", slug) as net:
         col = net(lambda: hub.add_collection_item(slug, spec.repo_id, kind, note=note, exists_ok=True))
     return next(i for i in _items(col) if i.repo_id == spec.repo_id)
 
 
-def remove(slug: str, repo: str) -> bool:
+def remove(slug: str, repo: str, endpoint: Endpoint | None = None) -> bool:
     """Remove ``repo`` from the collection; False when it was not in it."""
     check_slug(slug)
-    hub = get_api()
-    item = next((i for i in items(slug) if i.repo_id == repo), None)
+    hub = api(endpoint)
+    item = next((i for i in items(slug, endpoint) if i.repo_id == repo), None)
     if item is None:
         return False
-    with _hub_call(f"removing {repo} from {slug}", slug) as net:
+    with _hub_call(hub, f"removing {repo} from {slug}", slug) as net:
         net(lambda: hub.delete_collection_item(slug, item.object_id, missing_ok=True))
     return True
 
 
-def show(slug: str) -> dict[str, Any]:
+def show(slug: str, endpoint: Endpoint | None = None) -> dict[str, Any]:
     """``{"slug", "title", "owner", "description", "private", "items": [Item]}``."""
     check_slug(slug)
-    hub = get_api()
-    with _hub_call(f"reading collection {slug}", slug) as net:
+    hub = api(endpoint)
+    with _hub_call(hub, f"reading collection {slug}", slug) as net:
         col = net(lambda: hub.get_collection(slug))
     return {
         "slug": col.slug,
@@ -106,22 +112,24 @@ def show(slug: str) -> dict[str, Any]:
     }
 
 
-def items(slug: str) -> list[Item]:
-    return show(slug)["items"]
+def items(slug: str, endpoint: Endpoint | None = None) -> list[Item]:
+    return show(slug, endpoint)["items"]
 
 
-def list_collections(owner: str | None = None, item: str | None = None) -> list[dict[str, Any]]:
+def list_collections(
+    owner: str | None = None, item: str | None = None, endpoint: Endpoint | None = None
+) -> list[dict[str, Any]]:
     """Collections by owner and/or holding a repo: ``{"slug", "title", "items"}`` (item count)."""
-    hub = get_api()
+    hub = api(endpoint)
     target = owner or item or "collections"
-    with _hub_call("listing collections", target) as net:
+    with _hub_call(hub, "listing collections", target) as net:
         cols = net(lambda: list(hub.list_collections(owner=owner, item=f"models/{item}" if item else None)))
     return [{"slug": c.slug, "title": c.title, "items": len(c.items)} for c in cols]
 
 
-def delta_repos(slug: str) -> list[str]:
+def delta_repos(slug: str, endpoint: Endpoint | None = None) -> list[str]:
     """The model repos (adapters) of a collection, in its order: compose's candidates."""
-    return [i.repo_id for i in items(slug) if i.kind == "model"]
+    return [i.repo_id for i in items(slug, endpoint) if i.kind == "model"]
 
 
 def _items(col) -> list[Item]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api, connect
 from ..errors import InputError
 from .hub_errors import hub_errors
 from .hubops import parse_spec
@@ -38,7 +38,13 @@ def parse_pr(text: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def submit(folder: str | Path, to: str, declared: Declared | None = None, message: str | None = None) -> Submission:
+def submit(
+    folder: str | Path,
+    to: str,
+    declared: Declared | None = None,
+    message: str | None = None,
+    endpoint: Endpoint | None = None,
+) -> Submission:
     """Open a pull request on ``to`` (an existing repo) with the delta in ``folder`` as it would be published."""
     from .collections import _SLUG
     from .network import remote_calls
@@ -54,12 +60,11 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
         )
     spec = parse_spec(to)
     check_repo_id(spec.repo_id)
-    hub = get_api()
+    endpoint = endpoint or connect()
+    hub = endpoint.api()
     with remote_calls(hub, spec.repo_id, f"submitting to {spec.repo_id}") as net:
-        from ..endpoint import describe_url
-
         no_repo = InputError(
-            f"no model repo {spec.repo_id} on {describe_url(hub.endpoint)}: a submission is a pull "
+            f"no model repo {spec.repo_id} on {endpoint.describe()}: a submission is a pull "
             "request on an existing repo",
             f"publish it yourself instead: deltahub publish {folder} --repo YOUR_NS/NAME",
         )
@@ -67,7 +72,7 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
             net(lambda: hub.repo_info(spec.repo_id))
         with staged(folder, declared, name=spec.repo_id.split("/")[1]) as stage:
             try:
-                report = check_and_record(stage, Path(folder), True, None, None)
+                report = check_and_record(stage, Path(folder), True, None, None, hub)
             except ValidationFailed as exc:
                 raise ValidationFailed(
                     exc.report,
@@ -90,7 +95,12 @@ def submit(folder: str | Path, to: str, declared: Declared | None = None, messag
 
 
 def review(
-    pr: str, tasks: list[str] | None = None, limit: int | None = None, merge: bool = False, comment: bool = True
+    pr: str,
+    tasks: list[str] | None = None,
+    limit: int | None = None,
+    merge: bool = False,
+    comment: bool = True,
+    endpoint: Endpoint | None = None,
 ) -> dict[str, Any]:
     """Validate the PR's revision (and score it against its base on ``tasks``), comment, merge if asked and it
     passed. Returns ``{"repo_id", "number", "report", "gain", "merged", "comment"}``."""
@@ -102,7 +112,7 @@ def review(
     from .validate import validate_on_registry
 
     repo_id, num = parse_pr(pr)
-    hub = get_api()
+    hub = api(endpoint)
     with remote_calls(hub, repo_id, f"reviewing {pr}") as net:
         details = net(lambda: hub.get_discussion_details(repo_id, num))
         if not details.is_pull_request:
@@ -110,8 +120,8 @@ def review(
         if details.status != "open":
             raise InputError(f"{pr} is {details.status}", "review open pull requests")
         with tempfile.TemporaryDirectory(prefix="deltahub-review-") as tmp:
-            folder = pull(f"{repo_id}@{details.git_reference}", out=Path(tmp) / "pr")
-            report = validate_on_registry(folder, pr)
+            folder = pull(f"{repo_id}@{details.git_reference}", out=Path(tmp) / "pr", endpoint=endpoint)
+            report = validate_on_registry(folder, pr, hub=hub)
             gain = measure_gain(folder, tasks, limit=limit) if tasks and report.ok else None
         hurts = gain is not None and gain["value"] < 0
         text = review_comment(report, gain, merge and report.ok and not hurts)

@@ -38,7 +38,7 @@ def invalid_name(repo_id: str, exc: BaseException) -> InputError:
     return InputError(f"{repo_id!r} is not a valid repo id ({reason})", NAME_FIX)
 
 
-def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None:
+def denied(exc: BaseException, repo_id: str, endpoint: str | None = None) -> InputError | None:
     """A one-line error for an HTTP 401/403 from the registry, or None for anything else."""
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -46,13 +46,11 @@ def denied(exc: BaseException, repo_id: str, endpoint: str) -> InputError | None
     status = getattr(response, "status_code", None)
     if status not in (401, 403):
         return None
-    from ..endpoint import describe_url
-
     why = (getattr(exc, "server_message", None) or "").strip()
     if "read-only mirror" in why:  # a repo the embedded registry read through from its upstream
-        return InputError(f"{why} (on {describe_url(endpoint)})", "publish under your own namespace")
+        return InputError(f"{why} (on {_where(endpoint)})", "publish under your own namespace")
     return InputError(
-        f"no write access to {repo_id} on {describe_url(endpoint)} (HTTP {status})",
+        f"no write access to {repo_id} on {_where(endpoint)} (HTTP {status})",
         "set HF_TOKEN to a token of a user who owns that namespace, or publish under your own namespace",
     )
 
@@ -86,7 +84,7 @@ def client_error(
     if write:
         if not isinstance(exc, HfHubHTTPError):
             return None
-        error = denied(exc, repo_id, endpoint or _endpoint())
+        error = denied(exc, repo_id, endpoint)
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if error is None and missing and status == 404:
             error = InputError(f"{repo_id} not found on {_where(endpoint)}", missing)
@@ -100,12 +98,6 @@ def client_error(
     if isinstance(exc, HFValidationError):
         return invalid_name(repo_id, exc)
     return None
-
-
-def _endpoint() -> str:
-    from ..endpoint import get_api
-
-    return get_api().endpoint
 
 
 @contextlib.contextmanager

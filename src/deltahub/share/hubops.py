@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..endpoint import get_api
+from ..endpoint import api
 from ..errors import InputError
 from .hub_errors import hub_errors, if_exists
 from .source import SPEC as _SPEC
@@ -24,9 +24,9 @@ def parse_spec(spec: str) -> Spec:
     return Spec(m.group(1), m.group(2))
 
 
-def repo_type_of(spec: Spec) -> str:
-    """'model' or 'dataset': whichever exists (models first); unknown repo -> InputError."""
-    hub = get_api()
+def repo_type_of(spec: Spec, hub=None) -> str:
+    """'model' or 'dataset': whichever exists (models first) on ``hub``'s registry; unknown repo -> InputError."""
+    hub = hub or api()
     with hub_errors(spec.repo_id, revision=spec.revision, endpoint=hub.endpoint):
         rtype = "model"
         if if_exists(lambda: hub.repo_info(spec.repo_id, repo_type="model")) is None:

@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api
 from ..errors import InputError
 from .bases import trained_on
 from .cards import read_block
@@ -71,6 +71,7 @@ def publish(
     validate: bool = True,
     measure: list[str] | None = None,
     measure_limit: int | None = None,
+    endpoint: Endpoint | None = None,
 ) -> dict:
     """Upload ``folder`` to ``repo_id`` (dataset repo for pairs, model repo for adapters/merged).
 
@@ -81,17 +82,18 @@ def publish(
     its base on those tasks and records the gain (the card's model-index, ``list --sort gain``).
     Returns ``{"repo_id", "repo_type", "commit", "created", "report"}``; ``created`` is False when nothing
     changed. Network errors are retried; an unreachable registry or missing write rights end in one line.
+    ``endpoint``: the registry (default: this process's, :func:`deltahub.endpoint.connect`).
     """
     folder = Path(folder)
     parse_spec(repo_id)
     check_repo_id(repo_id)
-    hub = get_api()
+    hub = api(endpoint)
     with staged(folder, declared, dataset_repo, dataset_revision, name=repo_id.split("/")[1]) as stage:
         block = read_block(stage)
         rtype = "dataset" if block.kind == "dataset" else "model"
         if block.kind == "dataset" and not list(stage.glob("data/*.parquet")):
             raise InputError(f"{folder} has no data/*.parquet shards", "publish the folder deltahub generate wrote")
-        report = check_and_record(stage, folder, validate, measure, measure_limit)
+        report = check_and_record(stage, folder, validate, measure, measure_limit, hub)
         with remote_calls(hub, repo_id, f"publishing {folder} to {repo_id}") as net:
             files = _local_files(stage)
             # create first: probing a name the registry does not hold would make it ask its upstream
@@ -114,7 +116,7 @@ def publish(
 
 
 def check_and_record(
-    stage: Path, folder: Path, validate: bool, measure: list[str] | None, measure_limit: int | None
+    stage: Path, folder: Path, validate: bool, measure: list[str] | None, measure_limit: int | None, hub=None
 ) -> Report | None:
     """Validate the stage (a failure raises), measure the gain if asked; record the outcome and what was
     measured in its block and card."""
@@ -122,7 +124,7 @@ def check_and_record(
     prov = block.setdefault("provenance", {"origin": "deltahub", "fields": {}})
     report = None
     if validate:
-        report = validate_on_registry(stage, str(folder), base_folder=trained_on(folder))
+        report = validate_on_registry(stage, str(folder), base_folder=trained_on(folder), hub=hub)
         if not report.ok:
             raise ValidationFailed(report)
         if "pairs" in report.measured:

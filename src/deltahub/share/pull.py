@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..atomic import atomic_dir, held, remove_stale_partials
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api
 from ..home import home
 from .bases import record_source
 from .hub_errors import hub_errors
@@ -32,9 +32,12 @@ def pull(
     retries: int = RETRIES,
     backoff: float = BACKOFF,
     repo_type: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Path:
     """Download ``NS/NAME[@REV]`` (branch, tag or sha) into ``out`` (default: the deltahub cache, per commit)."""
-    return pull_with_info(spec, out, overwrite=overwrite, retries=retries, backoff=backoff, repo_type=repo_type)[0]
+    return pull_with_info(
+        spec, out, overwrite=overwrite, retries=retries, backoff=backoff, repo_type=repo_type, endpoint=endpoint
+    )[0]
 
 
 def pull_with_info(
@@ -45,16 +48,17 @@ def pull_with_info(
     retries: int = RETRIES,
     backoff: float = BACKOFF,
     repo_type: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> tuple[Path, str, str]:
     """``(local folder, repo_id, commit sha)`` for ``NS/NAME[@REV]``: the sha is the commit that was downloaded."""
     s = parse_spec(spec)
     check_repo_id(s.repo_id)
-    hub = get_api()
+    hub = api(endpoint)
 
     def net(call, what):
         return retrying(call, hub.endpoint, what, retries, backoff)
 
-    rtype = repo_type or net(lambda: repo_type_of(s), f"pulling {spec}")
+    rtype = repo_type or net(lambda: repo_type_of(s, hub), f"pulling {spec}")
     sha = net(lambda: _commit_of(hub, s.repo_id, rtype, s.revision), f"pulling {spec}")
     if out is None:
         out = cache_dir() / s.repo_id.replace("/", "--") / sha

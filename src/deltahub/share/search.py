@@ -6,7 +6,7 @@ registry's web pages.
 
 from __future__ import annotations
 
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api
 from ..errors import InputError
 from ..listing import SORTS, delta_row, select_rows
 
@@ -18,6 +18,7 @@ def list_deltas(
     sort: str = "recent",
     kind: str = "adapter",
     limit: int | None = None,
+    endpoint: Endpoint | None = None,
 ) -> list[dict]:
     """Rows ``{"repo_id", "kind", "base", "family", "pairs", "gain", "gain_metric", "objective", "dataset",
     "license", "modified", "origin"}``; ``gain`` is the measured gain from the card's model-index (None:
@@ -32,7 +33,7 @@ def list_deltas(
         filters.append(f"base_model:adapter:{base}" if kind == "adapter" else f"deltahub-base:{base}")
     if family:
         filters.append(f"deltahub-family:{family}")
-    hub = get_api()
+    hub = api(endpoint)
     lister = hub.list_datasets if kind == "dataset" else hub.list_models
     rows = []
     found = lister(filter=filters, full=True) if kind == "dataset" else lister(filter=filters, full=True, cardData=True)

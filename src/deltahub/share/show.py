@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from ..endpoint import get_api
+from ..endpoint import Endpoint, api
 from .cards import split_card
 from .hubops import parse_spec, repo_type_of
 
 
-def show(spec: str) -> dict:
+def show(spec: str, endpoint: Endpoint | None = None) -> dict:
     """``{"repo_id", "repo_type", "sha", "card", "block", "files", "dataset", "branches", "tags", "commits"}``."""
     s = parse_spec(spec)
-    rtype = repo_type_of(s)
-    hub = get_api()
+    hub = api(endpoint)
+    rtype = repo_type_of(s, hub)
     info = hub.repo_info(s.repo_id, repo_type=rtype, revision=s.revision, files_metadata=True)
-    from huggingface_hub import hf_hub_download
-
     meta: dict = {}
     names = [x.rfilename for x in info.siblings or []]
     if "README.md" in names:
-        path = hf_hub_download(s.repo_id, "README.md", repo_type=rtype, revision=info.sha)
+        path = hub.hf_hub_download(s.repo_id, "README.md", repo_type=rtype, revision=info.sha)
         meta, _ = split_card(open(path, encoding="utf-8").read())
     block = meta.get("deltahub") or {}
     refs = hub.list_repo_refs(s.repo_id, repo_type=rtype)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..endpoint import Endpoint, api
 from ..errors import DeltahubError, InputError
 from ..weights import check_safetensors, read_adapter_config
 from .cards import split_card
@@ -350,19 +351,22 @@ def _card_check(folder: Path, kind: str | None) -> tuple[str, bool, str]:
     return "card complete", not missing, detail
 
 
-def validate(target: str | Path, strict: bool = False, declared: Declared | None = None) -> Report:
+def validate(
+    target: str | Path, strict: bool = False, declared: Declared | None = None, endpoint: Endpoint | None = None
+) -> Report:
     """Validate a local folder as it would be published (with ``declared`` provenance applied), or a published
     ``NS/NAME[@REV]`` (pulled to a temporary folder; of its base only config.json is read)."""
     import tempfile
 
     from .stage import staged
 
+    hub = api(endpoint)
     if Path(target).exists():
         from .bases import base_problem, trained_on
 
         with staged(Path(target), declared, refuse_local_base=False) as stage:
             report = validate_on_registry(
-                stage, str(target), local=True, strict=strict, base_folder=trained_on(Path(target))
+                stage, str(target), local=True, strict=strict, base_folder=trained_on(Path(target)), hub=hub
             )
             problem = base_problem(stage)
             if report.kind in ("adapter", "merged"):
@@ -371,52 +375,52 @@ def validate(target: str | Path, strict: bool = False, declared: Declared | None
     from .pull import pull
 
     with tempfile.TemporaryDirectory(prefix="deltahub-validate-") as tmp:
-        folder = pull(str(target), out=Path(tmp) / "delta")
-        return validate_on_registry(folder, str(target), strict=strict)
+        folder = pull(str(target), out=Path(tmp) / "delta", endpoint=endpoint)
+        return validate_on_registry(folder, str(target), strict=strict, hub=hub)
 
 
 def validate_on_registry(
-    folder: Path, target: str, local: bool = False, strict: bool = False, base_folder: Path | None = None
+    folder: Path, target: str, local: bool = False, strict: bool = False, base_folder: Path | None = None, hub=None
 ) -> Report:
     """:func:`validate_folder` with the base config and the linked dataset looked up on the registry;
     ``base_folder``: the local copy the adapter was trained on, whose config.json answers when the registry
-    does not hold the base it is published for (bases.py)."""
+    does not hold the base it is published for (bases.py); ``hub``: the client of the registry (default:
+    this process's endpoint)."""
+    hub = hub or api()
 
     def base_config(model_id: str) -> dict | None:
-        found = _hub_config(model_id)
+        found = _hub_config(hub, model_id)
         if found is None and base_folder is not None and (base_folder / "config.json").is_file():
             return json.loads((base_folder / "config.json").read_text(encoding="utf-8"))
         return found
 
     return validate_folder(
-        folder, base_config=base_config, dataset_rows=_hub_rows, target=target, local=local, strict=strict
+        folder,
+        base_config=base_config,
+        dataset_rows=lambda repo, revision: _hub_rows(hub, repo, revision),
+        target=target,
+        local=local,
+        strict=strict,
     )
 
 
-def _hub_config(model_id: str) -> dict | None:
+def _hub_config(hub, model_id: str) -> dict | None:
     """The base's config.json from the registry (no weights); None when the registry does not have it."""
-    from huggingface_hub import hf_hub_download
-
-    from ..endpoint import get_api
-
-    hub = get_api()
 
     def read() -> dict:
         path = retrying(
-            lambda: hf_hub_download(model_id, "config.json"), hub.endpoint, f"reading the config of base {model_id}"
+            lambda: hub.hf_hub_download(model_id, "config.json"),
+            hub.endpoint,
+            f"reading the config of base {model_id}",
         )
         return json.loads(Path(path).read_text(encoding="utf-8"))
 
     return if_exists(read, unreadable=(OSError, ValueError))  # any HTTP error is an OSError: unreadable
 
 
-def _hub_rows(repo: str, revision: str | None) -> int | None:
+def _hub_rows(hub, repo: str, revision: str | None) -> int | None:
     """Rows of a published pairs dataset (its parquet shards' metadata), None when it does not exist."""
     import tempfile
-
-    from ..endpoint import get_api
-
-    hub = get_api()
 
     def rows() -> int | None:
         with tempfile.TemporaryDirectory(prefix="deltahub-rows-") as tmp:

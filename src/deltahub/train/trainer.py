@@ -69,9 +69,9 @@ def resolve_student(student: str | Path) -> str:
             )
         check_safetensors(weights, "student weights", "re-download or re-save the student (the file is damaged)")
         return str(path)
-    from ..endpoint import setup_client
+    from ..endpoint import connect
 
-    setup_client()
+    connect()  # transformers reads the endpoint from the environment
     return str(student)
 
 

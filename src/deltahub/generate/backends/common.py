@@ -15,9 +15,9 @@ def prepare_model_source(model: str) -> str:
                 f"model {model} is a file, not a model folder", "pass a folder with config.json and safetensors weights"
             )
         return str(Path(model))
-    from ...endpoint import setup_client
+    from ...endpoint import connect
 
-    setup_client()
+    connect()  # transformers and vLLM read the endpoint from the environment
     return model
 
 
