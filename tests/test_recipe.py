@@ -84,3 +84,25 @@ def test_cli_reports_broken_recipe_in_one_line(tmp_path, toy):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "deltas[0].train" in proc.stderr and "learning_rat" in proc.stderr
+
+
+def test_hub_token_env_is_the_token_the_run_publishes_with(toy, tmp_path, monkeypatch):
+    """A recipe's hub.token_env names the variable whose token the run's registry calls carry; unset, it is a
+    one-line error before anything runs."""
+    from deltahub.endpoint import connect, current
+    from deltahub.pipeline.run import _setup_hub
+    from deltahub.server import start_server
+
+    previous = current()
+    monkeypatch.setattr("deltahub.endpoint._current", previous)  # this process's endpoint again afterwards
+    with start_server(tmp_path / "registry", open_mode=False, tokens={"tok-alice": "alice"}) as srv:
+        recipe = parse_recipe({**toy, "hub": {**toy["hub"], "endpoint": srv.url, "token_env": "ALICE_TOKEN"}})
+        monkeypatch.delenv("ALICE_TOKEN", raising=False)
+        with pytest.raises(InputError, match="hub.token_env names ALICE_TOKEN, which is not set"):
+            _setup_hub(recipe)
+        monkeypatch.setenv("ALICE_TOKEN", "tok-alice")
+        monkeypatch.setenv("HF_TOKEN", "tok-someone-else")
+        _setup_hub(recipe)
+        assert connect().url == srv.url and connect().api().whoami()["name"] == "alice"
+    if previous is not None:
+        connect(previous.choice.endpoint)  # the clients pointed back at it

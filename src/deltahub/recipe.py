@@ -32,7 +32,11 @@ class HubSpec(_Strict):
 
     endpoint: str = "embedded"
     namespace: str = "deltahub"
-    token_env: str = "HF_TOKEN"
+    token_env: str = Field(
+        "HF_TOKEN",
+        description="environment variable holding the token to publish with (HF_TOKEN: the client's own rule, "
+        "HF_TOKEN else `hf auth login`)",
+    )
     publish: bool = True
 
 

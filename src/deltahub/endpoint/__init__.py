@@ -102,6 +102,11 @@ def connect(endpoint: str | None = None, token: str | None = None) -> Endpoint:
         return _current
 
 
+def current() -> Endpoint | None:
+    """The endpoint this process made, if it made one (nothing is started)."""
+    return _current
+
+
 def api(endpoint: Endpoint | None = None):
     """An ``HfApi`` for ``endpoint``, else for this process's endpoint (the Python API, told nothing)."""
     return (endpoint or connect()).api()

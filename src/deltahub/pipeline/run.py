@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from ..atomic import atomic_write_text
-from ..errors import DeltahubError
+from ..errors import DeltahubError, InputError
 from ..recipe import DeltaSpec, Recipe, load_recipe
 from .cache import StageCache
 
@@ -136,10 +136,19 @@ def _default_repo(recipe: Recipe, d: DeltaSpec, kind: str) -> str:
 
 
 def _setup_hub(recipe: Recipe) -> None:
+    """The recipe's registry, with the token its ``hub.token_env`` names."""
     if recipe.hub.publish:
         from ..endpoint import connect
 
-        connect(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint)
+        token = None
+        if recipe.hub.token_env != "HF_TOKEN":
+            token = os.environ.get(recipe.hub.token_env)
+            if not token:
+                raise InputError(
+                    f"the recipe's hub.token_env names {recipe.hub.token_env}, which is not set",
+                    f"export {recipe.hub.token_env}=YOUR_TOKEN, or drop token_env to use HF_TOKEN / hf auth login",
+                )
+        connect(None if recipe.hub.endpoint == "embedded" else recipe.hub.endpoint, token=token)
 
 
 def run_merges(
@@ -375,9 +384,11 @@ def _stage(run: _Run, kind: str, label: str, kwargs: dict) -> Any:
     atomic_write_text(spec_file, json.dumps({**spec, "result": str(result_file)}, indent=1))
     cmd = [*launch.command(), "-m", "deltahub.pipeline.stage", str(spec_file)]
     run.log("$ " + shlex.join(cmd))
+    from ..endpoint import current
+
     env = dict(os.environ)
-    if "HF_ENDPOINT" in env:  # the registry this run set up (an embedded one lives in this process)
-        env["DELTAHUB_ENDPOINT"] = env["HF_ENDPOINT"]
+    if current() is not None:  # the registry this run set up (an embedded one lives in this process)
+        env["DELTAHUB_ENDPOINT"] = current().url
     code = subprocess.call(cmd, env=env)
     if code != 0 or not result_file.is_file():
         raise DeltahubError(
