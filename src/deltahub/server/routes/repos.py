@@ -51,9 +51,9 @@ async def create_repo(request: Request):
     req = await body(request, P.CreateRepo)
     rtype = req.type or "model"
     user = hub.writer(request)
-    ns = req.organization if req.organization is not None else user
-    if ns is None:
+    if user is None:
         raise Unauthorized("You must be authenticated to create a repo")
+    ns = req.organization if req.organization is not None else user
     ns, name = check_name(ns, "namespace"), check_name(req.name, "repo name")
     if not hub.auth.can_write(user, ns):
         raise Forbidden(f"You don't have the rights to create a repo under {ns}")
