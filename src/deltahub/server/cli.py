@@ -153,6 +153,7 @@ def _bind(host: str, port: int):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog from now on: the URL printed is ready at once
     except OSError as exc:
         sock.close()
         raise InputError(
