@@ -181,4 +181,9 @@ def saved_hf_token() -> str | None:
 def upstream_token() -> str | None:
     """What the registry sends its upstream for the owner: the user's own Hub token (DELTAHUB_UPSTREAM_TOKEN,
     which deltahub sets from HF_TOKEN before pointing HF_TOKEN at the registry; else hf auth login's)."""
-    return os.environ.get(UPSTREAM_TOKEN_ENV) or saved_hf_token()
+    token = os.environ.get(UPSTREAM_TOKEN_ENV) or saved_hf_token()
+    try:
+        mine = _read(token_path())
+    except (OSError, InputError):
+        mine = None
+    return None if token == mine else token  # the owner token never leaves for the upstream
