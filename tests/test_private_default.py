@@ -431,3 +431,30 @@ def test_the_owner_token_never_goes_to_a_port_this_home_did_not_start(tmp_path):
         assert out.returncode == 0, out.stderr
     listener.shutdown()
     assert _Recorder.seen and all(token not in h for h in _Recorder.seen), _Recorder.seen
+
+
+def test_the_owner_signs_in_to_the_pages_with_the_owner_token(tmp_path):
+    """Signed out, the pages show no private repo; signed in with `deltahub hub token`'s token, they do."""
+    import re
+
+    import httpx2
+    from huggingface_hub import HfApi
+
+    from deltahub.endpoint.owner import owner_token
+
+    with start_server(tmp_path / "reg", open_mode=False) as srv:
+        api = HfApi(endpoint=srv.url, token=owner_token())
+        api.create_repo("demo/hush", private=True)
+        api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="demo/hush")
+        with httpx2.Client(base_url=srv.url) as browser:
+            assert b"demo/hush" not in browser.get("/").content
+            assert browser.get("/demo/hush").status_code == 404
+            form = browser.get("/login").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+            bad = browser.post("/login", data={"csrf": csrf, "token": "dh_" + "x" * 43, "next": "/"})
+            assert bad.status_code == 401
+            r = browser.post("/login", data={"csrf": csrf, "token": owner_token(), "next": "/demo/hush"})
+            assert r.status_code == 303
+            page = browser.get("/demo/hush")
+            assert page.status_code == 200 and b"local" in page.content  # signed in as the owner
+            assert b"demo/hush" in browser.get("/").content
