@@ -35,11 +35,14 @@ CSRF = "c" * 43  # a fixed CSRF cookie: pages then set none, and their bytes are
 
 OWNER_SCRIPT = r"""
 import json, os, sys
-from deltahub.endpoint import setup_client, get_api
+import deltahub.endpoint as ep
 from huggingface_hub import CommitOperationAdd as Add, hf_hub_download
 secret = os.environ["SECRET"].encode()
-url = setup_client()
-api = get_api()  # no token given: deltahub finds the owner token itself
+if hasattr(ep, "connect"):  # the process's endpoint, by either entry point of deltahub.endpoint
+    url, api = ep.connect().url, ep.connect().api()
+else:
+    url, api = ep.setup_client(), ep.get_api()
+# no token given: deltahub finds the owner token itself
 assert api.whoami()["name"] == "local"
 api.create_repo("local/secretdelta", private=True)
 api.create_commit("local/secretdelta", [Add("s.txt", secret), Add("sub/s.txt", secret),
@@ -416,9 +419,9 @@ def test_the_owner_token_never_goes_to_a_port_this_home_did_not_start(tmp_path):
         json.dumps({url: {"root": "/x", "pid": 2**22 + 12345, "tokens": [digest]}})  # a dead process
     )
     code = (
-        "from deltahub.endpoint import setup_client, get_api\n"
-        "setup_client()\n"
-        "try:\n    get_api().model_info('local/x')\nexcept Exception:\n    pass\n"
+        "import deltahub.endpoint as ep\n"
+        "api = ep.connect().api() if hasattr(ep, 'connect') else (ep.setup_client(), ep.get_api())[1]\n"
+        "try:\n    api.model_info('local/x')\nexcept Exception:\n    pass\n"
     )
     for extra in ({}, {"HF_TOKEN": token}):
         out = subprocess.run(
