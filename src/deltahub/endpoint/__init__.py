@@ -59,48 +59,10 @@ def setup_client(endpoint: str | None = None, token: str | None = None) -> str:
         if token:
             os.environ["HF_TOKEN"] = token
         else:
-            _choose_token(url)
+            owner.choose_hf_token(url, OPEN_TOKEN, _is_loopback(url))
         _patch_loaded(url)
         _endpoint, _choice = url, choice
         return url
-
-
-def _choose_token(url: str) -> None:
-    """HF_TOKEN for ``url``: the owner token for a registry this home started (unless the caller's HF_TOKEN is
-    one that registry knows), never the owner token anywhere else. The caller's own token, replaced, stays in
-    DELTAHUB_UPSTREAM_TOKEN: the registry sends it to its upstream for the owner (private upstream repos)."""
-    mine = owner.owner_token()
-    current = os.environ.get("HF_TOKEN")
-    known = _tokens_known_at(url)
-    if known is not None:
-        if current and current != mine and owner.token_digest(current) in known:
-            return  # a user of that registry, chosen by the caller
-        if current and current not in (mine, OPEN_TOKEN):
-            os.environ.setdefault(owner.UPSTREAM_TOKEN_ENV, current)
-        os.environ["HF_TOKEN"] = mine
-        return
-    if current == mine:  # set for another registry of this home: it must not travel further
-        saved = os.environ.get(owner.UPSTREAM_TOKEN_ENV)
-        if saved:
-            os.environ["HF_TOKEN"] = saved
-        else:
-            del os.environ["HF_TOKEN"]
-    if not os.environ.get("HF_TOKEN") and _is_loopback(url) and not owner.saved_hf_token():
-        # huggingface_hub refuses whoami/create without some token; an open registry takes a public one.
-        os.environ["HF_TOKEN"] = OPEN_TOKEN
-
-
-def _tokens_known_at(url: str) -> set[str] | None:
-    """Digests of the tokens the registry at ``url`` accepts, when this home started it; None otherwise."""
-    from ..server import running_here
-
-    here = running_here(url)
-    if here is not None:
-        return {owner.token_digest(t) for t in here.auth.tokens}
-    served = owner.served_entry(url)
-    if served is not None:
-        return set(served.get("tokens") or [])
-    return None
 
 
 def describe() -> str:

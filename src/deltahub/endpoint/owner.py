@@ -1,4 +1,4 @@
-"""The owner token of a DELTAHUB_HOME, and the registries this home serves.
+"""The owner token of a DELTAHUB_HOME, the registries this home serves, and which token a client sends.
 
 Why a token at all: on a shared machine every user reaches every loopback port, so a registry that
 answers anyone serves one user's private repos to all the others. As Jupyter does for its local
@@ -187,3 +187,43 @@ def upstream_token() -> str | None:
     except (OSError, InputError):
         mine = None
     return None if token == mine else token  # the owner token never leaves for the upstream
+
+
+# -- which token a client sends ----------------------------------------------------------------------
+def choose_hf_token(url: str, open_token: str, loopback: bool) -> None:
+    """HF_TOKEN for ``url``: the owner token for a registry this home started (unless the caller's HF_TOKEN is
+    one that registry knows), never the owner token anywhere else (``open_token``, a public placeholder, where
+    huggingface_hub needs some token for a loopback registry). The caller's own token, replaced, stays in
+    DELTAHUB_UPSTREAM_TOKEN: the registry sends it to its upstream for the owner (private upstream repos)."""
+    mine = owner_token()
+    current = os.environ.get("HF_TOKEN")
+    known = tokens_known_at(url)
+    if known is not None:
+        if current and current != mine and token_digest(current) in known:
+            return  # a user of that registry, chosen by the caller
+        if current and current not in (mine, open_token):
+            os.environ.setdefault(UPSTREAM_TOKEN_ENV, current)
+        os.environ["HF_TOKEN"] = mine
+        return
+    if current == mine:  # set for another registry of this home: it must not travel further
+        saved = os.environ.get(UPSTREAM_TOKEN_ENV)
+        if saved:
+            os.environ["HF_TOKEN"] = saved
+        else:
+            del os.environ["HF_TOKEN"]
+    if not os.environ.get("HF_TOKEN") and loopback and not saved_hf_token():
+        # huggingface_hub refuses whoami/create without some token; an open registry takes a public one.
+        os.environ["HF_TOKEN"] = open_token
+
+
+def tokens_known_at(url: str) -> set[str] | None:
+    """Digests of the tokens the registry at ``url`` accepts, when this home started it; None otherwise."""
+    from ..server import running_here
+
+    here = running_here(url)
+    if here is not None:
+        return {token_digest(t) for t in here.auth.tokens}
+    served = served_entry(url)
+    if served is not None:
+        return set(served.get("tokens") or [])
+    return None
