@@ -344,17 +344,27 @@ def test_one_owner_token_per_home_private_and_agreed_on_by_racing_processes(tmp_
 
 @pytest.mark.parametrize(
     "damage,needle",
-    [("chmod", "can be read by other users"), ("garbage", "does not hold a deltahub owner token"), ("dir", "cannot")],
+    [
+        ("chmod", "can be read by other users"),
+        ("garbage", "does not hold a deltahub owner token"),
+        ("dir", "cannot"),
+        ("home-is-a-file", "cannot"),
+    ],
 )
 def test_a_bad_token_file_is_one_line_with_the_fix(tmp_path, damage, needle):
     env = _env(tmp_path / "u")
     path = tmp_path / "u" / "dh" / "owner-token"
-    if damage == "dir":
+    commands = [("hub", "token"), ("list",)]
+    if damage == "home-is-a-file":  # nothing can be created there (root may write anywhere else)
+        env["DELTAHUB_HOME"] = str(tmp_path / "a-file")
+        (tmp_path / "a-file").write_text("x")
+        path, commands = tmp_path / "a-file" / "owner-token", [("hub", "token")]
+    elif damage == "dir":
         path.mkdir()
     else:
         path.write_text("dh_" + "a" * 43 if damage == "chmod" else "not a token")
         path.chmod(0o644 if damage == "chmod" else 0o600)
-    for args in (("hub", "token"), ("list",)):
+    for args in commands:
         out = subprocess.run(
             [sys.executable, "-m", "deltahub.cli", *args], env=env, capture_output=True, text=True, timeout=120
         )

@@ -43,8 +43,14 @@ def owner_token() -> str:
         return _read(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _create(path, "dh_" + secrets.token_urlsafe(32))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create(path, "dh_" + secrets.token_urlsafe(32))
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the owner token {path}: {exc.strerror or exc}",
+            "make that folder writable, or set DELTAHUB_HOME to one that is",
+        ) from None
     return _read(path)
 
 
