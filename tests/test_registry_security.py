@@ -1345,3 +1345,134 @@ def test_xet_xorb_quota_is_decided_on_the_headers(quota_reg, who, token, repo, _
         assert json.loads(payload) == {"was_inserted": True} and stored
         assert _quota_used(quota_reg.root, QUOTA_TOKENS[token]) == 0
     assert quota_reg.temp_files() == []
+
+
+# -- every mode: private content never served, an invisible repo answers as a missing one ------------
+# (tokens / open, each with and without a read-through upstream). Each mode has twin registries: the same
+# repos, but only the first holds alice's private ones; an outsider's answers must be the same bytes.
+MODES = ["tokens", "open", "tokens+upstream", "open+upstream"]
+MODE_ENDPOINTS = [(m, t, b) for m, t, b in PRIVATE_ENDPOINTS if "move" not in t] + [
+    ("GET", "/api/models/alice/secret/xet-write-token/main", None),
+    ("POST", "/api/models/alice/secret/preupload/main?create_pr=1", {"files": [{"path": "s.txt", "size": 1}]}),
+    ("GET", "/api/models/alice/secret/no-such-endpoint", None),
+    ("GET", "/alice/secret", None),  # web pages
+    ("GET", "/alice/secret/tree/main", None),
+    ("GET", "/alice/secret/raw/main/s.txt", None),
+    ("GET", "/alice/secret/commits/main", None),
+    ("GET", "/alice/secret/discussions/2", None),
+    ("GET", "/datasets/alice/dsecret", None),
+]
+READ_THROUGH = {"/api/models/alice/secret", "/api/models/alice/secret/tree/main", "/api/models/alice/secret/refs"}
+CSRF_COOKIE = {"Cookie": "deltahub_csrf=" + "c" * 43}  # a fixed CSRF cookie: pages set none, their bytes compare
+
+
+def _build(root: Path, mode: str, upstream: str | None, private: bool) -> Registry:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    srv = start_server(root, open_mode=mode.startswith("open"), tokens=TOKENS, upstream=upstream)
+    alice = HfApi(endpoint=srv.url, token="tok-alice")
+    alice.create_repo("alice/scratch")
+    alice.upload_file(path_or_fileobj=b"public", path_in_repo="p.txt", repo_id="alice/scratch")
+    if private:
+        alice.create_repo("alice/secret", private=True)
+        ops = [CommitOperationAdd(p, SECRET) for p in ("s.txt", "sub/s.txt")]
+        alice.create_commit("alice/secret", [*ops, CommitOperationAdd("w.safetensors", LFS_SECRET)], commit_message="s")
+        alice.create_tag("alice/secret", tag="v1")
+        alice.create_branch("alice/secret", branch="dev")
+        alice.create_commit("alice/secret", [CommitOperationAdd("pr.txt", SECRET)], commit_message="p", create_pr=True)
+        alice.create_discussion("alice/secret", title="secret talk", description=SECRET.decode())
+        alice.create_repo("alice/dsecret", private=True, repo_type="dataset")
+        alice.upload_file(path_or_fileobj=SECRET, path_in_repo="d.txt", repo_id="alice/dsecret", repo_type="dataset")
+    return Registry(srv, root)
+
+
+@pytest.fixture(scope="module")
+def mode_upstream(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("up"), open_mode=False, tokens={"tok-up": "up"}, owner=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module", params=MODES)
+def twins(request, tmp_path_factory, mode_upstream):
+    base = tmp_path_factory.mktemp(request.param.replace("+", "-"))
+    upstream = mode_upstream.url if "upstream" in request.param else None
+    held = _build(base / "held", request.param, upstream, private=True)
+    missing = _build(base / "missing", request.param, upstream, private=False)
+    yield request.param, held, missing
+    held.srv.stop()
+    missing.srv.stop()
+
+
+def _comparable(a: Answer) -> tuple:
+    return a.status, {k: v for k, v in a.headers.items() if k not in ("date", "x-request-id")}, a.body
+
+
+@pytest.mark.parametrize(
+    "method,target,body",
+    MODE_ENDPOINTS,
+    ids=[f"{m}{t}{'-json' if isinstance(b, dict) else ''}" for m, t, b in MODE_ENDPOINTS],
+)
+@pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
+def test_in_every_mode_a_private_repo_is_a_missing_one_byte_for_byte(twins, method, target, body, token):
+    mode, held, missing = twins
+    if isinstance(body, list):
+        payload, ctype = b"\n".join(json.dumps(x).encode() for x in body), "application/x-ndjson"
+    elif isinstance(body, bytes):
+        payload, ctype = body, "application/x-www-form-urlencoded"
+    else:
+        payload, ctype = body, None
+    a = held.req(method, target, payload, token, ctype, headers=dict(CSRF_COOKIE))
+    b = missing.req(method, target, payload, token, ctype, headers=dict(CSRF_COOKIE))
+    _assert_no_leak(a, f"{mode}: {method} {target} as {token}")
+    assert a.status == 404, (mode, a.status, a.body[:300])
+    assert _comparable(a) == _comparable(b), (mode, a.body[:300], b.body[:300])
+    if "upstream" in mode and target in READ_THROUGH:
+        assert b"upstream" in a.body, a.body  # the missing-repo answer, read-through detail included
+
+
+@pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
+def test_in_every_mode_listings_and_pages_hide_private_repos(twins, token):
+    mode, held, _ = twins
+    for target in ("/api/models", "/api/models?search=secret", "/api/datasets", "/", "/models", "/datasets"):
+        a = held.req("GET", target, token=token)
+        _assert_no_leak(a, f"{mode}: {target} as {token}")
+        assert a.status == 200 and b"alice/secret" not in a.body and b"dsecret" not in a.body, (mode, target)
+    assert b"alice/scratch" in held.req("GET", "/api/models", token=token).body
+    mine = {m["id"] for m in held.req("GET", "/api/models", token="tok-alice").json()}
+    assert "alice/secret" in mine  # alice, with her token, sees it in every mode
+
+
+PREUPLOAD = {"files": [{"path": "p.txt", "size": 1, "sample": ""}]}
+# (mode, token, create_pr, status): preupload needs what the commit it prepares needs (the Hub's rule)
+PREUPLOAD_CASES = [
+    ("tokens", None, False, 403),
+    ("tokens", None, True, 401),
+    ("tokens", "tok-nobody", False, 403),
+    ("tokens", "tok-bob", False, 403),
+    ("tokens", "tok-bob", True, 200),
+    ("tokens", "tok-alice", False, 200),
+    ("open", None, False, 200),
+    ("open", None, True, 200),
+    ("open", "tok-bob", False, 200),
+]
+
+
+@pytest.mark.parametrize(
+    "mode,token,create_pr,status",
+    PREUPLOAD_CASES,
+    ids=[f"{m}-{t}-{'pr' if p else 'branch'}" for m, t, p, _ in PREUPLOAD_CASES],
+)
+def test_preupload_needs_the_rights_of_its_commit(twins, mode, token, create_pr, status):
+    twin_mode, held, _ = twins
+    if twin_mode.split("+")[0] != mode:  # each case runs with and without an upstream
+        pytest.skip(f"a {mode} case")
+    a = held.req(
+        "POST", f"/api/models/alice/scratch/preupload/main{'?create_pr=1' if create_pr else ''}", PREUPLOAD, token
+    )
+    _assert_no_leak(a, f"preupload as {token}")
+    assert a.status == status, a.body
+    if status == 200:
+        assert a.json()["files"][0]["oid"] is not None  # the answer that needed the rights: what is there already
+    else:
+        assert b"oid" not in a.body

@@ -156,14 +156,29 @@ def test_xet_write_token_only_for_writers(locked):
     assert status == 403
 
 
-def test_serve_refuses_token_mode_without_tokens(tmp_path):
-    from click.testing import CliRunner
+def test_serve_without_auth_flags_is_token_mode_with_the_owner_token(tmp_path):
+    """No flags: writes and private reads need a token; the home's owner token is accepted (test_private_default
+    checks what another user's process sees)."""
+    import signal
+    import subprocess
+    import sys
 
-    from deltahub.cli import cli
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deltahub.cli", "hub", "serve", "--root", str(tmp_path / "r"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert "token mode" in first and second.startswith("owner: local"), first + second
+        url = type("S", (), {"url": first.split()[3]})
+        assert _req(url, "POST", "/api/repos/create", {"name": "x"})[0] == 401
+        from deltahub.endpoint.owner import owner_token
 
-    result = CliRunner().invoke(cli, ["hub", "serve", "--root", str(tmp_path), "--port", "0"])
-    assert result.exit_code != 0
-    assert "no tokens configured" in str(result.exception) + result.output
+        assert _req(url, "POST", "/api/repos/create", {"name": "x"}, token=owner_token())[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 def test_stale_temp_files_are_swept_on_start(tmp_path):

@@ -259,3 +259,27 @@ def test_a_large_file_streams_through_with_flat_memory(tmp_path, upstream, mirro
     assert digest.hexdigest() == h.hexdigest()
     assert Store(Path(mirror.root)).has_blob(h.hexdigest(), size)
     assert through - plain < size / 4, f"read-through peak {through / 2**20:.1f} MiB vs plain {plain / 2**20:.1f} MiB"
+
+
+def test_writes_to_a_private_mirror_answer_outsiders_as_a_missing_repo(tmp_path, upstream, mirror):
+    """'read-only mirror' would tell an outsider that someone here read the private upstream repo: outsiders get
+    the missing repo's answer; who may read it upstream gets the refusal."""
+    _, up = upstream
+    publish(up, tmp_path / "f", "alice/secret", {"config.json": b"{}"}, private=True)
+    HfApi(endpoint=mirror.url, token=TOKEN).model_info("alice/secret")  # alice reads it through: a private mirror
+    writes = [
+        ("POST", "/api/models/{}/discussions", {"title": "hello", "description": "x"}),
+        ("PUT", "/api/models/{}/settings", {"private": False}),
+        ("POST", "/api/models/{}/branch/x", {}),
+    ]
+    for method, path, body in writes:
+        for who in (None, "tok-bob", "made-up"):
+            headers = {"authorization": f"Bearer {who}"} if who else {}
+            got = httpx2.request(method, mirror.url + path.format("alice/secret"), json=body, headers=headers)
+            missing = httpx2.request(method, mirror.url + path.format("alice/secrex"), json=body, headers=headers)
+            same = (missing.status_code, missing.content.replace(b"alice/secrex", b"alice/secret"))
+            assert (got.status_code, got.content) == same and got.status_code == 404, (method, path, who, got.text)
+        alice = httpx2.request(
+            method, mirror.url + path.format("alice/secret"), json=body, headers={"authorization": f"Bearer {TOKEN}"}
+        )
+        assert alice.status_code == 403 and "read-only mirror" in alice.text

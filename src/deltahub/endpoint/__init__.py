@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..home import home
+from . import owner
 from .settings import CHANGE_HINT, EMBEDDED, Choice, choose
 
 OPEN_TOKEN = "deltahub-open"
@@ -82,7 +83,8 @@ def connect(endpoint: str | None = None, token: str | None = None) -> Endpoint:
             if _server is None:
                 from ..server import start_server
 
-                _server = start_server(registry_root(), upstream=choice.upstream)
+                owner.owner_token()  # a broken token file is a one-line error before anything starts
+                _server = start_server(registry_root(), open_mode=False, upstream=choice.upstream)
             url = _server.url
         else:
             url = choice.endpoint.rstrip("/")
@@ -91,9 +93,8 @@ def connect(endpoint: str | None = None, token: str | None = None) -> Endpoint:
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         if token:
             os.environ["HF_TOKEN"] = token
-        elif not os.environ.get("HF_TOKEN") and _is_loopback(url) and not _saved_hf_token():
-            # huggingface_hub refuses whoami/create without some token; the open local registry ignores it.
-            os.environ["HF_TOKEN"] = OPEN_TOKEN
+        else:
+            owner.choose_hf_token(url, OPEN_TOKEN, _is_loopback(url))
         _patch_loaded(url)
         if token is None and _current is not None and _current.choice == choice:
             token = _current.token  # the same registry, asked again without a token: the one given before
@@ -135,12 +136,6 @@ def _is_loopback(endpoint: str) -> bool:
 
     host = urlparse(endpoint).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _saved_hf_token() -> bool:
-    """Whether ``hf auth login`` saved a token (then it is sent, and reaches a private upstream repo)."""
-    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    return Path(os.environ.get("HF_TOKEN_PATH") or hf_home / "token").is_file()
 
 
 def _patch_loaded(endpoint: str) -> None:

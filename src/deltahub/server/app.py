@@ -10,6 +10,7 @@ request, never held whole in memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -39,11 +40,12 @@ def build_app(
     page_size: int = 1000,
     upstream: str | None = None,
     upload_quota: int | None = DEFAULT_LIMIT,
+    upstream_token: Callable[[], str | None] | None = None,
 ) -> Framing:
     """The ASGI app serving one registry root (``.state.hub`` holds its state); repos it does not hold are
     read through from ``upstream`` (upstream.py); ``upload_quota``: bytes per user into repos it cannot write
-    (quota.py; None: unlimited)."""
+    (quota.py; None: unlimited); ``upstream_token``: the owner's own Hub token for the upstream (endpoint/owner.py)."""
     app = Starlette(routes=ROUTES, exception_handlers={RegistryError: _refused, ClientDisconnect: _client_gone})
-    app.state.hub = Hub(root, auth or Auth(open_mode=True), page_size, upstream, upload_quota)
+    app.state.hub = Hub(root, auth or Auth(), page_size, upstream, upload_quota, upstream_token)
     install_pages(app)  # after the API routes: the API keeps every URL it matches
     return Framing(app)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
 from ..errors import InputError
 from .quota import DEFAULT_QUOTA
+
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 @click.group("hub")
@@ -29,7 +32,12 @@ def hub_group() -> None:
     help='JSON file {"tokens": {TOKEN: USER}, "orgs": {USER: [ORG]}}.',
 )
 @click.option("--token", "token_pairs", multiple=True, help="TOKEN=USER (repeatable).")
-@click.option("--open", "open_mode", is_flag=True, help="No tokens needed to write (single-user laptop).")
+@click.option(
+    "--open",
+    "open_mode",
+    is_flag=True,
+    help="Writes need no token (private repos still need a reader's token).",
+)
 @click.option(
     "--upstream",
     default=None,
@@ -53,13 +61,17 @@ def serve(
     no_upstream: bool,
     upload_quota: str,
 ) -> None:
-    """Serve the registry until interrupted."""
+    """Serve the registry until interrupted.
+
+    It always accepts this home's owner token (`deltahub hub token`), and the tokens of --token/--tokens.
+    Without --open every write needs a token; in every mode a private repo is served only to a token of
+    someone who may read it.
+    """
     import uvicorn
 
-    from ..endpoint import registry_root
+    from ..endpoint import owner, registry_root
     from ..endpoint.settings import check_url, load
     from .app import build_app
-    from .auth import Auth
     from .protocol import server_config
     from .quota import format_size, parse_size
 
@@ -70,27 +82,100 @@ def serve(
             f"--upload-quota {upload_quota!r} is not a size",
             "write it as a number with a unit (500MB, 10GB, 2GiB), 0, or unlimited",
         ) from None
-    auth = Auth.from_file(tokens_file, open_mode) if tokens_file else Auth(open_mode=open_mode)
-    for pair in token_pairs:
-        if "=" not in pair:
-            raise InputError(f"--token {pair!r} is not TOKEN=USER", "write it as --token SECRET=alice")
-        tok, user = pair.split("=", 1)
-        auth.tokens[tok] = user
-    if not auth.open_mode and not auth.tokens:
-        raise InputError(
-            "no tokens configured, so nobody could write", "pass --token SECRET=USER, --tokens FILE or --open"
-        )
+    auth = _auth(tokens_file, token_pairs, open_mode)
+    auth.add_owner(owner.owner_token())
     if upstream and no_upstream:
         raise InputError("--upstream and --no-upstream contradict each other", "pass one of them")
     upstream = None if no_upstream else check_url(upstream, "upstream") if upstream else load().upstream
     root = root or registry_root()
-    mode = "open" if auth.open_mode else "tokens"
+    sock = _bind(host, port) if port == 0 else None  # the port must be known to record it
+    if sock is not None:
+        port = sock.getsockname()[1]
+    urls = owner.served_urls(host, port)
+    mode = "open mode: writes need no token" if auth.open_mode else "token mode"
     click.echo(
-        f"deltahub registry at http://{host}:{port} (root {root}, {mode} mode, "
+        f"deltahub registry at {urls[0]} (root {root}, {mode}, "
         f"{'upstream ' + upstream if upstream else 'no upstream'}, "
         f"upload quota {'unlimited' if quota is None else format_size(quota)})"
     )
-    uvicorn.Server(server_config(build_app(root, auth, upstream=upstream, upload_quota=quota), host, port)).run()
+    click.echo(
+        f"owner: {auth.owner} (may read and write every namespace); its token: deltahub hub token "
+        "(deltahub's own commands send it here by themselves); private repos are served only with a reader's token"
+    )
+    app = build_app(root, auth, upstream=upstream, upload_quota=quota, upstream_token=owner.upstream_token)
+    owner.record_served(urls, root, list(auth.tokens))
+    try:
+        uvicorn.Server(server_config(app, host, port)).run(sockets=[sock] if sock is not None else None)
+    finally:
+        owner.forget_served(urls)
+
+
+def _auth(tokens_file: Path | None, token_pairs: tuple[str, ...], open_mode: bool):
+    """The users of --tokens and --token; every malformed one is a one-line error naming the fix."""
+
+    from ..endpoint.owner import OWNER
+    from .auth import Auth
+
+    auth = Auth(open_mode=open_mode)
+    if tokens_file is not None:
+        try:
+            auth = Auth.from_file(tokens_file, open_mode)
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0][:120]
+            raise InputError(
+                f"--tokens {tokens_file}: {why}",
+                'give a readable JSON file {"tokens": {"SECRET": "alice"}, "orgs": {"alice": ["lab"]}}',
+            ) from None
+    for pair in token_pairs:
+        tok, _, user = pair.partition("=")
+        if not tok.strip() or not _USER.fullmatch(user):
+            raise InputError(
+                f"--token {pair[:80]!r} is not TOKEN=USER", "write it as --token SECRET=alice (a user name after '=')"
+            )
+        auth.tokens[tok.strip()] = user
+    for tok, user in auth.tokens.items():
+        if not isinstance(tok, str) or not isinstance(user, str) or not tok or not _USER.fullmatch(user):
+            raise InputError(
+                f"--tokens {tokens_file}: {str(user)[:60]!r} is not a user name", "use letters, digits, -_."
+            )
+        if user == OWNER:
+            raise InputError(
+                f"the user name {OWNER!r} is the registry owner's",
+                "give that user another name; the owner signs in with the token of: deltahub hub token",
+            )
+    return auth
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog from now on: the URL printed is ready at once
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", "choose another --host/--port"
+        ) from None
+    return sock
+
+
+@hub_group.command("token")
+def token() -> None:
+    """Print this home's owner token (for `hf auth login`, the registry's sign-in page, another machine).
+
+    Whoever holds it may read and write every repo of the registries this home serves. deltahub's own
+    commands, its Python API and the mergekit plugin send it to those registries without being told.
+    """
+    from ..endpoint import owner
+
+    value = owner.owner_token()
+    click.echo(value)
+    click.echo(
+        f"owner namespace: {owner.OWNER}; token file: {owner.token_path()} (delete it to make a new token)", err=True
+    )
 
 
 @hub_group.command("use")

@@ -48,23 +48,30 @@ class Hub:
         page_size: int = 1000,
         upstream: str | None = None,
         upload_quota: int | None = DEFAULT_LIMIT,
+        upstream_token: Callable[[], str | None] | None = None,
     ):
         self.store = Store(root)
         self.discussions = Discussions(self.store)
         self.collections = Collections(self.store)
         self.auth = auth
-        self.mirrors = Mirrors(self.store, auth, upstream)  # read-through to the upstream Hub (upstream.py)
+        # read-through to the upstream Hub (upstream.py); ``upstream_token``: what it sends there for the owner
+        self.mirrors = Mirrors(self.store, auth, upstream, owner_token=upstream_token)
         self.page_size = page_size
         self.secret = secrets.token_bytes(32)
         self.quotas = Quotas(self.store, auth, upload_quota)  # bytes into others' repos (quota.py)
 
     # -- who is asking ------------------------------------------------------------------------------
     def user(self, request: Request) -> str | None:
+        """The user of the request's valid token; None without one (reads are decided on this, in every mode)."""
         return self.auth.user(request.headers.get("authorization"))
 
+    def writer(self, request: Request) -> str | None:
+        """Whom a write is made as: the token's user, else ``OPEN_USER`` in open mode (auth.py)."""
+        return self.auth.writer(self.user(request))
+
     def signed_in(self, request: Request, doing: str) -> str:
-        """The caller's name; 401 without a valid token (open mode counts as signed in)."""
-        user = self.user(request)
+        """The caller's name; 401 without a valid token (open mode counts as signed in, as ``OPEN_USER``)."""
+        user = self.writer(request)
         if user is None:
             raise Unauthorized(f"You must be authenticated to {doing}")
         return user
@@ -75,6 +82,12 @@ class Hub:
     def can_write(self, user: str | None, repo: Repo) -> bool:
         return self.auth.can_write(user, repo.ns)
 
+    def visible(self, request: Request, repo: Repo | None) -> Repo | None:
+        """``repo`` when the caller may see it; None when it may not (then it is answered as a missing repo)."""
+        if repo is None or self.store.mirror_of(repo) is not None:
+            return repo  # a mirror's readers are decided by its upstream (upstream.py)
+        return repo if self.auth.can_read(self.user(request), repo.ns, repo.private) else None
+
     def repo(self, request: Request, rtype: str, write: bool = False) -> Repo:
         """The repo named in the URL, readable by the caller (and writable when ``write``)."""
         ns = check_name(param(request, "ns"), "namespace")
@@ -84,17 +97,22 @@ class Hub:
     def repo_named(
         self, request: Request, rtype: str, ns: str, name: str, write: bool = False, evict: bool = False
     ) -> Repo:
-        """``evict``: the caller deletes the repo, which a writer may do to a mirror too (it is only a copy)."""
-        repo = self.store.get_repo(rtype, ns, name)
+        """``evict``: the caller deletes the repo, which a writer may do to a mirror too (it is only a copy).
+
+        A repo the caller may not read takes the very path of a repo this registry does not hold (read-through
+        included), so that both answers are the same bytes: nobody learns which private repos exist."""
+        held = self.store.get_repo(rtype, ns, name)
+        repo = self.visible(request, held)
+        shadowed = held is not None and repo is None
         if not evict:
             rev = param(request, "rev") if "rev" in request.path_params else "main"
-            mirrored = self.mirrors.serve(request, rtype, ns, name, rev, repo, write)  # mirrors: upstream.py decides
+            mirrored = self.mirrors.serve(request, rtype, ns, name, rev, repo, write, shadowed)  # upstream.py decides
             if mirrored is not None:
                 return mirrored
         user = self.user(request)
         if repo is None or not self.auth.can_read(user, repo.ns, repo.private):
             raise RepoNotFound()
-        if write and not self.can_write(user, repo):
+        if write and not self.can_write(self.auth.writer(user), repo):
             raise Forbidden(f"You don't have the rights to write to {repo.repo_id}")
         return repo
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -62,11 +62,19 @@ class Unreachable(Exception):
 class Mirrors:
     """The registry's read-through policy: which repos are mirrors, who may read them, fetching them."""
 
-    def __init__(self, store: Store, auth: Auth, upstream: str | None, open_token: str = "deltahub-open"):
+    def __init__(
+        self,
+        store: Store,
+        auth: Auth,
+        upstream: str | None,
+        open_token: str = "deltahub-open",
+        owner_token: Callable[[], str | None] | None = None,
+    ):
         self.store = store
         self.auth = auth
         self.upstream = upstream.rstrip("/") if upstream else None
         self.open_token = open_token
+        self.owner_token = owner_token  # the owner's own Hub token, sent upstream for requests with the owner token
         self._down_until = 0.0
         self._down_reason = ""
         self._access: dict[tuple[int, str], float] = {}
@@ -74,22 +82,38 @@ class Mirrors:
 
     # -- the hook Hub.repo calls ------------------------------------------------------------
     def serve(
-        self, request: Request, rtype: str, ns: str, name: str, rev: str, repo: Repo | None, write: bool
+        self,
+        request: Request,
+        rtype: str,
+        ns: str,
+        name: str,
+        rev: str,
+        repo: Repo | None,
+        write: bool,
+        shadowed: bool = False,
     ) -> Repo | None:
         """The repo to answer with when it is (or becomes) a mirror, synced at ``rev`` (the URL's revision, as
-        the client meant it); None when the caller's normal rules apply."""
+        the client meant it); None when the caller's normal rules apply. ``shadowed``: a local repo of that name
+        exists but the caller may not see it; it is answered exactly as a missing one, and never replaced."""
         mirror = repo is not None and self.store.mirror_of(repo) is not None
+        token = self._forwardable(request)
         if write:
             if mirror:
+                if repo.private:  # who may not read it must not learn it is there
+                    try:
+                        self._sync(rtype, ns, name, "main", token, repo)
+                    except RegistryError:
+                        raise RepoNotFound() from None
                 self.refuse_changes(repo)
             return None
         if repo is not None and not mirror:
             return None
-        if rtype not in PREFIX or (repo is None and (self.upstream is None or self._published_here(rtype, ns, name))):
+        if rtype not in PREFIX or (
+            repo is None and (self.upstream is None or self._published_here(request, rtype, ns, name))
+        ):
             return None
         rev = check_revision(rev or "main")
-        token = self._forwardable(request.headers.get("authorization"))
-        return self._sync(rtype, ns, name, rev, token, repo)
+        return self._sync(rtype, ns, name, rev, token, repo, shadowed)
 
     def refuse_changes(self, repo: Repo) -> None:
         """Pushes, pull requests and discussions never go upstream: a mirror takes none of them."""
@@ -106,18 +130,20 @@ class Mirrors:
         return [r for r in repos if not (r.private and r.id in ids)]
 
     # -- syncing one revision ---------------------------------------------------------------
-    def _sync(self, rtype: str, ns: str, name: str, rev: str, token: str | None, repo: Repo | None) -> Repo:
+    def _sync(
+        self, rtype: str, ns: str, name: str, rev: str, token: str | None, repo: Repo | None, shadowed: bool = False
+    ) -> Repo:
         repo_id = f"{ns}/{name}"
         if repo is not None and _SHA1.match(rev) and self._has_commit(repo, rev):
-            if repo.private:
-                self._check_access(rtype, repo, token)
-            return repo  # a pinned revision: nothing upstream can change it
+            if not repo.private or self._access.get((repo.id, _token_key(token)), 0.0) > time.monotonic():
+                return repo  # a pinned revision: nothing upstream can change it
+            # a private pinned revision: the upstream decides who reads it, answering as for any other repo
         if self.upstream is None:
             return self._offline(repo, rev, repo_id, "this registry has no upstream")
         stand_in_for_main = False
         if repo is None and rev != "main":  # a new mirror records upstream's main too: cards and listings read it
             try:
-                repo = self._sync(rtype, ns, name, "main", token, None)
+                repo = self._sync(rtype, ns, name, "main", token, None, shadowed)
             except RevisionNotFound:
                 stand_in_for_main = True
         try:
@@ -134,6 +160,8 @@ class Mirrors:
         sha, private = str(info.get("sha", "")), info.get("private") is not False
         if not _SHA1.match(sha):
             raise UpstreamFailed(f"upstream {self.upstream} answered an invalid commit sha for {repo_id}")
+        if shadowed:  # upstream holds a repo of that name, which the local one hides: it is not read through
+            raise RepoNotFound()
         refs = [] if sha.startswith(rev) else [rev]
         if stand_in_for_main:
             refs.append("main")
@@ -153,19 +181,6 @@ class Mirrors:
             except RegistryError:
                 pass
         raise RepoNotFound(f"Repository not found: {repo_id} (this registry does not hold it at {rev!r} and {why})")
-
-    def _check_access(self, rtype: str, repo: Repo, token: str | None) -> None:
-        key = (repo.id, _token_key(token))
-        if self._access.get(key, 0.0) > time.monotonic():
-            return
-        denied = RepoNotFound(f"Repository not found: {repo.repo_id}")
-        if token is None or self.upstream is None:
-            raise denied
-        try:
-            self._json(f"/api/{rtype}s/{repo.repo_id}", token)
-        except (Unreachable, _UpstreamStatus):
-            raise denied from None
-        self._access[key] = time.monotonic() + ACCESS_TTL
 
     def _tree(self, rtype: str, repo_id: str, sha: str, token: str | None) -> dict[str, Entry]:
         """The commit's files as store entries: regular files downloaded and checked now, LFS files described."""
@@ -215,7 +230,7 @@ class Mirrors:
                 headers={**headers, "Content-Length": str(entry.size)},
                 media_type="application/octet-stream",
             )
-        token = self._forwardable(request.headers.get("authorization"))
+        token = self._forwardable(request)
         chunks = self._fetch(repo.type, repo.repo_id, sha, path, entry, token)
         if request.headers.get("range"):
             for _ in chunks:  # a ranged read of a file not stored yet: store it whole first
@@ -329,19 +344,26 @@ class Mirrors:
             raise UpstreamFailed(f"{repo_id}/{path} from {self.upstream} has {n} bytes, not {size}")
 
     # -- small helpers ----------------------------------------------------------------------
-    def _forwardable(self, authorization: str | None) -> str | None:
-        """The caller's bearer token, unless it is one of this registry's own (never sent upstream)."""
+    def _forwardable(self, request: Request) -> str | None:
+        """What to send the upstream for this caller: its bearer token, unless it is one of this registry's own
+        (never sent upstream); for the owner's token, the owner's own Hub token (``owner_token``)."""
+        authorization = request.headers.get("authorization")
         if not authorization or not authorization.lower().startswith("bearer "):
             return None
         token = authorization[7:].strip()
+        if token and self.auth.owner is not None and self.auth.tokens.get(token) == self.auth.owner:
+            return self.owner_token() if self.owner_token is not None else None
         if not token or token == self.open_token or token in self.auth.tokens:
             return None
         return token
 
-    def _published_here(self, rtype: str, ns: str, name: str) -> bool:
-        """The name is a local repo of the other type (a client probing model, then dataset): never ask upstream."""
+    def _published_here(self, request: Request, rtype: str, ns: str, name: str) -> bool:
+        """The name is a local repo of the other type (a client probing model, then dataset): never ask upstream.
+        One the caller may not see counts as absent, as everywhere."""
         other = self.store.get_repo("dataset" if rtype == "model" else "model", ns, name)
-        return other is not None and self.store.mirror_of(other) is None
+        if other is None or self.store.mirror_of(other) is not None:
+            return False
+        return self.auth.can_read(self.auth.user(request.headers.get("authorization")), other.ns, other.private)
 
     def _has_commit(self, repo: Repo, sha: str) -> bool:
         try:

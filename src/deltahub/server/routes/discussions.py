@@ -161,8 +161,8 @@ async def merge(request: Request):
     hub = hub_of(request)
     repo = hub.repo(request, rtype_of(request), write=True)
     req = await body(request, P.OptionalComment)
-    user = hub.user(request) or "anonymous"
-    sha = hub.discussions.merge(repo, _num(request), user, req.comment, hub.read_policy(user))
+    user = hub.writer(request) or "anonymous"
+    sha = hub.discussions.merge(repo, _num(request), user, req.comment, hub.read_policy(hub.user(request)))
     return JSONResponse({"mergeCommitId": sha})
 
 
@@ -182,7 +182,7 @@ async def hide_comment(request: Request):
     hub = hub_of(request)
     repo = hub.repo(request, rtype_of(request), write=True)
     num, event_id = _num(request), param(request, "comment").lower()
-    event = hub.discussions.hide_comment(repo, num, event_id, hub.user(request) or "anonymous")
+    event = hub.discussions.hide_comment(repo, num, event_id, hub.writer(request) or "anonymous")
     return JSONResponse({"updatedComment": event_json(event)})
 
 

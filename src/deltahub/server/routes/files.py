@@ -70,10 +70,13 @@ def _with_last_commits(store: Store, sha: str, items: list[dict]) -> list[dict]:
 # -- uploads ----------------------------------------------------------------------------------------
 async def preupload(request: Request):
     """How each file travels (regular or LFS), whether the repo's .gitignore drops it, and the oid already
-    there (so that the client skips unchanged files). Reading the repo is enough: pull requests need it."""
+    there (so that the client skips unchanged files). It needs the rights of the commit it prepares, as on
+    the Hub: write access, or a pull request (``create_pr=1``, or pushing to one's own pull request)."""
     hub = hub_of(request)
     repo = hub.repo(request, rtype_of(request))
     rev = check_revision(param(request, "rev"))
+    create_pr = flag(request, "create_pr")
+    _check_commit_rights(request, repo, rev, hub.user(request), create_pr)
     req = await body(request, P.Preupload)
     try:
         tree = hub.store.tree(hub.store.resolve(repo, rev))
@@ -124,7 +127,7 @@ async def commit(request: Request):
         await receive(request, up, check=lines.feed)
         up.finish(sync=False)  # read back at once, never adopted
         header, ops = _parse_commit(hub.store, up.path)
-    author = user or "anonymous"
+    author = hub.auth.writer(user) or "anonymous"
     title, description = header.summary or "update", header.description or ""
     can_read = hub.read_policy(user)
     pr_url = None
@@ -351,7 +354,7 @@ async def super_squash(request: Request):
     repo = hub.repo(request, rtype_of(request), write=True)
     rev = check_revision(param(request, "rev"), "branch")
     req = await body(request, P.SuperSquash)
-    sha = hub.store.squash(repo, rev, req.message or f"Super-squash branch '{rev}'", hub.user(request) or "anonymous")
+    sha = hub.store.squash(repo, rev, req.message or f"Super-squash branch '{rev}'", hub.writer(request) or "anonymous")
     return JSONResponse({"commitId": sha})
 
 

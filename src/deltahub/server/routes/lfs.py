@@ -133,7 +133,9 @@ async def lfs_files_delete(request: Request):
     hub = hub_of(request)
     repo = hub.repo(request, rtype_of(request), write=True)
     req = await body(request, P.LfsDelete)
-    hub.store.delete_lfs_files(repo, req.deletions.sha, hub.user(request) or "anonymous", req.deletions.rewriteHistory)
+    hub.store.delete_lfs_files(
+        repo, req.deletions.sha, hub.writer(request) or "anonymous", req.deletions.rewriteHistory
+    )
     return JSONResponse({})
 
 

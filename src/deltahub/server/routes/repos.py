@@ -22,7 +22,7 @@ R = "/api/{t:repotype}/{ns}/{name}"
 
 async def whoami(request: Request):
     hub = hub_of(request)
-    user = hub.user(request)
+    user = hub.writer(request)  # open mode: a caller without a token writes as OPEN_USER
     if user is None:
         raise Unauthorized("Invalid credentials in Authorization header")
     auth = hub.auth
@@ -50,10 +50,10 @@ async def create_repo(request: Request):
     hub = hub_of(request)
     req = await body(request, P.CreateRepo)
     rtype = req.type or "model"
-    user = hub.user(request)
-    ns = req.organization if req.organization is not None else user
-    if ns is None:
+    user = hub.writer(request)
+    if user is None:
         raise Unauthorized("You must be authenticated to create a repo")
+    ns = req.organization if req.organization is not None else user
     ns, name = check_name(ns, "namespace"), check_name(req.name, "repo name")
     if not hub.auth.can_write(user, ns):
         raise Forbidden(f"You don't have the rights to create a repo under {ns}")
@@ -71,7 +71,7 @@ async def create_repo(request: Request):
 
 def _repo_of_body(request: Request, rtype: str, ns: str | None, name: str, evict: bool = False) -> Repo:
     hub = hub_of(request)
-    ns = ns if ns is not None else hub.user(request)
+    ns = ns if ns is not None else hub.writer(request)
     if ns is None:
         raise Unauthorized("You must be authenticated to do this")
     return hub.repo_named(
@@ -99,7 +99,7 @@ async def move_repo(request: Request):
     rtype = req.type or "model"
     repo = hub.repo_named(request, rtype, *_split_id(req.fromRepo), write=True)
     ns, name = _split_id(req.toRepo)
-    if not hub.auth.can_write(hub.user(request), ns):
+    if not hub.auth.can_write(hub.writer(request), ns):
         raise Forbidden(f"You don't have the rights to create a repo under {ns}")
     hub.store.move_repo(repo, ns, name)
     return JSONResponse({})
@@ -241,9 +241,11 @@ async def auth_check(request: Request):
 async def storage_list(request: Request):
     """The caller's repos (or an organisation's) with the bytes their main branch holds."""
     hub = hub_of(request)
-    user = hub.signed_in(request, "list repositories")
+    user = hub.user(request)  # it lists private repos too: members only, in every mode
+    if user is None:
+        raise Unauthorized("You must be authenticated to list repositories")
     ns = param(request, "org", user)
-    if ns != user and not hub.auth.can_write(user, check_name(ns, "namespace")):
+    if not hub.auth.member(user, check_name(ns, "namespace")):
         raise Forbidden(f"You are not a member of {ns}")
     out = []
     for rtype in TYPES.values():
