@@ -38,10 +38,7 @@ import json, os, sys
 import deltahub.endpoint as ep
 from huggingface_hub import CommitOperationAdd as Add, hf_hub_download
 secret = os.environ["SECRET"].encode()
-if hasattr(ep, "connect"):  # the process's endpoint, by either entry point of deltahub.endpoint
-    url, api = ep.connect().url, ep.connect().api()
-else:
-    url, api = ep.setup_client(), ep.get_api()
+url, api = ep.connect().url, ep.connect().api()
 # no token given: deltahub finds the owner token itself
 assert api.whoami()["name"] == "local"
 api.create_repo("local/secretdelta", private=True)
@@ -430,7 +427,7 @@ def test_the_owner_token_never_goes_to_a_port_this_home_did_not_start(tmp_path):
     )
     code = (
         "import deltahub.endpoint as ep\n"
-        "api = ep.connect().api() if hasattr(ep, 'connect') else (ep.setup_client(), ep.get_api())[1]\n"
+        "api = ep.connect().api()\n"
         "try:\n    api.model_info('local/x')\nexcept Exception:\n    pass\n"
     )
     for extra in ({}, {"HF_TOKEN": token}):

@@ -1476,3 +1476,17 @@ def test_preupload_needs_the_rights_of_its_commit(twins, mode, token, create_pr,
         assert a.json()["files"][0]["oid"] is not None  # the answer that needed the rights: what is there already
     else:
         assert b"oid" not in a.body
+
+
+@pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
+def test_creating_a_repo_under_a_private_name_answers_as_under_a_free_one(twins, token):
+    """Where writes need a token, an outsider's create under a name a private repo holds gets the same bytes as
+    under a free name. With --open anyone may create anywhere, so a taken name answers 409: that mode is for a
+    machine with one user (docs/registry-access.md says so)."""
+    mode, held, missing = twins
+    body = {"name": "secret", "organization": "alice"}
+    if mode.startswith("open"):
+        pytest.skip("--open: anyone may create anywhere, so a taken name is a conflict (documented)")
+    a, b = (reg.req("POST", "/api/repos/create", body, token) for reg in (held, missing))
+    _assert_no_leak(a, f"{mode}: create as {token}")
+    assert a.status in (401, 403) and _comparable(a) == _comparable(b), (a.status, a.body[:200], b.body[:200])
