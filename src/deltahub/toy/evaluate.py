@@ -98,18 +98,46 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
     return out
 
 
+def graded_scores(model, tokenizer, skill: str, items: list[tuple[str, str]], batch_size: int = 512) -> list[float]:
+    """Partial credit of each greedy answer on a graded skill (toy/graded.py), scored by the skill's own
+    parser: a graded answer has no single right string, so it is decoded, not teacher-forced."""
+    from deltahub.toy.graded import GRADERS
+    from deltahub.toy.skills import get_skill
+
+    questions = [q for q, _ in items]
+    outputs = greedy_answers(model, tokenizer, questions, get_skill(skill).max_answer_len + 1, batch_size)
+    return [GRADERS[skill](q, out) for q, out in zip(questions, outputs, strict=True)]
+
+
+def toy_credits(
+    model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200, seed: int = 0
+) -> dict[str, list[float]]:
+    """Per graded skill, the partial credit of each of the ``n`` evaluation questions (greedy answers)."""
+    m, tok = load_model(model, adapter)
+    return {s: graded_scores(m, tok, s, sample(s, "eval", n, seed=seed)) for s in skills}
+
+
 def evaluate_model(
     model, tokenizer, skills: list[str], n: int = 200, seed: int = 0, batch_size: int = 512, details: bool = False
 ) -> dict:
     """Exact match per skill and their mean (``avg``) of an already loaded model.
 
     With ``details``: ``{"scores": {...}, "correct": {skill: "0110..."}}``, the per-question verdicts
-    (in the order of ``sample(skill, "eval", n, seed)``) that paired statistics need.
+    (in the order of ``sample(skill, "eval", n, seed)``) that paired statistics need; a graded skill's
+    are its partial credits (a list of floats) and its score is their mean.
     """
     scores: dict[str, float] = {}
-    correct: dict[str, str] = {}
+    correct: dict[str, str | list[float]] = {}
+    from deltahub.toy.graded import is_graded
+
     for skill in skills:
-        hits = exact_match(model, tokenizer, sample(skill, "eval", n, seed=seed), batch_size)
+        items = sample(skill, "eval", n, seed=seed)
+        if is_graded(skill):
+            credit = graded_scores(model, tokenizer, skill, items, batch_size)
+            scores[skill] = sum(credit) / len(credit)
+            correct[skill] = credit
+            continue
+        hits = exact_match(model, tokenizer, items, batch_size)
         scores[skill] = sum(hits) / len(hits)
         correct[skill] = "".join("1" if h else "0" for h in hits)
     scores["avg"] = sum(scores[s] for s in skills) / len(skills)
