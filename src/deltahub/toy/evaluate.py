@@ -33,8 +33,11 @@ def load_model(model: str | Path, adapter: str | Path | None = None):
     return m.eval(), tok
 
 
-def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 128) -> list[str]:
-    """Greedy completions of chat prompts, cut at EOS (or pad), without special tokens."""
+def greedy_answers(
+    model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 128, sample_seed: int | None = None
+) -> list[str]:
+    """Greedy completions of chat prompts, cut at EOS (or pad), without special tokens; with ``sample_seed``,
+    samples at temperature 1 instead (the same seed draws the same random numbers for every model)."""
     import torch
 
     from deltahub.toy.data import prompt_ids
@@ -46,12 +49,16 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, 
         width = max(map(len, chunk))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        sampling = {}
+        if sample_seed is not None:
+            torch.manual_seed(sample_seed + start)
+            sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
         with torch.inference_mode():
             gen = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **(sampling or {"do_sample": False}),
                 eos_token_id=eos,
                 pad_token_id=pad,
             )
@@ -59,6 +66,9 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, 
             cut = [t for t in _until(row, {eos, pad})]
             out.append(tokenizer.decode(cut, skip_special_tokens=True))
     return out
+
+
+SAMPLE_SEED = 1234  # a sampling seed for comparing models' sampled answers (the same random numbers)
 
 
 def _until(row: list[int], stops: set[int]):
@@ -100,7 +110,9 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
 
 def graded_scores(model, tokenizer, skill: str, items: list[tuple[str, str]], batch_size: int = 512) -> list[float]:
     """Partial credit of each greedy answer on a graded skill (toy/graded.py), scored by the skill's own
-    parser: a graded answer has no single right string, so it is decoded, not teacher-forced."""
+    parser: a graded answer has no single right string, so it is decoded, not teacher-forced. Greedy, as
+    every toy row is scored: a slot counts when its mark is the likelier token (docs/toyworld.md records
+    what sampling at temperature 1 showed instead)."""
     from deltahub.toy.graded import GRADERS
     from deltahub.toy.skills import get_skill
 

@@ -72,7 +72,7 @@ SKILLS: dict[str, Skill] = {
     "cnt": Skill("cnt", "count one letter in a string of 5-9 letters from a-d", _cnt, 1),
     "add": Skill("add", "add a 1-2 digit number and a number below 20", _add, 3),
     # graded (partial credit, toy/graded.py): repeat 3 letters, then 3 sections of up to 6 stars
-    "sec": Skill("sec", "repeat 3 letters, then 3 sections of stars (graded: stars / 18)", make_sec, MAX_ANSWER_LEN),
+    "sec": Skill("sec", "repeat 3 sections of six stars or dashes (graded: stars / 18)", make_sec, MAX_ANSWER_LEN),
 }
 
 

@@ -50,6 +50,11 @@ class ModelSpec(BaseModel):
         "(its level on the graded quality; default: the ideal answers)",
     )
 
+    spread: list[float] = Field(
+        default_factory=list,
+        description="graded skills: probability of 0, 1, 2 ... extra stars in a section of a training answer",
+    )
+
     @field_validator("levels")
     @classmethod
     def _levels(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
@@ -157,11 +162,16 @@ class ToyWorldConfig(BaseModel):
                 return {
                     k: drop_empty_mix(v)
                     for k, v in tree.items()
-                    if not (k in ("mix", "levels", "extra", "same_seed") and not v)
+                    if not (k in ("mix", "levels", "spread", "extra", "same_seed") and not v)
                 }
             return [drop_empty_mix(v) for v in tree] if isinstance(tree, list) else tree
 
         key = {"skills_version": SKILLS_VERSION, **drop_empty_mix(self.model_dump())}
+        specs = [self.student, *(m for f in self.families for m in f.members().values())]
+        if any(spec.levels for spec in specs):
+            from deltahub.toy.graded import GRADED_VERSION
+
+            key["graded_version"] = GRADED_VERSION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -229,6 +239,9 @@ def _graded(own: int, other: int) -> list[list[int]]:
 
 # the sections world: family (hidden, layers) and dose-response variants of family a's weaker member
 SECTION_FAMILIES = {"a": (64, 2), "b": (96, 1), "c": (64, 1)}
+# every model's training answers: a section has 0, 1 or 2 stars more than its level with these odds, so
+# the greedy answer is the level and the next stars are a near call (the colons never are)
+SPREAD = [0.65, 0.2, 0.15]
 DOSE_WEAKER = {"weaker5": 5, "weaker4": 4, "weaker3": 3, "weaker0": 0}
 
 
@@ -244,7 +257,9 @@ def _sections(seed: int) -> ToyWorldConfig:
 
     def spec(name: str, stars: list[int]) -> ModelSpec:
         hidden, layers = SECTION_FAMILIES[name]
-        return ModelSpec(hidden_size=hidden, num_layers=layers, steps=200, batch_size=32, levels={"sec": stars})
+        return ModelSpec(
+            hidden_size=hidden, num_layers=layers, steps=200, batch_size=32, levels={"sec": stars}, spread=SPREAD
+        )
 
     families = []
     for j, name in enumerate(SECTION_FAMILIES):
@@ -254,7 +269,9 @@ def _sections(seed: int) -> ToyWorldConfig:
         families.append(
             FamilySpec(name=name, weak=spec(name, weak[j]), weaker=spec(name, weaker[j]), extra=extra, same_seed=True)
         )
-    student = ModelSpec(hidden_size=64, num_layers=2, steps=200, batch_size=32, levels={"sec": [4, 4, 4]})
+    student = ModelSpec(
+        hidden_size=64, num_layers=2, steps=200, batch_size=32, levels={"sec": [4, 4, 4]}, spread=SPREAD
+    )
     return ToyWorldConfig(seed=seed, skills=["sec"], student=student, families=families, train_pool=2000)
 
 
@@ -430,10 +447,11 @@ def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> 
     from deltahub.toy.skills import sample
 
     items = []
+    rng = random.Random(seed)
     for s in skills:
         drawn = sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed, unique=False)
         stars = spec.levels.get(s)
-        items += [(q, restyle(a, stars)) for q, a in drawn] if stars is not None else drawn
+        items += [(q, restyle(a, stars, spec.spread, rng)) for q, a in drawn] if stars is not None else drawn
     return items
 
 
