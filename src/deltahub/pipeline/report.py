@@ -278,7 +278,7 @@ def evaluate_claims(results: dict[int, SeedResult], n_boot: int = 4000) -> list[
 
 
 def row_intervals(results: dict[int, SeedResult], n_boot: int = 2000) -> dict[str, Interval]:
-    """Each row's average exact match over seeds and questions, with its interval."""
+    """Each row's average score (exact match; partial credit on a graded skill), with its interval."""
     seeds = sorted(results)
     rows = [r for r in results[seeds[0]]["correct"] if all(r in results[s]["correct"] for s in seeds)]
     return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot) for r in rows}
@@ -325,7 +325,7 @@ def per_seed_appendix(results: dict[int, SeedResult], claims: list[Claim]) -> li
     text = [
         "## Appendix: per seed",
         "",
-        "Average exact match of every row (per skill in the seed's results.json):",
+        "Average score of every row (per skill in the seed's results.json):",
         "",
         "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
         "|---|" + "---|" * len(seeds),
@@ -478,7 +478,7 @@ def chart(
         color=[PALETTE.get(first["kinds"].get(n, ""), "#999999") for n in names],
     )
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("average exact match (95% CI)")
+    ax.set_ylabel("average score (95% CI)")
     lo = min(iv.low for iv in intervals.values())
     ax.set_ylim(max(0.0, lo - 0.1), min(1.0, max(iv.high for iv in intervals.values()) + 0.05))
     ax.set_title("rows", fontsize=9)
@@ -516,7 +516,7 @@ def chart(
         ax.errorbar([iv.estimate], [y], xerr=_whiskers([iv]), fmt="o", color=color, capsize=3)
     ax.axvline(0, color="#333333", lw=0.8)
     ax.set_yticks(ys, [c.name for c in claims], fontsize=7)
-    ax.set_xlabel("paired difference of average exact match (95% CI)", fontsize=8)
+    ax.set_xlabel("paired difference of the average score (95% CI)", fontsize=8)
     ax.set_title("claims (green: reproduced, red: contradicted, grey: not resolved)", fontsize=8)
     if doses:
         ax = axes[3]
@@ -566,6 +566,9 @@ def write_report(
     first = results[seeds[0]]
     n_q = {s: len(b) for s, b in first["correct"]["student"].items()} if "student" in first["correct"] else {}
     _, on_select = best_single(first) if _deltas(first) else ("", False)
+    from ..toy.graded import is_graded
+
+    graded = any(is_graded(s) for s in n_q)
     text = [f"# {title}", ""]
     if plumbing_only:
         text += [
@@ -579,11 +582,17 @@ def write_report(
         "",
         f"World seeds {', '.join(map(str, seeds))}; "
         + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
-        + " per seed; greedy exact match; every row answers the same questions.",
+        + " per seed; "
+        + (
+            "greedy answers, partial credit on the graded skills and exact match on the others"
+            if graded
+            else "greedy exact match"
+        )
+        + "; every row answers the same questions.",
         "",
         "## The papers' claims",
         "",
-        "Each claim is a paired difference of average exact match (same questions, same world seed; "
+        "Each claim is a paired difference of the average score (same questions, same world seed; "
         "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
         "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
         "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
