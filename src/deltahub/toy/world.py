@@ -2,10 +2,11 @@
 
 One *student* learns a mixture of skills on a budget that leaves headroom. Each *teacher family*
 has a *weak* member and a *weaker* one (smaller or shorter-trained); its (weak over weaker)
-answers are one preference dataset. In PDA's setting (the default, ``preset("pda")``) every
-family is a generalist that answers the same prompts from the same skill mixture, the families
-differ in architecture and seed, and every supervisor is weaker than the student; the
-``specialists`` preset keeps the first worlds, one family per skill.
+answers are one preference dataset. The ``sections`` preset (the demo's default) grades answers
+by partial credit (toy/graded.py) and gives each family its own section of the quality. In PDA's
+setting (``preset("pda")``) every family is a generalist that answers the same prompts from the
+same skill mixture, the families differ in architecture and seed, and every supervisor is weaker
+than the student; the ``specialists`` preset keeps the first worlds, one family per skill.
 Every model is an ordinary Hugging Face folder. Built worlds are cached by a hash of their config
 and each model is written atomically, so an interrupted build resumes where it stopped.
 """
