@@ -174,3 +174,19 @@ def test_graded_claims_dose_response_and_diagnostic(tmp_path):
     text = write_report(tmp_path, "graded", results, [], n_boot=500).read_text()
     assert "## Dose-response" in text and "## Delta diagnostic" in text
     assert "Spearman rho (cosine vs gain, 12 (delta, seed) points): +0.99" in text  # ties of equal gains aside
+
+
+def test_row_intervals_stay_inside_the_metric_range():
+    """Three seeds that disagree completely (0, 0, 2/3 on every question): the t-widened interval of a
+    share of questions would reach past [0, 1]; it is cut to the range, and a narrow one is left alone."""
+    from deltahub.pipeline.report import row_intervals
+
+    def seed(value: float, other: float) -> dict:
+        return {"correct": {"broken": {"sec": [value] * 50}, "steady": {"sec": [other] * 25 + [other + 0.1] * 25}}}
+
+    results = {0: seed(0.0, 0.5), 1: seed(0.0, 0.5), 2: seed(2 / 3, 0.5)}
+    ivs = row_intervals(results, n_boot=2000)
+    broken, steady = ivs["broken"], ivs["steady"]
+    assert broken.estimate == pytest.approx(2 / 9)
+    assert broken.low == 0.0 and 0.6 < broken.high <= 1.0  # would be about [-0.27, 1.2] uncut
+    assert 0.5 < steady.low < 0.55 < steady.high < 0.6  # inside the range: the plain widened interval

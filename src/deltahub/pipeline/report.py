@@ -273,7 +273,7 @@ def evaluate_claims(results: dict[int, SeedResult], n_boot: int = 4000) -> list[
     for c in claims:
         diffs = {s: c.measure(results[s]) for s in seeds}
         c.per_seed = {s: float(d.mean()) for s, d in diffs.items()}
-        c.interval = hierarchical_bootstrap([diffs[s] for s in seeds], n_boot=n_boot)
+        c.interval = hierarchical_bootstrap([diffs[s] for s in seeds], n_boot=n_boot, bounds=(-1.0, 1.0))
     return claims
 
 
@@ -281,7 +281,10 @@ def row_intervals(results: dict[int, SeedResult], n_boot: int = 2000) -> dict[st
     """Each row's average score (exact match; partial credit on a graded skill), with its interval."""
     seeds = sorted(results)
     rows = [r for r in results[seeds[0]]["correct"] if all(r in results[s]["correct"] for s in seeds)]
-    return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot) for r in rows}
+    return {
+        r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot, bounds=(0.0, 1.0))
+        for r in rows
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,7 +372,7 @@ def dose_points(results: dict[int, SeedResult], n_boot: int = 4000) -> list[Dose
     for r in rows:
         diffs = [_vector(results[s]["correct"][r]) - _vector(results[s]["correct"]["student"]) for s in seeds]
         mag = float(np.mean([dose_magnitude(results[s], r) for s in seeds]))
-        out.append(DosePoint(r, mag, hierarchical_bootstrap(diffs, n_boot=n_boot)))
+        out.append(DosePoint(r, mag, hierarchical_bootstrap(diffs, n_boot=n_boot, bounds=(-1.0, 1.0))))
     return out
 
 
