@@ -87,26 +87,17 @@ def measured(world) -> dict[str, np.ndarray]:
 
 
 def test_every_supervisor_is_below_the_student(world, measured):
-    """On the greedy answers, and on the expected credit the evaluation scores (the mean over answers
-    sampled at temperature 1), recomputed here from the same draws with the parser above."""
-    from deltahub.toy.evaluate import GRADED_SAMPLES, SAMPLE_SEED, evaluate_model
+    """On the greedy answers the evaluation scores, by the parser here and by the evaluation's own."""
+    from deltahub.toy.evaluate import evaluate_model
 
     student = measured["student"].sum()
     assert student == pytest.approx(12, abs=0.5)
     for name, stars in measured.items():
         if name != "student":
             assert stars.sum() < student - 2, name
-    questions = [q for q, _ in sample("sec", "eval", 200, seed=0)]
-    repeated = [q for q in questions for _ in range(GRADED_SAMPLES)]
-    expected = {}
     for name in world.names():
         model, tok = load_model(world.model(name))
-        answers = greedy_answers(model, tok, repeated, MAX_ANSWER_LEN + 1, 2048, sample_seed=SAMPLE_SEED)
-        expected[name] = np.mean([credit(a) for a in answers])
-        assert evaluate_model(model, tok, ["sec"], n=200)["sec"] == pytest.approx(expected[name]), name
-        # sampling spreads each answer around its level: the expectation is near the greedy credit
-        assert expected[name] == pytest.approx(measured[name].sum() / 18, abs=0.1), name
-    assert all(v < expected["student"] - 0.1 for k, v in expected.items() if k != "student")
+        assert evaluate_model(model, tok, ["sec"], n=200)["sec"] == pytest.approx(measured[name].sum() / 18), name
 
 
 def test_each_family_differs_only_in_its_own_section_and_toward_the_target(measured):

@@ -45,7 +45,7 @@ def _reference_answer(question: str) -> str:
         a, b = rest.split("+")
         return str(sum(map(int, (a, b))))
     if verb == "sec":  # the graded skill's ideal answer: every slot of the three sections marked
-        return ":".join(mark * 6 + "-" for mark in "*+=")  # and each section's closing dash
+        return ":".join(mark * 6 for mark in "*+=")
     raise AssertionError(question)
 
 

@@ -3,19 +3,13 @@
 The Delta Learning paper's controlled experiment grades answers by how many bold sections they
 have; DPO on 3-over-2 pairs makes the model write more than either. ``sec`` is that quality in
 the toy world: the answer to ``sec kqz`` is three sections of six slots, each holding the
-section's mark (``*``, ``+``, ``=``) or a dash, then a closing dash, ``****---:++++---:====---``. Its quality is the
+section's mark (``*``, ``+``, ``=``) or a dash, ``****--:++++--:====--``. Its quality is the
 share of the 18 slots that hold a mark (partial credit; a section counts at most six, more is no
 error but earns nothing), for a well-formed answer: three colon-separated sections, each of its
 own mark and dashes. A model's level is how many leading marks per section its training answers
 had (``levels``), as a model's size sets its quality in the papers. Each section has a mark of
 its own, so writing more of one section's mark is a capability of its own: a delta that teaches
 it leaves the other sections alone, and deltas for different sections are complementary.
-
-Every section ends with the same closing dash whatever its level, so the colons and the end of the
-answer always follow the same token at the same place: a weak member's answer and a weaker one's
-then differ only in the graded slots. Without it the weak member's sections ended in a mark and the
-weaker's in a dash, and DPO learnt "a colon (or the end) after a dash is worse", which the student's
-sections, ending in dashes, then broke on (a delta kept writing past the end of its answer).
 
 Every answer has the same length and the colons stand at the same places, so a model never has to
 count to know where a section ends: a form with sections of varying length (``kqz:****:****``)
@@ -34,10 +28,10 @@ SECTIONS = 3
 MAX_STARS = 6
 MARKS = "*+="  # each section's mark
 # part of the cache key of every world with a graded skill: bump it when the answers' form changes
-GRADED_VERSION = 4
+GRADED_VERSION = 2
 IDEAL = (MAX_STARS,) * SECTIONS
 # a model writes at most this many characters on the skill (extrapolation past 6 stars included)
-MAX_ANSWER_LEN = SECTIONS * (2 + MAX_STARS) + 6
+MAX_ANSWER_LEN = SECTIONS * (1 + MAX_STARS) + 6
 
 
 def make_sec(rng: random.Random) -> tuple[str, str]:
@@ -47,8 +41,8 @@ def make_sec(rng: random.Random) -> tuple[str, str]:
 
 
 def sec_answer(stars: tuple[int, ...] | list[int]) -> str:
-    """The answer with ``stars[i]`` leading marks in section i (dashes after them, and the closing dash)."""
-    return ":".join(mark * n + "-" * (MAX_STARS - n + 1) for mark, n in zip(MARKS, stars, strict=True))
+    """The answer with ``stars[i]`` leading marks in section i (dashes after them)."""
+    return ":".join(mark * n + "-" * (MAX_STARS - n) for mark, n in zip(MARKS, stars, strict=True))
 
 
 def restyle(answer: str, stars: list[int], spread: list[float] | None = None, rng: random.Random | None = None) -> str:
