@@ -122,3 +122,71 @@ def test_report_file_and_chart(results, tmp_path):
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Plumbing check" not in text
     assert "Plumbing check" in write_report(tmp_path, "quick", results, [], n_boot=200, plumbing_only=True).read_text()
+
+
+def _graded_seed(seed: int) -> dict:
+    """A graded world's seed: partial credits per question; delta a lifts the student by 0.1 on every
+    question, dose deltas a1 (small difference) and a4 (large) by 0.02 and 0.15, SFT lowers it, and
+    the diagnostic's cosines rank the deltas as their gains do."""
+    rng = np.random.default_rng(seed)
+    student = rng.uniform(0.4, 0.8, N)
+    lift = {"+ delta a": 0.1, "+ delta b": 0.05, "+ delta a1": 0.02, "+ delta a4": 0.15}
+    rows = {"student": student, "a-weak": student - 0.3, "a-weaker": student - 0.5, "a-weaker1": student - 0.32}
+    rows["a-weaker4"] = student - 0.6
+    rows["b-weak"], rows["b-weaker"] = student - 0.3, student - 0.4
+    rows.update({r: student + d for r, d in lift.items()})
+    rows["+ SFT-on-chosen a"], rows["+ SFT-on-chosen b"] = student - 0.2, student - 0.1
+    rows["merge gam"] = student + 0.12
+    kinds = {r: "teacher" for r in rows if "weak" in r}
+    kinds.update({"student": "student", "merge gam": "merge", "+ delta a": "single delta", "+ delta b": "single delta"})
+    kinds.update({"+ delta a1": "dose", "+ delta a4": "dose", "+ SFT-on-chosen a": "SFT control"})
+    kinds["+ SFT-on-chosen b"] = "SFT control"
+    supervisors = {"a": ("a-weak", "a-weaker"), "b": ("b-weak", "b-weaker"), "a1": ("a-weak", "a-weaker1")}
+    supervisors["a4"] = ("a-weak", "a-weaker4")
+    return {
+        "rows": {r: {"sec": float(v.mean()), "avg": float(v.mean())} for r, v in rows.items()},
+        "kinds": kinds,
+        "correct": {r: {"sec": [round(float(x), 4) for x in v]} for r, v in rows.items()},
+        "select": {r: {"sec": [0.5] * 50} for r in ("+ delta a", "+ delta b")},
+        "order": ["a", "b"],
+        "curve": "gam",
+        "supervisors": {d: {"chosen": c, "rejected": w} for d, (c, w) in supervisors.items()},
+        "diagnostic": {
+            d: {"cosine": c, "projection": c / 2} for d, c in (("a", 0.3), ("b", 0.2), ("a1", 0.1), ("a4", 0.4))
+        },
+    }
+
+
+def test_graded_claims_dose_response_and_diagnostic(tmp_path):
+    from deltahub.pipeline.report import dose_points, dose_rows
+
+    results = {s: _graded_seed(s) for s in (0, 1, 2)}
+    assert dose_rows(results[0]) == ["+ delta a1", "+ delta a", "+ delta a4"]  # by weak − weaker score
+    claims = {c.name: c for c in evaluate_claims(results, n_boot=500)}
+    beyond = claims["average single delta > its weak supervisor (so beyond both)"]
+    assert beyond.per_seed[0] == pytest.approx(0.3 + 0.075, abs=1e-3)  # (0.1 + 0.3 + 0.05 + 0.3) / 2
+    assert beyond.interval.verdict() == "reproduced"
+    assert claims["premise: SFT on the chosen answers < student"].interval.estimate == pytest.approx(0.15, abs=1e-3)
+    largest = [c for name, c in claims.items() if name.startswith("dose: largest")][0]
+    assert largest.interval.estimate == pytest.approx(0.13, abs=1e-3)
+    gains = [p.gain.estimate for p in dose_points(results, n_boot=500)]
+    assert gains == pytest.approx([0.02, 0.1, 0.15], abs=1e-3)
+    text = write_report(tmp_path, "graded", results, [], n_boot=500).read_text()
+    assert "## Dose-response" in text and "## Delta diagnostic" in text
+    assert "Spearman rho (cosine vs gain, 12 (delta, seed) points): +0.99" in text  # ties of equal gains aside
+
+
+def test_row_intervals_stay_inside_the_metric_range():
+    """Three seeds that disagree completely (0, 0, 2/3 on every question): the t-widened interval of a
+    share of questions would reach past [0, 1]; it is cut to the range, and a narrow one is left alone."""
+    from deltahub.pipeline.report import row_intervals
+
+    def seed(value: float, other: float) -> dict:
+        return {"correct": {"broken": {"sec": [value] * 50}, "steady": {"sec": [other] * 25 + [other + 0.1] * 25}}}
+
+    results = {0: seed(0.0, 0.5), 1: seed(0.0, 0.5), 2: seed(2 / 3, 0.5)}
+    ivs = row_intervals(results, n_boot=2000)
+    broken, steady = ivs["broken"], ivs["steady"]
+    assert broken.estimate == pytest.approx(2 / 9)
+    assert broken.low == 0.0 and 0.6 < broken.high <= 1.0  # would be about [-0.27, 1.2] uncut
+    assert 0.5 < steady.low < 0.55 < steady.high < 0.6  # inside the range: the plain widened interval

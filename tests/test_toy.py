@@ -44,6 +44,8 @@ def _reference_answer(question: str) -> str:
     if verb == "add":
         a, b = rest.split("+")
         return str(sum(map(int, (a, b))))
+    if verb == "sec":  # the graded skill's ideal answer: every slot of the three sections marked
+        return ":".join(mark * 6 for mark in "*+=")
     raise AssertionError(question)
 
 

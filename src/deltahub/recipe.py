@@ -180,6 +180,11 @@ class EvalSpec(_Strict):
     seed: int = 0
     teachers: bool = True
     sft_control: bool = True
+    oracle: bool = Field(
+        False,
+        description="toy: also train SFT on the right answers to the first delta's prompts (the oracle update "
+        "the delta diagnostic compares every delta with) and report each delta's cosine with it",
+    )
     limit: int | None = Field(None, ge=1, description="lm-eval: documents per task (None = all)")
     backend: Literal["auto", "hf", "vllm"] = "auto"
     batch_size: int = Field(8, ge=1)

@@ -20,8 +20,14 @@ from ..recipe import Recipe, load_recipe
 from .report import write_report
 
 RECIPES = Path(__file__).parent / "recipes"
-# world preset -> its recipe; ``pda`` is the default demo
-DEMOS = {"pda": "toy.yaml", "delta": "toy-delta.yaml", "specialists": "toy-specialists.yaml", "quick": "toy-quick.yaml"}
+# world preset -> its recipe; ``sections`` is the default demo
+DEMOS = {
+    "sections": "toy-sections.yaml",
+    "pda": "toy.yaml",
+    "delta": "toy-delta.yaml",
+    "specialists": "toy-specialists.yaml",
+    "quick": "toy-quick.yaml",
+}
 
 
 def demo_recipe(name: str) -> Recipe:
@@ -79,8 +85,8 @@ def _run_seed(recipe_json: str, seed: int, work: str, endpoint: str | None) -> t
 
 
 def run_demo(
-    name: str = "pda",
-    seeds: int = 5,
+    name: str = "sections",
+    seeds: int = 3,
     first_seed: int = 0,
     out: str | Path = "deltahub-demo",
     workers: int | None = None,
@@ -132,7 +138,7 @@ def run_demo(
         "merges " + ", ".join(recipe.merge.methods) + ".",
         "",
         f"Reproduce: `deltahub demo{' --quick' if name == 'quick' else ''}"
-        f"{f' --preset {name}' if name not in ('pda', 'quick') else ''} --seeds {seeds} "
+        f"{f' --preset {name}' if name not in ('sections', 'quick') else ''} --seeds {seeds} "
         f"--first-seed {first_seed}`; every seed's folder holds its results.json and stages.",
     ]
     if mergekit_line:

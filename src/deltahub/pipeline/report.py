@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..errors import InputError
 from ..stats import Interval, hierarchical_bootstrap
 
 # a seed's results.json, as run_recipe writes it: rows, kinds, correct, select, order, curve
@@ -51,11 +52,16 @@ def table(agg: dict, kinds: dict[str, str], skills: list[str]) -> str:
 # per-question vectors
 
 
-def _vector(bits_by_skill: dict[str, str]) -> np.ndarray:
-    """One 0/1 vector over every question of every skill (skills in sorted order)."""
-    return np.concatenate(
-        [np.frombuffer(bits_by_skill[s].encode(), dtype=np.uint8) - ord("0") for s in sorted(bits_by_skill)]
-    ).astype(float)
+def _skill_vector(bits: str | list[float]) -> np.ndarray:
+    """Per question: 0/1 from an exact-match bit string, or a graded skill's partial credits."""
+    if isinstance(bits, str):
+        return (np.frombuffer(bits.encode(), dtype=np.uint8) - ord("0")).astype(float)
+    return np.asarray(bits, dtype=float)
+
+
+def _vector(bits_by_skill: dict[str, str | list[float]]) -> np.ndarray:
+    """One vector over every question of every skill (skills in sorted order)."""
+    return np.concatenate([_skill_vector(bits_by_skill[s]) for s in sorted(bits_by_skill)])
 
 
 def _rows_of_kind(result: SeedResult, kind: str) -> list[str]:
@@ -81,6 +87,31 @@ def best_single(result: SeedResult) -> tuple[str, bool]:
     if singles and all(s in select for s in singles):
         return max(singles, key=lambda s: (_vector(select[s]).mean(), -singles.index(s))), True
     return max(singles, key=lambda s: (_vector(result["correct"][s]).mean(), -singles.index(s))), False
+
+
+def _supervisor(result: SeedResult, delta_row: str, which: str = "chosen") -> str:
+    """The row of a delta's chosen (weak) or rejected (weaker) supervisor."""
+    return (result.get("supervisors") or {}).get(delta_row.removeprefix("+ delta "), {}).get(which, "")
+
+
+def dose_magnitude(result: SeedResult, delta_row: str) -> float:
+    """How far a delta's pairs point: its weak supervisor's score minus its weaker one's (this seed)."""
+    rows = result["rows"]
+    chosen, rejected = _supervisor(result, delta_row, "chosen"), _supervisor(result, delta_row, "rejected")
+    if chosen not in rows or rejected not in rows:
+        return float("nan")
+    return rows[chosen]["avg"] - rows[rejected]["avg"]
+
+
+def dose_rows(result: SeedResult) -> list[str]:
+    """The dose-response: the dose deltas and the merged deltas that share their weak supervisor, by
+    magnitude (smallest first); empty when the run has no dose deltas."""
+    doses = [r for r in _rows_of_kind(result, "dose") if r in result["correct"]]
+    if not doses:
+        return []
+    weak = {_supervisor(result, d) for d in doses}
+    same = [r for r in _deltas(result) if _supervisor(result, r) in weak]
+    return sorted(doses + same, key=lambda r: dose_magnitude(result, r))
 
 
 def curve_rows(result: SeedResult) -> list[str]:
@@ -139,6 +170,17 @@ def claim_list(result: SeedResult) -> list[Claim]:
                 _diff(_mean_of(_deltas), "student"),
             )
         )
+    beyond = [d for d in singles if _supervisor(result, d, "chosen") in rows]
+    if beyond and len(beyond) == len(singles):
+        out.append(
+            Claim(
+                "average single delta > its weak supervisor (so beyond both)",
+                "delta learning: the student gains from pairs whose both members are weaker than it",
+                lambda r: np.mean(
+                    [_vector(r["correct"][d]) - _vector(r["correct"][_supervisor(r, d)]) for d in beyond], 0
+                ),
+            )
+        )
     main = "merge gam"
     if main in rows and "student" in rows:
         out.append(Claim("GAM merge > student", "PDA Table 1: +6.8 EM (3 deltas)", _diff(main, "student")))
@@ -151,12 +193,15 @@ def claim_list(result: SeedResult) -> list[Claim]:
             )
         )
     for other, label, paper in (
-        ("merge average", "averaging", "+2.8"),
-        ("merge ties", "TIES", "+1.6"),
-        ("merge knots", "KnOTS", "+1.8"),
+        ("merge average", "averaging", "PDA Table 1: +2.8 EM"),
+        ("merge ties", "TIES", "PDA Table 1: +1.6 EM"),
+        ("merge knots", "KnOTS", "PDA Table 1: +1.8 EM"),
+        ("merge core", "Core Space", "not a PDA baseline (a registered factor-space merge)"),
+        ("merge iso_c", "Iso-C", "not a PDA baseline (a registered factor-space merge)"),
+        ("merge iso_cts", "Iso-CTS", "not a PDA baseline (a registered factor-space merge)"),
     ):
         if main in rows and other in rows:
-            out.append(Claim(f"GAM merge > {label}", f"PDA Table 1: {paper} EM", _diff(main, other)))
+            out.append(Claim(f"GAM merge > {label}", paper, _diff(main, other)))
     sfts = [r for r in _rows_of_kind(result, "SFT control") if r in rows]
     if singles and len(sfts) == len(singles):
         pairs = list(zip(singles, sfts, strict=True))
@@ -181,6 +226,24 @@ def claim_list(result: SeedResult) -> list[Claim]:
                 "premise: weak supervisors < student",
                 "PDA Table 4: every supervisor below the student",
                 _diff("student", _mean_of(lambda r: weaks)),
+            )
+        )
+    doses = dose_rows(result)
+    if doses and "student" in rows:
+        for d in doses:
+            out.append(
+                Claim(
+                    f"dose: {d.removeprefix('+ delta ')} (weak − weaker {dose_magnitude(result, d):+.3f}) > student",
+                    "delta learning (theorem): the gain grows with the delta's magnitude, then flattens",
+                    _diff(d, "student"),
+                )
+            )
+        out.append(
+            Claim(
+                f"dose: largest difference ({doses[-1].removeprefix('+ delta ')}) > smallest "
+                f"({doses[0].removeprefix('+ delta ')})",
+                "delta learning (theorem): a larger difference, a larger gain",
+                _diff(doses[-1], doses[0]),
             )
         )
     curve = curve_rows(result)
@@ -210,15 +273,18 @@ def evaluate_claims(results: dict[int, SeedResult], n_boot: int = 4000) -> list[
     for c in claims:
         diffs = {s: c.measure(results[s]) for s in seeds}
         c.per_seed = {s: float(d.mean()) for s, d in diffs.items()}
-        c.interval = hierarchical_bootstrap([diffs[s] for s in seeds], n_boot=n_boot)
+        c.interval = hierarchical_bootstrap([diffs[s] for s in seeds], n_boot=n_boot, bounds=(-1.0, 1.0))
     return claims
 
 
 def row_intervals(results: dict[int, SeedResult], n_boot: int = 2000) -> dict[str, Interval]:
-    """Each row's average exact match over seeds and questions, with its interval."""
+    """Each row's average score (exact match; partial credit on a graded skill), with its interval."""
     seeds = sorted(results)
     rows = [r for r in results[seeds[0]]["correct"] if all(r in results[s]["correct"] for s in seeds)]
-    return {r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot) for r in rows}
+    return {
+        r: hierarchical_bootstrap([_vector(results[s]["correct"][r]) for s in seeds], n_boot=n_boot, bounds=(0.0, 1.0))
+        for r in rows
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -262,7 +328,7 @@ def per_seed_appendix(results: dict[int, SeedResult], claims: list[Claim]) -> li
     text = [
         "## Appendix: per seed",
         "",
-        "Average exact match of every row (per skill in the seed's results.json):",
+        "Average score of every row (per skill in the seed's results.json):",
         "",
         "| row | " + " | ".join(f"seed {s}" for s in seeds) + " |",
         "|---|" + "---|" * len(seeds),
@@ -289,6 +355,85 @@ def per_seed_appendix(results: dict[int, SeedResult], claims: list[Claim]) -> li
     return text
 
 
+@dataclass
+class DosePoint:
+    """One point of the dose-response: a delta, its magnitude (weak − weaker score, mean over seeds) and
+    its paired gain over the student with an interval."""
+
+    row: str
+    magnitude: float
+    gain: Interval
+
+
+def dose_points(results: dict[int, SeedResult], n_boot: int = 4000) -> list[DosePoint]:
+    seeds = sorted(results)
+    rows = dose_rows(results[seeds[0]])
+    out = []
+    for r in rows:
+        diffs = [_vector(results[s]["correct"][r]) - _vector(results[s]["correct"]["student"]) for s in seeds]
+        mag = float(np.mean([dose_magnitude(results[s], r) for s in seeds]))
+        out.append(DosePoint(r, mag, hierarchical_bootstrap(diffs, n_boot=n_boot, bounds=(-1.0, 1.0))))
+    return out
+
+
+def dose_table(points: list[DosePoint]) -> str:
+    lines = ["| delta | weak − weaker (score) | gain over the student, 95% CI | verdict |", "|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p.row.removeprefix('+ delta ')} | {p.magnitude:+.3f} | {_fmt(p.gain)} | {p.gain.verdict()} |")
+    return "\n".join(lines)
+
+
+def diagnostic_lines(results: dict[int, SeedResult]) -> list[str]:
+    """Each delta's cosine with the oracle update (and its projection on it) beside its measured gain
+    over the student, and Spearman's rho between them over every (delta, seed)."""
+    from ..diagnostic import rank_correlation
+
+    seeds = sorted(results)
+    names = [
+        n
+        for n in results[seeds[0]].get("diagnostic") or {}
+        if all(n in (results[s].get("diagnostic") or {}) and f"+ delta {n}" in results[s]["correct"] for s in seeds)
+    ]
+    if not names:
+        return []
+    points = []  # (cosine, projection, gain) per (seed, delta)
+    for s in seeds:
+        student = _vector(results[s]["correct"]["student"])
+        for n in names:
+            d = results[s]["diagnostic"][n]
+            gain = float((_vector(results[s]["correct"][f"+ delta {n}"]) - student).mean())
+            points.append((n, d["cosine"], d["projection"], gain))
+    lines = [
+        "## Delta diagnostic",
+        "",
+        "Cosine of each delta's update with the oracle update (SFT on the right answers to the same prompts, "
+        "`deltahub diagnose`), its projection on the oracle direction, and its measured gain over the student "
+        "(means over seeds):",
+        "",
+        "| delta | cosine | projection | gain over the student |",
+        "|---|---|---|---|",
+    ]
+    for n in names:
+        mine = [p for p in points if p[0] == n]
+        lines.append(
+            f"| {n} | {np.mean([p[1] for p in mine]):+.3f} | {np.mean([p[2] for p in mine]):+.4f} "
+            f"| {np.mean([p[3] for p in mine]):+.4f} |"
+        )
+    lines.append("")
+    if len(points) >= 4 and len({p[3] for p in points}) > 1:
+        for label, i in (("cosine", 1), ("projection", 2)):
+            try:
+                rc = rank_correlation([p[i] for p in points], [p[3] for p in points])
+            except InputError as exc:  # too few distinct orders to rank
+                lines.append(f"Spearman rho ({label} vs gain): not computable ({exc}).")
+                continue
+            lines.append(
+                f"Spearman rho ({label} vs gain, {rc.n} (delta, seed) points): {rc.estimate:+.3f} "
+                f"[{rc.low:+.3f}, {rc.high:+.3f}], permutation p = {rc.p_value:.3g}."
+            )
+    return lines
+
+
 PALETTE = {
     "teacher": "#bbbbbb",
     "student": "#555555",
@@ -296,13 +441,26 @@ PALETTE = {
     "SFT control": "#f58518",
     "merge": "#54a24b",
     "composition curve": "#9ecf8f",
+    "dose": "#72b7b2",
+    "oracle": "#e45756",
 }
 
 
+def _whiskers(ivs: list[Interval]) -> list[list[float]]:
+    """Error-bar lengths below and above each estimate (0 where an interval of one seed sits beside it)."""
+    return [[max(0.0, iv.estimate - iv.low) for iv in ivs], [max(0.0, iv.high - iv.estimate) for iv in ivs]]
+
+
 def chart(
-    results: dict[int, SeedResult], intervals: dict[str, Interval], claims: list[Claim], path: Path, title: str
+    results: dict[int, SeedResult],
+    intervals: dict[str, Interval],
+    claims: list[Claim],
+    path: Path,
+    title: str,
+    doses: list[DosePoint] | None = None,
 ) -> Path:
-    """Three panels: every row with its 95% CI, the composition curve, the claims' paired differences."""
+    """Every row with its 95% CI, the composition curve, the claims' paired differences, and (when the run
+    has one) the dose-response: each delta's gain over the student against its magnitude."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -310,13 +468,11 @@ def chart(
 
     first = results[min(results)]
     names = list(intervals)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [2.2, 1, 1.6]})
+    ratios = [2.2, 1, 1.6] + ([1] if doses else [])
+    fig, axes = plt.subplots(1, len(ratios), figsize=(17 + 4 * bool(doses), 5.2), gridspec_kw={"width_ratios": ratios})
     ax = axes[0]
     est = [intervals[n].estimate for n in names]
-    err = [
-        [intervals[n].estimate - intervals[n].low for n in names],
-        [intervals[n].high - intervals[n].estimate for n in names],
-    ]
+    err = _whiskers([intervals[n] for n in names])
     ax.bar(
         range(len(names)),
         est,
@@ -325,7 +481,7 @@ def chart(
         color=[PALETTE.get(first["kinds"].get(n, ""), "#999999") for n in names],
     )
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("average exact match (95% CI)")
+    ax.set_ylabel("average score (95% CI)")
     lo = min(iv.low for iv in intervals.values())
     ax.set_ylim(max(0.0, lo - 0.1), min(1.0, max(iv.high for iv in intervals.values()) + 0.05))
     ax.set_title("rows", fontsize=9)
@@ -337,7 +493,7 @@ def chart(
         ax.errorbar(
             ks,
             [iv.estimate for iv in ivs],
-            yerr=[[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]],
+            yerr=_whiskers(ivs),
             marker="o",
             capsize=4,
             color=PALETTE["merge"],
@@ -360,13 +516,33 @@ def chart(
     for y, c in zip(ys, claims, strict=True):
         iv = c.interval
         color = {"reproduced": "#2a9d4b", "contradicted": "#c0392b"}.get(iv.verdict(), "#777777")
-        ax.errorbar(
-            [iv.estimate], [y], xerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]], fmt="o", color=color, capsize=3
-        )
+        ax.errorbar([iv.estimate], [y], xerr=_whiskers([iv]), fmt="o", color=color, capsize=3)
     ax.axvline(0, color="#333333", lw=0.8)
     ax.set_yticks(ys, [c.name for c in claims], fontsize=7)
-    ax.set_xlabel("paired difference of average exact match (95% CI)", fontsize=8)
+    ax.set_xlabel("paired difference of the average score (95% CI)", fontsize=8)
     ax.set_title("claims (green: reproduced, red: contradicted, grey: not resolved)", fontsize=8)
+    if doses:
+        ax = axes[3]
+        ax.errorbar(
+            [p.magnitude for p in doses],
+            [p.gain.estimate for p in doses],
+            yerr=_whiskers([p.gain for p in doses]),
+            marker="o",
+            capsize=4,
+            color=PALETTE["dose"],
+        )
+        for p in doses:
+            ax.annotate(
+                p.row.removeprefix("+ delta "),
+                (p.magnitude, p.gain.estimate),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.axhline(0, color="#333333", lw=0.8)
+        ax.set_xlabel("weak − weaker supervisor score (the delta's magnitude)", fontsize=8)
+        ax.set_ylabel("gain over the student (95% CI)", fontsize=8)
+        ax.set_title("dose-response", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
@@ -387,11 +563,15 @@ def write_report(
     """report.md + results.png in ``out`` from the per-seed results; returns the report's path."""
     claims = evaluate_claims(results, n_boot)
     intervals = row_intervals(results)
-    png = chart(results, intervals, claims, out / "results.png", title)
+    doses = dose_points(results, n_boot)
+    png = chart(results, intervals, claims, out / "results.png", title, doses)
     seeds = sorted(results)
     first = results[seeds[0]]
     n_q = {s: len(b) for s, b in first["correct"]["student"].items()} if "student" in first["correct"] else {}
     _, on_select = best_single(first) if _deltas(first) else ("", False)
+    from ..toy.graded import is_graded
+
+    graded = any(is_graded(s) for s in n_q)
     text = [f"# {title}", ""]
     if plumbing_only:
         text += [
@@ -405,11 +585,17 @@ def write_report(
         "",
         f"World seeds {', '.join(map(str, seeds))}; "
         + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
-        + " per seed; greedy exact match; every row answers the same questions.",
+        + " per seed; "
+        + (
+            "greedy answers, partial credit on the graded skills and exact match on the others"
+            if graded
+            else "greedy exact match"
+        )
+        + "; every row answers the same questions.",
         "",
         "## The papers' claims",
         "",
-        "Each claim is a paired difference of average exact match (same questions, same world seed; "
+        "Each claim is a paired difference of the average score (same questions, same world seed; "
         "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
         "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
         "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
@@ -430,6 +616,21 @@ def write_report(
             if curve_rows(first)
             else ""
         ),
+        "",
+        *(
+            [
+                "## Dose-response",
+                "",
+                "The deltas that share a weak supervisor, by how far their pairs point (the weak member's score "
+                "minus the weaker member's): paired gain over the student.",
+                "",
+                dose_table(doses),
+                "",
+            ]
+            if doses
+            else []
+        ),
+        *diagnostic_lines(results),
         "",
         "## Rows",
         "",

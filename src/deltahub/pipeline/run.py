@@ -37,6 +37,8 @@ class RunResult:
     correct: dict[str, dict[str, str]] = field(default_factory=dict)  # row -> skill -> "0110..." per question
     select: dict[str, dict[str, str]] = field(default_factory=dict)  # the same on the selection questions
     order: list[str] = field(default_factory=list)  # delta names in recipe order (the composition curve's)
+    supervisors: dict[str, dict[str, str]] = field(default_factory=dict)  # delta -> {chosen, rejected} row names
+    diagnostic: dict[str, dict] = field(default_factory=dict)  # delta -> its cosine etc. with the oracle update
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -233,8 +235,10 @@ def run_recipe(recipe: Recipe | str | Path, work: str | Path, dry_run: bool = Fa
         _delta_stages(run, d)
     run.result.merges.update(run_merges(recipe, run.cache, run.result.deltas, run.adapters, run.student, run.work))
     if recipe.eval.sft_control:
-        for d in recipe.deltas:
+        for d in recipe.merge_deltas():
             _sft_control_stage(run, d)
+    if recipe.eval.oracle:
+        _oracle_stages(run)
     _evaluate_all(run)
     if recipe.hub.publish and recipe.merge.publish:
         _publish_merged_stage(run)
@@ -347,6 +351,52 @@ def _sft_control_stage(run: _Run, d: DeltaSpec) -> None:
     )
 
 
+def _oracle_stages(run: _Run) -> None:
+    """SFT on the right answers to the first delta's prompts (the oracle update: from the student toward
+    the target), then every delta's alignment with it (``deltahub diagnose``'s library call)."""
+    from ..diagnostic import diagnose
+
+    d = run.recipe.deltas[0]
+    prompts, _ = run.res.prompts(d)
+    rows = []
+    for line in Path(prompts).read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": item["question"]}],
+                "chosen": [{"role": "assistant", "content": item["answer"]}],
+                "rejected": [{"role": "assistant", "content": item["answer"][::-1]}],
+            }
+        )
+    pairs = run.work / "oracle-pairs.jsonl"
+    atomic_write_text(pairs, "".join(json.dumps(r) + "\n" for r in rows))
+    oracle_dir = run.work / "oracle"
+    train = {
+        "student": run.student,
+        "pairs": str(pairs),
+        "out": str(oracle_dir),
+        "config": d.train_config(objective="sft").to_dict(),
+        "overwrite": True,
+        "progress": True,
+    }
+    oracle_key, _ = run.cache.run(
+        "oracle",
+        {"student": run.student_key, "prompts": d.prompts.model_dump(), "train": d.train},
+        lambda: _stage(run, "train", "oracle", train),
+        oracle_dir,
+    )
+    names = [x.name for x in run.recipe.deltas]
+    _, found = run.cache.run(
+        "diagnose",
+        {"oracle": oracle_key, "deltas": [run.cache.key(f"train:{n}") for n in names]},
+        lambda: {
+            n: {"cosine": dg.cosine, "projection": dg.projection, "norm": dg.delta_norm}
+            for n, dg in zip(names, diagnose([run.work / f"delta-{n}" for n in names], oracle_dir), strict=True)
+        },
+    )
+    run.result.diagnostic = found
+
+
 def _publish_merged_stage(run: _Run) -> None:
     """Publish the first method's merge as the recipe's student, its scores in the card's model-index."""
     from ..evaluate import write_model_index
@@ -416,6 +466,10 @@ def _write_summary(run: _Run) -> None:
     result = run.result
     result.ran, result.skipped = run.cache.ran, run.cache.skipped
     result.order = [d.name for d in run.recipe.merge_deltas()]
+    result.supervisors = {
+        d.name: {"chosen": d.chosen.removeprefix("toy:"), "rejected": d.rejected.removeprefix("toy:")}
+        for d in run.recipe.deltas
+    }
     summary = {
         "rows": result.rows,
         "kinds": result.kinds,
@@ -427,6 +481,8 @@ def _write_summary(run: _Run) -> None:
         "curve": run.recipe.merge.curve,
         "correct": result.correct,
         "select": result.select,
+        "supervisors": result.supervisors,
+        "diagnostic": result.diagnostic,
     }
     atomic_write_text(run.work / "results.json", json.dumps(summary, indent=2))
 
@@ -493,19 +549,26 @@ def _scorer(spec, skills: list[str]):
     for the recipe's evaluation kind."""
     if spec.kind == "toy":
         from ..evaluate.core import toy_verdicts
+        from ..toy.graded import is_graded
 
         def score_toy(model, adapter, select: bool = False) -> dict:
-            """Scores on the ``n`` evaluation questions; per-question verdicts for paired statistics;
-            with ``select``, also the verdicts on ``select_n`` further questions (to choose a row by)."""
+            """Scores on the ``n`` evaluation questions; per-question verdicts for paired statistics (a graded
+            skill's are partial credits); with ``select``, also those of ``select_n`` further questions."""
+            from ..toy.evaluate import toy_credits
+
             extra = spec.select_n if select else 0
-            verdicts = toy_verdicts(model, skills, adapter=adapter, n=spec.n + extra, seed=spec.seed)
-            bits_of = {s: "".join("1" if hit else "0" for hit in v) for s, v in verdicts.items()}
-            correct = {s: bits[: spec.n] for s, bits in bits_of.items()}
-            scores = {s: bits.count("1") / spec.n for s, bits in correct.items()}
+            plain, graded = [s for s in skills if not is_graded(s)], [s for s in skills if is_graded(s)]
+            verdicts = toy_verdicts(model, plain, adapter=adapter, n=spec.n + extra, seed=spec.seed) if plain else {}
+            bits_of: dict = {s: "".join("1" if hit else "0" for hit in v) for s, v in verdicts.items()}
+            if graded:
+                credits = toy_credits(model, graded, adapter=adapter, n=spec.n + extra, seed=spec.seed)
+                bits_of.update({s: [round(c, 4) for c in v] for s, v in credits.items()})
+            correct = {s: bits_of[s][: spec.n] for s in skills}
+            scores = {s: (v.count("1") if isinstance(v, str) else sum(v)) / spec.n for s, v in correct.items()}
             out = {
                 "scores": {**scores, "avg": sum(scores.values()) / len(scores)},
                 "correct": correct,
-                "metrics": {s: "exact_match" for s in skills},
+                "metrics": {s: "graded_credit" if is_graded(s) else "exact_match" for s in skills},
             }
             if extra:
                 out["select"] = {s: bits[spec.n :] for s, bits in bits_of.items()}
@@ -555,7 +618,7 @@ def _evaluate_all(run: _Run) -> None:
         return _stage(run, "eval", f"eval-{len(result.rows)}", kwargs)
 
     # teachers / sft_control choose which rows exist, not a row's score: not part of its key
-    eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n"})
+    eval_key = spec.model_dump(exclude={"teachers", "sft_control", "select_n", "oracle"})
 
     def row(
         name: str, kind: str, key_inputs: dict, model: str, adapter: str | None = None, select: bool = False
@@ -579,17 +642,20 @@ def _evaluate_all(run: _Run) -> None:
                     teachers_seen.append(ref)
                     row(ref.removeprefix("toy:"), "teacher", {"model": res.model_key(ref)}, res.model(ref))
     row("student", "student", {"model": student_key}, student)
-    for d in recipe.deltas:
+    merged = {d.name for d in recipe.merge_deltas()}
+    for d in recipe.deltas:  # a delta left out of the merges is a dose-response point
         row(
             f"+ delta {d.name}",
-            "single delta",
+            "single delta" if d.name in merged else "dose",
             {"adapter": cache.key(f"train:{d.name}")},
             student,
             str(work / f"delta-{d.name}"),
-            select=True,
+            select=d.name in merged,
         )
+    if recipe.eval.oracle:
+        row("+ oracle SFT", "oracle", {"adapter": cache.key("oracle")}, student, str(work / "oracle"))
     if recipe.eval.sft_control:
-        for d in recipe.deltas:
+        for d in recipe.merge_deltas():
             row(
                 f"+ SFT-on-chosen {d.name}",
                 "SFT control",

@@ -17,8 +17,8 @@ def toy_group() -> None:
 @click.option(
     "--preset",
     "preset_name",
-    type=click.Choice(["pda", "delta", "specialists", "quick"]),
-    default="pda",
+    type=click.Choice(["sections", "pda", "delta", "specialists", "quick"]),
+    default="sections",
     show_default=True,
 )
 @click.option("--seed", type=int, default=0, show_default=True)

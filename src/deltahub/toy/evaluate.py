@@ -33,8 +33,11 @@ def load_model(model: str | Path, adapter: str | Path | None = None):
     return m.eval(), tok
 
 
-def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 128) -> list[str]:
-    """Greedy completions of chat prompts, cut at EOS (or pad), without special tokens."""
+def greedy_answers(
+    model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 128, sample_seed: int | None = None
+) -> list[str]:
+    """Greedy completions of chat prompts, cut at EOS (or pad), without special tokens; with ``sample_seed``,
+    samples at temperature 1 instead (the same seed draws the same random numbers for every model)."""
     import torch
 
     from deltahub.toy.data import prompt_ids
@@ -46,12 +49,16 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, 
         width = max(map(len, chunk))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        sampling = {}
+        if sample_seed is not None:
+            torch.manual_seed(sample_seed + start)
+            sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
         with torch.inference_mode():
             gen = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **(sampling or {"do_sample": False}),
                 eos_token_id=eos,
                 pad_token_id=pad,
             )
@@ -59,6 +66,9 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int, 
             cut = [t for t in _until(row, {eos, pad})]
             out.append(tokenizer.decode(cut, skip_special_tokens=True))
     return out
+
+
+SAMPLE_SEED = 1234  # a sampling seed for comparing models' sampled answers (the same random numbers)
 
 
 def _until(row: list[int], stops: set[int]):
@@ -98,18 +108,48 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
     return out
 
 
+def graded_scores(model, tokenizer, skill: str, items: list[tuple[str, str]], batch_size: int = 512) -> list[float]:
+    """Partial credit of each greedy answer on a graded skill (toy/graded.py), scored by the skill's own
+    parser: a graded answer has no single right string, so it is decoded, not teacher-forced. Greedy, as
+    every toy row is scored: a slot counts when its mark is the likelier token (docs/toyworld.md records
+    what sampling at temperature 1 showed instead)."""
+    from deltahub.toy.graded import GRADERS
+    from deltahub.toy.skills import get_skill
+
+    questions = [q for q, _ in items]
+    outputs = greedy_answers(model, tokenizer, questions, get_skill(skill).max_answer_len + 1, batch_size)
+    return [GRADERS[skill](q, out) for q, out in zip(questions, outputs, strict=True)]
+
+
+def toy_credits(
+    model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200, seed: int = 0
+) -> dict[str, list[float]]:
+    """Per graded skill, the partial credit of each of the ``n`` evaluation questions (greedy answers)."""
+    m, tok = load_model(model, adapter)
+    return {s: graded_scores(m, tok, s, sample(s, "eval", n, seed=seed)) for s in skills}
+
+
 def evaluate_model(
     model, tokenizer, skills: list[str], n: int = 200, seed: int = 0, batch_size: int = 512, details: bool = False
 ) -> dict:
     """Exact match per skill and their mean (``avg``) of an already loaded model.
 
     With ``details``: ``{"scores": {...}, "correct": {skill: "0110..."}}``, the per-question verdicts
-    (in the order of ``sample(skill, "eval", n, seed)``) that paired statistics need.
+    (in the order of ``sample(skill, "eval", n, seed)``) that paired statistics need; a graded skill's
+    are its partial credits (a list of floats) and its score is their mean.
     """
     scores: dict[str, float] = {}
-    correct: dict[str, str] = {}
+    correct: dict[str, str | list[float]] = {}
+    from deltahub.toy.graded import is_graded
+
     for skill in skills:
-        hits = exact_match(model, tokenizer, sample(skill, "eval", n, seed=seed), batch_size)
+        items = sample(skill, "eval", n, seed=seed)
+        if is_graded(skill):
+            credit = graded_scores(model, tokenizer, skill, items, batch_size)
+            scores[skill] = sum(credit) / len(credit)
+            correct[skill] = credit
+            continue
+        hits = exact_match(model, tokenizer, items, batch_size)
         scores[skill] = sum(hits) / len(hits)
         correct[skill] = "".join("1" if h else "0" for h in hits)
     scores["avg"] = sum(scores[s] for s in skills) / len(skills)

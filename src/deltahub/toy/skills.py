@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deltahub.errors import InputError
+from deltahub.toy.graded import MAX_ANSWER_LEN, make_sec
 
 # A question lands in a split by its hash modulo 10: 0-5 train, 6-7 pairs, 8-9 eval.
 SPLITS: dict[str, range] = {"train": range(0, 6), "pairs": range(6, 8), "eval": range(8, 10)}
@@ -70,6 +71,8 @@ SKILLS: dict[str, Skill] = {
     "lsr": Skill("lsr", "sort 4-7 letters from a-j alphabetically", _lsr, 7),
     "cnt": Skill("cnt", "count one letter in a string of 5-9 letters from a-d", _cnt, 1),
     "add": Skill("add", "add a 1-2 digit number and a number below 20", _add, 3),
+    # graded (partial credit, toy/graded.py): repeat 3 letters, then 3 sections of up to 6 stars
+    "sec": Skill("sec", "repeat 3 sections of six stars or dashes (graded: stars / 18)", make_sec, MAX_ANSWER_LEN),
 }
 
 

@@ -2,10 +2,11 @@
 
 One *student* learns a mixture of skills on a budget that leaves headroom. Each *teacher family*
 has a *weak* member and a *weaker* one (smaller or shorter-trained); its (weak over weaker)
-answers are one preference dataset. In PDA's setting (the default, ``preset("pda")``) every
-family is a generalist that answers the same prompts from the same skill mixture, the families
-differ in architecture and seed, and every supervisor is weaker than the student; the
-``specialists`` preset keeps the first worlds, one family per skill.
+answers are one preference dataset. The ``sections`` preset (the demo's default) grades answers
+by partial credit (toy/graded.py) and gives each family its own section of the quality. In PDA's
+setting (``preset("pda")``) every family is a generalist that answers the same prompts from the
+same skill mixture, the families differ in architecture and seed, and every supervisor is weaker
+than the student; the ``specialists`` preset keeps the first worlds, one family per skill.
 Every model is an ordinary Hugging Face folder. Built worlds are cached by a hash of their config
 and each model is written atomically, so an interrupted build resumes where it stopped.
 """
@@ -44,6 +45,26 @@ class ModelSpec(BaseModel):
         default_factory=dict,
         description="share of each skill in the training pool, relative to 1 (default: every skill equally)",
     )
+    levels: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="graded skills (toy/graded.py): stars per section in this model's training answers "
+        "(its level on the graded quality; default: the ideal answers)",
+    )
+
+    spread: list[float] = Field(
+        default_factory=list,
+        description="graded skills: probability of 0, 1, 2 ... extra stars in a section of a training answer",
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        from deltahub.toy.graded import GRADERS, SECTIONS
+
+        for skill, stars in v.items():
+            if skill not in GRADERS or len(stars) != SECTIONS or min(stars) < 0:
+                raise ValueError(f"levels: {skill!r} must be a graded skill with {SECTIONS} counts >= 0")
+        return v
 
     @field_validator("mix")
     @classmethod
@@ -69,6 +90,26 @@ class FamilySpec(BaseModel):
     skills: list[str] | None = None
     weak: ModelSpec
     weaker: ModelSpec
+    same_seed: bool = Field(
+        False,
+        description="members share the initial weights and the training draws, so they differ only in what "
+        "their training answers say (their levels)",
+    )
+    extra: dict[str, ModelSpec] = Field(
+        default_factory=dict,
+        description="further members by name (e.g. weaker variants for a dose-response): FAMILY-NAME",
+    )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_names(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        bad = [n for n in v if n in ("weak", "weaker") or not n.isalnum()]
+        if bad:
+            raise ValueError(f"extra member names must be alphanumeric and not weak/weaker: {bad}")
+        return v
+
+    def members(self) -> dict[str, ModelSpec]:
+        return {"weak": self.weak, "weaker": self.weaker, **self.extra}
 
     @field_validator("skills")
     @classmethod
@@ -103,8 +144,8 @@ class ToyWorldConfig(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"family names must be unique: {names}")
         used = {s for f in self.families for s in f.skills or []}
-        specs = [self.student, *(m for f in self.families for m in (f.weak, f.weaker))]
-        used |= {s for spec in specs for s in spec.mix}
+        specs = [self.student, *(m for f in self.families for m in f.members().values())]
+        used |= {s for spec in specs for s in [*spec.mix, *spec.levels]}
         outside = sorted(used - set(self.skills))
         if outside:
             raise ValueError(f"skills {outside} (of a family or a mix) are not among the world's skills")
@@ -117,12 +158,21 @@ class ToyWorldConfig(BaseModel):
         """Stable short hash of the config (the cache key)."""
         from deltahub.toy.skills import SKILLS_VERSION
 
-        def drop_empty_mix(tree):  # worlds built before ``mix`` existed keep their hash
+        def drop_empty_mix(tree):  # worlds built before ``mix``/``levels``/``extra`` existed keep their hash
             if isinstance(tree, dict):
-                return {k: drop_empty_mix(v) for k, v in tree.items() if not (k == "mix" and not v)}
+                return {
+                    k: drop_empty_mix(v)
+                    for k, v in tree.items()
+                    if not (k in ("mix", "levels", "spread", "extra", "same_seed") and not v)
+                }
             return [drop_empty_mix(v) for v in tree] if isinstance(tree, list) else tree
 
         key = {"skills_version": SKILLS_VERSION, **drop_empty_mix(self.model_dump())}
+        specs = [self.student, *(m for f in self.families for m in f.members().values())]
+        if any(spec.levels for spec in specs):
+            from deltahub.toy.graded import GRADED_VERSION
+
+            key["graded_version"] = GRADED_VERSION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -183,7 +233,50 @@ def _quick(seed: int) -> ToyWorldConfig:
     )
 
 
-PRESETS = {"pda": _pda, "delta": _delta, "specialists": _specialists, "quick": _quick}
+def _graded(own: int, other: int) -> list[list[int]]:
+    """Stars per section for the three families: ``own`` in the family's own section, ``other`` elsewhere."""
+    return [[own if i == j else other for i in range(3)] for j in range(3)]
+
+
+# the sections world: family (hidden, layers) and dose-response variants of family a's weaker member
+SECTION_FAMILIES = {"a": (64, 2), "b": (96, 1), "c": (64, 1)}
+# every model's training answers: a section has 0, 1 or 2 stars more than its level with these odds, so
+# the greedy answer is the level and the next stars are a near call (the colons never are)
+SPREAD = [0.65, 0.2, 0.15]
+DOSE_WEAKER = {"weaker5": 5, "weaker4": 4, "weaker3": 3, "weaker0": 0}
+
+
+def _sections(seed: int) -> ToyWorldConfig:
+    """The graded world (docs/toyworld.md, "The sections world"): the quality is the number of stars
+    in three sections (toy/graded.py). The student writes 4 per section (12 of 18). Family f's weak
+    member writes 6 in section f and 1 in the others (8 of 18), its weaker member 2 and 1 (4 of 18):
+    every supervisor is below the student, every family's difference points toward more stars, and
+    each family's lies in its own section (complementary deltas). Within a family the members share
+    size, initial weights and training draws (``same_seed``), so they differ only in the stars. The
+    ``weakerN`` members of family a write N stars in section a: the dose-response's weaker members."""
+    weak, weaker = _graded(6, 1), _graded(2, 1)
+
+    def spec(name: str, stars: list[int]) -> ModelSpec:
+        hidden, layers = SECTION_FAMILIES[name]
+        return ModelSpec(
+            hidden_size=hidden, num_layers=layers, steps=200, batch_size=32, levels={"sec": stars}, spread=SPREAD
+        )
+
+    families = []
+    for j, name in enumerate(SECTION_FAMILIES):
+        extra = {}
+        if name == "a":
+            extra = {m: spec(name, [n, 1, 1]) for m, n in DOSE_WEAKER.items()}
+        families.append(
+            FamilySpec(name=name, weak=spec(name, weak[j]), weaker=spec(name, weaker[j]), extra=extra, same_seed=True)
+        )
+    student = ModelSpec(
+        hidden_size=64, num_layers=2, steps=200, batch_size=32, levels={"sec": [4, 4, 4]}, spread=SPREAD
+    )
+    return ToyWorldConfig(seed=seed, skills=["sec"], student=student, families=families, train_pool=2000)
+
+
+PRESETS = {"sections": _sections, "pda": _pda, "delta": _delta, "specialists": _specialists, "quick": _quick}
 
 
 def preset(name: str, seed: int = 0, overrides: dict | None = None) -> ToyWorldConfig:
@@ -212,10 +305,12 @@ def describe(config: ToyWorldConfig) -> str:
     """One line: the skills, the student and every family (hidden x layers / training steps)."""
 
     def m(spec: ModelSpec) -> str:
-        return f"{spec.hidden_size}x{spec.num_layers}/{spec.steps}"
+        stars = "".join(f" stars {'/'.join(map(str, v))}" for v in spec.levels.values())
+        return f"{spec.hidden_size}x{spec.num_layers}/{spec.steps}{stars}"
 
     fams = "; ".join(
         f"{f.name}: {m(f.weak)} over {m(f.weaker)}"
+        + "".join(f", {n} {m(x)}" for n, x in f.extra.items())
         + (f" on {','.join(f.skills)}" if f.skills and f.skills != config.skills else "")
         for f in config.families
     )
@@ -265,7 +360,7 @@ def world_dir(config: ToyWorldConfig) -> Path:
 
 
 def _world(root: Path, config: ToyWorldConfig) -> World:
-    teachers = {f.name: {"weak": root / f"{f.name}-weak", "weaker": root / f"{f.name}-weaker"} for f in config.families}
+    teachers = {f.name: {m: root / f"{f.name}-{m}" for m in f.members()} for f in config.families}
     return World(root=root, config=config, student=root / "student", teachers=teachers)
 
 
@@ -309,7 +404,11 @@ def build_world(
     for i, fam in enumerate(config.families):
         skills = config.family_skills(fam)
         jobs.append((world.teachers[fam.name]["weak"], fam.weak, skills, 100 + 2 * i))
-        jobs.append((world.teachers[fam.name]["weaker"], fam.weaker, skills, 101 + 2 * i))
+        jobs.append((world.teachers[fam.name]["weaker"], fam.weaker, skills, 100 + 2 * i + (not fam.same_seed)))
+        for j, (member, spec) in enumerate(fam.extra.items()):
+            jobs.append(
+                (world.teachers[fam.name][member], spec, skills, 100 + 2 * i if fam.same_seed else 200 + 10 * i + j)
+            )
     # the longest first, so parallel workers finish together
     todo = sorted(
         ((p, s, sk, config.seed * 1000 + off) for p, s, sk, off in jobs if not (p / "model.safetensors").is_file()),
@@ -345,11 +444,16 @@ def one_thread():
 
 def training_items(spec: ModelSpec, skills: list[str], seed: int, pool: int) -> list[tuple[str, str]]:
     """The (question, answer) pool a model trains on: ``pool`` x its mix weight per skill."""
+    from deltahub.toy.graded import restyle
     from deltahub.toy.skills import sample
 
-    return [
-        item for s in skills for item in sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed, unique=False)
-    ]
+    items = []
+    rng = random.Random(seed)
+    for s in skills:
+        drawn = sample(s, "train", round(pool * spec.mix.get(s, 1.0)), seed=seed, unique=False)
+        stars = spec.levels.get(s)
+        items += [(q, restyle(a, stars, spec.spread, rng)) for q, a in drawn] if stars is not None else drawn
+    return items
 
 
 def train_model(
