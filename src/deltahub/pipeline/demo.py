@@ -2,8 +2,8 @@
 of every claim as a paired difference with a confidence interval.
 
 Seeds are independent runs, so with ``workers`` > 1 they run side by side in separate processes
-(one torch thread each; on the shared 2-core machine two ``pda`` seeds side by side took ~150 s
-against 97 s for one alone: 1.3x the throughput). The workers publish to and pull from the
+(one torch thread each: more throughput than one process with two threads; figures in
+docs/measurements.md). The workers publish to and pull from the
 registry of this process, whose URL they get in ``DELTAHUB_ENDPOINT``.
 """
 
@@ -115,10 +115,11 @@ def run_demo(
     wall = time.time() - t0
     results = {s: json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in seed_list}
     # compose the first seed's published deltas with the unmodified mergekit (registry/mergekit_config.py)
+    from ..merge.registry import default_method
     from ..share.mergekit_config import write_for_published
 
     mergekit_line = write_for_published(
-        results[first_seed]["deltas"], out / "gam.yml", recipe.merge.parameters.get("gam")
+        results[first_seed]["deltas"], out / "gam.yml", recipe.merge.parameters.get(default_method())
     )
     setting = [
         f"Demo `{name}` (recipe `{recipe.name}`: {recipe.description}). Wall time {wall:.0f} s for "

@@ -434,8 +434,8 @@ def build_world(
 @contextmanager
 def one_thread():
     """Run torch on one thread inside the block: tiny models gain nothing from intra-op threads
-    (2 threads were 3-5x *slower* for evaluation on the shared 2-core machine), and a fixed thread
-    count makes results independent of the machine."""
+    (they were slower; docs/measurements.md), and a fixed thread count makes results independent of
+    the machine."""
     from deltahub.threads import single_thread  # the same switch as the merges' thin matrices
 
     with single_thread():
