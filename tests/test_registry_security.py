@@ -274,13 +274,15 @@ NAME_ENDPOINTS = [  # every route with a namespace and a name; {x} replaces one 
 ]
 
 
-def _send(reg: Registry, method: str, target: str, body, token: str | None = "tok-alice") -> Answer:
+def _send(
+    reg: Registry, method: str, target: str, body, token: str | None = "tok-alice", headers: dict | None = None
+) -> Answer:
     if isinstance(body, list):  # a commit
         payload = b"\n".join(json.dumps(x).encode() for x in body)
-        return reg.req(method, target, payload, token, "application/x-ndjson")
+        return reg.req(method, target, payload, token, "application/x-ndjson", headers=headers)
     if isinstance(body, bytes):
-        return reg.req(method, target, body, token, "application/x-www-form-urlencoded")
-    return reg.req(method, target, body, token)
+        return reg.req(method, target, body, token, "application/x-www-form-urlencoded", headers=headers)
+    return reg.req(method, target, body, token, headers=headers)
 
 
 @pytest.mark.parametrize("method,target", URL_PATH_ENDPOINTS, ids=[f"{m}{t}" for m, t in URL_PATH_ENDPOINTS])
@@ -1416,14 +1418,7 @@ def _comparable(a: Answer) -> tuple:
 @pytest.mark.parametrize("token", OUTSIDERS, ids=["no-token", "other-user", "bogus-token"])
 def test_in_every_mode_a_private_repo_is_a_missing_one_byte_for_byte(twins, method, target, body, token):
     mode, held, missing = twins
-    if isinstance(body, list):
-        payload, ctype = b"\n".join(json.dumps(x).encode() for x in body), "application/x-ndjson"
-    elif isinstance(body, bytes):
-        payload, ctype = body, "application/x-www-form-urlencoded"
-    else:
-        payload, ctype = body, None
-    a = held.req(method, target, payload, token, ctype, headers=dict(CSRF_COOKIE))
-    b = missing.req(method, target, payload, token, ctype, headers=dict(CSRF_COOKIE))
+    a, b = (_send(reg, method, target, body, token, headers=dict(CSRF_COOKIE)) for reg in (held, missing))
     _assert_no_leak(a, f"{mode}: {method} {target} as {token}")
     assert a.status == 404, (mode, a.status, a.body[:300])
     assert _comparable(a) == _comparable(b), (mode, a.body[:300], b.body[:300])
