@@ -108,23 +108,43 @@ def exact_match(model, tokenizer, items: list[tuple[str, str]], batch_size: int 
     return out
 
 
-def graded_scores(model, tokenizer, skill: str, items: list[tuple[str, str]], batch_size: int = 512) -> list[float]:
-    """Partial credit of each greedy answer on a graded skill (toy/graded.py), scored by the skill's own
-    parser: a graded answer has no single right string, so it is decoded, not teacher-forced. Greedy, as
-    every toy row is scored: a slot counts when its mark is the likelier token (docs/toyworld.md records
-    what sampling at temperature 1 showed instead)."""
+GRADED_SAMPLES = 4  # answers sampled per question for a graded skill's expected credit
+GRADED_BATCH = 2048
+
+
+def graded_scores(
+    model,
+    tokenizer,
+    skill: str,
+    items: list[tuple[str, str]],
+    batch_size: int = GRADED_BATCH,
+    samples: int = GRADED_SAMPLES,
+) -> list[float]:
+    """Expected partial credit of each question on a graded skill (toy/graded.py): the mean score of
+    ``samples`` answers sampled at temperature 1, scored by the skill's own parser. The greedy score of
+    these near-deterministic models is a step function of a delta's strength (a slot counts only once its
+    mark is the likelier token), so a delta that moves some probability onto the marks scored nothing
+    until it flipped a slot, and the cliff decided each row; the expected credit under the model's own
+    distribution moves with every shift. Every model draws the same random numbers (``SAMPLE_SEED``), so
+    paired rows differ by their distributions, not by luck. ``samples=0``: the greedy answer."""
     from deltahub.toy.graded import GRADERS
     from deltahub.toy.skills import get_skill
 
     questions = [q for q, _ in items]
-    outputs = greedy_answers(model, tokenizer, questions, get_skill(skill).max_answer_len + 1, batch_size)
-    return [GRADERS[skill](q, out) for q, out in zip(questions, outputs, strict=True)]
+    limit = get_skill(skill).max_answer_len + 1
+    if samples <= 0:
+        outputs = greedy_answers(model, tokenizer, questions, limit, batch_size)
+        return [GRADERS[skill](q, out) for q, out in zip(questions, outputs, strict=True)]
+    repeated = [q for q in questions for _ in range(samples)]
+    outputs = greedy_answers(model, tokenizer, repeated, limit, batch_size, sample_seed=SAMPLE_SEED)
+    credit = [GRADERS[skill](q, out) for q, out in zip(repeated, outputs, strict=True)]
+    return [sum(credit[i * samples : (i + 1) * samples]) / samples for i in range(len(questions))]
 
 
 def toy_credits(
     model: str | Path, skills: list[str], adapter: str | Path | None = None, n: int = 200, seed: int = 0
 ) -> dict[str, list[float]]:
-    """Per graded skill, the partial credit of each of the ``n`` evaluation questions (greedy answers)."""
+    """Per graded skill, the expected partial credit of each of the ``n`` evaluation questions."""
     m, tok = load_model(model, adapter)
     return {s: graded_scores(m, tok, s, sample(s, "eval", n, seed=seed)) for s in skills}
 
@@ -145,7 +165,7 @@ def evaluate_model(
     for skill in skills:
         items = sample(skill, "eval", n, seed=seed)
         if is_graded(skill):
-            credit = graded_scores(model, tokenizer, skill, items, batch_size)
+            credit = graded_scores(model, tokenizer, skill, items)
             scores[skill] = sum(credit) / len(credit)
             correct[skill] = credit
             continue

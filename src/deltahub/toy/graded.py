@@ -28,7 +28,7 @@ SECTIONS = 3
 MAX_STARS = 6
 MARKS = "*+="  # each section's mark
 # part of the cache key of every world with a graded skill: bump it when the answers' form changes
-GRADED_VERSION = 2
+GRADED_VERSION = 3
 IDEAL = (MAX_STARS,) * SECTIONS
 # a model writes at most this many characters on the skill (extrapolation past 6 stars included)
 MAX_ANSWER_LEN = SECTIONS * (1 + MAX_STARS) + 6

@@ -249,12 +249,15 @@ DOSE_WEAKER = {"weaker5": 5, "weaker4": 4, "weaker3": 3, "weaker0": 0}
 def _sections(seed: int) -> ToyWorldConfig:
     """The graded world (docs/toyworld.md, "The sections world"): the quality is the number of stars
     in three sections (toy/graded.py). The student writes 4 per section (12 of 18). Family f's weak
-    member writes 6 in section f and 1 in the others (8 of 18), its weaker member 2 and 1 (4 of 18):
+    member writes 6 in section f and 1 in the others (8 of 18), its weaker member 5 and 1 (7 of 18):
     every supervisor is below the student, every family's difference points toward more stars, and
-    each family's lies in its own section (complementary deltas). Within a family the members share
-    size, initial weights and training draws (``same_seed``), so they differ only in the stars. The
-    ``weakerN`` members of family a write N stars in section a: the dose-response's weaker members."""
-    weak, weaker = _graded(6, 1), _graded(2, 1)
+    each family's lies in its own section (complementary deltas). The pair differs in one graded slot,
+    so a rejected answer has almost nothing after its first differing token for DPO to push down (a
+    larger difference displaced the likelihood onto tokens no model wrote, docs/toyworld.md). Within a
+    family the members share size, initial weights and training draws (``same_seed``), so they differ
+    only in the stars. The ``weakerN`` members of family a write N stars in section a: the
+    dose-response's weaker members."""
+    weak, weaker = _graded(6, 1), _graded(5, 1)
 
     def spec(name: str, stars: list[int]) -> ModelSpec:
         hidden, layers = SECTION_FAMILIES[name]
