@@ -144,5 +144,9 @@ def test_the_gam_yml_written_for_published_deltas(tmp_path):
         "--lora-merge-dtype",
         "float32",
     ]
+    # a parameter naming a delta by its recipe name is written as the repo that delta was published to
+    write_for_published(published, tmp_path / "named.yml", {"reference": "rev", "scale": 2.0})
+    named = yaml.safe_load((tmp_path / "named.yml").read_text())["parameters"]
+    assert named == {"reference": "demo/rev-delta", "scale": 2.0}
     assert write_for_published({"x": {"adapter": "/a"}}, tmp_path / "none.yml") is None  # nothing published
     assert not (tmp_path / "none.yml").exists()

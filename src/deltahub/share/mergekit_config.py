@@ -90,8 +90,9 @@ def write_for_published(
     published: dict[str, dict], path: Path, parameters: dict[str, Any] | None = None, method: str | None = None
 ) -> str | None:
     """Write ``path`` for deltas published by a run (``RunResult.deltas``: name -> {repo, revision, pulled}) with
-    ``method`` (default: deltahub's default method) and return the mergekit-yaml line (run it in ``path``'s
-    folder); None when nothing was published."""
+    ``method`` (default: deltahub's default method) and ``parameters`` (a value naming a delta of ``published``
+    is written as its repo id, the name mergekit's input answers to) and return the mergekit-yaml line (run it
+    in ``path``'s folder); None when nothing was published."""
     infos = [i for i in published.values() if i.get("repo") and i.get("revision") and i.get("pulled")]
     if not infos:
         return None
@@ -103,7 +104,10 @@ def write_for_published(
     if Path(base).exists():
         base = str(Path(base).resolve())  # mergekit reads relative names as repo ids
     picks = tuple(Pick(i["repo"], i["revision"], 1.0) for i in infos)
-    config = MergekitConfig(base, method, picks, dict(parameters or {}))
+    # a parameter naming a delta by its recipe name (reference: b) names its repo in mergekit's config
+    repos = {name: info["repo"] for name, info in published.items() if info in infos}
+    params = {k: repos.get(v, v) if isinstance(v, str) else v for k, v in (parameters or {}).items()}
+    config = MergekitConfig(base, method, picks, params)
     path = Path(path).resolve()
     atomic_write_text(path, config.yaml())
     return f"cd {shlex.quote(str(path.parent))} && {MergekitConfig.mergekit_command(path.name)}"
