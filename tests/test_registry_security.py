@@ -1461,7 +1461,7 @@ PREUPLOAD_CASES = [
 def test_preupload_needs_the_rights_of_its_commit(twins, mode, token, create_pr, status):
     twin_mode, held, _ = twins
     if twin_mode.split("+")[0] != mode:  # each case runs with and without an upstream
-        pytest.skip(f"a {mode} case")
+        pytest.skip(f"a case of {mode} mode")
     a = held.req(
         "POST", f"/api/models/alice/scratch/preupload/main{'?create_pr=1' if create_pr else ''}", PREUPLOAD, token
     )
