@@ -154,6 +154,17 @@ def claim_list(result: SeedResult) -> list[Claim]:
     """The claims this run's rows can test (read from one seed's rows; every seed has the same)."""
     rows = set(result.get("correct") or {})
     singles = _deltas(result)
+    return [
+        *_delta_claims(result, rows, singles),
+        *_merge_claims(rows, singles),
+        *_control_claims(result, rows, singles),
+        *_dose_claims(result, rows),
+        *_curve_claims(result),
+    ]
+
+
+def _delta_claims(result: SeedResult, rows: set[str], singles: list[str]) -> list[Claim]:
+    """Delta learning's claim: a single delta lifts the student, beyond both of its supervisors."""
     out: list[Claim] = []
     if "student" in rows and singles:
         out.append(
@@ -181,10 +192,18 @@ def claim_list(result: SeedResult) -> list[Claim]:
                 ),
             )
         )
+    return out
+
+
+def _merge_claims(rows: set[str], singles: list[str]) -> list[Claim]:
+    """PDA's claims: the GAM merge beats the student, the best single delta and the other merges."""
+    out: list[Claim] = []
     main = "merge gam"
-    if main in rows and "student" in rows:
+    if main not in rows:
+        return out
+    if "student" in rows:
         out.append(Claim("GAM merge > student", "PDA Table 1: +6.8 EM (3 deltas)", _diff(main, "student")))
-    if main in rows and singles:
+    if singles:
         out.append(
             Claim(
                 "GAM merge > best single delta",
@@ -200,8 +219,14 @@ def claim_list(result: SeedResult) -> list[Claim]:
         ("merge iso_c", "Iso-C", "not a PDA baseline (a registered factor-space merge)"),
         ("merge iso_cts", "Iso-CTS", "not a PDA baseline (a registered factor-space merge)"),
     ):
-        if main in rows and other in rows:
+        if other in rows:
             out.append(Claim(f"GAM merge > {label}", paper, _diff(main, other)))
+    return out
+
+
+def _control_claims(result: SeedResult, rows: set[str], singles: list[str]) -> list[Claim]:
+    """The controls: SFT on the same chosen answers, and the premise that every supervisor is below the student."""
+    out: list[Claim] = []
     sfts = [r for r in _rows_of_kind(result, "SFT control") if r in rows]
     if singles and len(sfts) == len(singles):
         pairs = list(zip(singles, sfts, strict=True))
@@ -228,33 +253,42 @@ def claim_list(result: SeedResult) -> list[Claim]:
                 _diff("student", _mean_of(lambda r: weaks)),
             )
         )
+    return out
+
+
+def _dose_claims(result: SeedResult, rows: set[str]) -> list[Claim]:
+    """The theorem's dose-response: each dose delta against the student, the largest against the smallest."""
     doses = dose_rows(result)
-    if doses and "student" in rows:
-        for d in doses:
-            out.append(
-                Claim(
-                    f"dose: {d.removeprefix('+ delta ')} (weak − weaker {dose_magnitude(result, d):+.3f}) > student",
-                    "delta learning (theorem): the gain grows with the delta's magnitude, then flattens",
-                    _diff(d, "student"),
-                )
-            )
-        out.append(
-            Claim(
-                f"dose: largest difference ({doses[-1].removeprefix('+ delta ')}) > smallest "
-                f"({doses[0].removeprefix('+ delta ')})",
-                "delta learning (theorem): a larger difference, a larger gain",
-                _diff(doses[-1], doses[0]),
-            )
+    if not doses or "student" not in rows:
+        return []
+    out = [
+        Claim(
+            f"dose: {d.removeprefix('+ delta ')} (weak − weaker {dose_magnitude(result, d):+.3f}) > student",
+            "delta learning (theorem): the gain grows with the delta's magnitude, then flattens",
+            _diff(d, "student"),
         )
+        for d in doses
+    ]
+    out.append(
+        Claim(
+            f"dose: largest difference ({doses[-1].removeprefix('+ delta ')}) > smallest "
+            f"({doses[0].removeprefix('+ delta ')})",
+            "delta learning (theorem): a larger difference, a larger gain",
+            _diff(doses[-1], doses[0]),
+        )
+    )
+    return out
+
+
+def _curve_claims(result: SeedResult) -> list[Claim]:
+    """PDA's composition curve: each added delta, and all of them against the first."""
     curve = curve_rows(result)
-    for k in range(1, len(curve)):
-        out.append(
-            Claim(
-                f"composition curve: {k + 1} deltas > {k}",
-                "PDA Table 1: 2Δ 78.3 → 3Δ 79.3",
-                _diff(curve[k], curve[k - 1]),
-            )
+    out = [
+        Claim(
+            f"composition curve: {k + 1} deltas > {k}", "PDA Table 1: 2Δ 78.3 → 3Δ 79.3", _diff(curve[k], curve[k - 1])
         )
+        for k in range(1, len(curve))
+    ]
     if len(curve) > 2:
         out.append(
             Claim(
