@@ -603,6 +603,7 @@ def write_report(
     first = results[seeds[0]]
     n_q = {s: len(b) for s, b in first["correct"]["student"].items()} if "student" in first["correct"] else {}
     _, on_select = best_single(first) if _deltas(first) else ("", False)
+    from ..toy.evaluate import GRADED_SAMPLES
     from ..toy.graded import is_graded
 
     graded = any(is_graded(s) for s in n_q)
@@ -621,7 +622,8 @@ def write_report(
         + ", ".join(f"{n} held-out questions of {s}" for s, n in n_q.items())
         + " per seed; "
         + (
-            "greedy answers, partial credit on the graded skills and exact match on the others"
+            f"on the graded skills the expected partial credit of {GRADED_SAMPLES} answers sampled at temperature 1 "
+            "(the same random numbers for every row), greedy exact match on the others"
             if graded
             else "greedy exact match"
         )
@@ -631,9 +633,9 @@ def write_report(
         "",
         "Each claim is a paired difference of the average score (same questions, same world seed; "
         "positive = as the papers claim), its mean over seeds, and a 95% interval from a hierarchical "
-        "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds, "
-        "see `deltahub.stats`). Verdict: **reproduced** = interval above 0, **not resolved** = it "
-        "contains 0, **contradicted** = below 0.",
+        "bootstrap (seeds, then questions within each seed; widened by t/z for the number of seeds and cut "
+        "to the score's range, see `deltahub.stats`). Verdict: **reproduced** = interval above 0, "
+        "**not resolved** = it contains 0, **contradicted** = below 0.",
         "",
         claims_table(claims),
         "",
