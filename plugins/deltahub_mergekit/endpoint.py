@@ -36,10 +36,12 @@ def hub_ids(models: list) -> list[tuple[str, str | None]]:
 
 def configure(ids: list[tuple[str, str | None]]) -> None:
     """Point huggingface_hub at deltahub's endpoint and check that the repo ids are there."""
-    from deltahub.endpoint import connect
+    from deltahub.endpoint import connect, current
     from deltahub.share.hub_errors import hub_errors
 
-    endpoint = connect()  # mergekit's own downloads read the endpoint from huggingface_hub's constants
+    # made once (referenced_models() runs several times per merge); mergekit's own downloads read the
+    # endpoint from huggingface_hub's constants, which connect() sets
+    endpoint = current() or connect()
     import huggingface_hub.constants
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
